@@ -1,0 +1,268 @@
+//! The frame: how one record is laid out on disk, and how to find where the
+//! valid frames in a run of bytes end.
+//!
+//! Everything here works on byte slices and does no I/O, so it can be tested
+//! exhaustively and reused by the log, by recovery, and by later chapters.
+
+// ANCHOR: layout
+/// Bytes in a frame header: a 4-byte length and a 4-byte checksum, both
+/// big-endian (network order, as everything in Kafka's formats).
+///
+/// ```text
+/// +----------------+----------------+----------------------+
+/// | length: u32 BE |  crc: u32 BE   | payload: length bytes |
+/// +----------------+----------------+----------------------+
+///   crc = CRC-32(length bytes ++ payload)
+/// ```
+pub const HEADER_LEN: usize = 8;
+// ANCHOR_END: layout
+
+/// What [`decode`] found at the start of a buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded<'a> {
+    /// A whole frame whose checksum matches.
+    Frame {
+        /// The record's bytes.
+        payload: &'a [u8],
+        /// How many bytes of the buffer the frame took, header included.
+        frame_len: usize,
+    },
+    /// The buffer ends before the frame does: at the end of a log this is a
+    /// write that was torn by a crash (or simply no more data).
+    Incomplete,
+    /// The frame is all there but its checksum does not match its bytes:
+    /// something changed them after they were written.
+    Corrupt {
+        /// The checksum stored in the header.
+        stored: u32,
+        /// The checksum of the bytes actually there.
+        computed: u32,
+    },
+}
+
+/// Why a [`scan`] stopped before the end of its buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Damage {
+    /// The last frame is cut short (a torn write).
+    Incomplete,
+    /// A frame's checksum does not match (damaged bytes).
+    Corrupt,
+}
+
+/// The result of reading a buffer of frames from its start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan {
+    /// The byte position of each valid frame, in order: the index into this
+    /// vector is the record's offset. This is the log's in-memory index.
+    pub positions: Vec<u64>,
+    /// How many bytes from the start hold valid frames.
+    pub valid_len: u64,
+    /// Why the scan stopped before the end of the buffer, if it did.
+    pub damage: Option<Damage>,
+}
+
+// ANCHOR: encode
+/// Appends the frame for `payload` to `out`.
+///
+/// The checksum covers the length field as well as the payload. Without that,
+/// a run of zero bytes (which is what a file system may leave at the end of a
+/// file after a crash) would read as a stream of valid empty records: the
+/// CRC-32 of nothing is 0, and so is a zeroed checksum field.
+///
+/// The caller checks the size first: [`crate::Log`] refuses records over its
+/// configured maximum, which is itself below `u32::MAX`.
+pub fn encode(payload: &[u8], out: &mut Vec<u8>) {
+    let len = u32::try_from(payload.len()).expect("payload size is checked by the caller");
+    let len_bytes = len.to_be_bytes();
+    out.reserve(HEADER_LEN + payload.len());
+    out.extend_from_slice(&len_bytes);
+    out.extend_from_slice(&checksum(len_bytes, payload).to_be_bytes());
+    out.extend_from_slice(payload);
+}
+// ANCHOR_END: encode
+
+/// The CRC-32 (IEEE, as zlib and Ethernet use) of a frame's length and payload.
+fn checksum(len_bytes: [u8; 4], payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&len_bytes);
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+// ANCHOR: decode
+/// Reads the frame at the start of `buf`, checking its checksum.
+pub fn decode(buf: &[u8]) -> Decoded<'_> {
+    // exercise-hole: decode | Read the 4-byte big-endian length and the 4-byte checksum; if the header or the payload runs past the end of `buf` the frame is Incomplete; otherwise compare the stored checksum with `checksum(length bytes, payload)`.
+    let Some((header, rest)) = buf.split_first_chunk::<HEADER_LEN>() else {
+        return Decoded::Incomplete;
+    };
+    let len_bytes = [header[0], header[1], header[2], header[3]];
+    let stored = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    // `usize` is at least 32 bits on every platform this runs on, so the
+    // length always fits; comparing before slicing keeps a damaged length
+    // from reading past the buffer.
+    let len = u32::from_be_bytes(len_bytes) as usize;
+    let Some(payload) = rest.get(..len) else {
+        return Decoded::Incomplete;
+    };
+    let computed = checksum(len_bytes, payload);
+    if computed != stored {
+        return Decoded::Corrupt { stored, computed };
+    }
+    Decoded::Frame {
+        payload,
+        frame_len: HEADER_LEN + len,
+    }
+    // exercise-end
+}
+// ANCHOR_END: decode
+
+// ANCHOR: scan
+/// Walks `buf` frame by frame from its start and reports where the valid
+/// frames end. This is all that recovery is: the first frame that is cut
+/// short or fails its checksum marks the end of the log, and everything from
+/// there on is to be thrown away.
+pub fn scan(buf: &[u8]) -> Scan {
+    // exercise-hole: scan | Loop from position 0: `decode` the rest of the buffer; push the position of each valid Frame and step over it; stop at the end of the buffer, or record Damage::Incomplete / Damage::Corrupt and stop at the first bad frame.
+    let mut positions = Vec::new();
+    let mut pos = 0;
+    let damage = loop {
+        if pos == buf.len() {
+            break None;
+        }
+        match decode(&buf[pos..]) {
+            Decoded::Frame { frame_len, .. } => {
+                positions.push(pos as u64);
+                pos += frame_len;
+            }
+            Decoded::Incomplete => break Some(Damage::Incomplete),
+            Decoded::Corrupt { .. } => break Some(Damage::Corrupt),
+        }
+    };
+    Scan {
+        positions,
+        valid_len: pos as u64,
+        damage,
+    }
+    // exercise-end
+}
+// ANCHOR_END: scan
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode(payload, &mut out);
+        out
+    }
+
+    #[test]
+    fn a_frame_is_header_then_payload() {
+        let bytes = frame(b"hello");
+        assert_eq!(bytes.len(), HEADER_LEN + 5);
+        assert_eq!(&bytes[..4], &5u32.to_be_bytes());
+        assert_eq!(&bytes[HEADER_LEN..], b"hello");
+    }
+
+    #[test]
+    fn decode_returns_the_payload_and_the_frame_length() {
+        let mut bytes = frame(b"hello");
+        bytes.extend_from_slice(b"trailing bytes are not part of the frame");
+        assert_eq!(
+            decode(&bytes),
+            Decoded::Frame {
+                payload: b"hello",
+                frame_len: HEADER_LEN + 5
+            }
+        );
+    }
+
+    #[test]
+    fn an_empty_payload_is_a_valid_record() {
+        let bytes = frame(b"");
+        assert_eq!(
+            decode(&bytes),
+            Decoded::Frame {
+                payload: b"",
+                frame_len: HEADER_LEN
+            }
+        );
+    }
+
+    #[test]
+    fn every_cut_short_frame_is_incomplete() {
+        let bytes = frame(b"hello");
+        for cut in 0..bytes.len() {
+            assert_eq!(decode(&bytes[..cut]), Decoded::Incomplete, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_flipped_payload_bit_is_corrupt() {
+        let mut bytes = frame(b"hello");
+        bytes[HEADER_LEN + 1] ^= 0x01;
+        assert!(matches!(decode(&bytes), Decoded::Corrupt { .. }));
+    }
+
+    #[test]
+    fn zeroed_bytes_are_not_a_frame() {
+        // What a file system may leave after a crash: the file grew, the data
+        // never arrived. With the length inside the checksum this is damage,
+        // not an endless run of empty records.
+        let zeros = [0u8; 64];
+        assert!(matches!(decode(&zeros), Decoded::Corrupt { .. }));
+        let scan = scan(&zeros);
+        assert!(scan.positions.is_empty());
+        assert_eq!(scan.damage, Some(Damage::Corrupt));
+    }
+
+    #[test]
+    fn scan_finds_every_frame_and_where_they_end() {
+        let mut bytes = frame(b"a");
+        bytes.extend(frame(b"bb"));
+        bytes.extend(frame(b""));
+        let result = scan(&bytes);
+        assert_eq!(result.positions, vec![0, 9, 19]);
+        assert_eq!(result.valid_len, bytes.len() as u64);
+        assert_eq!(result.damage, None);
+    }
+
+    #[test]
+    fn scan_stops_at_a_torn_tail() {
+        let mut bytes = frame(b"kept");
+        let kept = bytes.len() as u64;
+        let torn = frame(b"torn");
+        bytes.extend_from_slice(&torn[..torn.len() - 1]);
+        let result = scan(&bytes);
+        assert_eq!(result.positions, vec![0]);
+        assert_eq!(result.valid_len, kept);
+        assert_eq!(result.damage, Some(Damage::Incomplete));
+    }
+
+    #[test]
+    fn scan_stops_at_the_first_corrupt_frame_even_if_later_ones_are_fine() {
+        let mut bytes = frame(b"first");
+        let second_at = bytes.len();
+        bytes.extend(frame(b"second"));
+        bytes.extend(frame(b"third"));
+        bytes[second_at + HEADER_LEN] ^= 0xff;
+        let result = scan(&bytes);
+        assert_eq!(result.positions, vec![0]);
+        assert_eq!(result.valid_len, second_at as u64);
+        assert_eq!(result.damage, Some(Damage::Corrupt));
+    }
+
+    #[test]
+    fn scan_of_nothing_is_an_empty_clean_log() {
+        assert_eq!(
+            scan(&[]),
+            Scan {
+                positions: vec![],
+                valid_len: 0,
+                damage: None
+            }
+        );
+    }
+}

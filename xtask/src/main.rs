@@ -1,0 +1,150 @@
+//! `cargo xtask`: the course's own tooling, in Rust so that it needs nothing
+//! but cargo.
+//!
+//! - `cargo xtask exercises` writes `exercises/` from the chapters;
+//!   `--check` fails when it is out of date, does not compile, or is
+//!   already solved.
+//! - `cargo xtask grade 01` runs an exercise's tests and prints a score per
+//!   test group.
+//! - `cargo xtask demos` reruns every chapter's examples and stores their
+//!   output where the book includes it; `--check` fails when it is stale.
+
+mod cargo;
+mod demos;
+mod exercises;
+mod grade;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Course tooling for Kafka from Scratch.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate `exercises/` from the chapters' marked solution regions.
+    Exercises {
+        /// Write nothing; fail if `exercises/` is out of date, if a skeleton
+        /// does not compile, or if a skeleton's tests all pass.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Run an exercise's tests and print how many pass, per test group.
+    Grade {
+        /// The chapter: its number (`01`, `1`) or its folder name (`01-commit-log`).
+        chapter: String,
+        /// Grade the chapter's own solution instead of the exercise.
+        #[arg(long)]
+        solution: bool,
+        /// Where the exercises are (default: `exercises/` in this repository),
+        /// for grading a learner's copy.
+        #[arg(long, value_name = "DIR")]
+        exercises_dir: Option<PathBuf>,
+    },
+    /// Run every chapter's examples and store their output for the book.
+    Demos {
+        /// Write nothing; fail if the stored output differs from a fresh run.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let root = repo_root();
+    let result = match cli.command {
+        Command::Exercises { check: false } => exercises::write(&root),
+        Command::Exercises { check: true } => exercises::check(&root),
+        Command::Grade {
+            chapter,
+            solution,
+            exercises_dir,
+        } => {
+            let dir = exercises_dir.unwrap_or_else(|| root.join("exercises"));
+            grade::run(&root, &dir, &chapter, solution)
+        }
+        Command::Demos { check } => demos::run(&root, check),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The repository root: xtask lives one folder below it.
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the repository root")
+        .to_path_buf()
+}
+
+/// A chapter crate under `chapters/`.
+#[derive(Debug, Clone)]
+struct Chapter {
+    /// The folder name, e.g. `01-commit-log`.
+    dir_name: String,
+    /// The chapter's folder.
+    path: PathBuf,
+}
+
+impl Chapter {
+    /// The two-digit number, e.g. `01`.
+    fn number(&self) -> &str {
+        self.dir_name.split('-').next().unwrap_or_default()
+    }
+
+    /// The chapter's package name, e.g. `ch01-commit-log`.
+    fn package(&self) -> String {
+        format!("ch{}", self.dir_name)
+    }
+
+    /// The exercise's package name, e.g. `ex01-commit-log`.
+    fn exercise_package(&self) -> String {
+        format!("ex{}", self.dir_name)
+    }
+
+    /// The library's crate name, shared by chapter and exercise: `ch01_commit_log`.
+    fn lib_name(&self) -> String {
+        self.package().replace('-', "_")
+    }
+}
+
+/// Every chapter, in order.
+fn chapters(root: &Path) -> Result<Vec<Chapter>, String> {
+    let dir = root.join("chapters");
+    let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut chapters = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.join("Cargo.toml").is_file() {
+            let dir_name = path.file_name().unwrap().to_string_lossy().into_owned();
+            chapters.push(Chapter { dir_name, path });
+        }
+    }
+    chapters.sort_by(|a, b| a.dir_name.cmp(&b.dir_name));
+    Ok(chapters)
+}
+
+/// The chapter named by `wanted`: `1`, `01` or `01-commit-log`.
+fn find_chapter(root: &Path, wanted: &str) -> Result<Chapter, String> {
+    let all = chapters(root)?;
+    let number = wanted.parse::<u32>().ok().map(|n| format!("{n:02}"));
+    all.iter()
+        .find(|c| c.dir_name == wanted || Some(c.number()) == number.as_deref())
+        .cloned()
+        .ok_or_else(|| {
+            let names: Vec<_> = all.iter().map(|c| c.dir_name.as_str()).collect();
+            format!("no chapter {wanted:?}; there are: {}", names.join(", "))
+        })
+}
