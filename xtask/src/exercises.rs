@@ -259,7 +259,7 @@ fn source_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
         for entry in entries {
             let entry = entry.map_err(|e| e.to_string())?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || name == "target" || name == "proptest-regressions" {
+            if name.starts_with('.') || name == "target" || is_proptest_record(&name) {
                 continue;
             }
             let path = relative.join(&name);
@@ -272,6 +272,13 @@ fn source_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     }
     found.sort();
     Ok(found)
+}
+
+/// proptest's record of failing cases: `proptest-regressions/` folders in
+/// older versions, `<test>.proptest-regressions` files beside the test now.
+/// A chapter's are kept with the chapter; a learner's are the learner's.
+fn is_proptest_record(name: &str) -> bool {
+    name == "proptest-regressions" || name.ends_with(".proptest-regressions")
 }
 
 /// The files under `exercises/` that the generator owns: all but build
