@@ -29,8 +29,10 @@
 //!
 //! The tests are the specification: `tests/log.rs` for the behaviour a user
 //! sees, `tests/properties.rs` for the properties that hold for every input,
-//! and `tests/crash.rs`, which kills a writing process with `SIGKILL` and
-//! checks that every record it synced is still there.
+//! `tests/crash.rs`, which kills a writing process with `SIGKILL` and
+//! checks that every record it synced is still there, and
+//! `tests/write_failure.rs`, which makes a real write fail (`EFBIG`, under
+//! `ulimit -f`) and checks that the log refuses further writes.
 //!
 //! ## How this differs from real Kafka
 //!
