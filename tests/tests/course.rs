@@ -1,9 +1,9 @@
 //! The course's own consistency: the book includes code that exists, and
 //! every chapter has its book page, exercise and benchmark.
 //!
-//! mdBook only warns about a listing whose file or anchor is missing and
-//! renders an empty block, so these tests are what makes a stale listing a
-//! failure.
+//! mdBook only warns about a listing whose file is missing, and renders a
+//! listing whose anchor is missing as an empty block without a word, so
+//! these tests are what makes a stale listing a failure.
 
 use std::fs;
 use std::path::{Path, PathBuf};

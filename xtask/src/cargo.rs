@@ -52,8 +52,12 @@ pub(crate) struct Group {
 pub(crate) fn parse_test_output(output: &str) -> Vec<Group> {
     let mut groups = Vec::new();
     let mut current: Option<Group> = None;
-    for line in output.lines() {
-        let line = line.trim();
+    for raw in output.lines() {
+        // cargo indents its own lines ("     Running ..."); libtest prints
+        // its results at column 0. A test's captured output (a child
+        // process's summary quoted in a panic message, say) is only read
+        // as results if it is at column 0 too, so tests indent what they quote.
+        let line = raw.trim();
         if let Some(rest) = line.strip_prefix("Running ") {
             // `Running unittests src/lib.rs (target/...)` or `Running tests/log.rs (target/...)`
             let target = rest.split(" (").next().unwrap_or(rest);
@@ -70,14 +74,14 @@ pub(crate) fn parse_test_output(output: &str) -> Vec<Group> {
                 name: "doc tests".into(),
                 ..Group::default()
             });
-        } else if let Some(name) = line
+        } else if let Some(name) = raw
             .strip_prefix("test ")
             .and_then(|l| l.strip_suffix(" ... FAILED"))
         {
             if let Some(group) = current.as_mut() {
                 group.failures.push(name.to_string());
             }
-        } else if let Some(summary) = line.strip_prefix("test result: ")
+        } else if let Some(summary) = raw.strip_prefix("test result: ")
             && let Some(mut group) = current.take()
         {
             group.passed = count(summary, "passed");
@@ -155,6 +159,18 @@ test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; 
             groups[2].failures,
             vec!["chapters/01-commit-log/src/lib.rs - (line 9)"]
         );
+    }
+
+    #[test]
+    fn indented_lines_are_a_tests_output_not_results() {
+        let output = "     Running tests/a.rs (x)\n\
+                      ---- parent stdout ----\n    | test child ... FAILED\n    | test result: FAILED. 0 passed; 1 failed\n\
+                      test parent ... ok\n\
+                      test result: ok. 1 passed; 0 failed; 0 ignored\n";
+        let groups = parse_test_output(output);
+        assert_eq!(groups.len(), 1);
+        assert_eq!((groups[0].passed, groups[0].failed), (1, 0));
+        assert!(groups[0].failures.is_empty());
     }
 
     #[test]

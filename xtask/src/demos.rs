@@ -11,7 +11,9 @@ use crate::chapters;
 /// `book/src/demos/<chapter>-<example>.txt`, or with `check` compares.
 pub(crate) fn run(root: &Path, check: bool) -> Result<(), String> {
     let out_dir = root.join("book/src/demos");
-    fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
+    if !check {
+        fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
+    }
     let mut stale = Vec::new();
     for chapter in chapters(root)? {
         let Ok(entries) = fs::read_dir(chapter.path.join("examples")) else {

@@ -42,8 +42,24 @@ struct Hole {
 type Files = BTreeMap<PathBuf, Vec<u8>>;
 
 /// Writes `exercises/` afresh, removing files the generator no longer makes.
-pub(crate) fn write(root: &Path) -> Result<(), String> {
+/// Refuses, unless `force`, when `exercises/` has uncommitted changes: they
+/// may be a learner's work, which regenerating would destroy.
+pub(crate) fn write(root: &Path, force: bool) -> Result<(), String> {
     let dir = root.join("exercises");
+    if !force {
+        let status = std::process::Command::new("git")
+            .args(["status", "--porcelain", "--", "exercises"])
+            .current_dir(root)
+            .output()
+            .map_err(|e| format!("git status: {e}"))?;
+        let changes = String::from_utf8_lossy(&status.stdout);
+        if !changes.trim().is_empty() {
+            return Err(format!(
+                "exercises/ has uncommitted changes (a learner's work?); commit or stash them, \
+                 or pass --force to overwrite them:\n{changes}"
+            ));
+        }
+    }
     let files = generate(root)?;
     for stale in on_disk(&dir)?.difference(&files.keys().cloned().collect()) {
         fs::remove_file(dir.join(stale)).map_err(|e| format!("{}: {e}", stale.display()))?;
@@ -169,6 +185,14 @@ fn generate_chapter(chapter: &Chapter, files: &mut Files) -> Result<Vec<Hole>, S
             let text = String::from_utf8(bytes).map_err(|_| format!("{name}: not UTF-8"))?;
             let (cut, found) = cut_holes(&text, &name)
                 .map_err(|e| format!("chapters/{}/{e}", chapter.dir_name))?;
+            for hole in &found {
+                if let Some(earlier) = holes.iter().find(|h: &&Hole| h.id == hole.id) {
+                    return Err(format!(
+                        "chapters/{}: two holes named `{}`, in {} and {}",
+                        chapter.dir_name, hole.id, earlier.file, hole.file
+                    ));
+                }
+            }
             holes.extend(found);
             cut.into_bytes()
         } else {

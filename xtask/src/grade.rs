@@ -34,7 +34,7 @@ pub(crate) fn run(
         )
     };
     println!("grading the {what} of chapter {}...", chapter.dir_name);
-    let (_, output) = run_captured(cargo(
+    let (succeeded, output) = run_captured(cargo(
         root,
         &manifest,
         &["test", "--no-fail-fast", "--package", &package],
@@ -67,10 +67,16 @@ pub(crate) fn run(
         total,
         passed * 100 / total
     );
-    if passed == total {
+    if passed < total {
+        Err(format!("{} of {total} tests still fail", total - passed))
+    } else if !succeeded {
+        // Every result that was printed passed, yet cargo failed: a test
+        // binary crashed (a stack overflow, an abort) before reporting.
+        Err(format!(
+            "cargo test failed although no test reported a failure:\n{output}"
+        ))
+    } else {
         println!("every test passes: chapter {} is done", chapter.dir_name);
         Ok(())
-    } else {
-        Err(format!("{} of {total} tests still fail", total - passed))
     }
 }

@@ -31,10 +31,16 @@ struct Cli {
 enum Command {
     /// Generate `exercises/` from the chapters' marked solution regions.
     Exercises {
-        /// Write nothing; fail if `exercises/` is out of date, if a skeleton
-        /// does not compile, or if a skeleton's tests all pass.
+        /// Change nothing under version control; fail if `exercises/` is
+        /// out of date, if a skeleton does not compile, or if a skeleton's
+        /// tests all pass. (It refreshes `exercises/Cargo.lock`, which is
+        /// not committed, from the root's.)
         #[arg(long)]
         check: bool,
+        /// Overwrite `exercises/` even if it has uncommitted changes (a
+        /// learner's work, say).
+        #[arg(long, conflicts_with = "check")]
+        force: bool,
     },
     /// Run an exercise's tests and print how many pass, per test group.
     Grade {
@@ -60,8 +66,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let root = repo_root();
     let result = match cli.command {
-        Command::Exercises { check: false } => exercises::write(&root),
-        Command::Exercises { check: true } => exercises::check(&root),
+        Command::Exercises {
+            check: false,
+            force,
+        } => exercises::write(&root, force),
+        Command::Exercises { check: true, .. } => exercises::check(&root),
         Command::Grade {
             chapter,
             solution,

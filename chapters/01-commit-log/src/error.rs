@@ -47,6 +47,15 @@ pub enum LogError {
         path: PathBuf,
     },
 
+    /// Another `Log` (in this process or another) has the file open. Two
+    /// writers would each append at what they think is the end, and each
+    /// index would point at the other's records.
+    #[error("{path} is already open in another Log")]
+    Locked {
+        /// The log file.
+        path: PathBuf,
+    },
+
     /// The operating system refused a read, write or sync.
     #[error("I/O error on {path}: {source}")]
     Io {

@@ -41,6 +41,11 @@ pub enum Decoded<'a> {
 }
 
 /// Why a [`scan`] stopped before the end of its buffer.
+///
+/// This says what the bytes look like, not what happened to them: a torn
+/// write leaves an incomplete frame, but so does a flipped bit that makes a
+/// length point past the end of the file; and the zeroed tail a file system
+/// may leave after a crash fails its checksum, as damage does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Damage {
     /// The last frame is cut short (a torn write).
@@ -69,8 +74,11 @@ pub struct Scan {
 /// file after a crash) would read as a stream of valid empty records: the
 /// CRC-32 of nothing is 0, and so is a zeroed checksum field.
 ///
-/// The caller checks the size first: [`crate::Log`] refuses records over its
-/// configured maximum, which is itself below `u32::MAX`.
+/// # Panics
+///
+/// If `payload` is 4 GiB or more, which a 4-byte length cannot describe.
+/// [`crate::Log::append`] never gets here with such a payload: it refuses
+/// records over its configured maximum, itself a `u32`.
 pub fn encode(payload: &[u8], out: &mut Vec<u8>) {
     let len = u32::try_from(payload.len()).expect("payload size is checked by the caller");
     let len_bytes = len.to_be_bytes();

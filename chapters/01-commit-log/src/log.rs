@@ -2,7 +2,7 @@
 //! the write buffer in front of the file.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -75,7 +75,7 @@ impl fmt::Display for Recovery {
             None => write!(f, ", nothing to repair"),
             Some(damage) => {
                 let why = match damage {
-                    Damage::Incomplete => "an incomplete frame (a torn write)",
+                    Damage::Incomplete => "an incomplete frame (as a torn write leaves)",
                     Damage::Corrupt => "a frame whose checksum does not match",
                 };
                 write!(f, "; cut off {} bytes after {why}", self.truncated_bytes)
@@ -126,22 +126,26 @@ impl Log {
             .create(true)
             .open(&path)
             .map_err(io_err)?;
+        // One writer per file: the lock is the operating system's, so it is
+        // released even if the process is killed.
+        file.try_lock().map_err(|e| match e {
+            TryLockError::WouldBlock => LogError::Locked { path: path.clone() },
+            TryLockError::Error(source) => io_err(source),
+        })?;
         if !existed {
             // A new file is only durable once the directory entry naming it
             // is on disk too, which takes a sync of the directory.
             sync_parent_dir(&path)?;
         }
 
+        // The whole file goes into memory for the scan: simple, and fine
+        // for a teaching log. Chapter 2 scans a chunk at a time, and only
+        // the segments written since the last recovery point.
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io_err)?;
         let scan = frame::scan(&bytes);
-        let truncated_bytes = bytes.len() as u64 - scan.valid_len;
-        if truncated_bytes > 0 {
-            // Cut the damage off and make the cut durable before accepting
-            // new appends, so they can never land after garbage.
-            file.set_len(scan.valid_len).map_err(io_err)?;
-            file.sync_all().map_err(io_err)?;
-        }
+        let truncated_bytes =
+            cut_damaged_tail(&file, bytes.len() as u64, scan.valid_len).map_err(io_err)?;
 
         let recovery = Recovery {
             records: scan.positions.len() as u64,
@@ -193,7 +197,16 @@ impl Log {
     pub fn read(&self, offset: u64) -> Result<Vec<u8>> {
         let (start, end) = self.frame_range(offset)?;
         let bytes = self.read_range(start, end)?;
-        let (payload, _) = payload_of(offset, &bytes)?;
+        let (payload, frame_len) = payload_of(offset, &bytes)?;
+        if frame_len != bytes.len() {
+            return Err(LogError::Corrupt {
+                offset,
+                detail: format!(
+                    "the frame is {frame_len} bytes, the index says {}",
+                    bytes.len()
+                ),
+            });
+        }
         Ok(payload.to_vec())
     }
     // ANCHOR_END: read
@@ -239,6 +252,7 @@ impl Log {
     /// operating system may still hold them only in its page cache.
     pub fn flush(&mut self) -> Result<()> {
         self.check_not_failed()?;
+        // exercise-hole: flush | Write all of `self.pending` to `self.file` (it is in append mode); on an error return `self.fail(error)`, since some bytes may be in the file and some not. On success add the pending length to `written_len` and clear the buffer.
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -250,6 +264,7 @@ impl Log {
         self.written_len += self.pending.len() as u64;
         self.pending.clear();
         Ok(())
+        // exercise-end
     }
 
     /// Flushes, then waits until the operating system reports the records
@@ -278,6 +293,12 @@ impl Log {
             .positions
             .get(index)
             .ok_or_else(|| self.out_of_range(offset))?;
+        if self.failed && start >= self.written_len {
+            // Appended, but the write that was to carry it failed.
+            return Err(LogError::Failed {
+                path: self.path.clone(),
+            });
+        }
         let end = self
             .positions
             .get(index + 1)
@@ -372,18 +393,18 @@ pub struct Iter<'a> {
 const READ_AHEAD: u64 = 64 * 1024;
 
 impl Iter<'_> {
-    /// Reads the frames from `self.next` up to about [`READ_AHEAD`] bytes.
+    /// Reads the whole frames from `self.next` that fit in [`READ_AHEAD`]
+    /// bytes (at least one frame, however big).
     fn refill(&mut self) -> Result<()> {
         let (start, _) = self.log.frame_range(self.next)?;
-        let positions = &self.log.positions[self.next as usize..self.end as usize];
-        // The first frame that starts beyond the read-ahead window ends the
-        // chunk; the chunk always holds at least the frame of `next`.
-        let frames = positions
-            .iter()
-            .skip(1)
-            .position(|&p| p - start > READ_AHEAD)
-            .map_or(positions.len(), |n| n + 1);
-        let last = self.next + frames as u64 - 1;
+        let mut last = self.next;
+        while last + 1 < self.end {
+            let (_, next_end) = self.log.frame_range(last + 1)?;
+            if next_end - start > READ_AHEAD {
+                break;
+            }
+            last += 1;
+        }
         let (_, end) = self.log.frame_range(last)?;
         self.chunk = self.log.read_range(start, end)?;
         self.chunk_pos = 0;
@@ -435,6 +456,22 @@ fn payload_of(offset: u64, bytes: &[u8]) -> Result<(&[u8], usize)> {
     };
     Err(LogError::Corrupt { offset, detail })
 }
+
+// ANCHOR: cut
+/// Cuts `file` (of `file_len` bytes) back to `valid_len`, the end of its
+/// last valid frame, and returns how many bytes were cut off. The cut is
+/// synced before anything else happens, so that new appends can never land
+/// after garbage.
+fn cut_damaged_tail(file: &File, file_len: u64, valid_len: u64) -> io::Result<u64> {
+    // exercise-hole: cut | If the file is longer than `valid_len`, `set_len` it to `valid_len` and `sync_all` the file (a cut that is not on disk could come back after a crash). Return the number of bytes cut (0 when there was nothing to cut).
+    if file_len > valid_len {
+        file.set_len(valid_len)?;
+        file.sync_all()?;
+    }
+    Ok(file_len - valid_len)
+    // exercise-end
+}
+// ANCHOR_END: cut
 
 /// Syncs the directory holding `path`, so that a newly created file's name
 /// is on disk as well as its contents.

@@ -172,6 +172,49 @@ fn iterating_crosses_read_ahead_chunks() {
 }
 
 #[test]
+fn iterating_returns_records_bigger_than_the_read_ahead() {
+    // Frames of every size around the 64 KiB read-ahead: chunks of many
+    // small frames, and frames bigger than a whole chunk.
+    let (_dir, path) = log_path();
+    let mut log = open(&path);
+    let sizes = [
+        10,
+        70_000,
+        5,
+        65_536 - 8,
+        65_536,
+        3,
+        200_000,
+        1,
+        64 * 1024 - 9,
+    ];
+    for (i, &size) in sizes.iter().enumerate() {
+        log.append(&vec![i as u8; size]).unwrap();
+        if i % 3 == 0 {
+            log.flush().unwrap();
+        }
+    }
+    for from in 0..sizes.len() as u64 {
+        let records: Vec<Record> = log.iter_from(from).unwrap().map(Result::unwrap).collect();
+        assert_eq!(records.len(), sizes.len() - from as usize);
+        for record in records {
+            let i = record.offset as usize;
+            assert_eq!(record.payload, vec![i as u8; sizes[i]]);
+        }
+    }
+}
+
+#[test]
+fn a_second_log_on_the_same_file_is_refused_until_the_first_is_dropped() {
+    let (_dir, path) = log_path();
+    let first = open(&path);
+    let err = Log::open(&path, Config::default()).unwrap_err();
+    assert!(matches!(err, LogError::Locked { .. }), "{err}");
+    drop(first);
+    open(&path);
+}
+
+#[test]
 fn reading_past_the_end_is_out_of_range() {
     let (_dir, path) = log_path();
     let mut log = open(&path);

@@ -24,7 +24,8 @@
 //!   and the scan that finds where valid frames end. Pure functions over
 //!   byte slices, no I/O: this is the part to read first.
 //! - [`log`]: [`Log`], the file, the in-memory index from offset to byte
-//!   position, the write buffer, and the `flush` / `sync` steps.
+//!   position, the write buffer, and the `flush` / `sync` steps. Opening
+//!   reads the whole file into memory to scan it (chapter 2 scans in chunks).
 //! - [`error`]: [`LogError`], one variant per thing that can go wrong.
 //!
 //! The tests are the specification: `tests/log.rs` for the behaviour a user
@@ -54,9 +55,16 @@
 //!   so a log can start at any offset after old segments are deleted.
 //! - **Durability is the caller's call.** [`Log::flush`] hands data to the
 //!   operating system, [`Log::sync`] waits for the disk. Kafka by default
-//!   never calls `fsync` itself (`log.flush.interval.messages` and
-//!   `log.flush.interval.ms` are unset) and relies on replication instead
-//!   (chapter 6).
+//!   does not `fsync` per write (`log.flush.interval.messages` defaults to
+//!   `Long.MAX_VALUE`): it syncs a segment when it rolls and at shutdown,
+//!   and relies on replication (chapter 6) for the rest.
+//! - **What the tests cannot see.** The crash test kills the process, and a
+//!   killed process's writes are still in the operating system's page
+//!   cache; so it proves that `sync` hands everything to the operating
+//!   system, not that the `fsync` calls are there. Testing that takes a
+//!   file system that can forget unsynced writes (LazyFS, `dm-flakey`).
+//! - **One writer per file**, enforced with an operating system lock
+//!   (`flock`); Kafka locks each log directory with a `.lock` file.
 //! - **Recovery truncates at the first bad frame.** A flipped bit in the
 //!   middle of the file loses every record after it, valid or not, because
 //!   nothing after a bad length can be trusted to be a frame boundary. Kafka

@@ -35,7 +35,8 @@ fn record(offset: u64) -> Vec<u8> {
 #[test]
 #[ignore = "the child process of `records_synced_before_sigkill_survive`"]
 fn crash_child() {
-    let path = env::var(LOG_ENV).expect("started by the crash test");
+    let path = env::var(LOG_ENV)
+        .expect("this is a child process; run `records_synced_before_sigkill_survive`");
     let (mut log, _) = Log::open(&path, Config::default()).unwrap();
     let mut stdout = std::io::stdout().lock();
     let mut rng = fastrand::Rng::new();

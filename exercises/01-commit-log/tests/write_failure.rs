@@ -22,7 +22,9 @@ const RECORD: usize = 2000;
 #[test]
 #[ignore = "the child process of `a_failed_write_poisons_the_log_until_it_is_reopened`"]
 fn write_failure_child() {
-    let path = env::var(LOG_ENV).expect("started by the write failure test");
+    let path = env::var(LOG_ENV).expect(
+        "this is a child process; run `a_failed_write_poisons_the_log_until_it_is_reopened`",
+    );
     let (mut log, _) = Log::open(&path, Config::default()).unwrap();
     log.append(b"fits").unwrap();
     log.sync().unwrap();
@@ -34,8 +36,10 @@ fn write_failure_child() {
     for result in [log.append(b"more").map(drop), log.flush(), log.sync()] {
         assert!(matches!(result, Err(LogError::Failed { .. })), "{result:?}");
     }
-    // ...but what was synced can still be read.
+    // ...what was synced can still be read, but not the record whose
+    // write failed.
     assert_eq!(log.read(0).unwrap(), b"fits");
+    assert!(matches!(log.read(1), Err(LogError::Failed { .. })));
     println!("child: poisoned as expected");
 }
 
@@ -54,10 +58,14 @@ fn a_failed_write_poisons_the_log_until_it_is_reopened() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
+    // The child's output is indented so that its own test summary is not
+    // mistaken for this test's by tools that read `cargo test`'s output.
+    let indent = |text: &[u8]| String::from_utf8_lossy(text).replace('\n', "\n    | ");
     assert!(
         output.status.success() && stdout.contains("child: poisoned as expected"),
-        "the child failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+        "the child failed:\n    | {}\n    | {}",
+        indent(&output.stdout),
+        indent(&output.stderr)
     );
 
     // The failed write may have left part of the big frame in the file (a
