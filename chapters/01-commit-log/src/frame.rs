@@ -80,12 +80,33 @@ pub struct Scan {
 /// [`crate::Log::append`] never gets here with such a payload: it refuses
 /// records over its configured maximum, itself a `u32`.
 pub fn encode(payload: &[u8], out: &mut Vec<u8>) {
+    out.reserve(HEADER_LEN + payload.len());
+    out.extend_from_slice(&header(payload));
+    out.extend_from_slice(payload);
+}
+
+/// The header of the frame for `payload`: its length and checksum. A frame
+/// is this header followed by the payload, so a writer that already holds
+/// the payload can send both with one vectored write instead of copying the
+/// payload behind the header (chapter 2 does, for whole batches).
+///
+/// # Panics
+///
+/// As [`encode`], if `payload` is 4 GiB or more.
+pub fn header(payload: &[u8]) -> [u8; HEADER_LEN] {
     let len = u32::try_from(payload.len()).expect("payload size is checked by the caller");
     let len_bytes = len.to_be_bytes();
-    out.reserve(HEADER_LEN + payload.len());
-    out.extend_from_slice(&len_bytes);
-    out.extend_from_slice(&checksum(len_bytes, payload).to_be_bytes());
-    out.extend_from_slice(payload);
+    let crc = checksum(len_bytes, payload).to_be_bytes();
+    [
+        len_bytes[0],
+        len_bytes[1],
+        len_bytes[2],
+        len_bytes[3],
+        crc[0],
+        crc[1],
+        crc[2],
+        crc[3],
+    ]
 }
 // ANCHOR_END: encode
 
