@@ -2,7 +2,9 @@
 //!
 //! - appending batches of 1, 100 and 1000 records of 100 bytes and 1 KiB
 //!   (`Log::append_batch`, as a broker receives them: checked, framed,
-//!   written), against plain buffered writes of the same frame bytes;
+//!   written), against plain buffered writes of the same frame bytes, and
+//!   against those writes plus the checksum computed on the spot (the floor
+//!   for any log that checksums what it stores);
 //! - reading a random offset through the sparse index, against finding it
 //!   by a linear scan of the same log (the index turned off);
 //! - opening a large log (eight sealed segments of 128 MiB and an active one
@@ -96,6 +98,29 @@ fn append(c: &mut Criterion) {
                             )
                         },
                         |file, frame| file.write_all(frame).unwrap(),
+                        |file| file.flush().unwrap(),
+                    )
+                })
+            });
+            // The floor for any log that checksums what it stores: the same
+            // writes, plus the CRC of each batch computed on the spot.
+            group.bench_function(BenchmarkId::new("checksum_write", &id), |b| {
+                b.iter_custom(|iters| {
+                    let dir = tmp();
+                    time_batches(
+                        iters,
+                        &bytes,
+                        || {
+                            BufWriter::with_capacity(
+                                64 * 1024,
+                                File::create(dir.path().join("checksummed")).unwrap(),
+                            )
+                        },
+                        |file, batch| {
+                            file.write_all(&ch01_commit_log::frame::header(batch))
+                                .unwrap();
+                            file.write_all(batch).unwrap();
+                        },
                         |file| file.flush().unwrap(),
                     )
                 })
