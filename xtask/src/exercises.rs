@@ -213,9 +213,25 @@ fn cut_holes(source: &str, file: &str) -> Result<(String, Vec<Hole>), String> {
     let mut out = String::with_capacity(source.len());
     let mut holes: Vec<Hole> = Vec::new();
     let mut open: Option<usize> = None;
+    // The line of the last `// exercise-end`, until the line after it is seen.
+    let mut just_closed: Option<usize> = None;
     for (index, line) in source.lines().enumerate() {
         let number = index + 1;
         let trimmed = line.trim_start();
+        if let Some(end) = just_closed
+            && !trimmed.is_empty()
+            && !is_anchor(trimmed)
+        {
+            // `todo!()` has type `!` only as a block's last expression; code
+            // after it would not compile (or would never run).
+            if !trimmed.starts_with('}') {
+                return Err(format!(
+                    "{file}:{end}: a hole must be the rest of its block, but line {number} follows it; \
+                     move the region into a function of its own"
+                ));
+            }
+            just_closed = None;
+        }
         if let Some(rest) = trimmed.strip_prefix(HOLE) {
             if let Some(at) = open {
                 return Err(format!(
@@ -246,6 +262,7 @@ fn cut_holes(source: &str, file: &str) -> Result<(String, Vec<Hole>), String> {
             if open.take().is_none() {
                 return Err(format!("{file}:{number}: `{END}` without a hole"));
             }
+            just_closed = Some(number);
         } else if open.is_none() && !is_anchor(trimmed) {
             out.push_str(line);
             out.push('\n');
@@ -562,10 +579,16 @@ fn f() -> u32 {
                 .unwrap_err()
                 .contains("inside the hole")
         );
+        let not_the_end = "fn f() {\n// exercise-hole: a | h\nx();\n// exercise-end\n\ny();\n}\n";
+        assert_eq!(
+            cut_holes(not_the_end, "f.rs").unwrap_err(),
+            "f.rs:4: a hole must be the rest of its block, but line 6 follows it; \
+             move the region into a function of its own"
+        );
         let no_hint = "// exercise-hole: a\n// exercise-end\n";
         assert!(cut_holes(no_hint, "f.rs").is_err());
-        let twice =
-            "// exercise-hole: a | h\n// exercise-end\n// exercise-hole: a | h\n// exercise-end\n";
+        let twice = "fn a() {\n// exercise-hole: a | h\n// exercise-end\n}\n\
+                     fn b() {\n// exercise-hole: a | h\n// exercise-end\n}\n";
         assert!(
             cut_holes(twice, "f.rs")
                 .unwrap_err()

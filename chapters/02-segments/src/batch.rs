@@ -92,6 +92,21 @@ impl Record {
             headers: Vec::new(),
         }
     }
+
+    /// This record, with `key` as its key.
+    pub fn with_key(mut self, key: impl Into<Vec<u8>>) -> Record {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// This record, with one more header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Record {
+        self.headers.push(Header {
+            name: name.into(),
+            value: value.into(),
+        });
+        self
+    }
 }
 
 /// Why bytes are not a valid batch.
@@ -154,8 +169,9 @@ pub fn encode(records: &[Record]) -> Result<Vec<u8>, BatchError> {
 }
 // ANCHOR_END: encode
 
-/// The encoded size of one record.
-fn encoded_len(record: &Record) -> usize {
+/// The encoded size of one record in a batch (chapter 3's accumulator
+/// fills batches up to a size with it).
+pub fn encoded_len(record: &Record) -> usize {
     let headers: usize = record
         .headers
         .iter()
