@@ -15,7 +15,7 @@ fn main() {
     let Cli {} = Cli::parse();
     println!(
         "kfs {}: there is no broker to run yet; it arrives with chapter 4.\n\
-         Try the newest chapter's demo: cargo run -p ch03-partitions --example tour",
+         Try the newest chapter's demo: cargo run -p ch04-network --example tour",
         env!("CARGO_PKG_VERSION")
     );
 }

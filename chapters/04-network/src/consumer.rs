@@ -1,0 +1,298 @@
+//! [`Consumer`]: reads assigned partitions at its own pace. It pulls: each
+//! `poll` sends one fetch for all its partitions from the positions it
+//! keeps, and the broker holds the fetch until there is data or the wait
+//! is over (long polling). Chapter 5 adds groups and committed offsets.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ch02_segments::{Record, batch};
+use tokio::time::Instant;
+
+use crate::client::{Client, check};
+use crate::error::{ClientError, ErrorCode};
+use crate::protocol::{
+    ApiKey, EARLIEST, FetchPartition, FetchRequest, FetchResponse, LATEST, ListOffsetsRequest,
+    ListOffsetsResponse, MetadataRequest, MetadataResponse,
+};
+
+/// Where to start when there is no position, or it is out of range
+/// (`auto.offset.reset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetReset {
+    /// The first offset still stored.
+    Earliest,
+    /// The offset the next record will get (Kafka's default).
+    Latest,
+    /// Neither: `poll` returns `OFFSET_OUT_OF_RANGE`.
+    None,
+}
+
+/// How a consumer behaves, by Kafka's names.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// `auto.offset.reset`.
+    pub auto_offset_reset: OffsetReset,
+    /// `fetch.min.bytes`: the broker answers once it has this many bytes.
+    pub fetch_min_bytes: u32,
+    /// `fetch.max.wait.ms`: or once it has waited this long.
+    pub fetch_max_wait: Duration,
+    /// `fetch.max.bytes`: at most about this much per fetch.
+    pub fetch_max_bytes: u32,
+    /// `max.partition.fetch.bytes`: at most about this much per partition.
+    pub max_partition_fetch_bytes: u32,
+    /// `request.timeout.ms`.
+    pub request_timeout: Duration,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            auto_offset_reset: OffsetReset::Latest,
+            fetch_min_bytes: 1,
+            fetch_max_wait: Duration::from_millis(500),
+            fetch_max_bytes: 50 * 1024 * 1024,
+            max_partition_fetch_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Where [`Consumer::seek`] moves a position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeekTo {
+    /// The first offset still stored.
+    Beginning,
+    /// The log end: only records produced from now on.
+    End,
+    /// This offset.
+    Offset(u64),
+    /// The first record at or after this timestamp (ms), or the end.
+    Timestamp(i64),
+}
+
+/// A record, with where it was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    /// Its topic.
+    pub topic: String,
+    /// Its partition.
+    pub partition: u32,
+    /// Its offset.
+    pub offset: u64,
+    /// The record.
+    pub record: Record,
+}
+
+/// A consumer of assigned partitions.
+pub struct Consumer {
+    client: Client,
+    config: ConsumerConfig,
+    /// Each assigned partition's next offset to read; `None` until known.
+    positions: BTreeMap<(String, u32), Option<u64>>,
+}
+
+impl Consumer {
+    /// Connects to the broker at `bootstrap` (`host:port`).
+    pub async fn connect(bootstrap: &str, config: ConsumerConfig) -> Result<Consumer, ClientError> {
+        let client = Client::connect(bootstrap, config.request_timeout).await?;
+        Ok(Consumer {
+            client,
+            config,
+            positions: BTreeMap::new(),
+        })
+    }
+
+    /// The number of partitions of `topic`.
+    pub async fn partitions_for(&self, topic: &str) -> Result<u32, ClientError> {
+        let request = MetadataRequest {
+            topics: Some(vec![topic.to_string()]),
+        };
+        let response: MetadataResponse = self.client.call(ApiKey::Metadata, &request).await?;
+        let t = response
+            .topics
+            .into_iter()
+            .next()
+            .ok_or_else(|| ClientError::Protocol("metadata without the topic".into()))?;
+        check(t.error, || format!("topic {topic:?}"))?;
+        Ok(t.partitions.len() as u32)
+    }
+
+    /// Reads exactly these partitions from now on. Positions of partitions
+    /// kept are kept; new ones start per `auto.offset.reset` unless sought.
+    pub fn assign(&mut self, partitions: impl IntoIterator<Item = (String, u32)>) {
+        let old = std::mem::take(&mut self.positions);
+        for tp in partitions {
+            let position = old.get(&tp).copied().flatten();
+            self.positions.insert(tp, position);
+        }
+    }
+
+    /// The assigned partitions.
+    pub fn assignment(&self) -> Vec<(String, u32)> {
+        self.positions.keys().cloned().collect()
+    }
+
+    /// The next offset `poll` will return for a partition, if known.
+    pub fn position(&self, topic: &str, partition: u32) -> Option<u64> {
+        self.positions
+            .get(&(topic.to_string(), partition))
+            .copied()
+            .flatten()
+    }
+
+    /// Moves an assigned partition's position.
+    pub async fn seek(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        to: SeekTo,
+    ) -> Result<(), ClientError> {
+        let tp = (topic.to_string(), partition);
+        if !self.positions.contains_key(&tp) {
+            return Err(ClientError::Broker {
+                code: ErrorCode::UnknownTopicOrPartition,
+                message: format!("{topic}-{partition} is not assigned to this consumer"),
+            });
+        }
+        let offset = match to {
+            SeekTo::Offset(offset) => offset,
+            SeekTo::Beginning => self.list_offset(topic, partition, EARLIEST).await?,
+            SeekTo::End => self.list_offset(topic, partition, LATEST).await?,
+            SeekTo::Timestamp(ts) => match self.lookup(topic, partition, ts).await? {
+                Some(offset) => offset,
+                None => self.list_offset(topic, partition, LATEST).await?,
+            },
+        };
+        self.positions.insert(tp, Some(offset));
+        Ok(())
+    }
+
+    async fn list_offset(&self, topic: &str, partition: u32, at: i64) -> Result<u64, ClientError> {
+        self.lookup(topic, partition, at)
+            .await?
+            .ok_or_else(|| ClientError::Protocol("no offset for the earliest or latest".into()))
+    }
+
+    async fn lookup(
+        &self,
+        topic: &str,
+        partition: u32,
+        at: i64,
+    ) -> Result<Option<u64>, ClientError> {
+        let request = ListOffsetsRequest {
+            partitions: vec![(topic.to_string(), partition, at)],
+        };
+        let response: ListOffsetsResponse = self.client.call(ApiKey::ListOffsets, &request).await?;
+        let (_, _, error, offset) = response
+            .partitions
+            .into_iter()
+            .next()
+            .ok_or_else(|| ClientError::Protocol("an empty ListOffsets response".into()))?;
+        check(error, || format!("{topic}-{partition}"))?;
+        Ok(offset)
+    }
+
+    /// Resets a position per `auto.offset.reset`.
+    async fn reset(&mut self, topic: &str, partition: u32) -> Result<(), ClientError> {
+        let to = match self.config.auto_offset_reset {
+            OffsetReset::Earliest => SeekTo::Beginning,
+            OffsetReset::Latest => SeekTo::End,
+            OffsetReset::None => {
+                return Err(ClientError::Broker {
+                    code: ErrorCode::OffsetOutOfRange,
+                    message: format!(
+                        "{topic}-{partition} has no valid position and auto.offset.reset is none"
+                    ),
+                });
+            }
+        };
+        self.seek(topic, partition, to).await
+    }
+
+    // ANCHOR: poll
+    /// Returns the records that are there, waiting up to `timeout` for some
+    /// to arrive; an empty vector if none did.
+    pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ClientError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let unknown: Vec<(String, u32)> = self
+                .positions
+                .iter()
+                .filter(|(_, p)| p.is_none())
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            for (topic, partition) in unknown {
+                self.reset(&topic, partition).await?;
+            }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let request = FetchRequest {
+                max_wait_ms: wait.min(self.config.fetch_max_wait).as_millis() as u32,
+                min_bytes: self.config.fetch_min_bytes,
+                max_bytes: self.config.fetch_max_bytes,
+                partitions: self
+                    .positions
+                    .iter()
+                    .map(|((topic, partition), position)| FetchPartition {
+                        topic: topic.clone(),
+                        partition: *partition,
+                        offset: position.unwrap_or(0) as i64,
+                        max_bytes: self.config.max_partition_fetch_bytes,
+                    })
+                    .collect(),
+            };
+            let response: FetchResponse = self.client.call(ApiKey::Fetch, &request).await?;
+            let records = self.take_records(response).await?;
+            if !records.is_empty() || Instant::now() >= deadline {
+                return Ok(records);
+            }
+        }
+    }
+    // ANCHOR_END: poll
+
+    /// Decodes a fetch's batches into records from each position on, and
+    /// moves the positions past them.
+    async fn take_records(
+        &mut self,
+        response: FetchResponse,
+    ) -> Result<Vec<ConsumerRecord>, ClientError> {
+        let mut records = Vec::new();
+        for p in response.partitions {
+            match p.error {
+                ErrorCode::None => {}
+                ErrorCode::OffsetOutOfRange => {
+                    self.reset(&p.topic, p.partition).await?;
+                    continue;
+                }
+                code => {
+                    return Err(ClientError::Broker {
+                        code,
+                        message: format!("fetching {}-{}", p.topic, p.partition),
+                    });
+                }
+            }
+            let key = (p.topic.clone(), p.partition);
+            let Some(Some(mut position)) = self.positions.get(&key).copied() else {
+                continue; // unassigned meanwhile
+            };
+            for stored in p.batches {
+                let (_, batch_records) =
+                    batch::decode(&stored.0).map_err(|e| ClientError::Protocol(e.to_string()))?;
+                for (offset, record) in batch_records {
+                    // A fetch returns whole batches: skip what was read.
+                    if offset >= position {
+                        records.push(ConsumerRecord {
+                            topic: p.topic.clone(),
+                            partition: p.partition,
+                            offset,
+                            record,
+                        });
+                        position = offset + 1;
+                    }
+                }
+            }
+            self.positions.insert(key, Some(position));
+        }
+        Ok(records)
+    }
+}

@@ -1,0 +1,137 @@
+//! Error codes on the wire (Kafka's numbers and names), and the errors the
+//! clients return.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// An error code in a response, with Kafka's number. `None` is success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// Success.
+    None,
+    /// The broker failed in a way it did not expect.
+    UnknownServerError,
+    /// The offset is not in the partition.
+    OffsetOutOfRange,
+    /// The batch's bytes are not a valid batch.
+    CorruptMessage,
+    /// No such topic or partition. Retriable: it may be being created.
+    UnknownTopicOrPartition,
+    /// The request timed out on the broker. Retriable.
+    RequestTimedOut,
+    /// A batch is larger than the topic's `max.message.bytes`.
+    MessageTooLarge,
+    /// A topic name breaks the rules.
+    InvalidTopicException,
+    /// The broker does not speak this API or version.
+    UnsupportedVersion,
+    /// The topic exists already.
+    TopicAlreadyExists,
+    /// A partition count that cannot be.
+    InvalidPartitions,
+    /// A bad topic setting.
+    InvalidConfig,
+    /// The request is malformed.
+    InvalidRequest,
+    /// The broker's disk failed.
+    KafkaStorageError,
+}
+
+impl ErrorCode {
+    /// Kafka's number for the code.
+    pub fn code(self) -> i16 {
+        match self {
+            ErrorCode::None => 0,
+            ErrorCode::UnknownServerError => -1,
+            ErrorCode::OffsetOutOfRange => 1,
+            ErrorCode::CorruptMessage => 2,
+            ErrorCode::UnknownTopicOrPartition => 3,
+            ErrorCode::RequestTimedOut => 7,
+            ErrorCode::MessageTooLarge => 10,
+            ErrorCode::InvalidTopicException => 17,
+            ErrorCode::UnsupportedVersion => 35,
+            ErrorCode::TopicAlreadyExists => 36,
+            ErrorCode::InvalidPartitions => 37,
+            ErrorCode::InvalidConfig => 40,
+            ErrorCode::InvalidRequest => 42,
+            ErrorCode::KafkaStorageError => 56,
+        }
+    }
+
+    /// Kafka's name for the code, as its tools print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::None => "NONE",
+            ErrorCode::UnknownServerError => "UNKNOWN_SERVER_ERROR",
+            ErrorCode::OffsetOutOfRange => "OFFSET_OUT_OF_RANGE",
+            ErrorCode::CorruptMessage => "CORRUPT_MESSAGE",
+            ErrorCode::UnknownTopicOrPartition => "UNKNOWN_TOPIC_OR_PARTITION",
+            ErrorCode::RequestTimedOut => "REQUEST_TIMED_OUT",
+            ErrorCode::MessageTooLarge => "MESSAGE_TOO_LARGE",
+            ErrorCode::InvalidTopicException => "INVALID_TOPIC_EXCEPTION",
+            ErrorCode::UnsupportedVersion => "UNSUPPORTED_VERSION",
+            ErrorCode::TopicAlreadyExists => "TOPIC_ALREADY_EXISTS",
+            ErrorCode::InvalidPartitions => "INVALID_PARTITIONS",
+            ErrorCode::InvalidConfig => "INVALID_CONFIG",
+            ErrorCode::InvalidRequest => "INVALID_REQUEST",
+            ErrorCode::KafkaStorageError => "KAFKA_STORAGE_ERROR",
+        }
+    }
+
+    /// Whether sending the same request again may succeed.
+    pub fn is_retriable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::UnknownTopicOrPartition
+                | ErrorCode::RequestTimedOut
+                | ErrorCode::KafkaStorageError
+        )
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name(), self.code())
+    }
+}
+
+/// What a client call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The broker could not be reached, or the connection broke.
+    #[error("connection to {addr}: {source}")]
+    Io {
+        /// The broker's address.
+        addr: String,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The broker answered with an error code.
+    #[error("{code}: {message}")]
+    Broker {
+        /// The code.
+        code: ErrorCode,
+        /// The broker's explanation, or what was asked.
+        message: String,
+    },
+    /// The broker's answer could not be decoded.
+    #[error("bad response from the broker: {0}")]
+    Protocol(String),
+    /// No answer in time.
+    #[error("timed out after {0} ms")]
+    Timeout(u64),
+    /// The client was closed.
+    #[error("the client is closed")]
+    Closed,
+}
+
+impl ClientError {
+    /// The broker's error code, if this error is one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Broker { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}

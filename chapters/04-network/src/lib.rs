@@ -1,0 +1,66 @@
+//! # Chapter 4: a networked broker, producers and consumers
+//!
+//! A broker is a log store behind a request/response protocol. This chapter
+//! puts chapter 3's topic store behind TCP: length-prefixed frames, a
+//! request header with an API key and a correlation id, bodies in bincode,
+//! and several requests in flight on one connection. Producers batch
+//! records per partition to send few, large requests; consumers pull at
+//! their own pace from positions they keep, and the broker holds a fetch
+//! until there is data (long polling).
+//!
+//! ## Layout
+//!
+//! - [`protocol`]: sans-IO. Frames, the request header, Kafka's API key
+//!   numbers, and every request and response body.
+//! - [`error`]: [`ErrorCode`], Kafka's codes and names, and [`ClientError`].
+//! - [`broker`]: [`Broker`], what each request does to the topic store,
+//!   including fetch long polling.
+//! - [`server`]: [`Server`], the tokio shell: accept loop, a task per
+//!   connection, pipelining with in-order responses, bounded memory, idle
+//!   timeouts, graceful shutdown.
+//! - [`client`]: [`Client`], one connection shared by many tasks, matching
+//!   responses to calls by correlation id.
+//! - [`producer`]: [`Producer`], batching by `batch.size` and `linger.ms`
+//!   with chapter 3's accumulator, `acks`, retries, delivery futures.
+//! - [`consumer`]: [`Consumer`], assign, seek, poll, `auto.offset.reset`.
+//! - [`admin`]: [`Admin`], create, delete, list and describe topics.
+//!
+//! ## How this differs from real Kafka
+//!
+//! - **Bodies are bincode, not Kafka's wire format.** Kafka's protocol has
+//!   versioned schemas per API (and flexible versions with tagged fields,
+//!   KIP-482), negotiated with ApiVersions (KIP-35). Chapter 11 speaks it.
+//!   The API key numbers and error codes here are Kafka's.
+//! - **One version of each API**, and no ApiVersions request.
+//! - **No `acks=all`** yet: chapter 6 adds replicas and `min.insync.replicas`.
+//! - **No idempotence** (KIP-98: producer ids and sequence numbers), so a
+//!   retried batch can be stored twice, and with several requests in
+//!   flight a retry can reorder batches of one partition. Kafka's
+//!   idempotent producer (the default since 3.0) prevents both.
+//! - **One lock for the whole store**: reads share it, appends and topic
+//!   changes take it alone. Kafka locks per partition and runs a pool of
+//!   request handler threads (`num.io.threads`) behind network threads
+//!   (`num.network.threads`).
+//! - **Linger is per producer, not per partition**: when the oldest open
+//!   batch has lingered `linger.ms`, all open batches are sent.
+//! - **No compression, quotas or TLS/SASL.**
+//! - **Fetches do not use `sendfile`**: Kafka's zero-copy transfer from the
+//!   page cache to the socket needs the stored bytes to be the wire bytes,
+//!   which chapter 11 makes true.
+
+pub mod admin;
+pub mod broker;
+pub mod client;
+pub mod consumer;
+pub mod error;
+pub mod producer;
+pub mod protocol;
+pub mod server;
+
+pub use admin::{Admin, PartitionInfo, TopicInfo};
+pub use broker::Broker;
+pub use client::Client;
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, SeekTo};
+pub use error::{ClientError, ErrorCode};
+pub use producer::{DeliveryFuture, Producer, ProducerConfig, RecordMetadata};
+pub use server::{Server, ServerConfig};

@@ -1,0 +1,273 @@
+//! The server: a tokio accept loop and one task per connection. It moves
+//! frames between sockets and the [`Broker`], and keeps a server a server:
+//! memory is bounded, idle connections are closed, bad bytes close one
+//! connection and nothing else, and a shutdown drains what is in flight.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use ch03_partitions::TopicStore;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::{debug, info, warn};
+
+use crate::broker::Broker;
+use crate::protocol::{self, DEFAULT_MAX_FRAME};
+
+/// How the server behaves. The defaults follow Kafka's where it has one.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The largest request frame (`socket.request.max.bytes`, 100 MiB).
+    pub max_frame: u32,
+    /// Request bytes one connection may have in flight before the server
+    /// stops reading from it.
+    pub max_connection_bytes: usize,
+    /// Request bytes all connections together may have in flight
+    /// (`queued.max.request.bytes`).
+    pub max_total_bytes: usize,
+    /// Requests one connection may have in flight (pipelined).
+    pub max_in_flight: usize,
+    /// Close a connection that sends nothing for this long
+    /// (`connections.max.idle.ms`, 10 minutes).
+    pub idle_timeout: Duration,
+    /// How long a shutdown waits for requests in flight.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_frame: DEFAULT_MAX_FRAME,
+            max_connection_bytes: 128 * 1024 * 1024,
+            max_total_bytes: 512 * 1024 * 1024,
+            max_in_flight: 64,
+            idle_timeout: Duration::from_secs(600),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A bound, not yet running, server.
+pub struct Server {
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    config: ServerConfig,
+}
+
+impl Server {
+    /// Binds `addr` (port 0 picks a free port) and serves `store` there.
+    pub async fn bind(
+        addr: SocketAddr,
+        store: TopicStore,
+        config: ServerConfig,
+    ) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let broker = Arc::new(Broker::new(store, local.ip().to_string(), local.port()));
+        Ok(Server {
+            listener,
+            broker,
+            config,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    // ANCHOR: run
+    /// Serves until `shutdown` completes; then stops accepting, lets every
+    /// connection finish the requests it has read (up to `drain_timeout`),
+    /// and closes the store cleanly.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ch03_partitions::StoreError> {
+        let Server {
+            listener,
+            broker,
+            config,
+        } = self;
+        let total = Arc::new(Semaphore::new(config.max_total_bytes));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        debug!(%peer, "connection accepted");
+                        let connection = Connection {
+                            broker: broker.clone(),
+                            config: config.clone(),
+                            total: total.clone(),
+                            stop: stop_rx.clone(),
+                            peer,
+                        };
+                        connections.spawn(connection.serve(stream));
+                    }
+                    // Out of file descriptors, say: keep serving the
+                    // connections there are, and try again shortly.
+                    Err(e) => {
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        info!(
+            connections = connections.len(),
+            "shutting down: draining requests in flight"
+        );
+        drop(listener);
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(config.drain_timeout, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            warn!("requests still in flight after the drain timeout; abandoning them");
+            connections.abort_all();
+            while connections.join_next().await.is_some() {}
+        }
+        // Every task that held the broker has ended.
+        match Arc::try_unwrap(broker) {
+            Ok(broker) => broker.close(),
+            Err(broker) => broker.sync(),
+        }
+    }
+    // ANCHOR_END: run
+}
+
+/// One request read off a connection, being served.
+struct InFlight {
+    response: JoinHandle<Option<BytesMut>>,
+    /// Released when the response is written: the bytes it accounts for
+    /// are then no longer held.
+    _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+}
+
+struct Connection {
+    broker: Arc<Broker>,
+    config: ServerConfig,
+    total: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    // ANCHOR: connection
+    /// Reads requests and hands each to its own task; a writer task sends
+    /// the responses back in the order the requests came, whatever order
+    /// they finish in. Several requests can be in flight (pipelining).
+    async fn serve(mut self, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let (mut reader, mut writer) = stream.into_split();
+        let (queue, mut responses) = mpsc::channel::<InFlight>(self.config.max_in_flight);
+        let peer = self.peer;
+        let write_task = tokio::spawn(async move {
+            while let Some(in_flight) = responses.recv().await {
+                let response = match in_flight.response.await {
+                    Ok(response) => response,
+                    Err(e) => {
+                        warn!(%peer, error = %e, "a request handler failed; closing the connection");
+                        return;
+                    }
+                };
+                if let Some(bytes) = response
+                    && let Err(e) = writer.write_all(&bytes).await
+                {
+                    debug!(%peer, error = %e, "write failed; closing the connection");
+                    return;
+                }
+            }
+        });
+
+        let connection_bytes = Arc::new(Semaphore::new(self.config.max_connection_bytes));
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        'read: loop {
+            // Serve every whole frame already buffered.
+            loop {
+                let frame = match protocol::take_frame(&mut buf, self.config.max_frame) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(e) => {
+                        warn!(%peer, error = %e, "bad frame; closing the connection");
+                        break 'read;
+                    }
+                };
+                let (header, body) = match protocol::parse_request(frame) {
+                    Ok(parsed) => parsed,
+                    Err(e) => {
+                        warn!(%peer, error = %e, "bad request header; closing the connection");
+                        break 'read;
+                    }
+                };
+                // Back-pressure: wait for room before taking on more. While
+                // we wait we do not read, so TCP pushes back on the client.
+                let len = body.len() + protocol::REQUEST_HEADER_LEN;
+                let permits = (
+                    acquire(&connection_bytes, len, self.config.max_connection_bytes).await,
+                    acquire(&self.total, len, self.config.max_total_bytes).await,
+                );
+                let broker = self.broker.clone();
+                let response = tokio::spawn(async move { broker.handle(header, body).await });
+                let in_flight = InFlight {
+                    response,
+                    _permits: permits,
+                };
+                if queue.send(in_flight).await.is_err() {
+                    break 'read; // the writer is gone: the peer went away
+                }
+            }
+            let read = tokio::select! {
+                read = tokio::time::timeout(self.config.idle_timeout, reader.read_buf(&mut buf)) => read,
+                _ = self.stop.changed() => break 'read,
+            };
+            match read {
+                Ok(Ok(0)) => {
+                    if !buf.is_empty() {
+                        warn!(%peer, bytes = buf.len(), "connection closed in the middle of a frame");
+                    }
+                    break;
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    debug!(%peer, error = %e, "read failed; closing the connection");
+                    break;
+                }
+                Err(_) => {
+                    info!(%peer, "idle for too long; closing the connection");
+                    break;
+                }
+            }
+        }
+        // Requests already read are still answered: the writer drains the
+        // queue, then the socket closes.
+        drop(queue);
+        let _ = write_task.await;
+        debug!(%peer, "connection closed");
+    }
+    // ANCHOR_END: connection
+}
+
+/// Takes `len` permits (at most all of them, so that one frame larger than
+/// the limit still gets through, alone).
+async fn acquire(semaphore: &Arc<Semaphore>, len: usize, capacity: usize) -> OwnedSemaphorePermit {
+    let n = len.clamp(1, capacity) as u32;
+    semaphore
+        .clone()
+        .acquire_many_owned(n)
+        .await
+        .expect("the semaphore is never closed")
+}

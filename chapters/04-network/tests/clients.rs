@@ -1,0 +1,352 @@
+//! The broker through its clients: topics, producing, consuming, long
+//! polling, pipelining, seeking, and a graceful shutdown.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ch02_segments::Record;
+use ch03_partitions::{TopicStore, partition_for_key};
+use ch04_network::protocol::{ApiKey, MetadataRequest, MetadataResponse};
+use ch04_network::{
+    Admin, Client, Consumer, ConsumerConfig, ErrorCode, OffsetReset, Producer, ProducerConfig,
+    SeekTo,
+};
+use common::TestBroker;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn earliest() -> ConsumerConfig {
+    ConsumerConfig {
+        auto_offset_reset: OffsetReset::Earliest,
+        ..ConsumerConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn topics_are_created_listed_described_and_deleted() {
+    let broker = TestBroker::start().await;
+    let admin = Admin::connect(&broker.addr, TIMEOUT).await.unwrap();
+    admin
+        .create_topic("orders", 3, vec![("retention.ms".into(), "60000".into())])
+        .await
+        .unwrap();
+    let warning = admin.create_topic("clicks.v2", 1, vec![]).await.unwrap();
+    assert!(warning.contains("collide"), "{warning}");
+    assert_eq!(admin.list_topics().await.unwrap(), ["clicks.v2", "orders"]);
+    let info = admin.describe_topic("orders").await.unwrap();
+    assert_eq!(info.partitions.len(), 3);
+    assert!(
+        info.configs
+            .contains(&("retention.ms".into(), "60000".into()))
+    );
+
+    let exists = admin.create_topic("orders", 1, vec![]).await.unwrap_err();
+    assert_eq!(exists.code(), Some(ErrorCode::TopicAlreadyExists));
+    let bad = admin
+        .create_topic("no spaces", 1, vec![])
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Some(ErrorCode::InvalidTopicException));
+    let config = admin
+        .create_topic("x", 1, vec![("retention.ms".into(), "soon".into())])
+        .await
+        .unwrap_err();
+    assert_eq!(config.code(), Some(ErrorCode::InvalidConfig));
+
+    admin.delete_topic("clicks.v2").await.unwrap();
+    assert_eq!(admin.list_topics().await.unwrap(), ["orders"]);
+    let gone = admin.delete_topic("clicks.v2").await.unwrap_err();
+    assert_eq!(gone.code(), Some(ErrorCode::UnknownTopicOrPartition));
+}
+
+#[tokio::test]
+async fn what_is_produced_is_consumed_in_order_per_partition() {
+    let broker = TestBroker::start().await;
+    let admin = Admin::connect(&broker.addr, TIMEOUT).await.unwrap();
+    admin.create_topic("t", 4, vec![]).await.unwrap();
+
+    let producer = Producer::connect(&broker.addr, ProducerConfig::default())
+        .await
+        .unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..1_000u32 {
+        let key = format!("k{}", i % 10);
+        let record = Record::new(i64::from(i), i.to_string()).with_key(key);
+        deliveries.push(producer.send("t", record).await.unwrap());
+    }
+    let mut acked = Vec::new();
+    for (i, delivery) in deliveries.into_iter().enumerate() {
+        let metadata = delivery.await.unwrap();
+        let key = format!("k{}", i % 10);
+        assert_eq!(metadata.partition, partition_for_key(key.as_bytes(), 4));
+        acked.push(metadata);
+    }
+    producer.close().await.unwrap();
+
+    let mut consumer = Consumer::connect(&broker.addr, earliest()).await.unwrap();
+    consumer.assign((0..4).map(|p| ("t".to_string(), p)));
+    let mut seen = Vec::new();
+    while seen.len() < 1_000 {
+        let records = consumer.poll(TIMEOUT).await.unwrap();
+        assert!(!records.is_empty(), "stalled after {} records", seen.len());
+        seen.extend(records);
+    }
+    // Each record is where its acknowledgement said, and each key's values
+    // are in the order they were sent.
+    for r in &seen {
+        let i: usize = String::from_utf8_lossy(&r.record.value).parse().unwrap();
+        assert_eq!(
+            (acked[i].partition, acked[i].offset),
+            (r.partition, Some(r.offset))
+        );
+    }
+    for k in 0..10 {
+        let key = format!("k{k}");
+        let values: Vec<u32> = seen
+            .iter()
+            .filter(|r| r.record.key.as_deref() == Some(key.as_bytes()))
+            .map(|r| String::from_utf8_lossy(&r.record.value).parse().unwrap())
+            .collect();
+        assert!(values.is_sorted(), "{key}");
+        assert_eq!(values.len(), 100);
+    }
+}
+
+#[tokio::test]
+async fn a_fetch_waits_for_data_then_returns_as_soon_as_it_comes() {
+    let broker = TestBroker::start().await;
+    let admin = Admin::connect(&broker.addr, TIMEOUT).await.unwrap();
+    admin.create_topic("t", 1, vec![]).await.unwrap();
+    let mut consumer = Consumer::connect(
+        &broker.addr,
+        ConsumerConfig {
+            fetch_max_wait: Duration::from_secs(20),
+            ..earliest()
+        },
+    )
+    .await
+    .unwrap();
+    consumer.assign([("t".to_string(), 0)]);
+
+    let addr = broker.addr.clone();
+    let produce = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let producer = Producer::connect(&addr, ProducerConfig::default())
+            .await
+            .unwrap();
+        producer
+            .send("t", Record::new(0, "hello"))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
+    let start = Instant::now();
+    let records = consumer.poll(Duration::from_secs(20)).await.unwrap();
+    let waited = start.elapsed();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].record.value, b"hello");
+    // It waited for the record (long polling), and not for the full 20 s.
+    assert!(waited >= Duration::from_millis(250), "{waited:?}");
+    assert!(waited < Duration::from_secs(15), "{waited:?}");
+    produce.await.unwrap();
+
+    // With nothing to read, poll returns empty after its timeout.
+    let start = Instant::now();
+    assert!(
+        consumer
+            .poll(Duration::from_millis(200))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(start.elapsed() >= Duration::from_millis(150));
+}
+
+#[tokio::test]
+async fn many_tasks_share_one_pipelined_connection() {
+    let broker = TestBroker::start().await;
+    let admin = Admin::connect(&broker.addr, TIMEOUT).await.unwrap();
+    admin.create_topic("t", 1, vec![]).await.unwrap();
+    let client = Arc::new(Client::connect(&broker.addr, TIMEOUT).await.unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let topics = Some(vec![if i % 2 == 0 { "t" } else { "missing" }.to_string()]);
+            let response: MetadataResponse = client
+                .call(ApiKey::Metadata, &MetadataRequest { topics })
+                .await
+                .unwrap();
+            (i, response)
+        }));
+    }
+    for task in tasks {
+        let (i, response) = task.await.unwrap();
+        // Each call got the answer to its own request.
+        let expected = if i % 2 == 0 {
+            ErrorCode::None
+        } else {
+            ErrorCode::UnknownTopicOrPartition
+        };
+        assert_eq!(response.topics[0].error, expected, "call {i}");
+    }
+}
+
+#[tokio::test]
+async fn seek_to_beginning_end_offset_and_timestamp() {
+    let broker = TestBroker::start().await;
+    let admin = Admin::connect(&broker.addr, TIMEOUT).await.unwrap();
+    admin.create_topic("t", 1, vec![]).await.unwrap();
+    let producer = Producer::connect(&broker.addr, ProducerConfig::default())
+        .await
+        .unwrap();
+    for i in 0..10 {
+        producer
+            .send("t", Record::new(1_000 + i * 10, format!("{i}")))
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+
+    let mut consumer = Consumer::connect(&broker.addr, ConsumerConfig::default())
+        .await
+        .unwrap();
+    consumer.assign([("t".to_string(), 0)]);
+    consumer
+        .seek("t", 0, SeekTo::Timestamp(1_035))
+        .await
+        .unwrap();
+    assert_eq!(consumer.position("t", 0), Some(4));
+    let first = consumer.poll(TIMEOUT).await.unwrap();
+    assert_eq!(first[0].offset, 4);
+    consumer.seek("t", 0, SeekTo::Offset(8)).await.unwrap();
+    assert_eq!(consumer.poll(TIMEOUT).await.unwrap()[0].offset, 8);
+    consumer.seek("t", 0, SeekTo::Beginning).await.unwrap();
+    assert_eq!(consumer.poll(TIMEOUT).await.unwrap()[0].offset, 0);
+    consumer.seek("t", 0, SeekTo::End).await.unwrap();
+    assert_eq!(consumer.position("t", 0), Some(10));
+    consumer
+        .seek("t", 0, SeekTo::Timestamp(5_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        consumer.position("t", 0),
+        Some(10),
+        "past the last record: the end"
+    );
+}
+
+#[tokio::test]
+async fn auto_offset_reset_decides_where_a_new_consumer_starts() {
+    let broker = TestBroker::start().await;
+    let admin = Admin::connect(&broker.addr, TIMEOUT).await.unwrap();
+    admin.create_topic("t", 1, vec![]).await.unwrap();
+    let producer = Producer::connect(&broker.addr, ProducerConfig::default())
+        .await
+        .unwrap();
+    producer
+        .send("t", Record::new(0, "old"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    let mut latest = Consumer::connect(&broker.addr, ConsumerConfig::default())
+        .await
+        .unwrap();
+    latest.assign([("t".to_string(), 0)]);
+    assert!(
+        latest
+            .poll(Duration::from_millis(100))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut earliest = Consumer::connect(&broker.addr, earliest()).await.unwrap();
+    earliest.assign([("t".to_string(), 0)]);
+    assert_eq!(
+        earliest.poll(TIMEOUT).await.unwrap()[0].record.value,
+        b"old"
+    );
+
+    // Out of range: reset (here to the earliest, so "old" comes again), or
+    // an error with `none`.
+    earliest.seek("t", 0, SeekTo::Offset(99)).await.unwrap();
+    let again = earliest.poll(TIMEOUT).await.unwrap();
+    assert_eq!(
+        (again[0].offset, &again[0].record.value[..]),
+        (0, &b"old"[..])
+    );
+    let mut strict = Consumer::connect(
+        &broker.addr,
+        ConsumerConfig {
+            auto_offset_reset: OffsetReset::None,
+            ..ConsumerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    strict.assign([("t".to_string(), 0)]);
+    let error = strict.poll(Duration::from_millis(100)).await.unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::OffsetOutOfRange));
+}
+
+#[tokio::test]
+async fn producing_to_a_missing_topic_is_an_error() {
+    let broker = TestBroker::start().await;
+    let producer = Producer::connect(&broker.addr, ProducerConfig::default())
+        .await
+        .unwrap();
+    // `send` needs the topic's partition count, so it fails at once.
+    let error = producer
+        .send("missing", Record::new(0, "x"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(error.code(), Some(ErrorCode::UnknownTopicOrPartition));
+}
+
+#[tokio::test]
+async fn acks_zero_gets_no_offsets_but_stores_the_records() {
+    let broker = TestBroker::start().await;
+    let admin = Admin::connect(&broker.addr, TIMEOUT).await.unwrap();
+    admin.create_topic("t", 1, vec![]).await.unwrap();
+    let config = ProducerConfig {
+        acks: 0,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::connect(&broker.addr, config).await.unwrap();
+    let delivery = producer
+        .send("t", Record::new(0, "fire and forget"))
+        .await
+        .unwrap();
+    assert_eq!(delivery.await.unwrap().offset, None);
+    let mut consumer = Consumer::connect(&broker.addr, earliest()).await.unwrap();
+    consumer.assign([("t".to_string(), 0)]);
+    assert_eq!(consumer.poll(TIMEOUT).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_graceful_shutdown_closes_the_store_cleanly() {
+    let mut broker = TestBroker::start().await;
+    let admin = Admin::connect(&broker.addr, TIMEOUT).await.unwrap();
+    admin.create_topic("t", 2, vec![]).await.unwrap();
+    let producer = Producer::connect(&broker.addr, ProducerConfig::default())
+        .await
+        .unwrap();
+    for i in 0..100 {
+        producer.send("t", Record::new(i, "v")).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+    broker.stop().await;
+    let (store, report) = TopicStore::open(broker.dir.path()).unwrap();
+    assert!(report.recovered.is_empty(), "{report:?}");
+    let d = store.describe("t").unwrap();
+    assert_eq!(
+        d.partitions.iter().map(|p| p.log_end_offset).sum::<u64>(),
+        100
+    );
+}

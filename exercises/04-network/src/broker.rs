@@ -1,0 +1,305 @@
+//! [`Broker`]: what each request does to the topic store. The server
+//! (`server.rs`) moves bytes; this module decides what they mean.
+
+use std::sync::RwLock;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use ch02_segments::LogError;
+use ch03_partitions::{StoreError, TopicConfig, TopicStore};
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tracing::warn;
+
+use crate::error::ErrorCode;
+use crate::protocol::{
+    self, API_VERSION, ApiKey, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    DescribeConfigsResponse, EARLIEST, ErrorResponse, FetchPartitionResponse, FetchRequest,
+    FetchResponse, LATEST, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
+    MetadataResponse, ProducePartitionResponse, ProduceRequest, ProduceResponse, RequestHeader,
+    StoredBytes, TopicMetadata, TopicResults,
+};
+
+/// This broker's id in metadata responses (one broker until chapter 8).
+pub const BROKER_ID: u32 = 0;
+
+/// One broker: the topic store, and a way to wake fetches that wait for data.
+pub struct Broker {
+    /// Reads share the lock; appends and topic changes take it alone.
+    /// (A real broker locks each partition, not the whole store.)
+    store: RwLock<TopicStore>,
+    /// Woken after every append, so long-polling fetches look again.
+    appended: Notify,
+    /// Where clients reach this broker, for metadata responses.
+    advertised: (String, u16),
+}
+
+/// Maps a store error to the code a client sees.
+pub fn error_code(error: &StoreError) -> ErrorCode {
+    match error {
+        StoreError::UnknownTopic(_) | StoreError::UnknownPartition { .. } => {
+            ErrorCode::UnknownTopicOrPartition
+        }
+        StoreError::InvalidName(_) | StoreError::Collision { .. } => {
+            ErrorCode::InvalidTopicException
+        }
+        StoreError::TopicExists(_) => ErrorCode::TopicAlreadyExists,
+        StoreError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
+        StoreError::InvalidConfig(_) => ErrorCode::InvalidConfig,
+        StoreError::Log { source, .. } => match source {
+            LogError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
+            LogError::InvalidBatch(_) => ErrorCode::CorruptMessage,
+            LogError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+            _ => ErrorCode::KafkaStorageError,
+        },
+        StoreError::Metadata { .. } | StoreError::Io { .. } | StoreError::Locked { .. } => {
+            ErrorCode::KafkaStorageError
+        }
+    }
+}
+
+impl Broker {
+    /// A broker over `store`, advertising `host:port` to clients.
+    pub fn new(store: TopicStore, host: String, port: u16) -> Broker {
+        Broker {
+            store: RwLock::new(store),
+            appended: Notify::new(),
+            advertised: (host, port),
+        }
+    }
+
+    /// Closes the store cleanly.
+    pub fn close(self) -> Result<(), StoreError> {
+        self.store
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .close()
+    }
+
+    /// Syncs every partition (for a shutdown that cannot close the store).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.write().sync()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, TopicStore> {
+        // A handler that panicked mid-request left the store as it was
+        // between two calls, so the lock's data is still good.
+        self.store.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, TopicStore> {
+        self.store.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Serves one request and returns the response frame, or `None` when
+    /// the request wants no response (a produce with `acks` 0).
+    pub async fn handle(&self, header: RequestHeader, body: Bytes) -> Option<BytesMut> {
+        todo!("exercise `handle`: Look the API key up (`ApiKey::from_u16`); an unknown key, or a version other than API_VERSION, gets `self.error(header, ErrorCode::UnsupportedVersion, ...)`. Otherwise decode the body with `decode::<T>` for the API's request type and call the matching method (`produce` returns `None` for acks 0; `fetch` is async), wrapping each answer with `self.ok(header, &response)`.")
+    }
+
+    fn ok<T: Serialize>(&self, header: RequestHeader, body: &T) -> BytesMut {
+        encode(header.correlation_id, &Ok::<&T, ErrorResponse>(body))
+    }
+
+    fn error(&self, header: RequestHeader, error: ErrorCode, message: String) -> BytesMut {
+        let body: Result<(), ErrorResponse> = Err(ErrorResponse { error, message });
+        encode(header.correlation_id, &body)
+    }
+
+    /// Appends each partition's batch; `None` for `acks` 0, which Kafka
+    /// answers with silence.
+    fn produce(&self, request: ProduceRequest) -> Option<ProduceResponse> {
+        let mut topics = Vec::with_capacity(request.topics.len());
+        {
+            let mut store = self.write();
+            for topic in request.topics {
+                let mut partitions = Vec::with_capacity(topic.partitions.len());
+                for mut p in topic.partitions {
+                    let (error, base_offset) =
+                        match store.append_batch(&topic.name, p.partition, &mut p.batch) {
+                            Ok(info) => (ErrorCode::None, info.base_offset),
+                            Err(e) => (error_code(&e), 0),
+                        };
+                    partitions.push(ProducePartitionResponse {
+                        partition: p.partition,
+                        error,
+                        base_offset,
+                    });
+                }
+                topics.push((topic.name, partitions));
+            }
+        }
+        self.appended.notify_waiters();
+        (request.acks != 0).then_some(ProduceResponse { topics })
+    }
+
+    /// Reads what is there; if it is less than `min_bytes`, waits for
+    /// appends (or `max_wait_ms`) and reads again: long polling.
+    async fn fetch(&self, request: FetchRequest) -> FetchResponse {
+        todo!("exercise `fetch`: Loop: register for a wake-up first (`self.appended.notified()`, pinned and `enable()`d, so an append between the read and the wait is not missed), then `self.read_fetch(&request)`. Return it if it has at least `min_bytes` of batches, if any partition has an error, or if the deadline (now + max_wait_ms, computed once) has passed; otherwise wait for the notification or the deadline, whichever comes first.")
+    }
+
+    /// One pass over the partitions of a fetch, without waiting.
+    fn read_fetch(&self, request: &FetchRequest) -> FetchResponse {
+        let store = self.read();
+        let mut left = request.max_bytes as u64;
+        let mut partitions = Vec::with_capacity(request.partitions.len());
+        for p in &request.partitions {
+            let mut response = FetchPartitionResponse {
+                topic: p.topic.clone(),
+                partition: p.partition,
+                error: ErrorCode::None,
+                high_watermark: 0,
+                log_start_offset: 0,
+                batches: Vec::new(),
+            };
+            match store.log(&p.topic, p.partition) {
+                Err(e) => response.error = error_code(&e),
+                Ok(log) => {
+                    response.high_watermark = log.log_end_offset();
+                    response.log_start_offset = log.log_start_offset();
+                    if p.offset < 0 {
+                        response.error = ErrorCode::OffsetOutOfRange;
+                    } else if left > 0 {
+                        // At least one batch even past the limits (KIP-74),
+                        // so that a consumer always makes progress.
+                        let max = u64::from(p.max_bytes).min(left).max(1);
+                        match store.read(&p.topic, p.partition, p.offset as u64, max) {
+                            Ok(batches) => {
+                                for batch in batches {
+                                    left = left.saturating_sub(batch.bytes.len() as u64);
+                                    response.batches.push(StoredBytes(batch.bytes));
+                                }
+                            }
+                            Err(e) => response.error = error_code(&e),
+                        }
+                    }
+                }
+            }
+            partitions.push(response);
+        }
+        FetchResponse { partitions }
+    }
+
+    fn list_offsets(&self, request: ListOffsetsRequest) -> ListOffsetsResponse {
+        let store = self.read();
+        let partitions = request
+            .partitions
+            .into_iter()
+            .map(|(topic, partition, timestamp)| {
+                let found = store
+                    .log(&topic, partition)
+                    .and_then(|log| match timestamp {
+                        EARLIEST => Ok(Some(log.log_start_offset())),
+                        LATEST => Ok(Some(log.log_end_offset())),
+                        ts => log
+                            .offset_for_timestamp(ts)
+                            .map_err(|source| StoreError::Log {
+                                topic: topic.clone(),
+                                partition,
+                                source,
+                            }),
+                    });
+                match found {
+                    Ok(offset) => (topic, partition, ErrorCode::None, offset),
+                    Err(e) => (topic, partition, error_code(&e), None),
+                }
+            })
+            .collect();
+        ListOffsetsResponse { partitions }
+    }
+
+    fn metadata(&self, request: MetadataRequest) -> MetadataResponse {
+        let store = self.read();
+        let names = request.topics.unwrap_or_else(|| store.topics());
+        let topics = names
+            .into_iter()
+            .map(|name| match store.partition_count(&name) {
+                Ok(count) => TopicMetadata {
+                    name,
+                    error: ErrorCode::None,
+                    partitions: (0..count).map(|p| (p, BROKER_ID)).collect(),
+                },
+                Err(e) => TopicMetadata {
+                    name,
+                    error: error_code(&e),
+                    partitions: Vec::new(),
+                },
+            })
+            .collect();
+        let (host, port) = self.advertised.clone();
+        MetadataResponse {
+            brokers: vec![(BROKER_ID, host, port)],
+            topics,
+        }
+    }
+
+    fn create_topics(&self, request: CreateTopicsRequest) -> TopicResults {
+        let mut store = self.write();
+        let topics = request
+            .topics
+            .into_iter()
+            .map(|topic| {
+                let mut config = TopicConfig::default();
+                let result = topic
+                    .configs
+                    .iter()
+                    .try_for_each(|(key, value)| config.set(key, value))
+                    .map_err(StoreError::from)
+                    .and_then(|()| store.create_topic(&topic.name, topic.partitions, config));
+                match result {
+                    Ok(created) => (
+                        topic.name,
+                        ErrorCode::None,
+                        created.warning.unwrap_or_default(),
+                    ),
+                    Err(e) => (topic.name, error_code(&e), e.to_string()),
+                }
+            })
+            .collect();
+        TopicResults { topics }
+    }
+
+    fn delete_topics(&self, request: DeleteTopicsRequest) -> TopicResults {
+        let mut store = self.write();
+        let topics = request
+            .topics
+            .into_iter()
+            .map(|name| match store.delete_topic(&name) {
+                Ok(()) => (name, ErrorCode::None, String::new()),
+                Err(e) => (name, error_code(&e), e.to_string()),
+            })
+            .collect();
+        TopicResults { topics }
+    }
+
+    fn describe_configs(&self, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
+        match self.read().describe(&request.topic) {
+            Ok(d) => DescribeConfigsResponse {
+                error: ErrorCode::None,
+                configs: d
+                    .config
+                    .entries()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+            },
+            Err(e) => DescribeConfigsResponse {
+                error: error_code(&e),
+                configs: Vec::new(),
+            },
+        }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, String> {
+    protocol::decode_body(body)
+}
+
+fn encode<T: Serialize>(correlation_id: u32, body: &T) -> BytesMut {
+    let mut out = BytesMut::new();
+    // Encoding our own types into memory cannot fail.
+    protocol::encode_response(correlation_id, body, &mut out).expect("encodable response");
+    out
+}

@@ -1,0 +1,470 @@
+//! [`Producer`]: sends records in batches. `send` puts a record in its
+//! partition's batch (chapter 3's accumulator) and returns at once with a
+//! future of where the record went; a background task sends a batch when
+//! it is full or `linger.ms` old, retries what failed for a reason that
+//! may pass, and resolves the futures.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use ch02_segments::{Record, batch};
+use ch03_partitions::{Accumulator, DefaultPartitioner, ReadyBatch};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::client::{Client, check};
+use crate::error::{ClientError, ErrorCode};
+use crate::protocol::{
+    ApiKey, MetadataRequest, MetadataResponse, ProducePartition, ProduceRequest, ProduceResponse,
+    ProduceTopic,
+};
+
+/// How a producer behaves, by Kafka's names.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// `batch.size`: send a partition's batch once it holds this many bytes.
+    pub batch_size: usize,
+    /// `linger.ms`: send a batch this long after its first record, full or not.
+    pub linger: Duration,
+    /// `acks`: 0 (do not wait for the broker) or 1 (wait for its append).
+    pub acks: i8,
+    /// `retries`: how many times to resend a batch that failed for a
+    /// retriable reason.
+    pub retries: u32,
+    /// `retry.backoff.ms`: the wait before a retry.
+    pub retry_backoff: Duration,
+    /// `request.timeout.ms`: how long to wait for the broker's answer.
+    pub request_timeout: Duration,
+    /// Records that may wait to be sent before `send` waits for room
+    /// (the role of Kafka's `buffer.memory`).
+    pub max_queued: usize,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            batch_size: 16 * 1024,
+            linger: Duration::from_millis(5),
+            acks: 1,
+            retries: 5,
+            retry_backoff: Duration::from_millis(100),
+            request_timeout: Duration::from_secs(30),
+            max_queued: 64 * 1024,
+        }
+    }
+}
+
+/// Where a record was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// Its topic.
+    pub topic: String,
+    /// Its partition.
+    pub partition: u32,
+    /// Its offset; `None` with `acks` 0, when the broker does not say.
+    pub offset: Option<u64>,
+}
+
+type Delivery = oneshot::Sender<Result<RecordMetadata, ClientError>>;
+
+/// The future of one sent record: resolves once the broker has it (or
+/// with the error that stopped it).
+pub struct DeliveryFuture(oneshot::Receiver<Result<RecordMetadata, ClientError>>);
+
+impl Future for DeliveryFuture {
+    type Output = Result<RecordMetadata, ClientError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(ClientError::Closed)))
+    }
+}
+
+/// What `send` (in the caller's task) and the sender task share, as in
+/// Kafka's producer: the caller appends to the accumulator itself, so a
+/// record costs a lock and a push, not a message to another task; the
+/// sender task only takes the batches that are ready.
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the sender task: a batch is ready, or a first record started
+    /// the linger clock.
+    wake: Notify,
+    /// One permit per record that may be queued (`max_queued`); `send`
+    /// waits for one, and they come back when a batch is sent.
+    room: Semaphore,
+}
+
+struct State {
+    accumulator: Accumulator<DefaultPartitioner>,
+    /// Each topic's partition count. (`BTreeMap`s keyed by topic name: for
+    /// the few topics a producer writes to, comparing names beats hashing
+    /// them, and a `&str` finds an entry without allocating.)
+    partition_counts: BTreeMap<String, u32>,
+    /// The deliveries of the records in each partition's open batch, in
+    /// order, by topic and partition: the accumulator keeps records in
+    /// order, so the first n deliveries belong to a batch of n records.
+    waiting: BTreeMap<String, Vec<VecDeque<Delivery>>>,
+    /// Full batches, with their deliveries, for the sender task to send.
+    ready: Vec<Pending>,
+    /// When the oldest record still in an open batch arrived.
+    oldest: Option<Instant>,
+}
+
+impl State {
+    /// Moves batches the accumulator handed over to `ready`, each with the
+    /// deliveries of its records.
+    fn take_ready(&mut self, batches: Vec<ReadyBatch>) {
+        for batch in batches {
+            let waiting = self
+                .waiting
+                .get_mut(&batch.topic)
+                .and_then(|w| w.get_mut(batch.partition as usize))
+                .expect("every record in a batch has its delivery");
+            let deliveries: Vec<Delivery> = waiting.drain(..batch.records.len()).collect();
+            let bytes = batch::encode(&batch.records).expect("a ready batch is not empty");
+            self.ready.push(Pending {
+                topic: batch.topic,
+                partition: batch.partition,
+                bytes,
+                deliveries,
+            });
+        }
+    }
+
+    /// Closes every open batch, full or not.
+    fn close_open_batches(&mut self) {
+        self.oldest = None;
+        let batches = self.accumulator.drain();
+        self.take_ready(batches);
+    }
+}
+
+/// An asynchronous, batching producer.
+pub struct Producer {
+    shared: Arc<Shared>,
+    client: Arc<Client>,
+    /// Asks the sender task to flush; the answer comes when all is sent.
+    flushes: mpsc::Sender<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Producer {
+    /// Connects to the broker at `bootstrap` (`host:port`).
+    pub async fn connect(bootstrap: &str, config: ProducerConfig) -> Result<Producer, ClientError> {
+        let client = Arc::new(Client::connect(bootstrap, config.request_timeout).await?);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                accumulator: Accumulator::new(config.batch_size, DefaultPartitioner::new()),
+                partition_counts: BTreeMap::new(),
+                waiting: BTreeMap::new(),
+                ready: Vec::new(),
+                oldest: None,
+            }),
+            wake: Notify::new(),
+            room: Semaphore::new(config.max_queued.max(1)),
+        });
+        let (flushes, flush_requests) = mpsc::channel(16);
+        let sender = Sender {
+            shared: shared.clone(),
+            client: client.clone(),
+            config,
+            in_flight: JoinSet::new(),
+        };
+        let task = tokio::spawn(sender.run(flush_requests));
+        Ok(Producer {
+            shared,
+            client,
+            flushes,
+            task,
+        })
+    }
+
+    /// Queues a record for `topic`. Returns once it is in a batch (waiting
+    /// only if too many records are queued), with a future that resolves
+    /// when the broker has stored it.
+    pub async fn send(&self, topic: &str, record: Record) -> Result<DeliveryFuture, ClientError> {
+        let partitions = self.partition_count(topic).await?;
+        // Back-pressure: a permit per queued record, returned once sent.
+        self.shared
+            .room
+            .acquire()
+            .await
+            .map_err(|_| ClientError::Closed)?
+            .forget();
+        let (done, delivered) = oneshot::channel();
+        let mut state = self.shared.state.lock().unwrap();
+        let (partition, ready) = state.accumulator.add(topic, partitions, record);
+        let waiting = match state.waiting.get_mut(topic) {
+            Some(waiting) => waiting,
+            None => state.waiting.entry(topic.to_string()).or_default(),
+        };
+        if waiting.len() < partitions as usize {
+            waiting.resize_with(partitions as usize, VecDeque::new);
+        }
+        waiting[partition as usize].push_back(done);
+        let first = state.oldest.is_none();
+        if first {
+            state.oldest = Some(Instant::now());
+        }
+        let full = !ready.is_empty();
+        state.take_ready(ready);
+        drop(state);
+        // Wake the sender for a full batch, or to start the linger clock.
+        if full || first {
+            self.shared.wake.notify_one();
+        }
+        Ok(DeliveryFuture(delivered))
+    }
+
+    /// The topic's partition count, asking the broker the first time.
+    async fn partition_count(&self, topic: &str) -> Result<u32, ClientError> {
+        if let Some(&n) = self
+            .shared
+            .state
+            .lock()
+            .unwrap()
+            .partition_counts
+            .get(topic)
+        {
+            return Ok(n);
+        }
+        let request = MetadataRequest {
+            topics: Some(vec![topic.to_string()]),
+        };
+        let response: MetadataResponse = self.client.call(ApiKey::Metadata, &request).await?;
+        let topic_metadata = response
+            .topics
+            .into_iter()
+            .next()
+            .ok_or_else(|| ClientError::Protocol("metadata without the topic".into()))?;
+        check(topic_metadata.error, || format!("topic {topic:?}"))?;
+        let n = topic_metadata.partitions.len() as u32;
+        let mut state = self.shared.state.lock().unwrap();
+        state.partition_counts.insert(topic.to_string(), n);
+        Ok(n)
+    }
+
+    /// Sends every queued record now and waits until each has its answer.
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        let (done, flushed) = oneshot::channel();
+        self.flushes
+            .send(done)
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        flushed.await.map_err(|_| ClientError::Closed)
+    }
+
+    /// Flushes, then stops the background task.
+    pub async fn close(self) -> Result<(), ClientError> {
+        self.flush().await?;
+        drop(self.flushes);
+        self.task.await.map_err(|_| ClientError::Closed)
+    }
+}
+
+/// The background task: sends ready batches, and open ones once they have
+/// lingered.
+struct Sender {
+    shared: Arc<Shared>,
+    client: Arc<Client>,
+    config: ProducerConfig,
+    in_flight: JoinSet<()>,
+}
+
+impl Sender {
+    async fn run(mut self, mut flushes: mpsc::Receiver<oneshot::Sender<()>>) {
+        loop {
+            let linger_until = {
+                let mut state = self.shared.state.lock().unwrap();
+                let ready = std::mem::take(&mut state.ready);
+                let linger_until = state.oldest.map(|t| t + self.config.linger);
+                drop(state);
+                self.dispatch(ready);
+                linger_until
+            };
+            tokio::select! {
+                _ = self.shared.wake.notified() => {}
+                // Batches that lingered long enough go, full or not. (All
+                // open batches go together: simpler than a timer each.)
+                _ = sleep_until(linger_until), if linger_until.is_some() => {
+                    self.shared.state.lock().unwrap().close_open_batches();
+                }
+                flush = flushes.recv() => {
+                    let ready = {
+                        let mut state = self.shared.state.lock().unwrap();
+                        state.close_open_batches();
+                        std::mem::take(&mut state.ready)
+                    };
+                    self.dispatch(ready);
+                    while self.in_flight.join_next().await.is_some() {}
+                    match flush {
+                        Some(flushed) => { let _ = flushed.send(()); }
+                        None => break,
+                    }
+                }
+                Some(_) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {}
+            }
+        }
+    }
+
+    /// Sends ready batches in one produce request, in a task of its own so
+    /// that more requests can be in flight while it waits.
+    fn dispatch(&mut self, ready: Vec<Pending>) {
+        if ready.is_empty() {
+            return;
+        }
+        let records: usize = ready.iter().map(|b| b.deliveries.len()).sum();
+        self.shared.room.add_permits(records);
+        let client = self.client.clone();
+        let config = self.config.clone();
+        self.in_flight.spawn(produce(client, config, ready));
+    }
+}
+
+/// One batch on its way, with the deliveries of its records.
+struct Pending {
+    topic: String,
+    partition: u32,
+    bytes: Vec<u8>,
+    deliveries: Vec<Delivery>,
+}
+
+impl Pending {
+    fn resolve(self, result: Result<Option<u64>, ClientError>) {
+        match result {
+            Ok(base) => {
+                for (i, delivery) in self.deliveries.into_iter().enumerate() {
+                    let _ = delivery.send(Ok(RecordMetadata {
+                        topic: self.topic.clone(),
+                        partition: self.partition,
+                        offset: base.map(|b| b + i as u64),
+                    }));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                let code = e.code();
+                for delivery in self.deliveries {
+                    let error = match code {
+                        Some(code) => ClientError::Broker {
+                            code,
+                            message: message.clone(),
+                        },
+                        None => ClientError::Protocol(message.clone()),
+                    };
+                    let _ = delivery.send(Err(error));
+                }
+            }
+        }
+    }
+}
+
+/// Sends batches until each has an answer: success, an error that will not
+/// pass, or no retries left.
+async fn produce(client: Arc<Client>, config: ProducerConfig, mut batches: Vec<Pending>) {
+    let mut attempt = 0;
+    loop {
+        // The bytes move into the request and, for batches to retry, back.
+        let mut by_topic: Vec<ProduceTopic> = Vec::new();
+        for b in &mut batches {
+            let partition = ProducePartition {
+                partition: b.partition,
+                batch: std::mem::take(&mut b.bytes),
+            };
+            match by_topic.iter_mut().find(|t| t.name == b.topic) {
+                Some(t) => t.partitions.push(partition),
+                None => by_topic.push(ProduceTopic {
+                    name: b.topic.clone(),
+                    partitions: vec![partition],
+                }),
+            }
+        }
+        let mut request = ProduceRequest {
+            acks: config.acks,
+            topics: by_topic,
+        };
+        if config.acks == 0 {
+            let result = client.send(ApiKey::Produce, &request).await.map(|()| None);
+            for b in batches {
+                b.resolve(
+                    result
+                        .as_ref()
+                        .map(|o| *o)
+                        .map_err(|e| ClientError::Protocol(e.to_string())),
+                );
+            }
+            return;
+        }
+        let mut retry = Vec::new();
+        match client
+            .call::<_, ProduceResponse>(ApiKey::Produce, &request)
+            .await
+        {
+            Ok(response) => {
+                let mut results: HashMap<(String, u32), (ErrorCode, u64)> = HashMap::new();
+                for (topic, partitions) in response.topics {
+                    for p in partitions {
+                        results.insert((topic.clone(), p.partition), (p.error, p.base_offset));
+                    }
+                }
+                for b in batches {
+                    let result = results.get(&(b.topic.clone(), b.partition)).copied();
+                    match result {
+                        Some((ErrorCode::None, base)) => b.resolve(Ok(Some(base))),
+                        Some((code, _)) if code.is_retriable() && attempt < config.retries => {
+                            retry.push(b)
+                        }
+                        Some((code, _)) => {
+                            let message = format!("{}-{}", b.topic, b.partition);
+                            b.resolve(Err(ClientError::Broker { code, message }));
+                        }
+                        None => b.resolve(Err(ClientError::Protocol(
+                            "no answer for a partition".into(),
+                        ))),
+                    }
+                }
+            }
+            // The connection failed or timed out: every batch may retry.
+            Err(e @ (ClientError::Io { .. } | ClientError::Timeout(_)))
+                if attempt < config.retries =>
+            {
+                tracing::debug!(error = %e, attempt, "produce failed; retrying");
+                retry = batches;
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for b in batches {
+                    b.resolve(Err(ClientError::Protocol(message.clone())));
+                }
+            }
+        }
+        if retry.is_empty() {
+            return;
+        }
+        for b in &mut retry {
+            let sent = request
+                .topics
+                .iter_mut()
+                .filter(|t| t.name == b.topic)
+                .flat_map(|t| t.partitions.iter_mut())
+                .find(|p| p.partition == b.partition)
+                .expect("a retried batch was in the request");
+            b.bytes = std::mem::take(&mut sent.batch);
+        }
+        batches = retry;
+        attempt += 1;
+        tokio::time::sleep(config.retry_backoff).await;
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
