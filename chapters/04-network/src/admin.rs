@@ -88,16 +88,7 @@ impl Admin {
 
     /// A topic's partitions, their offsets, and its settings.
     pub async fn describe_topic(&self, name: &str) -> Result<TopicInfo, ClientError> {
-        let request = MetadataRequest {
-            topics: Some(vec![name.to_string()]),
-        };
-        let metadata: MetadataResponse = self.client.call(ApiKey::Metadata, &request).await?;
-        let topic = metadata
-            .topics
-            .into_iter()
-            .next()
-            .ok_or_else(|| ClientError::Protocol("metadata without the topic".into()))?;
-        check(topic.error, || format!("topic {name:?}"))?;
+        let topic = self.client.topic_metadata(name).await?;
         let mut partitions = Vec::new();
         for (partition, leader) in topic.partitions {
             let offsets = ListOffsetsRequest {

@@ -17,12 +17,9 @@ use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::client::{Client, check};
+use crate::client::Client;
 use crate::error::{ClientError, ErrorCode};
-use crate::protocol::{
-    ApiKey, MetadataRequest, MetadataResponse, ProducePartition, ProduceRequest, ProduceResponse,
-    ProduceTopic,
-};
+use crate::protocol::{ApiKey, ProducePartition, ProduceRequest, ProduceResponse, ProduceTopic};
 
 /// How a producer behaves, by Kafka's names.
 #[derive(Debug, Clone)]
@@ -237,17 +234,7 @@ impl Producer {
         {
             return Ok(n);
         }
-        let request = MetadataRequest {
-            topics: Some(vec![topic.to_string()]),
-        };
-        let response: MetadataResponse = self.client.call(ApiKey::Metadata, &request).await?;
-        let topic_metadata = response
-            .topics
-            .into_iter()
-            .next()
-            .ok_or_else(|| ClientError::Protocol("metadata without the topic".into()))?;
-        check(topic_metadata.error, || format!("topic {topic:?}"))?;
-        let n = topic_metadata.partitions.len() as u32;
+        let n = self.client.topic_metadata(topic).await?.partitions.len() as u32;
         let mut state = self.shared.state.lock().unwrap();
         state.partition_counts.insert(topic.to_string(), n);
         Ok(n)

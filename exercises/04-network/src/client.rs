@@ -17,7 +17,10 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::oneshot;
 
 use crate::error::{ClientError, ErrorCode};
-use crate::protocol::{self, API_VERSION, ApiKey, DEFAULT_MAX_FRAME, ErrorResponse, RequestHeader};
+use crate::protocol::{
+    self, API_VERSION, ApiKey, DEFAULT_MAX_FRAME, ErrorResponse, MetadataRequest, MetadataResponse,
+    RequestHeader, TopicMetadata,
+};
 
 type Waiters = Arc<Mutex<Option<HashMap<u32, oneshot::Sender<Bytes>>>>>;
 
@@ -125,6 +128,22 @@ impl Client {
             }),
             Err(e) => Err(ClientError::Protocol(e)),
         }
+    }
+
+    /// One topic's metadata (its partitions and their leaders), or the
+    /// broker's error for it.
+    pub async fn topic_metadata(&self, topic: &str) -> Result<TopicMetadata, ClientError> {
+        let request = MetadataRequest {
+            topics: Some(vec![topic.to_string()]),
+        };
+        let response: MetadataResponse = self.call(ApiKey::Metadata, &request).await?;
+        let found = response
+            .topics
+            .into_iter()
+            .next()
+            .ok_or_else(|| ClientError::Protocol("metadata without the topic".into()))?;
+        check(found.error, || format!("topic {topic:?}"))?;
+        Ok(found)
     }
 
     /// Sends a request that gets no response (a produce with `acks` 0).

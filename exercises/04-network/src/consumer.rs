@@ -13,7 +13,7 @@ use crate::client::{Client, check};
 use crate::error::{ClientError, ErrorCode};
 use crate::protocol::{
     ApiKey, EARLIEST, FetchPartition, FetchRequest, FetchResponse, LATEST, ListOffsetsRequest,
-    ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    ListOffsetsResponse,
 };
 
 /// Where to start when there is no position, or it is out of range
@@ -105,17 +105,7 @@ impl Consumer {
 
     /// The number of partitions of `topic`.
     pub async fn partitions_for(&self, topic: &str) -> Result<u32, ClientError> {
-        let request = MetadataRequest {
-            topics: Some(vec![topic.to_string()]),
-        };
-        let response: MetadataResponse = self.client.call(ApiKey::Metadata, &request).await?;
-        let t = response
-            .topics
-            .into_iter()
-            .next()
-            .ok_or_else(|| ClientError::Protocol("metadata without the topic".into()))?;
-        check(t.error, || format!("topic {topic:?}"))?;
-        Ok(t.partitions.len() as u32)
+        Ok(self.client.topic_metadata(topic).await?.partitions.len() as u32)
     }
 
     /// Reads exactly these partitions from now on. Positions of partitions
