@@ -12,9 +12,6 @@
 //! performance page quotes the figures and the ratios.
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use ch02_segments::Record;
@@ -23,6 +20,7 @@ use ch04_network::{
     Admin, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig, Server, ServerConfig,
 };
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use kfs_benches::loopback_to_file;
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
 
@@ -93,41 +91,6 @@ async fn produce(addr: &str, count: usize, size: usize, batch_size: usize) {
     producer.close().await.unwrap();
 }
 
-/// The baseline: `bytes` over loopback TCP to a thread that appends them
-/// to a file, until the thread confirms it has written them all.
-fn tcp_to_file(bytes: usize, dir: &TempDir) -> Duration {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let path = dir.path().join("baseline");
-    let receiver = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        let mut file = File::create(path).unwrap();
-        let mut buf = vec![0; 64 * 1024];
-        let mut received = 0;
-        while received < bytes {
-            let n = stream.read(&mut buf).unwrap();
-            assert!(n > 0, "the sender hung up early");
-            file.write_all(&buf[..n]).unwrap();
-            received += n;
-        }
-        stream.write_all(&[1]).unwrap();
-    });
-    let chunk = vec![0xab; 64 * 1024];
-    let start = Instant::now();
-    let mut stream = TcpStream::connect(addr).unwrap();
-    let mut sent = 0;
-    while sent < bytes {
-        let n = chunk.len().min(bytes - sent);
-        stream.write_all(&chunk[..n]).unwrap();
-        sent += n;
-    }
-    let mut done = [0; 1];
-    stream.read_exact(&mut done).unwrap();
-    let elapsed = start.elapsed();
-    receiver.join().unwrap();
-    elapsed
-}
-
 fn network(c: &mut Criterion) {
     let mut group = c.benchmark_group("ch04");
     group.sample_size(10);
@@ -138,7 +101,11 @@ fn network(c: &mut Criterion) {
         group.throughput(Throughput::Elements(count as u64));
         let id = format!("{size}B");
         group.bench_function(BenchmarkId::new("baseline_tcp_to_file", &id), |b| {
-            b.iter_custom(|iters| (0..iters).map(|_| tcp_to_file(count * size, &tmp())).sum())
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| loopback_to_file(count * size, tmp().path()))
+                    .sum()
+            })
         });
         // Kafka's default `batch.size` (16 KiB), and a large one (256 KiB)
         // as a throughput run of `kafka-producer-perf-test` would set it.

@@ -1,21 +1,111 @@
 //! `kfs`: the command-line front door of Kafka from Scratch.
 //!
-//! It will run the broker and the tools operators expect (`kfs broker`,
-//! `kfs topics`, `kfs produce`, `kfs consume`, `kfs perf`) once there is a
-//! networked broker to run (chapter 4). Until then it says what exists.
+//! One binary with the subcommands an operator expects from Kafka's own
+//! tools, named after them where they exist:
+//!
+//! | `kfs` | Kafka's tool |
+//! | --- | --- |
+//! | `kfs broker` | `kafka-server-start` |
+//! | `kfs topics create/list/describe/delete` | `kafka-topics` |
+//! | `kfs produce` | `kafka-console-producer` |
+//! | `kfs consume` | `kafka-console-consumer` |
+//! | `kfs perf produce/consume` | `kafka-producer-perf-test`, `kafka-consumer-perf-test` |
+//!
+//! Until the final broker exists (chapter 8), `kfs` runs the newest
+//! chapter's broker and clients: today chapter 4's.
+//!
+//! # Layout
+//!
+//! - `main.rs`: the command line (clap) and its one-line errors.
+//! - `broker.rs`: `kfs broker`, a server until SIGINT or SIGTERM.
+//! - `topics.rs`: `kfs topics`.
+//! - `console.rs`: `kfs produce` and `kfs consume`, lines in and out.
+//! - `perf.rs`: `kfs perf`, throughput and latency percentiles.
 
-use clap::Parser;
+mod broker;
+mod console;
+mod perf;
+mod topics;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// What a subcommand returns: any error ends `kfs` with a one-line message.
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// Kafka from Scratch: a Kafka-like broker built one chapter at a time.
 #[derive(Debug, Parser)]
-#[command(name = "kfs", version, about)]
-struct Cli {}
+#[command(name = "kfs", version, about, arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let Cli {} = Cli::parse();
-    println!(
-        "kfs {}: there is no broker to run yet; it arrives with chapter 4.\n\
-         Try the newest chapter's demo: cargo run -p ch04-network --example tour",
-        env!("CARGO_PKG_VERSION")
-    );
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a broker (kafka-server-start).
+    Broker(broker::BrokerArgs),
+    /// Create, list, describe and delete topics (kafka-topics).
+    #[command(subcommand)]
+    Topics(topics::TopicsCommand),
+    /// Send each line of standard input as a record (kafka-console-producer).
+    Produce(console::ProduceArgs),
+    /// Print a topic's records, one per line (kafka-console-consumer).
+    Consume(console::ConsumeArgs),
+    /// Measure throughput and latency (kafka-producer-perf-test and
+    /// kafka-consumer-perf-test).
+    #[command(subcommand)]
+    Perf(perf::PerfCommand),
+}
+
+/// How long a client waits for the broker's answer (`request.timeout.ms`).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The flag every client subcommand takes, as Kafka's tools do.
+#[derive(Debug, Args)]
+struct Bootstrap {
+    /// The broker to connect to, host:port.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap_server: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The broker serves many connections on every core. A client runs its
+    // command on this thread and its background tasks (the producer's
+    // sender, the perf latency recorder) on one worker: enough to overlap
+    // the two, and it leaves the other cores to a broker on this machine.
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if !matches!(cli.command, Command::Broker(_)) {
+        runtime.worker_threads(1);
+    }
+    let runtime = runtime.enable_all().build();
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&e),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Broker(args) => broker::run(args).await,
+            Command::Topics(command) => topics::run(command).await,
+            Command::Produce(args) => console::produce(args).await,
+            Command::Consume(args) => console::consume(args).await,
+            Command::Perf(command) => perf::run(command).await,
+        }
+    });
+    // Tasks still running (a perf recorder, a stdin reader) are dropped
+    // here rather than waited for.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&*e),
+    }
+}
+
+/// Prints `error: ...` on one line and returns the failure exit code.
+fn fail(error: &dyn std::error::Error) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::FAILURE
 }

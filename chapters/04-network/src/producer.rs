@@ -37,9 +37,14 @@ pub struct ProducerConfig {
     pub retry_backoff: Duration,
     /// `request.timeout.ms`: how long to wait for the broker's answer.
     pub request_timeout: Duration,
-    /// Records that may wait to be sent before `send` waits for room
-    /// (the role of Kafka's `buffer.memory`).
+    /// Records that may be queued or in flight, not yet answered, before
+    /// `send` waits for room (the role of Kafka's `buffer.memory`).
     pub max_queued: usize,
+    /// `max.in.flight.requests.per.connection`: produce requests sent and
+    /// not yet answered. More keeps the connection busy; as in Kafka
+    /// without idempotence, more than 1 lets a retried batch land after
+    /// a later one.
+    pub max_in_flight: usize,
 }
 
 impl Default for ProducerConfig {
@@ -52,6 +57,7 @@ impl Default for ProducerConfig {
             retry_backoff: Duration::from_millis(100),
             request_timeout: Duration::from_secs(30),
             max_queued: 64 * 1024,
+            max_in_flight: 5,
         }
     }
 }
@@ -67,7 +73,24 @@ pub struct RecordMetadata {
     pub offset: Option<u64>,
 }
 
-type Delivery = oneshot::Sender<Result<RecordMetadata, ClientError>>;
+/// Where a record's outcome goes: to the future `send` returned, or to the
+/// callback given to `send_with_callback`.
+enum Delivery {
+    Future(oneshot::Sender<Result<RecordMetadata, ClientError>>),
+    Callback(Box<dyn FnOnce(Result<RecordMetadata, ClientError>) + Send>),
+}
+
+impl Delivery {
+    fn complete(self, result: Result<RecordMetadata, ClientError>) {
+        match self {
+            // The caller may have dropped the future: nobody to tell.
+            Delivery::Future(done) => {
+                let _ = done.send(result);
+            }
+            Delivery::Callback(callback) => callback(result),
+        }
+    }
+}
 
 /// The future of one sent record: resolves once the broker has it (or
 /// with the error that stopped it).
@@ -92,8 +115,9 @@ struct Shared {
     /// Wakes the sender task: a batch is ready, or a first record started
     /// the linger clock.
     wake: Notify,
-    /// One permit per record that may be queued (`max_queued`); `send`
-    /// waits for one, and they come back when a batch is sent.
+    /// One permit per record that may be queued or in flight
+    /// (`max_queued`); `send` waits for one, and they come back when the
+    /// record's batch has its answer.
     room: Semaphore,
 }
 
@@ -188,15 +212,41 @@ impl Producer {
     /// only if too many records are queued), with a future that resolves
     /// when the broker has stored it.
     pub async fn send(&self, topic: &str, record: Record) -> Result<DeliveryFuture, ClientError> {
+        let (done, delivered) = oneshot::channel();
+        self.enqueue(topic, record, Delivery::Future(done)).await?;
+        Ok(DeliveryFuture(delivered))
+    }
+
+    /// [`Producer::send`] with a callback instead of a future, as Kafka's
+    /// `send(record, callback)`: the callback runs on the producer's
+    /// background task the moment the broker answers, with where the
+    /// record went or why it failed. It must be quick: the next batch
+    /// waits for it. `kfs perf` uses it to time each record.
+    pub async fn send_with_callback(
+        &self,
+        topic: &str,
+        record: Record,
+        callback: impl FnOnce(Result<RecordMetadata, ClientError>) + Send + 'static,
+    ) -> Result<(), ClientError> {
+        self.enqueue(topic, record, Delivery::Callback(Box::new(callback)))
+            .await
+    }
+
+    /// Puts a record in its partition's batch, with where its outcome goes.
+    async fn enqueue(
+        &self,
+        topic: &str,
+        record: Record,
+        delivery: Delivery,
+    ) -> Result<(), ClientError> {
         let partitions = self.partition_count(topic).await?;
-        // Back-pressure: a permit per queued record, returned once sent.
+        // Back-pressure: a permit per record, returned once it is answered.
         self.shared
             .room
             .acquire()
             .await
             .map_err(|_| ClientError::Closed)?
             .forget();
-        let (done, delivered) = oneshot::channel();
         let mut state = self.shared.state.lock().unwrap();
         let (partition, ready) = state.accumulator.add(topic, partitions, record);
         let waiting = match state.waiting.get_mut(topic) {
@@ -206,7 +256,7 @@ impl Producer {
         if waiting.len() < partitions as usize {
             waiting.resize_with(partitions as usize, VecDeque::new);
         }
-        waiting[partition as usize].push_back(done);
+        waiting[partition as usize].push_back(delivery);
         let first = state.oldest.is_none();
         if first {
             state.oldest = Some(Instant::now());
@@ -218,7 +268,7 @@ impl Producer {
         if full || first {
             self.shared.wake.notify_one();
         }
-        Ok(DeliveryFuture(delivered))
+        Ok(())
     }
     // ANCHOR_END: send
 
@@ -273,7 +323,12 @@ impl Sender {
         loop {
             let linger_until = {
                 let mut state = self.shared.state.lock().unwrap();
-                let ready = std::mem::take(&mut state.ready);
+                // Ready batches wait while `max_in_flight` requests do.
+                let ready = if self.in_flight.len() < self.config.max_in_flight.max(1) {
+                    std::mem::take(&mut state.ready)
+                } else {
+                    Vec::new()
+                };
                 let linger_until = state.oldest.map(|t| t + self.config.linger);
                 drop(state);
                 self.dispatch(ready);
@@ -312,10 +367,14 @@ impl Sender {
             return;
         }
         let records: usize = ready.iter().map(|b| b.deliveries.len()).sum();
-        self.shared.room.add_permits(records);
         let client = self.client.clone();
         let config = self.config.clone();
-        self.in_flight.spawn(produce(client, config, ready));
+        let shared = self.shared.clone();
+        self.in_flight.spawn(async move {
+            produce(client, config, ready).await;
+            // Answered: room for as many new records.
+            shared.room.add_permits(records);
+        });
     }
 }
 
@@ -332,7 +391,7 @@ impl Pending {
         match result {
             Ok(base) => {
                 for (i, delivery) in self.deliveries.into_iter().enumerate() {
-                    let _ = delivery.send(Ok(RecordMetadata {
+                    delivery.complete(Ok(RecordMetadata {
                         topic: self.topic.clone(),
                         partition: self.partition,
                         offset: base.map(|b| b + i as u64),
@@ -350,7 +409,7 @@ impl Pending {
                         },
                         None => ClientError::Protocol(message.clone()),
                     };
-                    let _ = delivery.send(Err(error));
+                    delivery.complete(Err(error));
                 }
             }
         }

@@ -37,6 +37,9 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// How long a shutdown waits for requests in flight.
     pub drain_timeout: Duration,
+    /// How often to delete segments past their topic's retention
+    /// (`log.retention.check.interval.ms`, 5 minutes).
+    pub retention_check_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -48,6 +51,7 @@ impl Default for ServerConfig {
             max_in_flight: 64,
             idle_timeout: Duration::from_secs(600),
             drain_timeout: Duration::from_secs(30),
+            retention_check_interval: Duration::from_secs(300),
         }
     }
 }
@@ -99,10 +103,21 @@ impl Server {
         let total = Arc::new(Semaphore::new(config.max_total_bytes));
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut connections = JoinSet::new();
+        let mut retention = tokio::time::interval_at(
+            tokio::time::Instant::now() + config.retention_check_interval,
+            config.retention_check_interval,
+        );
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
+                _ = retention.tick() => match broker.apply_retention() {
+                    Ok(0) => {}
+                    Ok(deleted) => info!(deleted, "retention deleted old segments"),
+                    // A disk error here is the store's to report on the
+                    // next append; the server keeps serving.
+                    Err(e) => warn!(error = %e, "retention check failed"),
+                },
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         debug!(%peer, "connection accepted");

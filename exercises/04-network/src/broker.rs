@@ -77,6 +77,12 @@ impl Broker {
             .close()
     }
 
+    /// Deletes every partition's segments past its topic's retention;
+    /// returns how many were deleted.
+    pub fn apply_retention(&self) -> Result<usize, StoreError> {
+        self.write().apply_retention()
+    }
+
     /// Syncs every partition (for a shutdown that cannot close the store).
     pub fn sync(&self) -> Result<(), StoreError> {
         self.write().sync()

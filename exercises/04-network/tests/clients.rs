@@ -310,6 +310,50 @@ async fn producing_to_a_missing_topic_is_an_error() {
 }
 
 #[tokio::test]
+async fn callbacks_get_each_records_offset_or_its_error() {
+    let broker = TestBroker::start().await;
+    let admin = Admin::connect(&broker.addr, TIMEOUT).await.unwrap();
+    admin.create_topic("t", 1, vec![]).await.unwrap();
+    let small = vec![("max.message.bytes".into(), "200".into())];
+    admin.create_topic("small", 1, small).await.unwrap();
+    let producer = Producer::connect(&broker.addr, ProducerConfig::default())
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for i in 0..10 {
+        let tx = tx.clone();
+        producer
+            .send_with_callback("t", Record::new(i, "v"), move |result| {
+                let _ = tx.send((i, result));
+            })
+            .await
+            .unwrap();
+    }
+    let tx2 = tx.clone();
+    producer
+        .send_with_callback("small", Record::new(0, vec![0; 1000]), move |result| {
+            let _ = tx2.send((-1, result));
+        })
+        .await
+        .unwrap();
+    drop(tx);
+    producer.flush().await.unwrap();
+    let mut offsets = Vec::new();
+    while let Some((i, result)) = rx.recv().await {
+        match i {
+            -1 => {
+                let error = result.unwrap_err();
+                assert_eq!(error.code(), Some(ErrorCode::MessageTooLarge), "{error}");
+            }
+            i => offsets.push((i, result.unwrap().offset)),
+        }
+    }
+    // Every callback ran once, with the offset its record got.
+    let expected: Vec<(i64, Option<u64>)> = (0..10).map(|i| (i, Some(i as u64))).collect();
+    assert_eq!(offsets, expected);
+}
+
+#[tokio::test]
 async fn acks_zero_gets_no_offsets_but_stores_the_records() {
     let broker = TestBroker::start().await;
     let admin = Admin::connect(&broker.addr, TIMEOUT).await.unwrap();
@@ -349,4 +393,47 @@ async fn a_graceful_shutdown_closes_the_store_cleanly() {
         d.partitions.iter().map(|p| p.log_end_offset).sum::<u64>(),
         100
     );
+}
+
+#[tokio::test]
+async fn the_broker_deletes_segments_past_retention_on_its_own() {
+    let broker = TestBroker::start_with(ch04_network::ServerConfig {
+        retention_check_interval: Duration::from_millis(20),
+        ..ch04_network::ServerConfig::default()
+    })
+    .await;
+    let admin = Admin::connect(&broker.addr, TIMEOUT).await.unwrap();
+    // Tiny segments, each record in its own, kept for 1 ms.
+    let configs = vec![
+        ("segment.bytes".into(), "1".into()),
+        ("retention.ms".into(), "1".into()),
+    ];
+    admin.create_topic("old", 1, configs).await.unwrap();
+    let producer = Producer::connect(&broker.addr, ProducerConfig::default())
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for i in 0..5 {
+        // One batch (so one segment) per record.
+        let delivery = producer
+            .send("old", Record::new(now - 60_000, format!("{i}")))
+            .await
+            .unwrap();
+        delivery.await.unwrap();
+    }
+    // Nobody asks for it: the broker's own timer deletes all but the
+    // active segment.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let info = admin.describe_topic("old").await.unwrap();
+        if info.partitions[0].log_start_offset == 4 {
+            assert_eq!(info.partitions[0].log_end_offset, 5);
+            break;
+        }
+        assert!(Instant::now() < deadline, "retention never ran: {info:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# End to end on loopback: a `kfs broker` process, and `kfs perf produce` /
+# `kfs perf consume` processes against it, beside the baseline a broker
+# cannot beat, measured in the same run: the same bytes over a loopback TCP
+# connection to a thread that appends them to a file.
+#
+#   benches/e2e.sh [RECORDS]    # RECORDS of 100 B (default 5,000,000);
+#                               # a tenth as many of 1 KiB
+#
+# Prints each run's report, then a summary table for the performance page.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+records=${1:-5000000}
+records_1k=$((records / 10))
+kfs=target/release/kfs
+
+cargo build --release --quiet -p kfs -p kfs-benches --bin kfs --bin loopback-baseline
+
+# On the same disk as the build, not a tmpfs /tmp: the broker's log and the
+# baseline's file must be written to the same kind of storage.
+work=$(mktemp -d "$PWD/target/e2e.XXXXXX")
+broker_pid=
+cleanup() {
+    if [ -n "$broker_pid" ]; then kill "$broker_pid" 2>/dev/null || true; wait "$broker_pid" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$kfs" broker --listen 127.0.0.1:0 --data-dir "$work/data" >"$work/broker.out" 2>"$work/broker.log" &
+broker_pid=$!
+for _ in $(seq 100); do
+    grep -q 'listening on' "$work/broker.out" 2>/dev/null && break
+    sleep 0.1
+done
+addr=$(sed -n 's/^kfs broker listening on \([^ ]*\).*/\1/p' "$work/broker.out")
+[ -n "$addr" ] || { echo "the broker did not start:"; cat "$work/broker.log"; exit 1; }
+echo "broker on $addr"
+
+# The last line of a perf report: "N records sent, R records/sec (M MB/sec), ..."
+rate() { sed -n 's/.* \([0-9.]*\) records\/sec.*/\1/p' | tail -1; }
+mbps() { sed -n 's/.*(\([0-9.]*\) MB\/sec).*/\1/p' | tail -1; }
+field() { tr ',' '\n' | sed -n "s/^ *\([0-9.]*\) ms $1.*/\1/p" | tail -1; }
+
+produce() { # topic size records [throughput]
+    "$kfs" topics create "$1" --bootstrap-server "$addr" >/dev/null
+    "$kfs" perf produce --topic "$1" --record-size "$2" --num-records "$3" \
+        --throughput "${4:--1}" --bootstrap-server "$addr" | tee /dev/stderr | tail -1
+}
+consume() { # topic records
+    "$kfs" perf consume --topic "$1" --messages "$2" --bootstrap-server "$addr" | tee /dev/stderr | tail -1
+}
+
+baseline=$(target/release/loopback-baseline $((records_1k * 1024)) "$work")
+echo "baseline: $baseline MB/sec"
+
+p100=$(produce e2e-100 100 "$records")
+p1k=$(produce e2e-1k 1024 "$records_1k")
+peak=$(echo "$p100" | rate)
+half=$(awk -v p="$peak" 'BEGIN { printf "%d", p / 2 }')
+h100=$(produce e2e-half 100 "$records" "$half")
+c100=$(consume e2e-100 "$records")
+c1k=$(consume e2e-1k "$records_1k")
+
+ratio() { awk -v m="$1" -v b="$baseline" 'BEGIN { printf "%.2f", m / b }'; }
+echo
+echo "| run | records/s | MB/s | of baseline | latency avg / p99 / max (ms) |"
+echo "| --- | ---: | ---: | ---: | --- |"
+echo "| loopback TCP to a file (baseline) | | $baseline | 1.00 | |"
+for row in "produce 100 B|$p100" "produce 1 KiB|$p1k" "produce 100 B at half peak ($half/s)|$h100"; do
+    name=${row%%|*}; line=${row#*|}
+    m=$(echo "$line" | mbps)
+    echo "| $name | $(echo "$line" | rate) | $m | $(ratio "$m") | $(echo "$line" | field avg) / $(echo "$line" | field 99th) / $(echo "$line" | field max) |"
+done
+for row in "consume 100 B|$c100" "consume 1 KiB|$c1k"; do
+    name=${row%%|*}; line=${row#*|}
+    m=$(echo "$line" | mbps)
+    echo "| $name | $(echo "$line" | rate) | $m | $(ratio "$m") | |"
+done

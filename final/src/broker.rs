@@ -1,0 +1,96 @@
+//! `kfs broker`: opens the data directory, serves it until SIGINT or
+//! SIGTERM, then drains what is in flight and closes the logs cleanly.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use ch03_partitions::TopicStore;
+use ch04_network::{Server, ServerConfig};
+use clap::Args;
+use tracing::{info, warn};
+use tracing_subscriber::EnvFilter;
+
+use crate::Result;
+
+/// `kfs broker`'s flags.
+#[derive(Debug, Args)]
+pub(crate) struct BrokerArgs {
+    /// The address to listen on (`listeners`); port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    listen: SocketAddr,
+    /// Where the topics are stored (`log.dirs`).
+    #[arg(long, default_value = "./data")]
+    data_dir: PathBuf,
+}
+
+/// Runs the broker until a signal asks it to stop.
+pub(crate) async fn run(args: BrokerArgs) -> Result<()> {
+    // Structured logs on stderr; `RUST_LOG=debug` shows every connection.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let (store, report) = TopicStore::open(&args.data_dir)?;
+    info!(
+        dir = %args.data_dir.display(),
+        topics = report.topics,
+        partitions = report.partitions,
+        "opened the data directory"
+    );
+    for (partition, recovery) in &report.recovered {
+        warn!(%partition, ?recovery, "not closed cleanly; recovered");
+    }
+    for dir in &report.removed_dirs {
+        warn!(%dir, "removed a partition directory topics.meta does not list");
+    }
+    for partition in &report.recreated {
+        warn!(%partition, "partition directory was missing; created it empty");
+    }
+
+    let server = Server::bind(args.listen, store, ServerConfig::default())
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    // The one line on stdout: scripts and tests read the address from it
+    // (with `--listen 127.0.0.1:0` it is the only way to learn the port).
+    println!(
+        "kfs broker listening on {} (data in {})",
+        server.local_addr(),
+        args.data_dir.display()
+    );
+    std::io::stdout().flush()?;
+
+    server.run(shutdown_signal()).await?;
+    info!("stopped cleanly");
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM (what `kill` and service
+/// managers send).
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => info!("SIGINT: shutting down"),
+                    _ = terminate.recv() => info!("SIGTERM: shutting down"),
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the broker");
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+        info!("Ctrl-C: shutting down");
+    }
+}

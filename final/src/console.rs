@@ -1,0 +1,270 @@
+//! `kfs produce` and `kfs consume`: records in from standard input, one per
+//! line, and out to standard output, one per line, as Kafka's console
+//! producer and consumer do.
+
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Write};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ch02_segments::Record;
+use ch04_network::{
+    Consumer, ConsumerConfig, ConsumerRecord, DeliveryFuture, OffsetReset, Producer,
+    ProducerConfig, SeekTo,
+};
+use clap::Args;
+use clap::builder::NonEmptyStringValueParser;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::time::Instant;
+
+use crate::{Bootstrap, REQUEST_TIMEOUT, Result};
+
+/// Sent records whose answer `kfs produce` has not checked yet, at most.
+/// Past this it waits for the oldest, so a long input does not pile up
+/// futures (the producer's own queue bounds the records themselves).
+const MAX_UNCHECKED: usize = 10_000;
+
+/// `kfs produce`'s flags.
+#[derive(Debug, Args)]
+pub(crate) struct ProduceArgs {
+    /// The topic to write to.
+    topic: String,
+    /// Read each line as KEY<SEP>VALUE, split at the first SEP
+    /// (Kafka's parse.key=true with key.separator).
+    #[arg(long, value_name = "SEP", value_parser = NonEmptyStringValueParser::new())]
+    key_separator: Option<String>,
+    /// 0: do not wait for the broker; 1: wait until it has appended.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i8).range(0..=1))]
+    acks: i8,
+    #[command(flatten)]
+    bootstrap: Bootstrap,
+}
+
+/// `kfs consume`'s flags.
+#[derive(Debug, Args)]
+pub(crate) struct ConsumeArgs {
+    /// The topic to read.
+    topic: String,
+    /// Start at the first record still stored, not at the end.
+    #[arg(long, conflicts_with = "offset")]
+    from_beginning: bool,
+    /// Start at this offset of --partition: a number, earliest or latest.
+    #[arg(long, requires = "partition", value_parser = start_offset)]
+    offset: Option<SeekTo>,
+    /// Read only this partition (all of them by default).
+    #[arg(long)]
+    partition: Option<u32>,
+    /// Exit after this many records (follow the topic forever by default).
+    #[arg(long)]
+    max_messages: Option<u64>,
+    /// Exit when no record has arrived for this long.
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// Print each record's key before its value.
+    #[arg(long)]
+    print_key: bool,
+    /// Print each record's partition.
+    #[arg(long)]
+    print_partition: bool,
+    /// Print each record's offset.
+    #[arg(long)]
+    print_offset: bool,
+    #[command(flatten)]
+    bootstrap: Bootstrap,
+}
+
+/// Parses `--offset`: a number, `earliest` or `latest`.
+fn start_offset(text: &str) -> std::result::Result<SeekTo, String> {
+    match text {
+        "earliest" => Ok(SeekTo::Beginning),
+        "latest" => Ok(SeekTo::End),
+        n => n
+            .parse()
+            .map(SeekTo::Offset)
+            .map_err(|_| format!("expected an offset, earliest or latest, got {n:?}")),
+    }
+}
+
+/// Milliseconds since the Unix epoch: a record's timestamp.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Sends every line of standard input, then waits until each is stored.
+pub(crate) async fn produce(args: ProduceArgs) -> Result<()> {
+    let config = ProducerConfig {
+        acks: args.acks,
+        request_timeout: REQUEST_TIMEOUT,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::connect(&args.bootstrap.bootstrap_server, config).await?;
+    let mut unchecked = VecDeque::new();
+    let sent = send_lines(&args, &producer, &mut unchecked).await;
+    // Whatever stopped the input, the lines before it are delivered (or
+    // their error is reported) before `kfs` exits.
+    producer.flush().await?;
+    for delivery in unchecked {
+        delivery.await?;
+    }
+    producer.close().await?;
+    sent
+}
+
+async fn send_lines(
+    args: &ProduceArgs,
+    producer: &Producer,
+    unchecked: &mut VecDeque<DeliveryFuture>,
+) -> Result<()> {
+    // Lines are bytes: a value need not be UTF-8.
+    let mut lines = BufReader::new(tokio::io::stdin()).split(b'\n');
+    let mut number = 0;
+    while let Some(mut line) = lines.next_segment().await? {
+        number += 1;
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        let record = match &args.key_separator {
+            None => Record::new(now_ms(), line),
+            Some(separator) => match split_once(&line, separator.as_bytes()) {
+                Some((key, value)) => Record::new(now_ms(), value).with_key(key),
+                None => {
+                    return Err(format!("no key separator {separator:?} on line {number}").into());
+                }
+            },
+        };
+        unchecked.push_back(producer.send(&args.topic, record).await?);
+        while unchecked.len() > MAX_UNCHECKED {
+            if let Some(oldest) = unchecked.pop_front() {
+                oldest.await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Splits `line` at the first `separator`.
+fn split_once<'a>(line: &'a [u8], separator: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
+    let at = line
+        .windows(separator.len())
+        .position(|window| window == separator)?;
+    Some((&line[..at], &line[at + separator.len()..]))
+}
+
+/// Prints records as they arrive until `--max-messages`, `--timeout-ms`,
+/// Ctrl-C, or a closed standard output.
+pub(crate) async fn consume(args: ConsumeArgs) -> Result<()> {
+    let config = ConsumerConfig {
+        auto_offset_reset: if args.from_beginning {
+            OffsetReset::Earliest
+        } else {
+            OffsetReset::Latest
+        },
+        request_timeout: REQUEST_TIMEOUT,
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::connect(&args.bootstrap.bootstrap_server, config).await?;
+    let count = consumer.partitions_for(&args.topic).await?;
+    let partitions: Vec<u32> = match args.partition {
+        Some(p) if p < count => vec![p],
+        Some(p) => {
+            return Err(
+                format!("topic {} has no partition {p} (it has {count})", args.topic).into(),
+            );
+        }
+        None => (0..count).collect(),
+    };
+    consumer.assign(partitions.iter().map(|&p| (args.topic.clone(), p)));
+    let start = match args.offset {
+        Some(offset) => offset,
+        None if args.from_beginning => SeekTo::Beginning,
+        None => SeekTo::End,
+    };
+    for &p in &partitions {
+        consumer.seek(&args.topic, p, start).await?;
+    }
+
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let quiet_limit = args.timeout_ms.map(Duration::from_millis);
+    let mut last_record = Instant::now();
+    let mut printed = 0u64;
+    let mut out = Vec::new();
+    'follow: loop {
+        let wait = match quiet_limit {
+            Some(limit) => match (last_record + limit).checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => left.min(Duration::from_secs(1)),
+                _ => break,
+            },
+            None => Duration::from_secs(1),
+        };
+        let records = tokio::select! {
+            records = consumer.poll(wait) => records?,
+            _ = &mut interrupted => break,
+        };
+        if !records.is_empty() {
+            last_record = Instant::now();
+        }
+        out.clear();
+        for record in &records {
+            if args.max_messages.is_some_and(|max| printed >= max) {
+                break;
+            }
+            format_record(&args, record, &mut out);
+            printed += 1;
+        }
+        let mut stdout = std::io::stdout();
+        match stdout.write_all(&out).and_then(|()| stdout.flush()) {
+            Ok(()) => {}
+            // The reader went away (`kfs consume ... | head`): stop quietly.
+            Err(e) if e.kind() == ErrorKind::BrokenPipe => break 'follow,
+            Err(e) => return Err(e.into()),
+        }
+        if args.max_messages.is_some_and(|max| printed >= max) {
+            break;
+        }
+    }
+    eprintln!("Processed a total of {printed} messages");
+    Ok(())
+}
+
+/// One output line: the fields asked for, then the value, tab-separated
+/// (the layout of Kafka's console consumer).
+fn format_record(args: &ConsumeArgs, record: &ConsumerRecord, out: &mut Vec<u8>) {
+    if args.print_partition {
+        out.extend_from_slice(format!("Partition:{}\t", record.partition).as_bytes());
+    }
+    if args.print_offset {
+        out.extend_from_slice(format!("Offset:{}\t", record.offset).as_bytes());
+    }
+    if args.print_key {
+        out.extend_from_slice(record.record.key.as_deref().unwrap_or(b"null"));
+        out.push(b'\t');
+    }
+    out.extend_from_slice(&record.record.value);
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_split_at_the_first_separator() {
+        assert_eq!(
+            split_once(b"user-1:hello:world", b":"),
+            Some((&b"user-1"[..], &b"hello:world"[..]))
+        );
+        assert_eq!(split_once(b"k::v", b"::"), Some((&b"k"[..], &b"v"[..])));
+        assert_eq!(split_once(b"no separator", b":"), None);
+    }
+
+    #[test]
+    fn offsets_are_numbers_or_earliest_or_latest() {
+        assert_eq!(start_offset("42"), Ok(SeekTo::Offset(42)));
+        assert_eq!(start_offset("earliest"), Ok(SeekTo::Beginning));
+        assert_eq!(start_offset("latest"), Ok(SeekTo::End));
+        assert!(start_offset("-1").is_err());
+        assert!(start_offset("soon").is_err());
+    }
+}
