@@ -24,6 +24,7 @@ pub(crate) struct BrokerArgs {
     data_dir: PathBuf,
 }
 
+// ANCHOR: run
 /// Runs the broker until a signal asks it to stop.
 pub(crate) async fn run(args: BrokerArgs) -> Result<()> {
     // Structured logs on stderr; `RUST_LOG=debug` shows every connection.
@@ -67,6 +68,7 @@ pub(crate) async fn run(args: BrokerArgs) -> Result<()> {
     info!("stopped cleanly");
     Ok(())
 }
+// ANCHOR_END: run
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM (what `kill` and service
 /// managers send).

@@ -4,8 +4,8 @@
 
 use bytes::BytesMut;
 use ch04_network::protocol::{
-    self, ApiKey, FetchPartition, FetchRequest, ProducePartition, ProduceRequest, ProduceTopic,
-    RequestHeader,
+    self, ApiKey, FetchPartition, FetchRequest, ProduceInPlace, ProducePartition, ProduceRequest,
+    ProduceTopic, RequestHeader,
 };
 use proptest::prelude::*;
 
@@ -48,7 +48,7 @@ fn fetch_request() -> impl Strategy<Value = FetchRequest> {
 
 /// Feeds `bytes` to the frame decoder in pieces cut at `cuts`, and returns
 /// the frames it yields.
-fn frames_in_pieces(bytes: &[u8], cuts: &[usize]) -> Vec<bytes::Bytes> {
+fn frames_in_pieces(bytes: &[u8], cuts: &[usize]) -> Vec<BytesMut> {
     let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
     points.push(bytes.len());
     points.sort();
@@ -90,11 +90,31 @@ proptest! {
     }
 
     #[test]
+    fn produce_requests_decode_in_place_to_the_same_batches(request in produce_request()) {
+        let header = RequestHeader { api_key: ApiKey::Produce as u16, api_version: 0, correlation_id: 1 };
+        let mut bytes = BytesMut::new();
+        protocol::encode_request(header, &request, &mut bytes).unwrap();
+        let frame = protocol::take_frame(&mut bytes, u32::MAX).unwrap().unwrap();
+        let (_, body) = protocol::parse_request(frame).unwrap();
+        let in_place = ProduceInPlace::decode(&body).unwrap();
+        prop_assert_eq!(in_place.acks, request.acks);
+        prop_assert_eq!(in_place.topics.len(), request.topics.len());
+        for ((name, batches), topic) in in_place.topics.iter().zip(&request.topics) {
+            prop_assert_eq!(name, &topic.name);
+            prop_assert_eq!(batches.len(), topic.partitions.len());
+            for ((partition, range), p) in batches.iter().zip(&topic.partitions) {
+                prop_assert_eq!(*partition, p.partition);
+                prop_assert_eq!(&body[range.clone()], &p.batch[..]);
+            }
+        }
+    }
+
+    #[test]
     fn fetch_responses_round_trip(request in fetch_request(), id in any::<u32>()) {
         let mut bytes = BytesMut::new();
         protocol::encode_response(id, &request, &mut bytes).unwrap();
         let frame = protocol::take_frame(&mut bytes, u32::MAX).unwrap().unwrap();
-        let (got, body) = protocol::parse_response(frame).unwrap();
+        let (got, body) = protocol::parse_response(frame.freeze()).unwrap();
         prop_assert_eq!(got, id);
         prop_assert_eq!(protocol::decode_body::<FetchRequest>(&body).unwrap(), request);
     }
@@ -108,6 +128,14 @@ proptest! {
             // Whatever decodes or not, it does not panic.
             let _ = protocol::decode_body::<ProduceRequest>(&body);
             let _ = protocol::decode_body::<FetchRequest>(&body);
+            // A range it returns is inside the body.
+            if let Ok(request) = ProduceInPlace::decode(&body) {
+                for (_, batches) in request.topics {
+                    for (_, range) in batches {
+                        prop_assert!(range.end <= body.len());
+                    }
+                }
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::RwLock;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use ch02_segments::LogError;
 use ch03_partitions::{StoreError, TopicConfig, TopicStore};
 use serde::Serialize;
@@ -17,7 +17,7 @@ use crate::protocol::{
     self, API_VERSION, ApiKey, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
     DescribeConfigsResponse, EARLIEST, ErrorResponse, FetchPartitionResponse, FetchRequest,
     FetchResponse, LATEST, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
-    MetadataResponse, ProducePartitionResponse, ProduceRequest, ProduceResponse, RequestHeader,
+    MetadataResponse, ProduceInPlace, ProducePartitionResponse, ProduceResponse, RequestHeader,
     StoredBytes, TopicMetadata, TopicResults,
 };
 
@@ -100,8 +100,8 @@ impl Broker {
 
     /// Serves one request and returns the response frame, or `None` when
     /// the request wants no response (a produce with `acks` 0).
-    pub async fn handle(&self, header: RequestHeader, body: Bytes) -> Option<BytesMut> {
-        todo!("exercise `handle`: Look the API key up (`ApiKey::from_u16`); an unknown key, or a version other than API_VERSION, gets `self.error(header, ErrorCode::UnsupportedVersion, ...)`. Otherwise decode the body with `decode::<T>` for the API's request type and call the matching method (`produce` returns `None` for acks 0; `fetch` is async), wrapping each answer with `self.ok(header, &response)`.")
+    pub async fn handle(&self, header: RequestHeader, mut body: BytesMut) -> Option<BytesMut> {
+        todo!("exercise `handle`: Look the API key up (`ApiKey::from_u16`); an unknown key, or a version other than API_VERSION, gets `self.error(header, ErrorCode::UnsupportedVersion, ...)`. Otherwise decode the body with `decode::<T>` for the API's request type and call the matching method (a produce is decoded in place with `ProduceInPlace::decode` and returns `None` for acks 0; `fetch` is async), wrapping each answer with `self.ok(header, &response)`.")
     }
 
     fn ok<T: Serialize>(&self, header: RequestHeader, body: &T) -> BytesMut {
@@ -115,25 +115,26 @@ impl Broker {
 
     /// Appends each partition's batch; `None` for `acks` 0, which Kafka
     /// answers with silence.
-    fn produce(&self, request: ProduceRequest) -> Option<ProduceResponse> {
+    fn produce(&self, request: ProduceInPlace, body: &mut [u8]) -> Option<ProduceResponse> {
         let mut topics = Vec::with_capacity(request.topics.len());
         {
             let mut store = self.write();
-            for topic in request.topics {
-                let mut partitions = Vec::with_capacity(topic.partitions.len());
-                for mut p in topic.partitions {
+            for (name, batches) in request.topics {
+                let mut partitions = Vec::with_capacity(batches.len());
+                for (partition, range) in batches {
+                    // The batch is appended from the request's own bytes.
                     let (error, base_offset) =
-                        match store.append_batch(&topic.name, p.partition, &mut p.batch) {
+                        match store.append_batch(&name, partition, &mut body[range]) {
                             Ok(info) => (ErrorCode::None, info.base_offset),
                             Err(e) => (error_code(&e), 0),
                         };
                     partitions.push(ProducePartitionResponse {
-                        partition: p.partition,
+                        partition,
                         error,
                         base_offset,
                     });
                 }
-                topics.push((topic.name, partitions));
+                topics.push((name, partitions));
             }
         }
         self.appended.notify_waiters();
@@ -299,7 +300,7 @@ impl Broker {
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, String> {
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     protocol::decode_body(body)
 }
 

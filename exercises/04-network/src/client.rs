@@ -62,7 +62,7 @@ impl Client {
             let mut buf = BytesMut::with_capacity(64 * 1024);
             'read: loop {
                 while let Ok(Some(frame)) = protocol::take_frame(&mut buf, DEFAULT_MAX_FRAME) {
-                    let Ok((id, body)) = protocol::parse_response(frame) else {
+                    let Ok((id, body)) = protocol::parse_response(frame.freeze()) else {
                         break 'read;
                     };
                     let waiter = reader_waiters
