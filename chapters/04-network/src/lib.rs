@@ -47,6 +47,55 @@
 //! - **Fetches do not use `sendfile`**: Kafka's zero-copy transfer from the
 //!   page cache to the socket needs the stored bytes to be the wire bytes,
 //!   which chapter 11 makes true.
+//!
+//! ## Example
+//!
+//! A broker on a free loopback port, a producer and a consumer:
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use ch02_segments::Record;
+//! use ch03_partitions::TopicStore;
+//! use ch04_network::{
+//!     Admin, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig, Server,
+//!     ServerConfig,
+//! };
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let (store, _) = TopicStore::open(dir.path())?;
+//! let server = Server::bind("127.0.0.1:0".parse()?, store, ServerConfig::default()).await?;
+//! let addr = server.local_addr().to_string();
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let broker = tokio::spawn(server.run(async {
+//!     let _ = stopped.await;
+//! }));
+//!
+//! let admin = Admin::connect(&addr, Duration::from_secs(5)).await?;
+//! admin.create_topic("greetings", 1, vec![]).await?;
+//!
+//! let producer = Producer::connect(&addr, ProducerConfig::default()).await?;
+//! // `send` queues the record; its future resolves when the broker has it.
+//! let stored = producer.send("greetings", Record::new(0, "hello")).await?.await?;
+//! assert_eq!(stored.offset, Some(0));
+//!
+//! let config = ConsumerConfig {
+//!     auto_offset_reset: OffsetReset::Earliest,
+//!     ..ConsumerConfig::default()
+//! };
+//! let mut consumer = Consumer::connect(&addr, config).await?;
+//! consumer.assign([("greetings".to_string(), 0)]);
+//! let records = consumer.poll(Duration::from_secs(5)).await?;
+//! assert_eq!(records[0].record.value, b"hello");
+//!
+//! // A graceful shutdown: drain, then close every log cleanly.
+//! let _ = stop.send(());
+//! broker.await??;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod admin;
 pub mod broker;
