@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use ch03_partitions::TopicStore;
-use ch04_network::{Server, ServerConfig};
+use ch04_network::ServerConfig;
+use ch05_consumer_groups::service::{self, GroupConfig};
 use clap::Args;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
@@ -52,9 +53,14 @@ pub(crate) async fn run(args: BrokerArgs) -> Result<()> {
         warn!(%partition, "partition directory was missing; created it empty");
     }
 
-    let server = Server::bind(args.listen, store, ServerConfig::default())
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    // Chapter 5's broker: chapter 4's, with a group coordinator inside.
+    let server = service::bind(
+        args.listen,
+        store,
+        ServerConfig::default(),
+        GroupConfig::default(),
+    )
+    .await?;
     // The one line on stdout: scripts and tests read the address from it
     // (with `--listen 127.0.0.1:0` it is the only way to learn the port).
     println!(

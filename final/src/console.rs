@@ -2,15 +2,16 @@
 //! line, and out to standard output, one per line, as Kafka's console
 //! producer and consumer do.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{ErrorKind, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ch02_segments::Record;
 use ch04_network::{
-    Consumer, ConsumerConfig, ConsumerRecord, DeliveryFuture, OffsetReset, Producer,
-    ProducerConfig, SeekTo,
+    Admin, ClientError, Consumer, ConsumerConfig, ConsumerRecord, DeliveryFuture, OffsetReset,
+    Producer, ProducerConfig, SeekTo,
 };
+use ch05_consumer_groups::consumer::{GroupConsumer, GroupConsumerConfig};
 use clap::Args;
 use clap::builder::NonEmptyStringValueParser;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -53,6 +54,12 @@ pub(crate) struct ConsumeArgs {
     /// Read only this partition (all of them by default).
     #[arg(long)]
     partition: Option<u32>,
+    /// Read as a member of this consumer group: the group shares the
+    /// topic's partitions among its members, and starts each where the
+    /// group's committed offset says (--from-beginning only matters for
+    /// partitions with none).
+    #[arg(long, conflicts_with_all = ["partition", "offset"])]
+    group: Option<String>,
     /// Exit after this many records (follow the topic forever by default).
     #[arg(long)]
     max_messages: Option<u64>,
@@ -151,6 +158,80 @@ fn split_once<'a>(line: &'a [u8], separator: &[u8]) -> Option<(&'a [u8], &'a [u8
     Some((&line[..at], &line[at + separator.len()..]))
 }
 
+/// How often a group member commits what it has printed.
+const COMMIT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Where `kfs consume` reads from: partitions it assigns itself, or a
+/// group's share of them.
+enum Source {
+    Assigned(Consumer),
+    Group(Box<Member>),
+}
+
+/// A group member that commits exactly what it printed: the offset after
+/// each partition's last *printed* record. (Committing the consumer's
+/// positions instead would skip records fetched but not printed when
+/// `--max-messages` stops it early.)
+struct Member {
+    consumer: GroupConsumer,
+    printed: BTreeMap<(String, u32), u64>,
+    last_commit: Instant,
+}
+
+impl Member {
+    /// Commits the printed positions of the partitions it still owns.
+    async fn commit(&mut self) -> std::result::Result<(), ClientError> {
+        self.last_commit = Instant::now();
+        let owned = self.consumer.assignment();
+        let offsets: Vec<(String, u32, u64)> = std::mem::take(&mut self.printed)
+            .into_iter()
+            .filter(|(tp, _)| owned.contains(tp))
+            .map(|((topic, partition), offset)| (topic, partition, offset))
+            .collect();
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        self.consumer.commit_offsets_sync(&offsets).await
+    }
+}
+
+impl Source {
+    async fn poll(
+        &mut self,
+        wait: Duration,
+    ) -> std::result::Result<Vec<ConsumerRecord>, ClientError> {
+        match self {
+            Source::Assigned(consumer) => consumer.poll(wait).await,
+            Source::Group(member) => {
+                if member.last_commit.elapsed() >= COMMIT_INTERVAL {
+                    // A commit refused because the group is rebalancing
+                    // only means the next owner reads those records again.
+                    let _ = member.commit().await;
+                }
+                member.consumer.poll(wait).await
+            }
+        }
+    }
+
+    fn printed(&mut self, record: &ConsumerRecord) {
+        if let Source::Group(member) = self {
+            let key = (record.topic.clone(), record.partition);
+            member.printed.insert(key, record.offset + 1);
+        }
+    }
+
+    /// A group member commits what it printed and leaves the group.
+    async fn close(self) -> std::result::Result<(), ClientError> {
+        match self {
+            Source::Assigned(_) => Ok(()),
+            Source::Group(mut member) => {
+                member.commit().await?;
+                member.consumer.close().await
+            }
+        }
+    }
+}
+
 /// Prints records as they arrive until `--max-messages`, `--timeout-ms`,
 /// Ctrl-C, or a closed standard output.
 pub(crate) async fn consume(args: ConsumeArgs) -> Result<()> {
@@ -163,6 +244,78 @@ pub(crate) async fn consume(args: ConsumeArgs) -> Result<()> {
         request_timeout: REQUEST_TIMEOUT,
         ..ConsumerConfig::default()
     };
+    let addr = &args.bootstrap.bootstrap_server;
+    let mut source = match &args.group {
+        Some(group) => {
+            let mut group_config = GroupConsumerConfig::new(group.clone());
+            group_config.client_id = "kfs-consume".into();
+            group_config.enable_auto_commit = false;
+            group_config.consumer = config;
+            let mut consumer = GroupConsumer::connect(addr, group_config).await?;
+            // A missing topic is an error now, not an empty assignment.
+            Admin::connect(addr, REQUEST_TIMEOUT)
+                .await?
+                .describe_topic(&args.topic)
+                .await?;
+            consumer.subscribe([args.topic.clone()]);
+            Source::Group(Box::new(Member {
+                consumer,
+                printed: BTreeMap::new(),
+                last_commit: Instant::now(),
+            }))
+        }
+        None => Source::Assigned(assign(&args, config).await?),
+    };
+
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let quiet_limit = args.timeout_ms.map(Duration::from_millis);
+    let mut last_record = Instant::now();
+    let mut printed = 0u64;
+    let mut out = Vec::new();
+    'follow: loop {
+        let wait = match quiet_limit {
+            Some(limit) => match (last_record + limit).checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => left.min(Duration::from_secs(1)),
+                _ => break,
+            },
+            None => Duration::from_secs(1),
+        };
+        let records = tokio::select! {
+            records = source.poll(wait) => records?,
+            _ = &mut interrupted => break,
+        };
+        if !records.is_empty() {
+            last_record = Instant::now();
+        }
+        out.clear();
+        for record in &records {
+            if args.max_messages.is_some_and(|max| printed >= max) {
+                break;
+            }
+            format_record(&args, record, &mut out);
+            source.printed(record);
+            printed += 1;
+        }
+        let mut stdout = std::io::stdout();
+        match stdout.write_all(&out).and_then(|()| stdout.flush()) {
+            Ok(()) => {}
+            // The reader went away (`kfs consume ... | head`): stop quietly.
+            Err(e) if e.kind() == ErrorKind::BrokenPipe => break 'follow,
+            Err(e) => return Err(e.into()),
+        }
+        if args.max_messages.is_some_and(|max| printed >= max) {
+            break;
+        }
+    }
+    source.close().await?;
+    eprintln!("Processed a total of {printed} messages");
+    Ok(())
+}
+
+/// A consumer of the partitions asked for (all by default), each at the
+/// offset asked for.
+async fn assign(args: &ConsumeArgs, config: ConsumerConfig) -> Result<Consumer> {
     let mut consumer = Consumer::connect(&args.bootstrap.bootstrap_server, config).await?;
     let count = consumer.partitions_for(&args.topic).await?;
     let partitions: Vec<u32> = match args.partition {
@@ -183,49 +336,7 @@ pub(crate) async fn consume(args: ConsumeArgs) -> Result<()> {
     for &p in &partitions {
         consumer.seek(&args.topic, p, start).await?;
     }
-
-    let interrupted = tokio::signal::ctrl_c();
-    tokio::pin!(interrupted);
-    let quiet_limit = args.timeout_ms.map(Duration::from_millis);
-    let mut last_record = Instant::now();
-    let mut printed = 0u64;
-    let mut out = Vec::new();
-    'follow: loop {
-        let wait = match quiet_limit {
-            Some(limit) => match (last_record + limit).checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => left.min(Duration::from_secs(1)),
-                _ => break,
-            },
-            None => Duration::from_secs(1),
-        };
-        let records = tokio::select! {
-            records = consumer.poll(wait) => records?,
-            _ = &mut interrupted => break,
-        };
-        if !records.is_empty() {
-            last_record = Instant::now();
-        }
-        out.clear();
-        for record in &records {
-            if args.max_messages.is_some_and(|max| printed >= max) {
-                break;
-            }
-            format_record(&args, record, &mut out);
-            printed += 1;
-        }
-        let mut stdout = std::io::stdout();
-        match stdout.write_all(&out).and_then(|()| stdout.flush()) {
-            Ok(()) => {}
-            // The reader went away (`kfs consume ... | head`): stop quietly.
-            Err(e) if e.kind() == ErrorKind::BrokenPipe => break 'follow,
-            Err(e) => return Err(e.into()),
-        }
-        if args.max_messages.is_some_and(|max| printed >= max) {
-            break;
-        }
-    }
-    eprintln!("Processed a total of {printed} messages");
-    Ok(())
+    Ok(consumer)
 }
 
 /// One output line: the fields asked for, then the value, tab-separated

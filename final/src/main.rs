@@ -9,10 +9,12 @@
 //! | `kfs topics create/list/describe/delete` | `kafka-topics` |
 //! | `kfs produce` | `kafka-console-producer` |
 //! | `kfs consume` | `kafka-console-consumer` |
+//! | `kfs groups list/describe` | `kafka-consumer-groups` |
 //! | `kfs perf produce/consume` | `kafka-producer-perf-test`, `kafka-consumer-perf-test` |
 //!
 //! Until the final broker exists (chapter 8), `kfs` runs the newest
-//! chapter's broker and clients: today chapter 4's.
+//! chapter's broker and clients: today chapter 5's (chapter 4's broker with
+//! a group coordinator inside).
 //!
 //! # Layout
 //!
@@ -20,10 +22,12 @@
 //! - `broker.rs`: `kfs broker`, a server until SIGINT or SIGTERM.
 //! - `topics.rs`: `kfs topics`.
 //! - `console.rs`: `kfs produce` and `kfs consume`, lines in and out.
+//! - `groups.rs`: `kfs groups`, members, committed offsets and lag.
 //! - `perf.rs`: `kfs perf`, throughput and latency percentiles.
 
 mod broker;
 mod console;
+mod groups;
 mod perf;
 mod topics;
 
@@ -54,6 +58,9 @@ enum Command {
     Produce(console::ProduceArgs),
     /// Print a topic's records, one per line (kafka-console-consumer).
     Consume(console::ConsumeArgs),
+    /// List and describe consumer groups (kafka-consumer-groups).
+    #[command(subcommand)]
+    Groups(groups::GroupsCommand),
     /// Measure throughput and latency (kafka-producer-perf-test and
     /// kafka-consumer-perf-test).
     #[command(subcommand)]
@@ -92,6 +99,7 @@ fn main() -> ExitCode {
             Command::Topics(command) => topics::run(command).await,
             Command::Produce(args) => console::produce(args).await,
             Command::Consume(args) => console::consume(args).await,
+            Command::Groups(command) => groups::run(command).await,
             Command::Perf(command) => perf::run(command).await,
         }
     });

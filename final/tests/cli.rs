@@ -166,7 +166,8 @@ fn topics_are_created_listed_described_and_deleted() {
         .success();
 
     let list = broker.kfs(&["topics", "list"]).output().unwrap();
-    assert_eq!(stdout(&list), "clicks\norders\n");
+    // Internal topics are listed too, as `kafka-topics --list` does.
+    assert_eq!(stdout(&list), "__consumer_offsets\nclicks\norders\n");
 
     let describe = broker
         .kfs(&["topics", "describe", "orders"])
@@ -191,7 +192,7 @@ fn topics_are_created_listed_described_and_deleted() {
         .assert()
         .success();
     let list = broker.kfs(&["topics", "list"]).output().unwrap();
-    assert_eq!(stdout(&list), "orders\n");
+    assert_eq!(stdout(&list), "__consumer_offsets\norders\n");
 }
 
 #[test]
@@ -473,4 +474,85 @@ fn perf_produce_and_consume_report_rates_and_latency_percentiles() {
         .output()
         .unwrap();
     assert_one_line_error(&output, "only 5000 of 6000 records arrived");
+}
+
+#[test]
+fn a_group_shares_progress_between_consumers_and_groups_describe_shows_the_lag() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("data"));
+    broker
+        .kfs(&["topics", "create", "t", "--partitions", "2"])
+        .assert()
+        .success();
+    let lines: String = (0..10).map(|i| format!("k{i}:v{i}\n")).collect();
+    broker
+        .kfs(&["produce", "t", "--key-separator", ":"])
+        .write_stdin(lines)
+        .assert()
+        .success();
+
+    // The first member prints 4 records and commits exactly those.
+    let output = broker
+        .kfs(&[
+            "consume",
+            "t",
+            "--group",
+            "g",
+            "--from-beginning",
+            "--max-messages",
+            "4",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let first: Vec<String> = stdout(&output).lines().map(String::from).collect();
+    assert_eq!(first.len(), 4);
+
+    let list = broker.kfs(&["groups", "list"]).output().unwrap();
+    assert_eq!(stdout(&list), "g\n");
+    let describe = broker.kfs(&["groups", "describe", "g"]).output().unwrap();
+    let text = stdout(&describe);
+    assert!(text.starts_with("Group g is Empty"), "{text}");
+    // One row per partition with a commit: 4 committed in all, and each
+    // row's lag is its log end minus its commit.
+    let rows: Vec<Vec<u64>> = text
+        .lines()
+        .skip(2)
+        .map(|row| {
+            let cells: Vec<&str> = row.split_whitespace().collect();
+            cells[3..6].iter().map(|c| c.parse().unwrap()).collect()
+        })
+        .collect();
+    assert_eq!(rows.iter().map(|r| r[0]).sum::<u64>(), 4, "{text}");
+    for r in &rows {
+        assert_eq!(r[0] + r[2], r[1], "{text}");
+    }
+
+    // The next member of the group prints the other 6, none again.
+    let output = broker
+        .kfs(&[
+            "consume",
+            "t",
+            "--group",
+            "g",
+            "--from-beginning",
+            "--timeout-ms",
+            "1500",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut all: Vec<String> = stdout(&output).lines().map(String::from).collect();
+    assert_eq!(all.len(), 6, "{all:?}");
+    all.extend(first);
+    all.sort();
+    let mut expected: Vec<String> = (0..10).map(|i| format!("v{i}")).collect();
+    expected.sort();
+    assert_eq!(all, expected);
+
+    let output = broker
+        .kfs(&["groups", "describe", "nobody"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&output, "GROUP_ID_NOT_FOUND");
 }

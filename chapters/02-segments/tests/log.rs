@@ -263,6 +263,32 @@ fn retention_by_size_deletes_the_oldest_segments_and_moves_the_log_start() {
 }
 
 #[test]
+fn deleting_before_an_offset_drops_only_whole_segments_below_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(&dir, small());
+    fill(&mut log, 40, 2, 0);
+    let before = log.segments();
+    assert!(before.len() >= 4, "{before:?}");
+    // An offset inside the third segment: the first two go, the third
+    // stays (it holds records at and after the offset).
+    let cut = before[2].base_offset + 1;
+    let deleted = log.delete_segments_before(cut).unwrap();
+    assert_eq!(deleted, [before[0].base_offset, before[1].base_offset]);
+    assert_eq!(log.log_start_offset(), before[2].base_offset);
+    assert_eq!(
+        read_all(&log, log.log_start_offset()).first().unwrap().0,
+        before[2].base_offset
+    );
+    // Past the end, everything but the active segment goes.
+    let end = log.log_end_offset();
+    log.delete_segments_before(end + 100).unwrap();
+    assert_eq!(log.segments().len(), 1);
+    assert_eq!(log.log_end_offset(), end);
+    // Nothing below the log start: nothing to do.
+    assert!(log.delete_segments_before(0).unwrap().is_empty());
+}
+
+#[test]
 fn retention_by_time_deletes_segments_whose_newest_record_is_too_old() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(100_000));

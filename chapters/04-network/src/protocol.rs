@@ -65,6 +65,12 @@ impl ApiKey {
     }
 }
 
+impl From<ApiKey> for u16 {
+    fn from(key: ApiKey) -> u16 {
+        key as u16
+    }
+}
+
 /// A request's fixed header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestHeader {
@@ -165,6 +171,27 @@ pub fn encode_response<T: Serialize>(
     encode_body(body, out)?;
     patch_length(out, start);
     Ok(())
+}
+
+/// A whole success response frame: `Ok(body)`.
+pub fn ok_response<T: Serialize>(correlation_id: u32, body: &T) -> BytesMut {
+    response_frame(correlation_id, &Ok::<&T, ErrorResponse>(body))
+}
+
+/// A whole error response frame, for a request that could not be served
+/// at all: `Err(ErrorResponse)`.
+pub fn error_response(correlation_id: u32, error: ErrorCode, message: String) -> BytesMut {
+    response_frame(
+        correlation_id,
+        &Err::<(), _>(ErrorResponse { error, message }),
+    )
+}
+
+fn response_frame<T: Serialize>(correlation_id: u32, body: &T) -> BytesMut {
+    let mut out = BytesMut::new();
+    // Encoding our own types into memory cannot fail.
+    encode_response(correlation_id, body, &mut out).expect("encodable response");
+    out
 }
 
 fn encode_body<T: Serialize>(

@@ -461,6 +461,25 @@ impl Log {
         })
     }
 
+    /// Deletes the segments whose records all come before `offset`, oldest
+    /// first, never the active one; returns their base offsets. This is
+    /// Kafka's DeleteRecords (KIP-107) at segment granularity: chapter 5
+    /// drops old commits this way once their latest values have been
+    /// written again further on.
+    pub fn delete_segments_before(&mut self, offset: u64) -> Result<Vec<u64>> {
+        let mut deleted = Vec::new();
+        while let Some(second) = self.segments.keys().nth(1) {
+            // The next segment's base is one past this segment's last offset.
+            if *second > offset {
+                break;
+            }
+            let (base, segment) = self.segments.pop_first().expect("two segments");
+            segment.delete()?;
+            deleted.push(base);
+        }
+        Ok(deleted)
+    }
+
     /// Removes every record at or after `offset`, and returns the new log
     /// end. The cut falls at a batch boundary: if `offset` is inside a
     /// batch, that whole batch goes, so the new end may be below `offset`.

@@ -1,7 +1,7 @@
 //! [`Broker`]: what each request does to the topic store. The server
 //! (`server.rs`) moves bytes; this module decides what they mean.
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -10,16 +10,17 @@ use ch03_partitions::{StoreError, TopicConfig, TopicStore};
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::error::ErrorCode;
 use crate::protocol::{
     self, API_VERSION, ApiKey, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    DescribeConfigsResponse, EARLIEST, ErrorResponse, FetchPartitionResponse, FetchRequest,
-    FetchResponse, LATEST, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
-    MetadataResponse, ProduceInPlace, ProducePartitionResponse, ProduceResponse, RequestHeader,
-    StoredBytes, TopicMetadata, TopicResults,
+    DescribeConfigsResponse, EARLIEST, FetchPartitionResponse, FetchRequest, FetchResponse, LATEST,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceInPlace,
+    ProducePartitionResponse, ProduceResponse, RequestHeader, StoredBytes, TopicMetadata,
+    TopicResults,
 };
+use crate::server::Service;
 
 /// This broker's id in metadata responses (one broker until chapter 8).
 pub const BROKER_ID: u32 = 0;
@@ -33,6 +34,30 @@ pub struct Broker {
     appended: Notify,
     /// Where clients reach this broker, for metadata responses.
     advertised: (String, u16),
+}
+
+impl Service for Broker {
+    async fn handle(&self, header: RequestHeader, body: BytesMut) -> Option<BytesMut> {
+        Broker::handle(self, header, body).await
+    }
+
+    fn housekeeping(&self) {
+        match self.apply_retention() {
+            Ok(0) => {}
+            Ok(deleted) => info!(deleted, "retention deleted old segments"),
+            // A disk error here is the store's to report on the next
+            // append; the server keeps serving.
+            Err(e) => warn!(error = %e, "retention check failed"),
+        }
+    }
+
+    fn shutdown(self: Arc<Self>) -> Result<(), StoreError> {
+        match Arc::try_unwrap(self) {
+            Ok(broker) => broker.close(),
+            // Someone still holds the broker: sync instead of closing.
+            Err(broker) => broker.sync(),
+        }
+    }
 }
 
 /// Maps a store error to the code a client sees.
@@ -88,13 +113,16 @@ impl Broker {
         self.write().sync()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, TopicStore> {
+    /// The store, shared with other readers (for a service built on this
+    /// broker, such as chapter 5's group coordinator).
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, TopicStore> {
         // A handler that panicked mid-request left the store as it was
         // between two calls, so the lock's data is still good.
         self.store.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, TopicStore> {
+    /// The store, alone.
+    pub fn write(&self) -> std::sync::RwLockWriteGuard<'_, TopicStore> {
         self.store.write().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -105,12 +133,11 @@ impl Broker {
     }
 
     fn ok<T: Serialize>(&self, header: RequestHeader, body: &T) -> BytesMut {
-        encode(header.correlation_id, &Ok::<&T, ErrorResponse>(body))
+        protocol::ok_response(header.correlation_id, body)
     }
 
     fn error(&self, header: RequestHeader, error: ErrorCode, message: String) -> BytesMut {
-        let body: Result<(), ErrorResponse> = Err(ErrorResponse { error, message });
-        encode(header.correlation_id, &body)
+        protocol::error_response(header.correlation_id, error, message)
     }
 
     /// Appends each partition's batch; `None` for `acks` 0, which Kafka
@@ -302,11 +329,4 @@ impl Broker {
 
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     protocol::decode_body(body)
-}
-
-fn encode<T: Serialize>(correlation_id: u32, body: &T) -> BytesMut {
-    let mut out = BytesMut::new();
-    // Encoding our own types into memory cannot fail.
-    protocol::encode_response(correlation_id, body, &mut out).expect("encodable response");
-    out
 }

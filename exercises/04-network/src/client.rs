@@ -100,7 +100,7 @@ impl Client {
     /// Sends a request and waits for its response.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
-        api: ApiKey,
+        api: impl Into<u16>,
         request: &Req,
     ) -> Result<Resp, ClientError> {
         let (id, frame) = self.frame(api, request)?;
@@ -149,7 +149,7 @@ impl Client {
     /// Sends a request that gets no response (a produce with `acks` 0).
     pub async fn send<Req: Serialize>(
         &self,
-        api: ApiKey,
+        api: impl Into<u16>,
         request: &Req,
     ) -> Result<(), ClientError> {
         let (_, frame) = self.frame(api, request)?;
@@ -158,12 +158,12 @@ impl Client {
 
     fn frame<Req: Serialize>(
         &self,
-        api: ApiKey,
+        api: impl Into<u16>,
         request: &Req,
     ) -> Result<(u32, BytesMut), ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let header = RequestHeader {
-            api_key: api as u16,
+            api_key: api.into(),
             api_version: API_VERSION,
             correlation_id: id,
         };

@@ -36,6 +36,33 @@ pub enum ErrorCode {
     InvalidRequest,
     /// The broker's disk failed.
     KafkaStorageError,
+    // Consumer groups (chapter 5) from here on. (Added at the end: bincode
+    // numbers variants in order, so old codes keep their encoding.)
+    /// The group coordinator is not running (yet).
+    CoordinatorNotAvailable,
+    /// This broker is not the group's coordinator.
+    NotCoordinator,
+    /// A request from an old generation of the group.
+    IllegalGeneration,
+    /// The member's protocols share none with the group's.
+    InconsistentGroupProtocol,
+    /// An empty or otherwise unusable group id.
+    InvalidGroupId,
+    /// The group does not know this member (it left, or timed out).
+    UnknownMemberId,
+    /// A session timeout outside the broker's allowed range.
+    InvalidSessionTimeout,
+    /// The group is rebalancing: join again.
+    RebalanceInProgress,
+    /// A commit's metadata string is too large.
+    OffsetMetadataTooLarge,
+    /// The group does not exist.
+    GroupIdNotFound,
+    /// The group still has members.
+    NonEmptyGroup,
+    /// A first JoinGroup: here is your member id, join again with it
+    /// (KIP-394).
+    MemberIdRequired,
 }
 
 impl ErrorCode {
@@ -56,6 +83,18 @@ impl ErrorCode {
             ErrorCode::InvalidConfig => 40,
             ErrorCode::InvalidRequest => 42,
             ErrorCode::KafkaStorageError => 56,
+            ErrorCode::CoordinatorNotAvailable => 15,
+            ErrorCode::NotCoordinator => 16,
+            ErrorCode::IllegalGeneration => 22,
+            ErrorCode::InconsistentGroupProtocol => 23,
+            ErrorCode::InvalidGroupId => 24,
+            ErrorCode::UnknownMemberId => 25,
+            ErrorCode::InvalidSessionTimeout => 26,
+            ErrorCode::RebalanceInProgress => 27,
+            ErrorCode::OffsetMetadataTooLarge => 12,
+            ErrorCode::GroupIdNotFound => 69,
+            ErrorCode::NonEmptyGroup => 68,
+            ErrorCode::MemberIdRequired => 79,
         }
     }
 
@@ -76,6 +115,18 @@ impl ErrorCode {
             ErrorCode::InvalidConfig => "INVALID_CONFIG",
             ErrorCode::InvalidRequest => "INVALID_REQUEST",
             ErrorCode::KafkaStorageError => "KAFKA_STORAGE_ERROR",
+            ErrorCode::CoordinatorNotAvailable => "COORDINATOR_NOT_AVAILABLE",
+            ErrorCode::NotCoordinator => "NOT_COORDINATOR",
+            ErrorCode::IllegalGeneration => "ILLEGAL_GENERATION",
+            ErrorCode::InconsistentGroupProtocol => "INCONSISTENT_GROUP_PROTOCOL",
+            ErrorCode::InvalidGroupId => "INVALID_GROUP_ID",
+            ErrorCode::UnknownMemberId => "UNKNOWN_MEMBER_ID",
+            ErrorCode::InvalidSessionTimeout => "INVALID_SESSION_TIMEOUT",
+            ErrorCode::RebalanceInProgress => "REBALANCE_IN_PROGRESS",
+            ErrorCode::OffsetMetadataTooLarge => "OFFSET_METADATA_TOO_LARGE",
+            ErrorCode::GroupIdNotFound => "GROUP_ID_NOT_FOUND",
+            ErrorCode::NonEmptyGroup => "NON_EMPTY_GROUP",
+            ErrorCode::MemberIdRequired => "MEMBER_ID_REQUIRED",
         }
     }
 
@@ -86,6 +137,8 @@ impl ErrorCode {
             ErrorCode::UnknownTopicOrPartition
                 | ErrorCode::RequestTimedOut
                 | ErrorCode::KafkaStorageError
+                | ErrorCode::CoordinatorNotAvailable
+                | ErrorCode::NotCoordinator
         )
     }
 }

@@ -112,4 +112,4 @@ pub use client::Client;
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, SeekTo};
 pub use error::{ClientError, ErrorCode};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, RecordMetadata};
-pub use server::{Server, ServerConfig};
+pub use server::{Server, ServerConfig, Service};

@@ -1,5 +1,6 @@
 //! The server: a tokio accept loop and one task per connection. It moves
-//! frames between sockets and the [`Broker`], and keeps a server a server:
+//! frames between sockets and a [`Service`] (chapter 4's is the
+//! [`Broker`]), and keeps a server a server:
 //! memory is bounded, idle connections are closed, bad bytes close one
 //! connection and nothing else, and a shutdown drains what is in flight.
 
@@ -17,7 +18,30 @@ use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
-use crate::protocol::{self, DEFAULT_MAX_FRAME};
+use crate::protocol::{self, DEFAULT_MAX_FRAME, RequestHeader};
+
+/// What a server serves: a request in, a response frame out (`None`: no
+/// response). Chapter 4's [`Broker`] is one; a later chapter wraps it to add
+/// APIs, and the server does not change.
+pub trait Service: Send + Sync + 'static {
+    /// Serves one request.
+    fn handle(
+        &self,
+        header: RequestHeader,
+        body: BytesMut,
+    ) -> impl Future<Output = Option<BytesMut>> + Send;
+
+    /// Periodic upkeep, every `retention_check_interval` (the broker
+    /// deletes segments past retention).
+    fn housekeeping(&self);
+
+    /// A shutdown has begun: answer any request held waiting (chapter 5's
+    /// group joins), so the connections can drain.
+    fn begin_shutdown(&self) {}
+
+    /// Called once every connection has ended: close the store cleanly.
+    fn shutdown(self: Arc<Self>) -> Result<(), ch03_partitions::StoreError>;
+}
 
 /// How the server behaves. The defaults follow Kafka's where it has one.
 #[derive(Debug, Clone)]
@@ -56,26 +80,41 @@ impl Default for ServerConfig {
     }
 }
 
-/// A bound, not yet running, server.
-pub struct Server {
+/// A bound, not yet running, server of a [`Service`].
+pub struct Server<S: Service = Broker> {
     listener: TcpListener,
-    broker: Arc<Broker>,
+    service: Arc<S>,
     config: ServerConfig,
 }
 
-impl Server {
-    /// Binds `addr` (port 0 picks a free port) and serves `store` there.
+impl Server<Broker> {
+    /// Binds `addr` (port 0 picks a free port) and serves `store` there
+    /// with chapter 4's [`Broker`].
     pub async fn bind(
         addr: SocketAddr,
         store: TopicStore,
         config: ServerConfig,
-    ) -> std::io::Result<Server> {
+    ) -> std::io::Result<Server<Broker>> {
+        Server::bind_with(addr, config, |local| {
+            Broker::new(store, local.ip().to_string(), local.port())
+        })
+        .await
+    }
+}
+
+impl<S: Service> Server<S> {
+    /// Binds `addr`, then builds the service with the address it is bound
+    /// to (which a broker advertises to clients).
+    pub async fn bind_with(
+        addr: SocketAddr,
+        config: ServerConfig,
+        service: impl FnOnce(SocketAddr) -> S,
+    ) -> std::io::Result<Server<S>> {
         let listener = TcpListener::bind(addr).await?;
-        let local = listener.local_addr()?;
-        let broker = Arc::new(Broker::new(store, local.ip().to_string(), local.port()));
+        let service = Arc::new(service(listener.local_addr()?));
         Ok(Server {
             listener,
-            broker,
+            service,
             config,
         })
     }
@@ -96,7 +135,7 @@ impl Server {
     ) -> Result<(), ch03_partitions::StoreError> {
         let Server {
             listener,
-            broker,
+            service,
             config,
         } = self;
         let total = Arc::new(Semaphore::new(config.max_total_bytes));
@@ -110,18 +149,12 @@ impl Server {
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = retention.tick() => match broker.apply_retention() {
-                    Ok(0) => {}
-                    Ok(deleted) => info!(deleted, "retention deleted old segments"),
-                    // A disk error here is the store's to report on the
-                    // next append; the server keeps serving.
-                    Err(e) => warn!(error = %e, "retention check failed"),
-                },
+                _ = retention.tick() => service.housekeeping(),
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         debug!(%peer, "connection accepted");
                         let connection = Connection {
-                            broker: broker.clone(),
+                            service: service.clone(),
                             config: config.clone(),
                             total: total.clone(),
                             stop: stop_rx.clone(),
@@ -144,6 +177,7 @@ impl Server {
             "shutting down: draining requests in flight"
         );
         drop(listener);
+        service.begin_shutdown();
         let _ = stop_tx.send(true);
         let drained = tokio::time::timeout(config.drain_timeout, async {
             while connections.join_next().await.is_some() {}
@@ -154,11 +188,8 @@ impl Server {
             connections.abort_all();
             while connections.join_next().await.is_some() {}
         }
-        // Every task that held the broker has ended.
-        match Arc::try_unwrap(broker) {
-            Ok(broker) => broker.close(),
-            Err(broker) => broker.sync(),
-        }
+        // Every task that held the service has ended.
+        service.shutdown()
     }
 }
 
@@ -170,15 +201,15 @@ struct InFlight {
     _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 }
 
-struct Connection {
-    broker: Arc<Broker>,
+struct Connection<S> {
+    service: Arc<S>,
     config: ServerConfig,
     total: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
     peer: SocketAddr,
 }
 
-impl Connection {
+impl<S: Service> Connection<S> {
     /// Reads requests and hands each to its own task; a writer task sends
     /// the responses back in the order the requests came, whatever order
     /// they finish in. Several requests can be in flight (pipelining).
@@ -232,8 +263,8 @@ impl Connection {
                     acquire(&connection_bytes, len, self.config.max_connection_bytes).await,
                     acquire(&self.total, len, self.config.max_total_bytes).await,
                 );
-                let broker = self.broker.clone();
-                let response = tokio::spawn(async move { broker.handle(header, body).await });
+                let service = self.service.clone();
+                let response = tokio::spawn(async move { service.handle(header, body).await });
                 let in_flight = InFlight {
                     response,
                     _permits: permits,

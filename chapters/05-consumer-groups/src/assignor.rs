@@ -1,0 +1,339 @@
+//! Assignors: who reads which partition. As in Kafka, the *group leader*
+//! (a consumer) runs the assignor, not the broker: the coordinator only
+//! carries the members' subscriptions to the leader and the leader's
+//! assignment back, so a new assignor needs no broker upgrade.
+//!
+//! An assignor is a pure function of the members' subscriptions and the
+//! partition counts: sans-IO, and property-tested.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::protocol::{Assignment, Subscription};
+
+/// Members by id, with their subscriptions.
+pub type Members = BTreeMap<String, Subscription>;
+
+/// Topics by name, with their partition counts.
+pub type PartitionCounts = BTreeMap<String, u32>;
+
+/// A partition assignment strategy (Kafka's
+/// `partition.assignment.strategy`).
+pub trait Assignor: Send + Sync {
+    /// Its name in JoinGroup's protocol list (Kafka's names: `range`,
+    /// `roundrobin`, `sticky`).
+    fn name(&self) -> &'static str;
+
+    /// Gives every partition of every subscribed topic to exactly one member
+    /// subscribed to it. Every member gets an entry, perhaps empty.
+    fn assign(
+        &self,
+        members: &Members,
+        partitions: &PartitionCounts,
+    ) -> BTreeMap<String, Assignment>;
+}
+
+/// Builds the result: an empty assignment for every member, then each
+/// `(member, topic, partition)` added, partitions sorted.
+fn collect(
+    members: &Members,
+    owners: impl IntoIterator<Item = (String, String, u32)>,
+) -> BTreeMap<String, Assignment> {
+    let mut by_member: BTreeMap<String, BTreeMap<String, Vec<u32>>> = members
+        .keys()
+        .map(|m| (m.clone(), BTreeMap::new()))
+        .collect();
+    for (member, topic, partition) in owners {
+        by_member
+            .entry(member)
+            .or_default()
+            .entry(topic)
+            .or_default()
+            .push(partition);
+    }
+    by_member
+        .into_iter()
+        .map(|(member, topics)| {
+            let partitions = topics
+                .into_iter()
+                .map(|(topic, mut ps)| {
+                    ps.sort_unstable();
+                    (topic, ps)
+                })
+                .collect();
+            (member, Assignment { partitions })
+        })
+        .collect()
+}
+
+/// The members subscribed to `topic`, in id order.
+fn subscribers<'a>(members: &'a Members, topic: &str) -> Vec<&'a String> {
+    members
+        .iter()
+        .filter(|(_, s)| s.topics.iter().any(|t| t == topic))
+        .map(|(id, _)| id)
+        .collect()
+}
+
+// ANCHOR: range
+/// Kafka's default for years: per topic, the members subscribed to it in
+/// id order each take a consecutive range of partitions; the first
+/// `partitions % members` take one extra. Co-partitioned topics line up
+/// (partition 0 of two topics goes to the same member), which joins need;
+/// the price is imbalance across many topics, since the same first members
+/// take the extra partition of every topic.
+pub struct RangeAssignor;
+
+impl Assignor for RangeAssignor {
+    fn name(&self) -> &'static str {
+        "range"
+    }
+
+    fn assign(
+        &self,
+        members: &Members,
+        partitions: &PartitionCounts,
+    ) -> BTreeMap<String, Assignment> {
+        // exercise-hole: range | For each topic with a partition count, take `subscribers(members, topic)` (id order); with n = count / subscribers and extra = count % subscribers, the i-th subscriber gets n partitions, plus one if i < extra, each range starting where the previous ended. Push `(member, topic, partition)` triples and finish with `collect(members, triples)`.
+        let mut owners = Vec::new();
+        for (topic, &count) in partitions {
+            let subscribed = subscribers(members, topic);
+            if subscribed.is_empty() {
+                continue;
+            }
+            let n = subscribed.len() as u32;
+            let (each, extra) = (count / n, count % n);
+            let mut next = 0;
+            for (i, member) in subscribed.into_iter().enumerate() {
+                let take = each + u32::from((i as u32) < extra);
+                for partition in next..next + take {
+                    owners.push((member.clone(), topic.clone(), partition));
+                }
+                next += take;
+            }
+        }
+        collect(members, owners)
+        // exercise-end
+    }
+}
+// ANCHOR_END: range
+
+/// Every partition of every topic, in order, dealt to the members in turn
+/// (skipping members not subscribed to its topic). Balanced across topics,
+/// but with no regard for what anyone owned before.
+pub struct RoundRobinAssignor;
+
+impl Assignor for RoundRobinAssignor {
+    fn name(&self) -> &'static str {
+        "roundrobin"
+    }
+
+    fn assign(
+        &self,
+        members: &Members,
+        partitions: &PartitionCounts,
+    ) -> BTreeMap<String, Assignment> {
+        let ids: Vec<&String> = members.keys().collect();
+        let mut owners = Vec::new();
+        let mut turn = 0;
+        for (topic, &count) in partitions {
+            if subscribers(members, topic).is_empty() {
+                continue;
+            }
+            for partition in 0..count {
+                // The next member, in turn, that reads this topic.
+                loop {
+                    let member = ids[turn % ids.len()];
+                    turn += 1;
+                    if members[member].topics.iter().any(|t| t == topic) {
+                        owners.push((member.clone(), topic.clone(), partition));
+                        break;
+                    }
+                }
+            }
+        }
+        collect(members, owners)
+    }
+}
+
+/// Balanced like round robin, but a partition stays with the member that
+/// owned it last generation (its `Subscription::owned`) whenever balance
+/// allows: fewer partitions move in a rebalance, so fewer caches go cold
+/// and fewer positions are re-read. Kafka's `sticky` assignor, used here
+/// with the eager protocol (every member gives up everything, then takes
+/// its new set); Kafka's `cooperative-sticky` (KIP-429) also lets members
+/// keep reading what they keep during the rebalance.
+pub struct StickyAssignor;
+
+impl Assignor for StickyAssignor {
+    fn name(&self) -> &'static str {
+        "sticky"
+    }
+
+    fn assign(
+        &self,
+        members: &Members,
+        partitions: &PartitionCounts,
+    ) -> BTreeMap<String, Assignment> {
+        let subscribed =
+            |member: &str, topic: &str| members[member].topics.iter().any(|t| t == topic);
+        let all: BTreeSet<(String, u32)> = partitions
+            .iter()
+            .filter(|(topic, _)| !subscribers(members, topic).is_empty())
+            .flat_map(|(topic, &count)| (0..count).map(move |p| (topic.clone(), p)))
+            .collect();
+        if members.is_empty() {
+            return BTreeMap::new();
+        }
+        // With equal subscriptions, balance means everyone has `quota` or
+        // `quota + 1` partitions, and only `extra` members have the +1.
+        let quota = all.len() / members.len();
+        let mut extra = all.len() % members.len();
+        let mut owned: BTreeMap<&String, Vec<(String, u32)>> = BTreeMap::new();
+        let mut unassigned = all.clone();
+        // 1. Keep what each member owned and still may, up to its share.
+        for (member, subscription) in members {
+            let mut keep: Vec<(String, u32)> = subscription
+                .owned
+                .iter()
+                .filter(|tp| subscribed(member, &tp.0) && unassigned.contains(*tp))
+                .cloned()
+                .collect();
+            keep.sort();
+            let share = if keep.len() > quota && extra > 0 {
+                extra -= 1;
+                quota + 1
+            } else {
+                quota
+            };
+            keep.truncate(share);
+            for tp in &keep {
+                unassigned.remove(tp);
+            }
+            owned.insert(member, keep);
+        }
+        // 2. Give out the rest, each to the subscribed member with the
+        // fewest partitions (ties to the lowest id).
+        for (topic, partition) in unassigned {
+            let least = owned
+                .iter_mut()
+                .filter(|(member, _)| subscribed(member, &topic))
+                .min_by_key(|(member, ps)| (ps.len(), **member));
+            if let Some((_, ps)) = least {
+                ps.push((topic, partition));
+            }
+        }
+        let owners = owned
+            .into_iter()
+            .flat_map(|(member, ps)| ps.into_iter().map(move |(t, p)| (member.clone(), t, p)));
+        collect(members, owners)
+    }
+}
+
+/// The assignors a consumer offers by default, in order of preference.
+pub fn default_assignors() -> Vec<Box<dyn Assignor>> {
+    vec![
+        Box::new(RangeAssignor),
+        Box::new(RoundRobinAssignor),
+        Box::new(StickyAssignor),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(specs: &[(&str, &[&str])]) -> Members {
+        specs
+            .iter()
+            .map(|(id, topics)| {
+                let subscription = Subscription {
+                    topics: topics.iter().map(|t| t.to_string()).collect(),
+                    owned: Vec::new(),
+                };
+                (id.to_string(), subscription)
+            })
+            .collect()
+    }
+
+    fn counts(specs: &[(&str, u32)]) -> PartitionCounts {
+        specs.iter().map(|(t, n)| (t.to_string(), *n)).collect()
+    }
+
+    fn of(assignment: &BTreeMap<String, Assignment>, member: &str) -> Vec<(String, u32)> {
+        assignment[member].flatten()
+    }
+
+    fn tps(specs: &[(&str, u32)]) -> Vec<(String, u32)> {
+        specs.iter().map(|(t, p)| (t.to_string(), *p)).collect()
+    }
+
+    #[test]
+    fn range_gives_consecutive_ranges_and_the_extras_to_the_first_members() {
+        // Kafka's documentation example: 2 consumers, 2 topics of 3.
+        let m = members(&[("c0", &["t0", "t1"]), ("c1", &["t0", "t1"])]);
+        let a = RangeAssignor.assign(&m, &counts(&[("t0", 3), ("t1", 3)]));
+        assert_eq!(
+            of(&a, "c0"),
+            tps(&[("t0", 0), ("t0", 1), ("t1", 0), ("t1", 1)])
+        );
+        assert_eq!(of(&a, "c1"), tps(&[("t0", 2), ("t1", 2)]));
+    }
+
+    #[test]
+    fn round_robin_deals_partitions_in_turn_across_topics() {
+        let m = members(&[("c0", &["t0", "t1"]), ("c1", &["t0", "t1"])]);
+        let a = RoundRobinAssignor.assign(&m, &counts(&[("t0", 3), ("t1", 3)]));
+        assert_eq!(of(&a, "c0"), tps(&[("t0", 0), ("t0", 2), ("t1", 1)]));
+        assert_eq!(of(&a, "c1"), tps(&[("t0", 1), ("t1", 0), ("t1", 2)]));
+    }
+
+    #[test]
+    fn only_subscribers_get_a_topics_partitions() {
+        let m = members(&[("a", &["t0"]), ("b", &["t1"]), ("c", &[])]);
+        let p = counts(&[("t0", 2), ("t1", 1), ("unread", 4)]);
+        for assignor in default_assignors() {
+            let a = assignor.assign(&m, &p);
+            assert_eq!(
+                of(&a, "a"),
+                tps(&[("t0", 0), ("t0", 1)]),
+                "{}",
+                assignor.name()
+            );
+            assert_eq!(of(&a, "b"), tps(&[("t1", 0)]), "{}", assignor.name());
+            assert!(of(&a, "c").is_empty(), "{}", assignor.name());
+        }
+    }
+
+    #[test]
+    fn sticky_keeps_what_it_can_when_a_member_joins() {
+        let mut m = members(&[("a", &["t"]), ("b", &["t"])]);
+        let p = counts(&[("t", 6)]);
+        let first = StickyAssignor.assign(&m, &p);
+        for (id, s) in m.iter_mut() {
+            s.owned = of(&first, id);
+        }
+        m.insert(
+            "c".into(),
+            Subscription {
+                topics: vec!["t".into()],
+                owned: vec![],
+            },
+        );
+        let second = StickyAssignor.assign(&m, &p);
+        // Each of a and b gives up exactly one partition, to c.
+        for id in ["a", "b"] {
+            let kept = of(&second, id)
+                .iter()
+                .filter(|tp| of(&first, id).contains(tp))
+                .count();
+            assert_eq!(
+                kept,
+                2,
+                "{id}: {:?} then {:?}",
+                of(&first, id),
+                of(&second, id)
+            );
+        }
+        assert_eq!(of(&second, "c").len(), 2);
+    }
+}

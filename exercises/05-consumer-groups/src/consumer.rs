@@ -1,0 +1,635 @@
+//! [`GroupConsumer`]: a consumer in a group. It subscribes to topics
+//! instead of assigning itself partitions; the group decides who reads
+//! what. Underneath it is chapter 4's [`Consumer`] (fetching, positions,
+//! `auto.offset.reset`); this module adds membership (join, sync,
+//! heartbeats in a background task, leave), the leader's assignment, and
+//! committed offsets.
+//!
+//! **Delivery is at least once.** A position is committed after `poll`
+//! has returned the records before it: automatically at the next `poll`
+//! once `auto.commit.interval.ms` has passed (or on a rebalance or
+//! `close`), or when the application calls a commit. A consumer that dies
+//! between processing records and the next commit leaves a position
+//! behind them, and whoever takes its partitions reads them again.
+//! Records are never skipped: a position is never committed past a record
+//! `poll` has not returned.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ch04_network::{
+    Client, ClientError, Consumer, ConsumerConfig, ConsumerRecord, ErrorCode, SeekTo,
+};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::assignor::{
+    Assignor, Members, PartitionCounts, RangeAssignor, RoundRobinAssignor, StickyAssignor,
+};
+use crate::protocol::{
+    Assignment, CONSUMER_PROTOCOL, CommitPartition, ErrorOnly, GroupApi, HeartbeatRequest,
+    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, Subscription, SyncGroupRequest,
+    SyncGroupResponse, decode_metadata, encode_metadata,
+};
+
+/// How a group consumer behaves, by Kafka's names.
+pub struct GroupConsumerConfig {
+    /// `group.id`.
+    pub group_id: String,
+    /// `client.id`: names the member in `kfs groups describe`.
+    pub client_id: String,
+    /// `session.timeout.ms` (45 s): the coordinator drops a member it has
+    /// not heard from for this long.
+    pub session_timeout: Duration,
+    /// `heartbeat.interval.ms` (3 s): how often the background task says
+    /// "alive". Well under the session timeout, so one lost heartbeat is
+    /// not fatal.
+    pub heartbeat_interval: Duration,
+    /// `max.poll.interval.ms` (5 min): a consumer that does not call `poll`
+    /// for this long is stuck; it leaves the group so others take over.
+    /// Also the rebalance timeout it asks the coordinator for.
+    pub max_poll_interval: Duration,
+    /// `enable.auto.commit` (true).
+    pub enable_auto_commit: bool,
+    /// `auto.commit.interval.ms` (5 s).
+    pub auto_commit_interval: Duration,
+    /// `partition.assignment.strategy`: the assignors this member offers,
+    /// preferred first.
+    pub assignors: Vec<Arc<dyn Assignor>>,
+    /// Fetching: chapter 4's settings (`auto.offset.reset`, fetch sizes and
+    /// waits, `request.timeout.ms`).
+    pub consumer: ConsumerConfig,
+}
+
+impl GroupConsumerConfig {
+    /// Kafka's defaults, for group `group_id`.
+    pub fn new(group_id: impl Into<String>) -> GroupConsumerConfig {
+        GroupConsumerConfig {
+            group_id: group_id.into(),
+            client_id: "consumer".into(),
+            session_timeout: Duration::from_secs(45),
+            heartbeat_interval: Duration::from_secs(3),
+            max_poll_interval: Duration::from_secs(300),
+            enable_auto_commit: true,
+            auto_commit_interval: Duration::from_secs(5),
+            assignors: vec![
+                Arc::new(RangeAssignor),
+                Arc::new(RoundRobinAssignor),
+                Arc::new(StickyAssignor),
+            ],
+            consumer: ConsumerConfig::default(),
+        }
+    }
+}
+
+/// Told when the group moves partitions (Kafka's
+/// `ConsumerRebalanceListener`). Both run inside `poll`.
+pub trait RebalanceListener: Send {
+    /// Before the consumer gives up these partitions: the last chance to
+    /// commit what was processed (with auto-commit, it has been already).
+    fn on_partitions_revoked(&mut self, partitions: &[(String, u32)]) {
+        let _ = partitions;
+    }
+
+    /// After the consumer got these partitions, before it reads them.
+    fn on_partitions_assigned(&mut self, partitions: &[(String, u32)]) {
+        let _ = partitions;
+    }
+}
+
+/// This member's place in the group, shared with the heartbeat task.
+#[derive(Debug, Clone, Default)]
+struct Membership {
+    member_id: String,
+    /// `None` when not in a generation (joining, or out of the group).
+    generation: Option<i32>,
+}
+
+/// What the heartbeat task and `poll` share.
+struct Shared {
+    membership: Mutex<Membership>,
+    /// Set by the heartbeat task when the group wants this member to
+    /// rejoin (a rebalance, or it was dropped).
+    rejoin: AtomicBool,
+    /// When `poll` was last called, for `max.poll.interval.ms`.
+    last_poll: Mutex<Instant>,
+}
+
+impl Shared {
+    fn membership(&self) -> Membership {
+        self.membership
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_membership(&self, membership: Membership) {
+        *self.membership.lock().unwrap_or_else(|p| p.into_inner()) = membership;
+    }
+}
+
+/// A consumer in a group.
+pub struct GroupConsumer {
+    /// Group requests go here (the coordinator: the bootstrap broker, as
+    /// long as there is one broker).
+    client: Arc<Client>,
+    consumer: Consumer,
+    group_id: String,
+    client_id: String,
+    session_timeout: Duration,
+    max_poll_interval: Duration,
+    auto_commit: Option<Duration>,
+    assignors: Vec<Arc<dyn Assignor>>,
+    topics: Vec<String>,
+    shared: Arc<Shared>,
+    heartbeat: JoinHandle<()>,
+    /// (In a mutex only so that the consumer is `Sync`: `poll` has it alone.)
+    listener: Mutex<Option<Box<dyn RebalanceListener>>>,
+    last_commit: Instant,
+    /// Positions already committed, so an idle consumer does not commit
+    /// the same positions again and again.
+    committed: BTreeMap<(String, u32), u64>,
+}
+
+impl Drop for GroupConsumer {
+    fn drop(&mut self) {
+        // Without `close`, this is a crash as far as the group knows: no
+        // more heartbeats, and the session timeout removes the member.
+        self.heartbeat.abort();
+    }
+}
+
+impl GroupConsumer {
+    /// Connects to the broker at `bootstrap` (`host:port`). Call
+    /// [`GroupConsumer::subscribe`], then `poll`.
+    pub async fn connect(
+        bootstrap: &str,
+        config: GroupConsumerConfig,
+    ) -> Result<GroupConsumer, ClientError> {
+        // A JoinGroup is held until the whole group has joined, up to the
+        // rebalance timeout: the group connection must wait that long.
+        let wait = config
+            .consumer
+            .request_timeout
+            .max(config.max_poll_interval + Duration::from_secs(5));
+        let client = Arc::new(Client::connect(bootstrap, wait).await?);
+        let consumer = Consumer::connect(bootstrap, config.consumer.clone()).await?;
+        let shared = Arc::new(Shared {
+            membership: Mutex::new(Membership::default()),
+            rejoin: AtomicBool::new(true),
+            last_poll: Mutex::new(Instant::now()),
+        });
+        let heartbeat = tokio::spawn(heartbeat(
+            client.clone(),
+            shared.clone(),
+            config.group_id.clone(),
+            config.heartbeat_interval,
+            config.max_poll_interval,
+        ));
+        Ok(GroupConsumer {
+            client,
+            consumer,
+            group_id: config.group_id,
+            client_id: config.client_id,
+            session_timeout: config.session_timeout,
+            max_poll_interval: config.max_poll_interval,
+            auto_commit: config
+                .enable_auto_commit
+                .then_some(config.auto_commit_interval),
+            assignors: config.assignors,
+            topics: Vec::new(),
+            shared,
+            heartbeat,
+            listener: Mutex::new(None),
+            last_commit: Instant::now(),
+            committed: BTreeMap::new(),
+        })
+    }
+
+    /// Reads these topics as a member of the group, from the next `poll`.
+    pub fn subscribe(&mut self, topics: impl IntoIterator<Item = impl Into<String>>) {
+        self.topics = topics.into_iter().map(Into::into).collect();
+        self.topics.sort();
+        self.shared.rejoin.store(true, Ordering::SeqCst);
+    }
+
+    /// Tells `listener` about partitions revoked and assigned.
+    pub fn set_listener(&mut self, listener: impl RebalanceListener + 'static) {
+        *self.listener.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(listener));
+    }
+
+    /// The partitions this member reads now.
+    pub fn assignment(&self) -> Vec<(String, u32)> {
+        self.consumer.assignment()
+    }
+
+    /// The next offset `poll` returns for an assigned partition, if known.
+    pub fn position(&self, topic: &str, partition: u32) -> Option<u64> {
+        self.consumer.position(topic, partition)
+    }
+
+    /// This member's id and generation, once it is in the group.
+    pub fn generation(&self) -> Option<(String, i32)> {
+        let m = self.shared.membership();
+        m.generation.map(|g| (m.member_id, g))
+    }
+
+    /// Returns the records of this member's partitions that are there,
+    /// waiting up to `timeout`. Rejoins the group first if it must, and
+    /// commits automatically when the interval has passed.
+    pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ClientError> {
+        *self
+            .shared
+            .last_poll
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        if self
+            .auto_commit
+            .is_some_and(|every| self.last_commit.elapsed() >= every)
+        {
+            self.commit_positions().await?;
+        }
+        if self.shared.rejoin.swap(false, Ordering::SeqCst) {
+            self.rebalance().await?;
+        }
+        self.consumer.poll(timeout).await
+    }
+
+    /// Gives up every partition (the eager protocol), joins the group,
+    /// and takes the partitions the leader assigns, each from its
+    /// committed offset.
+    async fn rebalance(&mut self) -> Result<(), ClientError> {
+        let revoked = self.consumer.assignment();
+        if !revoked.is_empty() {
+            if self.auto_commit.is_some() {
+                // Best effort: if the generation is already over, the
+                // coordinator refuses, and the next owner re-reads.
+                if let Err(e) = self.commit_positions().await {
+                    debug!(error = %e, "commit before a rebalance failed");
+                }
+            }
+            if let Some(listener) = self.listener.get_mut().unwrap_or_else(|p| p.into_inner()) {
+                listener.on_partitions_revoked(&revoked);
+            }
+            self.consumer.assign([]);
+        }
+        let assignment = loop {
+            let joined = self.join().await?;
+            let assignments = if joined.leader == joined.member_id {
+                self.assign(&joined).await?
+            } else {
+                Vec::new()
+            };
+            let request = SyncGroupRequest {
+                group_id: self.group_id.clone(),
+                generation_id: joined.generation_id,
+                member_id: joined.member_id.clone(),
+                assignments,
+            };
+            let synced: SyncGroupResponse = self.client.call(GroupApi::SyncGroup, &request).await?;
+            debug!(group = self.group_id, error = %synced.error, generation = joined.generation_id, "synced");
+            match synced.error {
+                ErrorCode::None => {
+                    self.shared.set_membership(Membership {
+                        member_id: joined.member_id,
+                        generation: Some(joined.generation_id),
+                    });
+                    break synced.assignment;
+                }
+                // The group moved on while we synced: join again.
+                ErrorCode::RebalanceInProgress | ErrorCode::IllegalGeneration => continue,
+                ErrorCode::UnknownMemberId => {
+                    self.shared.set_membership(Membership::default());
+                    continue;
+                }
+                code => return Err(broker_error(code, "SyncGroup")),
+            }
+        };
+        let assignment: Assignment = decode_metadata(&assignment).map_err(ClientError::Protocol)?;
+        let partitions = assignment.flatten();
+        self.consumer.assign(partitions.clone());
+        self.committed.clear();
+        self.resume_from_committed(&partitions).await?;
+        if let Some(listener) = self.listener.get_mut().unwrap_or_else(|p| p.into_inner()) {
+            listener.on_partitions_assigned(&partitions);
+        }
+        Ok(())
+    }
+
+    /// JoinGroup until it succeeds: the first answer gives a member id
+    /// (KIP-394), a rebalance in progress means try again.
+    async fn join(&mut self) -> Result<JoinGroupResponse, ClientError> {
+        loop {
+            let membership = self.shared.membership();
+            let subscription = Subscription {
+                topics: self.topics.clone(),
+                owned: self.consumer.assignment(),
+            };
+            let metadata = encode_metadata(&subscription);
+            let request = JoinGroupRequest {
+                group_id: self.group_id.clone(),
+                session_timeout_ms: self.session_timeout.as_millis() as u32,
+                rebalance_timeout_ms: self.max_poll_interval.as_millis() as u32,
+                member_id: membership.member_id,
+                client_id: self.client_id.clone(),
+                protocol_type: CONSUMER_PROTOCOL.into(),
+                protocols: self
+                    .assignors
+                    .iter()
+                    .map(|a| (a.name().to_string(), metadata.clone()))
+                    .collect(),
+            };
+            self.shared.set_membership(Membership {
+                member_id: request.member_id.clone(),
+                generation: None,
+            });
+            let joined: JoinGroupResponse = self.client.call(GroupApi::JoinGroup, &request).await?;
+            debug!(group = self.group_id, error = %joined.error, generation = joined.generation_id, member = joined.member_id, "joined");
+            match joined.error {
+                ErrorCode::None => return Ok(joined),
+                ErrorCode::MemberIdRequired => {
+                    self.shared.set_membership(Membership {
+                        member_id: joined.member_id,
+                        generation: None,
+                    });
+                }
+                ErrorCode::UnknownMemberId => self.shared.set_membership(Membership::default()),
+                ErrorCode::RebalanceInProgress => {}
+                code => return Err(broker_error(code, "JoinGroup")),
+            }
+        }
+    }
+
+    /// The leader's job: decode every member's subscription, learn the
+    /// partition counts, run the chosen assignor, encode the result.
+    async fn assign(
+        &self,
+        joined: &JoinGroupResponse,
+    ) -> Result<Vec<(String, Vec<u8>)>, ClientError> {
+        let assignor = self
+            .assignors
+            .iter()
+            .find(|a| a.name() == joined.protocol_name)
+            .ok_or_else(|| {
+                ClientError::Protocol(format!("unknown assignor {}", joined.protocol_name))
+            })?;
+        let mut members = Members::new();
+        for (id, metadata) in &joined.members {
+            let subscription: Subscription =
+                decode_metadata(metadata).map_err(ClientError::Protocol)?;
+            members.insert(id.clone(), subscription);
+        }
+        let mut counts = PartitionCounts::new();
+        for topic in members.values().flat_map(|s| &s.topics) {
+            if counts.contains_key(topic) {
+                continue;
+            }
+            match self.client.topic_metadata(topic).await {
+                Ok(t) => {
+                    counts.insert(topic.clone(), t.partitions.len() as u32);
+                }
+                // A topic that does not exist (yet) has nothing to assign.
+                Err(e) if e.code() == Some(ErrorCode::UnknownTopicOrPartition) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(assignor
+            .assign(&members, &counts)
+            .into_iter()
+            .map(|(member, assignment)| (member, encode_metadata(&assignment)))
+            .collect())
+    }
+
+    /// Seeks each new partition to the group's committed offset; those with
+    /// none start where `auto.offset.reset` says.
+    async fn resume_from_committed(
+        &mut self,
+        partitions: &[(String, u32)],
+    ) -> Result<(), ClientError> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let mut by_topic: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for (topic, p) in partitions {
+            by_topic.entry(topic.clone()).or_default().push(*p);
+        }
+        let request = OffsetFetchRequest {
+            group_id: self.group_id.clone(),
+            topics: Some(by_topic.into_iter().collect()),
+        };
+        let fetched: OffsetFetchResponse =
+            self.client.call(GroupApi::OffsetFetch, &request).await?;
+        if fetched.error != ErrorCode::None {
+            return Err(broker_error(fetched.error, "OffsetFetch"));
+        }
+        for (topic, offsets) in fetched.topics {
+            for o in offsets {
+                if let Some(offset) = o.offset {
+                    self.consumer
+                        .seek(&topic, o.partition, SeekTo::Offset(offset))
+                        .await?;
+                    self.committed.insert((topic.clone(), o.partition), offset);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the position of every assigned partition (the offset after
+    /// the last record `poll` returned), and waits for the answer.
+    pub async fn commit_sync(&mut self) -> Result<(), ClientError> {
+        self.commit_positions().await
+    }
+
+    /// Commits these offsets (each the next offset to read), and waits.
+    pub async fn commit_offsets_sync(
+        &mut self,
+        offsets: &[(String, u32, u64)],
+    ) -> Result<(), ClientError> {
+        let request = self.commit_request(offsets);
+        let response: OffsetCommitResponse =
+            self.client.call(GroupApi::OffsetCommit, &request).await?;
+        check_commit(response)?;
+        for (topic, partition, offset) in offsets {
+            self.committed.insert((topic.clone(), *partition), *offset);
+        }
+        Ok(())
+    }
+
+    /// Commits the current positions without waiting: `callback` gets the
+    /// outcome. (Kafka's `commitAsync`: faster, but a failed commit is not
+    /// retried, since a later one may already have succeeded.)
+    pub fn commit_async(
+        &mut self,
+        callback: impl FnOnce(Result<(), ClientError>) + Send + 'static,
+    ) {
+        let offsets = self.positions();
+        let request = self.commit_request(&offsets);
+        for (topic, partition, offset) in offsets {
+            self.committed.insert((topic, partition), offset);
+        }
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let result = match client
+                .call::<_, OffsetCommitResponse>(GroupApi::OffsetCommit, &request)
+                .await
+            {
+                Ok(response) => check_commit(response),
+                Err(e) => Err(e),
+            };
+            callback(result);
+        });
+    }
+
+    /// Leaves the group (after a last commit, with auto-commit) so the
+    /// others take over its partitions at once, not after the session
+    /// timeout.
+    pub async fn close(mut self) -> Result<(), ClientError> {
+        let committed = if self.auto_commit.is_some() {
+            self.commit_positions().await
+        } else {
+            Ok(())
+        };
+        self.heartbeat.abort();
+        let membership = self.shared.membership();
+        if !membership.member_id.is_empty() {
+            let request = LeaveGroupRequest {
+                group_id: self.group_id.clone(),
+                member_id: membership.member_id,
+            };
+            let _: ErrorOnly = self.client.call(GroupApi::LeaveGroup, &request).await?;
+        }
+        committed
+    }
+
+    /// Every assigned partition's position that moved since the last
+    /// commit: `(topic, partition, offset)`.
+    fn positions(&self) -> Vec<(String, u32, u64)> {
+        self.consumer
+            .assignment()
+            .into_iter()
+            .filter_map(|(topic, p)| {
+                let offset = self.consumer.position(&topic, p)?;
+                let key = (topic.clone(), p);
+                (self.committed.get(&key) != Some(&offset)).then_some((topic, p, offset))
+            })
+            .collect()
+    }
+
+    async fn commit_positions(&mut self) -> Result<(), ClientError> {
+        self.last_commit = Instant::now();
+        let offsets = self.positions();
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        self.commit_offsets_sync(&offsets).await
+    }
+
+    fn commit_request(&self, offsets: &[(String, u32, u64)]) -> OffsetCommitRequest {
+        let membership = self.shared.membership();
+        let mut topics: BTreeMap<String, Vec<CommitPartition>> = BTreeMap::new();
+        for (topic, partition, offset) in offsets {
+            topics
+                .entry(topic.clone())
+                .or_default()
+                .push(CommitPartition {
+                    partition: *partition,
+                    offset: *offset,
+                    metadata: String::new(),
+                });
+        }
+        OffsetCommitRequest {
+            group_id: self.group_id.clone(),
+            generation_id: membership.generation.unwrap_or(-1),
+            member_id: membership.member_id,
+            topics: topics.into_iter().collect(),
+        }
+    }
+}
+
+fn broker_error(code: ErrorCode, what: &str) -> ClientError {
+    ClientError::Broker {
+        code,
+        message: what.to_string(),
+    }
+}
+
+/// The first partition error of a commit, if any.
+fn check_commit(response: OffsetCommitResponse) -> Result<(), ClientError> {
+    for (topic, partitions) in response.topics {
+        for (partition, error) in partitions {
+            if error != ErrorCode::None {
+                return Err(broker_error(
+                    error,
+                    &format!("committing {topic}-{partition}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The background task: a heartbeat every `interval` while in a
+/// generation. An answer saying the group is rebalancing (or has dropped
+/// us) sets the rejoin flag for the next `poll`. A member that has not
+/// polled for `max_poll_interval` is stuck: it leaves, as Kafka's does.
+async fn heartbeat(
+    client: Arc<Client>,
+    shared: Arc<Shared>,
+    group_id: String,
+    interval: Duration,
+    max_poll_interval: Duration,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    loop {
+        ticks.tick().await;
+        let membership = shared.membership();
+        let Some(generation) = membership.generation else {
+            continue;
+        };
+        let last_poll = *shared.last_poll.lock().unwrap_or_else(|p| p.into_inner());
+        if last_poll.elapsed() > max_poll_interval {
+            let request = LeaveGroupRequest {
+                group_id: group_id.clone(),
+                member_id: membership.member_id,
+            };
+            let _ = client
+                .call::<_, ErrorOnly>(GroupApi::LeaveGroup, &request)
+                .await;
+            shared.set_membership(Membership::default());
+            shared.rejoin.store(true, Ordering::SeqCst);
+            continue;
+        }
+        let request = HeartbeatRequest {
+            group_id: group_id.clone(),
+            generation_id: generation,
+            member_id: membership.member_id.clone(),
+        };
+        match client
+            .call::<_, ErrorOnly>(GroupApi::Heartbeat, &request)
+            .await
+        {
+            Ok(ErrorOnly {
+                error: ErrorCode::None,
+            }) => {}
+            Ok(ErrorOnly {
+                error: ErrorCode::UnknownMemberId,
+            }) => {
+                shared.set_membership(Membership::default());
+                shared.rejoin.store(true, Ordering::SeqCst);
+            }
+            // A rebalance (or a generation that ended): rejoin at the next
+            // poll, which first commits with the generation we still have.
+            Ok(ErrorOnly { error }) => {
+                debug!(%error, "heartbeat: rejoin");
+                shared.rejoin.store(true, Ordering::SeqCst);
+            }
+            // A lost heartbeat is not fatal: the session allows several.
+            Err(e) => debug!(error = %e, "heartbeat failed"),
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! # Chapter 5: consumer groups
+//!
+//! A consumer group shares topics' partitions among its members, so each
+//! partition is read by exactly one member at a time; when members come and
+//! go, the group *rebalances*; and the group's progress, its committed
+//! offsets, lives in the log itself. This chapter follows Kafka's classic
+//! group protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup), so that
+//! chapter 11 can put Kafka's wire format on the same state machine.
+//!
+//! ## Layout
+//!
+//! - [`protocol`]: sans-IO. The group APIs' messages with Kafka's API key
+//!   numbers, and the consumer protocol's [`protocol::Subscription`] and
+//!   [`protocol::Assignment`].
+//! - [`coordinator`]: sans-IO. [`coordinator::GroupCoordinator`], the state
+//!   machine of every group: members, generations, the five states, session
+//!   and rebalance timeouts, driven by a clock the caller passes in.
+//! - [`assignor`]: sans-IO. The [`assignor::Assignor`] trait and the range,
+//!   round-robin and sticky assignors, which the group *leader* (a client)
+//!   runs.
+//! - [`offsets`]: [`offsets::OffsetStore`], committed offsets as records in
+//!   the internal topic `__consumer_offsets`, rebuilt on start and cleaned.
+//! - [`service`]: [`service::GroupBroker`], the thin tokio shell: chapter
+//!   4's broker with the coordinator inside, behind chapter 4's server.
+//! - [`consumer`]: [`consumer::GroupConsumer`], subscribe, poll, rebalance
+//!   listeners, heartbeats in the background, automatic and manual commits.
+//! - [`admin`]: [`admin::GroupAdmin`], list and describe groups and their
+//!   committed offsets (what `kfs groups` shows).
+//!
+//! ## How this differs from real Kafka
+//!
+//! - **The classic protocol only.** Kafka 4.0 made KIP-848's protocol the
+//!   default: the broker computes assignments and members converge one
+//!   partition at a time through their heartbeats, with no group-wide
+//!   barrier. The book's chapter compares the two.
+//! - **Eager rebalancing.** Every member gives up all its partitions at
+//!   each rebalance. The sticky assignor keeps partitions where they were,
+//!   but there is no cooperative protocol (KIP-429,
+//!   `cooperative-sticky`), which lets members keep reading what they keep.
+//! - **No static membership** (KIP-345, `group.instance.id`) and no
+//!   `group.initial.rebalance.delay.ms` (Kafka waits 3 s for more members
+//!   before forming a new group's first generation).
+//! - **Only offsets are persisted.** Kafka also writes each group's
+//!   generation and members to `__consumer_offsets`; here a broker restart
+//!   forgets them, and members simply rejoin.
+//! - **Cleaning is not compaction.** `__consumer_offsets` is cleaned by
+//!   writing the latest values again and deleting older segments (see
+//!   [`offsets`]); there is no `offsets.retention.minutes` expiry and no
+//!   DeleteGroups or OffsetDelete.
+//! - **One broker coordinates every group**; FindCoordinator answers with
+//!   itself. `offsets.topic.num.partitions` defaults to 10 (Kafka: 50).
+//!
+//! ## Example
+//!
+//! A group broker on a free loopback port, and a consumer in group
+//! `billing` reading a topic the group shares:
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use ch02_segments::Record;
+//! use ch03_partitions::TopicStore;
+//! use ch04_network::{Admin, Producer, ProducerConfig, ServerConfig};
+//! use ch05_consumer_groups::consumer::{GroupConsumer, GroupConsumerConfig};
+//! use ch05_consumer_groups::service::{self, GroupConfig};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let (store, _) = TopicStore::open(dir.path())?;
+//! let server = service::bind(
+//!     "127.0.0.1:0".parse()?,
+//!     store,
+//!     ServerConfig::default(),
+//!     GroupConfig::default(),
+//! )
+//! .await?;
+//! let addr = server.local_addr().to_string();
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let broker = tokio::spawn(server.run(async {
+//!     let _ = stopped.await;
+//! }));
+//!
+//! Admin::connect(&addr, Duration::from_secs(5)).await?.create_topic("invoices", 2, vec![]).await?;
+//! let producer = Producer::connect(&addr, ProducerConfig::default()).await?;
+//! producer.send("invoices", Record::new(0, "INV-1")).await?.await?;
+//!
+//! let mut config = GroupConsumerConfig::new("billing");
+//! config.consumer.auto_offset_reset = ch04_network::OffsetReset::Earliest;
+//! let mut consumer = GroupConsumer::connect(&addr, config).await?;
+//! consumer.subscribe(["invoices"]);
+//! // The first poll joins the group; alone in it, this member gets both
+//! // partitions.
+//! let records = consumer.poll(Duration::from_secs(5)).await?;
+//! assert_eq!(records[0].record.value, b"INV-1");
+//! assert_eq!(consumer.assignment().len(), 2);
+//! consumer.commit_sync().await?;
+//! consumer.close().await?; // leaves the group at once
+//!
+//! let _ = stop.send(());
+//! broker.await??;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod admin;
+pub mod assignor;
+pub mod consumer;
+pub mod coordinator;
+pub mod offsets;
+pub mod protocol;
+pub mod service;

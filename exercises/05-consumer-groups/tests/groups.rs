@@ -1,0 +1,242 @@
+//! Consumer groups through the clients, against a real group broker on
+//! loopback: sharing partitions, rebalancing when members come and go,
+//! committed offsets that survive consumers and broker restarts.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use ch02_segments::Record;
+use ch04_network::{Admin, Producer, ProducerConfig, ServerConfig};
+use ch05_consumer_groups::consumer::{GroupConsumer, RebalanceListener};
+use ch05_consumer_groups::offsets::OffsetsConfig;
+use common::{TestBroker, fast, group_config};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+async fn topic(addr: &str, name: &str, partitions: u32) {
+    let admin = Admin::connect(addr, DEADLINE).await.unwrap();
+    admin.create_topic(name, partitions, vec![]).await.unwrap();
+}
+
+async fn produce(addr: &str, topic: &str, count: usize) {
+    let producer = Producer::connect(addr, ProducerConfig::default())
+        .await
+        .unwrap();
+    for i in 0..count {
+        let record = Record::new(0, format!("{i}")).with_key(format!("key-{i}"));
+        producer.send(topic, record).await.unwrap();
+    }
+    producer.close().await.unwrap();
+}
+
+/// A member polling in a task of its own, publishing its assignment after
+/// every poll. Aborting the task drops the consumer: a crash.
+struct Member {
+    assignment: watch::Receiver<Vec<(String, u32)>>,
+    task: JoinHandle<()>,
+}
+
+fn member(addr: &str, client_id: &str) -> Member {
+    let (tx, rx) = watch::channel(Vec::new());
+    let addr = addr.to_string();
+    let client_id = client_id.to_string();
+    let task = tokio::spawn(async move {
+        let mut consumer = GroupConsumer::connect(&addr, fast("g", &client_id))
+            .await
+            .unwrap();
+        consumer.subscribe(["t"]);
+        loop {
+            consumer.poll(Duration::from_millis(50)).await.unwrap();
+            let _ = tx.send(consumer.assignment());
+        }
+    });
+    Member {
+        assignment: rx,
+        task,
+    }
+}
+
+/// Waits until the members' assignments are disjoint, cover partitions
+/// 0..6 of "t", and have these sizes (sorted).
+async fn wait_for_split(members: &[&Member], sizes: &[usize]) -> Vec<Vec<(String, u32)>> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let assignments: Vec<Vec<(String, u32)>> = members
+            .iter()
+            .map(|m| m.assignment.borrow().clone())
+            .collect();
+        let mut counts: Vec<usize> = assignments.iter().map(Vec::len).collect();
+        counts.sort();
+        let all: BTreeSet<&(String, u32)> = assignments.iter().flatten().collect();
+        let total: usize = counts.iter().sum();
+        if counts == sizes && all.len() == 6 && total == 6 {
+            return assignments;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no split {sizes:?} in time: {assignments:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_share_partitions_and_rebalance_when_they_come_and_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    topic(&broker.addr, "t", 6).await;
+
+    let a = member(&broker.addr, "a");
+    let b = member(&broker.addr, "b");
+    let c = member(&broker.addr, "c");
+    wait_for_split(&[&a, &b, &c], &[2, 2, 2]).await;
+
+    // A fourth joins: 2, 2, 1, 1.
+    let d = member(&broker.addr, "d");
+    wait_for_split(&[&a, &b, &c, &d], &[1, 1, 2, 2]).await;
+
+    // One dies without leaving: after its session times out, the other
+    // three share its partitions.
+    d.task.abort();
+    let split = wait_for_split(&[&a, &b, &c], &[2, 2, 2]).await;
+    assert_eq!(split.iter().flatten().count(), 6);
+    for m in [a, b, c] {
+        m.task.abort();
+    }
+}
+
+/// Records what the group did to it.
+struct Log(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl RebalanceListener for Log {
+    fn on_partitions_revoked(&mut self, partitions: &[(String, u32)]) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("revoked {}", partitions.len()));
+    }
+
+    fn on_partitions_assigned(&mut self, partitions: &[(String, u32)]) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("assigned {}", partitions.len()));
+    }
+}
+
+#[tokio::test]
+async fn a_new_member_resumes_from_the_committed_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    topic(&broker.addr, "t", 1).await;
+    produce(&broker.addr, "t", 100).await;
+
+    let mut config = fast("g", "first");
+    config.enable_auto_commit = false;
+    let mut first = GroupConsumer::connect(&broker.addr, config).await.unwrap();
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    first.set_listener(Log(events.clone()));
+    first.subscribe(["t"]);
+    let mut read = 0;
+    while read < 60 {
+        read += first.poll(Duration::from_secs(1)).await.unwrap().len();
+    }
+    assert_eq!(*events.lock().unwrap(), ["assigned 1"]);
+    // Processed up to offset 49: the next to read is 50.
+    first
+        .commit_offsets_sync(&[("t".into(), 0, 50)])
+        .await
+        .unwrap();
+    first.close().await.unwrap();
+
+    let mut second = GroupConsumer::connect(&broker.addr, fast("g", "second"))
+        .await
+        .unwrap();
+    second.subscribe(["t"]);
+    let records = loop {
+        let records = second.poll(Duration::from_secs(1)).await.unwrap();
+        if !records.is_empty() {
+            break records;
+        }
+    };
+    assert_eq!(
+        records[0].offset, 50,
+        "not from the beginning, not after 60"
+    );
+    second.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn committed_offsets_survive_a_broker_restart_and_cleaning() {
+    let dir = tempfile::tempdir().unwrap();
+    // Small offset segments, cleaned every 50 ms.
+    let mut groups = group_config();
+    groups.offsets = OffsetsConfig {
+        partitions: 3,
+        segment_bytes: 512,
+        cleanup_segments: 2,
+    };
+    let server = ServerConfig {
+        retention_check_interval: Duration::from_millis(50),
+        ..ServerConfig::default()
+    };
+    let mut broker = TestBroker::start_with(dir.path(), server.clone(), groups.clone()).await;
+    topic(&broker.addr, "t", 4).await;
+    // Enough records in every partition for the positions below.
+    produce(&broker.addr, "t", 400).await;
+    let mut config = fast("g", "c");
+    config.enable_auto_commit = false;
+    let mut consumer = GroupConsumer::connect(&broker.addr, config).await.unwrap();
+    consumer.subscribe(["t"]);
+    consumer.poll(Duration::from_millis(10)).await.unwrap();
+    // Many commits of the same four positions: only the last counts.
+    let position = |round: u64, p: u32| round % 7 + 3 * u64::from(p);
+    for round in 1..=200u64 {
+        let offsets: Vec<(String, u32, u64)> = (0..4)
+            .map(|p| ("t".to_string(), p, position(round, p)))
+            .collect();
+        consumer.commit_offsets_sync(&offsets).await.unwrap();
+    }
+    // Let the cleaner run, then check the topic shrank.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(consumer);
+    broker.stop().await;
+    let (store, _) = ch03_partitions::TopicStore::open(dir.path()).unwrap();
+    let segments: usize = (0..3)
+        .map(|p| store.log("__consumer_offsets", p).unwrap().segments().len())
+        .sum();
+    let records: u64 = (0..3)
+        .map(|p| {
+            let log = store.log("__consumer_offsets", p).unwrap();
+            log.log_end_offset() - log.log_start_offset()
+        })
+        .sum();
+    assert!(
+        records < 800,
+        "cleaning kept {records} of 800 commit records in {segments} segments"
+    );
+    drop(store);
+
+    // After the restart, the latest commits are there.
+    let broker = TestBroker::start_with(dir.path(), server, groups).await;
+    let mut config = fast("g", "again");
+    config.enable_auto_commit = false;
+    let mut consumer = GroupConsumer::connect(&broker.addr, config).await.unwrap();
+    consumer.subscribe(["t"]);
+    // Each partition's first record read is at its last commit.
+    let mut first: BTreeMap<u32, u64> = BTreeMap::new();
+    let deadline = Instant::now() + DEADLINE;
+    while first.len() < 4 {
+        for r in consumer.poll(Duration::from_millis(100)).await.unwrap() {
+            first.entry(r.partition).or_insert(r.offset);
+        }
+        assert!(Instant::now() < deadline, "read {first:?}");
+    }
+    let expected: BTreeMap<u32, u64> = (0..4).map(|p| (p, position(200, p))).collect();
+    assert_eq!(first, expected);
+}

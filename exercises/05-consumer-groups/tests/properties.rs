@@ -1,0 +1,254 @@
+//! Properties: every assignor gives each partition to exactly one
+//! subscriber, balanced when subscriptions are equal; the sticky one moves
+//! nothing it does not have to; consumer-protocol metadata round-trips and
+//! any bytes decode to a value or an error; and the coordinator, under any
+//! sequence of calls and timeouts, answers every held request exactly once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use ch04_network::ErrorCode;
+use ch05_consumer_groups::assignor::{
+    Assignor, Members, PartitionCounts, RangeAssignor, RoundRobinAssignor, StickyAssignor,
+};
+use ch05_consumer_groups::coordinator::{CoordinatorConfig, GroupCoordinator, Reply, ReplyTo};
+use ch05_consumer_groups::protocol::{
+    Assignment, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, Subscription,
+    SyncGroupRequest, decode_metadata, encode_metadata,
+};
+use proptest::prelude::*;
+
+const TOPICS: [&str; 3] = ["a", "b", "c"];
+
+fn assignors() -> [Box<dyn Assignor>; 3] {
+    [
+        Box::new(RangeAssignor),
+        Box::new(RoundRobinAssignor),
+        Box::new(StickyAssignor),
+    ]
+}
+
+/// 1 to 8 members, each subscribed to some of the topics; 0 to 12
+/// partitions per topic.
+fn group() -> impl Strategy<Value = (Members, PartitionCounts)> {
+    let subscription = proptest::collection::vec(any::<bool>(), 3).prop_map(|picked| {
+        TOPICS
+            .iter()
+            .zip(picked)
+            .filter(|(_, p)| *p)
+            .map(|(t, _)| *t)
+            .collect::<Vec<_>>()
+    });
+    let members = proptest::collection::vec(subscription, 1..8).prop_map(|subs| {
+        subs.into_iter()
+            .enumerate()
+            .map(|(i, topics)| {
+                let s = Subscription {
+                    topics: topics.into_iter().map(String::from).collect(),
+                    owned: Vec::new(),
+                };
+                (format!("m{i}"), s)
+            })
+            .collect::<Members>()
+    });
+    let counts = proptest::collection::vec(0u32..12, 3).prop_map(|n| {
+        TOPICS
+            .iter()
+            .map(|t| t.to_string())
+            .zip(n)
+            .collect::<PartitionCounts>()
+    });
+    (members, counts)
+}
+
+fn owners(assignment: &BTreeMap<String, Assignment>) -> BTreeMap<(String, u32), Vec<String>> {
+    let mut owners: BTreeMap<(String, u32), Vec<String>> = BTreeMap::new();
+    for (member, a) in assignment {
+        for tp in a.flatten() {
+            owners.entry(tp).or_default().push(member.clone());
+        }
+    }
+    owners
+}
+
+proptest! {
+    #[test]
+    fn every_subscribed_partition_has_exactly_one_subscribed_owner((members, counts) in group()) {
+        for assignor in assignors() {
+            let assignment = assignor.assign(&members, &counts);
+            prop_assert_eq!(assignment.keys().collect::<Vec<_>>(), members.keys().collect::<Vec<_>>());
+            let owners = owners(&assignment);
+            for (topic, &count) in &counts {
+                let subscribed = members.values().any(|s| s.topics.contains(topic));
+                for p in 0..count {
+                    match owners.get(&(topic.clone(), p)) {
+                        None => prop_assert!(!subscribed, "{} left {topic}-{p} out", assignor.name()),
+                        Some(who) => {
+                            prop_assert_eq!(who.len(), 1, "{} gave {}-{} to {:?}", assignor.name(), topic, p, who);
+                            prop_assert!(members[&who[0]].topics.contains(topic));
+                        }
+                    }
+                }
+            }
+            // Nothing that does not exist.
+            for (topic, p) in owners.keys() {
+                prop_assert!(*p < counts[topic]);
+            }
+        }
+    }
+
+    #[test]
+    fn with_equal_subscriptions_round_robin_and_sticky_are_balanced(
+        n in 1usize..8,
+        counts in proptest::collection::vec(0u32..12, 3),
+    ) {
+        let members: Members = (0..n)
+            .map(|i| (format!("m{i}"), Subscription { topics: TOPICS.iter().map(|t| t.to_string()).collect(), owned: vec![] }))
+            .collect();
+        let counts: PartitionCounts = TOPICS.iter().map(|t| t.to_string()).zip(counts).collect();
+        for assignor in [Box::new(RoundRobinAssignor) as Box<dyn Assignor>, Box::new(StickyAssignor)] {
+            let sizes: Vec<usize> = assignor.assign(&members, &counts).values().map(|a| a.flatten().len()).collect();
+            let (min, max) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+            prop_assert!(max - min <= 1, "{}: {:?}", assignor.name(), sizes);
+        }
+    }
+
+    #[test]
+    fn sticky_moves_nothing_when_nothing_changed(
+        n in 1usize..8,
+        counts in proptest::collection::vec(0u32..12, 3),
+    ) {
+        let mut members: Members = (0..n)
+            .map(|i| (format!("m{i}"), Subscription { topics: TOPICS.iter().map(|t| t.to_string()).collect(), owned: vec![] }))
+            .collect();
+        let counts: PartitionCounts = TOPICS.iter().map(|t| t.to_string()).zip(counts).collect();
+        let first = StickyAssignor.assign(&members, &counts);
+        for (id, s) in members.iter_mut() {
+            s.owned = first[id].flatten();
+        }
+        prop_assert_eq!(StickyAssignor.assign(&members, &counts), first);
+    }
+
+    #[test]
+    fn consumer_metadata_round_trips(
+        topics in proptest::collection::vec("[a-z]{1,8}", 0..5),
+        partitions in proptest::collection::vec(("[a-z]{1,8}", proptest::collection::vec(any::<u32>(), 0..5)), 0..5),
+    ) {
+        let subscription = Subscription { topics: topics.clone(), owned: topics.iter().map(|t| (t.clone(), 1)).collect() };
+        prop_assert_eq!(decode_metadata::<Subscription>(&encode_metadata(&subscription)).unwrap(), subscription);
+        let assignment = Assignment { partitions };
+        prop_assert_eq!(decode_metadata::<Assignment>(&encode_metadata(&assignment)).unwrap(), assignment);
+    }
+
+    #[test]
+    fn any_metadata_bytes_decode_or_fail_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..100)) {
+        let _ = decode_metadata::<Subscription>(&bytes);
+        let _ = decode_metadata::<Assignment>(&bytes);
+    }
+
+    #[test]
+    fn the_coordinator_answers_every_held_request_exactly_once(ops in proptest::collection::vec(op(), 1..60)) {
+        let config = CoordinatorConfig { min_session_timeout: Duration::from_millis(1), ..CoordinatorConfig::default() };
+        let mut c = GroupCoordinator::new(config);
+        let mut answered: BTreeMap<ReplyTo, Reply> = BTreeMap::new();
+        let mut held: BTreeSet<ReplyTo> = BTreeSet::new();
+        let mut next: ReplyTo = 0;
+        let mut now = 0u64;
+        let mut ids: Vec<String> = Vec::new();
+        let record = |replies: Vec<(ReplyTo, Reply)>, answered: &mut BTreeMap<ReplyTo, Reply>, held: &mut BTreeSet<ReplyTo>| -> Result<(), TestCaseError> {
+            for (to, reply) in replies {
+                prop_assert!(answered.insert(to, reply).is_none(), "{} answered twice", to);
+                held.remove(&to);
+            }
+            Ok(())
+        };
+        for op in ops {
+            match op {
+                Op::Join { member } => {
+                    next += 1;
+                    held.insert(next);
+                    let member_id = ids.get(member).cloned().unwrap_or_default();
+                    let request = JoinGroupRequest {
+                        group_id: "g".into(), session_timeout_ms: 1000, rebalance_timeout_ms: 2000,
+                        member_id, client_id: "c".into(), protocol_type: "consumer".into(),
+                        protocols: vec![("range".into(), vec![])],
+                    };
+                    let replies = c.join(now, request, next);
+                    for (_, reply) in &replies {
+                        if let Reply::Join(r) = reply && r.error == ErrorCode::MemberIdRequired {
+                            ids.push(r.member_id.clone());
+                        }
+                    }
+                    record(replies, &mut answered, &mut held)?;
+                }
+                Op::Sync { member, generation, assign } => {
+                    next += 1;
+                    held.insert(next);
+                    let member_id = ids.get(member).cloned().unwrap_or_default();
+                    let assignments = if assign { ids.iter().map(|id| (id.clone(), vec![1])).collect() } else { vec![] };
+                    let request = SyncGroupRequest { group_id: "g".into(), generation_id: generation, member_id, assignments };
+                    let replies = c.sync(now, request, next);
+                    record(replies, &mut answered, &mut held)?;
+                }
+                Op::Heartbeat { member, generation } => {
+                    let member_id = ids.get(member).cloned().unwrap_or_default();
+                    c.heartbeat(now, &HeartbeatRequest { group_id: "g".into(), generation_id: generation, member_id });
+                }
+                Op::Leave { member } => {
+                    let member_id = ids.get(member).cloned().unwrap_or_default();
+                    let (_, replies) = c.leave(now, &LeaveGroupRequest { group_id: "g".into(), member_id });
+                    record(replies, &mut answered, &mut held)?;
+                }
+                Op::Wait { ms } => {
+                    now += ms;
+                    let replies = c.tick(now);
+                    record(replies, &mut answered, &mut held)?;
+                }
+            }
+        }
+        // Long enough for every session and rebalance to time out: every
+        // held request has its answer, and the group is empty.
+        for _ in 0..3 {
+            now += 10_000;
+            let replies = c.tick(now);
+            record(replies, &mut answered, &mut held)?;
+        }
+        prop_assert!(held.is_empty(), "never answered: {:?}", held);
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Join {
+        member: usize,
+    },
+    Sync {
+        member: usize,
+        generation: i32,
+        assign: bool,
+    },
+    Heartbeat {
+        member: usize,
+        generation: i32,
+    },
+    Leave {
+        member: usize,
+    },
+    Wait {
+        ms: u64,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0usize..5).prop_map(|member| Op::Join { member }),
+        (0usize..5, 0i32..5, any::<bool>()).prop_map(|(member, generation, assign)| Op::Sync {
+            member,
+            generation,
+            assign
+        }),
+        (0usize..5, 0i32..5).prop_map(|(member, generation)| Op::Heartbeat { member, generation }),
+        (0usize..5).prop_map(|member| Op::Leave { member }),
+        (0u64..1500).prop_map(|ms| Op::Wait { ms }),
+    ]
+}
