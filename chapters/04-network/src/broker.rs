@@ -1,6 +1,7 @@
 //! [`Broker`]: what each request does to the topic store. The server
 //! (`server.rs`) moves bytes; this module decides what they mean.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -35,6 +36,10 @@ pub struct Broker {
     appended: Notify,
     /// Where clients reach this broker, for metadata responses.
     advertised: (String, u16),
+    /// Topics only the broker itself writes (chapter 5's
+    /// `__consumer_offsets`): clients may read them, not produce to them
+    /// or delete them.
+    internal: BTreeSet<String>,
 }
 // ANCHOR_END: broker
 
@@ -93,7 +98,14 @@ impl Broker {
             store: RwLock::new(store),
             appended: Notify::new(),
             advertised: (host, port),
+            internal: BTreeSet::new(),
         }
+    }
+
+    /// Makes `topic` internal: produce and DeleteTopics requests naming it
+    /// get `INVALID_TOPIC_EXCEPTION`, as in Kafka.
+    pub fn protect(&mut self, topic: &str) {
+        self.internal.insert(topic.to_string());
     }
 
     /// Closes the store cleanly.
@@ -192,11 +204,14 @@ impl Broker {
                 let mut partitions = Vec::with_capacity(batches.len());
                 for (partition, range) in batches {
                     // The batch is appended from the request's own bytes.
-                    let (error, base_offset) =
+                    let (error, base_offset) = if self.internal.contains(&name) {
+                        (ErrorCode::InvalidTopicException, 0)
+                    } else {
                         match store.append_batch(&name, partition, &mut body[range]) {
                             Ok(info) => (ErrorCode::None, info.base_offset),
                             Err(e) => (error_code(&e), 0),
-                        };
+                        }
+                    };
                     partitions.push(ProducePartitionResponse {
                         partition,
                         error,
@@ -370,9 +385,15 @@ impl Broker {
         let topics = request
             .topics
             .into_iter()
-            .map(|name| match store.delete_topic(&name) {
-                Ok(()) => (name, ErrorCode::None, String::new()),
-                Err(e) => (name, error_code(&e), e.to_string()),
+            .map(|name| {
+                if self.internal.contains(&name) {
+                    let message = format!("{name} is an internal topic");
+                    return (name, ErrorCode::InvalidTopicException, message);
+                }
+                match store.delete_topic(&name) {
+                    Ok(()) => (name, ErrorCode::None, String::new()),
+                    Err(e) => (name, error_code(&e), e.to_string()),
+                }
             })
             .collect();
         TopicResults { topics }

@@ -437,3 +437,42 @@ async fn the_broker_deletes_segments_past_retention_on_its_own() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn clients_may_read_but_not_write_or_delete_a_protected_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = TopicStore::open(dir.path()).unwrap();
+    store
+        .create_topic("internal", 1, ch03_partitions::TopicConfig::default())
+        .unwrap();
+    let server = ch04_network::Server::bind_with(
+        "127.0.0.1:0".parse().unwrap(),
+        ch04_network::ServerConfig::default(),
+        |local| {
+            let mut broker = ch04_network::Broker::new(store, local.ip().to_string(), local.port());
+            broker.protect("internal");
+            broker
+        },
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr().to_string();
+    tokio::spawn(server.run(std::future::pending()));
+
+    let producer = Producer::connect(&addr, ProducerConfig::default())
+        .await
+        .unwrap();
+    let refused = producer
+        .send("internal", Record::new(0, "forged"))
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::InvalidTopicException));
+    let admin = Admin::connect(&addr, TIMEOUT).await.unwrap();
+    let refused = admin.delete_topic("internal").await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::InvalidTopicException));
+    // Still there, empty, and readable.
+    let info = admin.describe_topic("internal").await.unwrap();
+    assert_eq!(info.partitions[0].log_end_offset, 0);
+}

@@ -13,10 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::BytesMut;
 use ch03_partitions::{StoreError, TopicStore};
 use ch04_network::broker::{BROKER_ID, error_code};
-use ch04_network::protocol::{
-    self, API_VERSION, ApiKey, DeleteTopicsRequest, ProduceInPlace, ProducePartitionResponse,
-    ProduceResponse, RequestHeader, TopicResults,
-};
+use ch04_network::protocol::{self, API_VERSION, RequestHeader};
 use ch04_network::{Broker, ErrorCode, Server, ServerConfig, Service};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -169,8 +166,11 @@ impl GroupBroker {
         });
         let ticker = tokio::spawn(tick(shared.clone(), config.tick_interval));
         let host = local.ip().to_string();
+        let mut broker = Broker::new(store, host.clone(), local.port());
+        // Clients may read the offsets topic; only the coordinator writes it.
+        broker.protect(OFFSETS_TOPIC);
         GroupBroker {
-            broker: Broker::new(store, host.clone(), local.port()),
+            broker,
             shared,
             ticker,
             advertised: (host, local.port()),
@@ -337,64 +337,6 @@ impl GroupBroker {
         }
     }
 
-    /// Clients may read the offsets topic, but only the coordinator writes
-    /// it, and nobody deletes it: a produce or delete naming it is refused.
-    fn refuse_internal(&self, header: RequestHeader, body: &[u8]) -> Option<BytesMut> {
-        let refused = || {
-            (
-                ErrorCode::InvalidTopicException,
-                format!("{OFFSETS_TOPIC} is internal"),
-            )
-        };
-        match ApiKey::from_u16(header.api_key)? {
-            ApiKey::Produce => {
-                let request = ProduceInPlace::decode(body).ok()?;
-                if !request.topics.iter().any(|(t, _)| t == OFFSETS_TOPIC) {
-                    return None;
-                }
-                let topics = request
-                    .topics
-                    .into_iter()
-                    .map(|(topic, batches)| {
-                        let results = batches
-                            .into_iter()
-                            .map(|(partition, _)| ProducePartitionResponse {
-                                partition,
-                                error: ErrorCode::InvalidTopicException,
-                                base_offset: 0,
-                            })
-                            .collect();
-                        (topic, results)
-                    })
-                    .collect();
-                (request.acks != 0)
-                    .then(|| {
-                        protocol::ok_response(header.correlation_id, &ProduceResponse { topics })
-                    })
-                    .or_else(|| Some(BytesMut::new()))
-            }
-            ApiKey::DeleteTopics => {
-                let request: DeleteTopicsRequest = protocol::decode_body(body).ok()?;
-                if !request.topics.iter().any(|t| t == OFFSETS_TOPIC) {
-                    return None;
-                }
-                let topics = request
-                    .topics
-                    .into_iter()
-                    .map(|t| {
-                        let (code, message) = refused();
-                        (t, code, message)
-                    })
-                    .collect();
-                Some(protocol::ok_response(
-                    header.correlation_id,
-                    &TopicResults { topics },
-                ))
-            }
-            _ => None,
-        }
-    }
-
     async fn handle_group(&self, header: RequestHeader, api: GroupApi, body: &[u8]) -> BytesMut {
         fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
             protocol::decode_body(body)
@@ -449,10 +391,6 @@ impl GroupBroker {
 impl Service for GroupBroker {
     async fn handle(&self, header: RequestHeader, body: BytesMut) -> Option<BytesMut> {
         let Some(api) = GroupApi::from_u16(header.api_key) else {
-            if let Some(refused) = self.refuse_internal(header, &body) {
-                // An empty frame: a refused produce with acks 0 gets no answer.
-                return (!refused.is_empty()).then_some(refused);
-            }
             return self.broker.handle(header, body).await;
         };
         if header.api_version != API_VERSION {
