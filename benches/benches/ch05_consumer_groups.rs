@@ -17,6 +17,7 @@
 //! performance page quotes the figures and the ratios.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use ch02_segments::{Record, batch};
@@ -87,15 +88,17 @@ fn join_request(group: &str, member_id: &str) -> JoinGroupRequest {
 
 /// One member's part of a rebalance: join (held until all have), then
 /// sync (the leader with the assignment it computed); again if the group
-/// moved on meanwhile (only while it forms).
-async fn member(client: Arc<Client>, group: String, member_id: String) {
+/// moved on meanwhile (only while it forms). Returns the generation, and
+/// for its leader how many members it has.
+async fn member(client: &Client, group: &str, member_id: &str) -> (i32, Option<usize>) {
     loop {
         let joined: JoinGroupResponse = client
-            .call(GroupApi::JoinGroup, &join_request(&group, &member_id))
+            .call(GroupApi::JoinGroup, &join_request(group, member_id))
             .await
             .unwrap();
         assert_eq!(joined.error, ErrorCode::None, "{member_id}: {joined:?}");
-        let assignments = if joined.leader == joined.member_id {
+        let is_leader = joined.leader == joined.member_id;
+        let assignments = if is_leader {
             let members: Members = joined
                 .members
                 .iter()
@@ -111,14 +114,19 @@ async fn member(client: Arc<Client>, group: String, member_id: String) {
             Vec::new()
         };
         let request = SyncGroupRequest {
-            group_id: group.clone(),
+            group_id: group.to_string(),
             generation_id: joined.generation_id,
             member_id: joined.member_id,
             assignments,
         };
         let synced: SyncGroupResponse = client.call(GroupApi::SyncGroup, &request).await.unwrap();
         match synced.error {
-            ErrorCode::None => return,
+            ErrorCode::None => {
+                return (
+                    joined.generation_id,
+                    is_leader.then_some(joined.members.len()),
+                );
+            }
             ErrorCode::RebalanceInProgress => continue,
             other => panic!("sync: {other}"),
         }
@@ -131,7 +139,10 @@ async fn all_rejoin(members: &[(Arc<Client>, String)], group: &str) -> Duration 
     let start = Instant::now();
     let tasks: Vec<_> = members
         .iter()
-        .map(|(client, id)| tokio::spawn(member(client.clone(), group.to_string(), id.clone())))
+        .map(|(client, id)| {
+            let (client, group, id) = (client.clone(), group.to_string(), id.clone());
+            tokio::spawn(async move { member(&client, &group, &id).await })
+        })
         .collect();
     for t in tasks {
         t.await.unwrap();
@@ -140,7 +151,15 @@ async fn all_rejoin(members: &[(Arc<Client>, String)], group: &str) -> Duration 
 }
 
 /// A group of `n` members, formed (not timed): each connected, with its
-/// member id (KIP-394's first join), in a first generation.
+/// member id (KIP-394's first join), in one generation together.
+///
+/// Forming is not one rebalance but several: members whose joins arrive
+/// first form a generation without the rest, and a later join starts the
+/// next rebalance. A member hears of that from its heartbeat, as a real
+/// consumer does; one that stopped heartbeating after its first sync
+/// would be dropped at the rebalance deadline, and its next join answered
+/// `UNKNOWN_MEMBER_ID`. So each member heartbeats (rejoining when told
+/// to) until the leader has synced a generation with all `n` in it.
 async fn formed(addr: &str, group: &str, n: usize) -> Vec<(Arc<Client>, String)> {
     let mut members = Vec::new();
     for _ in 0..n {
@@ -155,7 +174,42 @@ async fn formed(addr: &str, group: &str, n: usize) -> Vec<(Arc<Client>, String)>
             .unwrap();
         members.push((client, first.member_id));
     }
-    all_rejoin(&members, group).await;
+    let complete = Arc::new(AtomicI32::new(-1));
+    let tasks: Vec<_> = members
+        .iter()
+        .map(|(client, id)| {
+            let (client, group, id) = (client.clone(), group.to_string(), id.clone());
+            let complete = complete.clone();
+            tokio::spawn(async move {
+                'rejoin: loop {
+                    let (generation, size) = member(&client, &group, &id).await;
+                    if size == Some(n) {
+                        complete.store(generation, Ordering::SeqCst);
+                    }
+                    while complete.load(Ordering::SeqCst) != generation {
+                        let request = HeartbeatRequest {
+                            group_id: group.clone(),
+                            generation_id: generation,
+                            member_id: id.clone(),
+                        };
+                        let beat: ErrorOnly =
+                            client.call(GroupApi::Heartbeat, &request).await.unwrap();
+                        match beat.error {
+                            ErrorCode::None => tokio::time::sleep(Duration::from_millis(1)).await,
+                            ErrorCode::RebalanceInProgress | ErrorCode::IllegalGeneration => {
+                                continue 'rejoin;
+                            }
+                            other => panic!("{id}: heartbeat: {other}"),
+                        }
+                    }
+                    return;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
     members
 }
 

@@ -30,6 +30,16 @@ pub trait Assignor: Send + Sync {
         members: &Members,
         partitions: &PartitionCounts,
     ) -> BTreeMap<String, Assignment>;
+
+    /// Whether it follows the *cooperative* rebalance protocol (KIP-429):
+    /// members keep their partitions through a rebalance, and a partition
+    /// changes owner only after its owner has given it up. An assignor
+    /// that says so must never give a member a partition another member
+    /// still owns. The eager protocol (every member gives up everything
+    /// before it rejoins) is the default.
+    fn cooperative(&self) -> bool {
+        false
+    }
 }
 
 /// Builds the result: an empty assignment for every member, then each
@@ -229,12 +239,56 @@ impl Assignor for StickyAssignor {
     }
 }
 
-/// The assignors a consumer offers by default, in order of preference.
+// ANCHOR: cooperative
+/// Kafka's `cooperative-sticky` (KIP-429): the sticky assignment, except
+/// that a partition moving from one member to another is given to nobody
+/// this time. Its owner, seeing it missing from its new assignment, gives
+/// it up (commits, revokes) and rejoins at once; in that second rebalance
+/// nobody owns it, and it goes to whoever has room. Two rebalances instead
+/// of one, but every member keeps reading what it keeps throughout, and no
+/// partition ever has two owners.
+pub struct CooperativeStickyAssignor;
+
+impl Assignor for CooperativeStickyAssignor {
+    fn name(&self) -> &'static str {
+        "cooperative-sticky"
+    }
+
+    fn cooperative(&self) -> bool {
+        true
+    }
+
+    fn assign(
+        &self,
+        members: &Members,
+        partitions: &PartitionCounts,
+    ) -> BTreeMap<String, Assignment> {
+        let owner: BTreeMap<&(String, u32), &String> = members
+            .iter()
+            .flat_map(|(member, s)| s.owned.iter().map(move |tp| (tp, member)))
+            .collect();
+        let mut assignment = StickyAssignor.assign(members, partitions);
+        for (member, a) in assignment.iter_mut() {
+            for (topic, ps) in a.partitions.iter_mut() {
+                // Withheld: still owned by someone else, who gives it up
+                // first.
+                ps.retain(|p| owner.get(&(topic.clone(), *p)).is_none_or(|o| *o == member));
+            }
+            a.partitions.retain(|(_, ps)| !ps.is_empty());
+        }
+        assignment
+    }
+}
+// ANCHOR_END: cooperative
+
+/// Every assignor in this module, in the order a consumer offers them by
+/// default (Kafka's `partition.assignment.strategy`).
 pub fn default_assignors() -> Vec<Box<dyn Assignor>> {
     vec![
         Box::new(RangeAssignor),
         Box::new(RoundRobinAssignor),
         Box::new(StickyAssignor),
+        Box::new(CooperativeStickyAssignor),
     ]
 }
 
@@ -304,22 +358,27 @@ mod tests {
         }
     }
 
+    /// Members whose subscriptions say they own `owned`'s partitions.
+    fn owning(m: &mut Members, owned: &BTreeMap<String, Assignment>) {
+        for (id, s) in m.iter_mut() {
+            s.owned = of(owned, id);
+        }
+    }
+
+    /// a and b share a topic of 6 partitions, as `assignor` split them;
+    /// then c joins. Returns the group and the first split.
+    fn c_joins(assignor: &dyn Assignor) -> (Members, BTreeMap<String, Assignment>) {
+        let mut m = members(&[("a", &["t"]), ("b", &["t"])]);
+        let first = assignor.assign(&m, &counts(&[("t", 6)]));
+        owning(&mut m, &first);
+        m.extend(members(&[("c", &["t"])]));
+        (m, first)
+    }
+
     #[test]
     fn sticky_keeps_what_it_can_when_a_member_joins() {
-        let mut m = members(&[("a", &["t"]), ("b", &["t"])]);
-        let p = counts(&[("t", 6)]);
-        let first = StickyAssignor.assign(&m, &p);
-        for (id, s) in m.iter_mut() {
-            s.owned = of(&first, id);
-        }
-        m.insert(
-            "c".into(),
-            Subscription {
-                topics: vec!["t".into()],
-                owned: vec![],
-            },
-        );
-        let second = StickyAssignor.assign(&m, &p);
+        let (m, first) = c_joins(&StickyAssignor);
+        let second = StickyAssignor.assign(&m, &counts(&[("t", 6)]));
         // Each of a and b gives up exactly one partition, to c.
         for id in ["a", "b"] {
             let kept = of(&second, id)
@@ -335,5 +394,33 @@ mod tests {
             );
         }
         assert_eq!(of(&second, "c").len(), 2);
+    }
+
+    #[test]
+    fn cooperative_sticky_moves_a_partition_in_two_rebalances() {
+        let (mut m, first) = c_joins(&CooperativeStickyAssignor);
+        let p = counts(&[("t", 6)]);
+        // Round 1: a and b each lose one partition, but c gets nothing yet,
+        // since a and b still own what it would get.
+        let second = CooperativeStickyAssignor.assign(&m, &p);
+        for id in ["a", "b"] {
+            assert_eq!(of(&second, id).len(), 2, "{id}: {:?}", of(&second, id));
+            assert!(of(&second, id).iter().all(|tp| of(&first, id).contains(tp)));
+        }
+        assert!(of(&second, "c").is_empty(), "{:?}", of(&second, "c"));
+        // Round 2: a and b have given them up; now c gets them.
+        owning(&mut m, &second);
+        let third = CooperativeStickyAssignor.assign(&m, &p);
+        assert_eq!(of(&third, "a"), of(&second, "a"));
+        assert_eq!(of(&third, "b"), of(&second, "b"));
+        let mut all: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .flat_map(|id| of(&third, id))
+            .collect();
+        all.sort();
+        assert_eq!(
+            all,
+            (0..6).map(|p| ("t".to_string(), p)).collect::<Vec<_>>()
+        );
     }
 }

@@ -27,7 +27,8 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::assignor::{
-    Assignor, Members, PartitionCounts, RangeAssignor, RoundRobinAssignor, StickyAssignor,
+    Assignor, CooperativeStickyAssignor, Members, PartitionCounts, RangeAssignor,
+    RoundRobinAssignor, StickyAssignor,
 };
 use crate::protocol::{
     Assignment, CONSUMER_PROTOCOL, CommitPartition, ErrorOnly, GroupApi, HeartbeatRequest,
@@ -58,7 +59,10 @@ pub struct GroupConsumerConfig {
     /// `auto.commit.interval.ms` (5 s).
     pub auto_commit_interval: Duration,
     /// `partition.assignment.strategy`: the assignors this member offers,
-    /// preferred first.
+    /// preferred first. The member rebalances cooperatively (KIP-429) only
+    /// if every one of them is cooperative, as in Kafka: the group may
+    /// choose any of them, and an eager assignor's plan is only safe if
+    /// everyone gave up everything first.
     pub assignors: Vec<Arc<dyn Assignor>>,
     /// Fetching: chapter 4's settings (`auto.offset.reset`, fetch sizes and
     /// waits, `request.timeout.ms`).
@@ -80,6 +84,7 @@ impl GroupConsumerConfig {
                 Arc::new(RangeAssignor),
                 Arc::new(RoundRobinAssignor),
                 Arc::new(StickyAssignor),
+                Arc::new(CooperativeStickyAssignor),
             ],
             consumer: ConsumerConfig::default(),
         }
@@ -91,11 +96,14 @@ impl GroupConsumerConfig {
 pub trait RebalanceListener: Send {
     /// Before the consumer gives up these partitions: the last chance to
     /// commit what was processed (with auto-commit, it has been already).
+    /// Eager rebalancing revokes every partition; cooperative, only those
+    /// that move to another member.
     fn on_partitions_revoked(&mut self, partitions: &[(String, u32)]) {
         let _ = partitions;
     }
 
-    /// After the consumer got these partitions, before it reads them.
+    /// After the consumer got these partitions, before it reads them
+    /// (cooperative rebalancing: only the new ones).
     fn on_partitions_assigned(&mut self, partitions: &[(String, u32)]) {
         let _ = partitions;
     }
@@ -105,8 +113,12 @@ pub trait RebalanceListener: Send {
 #[derive(Debug, Clone, Default)]
 struct Membership {
     member_id: String,
-    /// `None` when not in a generation (joining, or out of the group).
+    /// The generation it last synced, which its commits carry; `None`
+    /// when out of the group.
     generation: Option<i32>,
+    /// A join is under way: no heartbeats (the coordinator holds the join
+    /// instead), but commits still carry the generation that is ending.
+    joining: bool,
 }
 
 /// What the heartbeat task and `poll` share.
@@ -132,19 +144,23 @@ impl Shared {
     }
 }
 
+/// Topic-partitions, as `(topic, partition)`.
+type Partitions = Vec<(String, u32)>;
+
 /// A consumer in a group.
 pub struct GroupConsumer {
-    /// Group requests go here (the coordinator: the bootstrap broker, as
-    /// long as there is one broker).
-    client: Arc<Client>,
+    /// Joins the group; holds the group connection.
+    joiner: Joiner,
     consumer: Consumer,
-    group_id: String,
-    client_id: String,
-    session_timeout: Duration,
-    max_poll_interval: Duration,
     auto_commit: Option<Duration>,
-    assignors: Vec<Arc<dyn Assignor>>,
-    topics: Vec<String>,
+    /// Every assignor is cooperative: rebalances keep what they can.
+    cooperative: bool,
+    /// A rebalance under way: the join and sync, in a task so that a
+    /// cooperative member goes on reading meanwhile.
+    rebalancing: Option<JoinHandle<Result<Partitions, ClientError>>>,
+    /// What this member owned before an eager rebalance revoked it, for
+    /// its subscription (the sticky assignor keeps what it can of it).
+    owned_before: Vec<(String, u32)>,
     shared: Arc<Shared>,
     heartbeat: JoinHandle<()>,
     /// (In a mutex only so that the consumer is `Sync`: `poll` has it alone.)
@@ -160,6 +176,9 @@ impl Drop for GroupConsumer {
         // Without `close`, this is a crash as far as the group knows: no
         // more heartbeats, and the session timeout removes the member.
         self.heartbeat.abort();
+        if let Some(task) = &self.rebalancing {
+            task.abort();
+        }
     }
 }
 
@@ -190,18 +209,25 @@ impl GroupConsumer {
             config.heartbeat_interval,
             config.max_poll_interval,
         ));
+        let cooperative = config.assignors.iter().all(|a| a.cooperative());
         Ok(GroupConsumer {
-            client,
+            joiner: Joiner {
+                client,
+                shared: shared.clone(),
+                group_id: config.group_id,
+                client_id: config.client_id,
+                session_timeout: config.session_timeout,
+                max_poll_interval: config.max_poll_interval,
+                assignors: config.assignors.into(),
+                topics: Vec::new(),
+            },
             consumer,
-            group_id: config.group_id,
-            client_id: config.client_id,
-            session_timeout: config.session_timeout,
-            max_poll_interval: config.max_poll_interval,
             auto_commit: config
                 .enable_auto_commit
                 .then_some(config.auto_commit_interval),
-            assignors: config.assignors,
-            topics: Vec::new(),
+            cooperative,
+            rebalancing: None,
+            owned_before: Vec::new(),
             shared,
             heartbeat,
             listener: Mutex::new(None),
@@ -212,8 +238,8 @@ impl GroupConsumer {
 
     /// Reads these topics as a member of the group, from the next `poll`.
     pub fn subscribe(&mut self, topics: impl IntoIterator<Item = impl Into<String>>) {
-        self.topics = topics.into_iter().map(Into::into).collect();
-        self.topics.sort();
+        self.joiner.topics = topics.into_iter().map(Into::into).collect();
+        self.joiner.topics.sort();
         self.shared.rejoin.store(true, Ordering::SeqCst);
     }
 
@@ -240,8 +266,8 @@ impl GroupConsumer {
 
     // ANCHOR: poll
     /// Returns the records of this member's partitions that are there,
-    /// waiting up to `timeout`. Rejoins the group first if it must, and
-    /// commits automatically when the interval has passed.
+    /// waiting up to `timeout`. Takes part in a rebalance when the group
+    /// has one, and commits automatically when the interval has passed.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ClientError> {
         *self
             .shared
@@ -252,36 +278,307 @@ impl GroupConsumer {
             .auto_commit
             .is_some_and(|every| self.last_commit.elapsed() >= every)
         {
-            self.commit_positions().await?;
+            self.auto_commit().await?;
         }
-        if self.shared.rejoin.swap(false, Ordering::SeqCst) {
-            self.rebalance().await?;
+        if self.rebalancing.is_none() && self.shared.rejoin.swap(false, Ordering::SeqCst) {
+            self.start_rebalance().await;
+        }
+        if let Some(task) = &mut self.rebalancing {
+            // Eager: nothing to read until the rebalance is over.
+            // Cooperative: read what we own meanwhile, if anything.
+            let wait = !self.cooperative || self.consumer.assignment().is_empty();
+            if wait || task.is_finished() {
+                let assigned = task
+                    .await
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                self.rebalancing = None;
+                self.finish_rebalance(assigned?).await?;
+            }
         }
         self.consumer.poll(timeout).await
     }
     // ANCHOR_END: poll
 
     // ANCHOR: rebalance
-    /// Gives up every partition (the eager protocol), joins the group,
-    /// and takes the partitions the leader assigns, each from its
-    /// committed offset.
-    async fn rebalance(&mut self) -> Result<(), ClientError> {
-        let revoked = self.consumer.assignment();
+    /// Starts taking part in a rebalance. Eager: first give up every
+    /// partition, committing what was read. Cooperative: keep them all for
+    /// now. Then the join and sync run in a task. A member the group has
+    /// dropped has lost its partitions to others already: it gives them
+    /// up without committing (Kafka's `onPartitionsLost`).
+    async fn start_rebalance(&mut self) {
+        let dropped = self.shared.membership().generation.is_none();
+        let owned = if self.cooperative && !dropped {
+            self.consumer.assignment()
+        } else {
+            let revoked = self.consumer.assignment();
+            self.revoke(&revoked, !dropped).await;
+            self.consumer.assign([]);
+            self.owned_before = revoked;
+            self.owned_before.clone()
+        };
+        let joiner = self.joiner.clone();
+        self.rebalancing = Some(tokio::spawn(async move { joiner.rebalance(owned).await }));
+    }
+
+    /// Takes the new assignment. Partitions that went elsewhere are
+    /// revoked (only in a cooperative rebalance are there any left to
+    /// revoke), and then this member rejoins at once, so that their new
+    /// owners get them in the next rebalance. New partitions start from
+    /// the group's committed offsets; kept ones keep their positions.
+    async fn finish_rebalance(&mut self, assigned: Vec<(String, u32)>) -> Result<(), ClientError> {
+        let owned = self.consumer.assignment();
+        let revoked: Vec<_> = owned
+            .iter()
+            .filter(|tp| !assigned.contains(tp))
+            .cloned()
+            .collect();
+        let added: Vec<_> = assigned
+            .iter()
+            .filter(|tp| !owned.contains(tp))
+            .cloned()
+            .collect();
         if !revoked.is_empty() {
-            if self.auto_commit.is_some() {
-                // Best effort: if the generation is already over, the
-                // coordinator refuses, and the next owner re-reads.
-                if let Err(e) = self.commit_positions().await {
-                    debug!(error = %e, "commit before a rebalance failed");
+            self.revoke(&revoked, true).await;
+            self.shared.rejoin.store(true, Ordering::SeqCst);
+        }
+        self.consumer.assign(assigned);
+        self.resume_from_committed(&added).await?;
+        if let Some(listener) = self.listener.get_mut().unwrap_or_else(|p| p.into_inner()) {
+            listener.on_partitions_assigned(&added);
+        }
+        Ok(())
+    }
+
+    /// Gives partitions up: commits their positions first (with
+    /// auto-commit, and `commit`), then tells the listener.
+    async fn revoke(&mut self, revoked: &[(String, u32)], commit: bool) {
+        if revoked.is_empty() {
+            return;
+        }
+        if commit && self.auto_commit.is_some() {
+            // Best effort: if the generation is already over, the
+            // coordinator refuses, and the next owner re-reads.
+            if let Err(e) = self.commit_positions().await {
+                debug!(error = %e, "commit before revoking failed");
+            }
+        }
+        if let Some(listener) = self.listener.get_mut().unwrap_or_else(|p| p.into_inner()) {
+            listener.on_partitions_revoked(revoked);
+        }
+        self.committed.retain(|tp, _| !revoked.contains(tp));
+    }
+    // ANCHOR_END: rebalance
+
+    /// Seeks each new partition to the group's committed offset; those with
+    /// none start where `auto.offset.reset` says.
+    async fn resume_from_committed(
+        &mut self,
+        partitions: &[(String, u32)],
+    ) -> Result<(), ClientError> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let mut by_topic: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for (topic, p) in partitions {
+            by_topic.entry(topic.clone()).or_default().push(*p);
+        }
+        let request = OffsetFetchRequest {
+            group_id: self.joiner.group_id.clone(),
+            topics: Some(by_topic.into_iter().collect()),
+        };
+        let fetched: OffsetFetchResponse = self
+            .joiner
+            .client
+            .call(GroupApi::OffsetFetch, &request)
+            .await?;
+        if fetched.error != ErrorCode::None {
+            return Err(broker_error(fetched.error, "OffsetFetch"));
+        }
+        for (topic, offsets) in fetched.topics {
+            for o in offsets {
+                if let Some(offset) = o.offset {
+                    self.consumer
+                        .seek(&topic, o.partition, SeekTo::Offset(offset))
+                        .await?;
+                    self.committed.insert((topic.clone(), o.partition), offset);
                 }
             }
-            if let Some(listener) = self.listener.get_mut().unwrap_or_else(|p| p.into_inner()) {
-                listener.on_partitions_revoked(&revoked);
-            }
-            self.consumer.assign([]);
         }
+        Ok(())
+    }
+
+    // ANCHOR: commit
+    /// Commits the position of every assigned partition (the offset after
+    /// the last record `poll` returned), and waits for the answer.
+    pub async fn commit_sync(&mut self) -> Result<(), ClientError> {
+        self.commit_positions().await
+    }
+
+    /// Commits these offsets (each the next offset to read), and waits.
+    pub async fn commit_offsets_sync(
+        &mut self,
+        offsets: &[(String, u32, u64)],
+    ) -> Result<(), ClientError> {
+        let request = self.commit_request(offsets);
+        let response: OffsetCommitResponse = self
+            .joiner
+            .client
+            .call(GroupApi::OffsetCommit, &request)
+            .await?;
+        check_commit(response)?;
+        for (topic, partition, offset) in offsets {
+            self.committed.insert((topic.clone(), *partition), *offset);
+        }
+        Ok(())
+    }
+
+    /// Commits the current positions without waiting: `callback` gets the
+    /// outcome. (Kafka's `commitAsync`: faster, but a failed commit is not
+    /// retried, since a later one may already have succeeded.)
+    pub fn commit_async(
+        &mut self,
+        callback: impl FnOnce(Result<(), ClientError>) + Send + 'static,
+    ) {
+        let offsets = self.positions();
+        let request = self.commit_request(&offsets);
+        for (topic, partition, offset) in offsets {
+            self.committed.insert((topic, partition), offset);
+        }
+        let client = self.joiner.client.clone();
+        tokio::spawn(async move {
+            let result = match client
+                .call::<_, OffsetCommitResponse>(GroupApi::OffsetCommit, &request)
+                .await
+            {
+                Ok(response) => check_commit(response),
+                Err(e) => Err(e),
+            };
+            callback(result);
+        });
+    }
+    // ANCHOR_END: commit
+
+    /// Leaves the group (after a last commit, with auto-commit) so the
+    /// others take over its partitions at once, not after the session
+    /// timeout. A cooperative member may close mid-rebalance, when its
+    /// generation can no longer commit: as in Kafka, that last commit is
+    /// then skipped, and the next owner re-reads.
+    pub async fn close(mut self) -> Result<(), ClientError> {
+        let committed = if self.auto_commit.is_some() {
+            self.auto_commit().await
+        } else {
+            Ok(())
+        };
+        self.heartbeat.abort();
+        if let Some(task) = self.rebalancing.take() {
+            task.abort();
+        }
+        let membership = self.shared.membership();
+        if !membership.member_id.is_empty() {
+            let request = LeaveGroupRequest {
+                group_id: self.joiner.group_id.clone(),
+                member_id: membership.member_id,
+            };
+            let _: ErrorOnly = self
+                .joiner
+                .client
+                .call(GroupApi::LeaveGroup, &request)
+                .await?;
+        }
+        committed
+    }
+
+    /// Every assigned partition's position that moved since the last
+    /// commit: `(topic, partition, offset)`.
+    fn positions(&self) -> Vec<(String, u32, u64)> {
+        self.consumer
+            .assignment()
+            .into_iter()
+            .filter_map(|(topic, p)| {
+                let offset = self.consumer.position(&topic, p)?;
+                let key = (topic.clone(), p);
+                (self.committed.get(&key) != Some(&offset)).then_some((topic, p, offset))
+            })
+            .collect()
+    }
+
+    /// The automatic commit in `poll` and `close`. A commit the group refuses because
+    /// it is rebalancing (or has moved on) is skipped, not an error: the
+    /// positions are committed later, or re-read by the next owner.
+    async fn auto_commit(&mut self) -> Result<(), ClientError> {
+        match self.commit_positions().await {
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some(
+                        ErrorCode::RebalanceInProgress
+                            | ErrorCode::IllegalGeneration
+                            | ErrorCode::UnknownMemberId
+                    )
+                ) =>
+            {
+                debug!(error = %e, "automatic commit skipped");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    async fn commit_positions(&mut self) -> Result<(), ClientError> {
+        self.last_commit = Instant::now();
+        let offsets = self.positions();
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        self.commit_offsets_sync(&offsets).await
+    }
+
+    fn commit_request(&self, offsets: &[(String, u32, u64)]) -> OffsetCommitRequest {
+        let membership = self.shared.membership();
+        let mut topics: BTreeMap<String, Vec<CommitPartition>> = BTreeMap::new();
+        for (topic, partition, offset) in offsets {
+            topics
+                .entry(topic.clone())
+                .or_default()
+                .push(CommitPartition {
+                    partition: *partition,
+                    offset: *offset,
+                    metadata: String::new(),
+                });
+        }
+        OffsetCommitRequest {
+            group_id: self.joiner.group_id.clone(),
+            generation_id: membership.generation.unwrap_or(-1),
+            member_id: membership.member_id,
+            topics: topics.into_iter().collect(),
+        }
+    }
+}
+
+/// What a rebalance needs, cloned into the task that runs it.
+#[derive(Clone)]
+struct Joiner {
+    /// Group requests go here (the coordinator: the bootstrap broker, as
+    /// long as there is one broker).
+    client: Arc<Client>,
+    shared: Arc<Shared>,
+    group_id: String,
+    client_id: String,
+    session_timeout: Duration,
+    max_poll_interval: Duration,
+    assignors: Arc<[Arc<dyn Assignor>]>,
+    topics: Vec<String>,
+}
+
+impl Joiner {
+    /// Joins and syncs until this member is in a generation; returns its
+    /// partitions. `owned` goes in the subscription, for sticky assignors.
+    async fn rebalance(
+        &self,
+        owned: Vec<(String, u32)>,
+    ) -> Result<Vec<(String, u32)>, ClientError> {
         let assignment = loop {
-            let joined = self.join().await?;
+            let joined = self.join(&owned).await?;
             let assignments = if joined.leader == joined.member_id {
                 self.assign(&joined).await?
             } else {
@@ -300,40 +597,38 @@ impl GroupConsumer {
                     self.shared.set_membership(Membership {
                         member_id: joined.member_id,
                         generation: Some(joined.generation_id),
+                        joining: false,
                     });
                     break synced.assignment;
                 }
                 // The group moved on while we synced: join again.
                 ErrorCode::RebalanceInProgress | ErrorCode::IllegalGeneration => continue,
                 ErrorCode::UnknownMemberId => {
-                    self.shared.set_membership(Membership::default());
+                    self.shared.set_membership(Membership {
+                        joining: true,
+                        ..Membership::default()
+                    });
                     continue;
                 }
                 code => return Err(broker_error(code, "SyncGroup")),
             }
         };
         let assignment: Assignment = decode_metadata(&assignment).map_err(ClientError::Protocol)?;
-        let partitions = assignment.flatten();
-        self.consumer.assign(partitions.clone());
-        self.committed.clear();
-        self.resume_from_committed(&partitions).await?;
-        if let Some(listener) = self.listener.get_mut().unwrap_or_else(|p| p.into_inner()) {
-            listener.on_partitions_assigned(&partitions);
-        }
-        Ok(())
+        Ok(assignment.flatten())
     }
-    // ANCHOR_END: rebalance
 
     /// JoinGroup until it succeeds: the first answer gives a member id
     /// (KIP-394), a rebalance in progress means try again.
-    async fn join(&mut self) -> Result<JoinGroupResponse, ClientError> {
+    async fn join(&self, owned: &[(String, u32)]) -> Result<JoinGroupResponse, ClientError> {
+        let subscription = Subscription {
+            topics: self.topics.clone(),
+            owned: owned.to_vec(),
+        };
+        let metadata = encode_metadata(&subscription);
         loop {
-            let membership = self.shared.membership();
-            let subscription = Subscription {
-                topics: self.topics.clone(),
-                owned: self.consumer.assignment(),
-            };
-            let metadata = encode_metadata(&subscription);
+            let mut membership = self.shared.membership();
+            membership.joining = true;
+            self.shared.set_membership(membership.clone());
             let request = JoinGroupRequest {
                 group_id: self.group_id.clone(),
                 session_timeout_ms: self.session_timeout.as_millis() as u32,
@@ -347,10 +642,6 @@ impl GroupConsumer {
                     .map(|a| (a.name().to_string(), metadata.clone()))
                     .collect(),
             };
-            self.shared.set_membership(Membership {
-                member_id: request.member_id.clone(),
-                generation: None,
-            });
             let joined: JoinGroupResponse = self.client.call(GroupApi::JoinGroup, &request).await?;
             debug!(group = self.group_id, error = %joined.error, generation = joined.generation_id, member = joined.member_id, "joined");
             match joined.error {
@@ -359,9 +650,13 @@ impl GroupConsumer {
                     self.shared.set_membership(Membership {
                         member_id: joined.member_id,
                         generation: None,
+                        joining: true,
                     });
                 }
-                ErrorCode::UnknownMemberId => self.shared.set_membership(Membership::default()),
+                ErrorCode::UnknownMemberId => self.shared.set_membership(Membership {
+                    joining: true,
+                    ..Membership::default()
+                }),
                 ErrorCode::RebalanceInProgress => {}
                 code => return Err(broker_error(code, "JoinGroup")),
             }
@@ -409,154 +704,6 @@ impl GroupConsumer {
             .collect())
     }
     // ANCHOR_END: leader
-
-    /// Seeks each new partition to the group's committed offset; those with
-    /// none start where `auto.offset.reset` says.
-    async fn resume_from_committed(
-        &mut self,
-        partitions: &[(String, u32)],
-    ) -> Result<(), ClientError> {
-        if partitions.is_empty() {
-            return Ok(());
-        }
-        let mut by_topic: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-        for (topic, p) in partitions {
-            by_topic.entry(topic.clone()).or_default().push(*p);
-        }
-        let request = OffsetFetchRequest {
-            group_id: self.group_id.clone(),
-            topics: Some(by_topic.into_iter().collect()),
-        };
-        let fetched: OffsetFetchResponse =
-            self.client.call(GroupApi::OffsetFetch, &request).await?;
-        if fetched.error != ErrorCode::None {
-            return Err(broker_error(fetched.error, "OffsetFetch"));
-        }
-        for (topic, offsets) in fetched.topics {
-            for o in offsets {
-                if let Some(offset) = o.offset {
-                    self.consumer
-                        .seek(&topic, o.partition, SeekTo::Offset(offset))
-                        .await?;
-                    self.committed.insert((topic.clone(), o.partition), offset);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    // ANCHOR: commit
-    /// Commits the position of every assigned partition (the offset after
-    /// the last record `poll` returned), and waits for the answer.
-    pub async fn commit_sync(&mut self) -> Result<(), ClientError> {
-        self.commit_positions().await
-    }
-
-    /// Commits these offsets (each the next offset to read), and waits.
-    pub async fn commit_offsets_sync(
-        &mut self,
-        offsets: &[(String, u32, u64)],
-    ) -> Result<(), ClientError> {
-        let request = self.commit_request(offsets);
-        let response: OffsetCommitResponse =
-            self.client.call(GroupApi::OffsetCommit, &request).await?;
-        check_commit(response)?;
-        for (topic, partition, offset) in offsets {
-            self.committed.insert((topic.clone(), *partition), *offset);
-        }
-        Ok(())
-    }
-
-    /// Commits the current positions without waiting: `callback` gets the
-    /// outcome. (Kafka's `commitAsync`: faster, but a failed commit is not
-    /// retried, since a later one may already have succeeded.)
-    pub fn commit_async(
-        &mut self,
-        callback: impl FnOnce(Result<(), ClientError>) + Send + 'static,
-    ) {
-        let offsets = self.positions();
-        let request = self.commit_request(&offsets);
-        for (topic, partition, offset) in offsets {
-            self.committed.insert((topic, partition), offset);
-        }
-        let client = self.client.clone();
-        tokio::spawn(async move {
-            let result = match client
-                .call::<_, OffsetCommitResponse>(GroupApi::OffsetCommit, &request)
-                .await
-            {
-                Ok(response) => check_commit(response),
-                Err(e) => Err(e),
-            };
-            callback(result);
-        });
-    }
-    // ANCHOR_END: commit
-
-    /// Leaves the group (after a last commit, with auto-commit) so the
-    /// others take over its partitions at once, not after the session
-    /// timeout.
-    pub async fn close(mut self) -> Result<(), ClientError> {
-        let committed = if self.auto_commit.is_some() {
-            self.commit_positions().await
-        } else {
-            Ok(())
-        };
-        self.heartbeat.abort();
-        let membership = self.shared.membership();
-        if !membership.member_id.is_empty() {
-            let request = LeaveGroupRequest {
-                group_id: self.group_id.clone(),
-                member_id: membership.member_id,
-            };
-            let _: ErrorOnly = self.client.call(GroupApi::LeaveGroup, &request).await?;
-        }
-        committed
-    }
-
-    /// Every assigned partition's position that moved since the last
-    /// commit: `(topic, partition, offset)`.
-    fn positions(&self) -> Vec<(String, u32, u64)> {
-        self.consumer
-            .assignment()
-            .into_iter()
-            .filter_map(|(topic, p)| {
-                let offset = self.consumer.position(&topic, p)?;
-                let key = (topic.clone(), p);
-                (self.committed.get(&key) != Some(&offset)).then_some((topic, p, offset))
-            })
-            .collect()
-    }
-
-    async fn commit_positions(&mut self) -> Result<(), ClientError> {
-        self.last_commit = Instant::now();
-        let offsets = self.positions();
-        if offsets.is_empty() {
-            return Ok(());
-        }
-        self.commit_offsets_sync(&offsets).await
-    }
-
-    fn commit_request(&self, offsets: &[(String, u32, u64)]) -> OffsetCommitRequest {
-        let membership = self.shared.membership();
-        let mut topics: BTreeMap<String, Vec<CommitPartition>> = BTreeMap::new();
-        for (topic, partition, offset) in offsets {
-            topics
-                .entry(topic.clone())
-                .or_default()
-                .push(CommitPartition {
-                    partition: *partition,
-                    offset: *offset,
-                    metadata: String::new(),
-                });
-        }
-        OffsetCommitRequest {
-            group_id: self.group_id.clone(),
-            generation_id: membership.generation.unwrap_or(-1),
-            member_id: membership.member_id,
-            topics: topics.into_iter().collect(),
-        }
-    }
 }
 
 fn broker_error(code: ErrorCode, what: &str) -> ClientError {
@@ -597,7 +744,7 @@ async fn heartbeat(
     loop {
         ticks.tick().await;
         let membership = shared.membership();
-        let Some(generation) = membership.generation else {
+        let Some(generation) = membership.generation.filter(|_| !membership.joining) else {
             continue;
         };
         let last_poll = *shared.last_poll.lock().unwrap_or_else(|p| p.into_inner());

@@ -1,6 +1,7 @@
 //! Properties: every assignor gives each partition to exactly one
 //! subscriber, balanced when subscriptions are equal; the sticky one moves
-//! nothing it does not have to; consumer-protocol metadata round-trips and
+//! nothing it does not have to; the cooperative one never hands out a
+//! partition its owner still holds, and settles in a second round; consumer-protocol metadata round-trips and
 //! any bytes decode to a value or an error; and the coordinator, under any
 //! sequence of calls and timeouts, answers every held request exactly once.
 
@@ -9,7 +10,8 @@ use std::time::Duration;
 
 use ch04_network::ErrorCode;
 use ch05_consumer_groups::assignor::{
-    Assignor, Members, PartitionCounts, RangeAssignor, RoundRobinAssignor, StickyAssignor,
+    Assignor, CooperativeStickyAssignor, Members, PartitionCounts, RangeAssignor,
+    RoundRobinAssignor, StickyAssignor,
 };
 use ch05_consumer_groups::coordinator::{CoordinatorConfig, GroupCoordinator, Reply, ReplyTo};
 use ch05_consumer_groups::protocol::{
@@ -20,11 +22,12 @@ use proptest::prelude::*;
 
 const TOPICS: [&str; 3] = ["a", "b", "c"];
 
-fn assignors() -> [Box<dyn Assignor>; 3] {
+fn assignors() -> [Box<dyn Assignor>; 4] {
     [
         Box::new(RangeAssignor),
         Box::new(RoundRobinAssignor),
         Box::new(StickyAssignor),
+        Box::new(CooperativeStickyAssignor),
     ]
 }
 
@@ -127,6 +130,70 @@ proptest! {
             s.owned = first[id].flatten();
         }
         prop_assert_eq!(StickyAssignor.assign(&members, &counts), first);
+    }
+
+    #[test]
+    fn cooperative_sticky_never_gives_away_what_another_member_owns(
+        (mut members, counts) in group(),
+        dealt in proptest::collection::vec(0usize..10, 36),
+    ) {
+        // Some earlier generation's ownership: each partition owned by one
+        // of the members or by nobody (its owner left), disjoint as it
+        // always is.
+        let ids: Vec<String> = members.keys().cloned().collect();
+        let all = counts.iter().flat_map(|(t, &n)| (0..n).map(move |p| (t.clone(), p)));
+        for ((topic, p), pick) in all.zip(dealt) {
+            if let Some(id) = ids.get(pick) && members[id].topics.contains(&topic) {
+                members.get_mut(id).unwrap().owned.push((topic, p));
+            }
+        }
+        let assignment = CooperativeStickyAssignor.assign(&members, &counts);
+        for (member, a) in &assignment {
+            for tp in a.flatten() {
+                let owner = members.iter().find(|(_, s)| s.owned.contains(&tp)).map(|(id, _)| id);
+                prop_assert!(owner.is_none_or(|o| o == member), "{member} got {tp:?}, owned by {owner:?}");
+            }
+        }
+        for (tp, who) in owners(&assignment) {
+            prop_assert_eq!(who.len(), 1, "{:?} to {:?}", tp, who);
+        }
+    }
+
+    #[test]
+    fn cooperative_sticky_settles_balanced_in_the_second_round(
+        n in 1usize..8,
+        counts in proptest::collection::vec(0u32..12, 3),
+        joined in 1usize..4,
+    ) {
+        // n members share the topics; then more join. After the first
+        // rebalance each member gives up what it lost; the second hands
+        // it out, and the group is complete and balanced.
+        let subscription = || Subscription { topics: TOPICS.iter().map(|t| t.to_string()).collect(), owned: vec![] };
+        let mut members: Members = (0..n).map(|i| (format!("m{i}"), subscription())).collect();
+        let counts: PartitionCounts = TOPICS.iter().map(|t| t.to_string()).zip(counts).collect();
+        let first = CooperativeStickyAssignor.assign(&members, &counts);
+        for (id, s) in members.iter_mut() {
+            s.owned = first[id].flatten();
+        }
+        for i in n..n + joined {
+            members.insert(format!("m{i}"), subscription());
+        }
+        let second = CooperativeStickyAssignor.assign(&members, &counts);
+        for (id, s) in members.iter_mut() {
+            s.owned = second[id].flatten();
+        }
+        let third = CooperativeStickyAssignor.assign(&members, &counts);
+        let total: u32 = counts.values().sum();
+        prop_assert_eq!(owners(&third).len(), total as usize);
+        let sizes: Vec<usize> = third.values().map(|a| a.flatten().len()).collect();
+        let (min, max) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+        prop_assert!(max - min <= 1, "{:?}", sizes);
+        // And the second round took nothing from anyone.
+        for (id, s) in &members {
+            for tp in &s.owned {
+                prop_assert!(third[id].flatten().contains(tp), "{} lost {:?}", id, tp);
+            }
+        }
     }
 
     #[test]

@@ -16,8 +16,8 @@
 //!   machine of every group: members, generations, the five states, session
 //!   and rebalance timeouts, driven by a clock the caller passes in.
 //! - [`assignor`]: sans-IO. The [`assignor::Assignor`] trait and the range,
-//!   round-robin and sticky assignors, which the group *leader* (a client)
-//!   runs.
+//!   round-robin, sticky and cooperative-sticky assignors, which the group
+//!   *leader* (a client) runs.
 //! - [`offsets`]: [`offsets::OffsetStore`], committed offsets as records in
 //!   the internal topic `__consumer_offsets`, rebuilt on start and cleaned.
 //! - [`service`]: [`service::GroupBroker`], the thin tokio shell: chapter
@@ -33,10 +33,13 @@
 //!   default: the broker computes assignments and members converge one
 //!   partition at a time through their heartbeats, with no group-wide
 //!   barrier. The book's chapter compares the two.
-//! - **Eager rebalancing.** Every member gives up all its partitions at
-//!   each rebalance. The sticky assignor keeps partitions where they were,
-//!   but there is no cooperative protocol (KIP-429,
-//!   `cooperative-sticky`), which lets members keep reading what they keep.
+//! - **Simpler sticky assignors.** Both eager rebalancing and cooperative
+//!   rebalancing (KIP-429, `cooperative-sticky`) are built, but `sticky`
+//!   and `cooperative-sticky` balance greedily: balanced when members
+//!   subscribe to the same topics, not always when they differ, where
+//!   Kafka's shared sticky algorithm reassigns until it is. There is no
+//!   `RebalanceInProgressException`: a commit during a cooperative
+//!   rebalance fails with `REBALANCE_IN_PROGRESS` or `ILLEGAL_GENERATION`.
 //! - **No static membership** (KIP-345, `group.instance.id`) and no
 //!   `group.initial.rebalance.delay.ms` (Kafka waits 3 s for more members
 //!   before forming a new group's first generation).

@@ -5,11 +5,13 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ch02_segments::Record;
+use ch02_segments::{Clock, Record, SystemClock};
 use ch04_network::{Admin, Producer, ProducerConfig, ServerConfig};
-use ch05_consumer_groups::consumer::{GroupConsumer, RebalanceListener};
+use ch05_consumer_groups::assignor::CooperativeStickyAssignor;
+use ch05_consumer_groups::consumer::{GroupConsumer, GroupConsumerConfig, RebalanceListener};
 use ch05_consumer_groups::offsets::OffsetsConfig;
 use common::{TestBroker, fast, group_config};
 use tokio::sync::watch;
@@ -28,7 +30,10 @@ async fn produce(addr: &str, topic: &str, count: usize) {
         .await
         .unwrap();
     for i in 0..count {
-        let record = Record::new(0, format!("{i}")).with_key(format!("key-{i}"));
+        // Stamped now: a record stamped 0 is older than any retention, and
+        // the retention check would delete it under a test that runs it.
+        let now = SystemClock.now_ms();
+        let record = Record::new(now, format!("{i}")).with_key(format!("key-{i}"));
         producer.send(topic, record).await.unwrap();
     }
     producer.close().await.unwrap();
@@ -42,13 +47,14 @@ struct Member {
 }
 
 fn member(addr: &str, client_id: &str) -> Member {
+    member_with(addr, fast("g", client_id))
+}
+
+fn member_with(addr: &str, config: GroupConsumerConfig) -> Member {
     let (tx, rx) = watch::channel(Vec::new());
     let addr = addr.to_string();
-    let client_id = client_id.to_string();
     let task = tokio::spawn(async move {
-        let mut consumer = GroupConsumer::connect(&addr, fast("g", &client_id))
-            .await
-            .unwrap();
+        let mut consumer = GroupConsumer::connect(&addr, config).await.unwrap();
         consumer.subscribe(["t"]);
         loop {
             consumer.poll(Duration::from_millis(50)).await.unwrap();
@@ -127,6 +133,105 @@ impl RebalanceListener for Log {
             .unwrap()
             .push(format!("assigned {}", partitions.len()));
     }
+}
+
+/// One call of a listener: "revoked" or "assigned", and the partitions.
+type Move = (&'static str, Vec<(String, u32)>);
+
+/// Records, in order, the partitions revoked and assigned.
+#[derive(Clone, Default)]
+struct Moves(Arc<Mutex<Vec<Move>>>);
+
+impl RebalanceListener for Moves {
+    fn on_partitions_revoked(&mut self, partitions: &[(String, u32)]) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(("revoked", partitions.to_vec()));
+    }
+
+    fn on_partitions_assigned(&mut self, partitions: &[(String, u32)]) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(("assigned", partitions.to_vec()));
+    }
+}
+
+fn cooperative(client_id: &str) -> GroupConsumerConfig {
+    GroupConsumerConfig {
+        enable_auto_commit: false,
+        assignors: vec![Arc::new(CooperativeStickyAssignor)],
+        ..fast("g", client_id)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_members_give_up_only_what_moves_and_keep_their_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    topic(&broker.addr, "t", 6).await;
+    produce(&broker.addr, "t", 60).await;
+
+    // a alone reads everything (and commits nothing).
+    let mut a = GroupConsumer::connect(&broker.addr, cooperative("a"))
+        .await
+        .unwrap();
+    let moves = Moves::default();
+    a.set_listener(moves.clone());
+    a.subscribe(["t"]);
+    let mut read = 0;
+    while read < 60 {
+        read += a.poll(Duration::from_millis(50)).await.unwrap().len();
+    }
+    let positions: BTreeMap<(String, u32), Option<u64>> = a
+        .assignment()
+        .into_iter()
+        .map(|(t, p)| ((t.clone(), p), a.position(&t, p)))
+        .collect();
+    assert_eq!(positions.len(), 6);
+
+    // b joins. a polls on until the partitions are split 3 and 3; it is
+    // never told to give up more than it loses, and it never shares one.
+    let b = member_with(&broker.addr, cooperative("b"));
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let records = a.poll(Duration::from_millis(20)).await.unwrap();
+        assert!(
+            records.is_empty(),
+            "a kept partition was read again: {records:?}"
+        );
+        let (mine, theirs) = (a.assignment(), b.assignment.borrow().clone());
+        assert!(
+            mine.iter().all(|tp| !theirs.contains(tp)),
+            "shared: {mine:?} {theirs:?}"
+        );
+        if mine.len() == 3 && theirs.len() == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no 3-3 split: {mine:?} {theirs:?}"
+        );
+    }
+    let kept = a.assignment();
+    for (t, p) in &kept {
+        assert_eq!(
+            a.position(t, *p),
+            positions[&(t.clone(), *p)],
+            "{t}-{p} moved"
+        );
+    }
+    let moves = moves.0.lock().unwrap().clone();
+    let revoked: Vec<(String, u32)> = moves
+        .iter()
+        .filter(|(what, _)| *what == "revoked")
+        .flat_map(|(_, ps)| ps.clone())
+        .collect();
+    assert_eq!(revoked.len(), 3, "only what moved: {moves:?}");
+    assert!(revoked.iter().all(|tp| !kept.contains(tp)), "{moves:?}");
+    b.task.abort();
+    a.close().await.unwrap();
 }
 
 #[tokio::test]

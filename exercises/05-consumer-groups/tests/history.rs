@@ -19,8 +19,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ch02_segments::Record;
+use ch02_segments::{Clock, Record, SystemClock};
 use ch04_network::{Admin, Producer, ProducerConfig};
+use ch05_consumer_groups::assignor::CooperativeStickyAssignor;
 use ch05_consumer_groups::consumer::GroupConsumer;
 use common::{TestBroker, fast};
 use tokio::time::Instant;
@@ -45,6 +46,17 @@ struct Read {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_record_is_lost_and_consumers_resume_from_commits() {
+    check_history(false).await;
+}
+
+/// The same with cooperative rebalancing (KIP-429), where members keep
+/// reading through rebalances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_holds_with_cooperative_rebalancing() {
+    check_history(true).await;
+}
+
+async fn check_history(cooperative: bool) {
     let seed = std::env::var("KFS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -77,7 +89,8 @@ async fn no_acknowledged_record_is_lost_and_consumers_resume_from_commits() {
                 let mut deliveries = Vec::new();
                 for i in 0..50 {
                     let value = format!("p{id}-{}", burst * 50 + i).into_bytes();
-                    let record = Record::new(0, value.clone()).with_key(format!("k{i}"));
+                    let record =
+                        Record::new(SystemClock.now_ms(), value.clone()).with_key(format!("k{i}"));
                     deliveries.push((value, producer.send("h", record).await.unwrap()));
                 }
                 for (value, delivery) in deliveries {
@@ -108,10 +121,11 @@ async fn no_acknowledged_record_is_lost_and_consumers_resume_from_commits() {
             let mut incarnation = 0;
             while !done.load(Ordering::SeqCst) {
                 incarnation += 1;
-                let mut consumer =
-                    GroupConsumer::connect(&addr, fast("readers", &format!("c{slot}")))
-                        .await
-                        .unwrap();
+                let mut config = fast("readers", &format!("c{slot}"));
+                if cooperative {
+                    config.assignors = vec![Arc::new(CooperativeStickyAssignor)];
+                }
+                let mut consumer = GroupConsumer::connect(&addr, config).await.unwrap();
                 consumer.subscribe(["h"]);
                 // It reads for a while once in the group (joining may wait
                 // for a predecessor's session to time out).
