@@ -4,6 +4,7 @@
 //! one socket.
 
 use std::collections::HashMap;
+use std::io::IoSlice;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,8 +19,8 @@ use tokio::sync::oneshot;
 
 use crate::error::{ClientError, ErrorCode};
 use crate::protocol::{
-    self, API_VERSION, ApiKey, DEFAULT_MAX_FRAME, ErrorResponse, MetadataRequest, MetadataResponse,
-    RequestHeader, TopicMetadata,
+    self, API_VERSION, ApiKey, DEFAULT_MAX_FRAME, ErrorResponse, FramePieces, MetadataRequest,
+    MetadataResponse, RequestHeader, TopicMetadata,
 };
 
 type Waiters = Arc<Mutex<Option<HashMap<u32, oneshot::Sender<Bytes>>>>>;
@@ -97,14 +98,26 @@ impl Client {
         &self.addr
     }
 
-    // ANCHOR: call
     /// Sends a request and waits for its response.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         api: impl Into<u16>,
         request: &Req,
     ) -> Result<Resp, ClientError> {
-        let (id, frame) = self.frame(api, request)?;
+        self.call_spliced(api, request, &[]).await
+    }
+
+    // ANCHOR: call
+    /// [`Client::call`], with the byte strings of `request` that are in
+    /// `large` (a produce request's batches) written from where they are,
+    /// not copied into the frame first.
+    pub async fn call_spliced<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        api: impl Into<u16>,
+        request: &Req,
+        large: &[&[u8]],
+    ) -> Result<Resp, ClientError> {
+        let (id, frame) = self.frame(api, request, large)?;
         let (tx, rx) = oneshot::channel();
         match self.waiters.lock().unwrap().as_mut() {
             Some(waiters) => waiters.insert(id, tx),
@@ -148,42 +161,53 @@ impl Client {
         Ok(found)
     }
 
-    /// Sends a request that gets no response (a produce with `acks` 0).
+    /// Sends a request that gets no response (a produce with `acks` 0);
+    /// `large` as in [`Client::call_spliced`].
     pub async fn send<Req: Serialize>(
         &self,
         api: impl Into<u16>,
         request: &Req,
+        large: &[&[u8]],
     ) -> Result<(), ClientError> {
-        let (_, frame) = self.frame(api, request)?;
+        let (_, frame) = self.frame(api, request, large)?;
         self.write(&frame).await
     }
 
-    fn frame<Req: Serialize>(
+    fn frame<'a, Req: Serialize>(
         &self,
         api: impl Into<u16>,
         request: &Req,
-    ) -> Result<(u32, BytesMut), ClientError> {
+        large: &[&'a [u8]],
+    ) -> Result<(u32, FramePieces<'a>), ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let header = RequestHeader {
             api_key: api.into(),
             api_version: API_VERSION,
             correlation_id: id,
         };
-        let mut frame = BytesMut::new();
-        protocol::encode_request(header, request, &mut frame)
+        let frame = protocol::encode_request_in_pieces(header, request, large)
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         Ok((id, frame))
     }
 
-    async fn write(&self, frame: &[u8]) -> Result<(), ClientError> {
+    /// Writes a whole frame with vectored writes: one `writev` for all its
+    /// pieces, unless the socket takes less.
+    async fn write(&self, frame: &FramePieces<'_>) -> Result<(), ClientError> {
+        let io = |source| ClientError::Io {
+            addr: self.addr.clone(),
+            source,
+        };
+        let mut slices = frame.slices();
+        let mut rest = &mut slices[..];
         let mut writer = self.writer.lock().await;
-        writer
-            .write_all(frame)
-            .await
-            .map_err(|source| ClientError::Io {
-                addr: self.addr.clone(),
-                source,
-            })
+        while !rest.is_empty() {
+            let n = writer.write_vectored(rest).await.map_err(io)?;
+            if n == 0 {
+                return Err(io(std::io::ErrorKind::WriteZero.into()));
+            }
+            IoSlice::advance_slices(&mut rest, n);
+        }
+        Ok(())
     }
 
     fn closed(&self) -> ClientError {

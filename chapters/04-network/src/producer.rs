@@ -441,8 +441,18 @@ async fn produce(client: Arc<Client>, config: ProducerConfig, mut batches: Vec<P
             acks: config.acks,
             topics: by_topic,
         };
+        // The batches go out from where they are, not copied into a frame.
+        let large: Vec<&[u8]> = request
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .map(|p| p.batch.as_slice())
+            .collect();
         if config.acks == 0 {
-            let result = client.send(ApiKey::Produce, &request).await.map(|()| None);
+            let result = client
+                .send(ApiKey::Produce, &request, &large)
+                .await
+                .map(|()| None);
             for b in batches {
                 b.resolve(
                     result
@@ -455,7 +465,7 @@ async fn produce(client: Arc<Client>, config: ProducerConfig, mut batches: Vec<P
         }
         let mut retry = Vec::new();
         match client
-            .call::<_, ProduceResponse>(ApiKey::Produce, &request)
+            .call_spliced::<_, ProduceResponse>(ApiKey::Produce, &request, &large)
             .await
         {
             Ok(response) => {

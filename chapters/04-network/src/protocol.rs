@@ -12,6 +12,7 @@
 //! error that the client can match to what it sent. The API keys are
 //! Kafka's numbers.
 
+use std::io::IoSlice;
 use std::ops::Range;
 
 use bincode::enc::write::{SizeWriter, Writer};
@@ -150,14 +151,103 @@ pub fn encode_request<T: Serialize>(
     out: &mut BytesMut,
 ) -> Result<(), bincode::error::EncodeError> {
     let start = out.len();
-    out.put_u32(0); // the length, filled in below
+    put_request_header(header, out);
+    encode_body(body, out)?;
+    patch_length(out, start, 0);
+    Ok(())
+}
+
+fn put_request_header(header: RequestHeader, out: &mut BytesMut) {
+    out.put_u32(0); // the length, filled in once the body is there
     out.put_u16(header.api_key);
     out.put_u16(header.api_version);
     out.put_u32(header.correlation_id);
-    encode_body(body, out)?;
-    patch_length(out, start);
-    Ok(())
 }
+
+// ANCHOR: pieces
+/// A request frame in pieces, for one vectored write (`writev`): the
+/// frame's own bytes, with its large byte strings (a produce request's
+/// batches) left where they already are instead of copied in. The mirror
+/// of [`ProduceInPlace`]: neither end copies a batch in user space. Kafka's
+/// producer, too, hands its batch buffers to the socket as they are.
+#[derive(Debug)]
+pub struct FramePieces<'a> {
+    /// Every byte of the frame except the spliced strings.
+    own: BytesMut,
+    /// Each spliced string, and the place in `own` it goes before.
+    spliced: Vec<(usize, &'a [u8])>,
+}
+
+impl FramePieces<'_> {
+    /// The frame's bytes, in order, for a vectored write.
+    pub fn slices(&self) -> Vec<IoSlice<'_>> {
+        let mut slices = Vec::with_capacity(2 * self.spliced.len() + 1);
+        let mut at = 0;
+        for &(to, bytes) in &self.spliced {
+            slices.push(IoSlice::new(&self.own[at..to]));
+            slices.push(IoSlice::new(bytes));
+            at = to;
+        }
+        slices.push(IoSlice::new(&self.own[at..]));
+        slices
+    }
+
+    /// How many strings were spliced rather than copied.
+    pub fn spliced(&self) -> usize {
+        self.spliced.len()
+    }
+}
+
+/// Encodes a request frame as [`encode_request`] does, except that each
+/// byte string of `body` that *is* one of `large` (the same bytes in
+/// memory, not merely equal ones) is spliced in, not copied.
+pub fn encode_request_in_pieces<'a, T: Serialize>(
+    header: RequestHeader,
+    body: &T,
+    large: &[&'a [u8]],
+) -> Result<FramePieces<'a>, bincode::error::EncodeError> {
+    let config = bincode::config::standard();
+    let mut size = SizeWriter::default();
+    bincode::serde::encode_into_writer(body, &mut size, config)?;
+    let large_len: usize = large.iter().map(|l| l.len()).sum();
+    let mut own = BytesMut::with_capacity(
+        4 + REQUEST_HEADER_LEN + size.bytes_written.saturating_sub(large_len),
+    );
+    put_request_header(header, &mut own);
+    let mut writer = SplicingWriter {
+        own: &mut own,
+        large,
+        spliced: Vec::new(),
+    };
+    bincode::serde::encode_into_writer(body, &mut writer, config)?;
+    let spliced = writer.spliced;
+    patch_length(&mut own, 0, spliced.iter().map(|(_, s)| s.len()).sum());
+    Ok(FramePieces { own, spliced })
+}
+
+/// A bincode writer that splices instead of copying. bincode writes a byte
+/// string with one `write` of the string itself, so that call's slice is
+/// the caller's own: its address tells it apart from an equal copy. Had
+/// bincode cut it into several writes, nothing would match, and the bytes
+/// would simply be copied: the trick can cost speed, never correctness.
+struct SplicingWriter<'w, 'a> {
+    own: &'w mut BytesMut,
+    large: &'w [&'a [u8]],
+    spliced: Vec<(usize, &'a [u8])>,
+}
+
+impl Writer for SplicingWriter<'_, '_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        let same =
+            |l: &[u8]| !l.is_empty() && l.as_ptr() == bytes.as_ptr() && l.len() == bytes.len();
+        match self.large.iter().find(|l| same(l)) {
+            Some(large) => self.spliced.push((self.own.len(), *large)),
+            None => self.own.extend_from_slice(bytes),
+        }
+        Ok(())
+    }
+}
+// ANCHOR_END: pieces
 
 /// Encodes a response frame: length, correlation id, body.
 pub fn encode_response<T: Serialize>(
@@ -169,7 +259,7 @@ pub fn encode_response<T: Serialize>(
     out.put_u32(0);
     out.put_u32(correlation_id);
     encode_body(body, out)?;
-    patch_length(out, start);
+    patch_length(out, start, 0);
     Ok(())
 }
 
@@ -219,8 +309,10 @@ impl Writer for BytesWriter<'_> {
     }
 }
 
-fn patch_length(out: &mut BytesMut, start: usize) {
-    let len = (out.len() - start - 4) as u32;
+/// Writes the length of the frame that starts at `start` into its prefix:
+/// the bytes after the prefix, plus `elsewhere` bytes not in `out`.
+fn patch_length(out: &mut BytesMut, start: usize, elsewhere: usize) {
+    let len = (out.len() - start - 4 + elsewhere) as u32;
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 

@@ -90,6 +90,26 @@ proptest! {
     }
 
     #[test]
+    fn a_frame_in_pieces_is_the_same_frame_with_its_batches_spliced(
+        request in produce_request(),
+        copy in any::<bool>(),
+    ) {
+        let header = RequestHeader { api_key: ApiKey::Produce as u16, api_version: 0, correlation_id: 9 };
+        let mut whole = BytesMut::new();
+        protocol::encode_request(header, &request, &mut whole).unwrap();
+        let batches: Vec<&[u8]> = request.topics.iter().flat_map(|t| &t.partitions).map(|p| p.batch.as_slice()).collect();
+        // Equal bytes elsewhere in memory are not the batches: copied, not spliced.
+        let copies: Vec<Vec<u8>> = batches.iter().map(|b| b.to_vec()).collect();
+        let others: Vec<&[u8]> = copies.iter().map(Vec::as_slice).collect();
+        let large = if copy { &others } else { &batches };
+        let pieces = protocol::encode_request_in_pieces(header, &request, large).unwrap();
+        let joined: Vec<u8> = pieces.slices().iter().flat_map(|s| s.iter().copied()).collect();
+        prop_assert_eq!(&joined[..], &whole[..]);
+        let expected = if copy { 0 } else { batches.iter().filter(|b| !b.is_empty()).count() };
+        prop_assert_eq!(pieces.spliced(), expected);
+    }
+
+    #[test]
     fn produce_requests_decode_in_place_to_the_same_batches(request in produce_request()) {
         let header = RequestHeader { api_key: ApiKey::Produce as u16, api_version: 0, correlation_id: 1 };
         let mut bytes = BytesMut::new();
