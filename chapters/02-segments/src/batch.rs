@@ -84,6 +84,15 @@ pub struct Record {
 
 impl Record {
     /// A record with a value and a timestamp, and no key or headers.
+    ///
+    /// The timestamp is the one retention and `segment.ms` go by. Kafka's
+    /// producer stamps the current time when the caller gives none; here the
+    /// caller always gives one, so give the current time
+    /// ([`SystemClock`](crate::SystemClock)) for data that should be kept:
+    /// a record stamped long ago (0, say, as small examples and tests do) is
+    /// older than `retention.ms` from the start, so the first retention
+    /// check deletes its segment once it is sealed, and `segment.ms` seals
+    /// a segment at every such append.
     pub fn new(timestamp: i64, value: impl Into<Vec<u8>>) -> Record {
         Record {
             timestamp,
