@@ -158,9 +158,6 @@ pub struct GroupConsumer {
     /// A rebalance under way: the join and sync, in a task so that a
     /// cooperative member goes on reading meanwhile.
     rebalancing: Option<JoinHandle<Result<Partitions, ClientError>>>,
-    /// What this member owned before an eager rebalance revoked it, for
-    /// its subscription (the sticky assignor keeps what it can of it).
-    owned_before: Vec<(String, u32)>,
     shared: Arc<Shared>,
     heartbeat: JoinHandle<()>,
     /// (In a mutex only so that the consumer is `Sync`: `poll` has it alone.)
@@ -227,7 +224,6 @@ impl GroupConsumer {
                 .then_some(config.auto_commit_interval),
             cooperative,
             rebalancing: None,
-            owned_before: Vec::new(),
             shared,
             heartbeat,
             listener: Mutex::new(None),
@@ -288,11 +284,16 @@ impl GroupConsumer {
             // Cooperative: read what we own meanwhile, if anything.
             let wait = !self.cooperative || self.consumer.assignment().is_empty();
             if wait || task.is_finished() {
-                let assigned = task
-                    .await
-                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                let assigned = task.await.map_err(|e| ClientError::Protocol(e.to_string()));
                 self.rebalancing = None;
-                self.finish_rebalance(assigned?).await?;
+                match assigned.and_then(|a| a) {
+                    Ok(assigned) => self.finish_rebalance(assigned).await?,
+                    Err(e) => {
+                        // Not in a generation yet: the next poll tries again.
+                        self.shared.rejoin.store(true, Ordering::SeqCst);
+                        return Err(e);
+                    }
+                }
             }
         }
         self.consumer.poll(timeout).await
@@ -307,15 +308,17 @@ impl GroupConsumer {
     /// up without committing (Kafka's `onPartitionsLost`).
     async fn start_rebalance(&mut self) {
         let dropped = self.shared.membership().generation.is_none();
-        let owned = if self.cooperative && !dropped {
-            self.consumer.assignment()
-        } else {
-            let revoked = self.consumer.assignment();
-            self.revoke(&revoked, !dropped).await;
+        let mut owned = self.consumer.assignment();
+        if !self.cooperative || dropped {
+            self.revoke(&owned, !dropped).await;
             self.consumer.assign([]);
-            self.owned_before = revoked;
-            self.owned_before.clone()
-        };
+            // The subscription says what the member owned: for an eager
+            // sticky assignor, a hint of what to keep; for a cooperative
+            // one, a promise, which a dropped member can no longer make.
+            if self.cooperative {
+                owned.clear();
+            }
+        }
         let joiner = self.joiner.clone();
         self.rebalancing = Some(tokio::spawn(async move { joiner.rebalance(owned).await }));
     }

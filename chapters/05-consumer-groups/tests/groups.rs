@@ -234,6 +234,80 @@ async fn cooperative_members_give_up_only_what_moves_and_keep_their_positions() 
     a.close().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_cooperative_member_rejoins_claiming_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    topic(&broker.addr, "t", 6).await;
+
+    // z polls in a task of its own, and stops for 1.5 s when told to:
+    // longer than its `max.poll.interval.ms`, so it leaves the group.
+    let pause = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (tx, z) = watch::channel(Vec::new());
+    let mut config = cooperative("z");
+    config.max_poll_interval = Duration::from_millis(600);
+    let (addr, paused) = (broker.addr.clone(), pause.clone());
+    let z_task = tokio::spawn(async move {
+        let mut z = GroupConsumer::connect(&addr, config).await.unwrap();
+        z.subscribe(["t"]);
+        loop {
+            if paused.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+            }
+            z.poll(Duration::from_millis(20)).await.unwrap();
+            let _ = tx.send(z.assignment());
+        }
+    });
+    let deadline = Instant::now() + DEADLINE;
+    while z.borrow().len() < 6 {
+        assert!(Instant::now() < deadline, "z never got all six");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // a joins; they settle on 3 and 3.
+    let mut a = GroupConsumer::connect(&broker.addr, cooperative("a"))
+        .await
+        .unwrap();
+    let moves = Moves::default();
+    a.set_listener(moves.clone());
+    a.subscribe(["t"]);
+    let settled = |a: &GroupConsumer, z: &watch::Receiver<Vec<(String, u32)>>| {
+        a.assignment().len() == 3 && z.borrow().len() == 3
+    };
+    while !settled(&a, &z) {
+        a.poll(Duration::from_millis(20)).await.unwrap();
+        assert!(Instant::now() < deadline, "no 3-3 split");
+    }
+
+    // z stalls and leaves; a takes all six.
+    pause.store(true, std::sync::atomic::Ordering::SeqCst);
+    while a.assignment().len() < 6 {
+        a.poll(Duration::from_millis(20)).await.unwrap();
+        assert!(Instant::now() < deadline, "a never took z's partitions");
+    }
+    moves.0.lock().unwrap().clear();
+    let held = a.assignment();
+
+    // z polls again. Its partitions were lost when it left, so it claims
+    // none: had it claimed its old three, which a now owns, the assignor
+    // would have withheld them from a too, and a would have given up all
+    // six instead of the three that move.
+    while !settled(&a, &z) {
+        a.poll(Duration::from_millis(20)).await.unwrap();
+        assert!(Instant::now() < deadline, "no 3-3 split after z came back");
+    }
+    let moves = moves.0.lock().unwrap().clone();
+    let revoked: Vec<(String, u32)> = moves
+        .iter()
+        .filter(|(what, _)| *what == "revoked")
+        .flat_map(|(_, ps)| ps.clone())
+        .collect();
+    assert_eq!(revoked.len(), 3, "only what moved: {moves:?}");
+    assert!(a.assignment().iter().all(|tp| held.contains(tp)));
+    z_task.abort();
+    a.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_new_member_resumes_from_the_committed_offset() {
     let dir = tempfile::tempdir().unwrap();
