@@ -42,15 +42,29 @@ rate() { sed -n 's/.* \([0-9.]*\) records\/sec.*/\1/p' | tail -1; }
 mbps() { sed -n 's/.*(\([0-9.]*\) MB\/sec).*/\1/p' | tail -1; }
 field() { tr ',' '\n' | sed -n "s/^ *\([0-9.]*\) ms $1.*/\1/p" | tail -1; }
 
+# The broker's CPU time so far, in clock ticks (user + system).
+ticks() { awk '{ print $14 + $15 }' "/proc/$broker_pid/stat"; }
+now() { date +%s.%N; }
+# Runs a perf command; prints its report's last line, then "broker CPU
+# seconds / wall seconds" of the run. A broker busy for the whole run was
+# the bottleneck; on this VM that happens when its page cache lands on
+# memory the host has not backed yet (see the performance page).
+measured() {
+    local t0 w0 line
+    t0=$(ticks); w0=$(now)
+    line=$("$@" | tee /dev/stderr | tail -1)
+    awk -v l="$line" -v t="$(( $(ticks) - t0 ))" -v hz="$(getconf CLK_TCK)" -v w0="$w0" -v w1="$(now)" \
+        'BEGIN { printf "%s|%.2f / %.2f\n", l, t / hz, w1 - w0 }'
+}
 produce() { # topic size records [more kfs perf produce flags]
     local topic=$1 size=$2 count=$3
     shift 3
     "$kfs" topics create "$topic" --bootstrap-server "$addr" >/dev/null
-    "$kfs" perf produce --topic "$topic" --record-size "$size" --num-records "$count" \
-        --bootstrap-server "$addr" "$@" | tee /dev/stderr | tail -1
+    measured "$kfs" perf produce --topic "$topic" --record-size "$size" --num-records "$count" \
+        --bootstrap-server "$addr" "$@"
 }
 consume() { # topic records
-    "$kfs" perf consume --topic "$1" --messages "$2" --bootstrap-server "$addr" | tee /dev/stderr | tail -1
+    measured "$kfs" perf consume --topic "$1" --messages "$2" --bootstrap-server "$addr"
 }
 
 baseline=$(target/release/loopback-baseline $((records_1k * 1024)) "$work")
@@ -68,17 +82,17 @@ c1k=$(consume e2e-1k "$records_1k")
 
 ratio() { awk -v m="$1" -v b="$baseline" 'BEGIN { printf "%.2f", m / b }'; }
 echo
-echo "| run | records/s | MB/s | of baseline | latency avg / p99 / max (ms) |"
-echo "| --- | ---: | ---: | ---: | --- |"
-echo "| loopback TCP to a file (baseline) | | $baseline | 1.00 | |"
+echo "| run | records/s | MB/s | of baseline | latency avg / p99 / max (ms) | broker CPU / wall (s) |"
+echo "| --- | ---: | ---: | ---: | --- | --- |"
+echo "| loopback TCP to a file (baseline) | | $baseline | 1.00 | | |"
 for row in "produce 100 B|$p100" "produce 1 KiB|$p1k" "produce 1 KiB, batch.size 256 KiB|$p1k_big" \
     "produce 100 B at half peak ($half/s)|$h100"; do
-    name=${row%%|*}; line=${row#*|}
+    name=${row%%|*}; rest=${row#*|}; line=${rest%|*}; cpu=${rest##*|}
     m=$(echo "$line" | mbps)
-    echo "| $name | $(echo "$line" | rate) | $m | $(ratio "$m") | $(echo "$line" | field avg) / $(echo "$line" | field 99th) / $(echo "$line" | field max) |"
+    echo "| $name | $(echo "$line" | rate) | $m | $(ratio "$m") | $(echo "$line" | field avg) / $(echo "$line" | field 99th) / $(echo "$line" | field max) | $cpu |"
 done
 for row in "consume 100 B|$c100" "consume 1 KiB|$c1k"; do
-    name=${row%%|*}; line=${row#*|}
+    name=${row%%|*}; rest=${row#*|}; line=${rest%|*}; cpu=${rest##*|}
     m=$(echo "$line" | mbps)
-    echo "| $name | $(echo "$line" | rate) | $m | $(ratio "$m") | |"
+    echo "| $name | $(echo "$line" | rate) | $m | $(ratio "$m") | | $cpu |"
 done
