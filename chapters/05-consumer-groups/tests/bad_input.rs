@@ -5,18 +5,21 @@ mod common;
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use ch02_segments::{Record, batch};
 use ch04_network::protocol::{
     ApiKey, DeleteTopicsRequest, ProducePartition, ProduceRequest, ProduceResponse, ProduceTopic,
     TopicResults,
 };
 use ch04_network::{Admin, Client, ClientError, ErrorCode};
+use ch05_consumer_groups::consumer::GroupConsumer;
 use ch05_consumer_groups::protocol::{
     CONSUMER_PROTOCOL, CommitPartition, ErrorOnly, GroupApi, HeartbeatRequest, JoinGroupRequest,
-    JoinGroupResponse, OffsetCommitRequest, OffsetCommitResponse, SyncGroupRequest,
-    SyncGroupResponse,
+    JoinGroupResponse, LeaveGroupRequest, OffsetCommitRequest, OffsetCommitResponse,
+    SyncGroupRequest, SyncGroupResponse,
 };
-use common::TestBroker;
+use common::{TestBroker, fast};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -111,6 +114,54 @@ async fn a_follower_that_sends_assignments_is_refused() {
         .await
         .unwrap();
     assert_eq!(answer.error, ErrorCode::InvalidRequest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_subscription_fails_the_leaders_rebalance_until_its_member_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let admin = Admin::connect(&broker.addr, TIMEOUT).await.unwrap();
+    admin.create_topic("t", 2, vec![]).await.unwrap();
+    let mut consumer = GroupConsumer::connect(&broker.addr, fast("g", "c"))
+        .await
+        .unwrap();
+    consumer.subscribe(["t"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while consumer.assignment().len() < 2 {
+        consumer.poll(Duration::from_millis(20)).await.unwrap();
+        assert!(Instant::now() < deadline, "the consumer never got both");
+    }
+
+    // A raw member joins with no subscription at all (empty metadata).
+    let raw = Client::connect(&broker.addr, TIMEOUT).await.unwrap();
+    let joining = tokio::spawn(async move {
+        let joined = join_new(&raw).await;
+        (raw, joined)
+    });
+    // The consumer leads the rebalance, cannot decode that member's
+    // subscription, and `poll` says so.
+    let error = loop {
+        match consumer.poll(Duration::from_millis(20)).await {
+            Err(e) => break e,
+            Ok(_) => assert!(Instant::now() < deadline, "no error"),
+        }
+    };
+    assert!(matches!(error, ClientError::Protocol(_)), "{error}");
+
+    // Once that member has left, the next polls rejoin and take both
+    // partitions again: a failed rebalance is retried, not abandoned.
+    let (raw, joined) = joining.await.unwrap();
+    let leave = LeaveGroupRequest {
+        group_id: "g".into(),
+        member_id: joined.member_id,
+    };
+    let left: ErrorOnly = raw.call(GroupApi::LeaveGroup, &leave).await.unwrap();
+    assert_eq!(left.error, ErrorCode::None);
+    while consumer.assignment().len() < 2 {
+        consumer.poll(Duration::from_millis(20)).await.unwrap();
+        assert!(Instant::now() < deadline, "the consumer never rejoined");
+    }
+    consumer.close().await.unwrap();
 }
 
 #[tokio::test]
