@@ -505,9 +505,10 @@ impl GroupConsumer {
             .collect()
     }
 
-    /// The automatic commit in `poll` and `close`. A commit the group refuses because
-    /// it is rebalancing (or has moved on) is skipped, not an error: the
-    /// positions are committed later, or re-read by the next owner.
+    /// The automatic commit in `poll` and `close`. A commit the group
+    /// refuses because it is rebalancing (or has moved on) is skipped, not
+    /// an error: the positions are committed later, or re-read by the next
+    /// owner.
     async fn auto_commit(&mut self) -> Result<(), ClientError> {
         match self.commit_positions().await {
             Err(e)

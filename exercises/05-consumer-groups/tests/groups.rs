@@ -116,25 +116,6 @@ async fn members_share_partitions_and_rebalance_when_they_come_and_go() {
     }
 }
 
-/// Records what the group did to it.
-struct Log(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
-
-impl RebalanceListener for Log {
-    fn on_partitions_revoked(&mut self, partitions: &[(String, u32)]) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("revoked {}", partitions.len()));
-    }
-
-    fn on_partitions_assigned(&mut self, partitions: &[(String, u32)]) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("assigned {}", partitions.len()));
-    }
-}
-
 /// One call of a listener: "revoked" or "assigned", and the partitions.
 type Move = (&'static str, Vec<(String, u32)>);
 
@@ -318,14 +299,17 @@ async fn a_new_member_resumes_from_the_committed_offset() {
     let mut config = fast("g", "first");
     config.enable_auto_commit = false;
     let mut first = GroupConsumer::connect(&broker.addr, config).await.unwrap();
-    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    first.set_listener(Log(events.clone()));
+    let moves = Moves::default();
+    first.set_listener(moves.clone());
     first.subscribe(["t"]);
     let mut read = 0;
     while read < 60 {
         read += first.poll(Duration::from_secs(1)).await.unwrap().len();
     }
-    assert_eq!(*events.lock().unwrap(), ["assigned 1"]);
+    assert_eq!(
+        *moves.0.lock().unwrap(),
+        [("assigned", vec![("t".to_string(), 0)])]
+    );
     // Processed up to offset 49: the next to read is 50.
     first
         .commit_offsets_sync(&[("t".into(), 0, 50)])
