@@ -39,7 +39,7 @@ fn config() -> LogConfig {
 /// A batch of `count` records of `size` bytes, encoded as a producer would send it.
 fn encoded_batch(count: usize, size: usize) -> Vec<u8> {
     let records: Vec<Record> = (0..count)
-        .map(|i| Record::new(1_700_000_000_000 + i as i64, vec![0xab; size]))
+        .map(|i| Record::new(vec![0xab; size]).with_timestamp(1_700_000_000_000 + i as i64))
         .collect();
     batch::encode(&records).unwrap()
 }

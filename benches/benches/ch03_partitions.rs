@@ -37,7 +37,9 @@ fn records() -> Vec<Record> {
     (0..RECORDS)
         .map(|i| {
             let key = format!("customer-{:07}", (i * 7919) % 10_000);
-            Record::new(1_700_000_000_000, vec![0xab; 100]).with_key(key)
+            Record::new(vec![0xab; 100])
+                .with_timestamp(1_700_000_000_000)
+                .with_key(key)
         })
         .collect()
 }

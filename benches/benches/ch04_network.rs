@@ -77,7 +77,10 @@ async fn produce(addr: &str, count: usize, size: usize, batch_size: usize) {
     let mut window = VecDeque::new();
     for _ in 0..count {
         let delivery = producer
-            .send("t", Record::new(1_700_000_000_000, value.clone()))
+            .send(
+                "t",
+                Record::new(value.clone()).with_timestamp(1_700_000_000_000),
+            )
             .await
             .unwrap();
         window.push_back(delivery);

@@ -277,8 +277,10 @@ async fn requests(addr: &str, commit: bool) -> Duration {
                                     partition: task,
                                     // A current timestamp: with an ancient one, `segment.ms`
                                     // would roll a segment at every append.
-                                    batch: batch::encode(&[Record::new(now_ms(), vec![0u8; 100])])
-                                        .unwrap(),
+                                    batch: batch::encode(&[
+                                        Record::new(vec![0u8; 100]).with_timestamp(now_ms())
+                                    ])
+                                    .unwrap(),
                                 }],
                             }],
                         };

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{ErrorKind, Write};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ch02_segments::Record;
 use ch04_network::{
@@ -91,13 +91,6 @@ fn start_offset(text: &str) -> std::result::Result<SeekTo, String> {
     }
 }
 
-/// Milliseconds since the Unix epoch: a record's timestamp.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Sends every line of standard input, then waits until each is stored.
 pub(crate) async fn produce(args: ProduceArgs) -> Result<()> {
     let config = ProducerConfig {
@@ -132,9 +125,9 @@ async fn send_lines(
             line.pop();
         }
         let record = match &args.key_separator {
-            None => Record::new(now_ms(), line),
+            None => Record::new(line),
             Some(separator) => match split_once(&line, separator.as_bytes()) {
-                Some((key, value)) => Record::new(now_ms(), value).with_key(key),
+                Some((key, value)) => Record::new(value).with_key(key),
                 None => {
                     return Err(format!("no key separator {separator:?} on line {number}").into());
                 }

@@ -12,7 +12,6 @@ use ch04_network::{
 use clap::{Args, Subcommand};
 use tokio::time::Instant;
 
-use crate::console::now_ms;
 use crate::{Bootstrap, REQUEST_TIMEOUT, Result};
 
 /// `kfs perf`'s subcommands.
@@ -183,7 +182,7 @@ async fn produce(args: ProducePerfArgs) -> Result<()> {
         }
         let sent_at = Instant::now();
         let recorder = recorder.clone();
-        let record = Record::new(now_ms(), payload.clone());
+        let record = Record::new(payload.clone());
         producer
             .send_with_callback(&args.topic, record, move |result| {
                 lock(&recorder).record(sent_at, bytes, result.map(|_| ()));

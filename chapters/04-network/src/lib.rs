@@ -78,7 +78,7 @@
 //!
 //! let producer = Producer::connect(&addr, ProducerConfig::default()).await?;
 //! // `send` queues the record; its future resolves when the broker has it.
-//! let stored = producer.send("greetings", Record::new(0, "hello")).await?.await?;
+//! let stored = producer.send("greetings", Record::new("hello")).await?.await?;
 //! assert_eq!(stored.offset, Some(0));
 //!
 //! let config = ConsumerConfig {

@@ -206,7 +206,7 @@ async fn bad_produce_requests_get_per_partition_errors_and_lose_nothing() {
         .await
         .unwrap();
     let mut stream = TcpStream::connect(&broker.addr).await.unwrap();
-    let good = batch::encode(&[Record::new(0, "kept")]).unwrap();
+    let good = batch::encode(&[Record::new("kept")]).unwrap();
     assert_eq!(
         produce_raw(&mut stream, 1, "t", 0, good.clone()).await,
         ErrorCode::None
@@ -231,7 +231,7 @@ async fn bad_produce_requests_get_per_partition_errors_and_lose_nothing() {
         produce_raw(&mut stream, 5, "t", 0, vec![0; 7]).await,
         ErrorCode::CorruptMessage
     );
-    let big = batch::encode(&[Record::new(0, vec![0; 2000])]).unwrap();
+    let big = batch::encode(&[Record::new(vec![0; 2000])]).unwrap();
     assert_eq!(
         produce_raw(&mut stream, 6, "t", 0, big).await,
         ErrorCode::MessageTooLarge

@@ -76,7 +76,7 @@ fn until_assigned(
 async fn produce(addr: &str, orders: std::ops::Range<u32>) -> Result<(), Error> {
     let producer = Producer::connect(addr, ProducerConfig::default()).await?;
     for i in orders {
-        let record = Record::new(0, format!("order {i}")).with_key(format!("customer-{}", i % 5));
+        let record = Record::new(format!("order {i}")).with_key(format!("customer-{}", i % 5));
         producer.send("orders", record).await?;
     }
     producer.close().await?;

@@ -320,5 +320,7 @@ fn commit_record(
         metadata: metadata.to_string(),
         timestamp,
     };
-    Record::new(timestamp, encode(&value)).with_key(encode(&key))
+    Record::new(encode(&value))
+        .with_timestamp(timestamp)
+        .with_key(encode(&key))
 }

@@ -33,7 +33,9 @@ async fn produce(addr: &str, topic: &str, count: usize) {
         // Stamped now: a record stamped 0 is older than any retention, and
         // the retention check would delete it under a test that runs it.
         let now = SystemClock.now_ms();
-        let record = Record::new(now, format!("{i}")).with_key(format!("key-{i}"));
+        let record = Record::new(format!("{i}"))
+            .with_timestamp(now)
+            .with_key(format!("key-{i}"));
         producer.send(topic, record).await.unwrap();
     }
     producer.close().await.unwrap();
