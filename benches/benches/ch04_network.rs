@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use ch02_segments::Record;
-use ch03_partitions::TopicStore;
+use ch03_partitions::{TopicPartition, TopicStore};
 use ch04_network::{
     Admin, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig, Server, ServerConfig,
 };
@@ -144,7 +144,7 @@ fn network(c: &mut Criterion) {
                         };
                         let start = Instant::now();
                         let mut consumer = Consumer::connect(&addr, config).await.unwrap();
-                        consumer.assign([("t".to_string(), 0)]);
+                        consumer.assign([TopicPartition::new("t", 0)]);
                         let mut read = 0;
                         while read < count {
                             read += consumer.poll(Duration::from_secs(10)).await.unwrap().len();

@@ -7,6 +7,7 @@ use std::io::{ErrorKind, Write};
 use std::time::Duration;
 
 use ch02_segments::Record;
+use ch03_partitions::TopicPartition;
 use ch04_network::{
     Admin, ClientError, Consumer, ConsumerConfig, ConsumerRecord, DeliveryFuture, OffsetReset,
     Producer, ProducerConfig, SeekTo,
@@ -167,7 +168,7 @@ enum Source {
 /// `--max-messages` stops it early.)
 struct Member {
     consumer: GroupConsumer,
-    printed: BTreeMap<(String, u32), u64>,
+    printed: BTreeMap<TopicPartition, u64>,
     last_commit: Instant,
 }
 
@@ -176,10 +177,9 @@ impl Member {
     async fn commit(&mut self) -> std::result::Result<(), ClientError> {
         self.last_commit = Instant::now();
         let owned = self.consumer.assignment();
-        let offsets: Vec<(String, u32, u64)> = std::mem::take(&mut self.printed)
+        let offsets: Vec<(TopicPartition, u64)> = std::mem::take(&mut self.printed)
             .into_iter()
             .filter(|(tp, _)| owned.contains(tp))
-            .map(|((topic, partition), offset)| (topic, partition, offset))
             .collect();
         if offsets.is_empty() {
             return Ok(());
@@ -208,8 +208,8 @@ impl Source {
 
     fn printed(&mut self, record: &ConsumerRecord) {
         if let Source::Group(member) = self {
-            let key = (record.topic.clone(), record.partition);
-            member.printed.insert(key, record.offset + 1);
+            let tp = TopicPartition::new(record.topic.clone(), record.partition);
+            member.printed.insert(tp, record.offset + 1);
         }
     }
 
@@ -320,14 +320,18 @@ async fn assign(args: &ConsumeArgs, config: ConsumerConfig) -> Result<Consumer> 
         }
         None => (0..count).collect(),
     };
-    consumer.assign(partitions.iter().map(|&p| (args.topic.clone(), p)));
+    let tps: Vec<TopicPartition> = partitions
+        .iter()
+        .map(|&p| TopicPartition::new(args.topic.clone(), p))
+        .collect();
+    consumer.assign(tps.iter().cloned());
     let start = match args.offset {
         Some(offset) => offset,
         None if args.from_beginning => SeekTo::Beginning,
         None => SeekTo::End,
     };
-    for &p in &partitions {
-        consumer.seek(&args.topic, p, start).await?;
+    for tp in &tps {
+        consumer.seek(tp, start).await?;
     }
     Ok(consumer)
 }

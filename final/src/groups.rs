@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use ch03_partitions::TopicPartition;
 use ch04_network::Admin;
 use ch05_consumer_groups::admin::GroupAdmin;
 use clap::Subcommand;
@@ -52,7 +53,7 @@ async fn describe(group: &str, bootstrap: &Bootstrap) -> Result<()> {
     let groups = GroupAdmin::connect(addr, REQUEST_TIMEOUT).await?;
     let info = groups.describe_group(group).await?;
     let committed = groups.committed_offsets(group).await?;
-    let mut rows: BTreeMap<(String, u32), Row> = BTreeMap::new();
+    let mut rows: BTreeMap<TopicPartition, Row> = BTreeMap::new();
     for (tp, offset) in committed {
         rows.insert(
             tp,
@@ -75,14 +76,14 @@ async fn describe(group: &str, bootstrap: &Bootstrap) -> Result<()> {
     }
     // Log end offsets, a topic at a time.
     let admin = Admin::connect(addr, REQUEST_TIMEOUT).await?;
-    let mut topics: Vec<&String> = rows.keys().map(|(t, _)| t).collect();
+    let mut topics: Vec<&String> = rows.keys().map(|tp| &tp.topic).collect();
     topics.dedup();
     let mut ends = BTreeMap::new();
     for topic in topics {
         // A topic deleted since its commits has no end to show.
         if let Ok(t) = admin.describe_topic(topic).await {
             for p in t.partitions {
-                ends.insert((topic.clone(), p.partition), p.log_end_offset);
+                ends.insert(TopicPartition::new(topic, p.partition), p.log_end_offset);
             }
         }
     }
@@ -116,7 +117,8 @@ async fn describe(group: &str, bootstrap: &Bootstrap) -> Result<()> {
         ]
         .map(String::from),
     ];
-    for ((topic, partition), row) in rows {
+    for (tp, row) in rows {
+        let TopicPartition { topic, partition } = tp;
         // Lag: what the group has yet to read past its commit.
         let lag = match (row.current, row.end) {
             (Some(current), Some(end)) => Some(end.saturating_sub(current)),

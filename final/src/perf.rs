@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ch02_segments::Record;
+use ch03_partitions::TopicPartition;
 use ch04_network::{
     ClientError, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig, SeekTo,
 };
@@ -311,9 +312,12 @@ async fn consume(args: ConsumePerfArgs) -> Result<()> {
     };
     let mut consumer = Consumer::connect(&args.bootstrap.bootstrap_server, config).await?;
     let partitions = consumer.partitions_for(&args.topic).await?;
-    consumer.assign((0..partitions).map(|p| (args.topic.clone(), p)));
-    for p in 0..partitions {
-        consumer.seek(&args.topic, p, SeekTo::Beginning).await?;
+    let tps: Vec<TopicPartition> = (0..partitions)
+        .map(|p| TopicPartition::new(args.topic.clone(), p))
+        .collect();
+    consumer.assign(tps.iter().cloned());
+    for tp in &tps {
+        consumer.seek(tp, SeekTo::Beginning).await?;
     }
     let quiet_limit = Duration::from_millis(args.timeout_ms);
     let reporting_interval = Duration::from_millis(args.reporting_interval_ms);

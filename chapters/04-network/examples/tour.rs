@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use ch02_segments::Record;
-use ch03_partitions::TopicStore;
+use ch03_partitions::{TopicPartition, TopicStore};
 use ch04_network::{
     Admin, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig, Server, ServerConfig,
 };
@@ -39,7 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
     )
     .await?;
-    consumer.assign((0..3).map(|p| ("orders".to_string(), p)));
+    consumer.assign((0..3).map(|p| TopicPartition::new("orders", p)));
     let poller = tokio::spawn(async move {
         // Waits in the broker until the first batch arrives.
         let mut records = Vec::new();

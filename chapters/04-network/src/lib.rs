@@ -56,7 +56,7 @@
 //! use std::time::Duration;
 //!
 //! use ch02_segments::Record;
-//! use ch03_partitions::TopicStore;
+//! use ch03_partitions::{TopicPartition, TopicStore};
 //! use ch04_network::{
 //!     Admin, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig, Server,
 //!     ServerConfig,
@@ -86,7 +86,7 @@
 //!     ..ConsumerConfig::default()
 //! };
 //! let mut consumer = Consumer::connect(&addr, config).await?;
-//! consumer.assign([("greetings".to_string(), 0)]);
+//! consumer.assign([TopicPartition::new("greetings", 0)]);
 //! let records = consumer.poll(Duration::from_secs(5)).await?;
 //! assert_eq!(records[0].record.value, b"hello");
 //!

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use ch02_segments::{Record, batch};
+use ch03_partitions::TopicPartition;
 use ch04_network::protocol::{
     self, ApiKey, ErrorResponse, FetchPartition, FetchRequest, FetchResponse, MetadataRequest,
     ProducePartition, ProduceRequest, ProduceResponse, ProduceTopic, RequestHeader,
@@ -247,7 +248,7 @@ async fn bad_produce_requests_get_per_partition_errors_and_lose_nothing() {
     )
     .await
     .unwrap();
-    consumer.assign([("t".to_string(), 0)]);
+    consumer.assign([TopicPartition::new("t", 0)]);
     let records = consumer.poll(TIMEOUT).await.unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].record.value, b"kept");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ch02_segments::{Clock, Record, SystemClock};
-use ch03_partitions::{TopicStore, partition_for_key};
+use ch03_partitions::{TopicPartition, TopicStore, partition_for_key};
 use ch04_network::protocol::{ApiKey, MetadataRequest, MetadataResponse};
 use ch04_network::{
     Admin, Client, Consumer, ConsumerConfig, ErrorCode, OffsetReset, Producer, ProducerConfig,
@@ -88,7 +88,7 @@ async fn what_is_produced_is_consumed_in_order_per_partition() {
     producer.close().await.unwrap();
 
     let mut consumer = Consumer::connect(&broker.addr, earliest()).await.unwrap();
-    consumer.assign((0..4).map(|p| ("t".to_string(), p)));
+    consumer.assign((0..4).map(|p| TopicPartition::new("t", p)));
     let mut seen = Vec::new();
     while seen.len() < 1_000 {
         let records = consumer.poll(TIMEOUT).await.unwrap();
@@ -130,7 +130,7 @@ async fn a_fetch_waits_for_data_then_returns_as_soon_as_it_comes() {
     )
     .await
     .unwrap();
-    consumer.assign([("t".to_string(), 0)]);
+    consumer.assign([TopicPartition::new("t", 0)]);
 
     let addr = broker.addr.clone();
     let produce = tokio::spawn(async move {
@@ -219,26 +219,21 @@ async fn seek_to_beginning_end_offset_and_timestamp() {
     let mut consumer = Consumer::connect(&broker.addr, ConsumerConfig::default())
         .await
         .unwrap();
-    consumer.assign([("t".to_string(), 0)]);
-    consumer
-        .seek("t", 0, SeekTo::Timestamp(1_035))
-        .await
-        .unwrap();
-    assert_eq!(consumer.position("t", 0), Some(4));
+    let t0 = TopicPartition::new("t", 0);
+    consumer.assign([t0.clone()]);
+    consumer.seek(&t0, SeekTo::Timestamp(1_035)).await.unwrap();
+    assert_eq!(consumer.position(&t0), Some(4));
     let first = consumer.poll(TIMEOUT).await.unwrap();
     assert_eq!(first[0].offset, 4);
-    consumer.seek("t", 0, SeekTo::Offset(8)).await.unwrap();
+    consumer.seek(&t0, SeekTo::Offset(8)).await.unwrap();
     assert_eq!(consumer.poll(TIMEOUT).await.unwrap()[0].offset, 8);
-    consumer.seek("t", 0, SeekTo::Beginning).await.unwrap();
+    consumer.seek(&t0, SeekTo::Beginning).await.unwrap();
     assert_eq!(consumer.poll(TIMEOUT).await.unwrap()[0].offset, 0);
-    consumer.seek("t", 0, SeekTo::End).await.unwrap();
-    assert_eq!(consumer.position("t", 0), Some(10));
-    consumer
-        .seek("t", 0, SeekTo::Timestamp(5_000))
-        .await
-        .unwrap();
+    consumer.seek(&t0, SeekTo::End).await.unwrap();
+    assert_eq!(consumer.position(&t0), Some(10));
+    consumer.seek(&t0, SeekTo::Timestamp(5_000)).await.unwrap();
     assert_eq!(
-        consumer.position("t", 0),
+        consumer.position(&t0),
         Some(10),
         "past the last record: the end"
     );
@@ -262,7 +257,7 @@ async fn auto_offset_reset_decides_where_a_new_consumer_starts() {
     let mut latest = Consumer::connect(&broker.addr, ConsumerConfig::default())
         .await
         .unwrap();
-    latest.assign([("t".to_string(), 0)]);
+    latest.assign([TopicPartition::new("t", 0)]);
     assert!(
         latest
             .poll(Duration::from_millis(100))
@@ -271,7 +266,8 @@ async fn auto_offset_reset_decides_where_a_new_consumer_starts() {
             .is_empty()
     );
     let mut earliest = Consumer::connect(&broker.addr, earliest()).await.unwrap();
-    earliest.assign([("t".to_string(), 0)]);
+    let t0 = TopicPartition::new("t", 0);
+    earliest.assign([t0.clone()]);
     assert_eq!(
         earliest.poll(TIMEOUT).await.unwrap()[0].record.value,
         b"old"
@@ -279,7 +275,7 @@ async fn auto_offset_reset_decides_where_a_new_consumer_starts() {
 
     // Out of range: reset (here to the earliest, so "old" comes again), or
     // an error with `none`.
-    earliest.seek("t", 0, SeekTo::Offset(99)).await.unwrap();
+    earliest.seek(&t0, SeekTo::Offset(99)).await.unwrap();
     let again = earliest.poll(TIMEOUT).await.unwrap();
     assert_eq!(
         (again[0].offset, &again[0].record.value[..]),
@@ -294,7 +290,7 @@ async fn auto_offset_reset_decides_where_a_new_consumer_starts() {
     )
     .await
     .unwrap();
-    strict.assign([("t".to_string(), 0)]);
+    strict.assign([TopicPartition::new("t", 0)]);
     let error = strict.poll(Duration::from_millis(100)).await.unwrap_err();
     assert_eq!(error.code(), Some(ErrorCode::OffsetOutOfRange));
 }
@@ -374,7 +370,7 @@ async fn acks_zero_gets_no_offsets_but_stores_the_records() {
         .unwrap();
     assert_eq!(delivery.await.unwrap().offset, None);
     let mut consumer = Consumer::connect(&broker.addr, earliest()).await.unwrap();
-    consumer.assign([("t".to_string(), 0)]);
+    consumer.assign([TopicPartition::new("t", 0)]);
     assert_eq!(consumer.poll(TIMEOUT).await.unwrap().len(), 1);
 }
 
@@ -511,7 +507,10 @@ async fn a_record_without_a_timestamp_gets_the_send_time_or_the_brokers_append_t
     let after = SystemClock.now_ms();
 
     let mut consumer = Consumer::connect(&broker.addr, earliest()).await.unwrap();
-    consumer.assign([("created".to_string(), 0), ("appended".to_string(), 0)]);
+    consumer.assign([
+        TopicPartition::new("created", 0),
+        TopicPartition::new("appended", 0),
+    ]);
     let mut stamps = std::collections::BTreeMap::new();
     while stamps.len() < 4 {
         for r in consumer.poll(TIMEOUT).await.unwrap() {
