@@ -13,6 +13,7 @@ use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 use crate::Result;
+use crate::signal;
 
 /// `kfs broker`'s flags.
 #[derive(Debug, Args)]
@@ -76,29 +77,8 @@ pub(crate) async fn run(args: BrokerArgs) -> Result<()> {
 }
 // ANCHOR_END: run
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM (what `kill` and service
-/// managers send).
+/// Completes on SIGINT (Ctrl-C) or SIGTERM, saying which.
 async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => info!("SIGINT: shutting down"),
-                    _ = terminate.recv() => info!("SIGTERM: shutting down"),
-                }
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the broker");
-                let _ = interrupt.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-        info!("Ctrl-C: shutting down");
-    }
+    let name = signal::stop().await;
+    info!("{name}: shutting down");
 }

@@ -18,7 +18,7 @@ use clap::builder::NonEmptyStringValueParser;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
 
-use crate::{Bootstrap, REQUEST_TIMEOUT, Result};
+use crate::{Bootstrap, REQUEST_TIMEOUT, Result, signal};
 
 /// Sent records whose answer `kfs produce` has not checked yet, at most.
 /// Past this it waits for the oldest, so a long input does not pile up
@@ -184,7 +184,12 @@ impl Member {
         if offsets.is_empty() {
             return Ok(());
         }
-        self.consumer.commit_offsets_sync(&offsets).await
+        let result = self.consumer.commit_offsets_sync(&offsets).await;
+        if result.is_err() {
+            // Kept for the next attempt (or the commit at close).
+            self.printed.extend(offsets);
+        }
+        result
     }
 }
 
@@ -196,10 +201,16 @@ impl Source {
         match self {
             Source::Assigned(consumer) => consumer.poll(wait).await,
             Source::Group(member) => {
-                if member.last_commit.elapsed() >= COMMIT_INTERVAL {
-                    // A commit refused because the group is rebalancing
-                    // only means the next owner reads those records again.
-                    let _ = member.commit().await;
+                if member.last_commit.elapsed() >= COMMIT_INTERVAL
+                    && let Err(e) = member.commit().await
+                {
+                    // Not fatal: the offsets are kept for the next attempt
+                    // (or the commit at close). The worst case is that a
+                    // partition moves first (a rebalancing group refuses
+                    // commits) and its next owner prints some records
+                    // again. Say so, as Kafka's console consumer logs a
+                    // failed auto-commit, and read on.
+                    eprintln!("warning: commit failed (some records may be read again): {e}");
                 }
                 member.consumer.poll(wait).await
             }
@@ -226,7 +237,7 @@ impl Source {
 }
 
 /// Prints records as they arrive until `--max-messages`, `--timeout-ms`,
-/// Ctrl-C, or a closed standard output.
+/// Ctrl-C or SIGTERM, or a closed standard output.
 pub(crate) async fn consume(args: ConsumeArgs) -> Result<()> {
     let config = ConsumerConfig {
         auto_offset_reset: if args.from_beginning {
@@ -260,7 +271,8 @@ pub(crate) async fn consume(args: ConsumeArgs) -> Result<()> {
         None => Source::Assigned(assign(&args, config).await?),
     };
 
-    let interrupted = tokio::signal::ctrl_c();
+    // Ctrl-C or SIGTERM: stop reading, commit what was printed, leave.
+    let interrupted = signal::stop();
     tokio::pin!(interrupted);
     let quiet_limit = args.timeout_ms.map(Duration::from_millis);
     let mut last_record = Instant::now();

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use ch03_partitions::TopicPartition;
-use ch04_network::Admin;
+use ch04_network::{Admin, ErrorCode};
 use ch05_consumer_groups::admin::GroupAdmin;
 use clap::Subcommand;
 
@@ -80,11 +80,14 @@ async fn describe(group: &str, bootstrap: &Bootstrap) -> Result<()> {
     topics.dedup();
     let mut ends = BTreeMap::new();
     for topic in topics {
-        // A topic deleted since its commits has no end to show.
-        if let Ok(t) = admin.describe_topic(topic).await {
-            for p in t.partitions {
-                ends.insert(TopicPartition::new(topic, p.partition), p.log_end_offset);
-            }
+        let described = match admin.describe_topic(topic).await {
+            Ok(described) => described,
+            // A topic deleted since its commits has no end to show.
+            Err(e) if e.code() == Some(ErrorCode::UnknownTopicOrPartition) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for p in described.partitions {
+            ends.insert(TopicPartition::new(topic, p.partition), p.log_end_offset);
         }
     }
     for (tp, row) in &mut rows {

@@ -24,11 +24,14 @@
 //! - `console.rs`: `kfs produce` and `kfs consume`, lines in and out.
 //! - `groups.rs`: `kfs groups`, members, committed offsets and lag.
 //! - `perf.rs`: `kfs perf`, throughput and latency percentiles.
+//! - `signal.rs`: SIGINT and SIGTERM, on which `kfs broker` and
+//!   `kfs consume` stop cleanly.
 
 mod broker;
 mod console;
 mod groups;
 mod perf;
+mod signal;
 mod topics;
 
 use std::process::ExitCode;

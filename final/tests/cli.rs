@@ -59,6 +59,8 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
+        // Errors only mean the broker has already exited and been reaped
+        // (`terminate` waits for it): nothing is left to clean up.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -555,4 +557,74 @@ fn a_group_shares_progress_between_consumers_and_groups_describe_shows_the_lag()
         .output()
         .unwrap();
     assert_one_line_error(&output, "GROUP_ID_NOT_FOUND");
+}
+
+#[test]
+fn sigterm_stops_a_group_consumer_as_ctrl_c_does_committing_and_leaving() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("data"));
+    broker
+        .kfs(&["topics", "create", "t", "--partitions", "2"])
+        .assert()
+        .success();
+    let lines: String = (0..10).map(|i| format!("v{i}\n")).collect();
+    broker
+        .kfs(&["produce", "t"])
+        .write_stdin(lines)
+        .assert()
+        .success();
+
+    // A member that follows the topic with no end of its own.
+    let mut consumer = StdCommand::new(assert_cmd::cargo::cargo_bin("kfs"))
+        .args(["consume", "t", "--group", "g", "--from-beginning"])
+        .args(["--bootstrap-server", &broker.addr])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(consumer.stdout.take().unwrap());
+    for _ in 0..10 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert!(line.starts_with('v'), "{line:?}");
+    }
+    let pid = consumer.id().to_string();
+    let sent = StdCommand::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let output = consumer.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?}: {err}", output.status);
+    assert!(err.contains("Processed a total of 10 messages"), "{err}");
+
+    // It left the group (not waiting out a session timeout) and committed
+    // everything it printed: no lag.
+    let describe = broker.kfs(&["groups", "describe", "g"]).output().unwrap();
+    let text = stdout(&describe);
+    assert!(text.starts_with("Group g is Empty"), "{text}");
+    let lag: u64 = text
+        .lines()
+        .skip(2)
+        .map(|row| {
+            row.split_whitespace()
+                .nth(5)
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    let committed: u64 = text
+        .lines()
+        .skip(2)
+        .map(|row| {
+            row.split_whitespace()
+                .nth(3)
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!((committed, lag), (10, 0), "{text}");
 }
