@@ -36,6 +36,7 @@ pub(crate) async fn run(args: BrokerArgs) -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    crash_on_panic();
 
     let (store, report) = TopicStore::open(&args.data_dir)?;
     info!(
@@ -76,6 +77,21 @@ pub(crate) async fn run(args: BrokerArgs) -> Result<()> {
     Ok(())
 }
 // ANCHOR_END: run
+
+/// Makes the broker crash-only: a panic anywhere, even in one request's
+/// task (which tokio would catch, closing only that connection), ends the
+/// process. A panic is a bug that may have left shared state half-changed:
+/// a log's in-memory index, a group's members, a lock poisoned for every
+/// later request. Carrying on could serve or store wrong data and leaves a
+/// broker that looks alive but fails; a restart recovers from disk, which
+/// is what the recovery code and its crash tests are for.
+fn crash_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        std::process::abort();
+    }));
+}
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM, saying which.
 async fn shutdown_signal() {
