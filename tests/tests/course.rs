@@ -1,5 +1,6 @@
 //! The course's own consistency: the book includes code that exists, and
-//! every chapter has its book page, exercise and benchmark.
+//! every chapter has its book page, exercise and benchmark, each chapter
+//! page ends with a summary, and every KIP the book names is a link.
 //!
 //! mdBook only warns about a listing whose file is missing, and renders a
 //! listing whose anchor is missing as an empty block without a word, so
@@ -136,4 +137,171 @@ fn every_chapter_has_a_book_page_an_exercise_and_a_benchmark() {
             "the performance page has no figures from {bench}"
         );
     }
+}
+
+/// A page's lines outside fenced code blocks, numbered from 1.
+fn prose_lines(text: &str) -> Vec<(usize, &str)> {
+    let mut in_fence = false;
+    let mut lines = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with("```") {
+            in_fence = !in_fence;
+            continue;
+        }
+        if !in_fence {
+            lines.push((i + 1, line));
+        }
+    }
+    lines
+}
+
+/// The chapter pages: `chNN-name.md`.
+fn chapter_pages() -> Vec<PathBuf> {
+    book_pages()
+        .into_iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.len() > 4
+                && name.starts_with("ch")
+                && name[2..4].bytes().all(|b| b.is_ascii_digit())
+        })
+        .collect()
+}
+
+#[test]
+fn every_chapter_page_ends_with_a_summary_and_whats_next() {
+    let pages = chapter_pages();
+    assert!(!pages.is_empty(), "no chapter pages in book/src");
+    for page in pages {
+        let name = page.file_name().unwrap().to_string_lossy().into_owned();
+        let text = fs::read_to_string(&page).unwrap();
+        let lines = prose_lines(&text);
+        let headings: Vec<(usize, &str)> = lines
+            .iter()
+            .filter(|(_, l)| l.starts_with("## "))
+            .map(|&(n, l)| (n, l[3..].trim()))
+            .collect();
+        let last: Vec<&str> = headings.iter().rev().take(2).rev().map(|h| h.1).collect();
+        assert_eq!(
+            last,
+            ["Summary", "What's next"],
+            "{name}: the last two sections must be `## Summary` and `## What's next`"
+        );
+        // No other heading after them: they are the page's end.
+        let summary_at = headings[headings.len() - 2].0;
+        let next_at = headings[headings.len() - 1].0;
+        assert!(
+            !lines
+                .iter()
+                .any(|(n, l)| *n > summary_at && *n != next_at && l.starts_with('#')),
+            "{name}: a heading follows `## Summary`"
+        );
+        let bullets = lines
+            .iter()
+            .filter(|(n, l)| *n > summary_at && *n < next_at && l.starts_with("- "))
+            .count();
+        assert!(
+            (4..=6).contains(&bullets),
+            "{name}: the summary has {bullets} bullets; it should have 4 to 6"
+        );
+        // Link definitions (`[label]: url`) may follow; prose must too.
+        let next_words: usize = lines
+            .iter()
+            .filter(|(n, l)| *n > next_at && !l.starts_with('['))
+            .map(|(_, l)| l.split_whitespace().count())
+            .sum();
+        assert!(
+            next_words >= 20,
+            "{name}: `## What's next` needs a paragraph pointing at the next chapter"
+        );
+    }
+}
+
+/// Pages other engineers own, whose KIPs are not linked yet. Take a page
+/// off this list once its KIPs are links.
+const KIP_LINKS_PENDING: &[&str] = &["performance.md"];
+
+/// Whether `url` is the cwiki page of KIP `number`.
+fn is_kip_url(url: &str, number: &str) -> bool {
+    let prefix = format!("https://cwiki.apache.org/confluence/display/KAFKA/KIP-{number}");
+    url.strip_prefix(&prefix)
+        .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_digit()))
+}
+
+#[test]
+fn every_kip_named_in_the_book_is_a_link_to_its_page() {
+    let mut checked = 0;
+    for page in book_pages() {
+        let name = page.file_name().unwrap().to_string_lossy().into_owned();
+        if KIP_LINKS_PENDING.contains(&name.as_str()) {
+            continue;
+        }
+        let text = fs::read_to_string(&page).unwrap();
+        let lines = prose_lines(&text);
+        // Reference definitions: `[label]: url`.
+        let definitions: Vec<(String, &str)> = lines
+            .iter()
+            .filter_map(|(_, l)| {
+                let (label, url) = l.strip_prefix('[')?.split_once("]: ")?;
+                Some((label.to_lowercase(), url.trim()))
+            })
+            .collect();
+        for &(n, line) in &lines {
+            // Headings name a KIP and the text under them links it (a link
+            // inside a heading would nest inside mdBook's heading anchor).
+            let is_definition = line
+                .strip_prefix('[')
+                .is_some_and(|rest| rest.contains("]: "));
+            if line.starts_with('#') || is_definition {
+                continue;
+            }
+            let mut from = 0;
+            while let Some(at) = line[from..].find("KIP-").map(|i| i + from) {
+                from = at + 4;
+                let number: String = line[from..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit())
+                    .collect();
+                // Not a KIP number, or part of a link's address.
+                if number.is_empty() || line[..at].ends_with('/') {
+                    continue;
+                }
+                checked += 1;
+                let place = format!("{name}:{n}: KIP-{number}");
+                // The link text around it: a `[` before and a `]` after,
+                // with neither bracket crossed by the other.
+                let open = line[..at].rfind('[');
+                let close = line[at..].find(']').map(|i| i + at);
+                let (Some(open), Some(close)) = (open, close) else {
+                    panic!("{place} is not a link");
+                };
+                assert!(
+                    !line[open + 1..at].contains(']') && !line[at..close].contains('['),
+                    "{place} is not a link"
+                );
+                let after = &line[close + 1..];
+                let url = if let Some(rest) = after.strip_prefix('(') {
+                    rest.split(')').next().unwrap_or("").to_string()
+                } else {
+                    let label = match after.strip_prefix('[') {
+                        Some(rest) if !rest.starts_with(']') => rest.split(']').next().unwrap(),
+                        _ => &line[open + 1..close],
+                    };
+                    let label = label.to_lowercase();
+                    definitions
+                        .iter()
+                        .find(|(l, _)| *l == label)
+                        .map(|(_, url)| url.to_string())
+                        .unwrap_or_else(|| {
+                            panic!("{place}: the link [{label}] is not defined on the page")
+                        })
+                };
+                assert!(
+                    is_kip_url(&url, &number),
+                    "{place} links to {url}, not to the KIP's cwiki page"
+                );
+            }
+        }
+    }
+    assert!(checked > 0, "the book names no KIPs at all");
 }
