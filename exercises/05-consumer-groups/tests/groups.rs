@@ -354,6 +354,10 @@ async fn committed_offsets_survive_a_broker_restart_and_cleaning() {
     produce(&broker.addr, "t", 400).await;
     let mut config = fast("g", "c");
     config.enable_auto_commit = false;
+    // The commits below call no `poll`; on a loaded machine they can take
+    // longer than the fast 3 s `max.poll.interval.ms`, and a member that
+    // stops polling leaves its group.
+    config.max_poll_interval = Duration::from_secs(60);
     let mut consumer = GroupConsumer::connect(&broker.addr, config).await.unwrap();
     consumer.subscribe(["t"]);
     consumer.poll(Duration::from_millis(10)).await.unwrap();
