@@ -10,8 +10,8 @@ use ch02_segments::Record;
 use ch03_partitions::{TopicStore, partition_for_key};
 use ch04_network::protocol::{ApiKey, MetadataRequest, MetadataResponse};
 use ch04_network::{
-    Admin, Client, Consumer, ConsumerConfig, ErrorCode, OffsetReset, Producer, ProducerConfig,
-    SeekTo,
+    Admin, BrokerConfig, Client, Consumer, ConsumerConfig, ErrorCode, OffsetReset, Producer,
+    ProducerConfig, SeekTo,
 };
 use common::TestBroker;
 
@@ -397,9 +397,8 @@ async fn a_graceful_shutdown_closes_the_store_cleanly() {
 
 #[tokio::test]
 async fn the_broker_deletes_segments_past_retention_on_its_own() {
-    let broker = TestBroker::start_with(ch04_network::ServerConfig {
+    let broker = TestBroker::start_with_broker(BrokerConfig {
         retention_check_interval: Duration::from_millis(20),
-        ..ch04_network::ServerConfig::default()
     })
     .await;
     let admin = Admin::connect(&broker.addr, TIMEOUT).await.unwrap();
@@ -449,7 +448,12 @@ async fn clients_may_read_but_not_write_or_delete_a_protected_topic() {
         "127.0.0.1:0".parse().unwrap(),
         ch04_network::ServerConfig::default(),
         |local| {
-            let mut broker = ch04_network::Broker::new(store, local.ip().to_string(), local.port());
+            let mut broker = ch04_network::Broker::new(
+                store,
+                local.ip().to_string(),
+                local.port(),
+                BrokerConfig::default(),
+            );
             broker.protect("internal");
             broker
         },

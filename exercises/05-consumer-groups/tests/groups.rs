@@ -344,10 +344,8 @@ async fn committed_offsets_survive_a_broker_restart_and_cleaning() {
         segment_bytes: 512,
         cleanup_segments: 2,
     };
-    let server = ServerConfig {
-        retention_check_interval: Duration::from_millis(50),
-        ..ServerConfig::default()
-    };
+    groups.clean_interval = Duration::from_millis(50);
+    let server = ServerConfig::default();
     let mut broker = TestBroker::start_with(dir.path(), server.clone(), groups.clone()).await;
     topic(&broker.addr, "t", 4).await;
     // Enough records in every partition for the positions below.
