@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use ch02_segments::Record;
 use ch03_partitions::{TopicStore, partition_for_key};
-use ch04_network::protocol::{ApiKey, MetadataRequest, MetadataResponse};
+use ch04_network::protocol::{
+    ApiKey, FetchPartition, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse,
+};
 use ch04_network::{
     Admin, BrokerConfig, Client, Consumer, ConsumerConfig, ErrorCode, OffsetReset, Producer,
     ProducerConfig, SeekTo,
@@ -393,6 +395,47 @@ async fn a_graceful_shutdown_closes_the_store_cleanly() {
         d.partitions.iter().map(|p| p.log_end_offset).sum::<u64>(),
         100
     );
+}
+
+#[tokio::test]
+async fn a_long_polled_fetch_is_answered_when_a_shutdown_begins() {
+    let mut broker = TestBroker::start().await;
+    let admin = Admin::connect(&broker.addr, TIMEOUT).await.unwrap();
+    admin.create_topic("t", 1, vec![]).await.unwrap();
+    let client = Client::connect(&broker.addr, TIMEOUT).await.unwrap();
+    // Nothing will arrive: the fetch would wait two minutes, longer than
+    // the server's 30 s drain timeout.
+    let fetch = FetchRequest {
+        max_wait_ms: 120_000,
+        min_bytes: 1,
+        max_bytes: 1024,
+        partitions: vec![FetchPartition {
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+            max_bytes: 1024,
+        }],
+    };
+    let waiting = tokio::spawn(async move {
+        let response: FetchResponse = client.call(ApiKey::Fetch, &fetch).await.unwrap();
+        response
+    });
+    // Let the broker read the fetch and start waiting.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the fetch did not wait");
+
+    let start = Instant::now();
+    broker.stop().await;
+    // Answered (empty, not failed) and drained in well under the drain
+    // timeout, let alone the fetch's own two minutes.
+    assert!(
+        start.elapsed() < TIMEOUT,
+        "shutdown took {:?}",
+        start.elapsed()
+    );
+    let response = waiting.await.unwrap();
+    assert_eq!(response.partitions[0].error, ErrorCode::None);
+    assert!(response.partitions[0].batches.is_empty());
 }
 
 #[tokio::test]
