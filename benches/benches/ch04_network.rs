@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use ch02_segments::Record;
 use ch03_partitions::{TopicPartition, TopicStore};
 use ch04_network::{
-    Admin, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig, Server, ServerConfig,
+    Admin, BrokerConfig, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig,
+    ServerConfig, broker,
 };
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kfs_benches::loopback_to_file;
@@ -43,10 +44,11 @@ fn runtime() -> Runtime {
 /// one-partition topic "t". Returns its address and a handle to stop it.
 async fn start_broker(dir: &TempDir) -> (String, tokio::sync::oneshot::Sender<()>) {
     let (store, _) = TopicStore::open(dir.path()).unwrap();
-    let server = Server::bind(
+    let server = broker::bind(
         "127.0.0.1:0".parse().unwrap(),
         store,
         ServerConfig::default(),
+        BrokerConfig::default(),
     )
     .await
     .unwrap();

@@ -1,7 +1,10 @@
 //! [`Broker`]: what each request does to the topic store. The server
-//! (`server.rs`) moves bytes; this module decides what they mean.
+//! (`server.rs`) moves bytes; this module decides what they mean, runs
+//! retention on its own timer, and closes the store at the end. [`bind`]
+//! puts a broker behind a server.
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -9,8 +12,8 @@ use bytes::BytesMut;
 use ch02_segments::LogError;
 use ch03_partitions::{StoreError, TopicConfig, TopicStore};
 use serde::Serialize;
-use tokio::sync::Notify;
-use tokio::time::Instant;
+use tokio::sync::{Notify, watch};
+use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{info, warn};
 
 use crate::error::ErrorCode;
@@ -21,10 +24,26 @@ use crate::protocol::{
     ProducePartitionResponse, ProduceResponse, RequestHeader, StoredBytes, TopicMetadata,
     TopicResults,
 };
-use crate::server::Service;
+use crate::server::{Server, ServerConfig, Service};
 
 /// This broker's id in metadata responses (one broker until chapter 8).
 pub const BROKER_ID: u32 = 0;
+
+/// How the broker behaves. The defaults follow Kafka's.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// How often to delete segments past their topic's retention
+    /// (`log.retention.check.interval.ms`, 5 minutes).
+    pub retention_check_interval: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            retention_check_interval: Duration::from_secs(300),
+        }
+    }
+}
 
 // ANCHOR: broker
 /// One broker: the topic store, and a way to wake fetches that wait for data.
@@ -34,28 +53,73 @@ pub struct Broker {
     store: RwLock<TopicStore>,
     /// Woken after every append, so long-polling fetches look again.
     appended: Notify,
+    /// Raised once a shutdown has begun: fetches stop waiting, and the
+    /// retention timer stops.
+    stopping: watch::Sender<bool>,
     /// Where clients reach this broker, for metadata responses.
     advertised: (String, u16),
     /// Topics only the broker itself writes (chapter 5's
     /// `__consumer_offsets`): clients may read them, not produce to them
     /// or delete them.
     internal: BTreeSet<String>,
+    config: BrokerConfig,
 }
 // ANCHOR_END: broker
 
+// ANCHOR: bind
+/// Binds `addr` (port 0 picks a free port) and returns a server of a
+/// [`Broker`] over `store`, advertising the address it is bound to, ready to
+/// run.
+pub async fn bind(
+    addr: SocketAddr,
+    store: TopicStore,
+    server: ServerConfig,
+    config: BrokerConfig,
+) -> std::io::Result<Server<Broker>> {
+    Server::bind_with(addr, server, |local| {
+        Broker::new(store, local.ip().to_string(), local.port(), config)
+    })
+    .await
+}
+// ANCHOR_END: bind
+
+// ANCHOR: service
 impl Service for Broker {
+    type Error = StoreError;
+
     async fn handle(&self, header: RequestHeader, body: BytesMut) -> Option<BytesMut> {
         Broker::handle(self, header, body).await
     }
 
-    fn housekeeping(&self) {
-        match self.apply_retention() {
-            Ok(0) => {}
-            Ok(deleted) => info!(deleted, "retention deleted old segments"),
-            // A disk error here is the store's to report on the next
-            // append; the server keeps serving.
-            Err(e) => warn!(error = %e, "retention check failed"),
+    /// Retention, every `retention_check_interval`, until a shutdown begins.
+    async fn background(self: Arc<Self>) {
+        let every = self.config.retention_check_interval;
+        let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
+        // A pass that overran is not followed by catch-up passes back to
+        // back: the next one waits a whole interval.
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut stopping = self.stopping.subscribe();
+        loop {
+            tokio::select! {
+                _ = stopping.wait_for(|stopping| *stopping) => return,
+                _ = ticks.tick() => {}
+            }
+            // Retention deletes files: it runs on a blocking thread, and a
+            // pass that has begun is finished before a shutdown goes on.
+            let broker = self.clone();
+            match tokio::task::spawn_blocking(move || broker.apply_retention()).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(deleted)) => info!(deleted, "retention deleted old segments"),
+                // A disk error here is the store's to report on the next
+                // append; the broker keeps serving.
+                Ok(Err(e)) => warn!(error = %e, "retention check failed"),
+                Err(e) => warn!(error = %e, "retention check panicked"),
+            }
         }
+    }
+
+    fn begin_shutdown(&self) {
+        self.stopping.send_replace(true);
     }
 
     fn shutdown(self: Arc<Self>) -> Result<(), StoreError> {
@@ -66,6 +130,7 @@ impl Service for Broker {
         }
     }
 }
+// ANCHOR_END: service
 
 /// Maps a store error to the code a client sees.
 pub fn error_code(error: &StoreError) -> ErrorCode {
@@ -93,12 +158,14 @@ pub fn error_code(error: &StoreError) -> ErrorCode {
 
 impl Broker {
     /// A broker over `store`, advertising `host:port` to clients.
-    pub fn new(store: TopicStore, host: String, port: u16) -> Broker {
+    pub fn new(store: TopicStore, host: String, port: u16, config: BrokerConfig) -> Broker {
         Broker {
             store: RwLock::new(store),
             appended: Notify::new(),
+            stopping: watch::Sender::new(false),
             advertised: (host, port),
             internal: BTreeSet::new(),
+            config,
         }
     }
 
@@ -228,10 +295,12 @@ impl Broker {
 
     // ANCHOR: fetch
     /// Reads what is there; if it is less than `min_bytes`, waits for
-    /// appends (or `max_wait_ms`) and reads again: long polling.
+    /// appends (or `max_wait_ms`) and reads again: long polling. A shutdown
+    /// ends the wait: the fetch is answered with what there is.
     async fn fetch(&self, request: FetchRequest) -> FetchResponse {
-        // exercise-hole: fetch | Loop: register for a wake-up first (`self.appended.notified()`, pinned and `enable()`d, so an append between the read and the wait is not missed), then `self.read_fetch(&request)`. Return it if it has at least `min_bytes` of batches, if any partition has an error, or if the deadline (now + max_wait_ms, computed once) has passed; otherwise wait for the notification or the deadline, whichever comes first.
+        // exercise-hole: fetch | Loop: register for a wake-up first (`self.appended.notified()`, pinned and `enable()`d, so an append between the read and the wait is not missed), then `self.read_fetch(&request)`. Return it if it has at least `min_bytes` of batches, if any partition has an error, if the deadline (now + max_wait_ms, computed once) has passed, or or if a shutdown has begun (take a receiver once with `self.stopping.subscribe()`; `*stopping.borrow()` tells); otherwise wait for the notification, the deadline or the shutdown (`stopping.wait_for(|s| *s)`), whichever comes first.
         let deadline = Instant::now() + Duration::from_millis(u64::from(request.max_wait_ms));
+        let mut stopping = self.stopping.subscribe();
         loop {
             let notified = self.appended.notified();
             tokio::pin!(notified);
@@ -247,12 +316,18 @@ impl Broker {
                 .partitions
                 .iter()
                 .any(|p| p.error != ErrorCode::None);
-            if bytes >= request.min_bytes as usize || failed || Instant::now() >= deadline {
+            let stopped = *stopping.borrow();
+            if bytes >= request.min_bytes as usize
+                || failed
+                || stopped
+                || Instant::now() >= deadline
+            {
                 return response;
             }
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep_until(deadline) => {}
+                _ = stopping.wait_for(|stopping| *stopping) => {}
             }
         }
         // exercise-end

@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 
 use ch02_segments::{Clock, Record, SystemClock};
 use ch03_partitions::{TopicPartition, TopicStore, partition_for_key};
-use ch04_network::protocol::{ApiKey, MetadataRequest, MetadataResponse};
+use ch04_network::protocol::{
+    ApiKey, FetchPartition, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse,
+};
 use ch04_network::{
-    Admin, Client, Consumer, ConsumerConfig, ErrorCode, OffsetReset, Producer, ProducerConfig,
-    SeekTo,
+    Admin, BrokerConfig, Client, Consumer, ConsumerConfig, ErrorCode, OffsetReset, Producer,
+    ProducerConfig, SeekTo,
 };
 use common::TestBroker;
 
@@ -400,10 +402,50 @@ async fn a_graceful_shutdown_closes_the_store_cleanly() {
 }
 
 #[tokio::test]
+async fn a_long_polled_fetch_is_answered_when_a_shutdown_begins() {
+    let mut broker = TestBroker::start().await;
+    let admin = Admin::connect(&broker.addr, TIMEOUT).await.unwrap();
+    admin.create_topic("t", 1, vec![]).await.unwrap();
+    let client = Client::connect(&broker.addr, TIMEOUT).await.unwrap();
+    // Nothing will arrive: the fetch would wait two minutes, longer than
+    // the server's 30 s drain timeout.
+    let fetch = FetchRequest {
+        max_wait_ms: 120_000,
+        min_bytes: 1,
+        max_bytes: 1024,
+        partitions: vec![FetchPartition {
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+            max_bytes: 1024,
+        }],
+    };
+    let waiting = tokio::spawn(async move {
+        let response: FetchResponse = client.call(ApiKey::Fetch, &fetch).await.unwrap();
+        response
+    });
+    // Let the broker read the fetch and start waiting.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the fetch did not wait");
+
+    let start = Instant::now();
+    broker.stop().await;
+    // Answered (empty, not failed) and drained in well under the drain
+    // timeout, let alone the fetch's own two minutes.
+    assert!(
+        start.elapsed() < TIMEOUT,
+        "shutdown took {:?}",
+        start.elapsed()
+    );
+    let response = waiting.await.unwrap();
+    assert_eq!(response.partitions[0].error, ErrorCode::None);
+    assert!(response.partitions[0].batches.is_empty());
+}
+
+#[tokio::test]
 async fn the_broker_deletes_segments_past_retention_on_its_own() {
-    let broker = TestBroker::start_with(ch04_network::ServerConfig {
+    let broker = TestBroker::start_with_broker(BrokerConfig {
         retention_check_interval: Duration::from_millis(20),
-        ..ch04_network::ServerConfig::default()
     })
     .await;
     let admin = Admin::connect(&broker.addr, TIMEOUT).await.unwrap();
@@ -456,7 +498,12 @@ async fn clients_may_read_but_not_write_or_delete_a_protected_topic() {
         "127.0.0.1:0".parse().unwrap(),
         ch04_network::ServerConfig::default(),
         |local| {
-            let mut broker = ch04_network::Broker::new(store, local.ip().to_string(), local.port());
+            let mut broker = ch04_network::Broker::new(
+                store,
+                local.ip().to_string(),
+                local.port(),
+                BrokerConfig::default(),
+            );
             broker.protect("internal");
             broker
         },

@@ -10,7 +10,8 @@ use std::time::Duration;
 use ch02_segments::Record;
 use ch03_partitions::TopicStore;
 use ch04_network::{
-    Admin, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig, Server, ServerConfig,
+    Admin, BrokerConfig, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig,
+    ServerConfig, broker,
 };
 
 #[tokio::main]
@@ -18,7 +19,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tmp = tempfile::tempdir()?;
     let (store, _) = TopicStore::open(tmp.path().join("data"))?;
     // Port 0: the operating system picks a free port.
-    let server = Server::bind("127.0.0.1:0".parse()?, store, ServerConfig::default()).await?;
+    let server = broker::bind(
+        "127.0.0.1:0".parse()?,
+        store,
+        ServerConfig::default(),
+        BrokerConfig::default(),
+    )
+    .await?;
     let addr = server.local_addr().to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let broker = tokio::spawn(server.run(async {

@@ -14,10 +14,12 @@
 //!   numbers, and every request and response body.
 //! - [`error`]: [`ErrorCode`], Kafka's codes and names, and [`ClientError`].
 //! - [`broker`]: [`Broker`], what each request does to the topic store,
-//!   including fetch long polling.
-//! - [`server`]: [`Server`], the tokio shell: accept loop, a task per
-//!   connection, pipelining with in-order responses, bounded memory, idle
-//!   timeouts, graceful shutdown.
+//!   including fetch long polling; retention on its own timer; and
+//!   [`broker::bind`], which puts a broker behind a server.
+//! - [`server`]: [`Server`], the tokio shell around any [`Service`]: accept
+//!   loop, a task per connection, pipelining with in-order responses,
+//!   bounded memory, idle timeouts, the service's background work on a task
+//!   of its own, graceful shutdown.
 //! - [`client`]: [`Client`], one connection shared by many tasks, matching
 //!   responses to calls by correlation id.
 //! - [`producer`]: [`Producer`], batching by `batch.size` and `linger.ms`
@@ -58,15 +60,21 @@
 //! use ch02_segments::Record;
 //! use ch03_partitions::TopicStore;
 //! use ch04_network::{
-//!     Admin, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig, Server,
-//!     ServerConfig,
+//!     Admin, BrokerConfig, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig,
+//!     ServerConfig, broker,
 //! };
 //!
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
 //! let (store, _) = TopicStore::open(dir.path())?;
-//! let server = Server::bind("127.0.0.1:0".parse()?, store, ServerConfig::default()).await?;
+//! let server = broker::bind(
+//!     "127.0.0.1:0".parse()?,
+//!     store,
+//!     ServerConfig::default(),
+//!     BrokerConfig::default(),
+//! )
+//! .await?;
 //! let addr = server.local_addr().to_string();
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 //! let broker = tokio::spawn(server.run(async {
@@ -107,7 +115,7 @@ pub mod protocol;
 pub mod server;
 
 pub use admin::{Admin, PartitionInfo, TopicInfo};
-pub use broker::Broker;
+pub use broker::{Broker, BrokerConfig};
 pub use client::Client;
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, SeekTo};
 pub use error::{ClientError, ErrorCode};

@@ -1,8 +1,12 @@
 //! The server: a tokio accept loop and one task per connection. It moves
-//! frames between sockets and a [`Service`] (chapter 4's is the
-//! [`Broker`]), and keeps a server a server:
+//! frames between sockets and a [`Service`], and keeps a server a server:
 //! memory is bounded, idle connections are closed, bad bytes close one
 //! connection and nothing else, and a shutdown drains what is in flight.
+//!
+//! The server knows nothing of topics or stores: what a request means, what
+//! work runs in the background and what a clean close is are all the
+//! service's. Chapter 4's broker is a service (see `broker::bind`), and each
+//! later chapter wraps the one before it; the server does not change.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,37 +14,48 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use ch03_partitions::TopicStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn};
 
-use crate::broker::Broker;
 use crate::protocol::{self, DEFAULT_MAX_FRAME, RequestHeader};
 
-/// What a server serves: a request in, a response frame out (`None`: no
-/// response). Chapter 4's [`Broker`] is one; a later chapter wraps it to add
-/// APIs, and the server does not change.
+/// What a server serves: a request in, a response frame out, and a
+/// lifecycle the server drives. Chapter 4's broker is one; a later chapter
+/// wraps it (handles what it owns, forwards the rest, and forwards each
+/// lifecycle call too), and the server does not change.
+///
+/// No method has a default. With one, a wrapper that forgot to forward
+/// `background` would still compile, and the broker inside would quietly
+/// never apply retention again.
 pub trait Service: Send + Sync + 'static {
-    /// Serves one request.
+    /// What a failed close reports.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Serves one request; `None` when it wants no response.
     fn handle(
         &self,
         header: RequestHeader,
         body: BytesMut,
     ) -> impl Future<Output = Option<BytesMut>> + Send;
 
-    /// Periodic upkeep, every `retention_check_interval` (the broker
-    /// deletes segments past retention).
-    fn housekeeping(&self);
+    /// The service's own periodic work (retention, a clock). The server
+    /// runs it on a task of its own from the start, never in the accept
+    /// loop; it must end soon after [`Service::begin_shutdown`]. It owns
+    /// an `Arc` of the service, not a borrow, because it outlives the call
+    /// on a task of its own and may hand clones to blocking threads.
+    fn background(self: Arc<Self>) -> impl Future<Output = ()> + Send + 'static;
 
-    /// A shutdown has begun: answer any request held waiting (chapter 5's
-    /// group joins), so the connections can drain.
-    fn begin_shutdown(&self) {}
+    /// A shutdown has begun: answer every request held waiting (a
+    /// long-polled fetch, a group join) now, refuse to hold new ones, and
+    /// end the background work, so that draining is quick.
+    fn begin_shutdown(&self);
 
-    /// Called once every connection has ended: close the store cleanly.
-    fn shutdown(self: Arc<Self>) -> Result<(), ch03_partitions::StoreError>;
+    /// Called once every connection and the background work have ended:
+    /// close cleanly (the broker closes its store).
+    fn shutdown(self: Arc<Self>) -> Result<(), Self::Error>;
 }
 
 /// How the server behaves. The defaults follow Kafka's where it has one.
@@ -59,11 +74,9 @@ pub struct ServerConfig {
     /// Close a connection that sends nothing for this long
     /// (`connections.max.idle.ms`, 10 minutes).
     pub idle_timeout: Duration,
-    /// How long a shutdown waits for requests in flight.
+    /// How long a shutdown waits for requests in flight and the
+    /// service's background work.
     pub drain_timeout: Duration,
-    /// How often to delete segments past their topic's retention
-    /// (`log.retention.check.interval.ms`, 5 minutes).
-    pub retention_check_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -75,36 +88,21 @@ impl Default for ServerConfig {
             max_in_flight: 64,
             idle_timeout: Duration::from_secs(600),
             drain_timeout: Duration::from_secs(30),
-            retention_check_interval: Duration::from_secs(300),
         }
     }
 }
 
 /// A bound, not yet running, server of a [`Service`].
-pub struct Server<S: Service = Broker> {
+pub struct Server<S: Service> {
     listener: TcpListener,
     service: Arc<S>,
     config: ServerConfig,
 }
 
-impl Server<Broker> {
-    /// Binds `addr` (port 0 picks a free port) and serves `store` there
-    /// with chapter 4's [`Broker`].
-    pub async fn bind(
-        addr: SocketAddr,
-        store: TopicStore,
-        config: ServerConfig,
-    ) -> std::io::Result<Server<Broker>> {
-        Server::bind_with(addr, config, |local| {
-            Broker::new(store, local.ip().to_string(), local.port())
-        })
-        .await
-    }
-}
-
 impl<S: Service> Server<S> {
     /// Binds `addr`, then builds the service with the address it is bound
-    /// to (which a broker advertises to clients).
+    /// to (which a broker advertises to clients). Each service has its own
+    /// shortcut over this (`broker::bind` in this chapter).
     pub async fn bind_with(
         addr: SocketAddr,
         config: ServerConfig,
@@ -126,13 +124,11 @@ impl<S: Service> Server<S> {
             .expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` completes; then stops accepting, lets every
-    /// connection finish the requests it has read (up to `drain_timeout`),
-    /// and closes the store cleanly.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()>,
-    ) -> Result<(), ch03_partitions::StoreError> {
+    /// Serves until `shutdown` completes; then stops accepting, tells the
+    /// service a shutdown has begun, lets every connection finish the
+    /// requests it has read and the background work end (together up to
+    /// `drain_timeout`), and has the service close cleanly.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), S::Error> {
         let Server {
             listener,
             service,
@@ -141,15 +137,13 @@ impl<S: Service> Server<S> {
         let total = Arc::new(Semaphore::new(config.max_total_bytes));
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut connections = JoinSet::new();
-        let mut retention = tokio::time::interval_at(
-            tokio::time::Instant::now() + config.retention_check_interval,
-            config.retention_check_interval,
-        );
+        // The service's periodic work gets a task of its own: a slow
+        // retention pass must not stop this loop from accepting.
+        let mut background = tokio::spawn(service.clone().background());
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = retention.tick() => service.housekeeping(),
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         debug!(%peer, "connection accepted");
@@ -177,16 +171,20 @@ impl<S: Service> Server<S> {
             "shutting down: draining requests in flight"
         );
         drop(listener);
+        // Held requests are answered now, not when they time out.
         service.begin_shutdown();
         let _ = stop_tx.send(true);
         let drained = tokio::time::timeout(config.drain_timeout, async {
             while connections.join_next().await.is_some() {}
+            let _ = (&mut background).await;
         })
         .await;
         if drained.is_err() {
             warn!("requests still in flight after the drain timeout; abandoning them");
             connections.abort_all();
             while connections.join_next().await.is_some() {}
+            background.abort();
+            let _ = background.await;
         }
         // Every task that held the service has ended.
         service.shutdown()

@@ -1,9 +1,10 @@
 //! [`GroupBroker`]: chapter 4's broker with a group coordinator inside. It
 //! answers the group APIs itself and passes every other request to the
-//! chapter 4 [`Broker`], behind the same [`Server`]. This is the thin tokio
-//! shell around the sans-IO [`GroupCoordinator`] and [`OffsetStore`]: it
-//! holds a join or sync on a one-shot channel until the coordinator says
-//! its answer is ready, and ticks the coordinator's clock.
+//! chapter 4 [`Broker`], behind the same [`Server`]; each lifecycle call
+//! does its own part and is passed on too. This is the thin tokio shell
+//! around the sans-IO [`GroupCoordinator`] and [`OffsetStore`]: it holds a
+//! join or sync on a one-shot channel until the coordinator says its answer
+//! is ready, ticks the coordinator's clock, and cleans the offsets topic.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,12 +15,11 @@ use bytes::BytesMut;
 use ch03_partitions::{StoreError, TopicStore};
 use ch04_network::broker::{BROKER_ID, error_code};
 use ch04_network::protocol::{self, API_VERSION, RequestHeader};
-use ch04_network::{Broker, ErrorCode, Server, ServerConfig, Service};
+use ch04_network::{Broker, BrokerConfig, ErrorCode, Server, ServerConfig, Service};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
+use tokio::sync::{oneshot, watch};
+use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{info, warn};
 
 use crate::coordinator::{CoordinatorConfig, GroupCoordinator, Replies, Reply, ReplyTo};
@@ -34,9 +34,12 @@ use crate::protocol::{
 /// Kafka's `offset.metadata.max.bytes`.
 pub const MAX_METADATA_BYTES: usize = 4096;
 
-/// How the group side of the broker behaves.
+/// How the group broker behaves: chapter 4's broker settings, and the
+/// group side's.
 #[derive(Debug, Clone)]
 pub struct GroupConfig {
+    /// The broker inside (its retention timer).
+    pub broker: BrokerConfig,
     /// The coordinator's limits.
     pub coordinator: CoordinatorConfig,
     /// The offsets topic.
@@ -44,14 +47,19 @@ pub struct GroupConfig {
     /// How often the coordinator's clock ticks (session timeouts are
     /// noticed within this).
     pub tick_interval: Duration,
+    /// How often the offsets topic is cleaned (5 minutes; Kafka's log
+    /// cleaner looks for work every `log.cleaner.backoff.ms`, 15 s).
+    pub clean_interval: Duration,
 }
 
 impl Default for GroupConfig {
     fn default() -> Self {
         GroupConfig {
+            broker: BrokerConfig::default(),
             coordinator: CoordinatorConfig::default(),
             offsets: OffsetsConfig::default(),
             tick_interval: Duration::from_millis(100),
+            clean_interval: Duration::from_secs(300),
         }
     }
 }
@@ -77,7 +85,7 @@ impl Groups {
     }
 }
 
-/// What the ticker task and the request handlers share.
+/// The coordinator's state and its clock.
 struct Shared {
     groups: Mutex<Groups>,
     /// The coordinator's clock starts here.
@@ -96,10 +104,15 @@ impl Shared {
 
 /// A broker with a group coordinator.
 pub struct GroupBroker {
-    broker: Broker,
-    shared: Arc<Shared>,
-    ticker: JoinHandle<()>,
+    /// Chapter 4's broker, shared with its background work.
+    broker: Arc<Broker>,
+    shared: Shared,
+    /// Raised once a shutdown has begun: no request is held any more, and
+    /// the clock and the cleaner stop.
+    stopping: watch::Sender<bool>,
     advertised: (String, u16),
+    tick_interval: Duration,
+    clean_interval: Duration,
 }
 
 /// Why a group broker could not start.
@@ -143,8 +156,7 @@ pub async fn bind(
 }
 
 impl GroupBroker {
-    /// Wraps a store whose offsets are loaded; starts the coordinator's
-    /// clock. Must run inside a tokio runtime.
+    /// Wraps a store whose offsets are loaded.
     fn new(
         store: TopicStore,
         offsets: OffsetStore,
@@ -155,7 +167,7 @@ impl GroupBroker {
         for group in offsets.groups() {
             coordinator.ensure_group(group);
         }
-        let shared = Arc::new(Shared {
+        let shared = Shared {
             groups: Mutex::new(Groups {
                 coordinator,
                 offsets,
@@ -163,17 +175,18 @@ impl GroupBroker {
                 next_reply: 0,
             }),
             started: Instant::now(),
-        });
-        let ticker = tokio::spawn(tick(shared.clone(), config.tick_interval));
+        };
         let host = local.ip().to_string();
-        let mut broker = Broker::new(store, host.clone(), local.port());
+        let mut broker = Broker::new(store, host.clone(), local.port(), config.broker);
         // Clients may read the offsets topic; only the coordinator writes it.
         broker.protect(OFFSETS_TOPIC);
         GroupBroker {
-            broker,
+            broker: Arc::new(broker),
             shared,
-            ticker,
+            stopping: watch::Sender::new(false),
             advertised: (host, local.port()),
+            tick_interval: config.tick_interval,
+            clean_interval: config.clean_interval,
         }
     }
 
@@ -187,6 +200,12 @@ impl GroupBroker {
         let (tx, rx) = oneshot::channel();
         {
             let mut groups = self.shared.lock();
+            // After a shutdown has begun nobody would answer: refuse now.
+            // (Checked under the lock that `begin_shutdown` takes to drop
+            // the held channels, so no call slips in between.)
+            if *self.stopping.borrow() {
+                return None;
+            }
             let to = groups.next_reply;
             groups.next_reply += 1;
             groups.held.insert(to, tx);
@@ -389,7 +408,10 @@ impl GroupBroker {
 }
 
 impl Service for GroupBroker {
+    type Error = StoreError;
+
     async fn handle(&self, header: RequestHeader, body: BytesMut) -> Option<BytesMut> {
+        // Not a group API: chapter 4's broker's.
         let Some(api) = GroupApi::from_u16(header.api_key) else {
             return self.broker.handle(header, body).await;
         };
@@ -407,41 +429,77 @@ impl Service for GroupBroker {
         Some(self.handle_group(header, api, &body).await)
     }
 
-    fn housekeeping(&self) {
-        Service::housekeeping(&self.broker);
-        let groups = self.shared.lock();
-        match groups.offsets.clean(&mut self.broker.write()) {
-            Ok(0) => {}
-            Ok(deleted) => info!(deleted, "cleaned the offsets topic"),
-            Err(e) => warn!(error = %e, "cleaning the offsets topic failed"),
-        }
+    /// The broker's retention, the coordinator's clock and the cleaner,
+    /// side by side.
+    async fn background(self: Arc<Self>) {
+        tokio::join!(
+            Arc::clone(&self.broker).background(),
+            self.tick(),
+            self.clean(),
+        );
     }
 
     fn begin_shutdown(&self) {
-        self.ticker.abort();
+        self.stopping.send_replace(true);
         // Dropping the channels answers every held join and sync with
         // COORDINATOR_NOT_AVAILABLE: the clients will find the group again
         // when the broker is back.
         self.shared.lock().held.clear();
+        self.broker.begin_shutdown();
     }
 
     fn shutdown(self: Arc<Self>) -> Result<(), StoreError> {
-        match Arc::try_unwrap(self) {
-            Ok(service) => Service::shutdown(Arc::new(service.broker)),
-            Err(service) => service.broker.sync(),
-        }
+        // Let go of this layer: if it was the last holder, the broker is
+        // now alone and closes its store (or syncs it, if it is not).
+        let broker = Arc::clone(&self.broker);
+        drop(self);
+        broker.shutdown()
     }
 }
 
-/// The coordinator's clock: every `interval`, let time pass.
-async fn tick(shared: Arc<Shared>, interval: Duration) {
-    let mut ticks = tokio::time::interval(interval);
-    loop {
-        ticks.tick().await;
-        let now = shared.now();
-        let mut groups = shared.lock();
-        let replies = groups.coordinator.tick(now);
-        groups.deliver(replies);
+impl GroupBroker {
+    /// The coordinator's clock: every `tick_interval`, let time pass.
+    async fn tick(&self) {
+        let mut ticks = tokio::time::interval(self.tick_interval);
+        let mut stopping = self.stopping.subscribe();
+        loop {
+            tokio::select! {
+                _ = stopping.wait_for(|stopping| *stopping) => return,
+                _ = ticks.tick() => {}
+            }
+            let now = self.shared.now();
+            let mut groups = self.shared.lock();
+            let replies = groups.coordinator.tick(now);
+            groups.deliver(replies);
+        }
+    }
+
+    /// Every `clean_interval`, cleans the offsets topic.
+    async fn clean(self: &Arc<Self>) {
+        let every = self.clean_interval;
+        let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
+        // A pass that overran is not followed by catch-up passes back to
+        // back: the next one waits a whole interval.
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut stopping = self.stopping.subscribe();
+        loop {
+            tokio::select! {
+                _ = stopping.wait_for(|stopping| *stopping) => return,
+                _ = ticks.tick() => {}
+            }
+            // Cleaning rewrites and deletes files: a blocking thread's work.
+            let this = Arc::clone(self);
+            let cleaned = tokio::task::spawn_blocking(move || {
+                let groups = this.shared.lock();
+                groups.offsets.clean(&mut this.broker.write())
+            });
+            match cleaned.await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(deleted)) => info!(deleted, "cleaned the offsets topic"),
+                Ok(Err(e)) => warn!(error = %e, "cleaning the offsets topic failed"),
+                Err(e) => warn!(error = %e, "cleaning the offsets topic panicked"),
+            }
+        }
     }
 }
 

@@ -9,10 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ch02_segments::{Clock, Record, SystemClock};
-use ch04_network::{Admin, Producer, ProducerConfig, ServerConfig};
+use ch04_network::{Admin, Client, ErrorCode, Producer, ProducerConfig, ServerConfig};
 use ch05_consumer_groups::assignor::CooperativeStickyAssignor;
 use ch05_consumer_groups::consumer::{GroupConsumer, GroupConsumerConfig, RebalanceListener};
 use ch05_consumer_groups::offsets::OffsetsConfig;
+use ch05_consumer_groups::protocol::{
+    CONSUMER_PROTOCOL, GroupApi, JoinGroupRequest, JoinGroupResponse,
+};
 use common::{TestBroker, fast, group_config};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -344,16 +347,18 @@ async fn committed_offsets_survive_a_broker_restart_and_cleaning() {
         segment_bytes: 512,
         cleanup_segments: 2,
     };
-    let server = ServerConfig {
-        retention_check_interval: Duration::from_millis(50),
-        ..ServerConfig::default()
-    };
+    groups.clean_interval = Duration::from_millis(50);
+    let server = ServerConfig::default();
     let mut broker = TestBroker::start_with(dir.path(), server.clone(), groups.clone()).await;
     topic(&broker.addr, "t", 4).await;
     // Enough records in every partition for the positions below.
     produce(&broker.addr, "t", 400).await;
     let mut config = fast("g", "c");
     config.enable_auto_commit = false;
+    // The commits below call no `poll`; on a loaded machine they can take
+    // longer than the fast 3 s `max.poll.interval.ms`, and a member that
+    // stops polling leaves its group.
+    config.max_poll_interval = Duration::from_secs(60);
     let mut consumer = GroupConsumer::connect(&broker.addr, config).await.unwrap();
     consumer.subscribe(["t"]);
     consumer.poll(Duration::from_millis(10)).await.unwrap();
@@ -402,4 +407,55 @@ async fn committed_offsets_survive_a_broker_restart_and_cleaning() {
     }
     let expected: BTreeMap<u32, u64> = (0..4).map(|p| (p, position(200, p))).collect();
     assert_eq!(first, expected);
+}
+
+/// Joins group "g" through `client` as a new member (both KIP-394 steps)
+/// in a task; returns the second step's answer, which may be held.
+fn join_in_a_task(client: Arc<Client>) -> JoinHandle<JoinGroupResponse> {
+    tokio::spawn(async move {
+        // Minutes of timeouts: only the broker's shutdown can cut a held
+        // join short here.
+        let join = |member_id: &str| JoinGroupRequest {
+            group_id: "g".into(),
+            session_timeout_ms: 120_000,
+            rebalance_timeout_ms: 120_000,
+            member_id: member_id.into(),
+            client_id: "raw".into(),
+            protocol_type: CONSUMER_PROTOCOL.into(),
+            protocols: vec![("range".to_string(), vec![])],
+        };
+        let first: JoinGroupResponse = client.call(GroupApi::JoinGroup, &join("")).await.unwrap();
+        assert_eq!(first.error, ErrorCode::MemberIdRequired);
+        client
+            .call(GroupApi::JoinGroup, &join(&first.member_id))
+            .await
+            .unwrap()
+    })
+}
+
+#[tokio::test]
+async fn a_join_held_when_a_shutdown_begins_is_answered_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = TestBroker::start(dir.path()).await;
+    let timeout = Duration::from_secs(10);
+    let first = Arc::new(Client::connect(&broker.addr, timeout).await.unwrap());
+    let joined = join_in_a_task(first).await.unwrap();
+    assert_eq!(joined.error, ErrorCode::None);
+    // A second member: its join is held until the first rejoins, which
+    // it never does (for two minutes, the rebalance timeout).
+    let second = Arc::new(Client::connect(&broker.addr, timeout).await.unwrap());
+    let held = join_in_a_task(second);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!held.is_finished(), "the join was not held");
+
+    let start = Instant::now();
+    broker.stop().await;
+    // Answered and drained in well under the 30 s drain timeout.
+    assert!(
+        start.elapsed() < timeout,
+        "shutdown took {:?}",
+        start.elapsed()
+    );
+    let answer = held.await.unwrap();
+    assert_eq!(answer.error, ErrorCode::CoordinatorNotAvailable);
 }

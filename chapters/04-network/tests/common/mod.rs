@@ -1,10 +1,12 @@
 //! A broker on a free loopback port, for the tests.
 
+#![allow(dead_code)] // Each test file uses its own part of this.
+
 use std::path::Path;
 use std::time::Duration;
 
 use ch03_partitions::TopicStore;
-use ch04_network::{Server, ServerConfig};
+use ch04_network::{BrokerConfig, ServerConfig, broker};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -18,12 +20,20 @@ pub(crate) struct TestBroker {
 
 impl TestBroker {
     pub(crate) async fn start() -> TestBroker {
-        TestBroker::start_with(ServerConfig::default()).await
+        TestBroker::start_configured(ServerConfig::default(), BrokerConfig::default()).await
     }
 
-    pub(crate) async fn start_with(config: ServerConfig) -> TestBroker {
+    pub(crate) async fn start_with(server: ServerConfig) -> TestBroker {
+        TestBroker::start_configured(server, BrokerConfig::default()).await
+    }
+
+    pub(crate) async fn start_with_broker(config: BrokerConfig) -> TestBroker {
+        TestBroker::start_configured(ServerConfig::default(), config).await
+    }
+
+    async fn start_configured(server: ServerConfig, config: BrokerConfig) -> TestBroker {
         let dir = tempfile::tempdir().unwrap();
-        let (addr, stop, task) = serve(dir.path(), config).await;
+        let (addr, stop, task) = serve(dir.path(), server, config).await;
         TestBroker {
             addr,
             stop: Some(stop),
@@ -49,14 +59,15 @@ impl TestBroker {
 
 async fn serve(
     dir: &Path,
-    config: ServerConfig,
+    server: ServerConfig,
+    config: BrokerConfig,
 ) -> (
     String,
     oneshot::Sender<()>,
     JoinHandle<Result<(), ch03_partitions::StoreError>>,
 ) {
     let (store, _) = TopicStore::open(dir).unwrap();
-    let server = Server::bind("127.0.0.1:0".parse().unwrap(), store, config)
+    let server = broker::bind("127.0.0.1:0".parse().unwrap(), store, server, config)
         .await
         .unwrap();
     let addr = server.local_addr().to_string();

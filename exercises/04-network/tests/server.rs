@@ -1,0 +1,190 @@
+//! The server shell on its own, with services of these tests' making: the
+//! lifecycle it drives (background work, a shutdown begun, a drain, a
+//! close), and periodic work kept out of the accept loop.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use ch04_network::protocol::{self, ApiKey, MetadataRequest, MetadataResponse, RequestHeader};
+use ch04_network::{Client, Server, ServerConfig, Service};
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Every service here answers any request with an empty metadata response.
+fn answer(header: RequestHeader) -> Option<BytesMut> {
+    let empty = MetadataResponse {
+        brokers: Vec::new(),
+        topics: Vec::new(),
+    };
+    Some(protocol::ok_response(header.correlation_id, &empty))
+}
+
+async fn ask(addr: &str) -> MetadataResponse {
+    let client = Client::connect(addr, TIMEOUT).await.unwrap();
+    client
+        .call(ApiKey::Metadata, &MetadataRequest { topics: None })
+        .await
+        .unwrap()
+}
+
+/// Writes down each lifecycle call, in order.
+struct Recorder {
+    events: Arc<Mutex<Vec<&'static str>>>,
+    stopping: watch::Sender<bool>,
+}
+
+impl Recorder {
+    fn log(&self, event: &'static str) {
+        self.events.lock().unwrap().push(event);
+    }
+}
+
+impl Service for Recorder {
+    type Error = Infallible;
+
+    async fn handle(&self, header: RequestHeader, _body: BytesMut) -> Option<BytesMut> {
+        answer(header)
+    }
+
+    async fn background(self: Arc<Self>) {
+        self.log("background started");
+        let _ = self.stopping.subscribe().wait_for(|s| *s).await;
+        // Work that finishes after the signal (a retention pass under
+        // way): the server must wait for it before the close.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.log("background ended");
+    }
+
+    fn begin_shutdown(&self) {
+        self.log("begin_shutdown");
+        self.stopping.send_replace(true);
+    }
+
+    fn shutdown(self: Arc<Self>) -> Result<(), Infallible> {
+        // Alone: no connection or background task still holds the service,
+        // so a broker could close its store rather than only sync it.
+        self.log(if Arc::strong_count(&self) == 1 {
+            "shutdown, alone"
+        } else {
+            "shutdown, shared"
+        });
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_server_runs_the_background_work_and_waits_for_it_before_the_close() {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let recorder = Recorder {
+        events: events.clone(),
+        stopping: watch::Sender::new(false),
+    };
+    let server = Server::bind_with(
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+        |_| recorder,
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr().to_string();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+
+    let deadline = Instant::now() + TIMEOUT;
+    while events.lock().unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the background work never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    ask(&addr).await;
+    let _ = stop.send(());
+    tokio::time::timeout(TIMEOUT, running)
+        .await
+        .expect("the server stopped in time")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        *events.lock().unwrap(),
+        [
+            "background started",
+            "begin_shutdown",
+            "background ended",
+            "shutdown, alone"
+        ]
+    );
+}
+
+/// A service whose background work blocks its thread until the test
+/// releases it: a stand-in for a slow retention pass on a busy disk.
+struct Stuck {
+    started: Mutex<Option<oneshot::Sender<()>>>,
+    release: Mutex<Option<mpsc::Receiver<()>>>,
+}
+
+impl Service for Stuck {
+    type Error = Infallible;
+
+    async fn handle(&self, header: RequestHeader, _body: BytesMut) -> Option<BytesMut> {
+        answer(header)
+    }
+
+    async fn background(self: Arc<Self>) {
+        let release = self.release.lock().unwrap().take().expect("started once");
+        let started = self.started.lock().unwrap().take().expect("started once");
+        let _ = started.send(());
+        let _ = release.recv();
+    }
+
+    fn begin_shutdown(&self) {}
+
+    fn shutdown(self: Arc<Self>) -> Result<(), Infallible> {
+        Ok(())
+    }
+}
+
+// Two worker threads: the stuck background work holds one, and the accept
+// loop must go on with the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_background_work_does_not_hold_up_the_accept_loop() {
+    let (started_tx, started) = oneshot::channel();
+    let (release, release_rx) = mpsc::channel();
+    let stuck = Stuck {
+        started: Mutex::new(Some(started_tx)),
+        release: Mutex::new(Some(release_rx)),
+    };
+    let server = Server::bind_with(
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+        |_| stuck,
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr().to_string();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    started.await.unwrap();
+
+    // While the background work is stuck, a new connection is accepted
+    // and answered.
+    tokio::time::timeout(TIMEOUT, ask(&addr))
+        .await
+        .expect("a connection was served while the background work was busy");
+
+    release.send(()).unwrap();
+    let _ = stop.send(());
+    tokio::time::timeout(TIMEOUT, running)
+        .await
+        .expect("the server stopped in time")
+        .unwrap()
+        .unwrap();
+}
