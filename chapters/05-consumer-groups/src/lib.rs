@@ -110,6 +110,7 @@ pub mod admin;
 pub mod assignor;
 pub mod consumer;
 pub mod coordinator;
+pub mod member;
 pub mod offsets;
 pub mod protocol;
 pub mod service;
