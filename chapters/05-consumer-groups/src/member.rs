@@ -483,6 +483,7 @@ impl Member {
         generation: i32,
         synced: Result<SyncGroupResponse, ClientError>,
     ) {
+        // exercise-hole: member_synced | A transport error is `self.fail(e)`. On `ErrorCode::None`, decode the answer's `assignment` as an `Assignment` (a decoding error fails with `ClientError::Protocol`): the member is now in `generation`, the flattened partitions wait in `self.synced` for the next `poll`, the state is `Stable`, and the next heartbeat is due one `heartbeat_interval` from `now`. `RebalanceInProgress` or `IllegalGeneration`: the group moved on, so back to `Joining`. `UnknownMemberId`: `self.lose()`. Any other code fails with `broker_error(code, "SyncGroup")`.
         let synced = match synced {
             Ok(synced) => synced,
             Err(e) => return self.fail(e),
@@ -503,6 +504,7 @@ impl Member {
             ErrorCode::UnknownMemberId => self.lose(),
             code => self.fail(broker_error(code, "SyncGroup")),
         }
+        // exercise-end
     }
 
     /// A heartbeat's answer. A rebalance (or a generation that ended)

@@ -104,12 +104,18 @@ fn synced(partitions: &[u32]) -> Response {
 /// with `partitions`, at time `now`; returns what the next `poll` says.
 fn follow(member: &mut Member, now: u64, generation: i32, partitions: &[u32]) -> Vec<Action> {
     join(member, now);
-    member.on_response(now, Response::Joined(Ok(joined(generation, "c-1", "leader"))));
+    member.on_response(
+        now,
+        Response::Joined(Ok(joined(generation, "c-1", "leader"))),
+    );
     assert_eq!(member.state(), MemberState::AwaitingSync { generation });
     let Request::Sync(sync) = send(member, now) else {
         panic!("expected a SyncGroup");
     };
-    assert_eq!((sync.generation_id, sync.assignments.len()), (generation, 0));
+    assert_eq!(
+        (sync.generation_id, sync.assignments.len()),
+        (generation, 0)
+    );
     member.on_response(now, synced(partitions));
     assert_eq!(member.state(), MemberState::Stable);
     member.poll(now)
@@ -120,7 +126,10 @@ fn stable(mut member: Member, partitions: &[u32]) -> Member {
     member.poll(0);
     member.rejoin();
     let actions = follow(&mut member, 0, 1, partitions);
-    assert!(matches!(&actions[..], [Action::Assign { .. }]), "{actions:?}");
+    assert!(
+        matches!(&actions[..], [Action::Assign { .. }]),
+        "{actions:?}"
+    );
     member
 }
 
@@ -138,7 +147,10 @@ fn a_new_member_gets_an_id_joins_leads_assigns_and_syncs() {
     let mut m = eager();
     // The first poll rejoins, and waits: nothing to read yet.
     let actions = m.poll(0);
-    assert!(matches!(&actions[..], [Action::Rejoin, Action::AwaitRebalance]), "{actions:?}");
+    assert!(
+        matches!(&actions[..], [Action::Rejoin, Action::AwaitRebalance]),
+        "{actions:?}"
+    );
     // Until the application has done that, nothing goes out.
     assert_eq!(m.next_request(0), Next::Wait(None));
     m.rejoin();
@@ -176,7 +188,12 @@ fn a_new_member_gets_an_id_joins_leads_assigns_and_syncs() {
     let plan: Vec<(String, Vec<TopicPartition>)> = sync
         .assignments
         .iter()
-        .map(|(id, bytes)| (id.clone(), decode_metadata::<Assignment>(bytes).unwrap().flatten()))
+        .map(|(id, bytes)| {
+            (
+                id.clone(),
+                decode_metadata::<Assignment>(bytes).unwrap().flatten(),
+            )
+        })
         .collect();
     assert_eq!(
         plan,
@@ -206,7 +223,10 @@ fn heartbeats_fall_due_every_interval_and_a_rebalance_makes_an_eager_member_give
     assert_eq!(m.next_request(150), Next::Wait(Some(2 * HEARTBEAT)));
     // A lost heartbeat is not fatal.
     send(&mut m, 2 * HEARTBEAT);
-    m.on_response(2 * HEARTBEAT, Response::Heartbeat(Err(ClientError::Timeout(5))));
+    m.on_response(
+        2 * HEARTBEAT,
+        Response::Heartbeat(Err(ClientError::Timeout(5))),
+    );
     assert_eq!(m.state(), MemberState::Stable);
     m.poll(250);
 
@@ -215,15 +235,24 @@ fn heartbeats_fall_due_every_interval_and_a_rebalance_makes_an_eager_member_give
     // and revokes everything first.
     assert_eq!(m.state(), MemberState::Stable);
     let actions = m.poll(310);
-    let [Action::Revoke { partitions, commit: true }, Action::Rejoin, Action::AwaitRebalance] =
-        &actions[..]
+    let [
+        Action::Revoke {
+            partitions,
+            commit: true,
+        },
+        Action::Rejoin,
+        Action::AwaitRebalance,
+    ] = &actions[..]
     else {
         panic!("expected an eager revocation: {actions:?}");
     };
     assert_eq!(partitions, &tps(&[0, 1]));
     m.rejoin();
     // Commits still carry the ending generation meanwhile.
-    assert_eq!(m.commit_request(&[(tps(&[0])[0].clone(), 7)]).generation_id, 1);
+    assert_eq!(
+        m.commit_request(&[(tps(&[0])[0].clone(), 7)]).generation_id,
+        1
+    );
     // For an eager sticky assignor, what it owned is a hint.
     assert_eq!(subscription(&join(&mut m, 310)).owned, tps(&[0, 1]));
     m.on_response(310, Response::Joined(Ok(joined(2, "c-1", "leader"))));
@@ -285,8 +314,14 @@ fn a_dropped_cooperative_member_loses_its_partitions_and_claims_nothing() {
     assert_eq!(m.state(), MemberState::Unjoined);
     assert_eq!(m.generation(), None);
     let actions = m.poll(110);
-    let [Action::Revoke { partitions, commit: false }, Action::Rejoin, Action::AwaitRebalance] =
-        &actions[..]
+    let [
+        Action::Revoke {
+            partitions,
+            commit: false,
+        },
+        Action::Rejoin,
+        Action::AwaitRebalance,
+    ] = &actions[..]
     else {
         panic!("expected its partitions lost, uncommitted: {actions:?}");
     };
@@ -302,7 +337,10 @@ fn a_member_that_stops_polling_leaves_and_rejoins_at_its_next_poll() {
     let mut m = stable(cooperative(), &[0, 1]);
     heartbeat(&mut m, HEARTBEAT, ErrorCode::None);
     // Heartbeats go on while the application is busy, up to the limit.
-    assert_eq!(m.next_request(HEARTBEAT + 1), Next::Wait(Some(2 * HEARTBEAT)));
+    assert_eq!(
+        m.next_request(HEARTBEAT + 1),
+        Next::Wait(Some(2 * HEARTBEAT))
+    );
     let mut now = 2 * HEARTBEAT;
     while now <= MAX_POLL {
         heartbeat(&mut m, now, ErrorCode::None);
@@ -320,7 +358,11 @@ fn a_member_that_stops_polling_leaves_and_rejoins_at_its_next_poll() {
     assert!(
         matches!(
             &actions[..],
-            [Action::Revoke { commit: false, .. }, Action::Rejoin, Action::AwaitRebalance]
+            [
+                Action::Revoke { commit: false, .. },
+                Action::Rejoin,
+                Action::AwaitRebalance
+            ]
         ),
         "{actions:?}"
     );
@@ -343,12 +385,18 @@ fn a_failed_rebalance_is_surfaced_once_and_retried_at_the_next_poll() {
         "{actions:?}"
     );
     let actions = m.poll(20);
-    assert!(matches!(&actions[..], [Action::Rejoin, Action::AwaitRebalance]), "{actions:?}");
+    assert!(
+        matches!(&actions[..], [Action::Rejoin, Action::AwaitRebalance]),
+        "{actions:?}"
+    );
     m.rejoin();
     assert_eq!(join(&mut m, 20).member_id, "c-1");
     // A connection that breaks is a failure too.
     m.on_response(20, Response::Joined(Err(ClientError::Closed)));
-    assert!(matches!(&m.poll(30)[..], [Action::Fail(ClientError::Closed)]));
+    assert!(matches!(
+        &m.poll(30)[..],
+        [Action::Fail(ClientError::Closed)]
+    ));
 }
 
 #[test]
@@ -371,7 +419,10 @@ fn a_sync_the_group_moved_past_joins_again() {
     // A rebalance this member is joining anyway: no second one queued.
     m.on_response(0, join_error(ErrorCode::RebalanceInProgress, "c-1"));
     let actions = follow(&mut m, 0, 2, &[0]);
-    assert!(matches!(&actions[..], [Action::Assign { .. }]), "{actions:?}");
+    assert!(
+        matches!(&actions[..], [Action::Assign { .. }]),
+        "{actions:?}"
+    );
 }
 
 #[test]
@@ -386,16 +437,30 @@ fn closing_leaves_with_the_members_id_and_commits_carry_the_generation() {
         (TopicPartition::new("t", 1), 5),
         (TopicPartition::new("t", 0), 4),
     ]);
-    assert_eq!((commit.generation_id, commit.member_id.as_str()), (1, "c-1"));
+    assert_eq!(
+        (commit.generation_id, commit.member_id.as_str()),
+        (1, "c-1")
+    );
     let topics: Vec<(&str, Vec<(u32, u64)>)> = commit
         .topics
         .iter()
-        .map(|(t, ps)| (t.as_str(), ps.iter().map(|p| (p.partition, p.offset)).collect()))
+        .map(|(t, ps)| {
+            (
+                t.as_str(),
+                ps.iter().map(|p| (p.partition, p.offset)).collect(),
+            )
+        })
         .collect();
-    assert_eq!(topics, vec![("t", vec![(1, 5), (0, 4)]), ("u", vec![(3, 9)])]);
+    assert_eq!(
+        topics,
+        vec![("t", vec![(1, 5), (0, 4)]), ("u", vec![(3, 9)])]
+    );
 
     let leave = m.close().expect("a LeaveGroup");
-    assert_eq!((leave.group_id.as_str(), leave.member_id.as_str()), ("g", "c-1"));
+    assert_eq!(
+        (leave.group_id.as_str(), leave.member_id.as_str()),
+        ("g", "c-1")
+    );
     assert_eq!(m.state(), MemberState::Left);
     assert_eq!(m.next_request(10_000), Next::Wait(None));
 }
