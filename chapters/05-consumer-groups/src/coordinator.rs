@@ -16,10 +16,38 @@ use std::time::Duration;
 
 use ch04_network::ErrorCode;
 
+use crate::offsets::Commit;
 use crate::protocol::{
     DescribeGroupsResponse, GroupDescription, HeartbeatRequest, JoinGroupRequest,
-    JoinGroupResponse, LeaveGroupRequest, MemberDescription, SyncGroupRequest, SyncGroupResponse,
+    JoinGroupResponse, LeaveGroupRequest, MemberDescription, OffsetCommitRequest,
+    OffsetCommitResponse, SyncGroupRequest, SyncGroupResponse,
 };
+
+/// Kafka's `offset.metadata.max.bytes`: the most text a commit may carry.
+pub const MAX_METADATA_BYTES: usize = 4096;
+
+/// What an OffsetCommit comes to: the answer, and the positions to store.
+/// The shell appends `accepted` to the offsets topic, and only then sends
+/// `response`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitDecision {
+    /// The answer, every partition `None` that is in `accepted`.
+    pub response: OffsetCommitResponse,
+    /// The positions to store, in the request's order.
+    pub accepted: Vec<Commit>,
+}
+
+impl CommitDecision {
+    /// Storing `accepted` failed with `code`: the answer says so for each
+    /// of them, instead of `None`.
+    pub fn storing_failed(&mut self, code: ErrorCode) {
+        for (_, partitions) in &mut self.response.topics {
+            for (_, error) in partitions.iter_mut().filter(|(_, e)| *e == ErrorCode::None) {
+                *error = code;
+            }
+        }
+    }
+}
 
 /// Identifies a held request, so its answer can be sent when it is ready.
 pub type ReplyTo = u64;
@@ -562,6 +590,55 @@ impl GroupCoordinator {
             GroupState::Empty | GroupState::Dead => ErrorCode::UnknownMemberId,
         }
     }
+
+    // ANCHOR: commit
+    /// An OffsetCommit: the member and generation must be allowed to
+    /// commit ([`GroupCoordinator::check_commit`]), and then each partition
+    /// must exist (`partition_count` says how many a topic has, `None` for
+    /// none) and carry at most [`MAX_METADATA_BYTES`] of metadata. Refused
+    /// partitions get their error; the rest are accepted, and a group that
+    /// commits becomes known (as Empty, if nobody has joined it).
+    pub fn commit(
+        &mut self,
+        now: u64,
+        request: OffsetCommitRequest,
+        partition_count: impl Fn(&str) -> Option<u32>,
+    ) -> CommitDecision {
+        let member_error = self.check_commit(
+            now,
+            &request.group_id,
+            request.generation_id,
+            &request.member_id,
+        );
+        let mut topics = Vec::new();
+        let mut accepted: Vec<Commit> = Vec::new();
+        for (topic, partitions) in request.topics {
+            let count = partition_count(&topic);
+            let mut codes = Vec::new();
+            for p in partitions {
+                let error = if member_error != ErrorCode::None {
+                    member_error
+                } else if count.is_none_or(|n| p.partition >= n) {
+                    ErrorCode::UnknownTopicOrPartition
+                } else if p.metadata.len() > MAX_METADATA_BYTES {
+                    ErrorCode::OffsetMetadataTooLarge
+                } else {
+                    accepted.push((topic.clone(), p.partition, p.offset, p.metadata));
+                    ErrorCode::None
+                };
+                codes.push((p.partition, error));
+            }
+            topics.push((topic, codes));
+        }
+        if !accepted.is_empty() {
+            self.ensure_group(&request.group_id);
+        }
+        CommitDecision {
+            response: OffsetCommitResponse { topics },
+            accepted,
+        }
+    }
+    // ANCHOR_END: commit
 
     /// Makes sure a group with committed offsets is known (as Empty), as
     /// after a restart.

@@ -14,16 +14,28 @@
 //!   [`protocol::Assignment`].
 //! - [`coordinator`]: sans-IO. [`coordinator::GroupCoordinator`], the state
 //!   machine of every group: members, generations, the five states, session
-//!   and rebalance timeouts, driven by a clock the caller passes in.
+//!   and rebalance timeouts, driven by a clock the caller passes in; and
+//!   which offset commits to accept.
 //! - [`assignor`]: sans-IO. The [`assignor::Assignor`] trait and the range,
 //!   round-robin, sticky and cooperative-sticky assignors, which the group
 //!   *leader* (a client) runs.
 //! - [`offsets`]: [`offsets::OffsetStore`], committed offsets as records in
-//!   the internal topic `__consumer_offsets`, rebuilt on start and cleaned.
+//!   the internal topic `__consumer_offsets`, rebuilt on start and cleaned;
+//!   its OffsetFetch answers are sans-IO lookups.
+//! - [`member`]: sans-IO. [`member::Member`], the consumer's side of the
+//!   protocol as a state machine ([`member::MemberState`]): it says which
+//!   request to send next (join, the leader's metadata lookup and
+//!   assignment, sync, heartbeat, leave) and what `poll` must do (revoke,
+//!   assign, rejoin, wait, fail), eager or cooperative, driven by a clock
+//!   the caller passes in. The twin of the coordinator.
 //! - [`service`]: [`service::GroupBroker`], the thin tokio shell: chapter
-//!   4's broker with the coordinator inside, behind chapter 4's server.
-//! - [`consumer`]: [`consumer::GroupConsumer`], subscribe, poll, rebalance
-//!   listeners, heartbeats in the background, automatic and manual commits.
+//!   4's broker with the coordinator inside, behind chapter 4's server. It
+//!   holds joins and syncs, ticks the clock, appends what the coordinator
+//!   accepts to the offsets topic, and replies.
+//! - [`consumer`]: [`consumer::GroupConsumer`], the tokio shell around a
+//!   [`member::Member`]: a driver task sends what the member asks for, and
+//!   `poll` does its actions with chapter 4's consumer, the rebalance
+//!   listener, and automatic and manual commits.
 //! - [`admin`]: [`admin::GroupAdmin`], list and describe groups and their
 //!   committed offsets (what `kfs groups` shows).
 //!
@@ -64,8 +76,7 @@
 //! use ch02_segments::Record;
 //! use ch03_partitions::TopicStore;
 //! use ch04_network::{Admin, Producer, ProducerConfig, ServerConfig};
-//! use ch05_consumer_groups::consumer::{GroupConsumer, GroupConsumerConfig};
-//! use ch05_consumer_groups::service::{self, GroupConfig};
+//! use ch05_consumer_groups::{GroupConfig, GroupConsumer, GroupConsumerConfig, service};
 //!
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -110,6 +121,17 @@ pub mod admin;
 pub mod assignor;
 pub mod consumer;
 pub mod coordinator;
+pub mod member;
 pub mod offsets;
 pub mod protocol;
 pub mod service;
+
+pub use admin::{GroupAdmin, GroupInfo, MemberInfo};
+pub use assignor::{
+    Assignor, CooperativeStickyAssignor, RangeAssignor, RoundRobinAssignor, StickyAssignor,
+};
+pub use consumer::{GroupConsumer, GroupConsumerConfig, RebalanceListener};
+pub use coordinator::{CommitDecision, CoordinatorConfig, GroupCoordinator, GroupState};
+pub use member::{Member, MemberConfig, MemberState};
+pub use offsets::{OffsetStore, OffsetsConfig};
+pub use service::{BindError, GroupBroker, GroupConfig, bind};

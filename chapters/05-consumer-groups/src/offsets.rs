@@ -24,7 +24,10 @@ use std::collections::BTreeMap;
 
 use ch02_segments::Record;
 use ch03_partitions::{StoreError, TopicConfig, TopicStore, partition_for_key};
+use ch04_network::ErrorCode;
 use serde::{Deserialize, Serialize};
+
+use crate::protocol::{FetchedOffset, OffsetFetchRequest, OffsetFetchResponse};
 
 /// The internal topic's name, as in Kafka.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -244,6 +247,58 @@ impl OffsetStore {
         self.latest.get(group)
     }
 
+    /// An OffsetFetch's answer: the positions asked for (a partition with
+    /// no commit has offset `None`), or with no topics named, every
+    /// committed position of the group, grouped by topic in order.
+    pub fn fetch(&self, request: &OffsetFetchRequest) -> OffsetFetchResponse {
+        if request.group_id.is_empty() {
+            return OffsetFetchResponse {
+                error: ErrorCode::InvalidGroupId,
+                topics: Vec::new(),
+            };
+        }
+        let fetched = |topic: &str, partition: u32| {
+            let committed = self.get(&request.group_id, topic, partition);
+            FetchedOffset {
+                partition,
+                offset: committed.map(|c| c.offset),
+                metadata: committed.map(|c| c.metadata.clone()).unwrap_or_default(),
+            }
+        };
+        let topics = match &request.topics {
+            Some(topics) => topics
+                .iter()
+                .map(|(topic, ps)| {
+                    (
+                        topic.clone(),
+                        ps.iter().map(|&p| fetched(topic, p)).collect(),
+                    )
+                })
+                .collect(),
+            None => {
+                // The map is ordered by topic, then partition: each topic's
+                // positions are consecutive.
+                let mut by_topic: Vec<(String, Vec<FetchedOffset>)> = Vec::new();
+                for tp in self
+                    .group(&request.group_id)
+                    .into_iter()
+                    .flat_map(|g| g.keys())
+                {
+                    let entry = fetched(&tp.topic, tp.partition);
+                    match by_topic.last_mut() {
+                        Some((t, list)) if *t == tp.topic => list.push(entry),
+                        _ => by_topic.push((tp.topic.clone(), vec![entry])),
+                    }
+                }
+                by_topic
+            }
+        };
+        OffsetFetchResponse {
+            error: ErrorCode::None,
+            topics,
+        }
+    }
+
     /// The groups with committed offsets.
     pub fn groups(&self) -> impl Iterator<Item = &String> {
         self.latest.keys()
@@ -330,4 +385,86 @@ fn commit_record(
     Record::new(encode(&value))
         .with_timestamp(timestamp)
         .with_key(encode(&key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store holding these commits of group `g`, with no topic behind it:
+    /// `fetch` only reads the map.
+    fn store(commits: &[(&str, u32, u64)]) -> OffsetStore {
+        let positions = commits
+            .iter()
+            .map(|&(topic, partition, offset)| {
+                let committed = Committed {
+                    offset,
+                    metadata: format!("m{offset}"),
+                    timestamp: 0,
+                };
+                (TopicPartition::new(topic, partition), committed)
+            })
+            .collect();
+        OffsetStore {
+            config: OffsetsConfig::default(),
+            latest: BTreeMap::from([("g".to_string(), positions)]),
+        }
+    }
+
+    fn fetched(partition: u32, offset: Option<u64>) -> FetchedOffset {
+        FetchedOffset {
+            partition,
+            offset,
+            metadata: offset.map(|o| format!("m{o}")).unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn fetching_every_position_groups_them_by_topic_in_order() {
+        let offsets = store(&[("b", 1, 10), ("a", 2, 7), ("b", 0, 3), ("a", 0, 5)]);
+        let request = OffsetFetchRequest {
+            group_id: "g".into(),
+            topics: None,
+        };
+        let answer = offsets.fetch(&request);
+        assert_eq!(answer.error, ErrorCode::None);
+        assert_eq!(
+            answer.topics,
+            vec![
+                ("a".into(), vec![fetched(0, Some(5)), fetched(2, Some(7))]),
+                ("b".into(), vec![fetched(0, Some(3)), fetched(1, Some(10))]),
+            ]
+        );
+    }
+
+    #[test]
+    fn fetching_named_partitions_answers_each_in_the_order_asked() {
+        let offsets = store(&[("a", 0, 5), ("a", 1, 6)]);
+        let request = OffsetFetchRequest {
+            group_id: "g".into(),
+            topics: Some(vec![("a".into(), vec![1, 9, 0]), ("z".into(), vec![0])]),
+        };
+        assert_eq!(
+            offsets.fetch(&request).topics,
+            vec![
+                (
+                    "a".into(),
+                    vec![fetched(1, Some(6)), fetched(9, None), fetched(0, Some(5))]
+                ),
+                ("z".into(), vec![fetched(0, None)]),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_group_has_nothing_and_an_empty_id_is_invalid() {
+        let offsets = store(&[("a", 0, 5)]);
+        let all = |group: &str| OffsetFetchRequest {
+            group_id: group.into(),
+            topics: None,
+        };
+        let unknown = offsets.fetch(&all("other"));
+        assert_eq!((unknown.error, unknown.topics), (ErrorCode::None, vec![]));
+        assert_eq!(offsets.fetch(&all("")).error, ErrorCode::InvalidGroupId);
+    }
 }

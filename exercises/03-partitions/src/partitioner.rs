@@ -1,9 +1,9 @@
 //! Choosing a partition for a record: the key decides.
 //!
-//! A keyed record goes to `murmur2(key) & 0x7fffffff % partitions`, bit for
-//! bit what the Java client's default partitioner computes, so a key lands
-//! in the same partition here as in a real Kafka cluster with the same
-//! partition count. A keyless record has no partition it must go to, so the
+//! A keyed record goes to `(murmur2(key) & 0x7fffffff) % partitions`, bit
+//! for bit what the Java client's default partitioner computes, so a key
+//! lands in the same partition here as in a real Kafka cluster with the
+//! same partition count. A keyless record has no partition it must go to, so the
 //! sticky partitioner (KIP-480) keeps sending keyless records to one
 //! partition until a batch for it is full, then moves on: fewer, fuller
 //! batches than spreading records one by one.

@@ -19,11 +19,15 @@
 //! never rewrites live keys that sit in the newest segments); this does
 //! less code.
 
+use ch03_partitions::TopicPartition;
 use std::collections::BTreeMap;
 
 use ch02_segments::Record;
 use ch03_partitions::{StoreError, TopicConfig, TopicStore, partition_for_key};
+use ch04_network::ErrorCode;
 use serde::{Deserialize, Serialize};
+
+use crate::protocol::{FetchedOffset, OffsetFetchRequest, OffsetFetchResponse};
 
 /// The internal topic's name, as in Kafka.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -105,7 +109,7 @@ pub struct LoadReport {
 pub struct OffsetStore {
     config: OffsetsConfig,
     /// Group → (topic, partition) → its latest commit.
-    latest: BTreeMap<String, BTreeMap<(String, u32), Committed>>,
+    latest: BTreeMap<String, BTreeMap<TopicPartition, Committed>>,
 }
 
 /// One position to commit: topic, partition, offset, metadata.
@@ -176,7 +180,7 @@ impl OffsetStore {
             return false;
         };
         self.latest.entry(key.group).or_default().insert(
-            (key.topic, key.partition),
+            TopicPartition::new(key.topic, key.partition),
             Committed {
                 offset: value.offset,
                 metadata: value.metadata,
@@ -214,7 +218,7 @@ impl OffsetStore {
         let positions = self.latest.entry(group.to_string()).or_default();
         for (topic, partition, offset, metadata) in commits {
             positions.insert(
-                (topic.clone(), *partition),
+                TopicPartition::new(topic.clone(), *partition),
                 Committed {
                     offset: *offset,
                     metadata: metadata.clone(),
@@ -229,12 +233,64 @@ impl OffsetStore {
     pub fn get(&self, group: &str, topic: &str, partition: u32) -> Option<&Committed> {
         self.latest
             .get(group)
-            .and_then(|positions| positions.get(&(topic.to_string(), partition)))
+            .and_then(|positions| positions.get(&TopicPartition::new(topic, partition)))
     }
 
     /// Every committed position of a group, by topic and partition.
-    pub fn group(&self, group: &str) -> Option<&BTreeMap<(String, u32), Committed>> {
+    pub fn group(&self, group: &str) -> Option<&BTreeMap<TopicPartition, Committed>> {
         self.latest.get(group)
+    }
+
+    /// An OffsetFetch's answer: the positions asked for (a partition with
+    /// no commit has offset `None`), or with no topics named, every
+    /// committed position of the group, grouped by topic in order.
+    pub fn fetch(&self, request: &OffsetFetchRequest) -> OffsetFetchResponse {
+        if request.group_id.is_empty() {
+            return OffsetFetchResponse {
+                error: ErrorCode::InvalidGroupId,
+                topics: Vec::new(),
+            };
+        }
+        let fetched = |topic: &str, partition: u32| {
+            let committed = self.get(&request.group_id, topic, partition);
+            FetchedOffset {
+                partition,
+                offset: committed.map(|c| c.offset),
+                metadata: committed.map(|c| c.metadata.clone()).unwrap_or_default(),
+            }
+        };
+        let topics = match &request.topics {
+            Some(topics) => topics
+                .iter()
+                .map(|(topic, ps)| {
+                    (
+                        topic.clone(),
+                        ps.iter().map(|&p| fetched(topic, p)).collect(),
+                    )
+                })
+                .collect(),
+            None => {
+                // The map is ordered by topic, then partition: each topic's
+                // positions are consecutive.
+                let mut by_topic: Vec<(String, Vec<FetchedOffset>)> = Vec::new();
+                for tp in self
+                    .group(&request.group_id)
+                    .into_iter()
+                    .flat_map(|g| g.keys())
+                {
+                    let entry = fetched(&tp.topic, tp.partition);
+                    match by_topic.last_mut() {
+                        Some((t, list)) if *t == tp.topic => list.push(entry),
+                        _ => by_topic.push((tp.topic.clone(), vec![entry])),
+                    }
+                }
+                by_topic
+            }
+        };
+        OffsetFetchResponse {
+            error: ErrorCode::None,
+            topics,
+        }
     }
 
     /// The groups with committed offsets.
@@ -267,9 +323,15 @@ impl OffsetStore {
                 if self.partition_for(group) != partition {
                     continue;
                 }
-                for ((topic, p), c) in positions {
-                    let record =
-                        commit_record(group, topic, *p, c.offset, &c.metadata, c.timestamp);
+                for (tp, c) in positions {
+                    let record = commit_record(
+                        group,
+                        &tp.topic,
+                        tp.partition,
+                        c.offset,
+                        &c.metadata,
+                        c.timestamp,
+                    );
                     bytes += record.value.len() + record.key.as_ref().map_or(0, Vec::len);
                     batch.push(record);
                     if bytes >= BATCH_BYTES {
@@ -312,5 +374,89 @@ fn commit_record(
         metadata: metadata.to_string(),
         timestamp,
     };
-    Record::new(timestamp, encode(&value)).with_key(encode(&key))
+    Record::new(encode(&value))
+        .with_timestamp(timestamp)
+        .with_key(encode(&key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store holding these commits of group `g`, with no topic behind it:
+    /// `fetch` only reads the map.
+    fn store(commits: &[(&str, u32, u64)]) -> OffsetStore {
+        let positions = commits
+            .iter()
+            .map(|&(topic, partition, offset)| {
+                let committed = Committed {
+                    offset,
+                    metadata: format!("m{offset}"),
+                    timestamp: 0,
+                };
+                (TopicPartition::new(topic, partition), committed)
+            })
+            .collect();
+        OffsetStore {
+            config: OffsetsConfig::default(),
+            latest: BTreeMap::from([("g".to_string(), positions)]),
+        }
+    }
+
+    fn fetched(partition: u32, offset: Option<u64>) -> FetchedOffset {
+        FetchedOffset {
+            partition,
+            offset,
+            metadata: offset.map(|o| format!("m{o}")).unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn fetching_every_position_groups_them_by_topic_in_order() {
+        let offsets = store(&[("b", 1, 10), ("a", 2, 7), ("b", 0, 3), ("a", 0, 5)]);
+        let request = OffsetFetchRequest {
+            group_id: "g".into(),
+            topics: None,
+        };
+        let answer = offsets.fetch(&request);
+        assert_eq!(answer.error, ErrorCode::None);
+        assert_eq!(
+            answer.topics,
+            vec![
+                ("a".into(), vec![fetched(0, Some(5)), fetched(2, Some(7))]),
+                ("b".into(), vec![fetched(0, Some(3)), fetched(1, Some(10))]),
+            ]
+        );
+    }
+
+    #[test]
+    fn fetching_named_partitions_answers_each_in_the_order_asked() {
+        let offsets = store(&[("a", 0, 5), ("a", 1, 6)]);
+        let request = OffsetFetchRequest {
+            group_id: "g".into(),
+            topics: Some(vec![("a".into(), vec![1, 9, 0]), ("z".into(), vec![0])]),
+        };
+        assert_eq!(
+            offsets.fetch(&request).topics,
+            vec![
+                (
+                    "a".into(),
+                    vec![fetched(1, Some(6)), fetched(9, None), fetched(0, Some(5))]
+                ),
+                ("z".into(), vec![fetched(0, None)]),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_group_has_nothing_and_an_empty_id_is_invalid() {
+        let offsets = store(&[("a", 0, 5)]);
+        let all = |group: &str| OffsetFetchRequest {
+            group_id: group.into(),
+            topics: None,
+        };
+        let unknown = offsets.fetch(&all("other"));
+        assert_eq!((unknown.error, unknown.topics), (ErrorCode::None, vec![]));
+        assert_eq!(offsets.fetch(&all("")).error, ErrorCode::InvalidGroupId);
+    }
 }

@@ -23,16 +23,13 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{info, warn};
 
 use crate::coordinator::{CoordinatorConfig, GroupCoordinator, Replies, Reply, ReplyTo};
-use crate::offsets::{Commit, OFFSETS_TOPIC, OffsetStore, OffsetsConfig};
+use crate::offsets::{OFFSETS_TOPIC, OffsetStore, OffsetsConfig};
 use crate::protocol::{
-    DescribeGroupsRequest, ErrorOnly, FetchedOffset, FindCoordinatorRequest,
-    FindCoordinatorResponse, GroupApi, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse,
-    LeaveGroupRequest, ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse,
-    OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse,
+    DescribeGroupsRequest, ErrorOnly, FindCoordinatorRequest, FindCoordinatorResponse, GroupApi,
+    HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, ListGroupsResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+    SyncGroupRequest, SyncGroupResponse,
 };
-
-/// Kafka's `offset.metadata.max.bytes`.
-pub const MAX_METADATA_BYTES: usize = 4096;
 
 /// How the group broker behaves: chapter 4's broker settings, and the
 /// group side's.
@@ -258,102 +255,29 @@ impl GroupBroker {
         ErrorOnly { error }
     }
 
-    /// OffsetCommit: the coordinator checks the member and generation, the
-    /// store checks each partition exists, and the valid ones are appended
-    /// to the offsets topic before the answer says they are stored.
+    /// OffsetCommit: the coordinator decides what to accept (it knows the
+    /// members, the store knows the partitions), and the accepted positions
+    /// are appended to the offsets topic before the answer says so.
     fn commit(&self, request: OffsetCommitRequest) -> OffsetCommitResponse {
         let now = self.shared.now();
         let mut groups = self.shared.lock();
-        let member_error = groups.coordinator.check_commit(
-            now,
-            &request.group_id,
-            request.generation_id,
-            &request.member_id,
-        );
-        let mut results = Vec::new();
-        let mut commits: Vec<Commit> = Vec::new();
         let mut store = self.broker.write();
-        for (topic, partitions) in request.topics {
-            let count = store.partition_count(&topic).ok();
-            let mut codes = Vec::new();
-            for p in partitions {
-                let error = if member_error != ErrorCode::None {
-                    member_error
-                } else if count.is_none_or(|n| p.partition >= n) {
-                    ErrorCode::UnknownTopicOrPartition
-                } else if p.metadata.len() > MAX_METADATA_BYTES {
-                    ErrorCode::OffsetMetadataTooLarge
-                } else {
-                    commits.push((topic.clone(), p.partition, p.offset, p.metadata));
-                    ErrorCode::None
-                };
-                codes.push((p.partition, error));
-            }
-            results.push((topic, codes));
-        }
+        let group_id = request.group_id.clone();
+        let mut decision = groups
+            .coordinator
+            .commit(now, request, |topic| store.partition_count(topic).ok());
         if let Err(e) = groups
             .offsets
-            .commit(&mut store, &request.group_id, &commits, now_ms())
+            .commit(&mut store, &group_id, &decision.accepted, now_ms())
         {
-            warn!(error = %e, group = request.group_id, "storing commits failed");
-            let code = error_code(&e);
-            for (_, codes) in &mut results {
-                for (_, error) in codes.iter_mut().filter(|(_, e)| *e == ErrorCode::None) {
-                    *error = code;
-                }
-            }
+            warn!(error = %e, group = group_id, "storing commits failed");
+            decision.storing_failed(error_code(&e));
         }
-        if !commits.is_empty() {
-            groups.coordinator.ensure_group(&request.group_id);
-        }
-        OffsetCommitResponse { topics: results }
+        decision.response
     }
 
     fn fetch_offsets(&self, request: OffsetFetchRequest) -> OffsetFetchResponse {
-        if request.group_id.is_empty() {
-            return OffsetFetchResponse {
-                error: ErrorCode::InvalidGroupId,
-                topics: Vec::new(),
-            };
-        }
-        let groups = self.shared.lock();
-        let offsets = &groups.offsets;
-        let fetched = |topic: &str, partition: u32| {
-            let committed = offsets.get(&request.group_id, topic, partition);
-            FetchedOffset {
-                partition,
-                offset: committed.map(|c| c.offset),
-                metadata: committed.map(|c| c.metadata.clone()).unwrap_or_default(),
-            }
-        };
-        let topics = match request.topics {
-            Some(topics) => topics
-                .into_iter()
-                .map(|(topic, ps)| {
-                    let found = ps.into_iter().map(|p| fetched(&topic, p)).collect();
-                    (topic, found)
-                })
-                .collect(),
-            None => {
-                let mut by_topic: Vec<(String, Vec<FetchedOffset>)> = Vec::new();
-                for (topic, partition) in offsets
-                    .group(&request.group_id)
-                    .into_iter()
-                    .flat_map(|g| g.keys())
-                {
-                    let entry = fetched(topic, *partition);
-                    match by_topic.last_mut() {
-                        Some((t, list)) if t == topic => list.push(entry),
-                        _ => by_topic.push((topic.clone(), vec![entry])),
-                    }
-                }
-                by_topic
-            }
-        };
-        OffsetFetchResponse {
-            error: ErrorCode::None,
-            topics,
-        }
+        self.shared.lock().offsets.fetch(&request)
     }
 
     async fn handle_group(&self, header: RequestHeader, api: GroupApi, body: &[u8]) -> BytesMut {

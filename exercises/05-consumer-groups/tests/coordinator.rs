@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use ch04_network::ErrorCode;
 use ch05_consumer_groups::coordinator::{
-    CoordinatorConfig, GroupCoordinator, GroupState, Replies, Reply, ReplyTo,
+    CoordinatorConfig, GroupCoordinator, GroupState, MAX_METADATA_BYTES, Replies, Reply, ReplyTo,
 };
 use ch05_consumer_groups::protocol::{
-    HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, SyncGroupRequest,
-    SyncGroupResponse,
+    CommitPartition, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    OffsetCommitRequest, SyncGroupRequest, SyncGroupResponse,
 };
 
 const SESSION: u32 = 10_000;
@@ -311,6 +311,118 @@ fn stale_generations_and_strangers_get_kafkas_errors() {
         h.coordinator.check_commit(0, "solo", -1, ""),
         ErrorCode::None
     );
+}
+
+/// A commit of `group` by `member` in `generation`: topic `t` partitions
+/// 0 and 5 (of which only 0 exists), and partition 1 with too much
+/// metadata.
+fn commit_request(group: &str, generation: i32, member: &str) -> OffsetCommitRequest {
+    let position = |partition, metadata: String| CommitPartition {
+        partition,
+        offset: 42,
+        metadata,
+    };
+    OffsetCommitRequest {
+        group_id: group.into(),
+        generation_id: generation,
+        member_id: member.into(),
+        topics: vec![(
+            "t".into(),
+            vec![
+                position(0, "ok".into()),
+                position(5, String::new()),
+                position(1, "x".repeat(MAX_METADATA_BYTES + 1)),
+            ],
+        )],
+    }
+}
+
+/// Topic `t` has two partitions; nothing else exists.
+fn partitions(topic: &str) -> Option<u32> {
+    (topic == "t").then_some(2)
+}
+
+#[test]
+fn a_commit_accepts_each_valid_partition_and_refuses_the_rest_alone() {
+    let mut h = Harness::new();
+    let (a, to) = h.new_member(0);
+    h.joined(to);
+    let to = h.sync(0, &a, 1, vec![]);
+    h.synced(to);
+    let decision = h
+        .coordinator
+        .commit(0, commit_request("g", 1, &a), partitions);
+    assert_eq!(
+        decision.accepted,
+        vec![("t".to_string(), 0, 42, "ok".to_string())]
+    );
+    assert_eq!(
+        decision.response.topics,
+        vec![(
+            "t".to_string(),
+            vec![
+                (0, ErrorCode::None),
+                (5, ErrorCode::UnknownTopicOrPartition),
+                (1, ErrorCode::OffsetMetadataTooLarge),
+            ]
+        )]
+    );
+    // Storing failed: what was accepted says so; the refusals stand.
+    let mut failed = decision.clone();
+    failed.storing_failed(ErrorCode::KafkaStorageError);
+    assert_eq!(
+        failed.response.topics[0].1,
+        vec![
+            (0, ErrorCode::KafkaStorageError),
+            (5, ErrorCode::UnknownTopicOrPartition),
+            (1, ErrorCode::OffsetMetadataTooLarge),
+        ]
+    );
+}
+
+#[test]
+fn a_commit_the_member_may_not_make_stores_nothing() {
+    let mut h = Harness::new();
+    let (a, to) = h.new_member(0);
+    h.joined(to);
+    // Generation 1 exists but has no assignment yet: not now.
+    let decision = h
+        .coordinator
+        .commit(0, commit_request("g", 1, &a), partitions);
+    assert!(decision.accepted.is_empty());
+    let codes: Vec<ErrorCode> = decision.response.topics[0]
+        .1
+        .iter()
+        .map(|(_, e)| *e)
+        .collect();
+    assert_eq!(codes, vec![ErrorCode::RebalanceInProgress; 3]);
+    let stranger = h
+        .coordinator
+        .commit(0, commit_request("g", 1, "stranger"), partitions);
+    assert!(stranger.accepted.is_empty());
+    assert_eq!(
+        stranger.response.topics[0].1[0].1,
+        ErrorCode::UnknownMemberId
+    );
+    let nameless = h
+        .coordinator
+        .commit(0, commit_request("", -1, ""), partitions);
+    assert_eq!(
+        nameless.response.topics[0].1[0].1,
+        ErrorCode::InvalidGroupId
+    );
+    assert_eq!(h.coordinator.state(""), None);
+}
+
+#[test]
+fn a_commit_from_outside_the_group_makes_the_group_known() {
+    let mut h = Harness::new();
+    assert_eq!(h.coordinator.state("solo"), None);
+    let decision = h
+        .coordinator
+        .commit(0, commit_request("solo", -1, ""), partitions);
+    assert_eq!(decision.accepted.len(), 1);
+    assert_eq!(h.coordinator.state("solo"), Some(GroupState::Empty));
 }
 
 #[test]
