@@ -108,7 +108,7 @@ pub mod server;
 
 pub use admin::{Admin, PartitionInfo, TopicInfo};
 pub use broker::Broker;
-pub use client::Client;
+pub use client::{Client, ClientConfig};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, SeekTo};
 pub use error::{ClientError, ErrorCode};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, RecordMetadata};
