@@ -215,7 +215,6 @@ async fn calls_fail_while_connections_are_refused_and_work_again_after() {
     assert!(proxy.connections() > refused, "it connected again");
 }
 
-// ANCHOR: restart
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_producer_and_a_consumer_carry_on_across_a_broker_restart() {
     let mut broker = TestBroker::start().await;
@@ -341,7 +340,6 @@ async fn a_producer_and_a_consumer_carry_on_across_a_broker_restart() {
         assert_eq!(by_place.get(place), Some(i), "record {i} at {place:?}");
     }
 }
-// ANCHOR_END: restart
 
 type Acks = tokio::sync::mpsc::UnboundedReceiver<(u64, Result<RecordMetadata, ClientError>)>;
 
