@@ -148,7 +148,7 @@ mod tests {
     use crate::partitioner::{DefaultPartitioner, partition_for_key};
 
     fn record(value: &str) -> Record {
-        Record::new(0, value)
+        Record::new(value)
     }
 
     #[test]

@@ -2,14 +2,20 @@
 //! `poll` sends one fetch for all its partitions from the positions it
 //! keeps, and the broker holds the fetch until there is data or the wait
 //! is over (long polling). Chapter 5 adds groups and committed offsets.
+//!
+//! A broken connection does not end a consumer: `poll` fetches again (the
+//! client connects again after its backoff) from the positions it keeps,
+//! which move only past records `poll` has returned, so nothing is skipped
+//! and nothing read twice.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ch02_segments::{Record, batch};
+use ch03_partitions::TopicPartition;
 use tokio::time::Instant;
 
-use crate::client::{Client, check};
+use crate::client::{Client, ClientConfig, check};
 use crate::error::{ClientError, ErrorCode};
 use crate::protocol::{
     ApiKey, EARLIEST, FetchPartition, FetchRequest, FetchResponse, LATEST, ListOffsetsRequest,
@@ -43,6 +49,22 @@ pub struct ConsumerConfig {
     pub max_partition_fetch_bytes: u32,
     /// `request.timeout.ms`.
     pub request_timeout: Duration,
+    /// `reconnect.backoff.ms`: the first wait before connecting again.
+    pub reconnect_backoff: Duration,
+    /// `reconnect.backoff.max.ms`: the longest wait before connecting
+    /// again (the wait doubles per failure in a row).
+    pub reconnect_backoff_max: Duration,
+}
+
+impl ConsumerConfig {
+    /// The settings of the consumer's connection.
+    fn client(&self) -> ClientConfig {
+        ClientConfig {
+            request_timeout: self.request_timeout,
+            reconnect_backoff: self.reconnect_backoff,
+            reconnect_backoff_max: self.reconnect_backoff_max,
+        }
+    }
 }
 
 impl Default for ConsumerConfig {
@@ -54,6 +76,8 @@ impl Default for ConsumerConfig {
             fetch_max_bytes: 50 * 1024 * 1024,
             max_partition_fetch_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            reconnect_backoff: ClientConfig::default().reconnect_backoff,
+            reconnect_backoff_max: ClientConfig::default().reconnect_backoff_max,
         }
     }
 }
@@ -89,13 +113,13 @@ pub struct Consumer {
     client: Client,
     config: ConsumerConfig,
     /// Each assigned partition's next offset to read; `None` until known.
-    positions: BTreeMap<(String, u32), Option<u64>>,
+    positions: BTreeMap<TopicPartition, Option<u64>>,
 }
 
 impl Consumer {
     /// Connects to the broker at `bootstrap` (`host:port`).
     pub async fn connect(bootstrap: &str, config: ConsumerConfig) -> Result<Consumer, ClientError> {
-        let client = Client::connect(bootstrap, config.request_timeout).await?;
+        let client = Client::connect_with(bootstrap, config.client()).await?;
         Ok(Consumer {
             client,
             config,
@@ -110,7 +134,7 @@ impl Consumer {
 
     /// Reads exactly these partitions from now on. Positions of partitions
     /// kept are kept; new ones start per `auto.offset.reset` unless sought.
-    pub fn assign(&mut self, partitions: impl IntoIterator<Item = (String, u32)>) {
+    pub fn assign(&mut self, partitions: impl IntoIterator<Item = TopicPartition>) {
         let old = std::mem::take(&mut self.positions);
         for tp in partitions {
             let position = old.get(&tp).copied().flatten();
@@ -119,59 +143,45 @@ impl Consumer {
     }
 
     /// The assigned partitions.
-    pub fn assignment(&self) -> Vec<(String, u32)> {
+    pub fn assignment(&self) -> Vec<TopicPartition> {
         self.positions.keys().cloned().collect()
     }
 
     /// The next offset `poll` will return for a partition, if known.
-    pub fn position(&self, topic: &str, partition: u32) -> Option<u64> {
-        self.positions
-            .get(&(topic.to_string(), partition))
-            .copied()
-            .flatten()
+    pub fn position(&self, tp: &TopicPartition) -> Option<u64> {
+        self.positions.get(tp).copied().flatten()
     }
 
     /// Moves an assigned partition's position.
-    pub async fn seek(
-        &mut self,
-        topic: &str,
-        partition: u32,
-        to: SeekTo,
-    ) -> Result<(), ClientError> {
-        let tp = (topic.to_string(), partition);
-        if !self.positions.contains_key(&tp) {
+    pub async fn seek(&mut self, tp: &TopicPartition, to: SeekTo) -> Result<(), ClientError> {
+        if !self.positions.contains_key(tp) {
             return Err(ClientError::Broker {
                 code: ErrorCode::UnknownTopicOrPartition,
-                message: format!("{topic}-{partition} is not assigned to this consumer"),
+                message: format!("{tp} is not assigned to this consumer"),
             });
         }
         let offset = match to {
             SeekTo::Offset(offset) => offset,
-            SeekTo::Beginning => self.list_offset(topic, partition, EARLIEST).await?,
-            SeekTo::End => self.list_offset(topic, partition, LATEST).await?,
-            SeekTo::Timestamp(ts) => match self.lookup(topic, partition, ts).await? {
+            SeekTo::Beginning => self.list_offset(tp, EARLIEST).await?,
+            SeekTo::End => self.list_offset(tp, LATEST).await?,
+            SeekTo::Timestamp(ts) => match self.lookup(tp, ts).await? {
                 Some(offset) => offset,
-                None => self.list_offset(topic, partition, LATEST).await?,
+                None => self.list_offset(tp, LATEST).await?,
             },
         };
-        self.positions.insert(tp, Some(offset));
+        self.positions.insert(tp.clone(), Some(offset));
         Ok(())
     }
 
-    async fn list_offset(&self, topic: &str, partition: u32, at: i64) -> Result<u64, ClientError> {
-        self.lookup(topic, partition, at)
+    async fn list_offset(&self, tp: &TopicPartition, at: i64) -> Result<u64, ClientError> {
+        self.lookup(tp, at)
             .await?
             .ok_or_else(|| ClientError::Protocol("no offset for the earliest or latest".into()))
     }
 
-    async fn lookup(
-        &self,
-        topic: &str,
-        partition: u32,
-        at: i64,
-    ) -> Result<Option<u64>, ClientError> {
+    async fn lookup(&self, tp: &TopicPartition, at: i64) -> Result<Option<u64>, ClientError> {
         let request = ListOffsetsRequest {
-            partitions: vec![(topic.to_string(), partition, at)],
+            partitions: vec![(tp.topic.clone(), tp.partition, at)],
         };
         let response: ListOffsetsResponse = self.client.call(ApiKey::ListOffsets, &request).await?;
         let (_, _, error, offset) = response
@@ -179,88 +189,106 @@ impl Consumer {
             .into_iter()
             .next()
             .ok_or_else(|| ClientError::Protocol("an empty ListOffsets response".into()))?;
-        check(error, || format!("{topic}-{partition}"))?;
+        check(error, || tp.to_string())?;
         Ok(offset)
     }
 
     /// Resets a position per `auto.offset.reset`.
-    async fn reset(&mut self, topic: &str, partition: u32) -> Result<(), ClientError> {
+    async fn reset(&mut self, tp: &TopicPartition) -> Result<(), ClientError> {
         let to = match self.config.auto_offset_reset {
             OffsetReset::Earliest => SeekTo::Beginning,
             OffsetReset::Latest => SeekTo::End,
             OffsetReset::None => {
                 return Err(ClientError::Broker {
                     code: ErrorCode::OffsetOutOfRange,
-                    message: format!(
-                        "{topic}-{partition} has no valid position and auto.offset.reset is none"
-                    ),
+                    message: format!("{tp} has no valid position and auto.offset.reset is none"),
                 });
             }
         };
-        self.seek(topic, partition, to).await
+        self.seek(tp, to).await
     }
 
     /// Returns the records that are there, waiting up to `timeout` for some
-    /// to arrive; an empty vector if none did.
+    /// to arrive; an empty vector if none did. A broken connection or a
+    /// timed-out fetch is not an error: it fetches again, from the same
+    /// positions, until `timeout` (which reconnecting may overrun by up to
+    /// `reconnect.backoff.max.ms`). Kafka's `poll`, too, rides them out.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ClientError> {
         let deadline = Instant::now() + timeout;
         loop {
-            let unknown: Vec<(String, u32)> = self
-                .positions
-                .iter()
-                .filter(|(_, p)| p.is_none())
-                .map(|(tp, _)| tp.clone())
-                .collect();
-            for (topic, partition) in unknown {
-                self.reset(&topic, partition).await?;
+            match self.fetch(deadline).await {
+                Ok(records) if !records.is_empty() => return Ok(records),
+                Ok(_) => {}
+                Err(e @ (ClientError::Io { .. } | ClientError::Timeout(_))) => {
+                    tracing::debug!(error = %e, "fetch failed; fetching again");
+                }
+                Err(e) => return Err(e),
             }
-            let wait = deadline.saturating_duration_since(Instant::now());
-            let request = FetchRequest {
-                max_wait_ms: wait.min(self.config.fetch_max_wait).as_millis() as u32,
-                min_bytes: self.config.fetch_min_bytes,
-                max_bytes: self.config.fetch_max_bytes,
-                partitions: self
-                    .positions
-                    .iter()
-                    .map(|((topic, partition), position)| FetchPartition {
-                        topic: topic.clone(),
-                        partition: *partition,
-                        offset: position.unwrap_or(0) as i64,
-                        max_bytes: self.config.max_partition_fetch_bytes,
-                    })
-                    .collect(),
-            };
-            let response: FetchResponse = self.client.call(ApiKey::Fetch, &request).await?;
-            let records = self.take_records(response).await?;
-            if !records.is_empty() || Instant::now() >= deadline {
-                return Ok(records);
+            if Instant::now() >= deadline {
+                return Ok(Vec::new());
             }
         }
     }
 
+    /// One round: positions found where unknown, then one fetch, waiting
+    /// at most until `deadline`.
+    async fn fetch(&mut self, deadline: Instant) -> Result<Vec<ConsumerRecord>, ClientError> {
+        let unknown: Vec<TopicPartition> = self
+            .positions
+            .iter()
+            .filter(|(_, p)| p.is_none())
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in unknown {
+            self.reset(&tp).await?;
+        }
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let request = FetchRequest {
+            max_wait_ms: wait.min(self.config.fetch_max_wait).as_millis() as u32,
+            min_bytes: self.config.fetch_min_bytes,
+            max_bytes: self.config.fetch_max_bytes,
+            partitions: self
+                .positions
+                .iter()
+                .map(|(tp, position)| FetchPartition {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    offset: position.unwrap_or(0) as i64,
+                    max_bytes: self.config.max_partition_fetch_bytes,
+                })
+                .collect(),
+        };
+        let response: FetchResponse = self.client.call(ApiKey::Fetch, &request).await?;
+        self.take_records(response)
+    }
+
     /// Decodes a fetch's batches into records from each position on, and
-    /// moves the positions past them.
-    async fn take_records(
+    /// moves the positions past them. No call to the broker here: records
+    /// taken are returned, whatever happens next.
+    fn take_records(
         &mut self,
         response: FetchResponse,
     ) -> Result<Vec<ConsumerRecord>, ClientError> {
         let mut records = Vec::new();
         for p in response.partitions {
+            let tp = TopicPartition::new(p.topic, p.partition);
             match p.error {
                 ErrorCode::None => {}
+                // Reset per `auto.offset.reset` at the next round.
                 ErrorCode::OffsetOutOfRange => {
-                    self.reset(&p.topic, p.partition).await?;
+                    if let Some(position) = self.positions.get_mut(&tp) {
+                        *position = None;
+                    }
                     continue;
                 }
                 code => {
                     return Err(ClientError::Broker {
                         code,
-                        message: format!("fetching {}-{}", p.topic, p.partition),
+                        message: format!("fetching {tp}"),
                     });
                 }
             }
-            let key = (p.topic.clone(), p.partition);
-            let Some(Some(mut position)) = self.positions.get(&key).copied() else {
+            let Some(Some(mut position)) = self.positions.get(&tp).copied() else {
                 continue; // unassigned meanwhile
             };
             for stored in p.batches {
@@ -270,8 +298,8 @@ impl Consumer {
                     // A fetch returns whole batches: skip what was read.
                     if offset >= position {
                         records.push(ConsumerRecord {
-                            topic: p.topic.clone(),
-                            partition: p.partition,
+                            topic: tp.topic.clone(),
+                            partition: tp.partition,
                             offset,
                             record,
                         });
@@ -279,7 +307,7 @@ impl Consumer {
                     }
                 }
             }
-            self.positions.insert(key, Some(position));
+            self.positions.insert(tp, Some(position));
         }
         Ok(records)
     }

@@ -19,10 +19,13 @@
 //!   connection, pipelining with in-order responses, bounded memory, idle
 //!   timeouts, graceful shutdown.
 //! - [`client`]: [`Client`], one connection shared by many tasks, matching
-//!   responses to calls by correlation id.
+//!   responses to calls by correlation id, and made again after a backoff
+//!   when it breaks ([`ClientConfig`]).
 //! - [`producer`]: [`Producer`], batching by `batch.size` and `linger.ms`
-//!   with chapter 3's accumulator, `acks`, retries, delivery futures.
-//! - [`consumer`]: [`Consumer`], assign, seek, poll, `auto.offset.reset`.
+//!   with chapter 3's accumulator, at most one batch per partition per
+//!   request, `acks`, retries of whole batches, delivery futures.
+//! - [`consumer`]: [`Consumer`], assign, seek, poll (which rides out a
+//!   broken connection), `auto.offset.reset`.
 //! - [`admin`]: [`Admin`], create, delete, list and describe topics.
 //!
 //! ## How this differs from real Kafka
@@ -36,7 +39,11 @@
 //! - **No idempotence** (KIP-98: producer ids and sequence numbers), so a
 //!   retried batch can be stored twice, and with several requests in
 //!   flight a retry can reorder batches of one partition. Kafka's
-//!   idempotent producer (the default since 3.0) prevents both.
+//!   idempotent producer (`enable.idempotence`, the default since 3.0)
+//!   prevents both.
+//! - **One broker, one connection per client**: a client reconnects to the
+//!   same address. Kafka's clients keep a connection per broker and look
+//!   the partition's new leader up in fresh metadata (chapter 8).
 //! - **One lock for the whole store**: reads share it, appends and topic
 //!   changes take it alone. Kafka locks per partition and runs a pool of
 //!   request handler threads (`num.io.threads`) behind network threads
@@ -56,7 +63,7 @@
 //! use std::time::Duration;
 //!
 //! use ch02_segments::Record;
-//! use ch03_partitions::TopicStore;
+//! use ch03_partitions::{TopicPartition, TopicStore};
 //! use ch04_network::{
 //!     Admin, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig, Server,
 //!     ServerConfig,
@@ -78,7 +85,7 @@
 //!
 //! let producer = Producer::connect(&addr, ProducerConfig::default()).await?;
 //! // `send` queues the record; its future resolves when the broker has it.
-//! let stored = producer.send("greetings", Record::new(0, "hello")).await?.await?;
+//! let stored = producer.send("greetings", Record::new("hello")).await?.await?;
 //! assert_eq!(stored.offset, Some(0));
 //!
 //! let config = ConsumerConfig {
@@ -86,7 +93,7 @@
 //!     ..ConsumerConfig::default()
 //! };
 //! let mut consumer = Consumer::connect(&addr, config).await?;
-//! consumer.assign([("greetings".to_string(), 0)]);
+//! consumer.assign([TopicPartition::new("greetings", 0)]);
 //! let records = consumer.poll(Duration::from_secs(5)).await?;
 //! assert_eq!(records[0].record.value, b"hello");
 //!
@@ -108,7 +115,7 @@ pub mod server;
 
 pub use admin::{Admin, PartitionInfo, TopicInfo};
 pub use broker::Broker;
-pub use client::Client;
+pub use client::{Client, ClientConfig};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, SeekTo};
 pub use error::{ClientError, ErrorCode};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, RecordMetadata};

@@ -1,4 +1,8 @@
-//! A broker on a free loopback port, for the tests.
+//! A broker on a free loopback port, and a fault-injecting proxy to put in
+//! front of it, for the tests.
+#![allow(dead_code)] // Each test file uses its own part of this.
+
+pub(crate) mod proxy;
 
 use std::path::Path;
 use std::time::Duration;
@@ -14,6 +18,7 @@ pub(crate) struct TestBroker {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), ch03_partitions::StoreError>>>,
     pub(crate) dir: tempfile::TempDir,
+    config: ServerConfig,
 }
 
 impl TestBroker {
@@ -23,13 +28,23 @@ impl TestBroker {
 
     pub(crate) async fn start_with(config: ServerConfig) -> TestBroker {
         let dir = tempfile::tempdir().unwrap();
-        let (addr, stop, task) = serve(dir.path(), config).await;
+        let (addr, stop, task) = serve(dir.path(), "127.0.0.1:0", config.clone()).await;
         TestBroker {
             addr,
             stop: Some(stop),
             task: Some(task),
             dir,
+            config,
         }
+    }
+
+    /// Shuts down gracefully, then serves the same data directory on the
+    /// same address again: a broker restart, as its clients see it.
+    pub(crate) async fn restart(&mut self) {
+        self.stop().await;
+        let (_, stop, task) = serve(self.dir.path(), &self.addr, self.config.clone()).await;
+        self.stop = Some(stop);
+        self.task = Some(task);
     }
 
     /// Shuts down gracefully and waits for the store to be closed.
@@ -49,6 +64,7 @@ impl TestBroker {
 
 async fn serve(
     dir: &Path,
+    at: &str,
     config: ServerConfig,
 ) -> (
     String,
@@ -56,7 +72,7 @@ async fn serve(
     JoinHandle<Result<(), ch03_partitions::StoreError>>,
 ) {
     let (store, _) = TopicStore::open(dir).unwrap();
-    let server = Server::bind("127.0.0.1:0".parse().unwrap(), store, config)
+    let server = Server::bind(at.parse().unwrap(), store, config)
         .await
         .unwrap();
     let addr = server.local_addr().to_string();
