@@ -158,7 +158,7 @@ const COMMIT_INTERVAL: Duration = Duration::from_secs(5);
 /// Where `kfs consume` reads from: partitions it assigns itself, or a
 /// group's share of them.
 enum Source {
-    Assigned(Consumer),
+    Assigned(Box<Consumer>),
     Group(Box<Member>),
 }
 
@@ -268,7 +268,7 @@ pub(crate) async fn consume(args: ConsumeArgs) -> Result<()> {
                 last_commit: Instant::now(),
             }))
         }
-        None => Source::Assigned(assign(&args, config).await?),
+        None => Source::Assigned(Box::new(assign(&args, config).await?)),
     };
 
     // Ctrl-C or SIGTERM: stop reading, commit what was printed, leave.

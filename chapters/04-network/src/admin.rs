@@ -1,8 +1,11 @@
 //! [`Admin`]: topic management over the network, what `kafka-topics` does.
+//! A call that fails because the connection broke is not retried (the
+//! caller decides: creating a topic twice is an error); the next call
+//! connects again.
 
 use std::time::Duration;
 
-use crate::client::{Client, check};
+use crate::client::{Client, ClientConfig, check};
 use crate::error::ClientError;
 use crate::protocol::{
     ApiKey, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
@@ -40,10 +43,19 @@ pub struct Admin {
 }
 
 impl Admin {
-    /// Connects to the broker at `bootstrap` (`host:port`).
+    /// Connects to the broker at `bootstrap` (`host:port`), with calls
+    /// that time out after `timeout` (`request.timeout.ms`).
     pub async fn connect(bootstrap: &str, timeout: Duration) -> Result<Admin, ClientError> {
         Ok(Admin {
             client: Client::connect(bootstrap, timeout).await?,
+        })
+    }
+
+    /// Connects to the broker at `bootstrap` (`host:port`), with all the
+    /// connection's settings (the reconnect backoff too).
+    pub async fn connect_with(bootstrap: &str, config: ClientConfig) -> Result<Admin, ClientError> {
+        Ok(Admin {
+            client: Client::connect_with(bootstrap, config).await?,
         })
     }
 

@@ -2,6 +2,11 @@
 //! `poll` sends one fetch for all its partitions from the positions it
 //! keeps, and the broker holds the fetch until there is data or the wait
 //! is over (long polling). Chapter 5 adds groups and committed offsets.
+//!
+//! A broken connection does not end a consumer: `poll` fetches again (the
+//! client connects again after its backoff) from the positions it keeps,
+//! which move only past records `poll` has returned, so nothing is skipped
+//! and nothing read twice.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,7 +15,7 @@ use ch02_segments::{Record, batch};
 use ch03_partitions::TopicPartition;
 use tokio::time::Instant;
 
-use crate::client::{Client, check};
+use crate::client::{Client, ClientConfig, check};
 use crate::error::{ClientError, ErrorCode};
 use crate::protocol::{
     ApiKey, EARLIEST, FetchPartition, FetchRequest, FetchResponse, LATEST, ListOffsetsRequest,
@@ -44,6 +49,22 @@ pub struct ConsumerConfig {
     pub max_partition_fetch_bytes: u32,
     /// `request.timeout.ms`.
     pub request_timeout: Duration,
+    /// `reconnect.backoff.ms`: the first wait before connecting again.
+    pub reconnect_backoff: Duration,
+    /// `reconnect.backoff.max.ms`: the longest wait before connecting
+    /// again (the wait doubles per failure in a row).
+    pub reconnect_backoff_max: Duration,
+}
+
+impl ConsumerConfig {
+    /// The settings of the consumer's connection.
+    fn client(&self) -> ClientConfig {
+        ClientConfig {
+            request_timeout: self.request_timeout,
+            reconnect_backoff: self.reconnect_backoff,
+            reconnect_backoff_max: self.reconnect_backoff_max,
+        }
+    }
 }
 
 impl Default for ConsumerConfig {
@@ -55,6 +76,8 @@ impl Default for ConsumerConfig {
             fetch_max_bytes: 50 * 1024 * 1024,
             max_partition_fetch_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            reconnect_backoff: ClientConfig::default().reconnect_backoff,
+            reconnect_backoff_max: ClientConfig::default().reconnect_backoff_max,
         }
     }
 }
@@ -96,7 +119,7 @@ pub struct Consumer {
 impl Consumer {
     /// Connects to the broker at `bootstrap` (`host:port`).
     pub async fn connect(bootstrap: &str, config: ConsumerConfig) -> Result<Consumer, ClientError> {
-        let client = Client::connect(bootstrap, config.request_timeout).await?;
+        let client = Client::connect_with(bootstrap, config.client()).await?;
         Ok(Consumer {
             client,
             config,
@@ -187,47 +210,64 @@ impl Consumer {
 
     // ANCHOR: poll
     /// Returns the records that are there, waiting up to `timeout` for some
-    /// to arrive; an empty vector if none did.
+    /// to arrive; an empty vector if none did. A broken connection or a
+    /// timed-out fetch is not an error: it fetches again, from the same
+    /// positions, until `timeout` (which reconnecting may overrun by up to
+    /// `reconnect.backoff.max.ms`). Kafka's `poll`, too, rides them out.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ClientError> {
         let deadline = Instant::now() + timeout;
         loop {
-            let unknown: Vec<TopicPartition> = self
-                .positions
-                .iter()
-                .filter(|(_, p)| p.is_none())
-                .map(|(tp, _)| tp.clone())
-                .collect();
-            for tp in unknown {
-                self.reset(&tp).await?;
+            match self.fetch(deadline).await {
+                Ok(records) if !records.is_empty() => return Ok(records),
+                Ok(_) => {}
+                Err(e @ (ClientError::Io { .. } | ClientError::Timeout(_))) => {
+                    tracing::debug!(error = %e, "fetch failed; fetching again");
+                }
+                Err(e) => return Err(e),
             }
-            let wait = deadline.saturating_duration_since(Instant::now());
-            let request = FetchRequest {
-                max_wait_ms: wait.min(self.config.fetch_max_wait).as_millis() as u32,
-                min_bytes: self.config.fetch_min_bytes,
-                max_bytes: self.config.fetch_max_bytes,
-                partitions: self
-                    .positions
-                    .iter()
-                    .map(|(tp, position)| FetchPartition {
-                        topic: tp.topic.clone(),
-                        partition: tp.partition,
-                        offset: position.unwrap_or(0) as i64,
-                        max_bytes: self.config.max_partition_fetch_bytes,
-                    })
-                    .collect(),
-            };
-            let response: FetchResponse = self.client.call(ApiKey::Fetch, &request).await?;
-            let records = self.take_records(response).await?;
-            if !records.is_empty() || Instant::now() >= deadline {
-                return Ok(records);
+            if Instant::now() >= deadline {
+                return Ok(Vec::new());
             }
         }
+    }
+
+    /// One round: positions found where unknown, then one fetch, waiting
+    /// at most until `deadline`.
+    async fn fetch(&mut self, deadline: Instant) -> Result<Vec<ConsumerRecord>, ClientError> {
+        let unknown: Vec<TopicPartition> = self
+            .positions
+            .iter()
+            .filter(|(_, p)| p.is_none())
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in unknown {
+            self.reset(&tp).await?;
+        }
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let request = FetchRequest {
+            max_wait_ms: wait.min(self.config.fetch_max_wait).as_millis() as u32,
+            min_bytes: self.config.fetch_min_bytes,
+            max_bytes: self.config.fetch_max_bytes,
+            partitions: self
+                .positions
+                .iter()
+                .map(|(tp, position)| FetchPartition {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    offset: position.unwrap_or(0) as i64,
+                    max_bytes: self.config.max_partition_fetch_bytes,
+                })
+                .collect(),
+        };
+        let response: FetchResponse = self.client.call(ApiKey::Fetch, &request).await?;
+        self.take_records(response)
     }
     // ANCHOR_END: poll
 
     /// Decodes a fetch's batches into records from each position on, and
-    /// moves the positions past them.
-    async fn take_records(
+    /// moves the positions past them. No call to the broker here: records
+    /// taken are returned, whatever happens next.
+    fn take_records(
         &mut self,
         response: FetchResponse,
     ) -> Result<Vec<ConsumerRecord>, ClientError> {
@@ -236,8 +276,11 @@ impl Consumer {
             let tp = TopicPartition::new(p.topic, p.partition);
             match p.error {
                 ErrorCode::None => {}
+                // Reset per `auto.offset.reset` at the next round.
                 ErrorCode::OffsetOutOfRange => {
-                    self.reset(&tp).await?;
+                    if let Some(position) = self.positions.get_mut(&tp) {
+                        *position = None;
+                    }
                     continue;
                 }
                 code => {

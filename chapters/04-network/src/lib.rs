@@ -21,10 +21,13 @@
 //!   bounded memory, idle timeouts, the service's background work on a task
 //!   of its own, graceful shutdown.
 //! - [`client`]: [`Client`], one connection shared by many tasks, matching
-//!   responses to calls by correlation id.
+//!   responses to calls by correlation id, and made again after a backoff
+//!   when it breaks ([`ClientConfig`]).
 //! - [`producer`]: [`Producer`], batching by `batch.size` and `linger.ms`
-//!   with chapter 3's accumulator, `acks`, retries, delivery futures.
-//! - [`consumer`]: [`Consumer`], assign, seek, poll, `auto.offset.reset`.
+//!   with chapter 3's accumulator, at most one batch per partition per
+//!   request, `acks`, retries of whole batches, delivery futures.
+//! - [`consumer`]: [`Consumer`], assign, seek, poll (which rides out a
+//!   broken connection), `auto.offset.reset`.
 //! - [`admin`]: [`Admin`], create, delete, list and describe topics.
 //!
 //! ## How this differs from real Kafka
@@ -38,7 +41,11 @@
 //! - **No idempotence** (KIP-98: producer ids and sequence numbers), so a
 //!   retried batch can be stored twice, and with several requests in
 //!   flight a retry can reorder batches of one partition. Kafka's
-//!   idempotent producer (the default since 3.0) prevents both.
+//!   idempotent producer (`enable.idempotence`, the default since 3.0)
+//!   prevents both.
+//! - **One broker, one connection per client**: a client reconnects to the
+//!   same address. Kafka's clients keep a connection per broker and look
+//!   the partition's new leader up in fresh metadata (chapter 8).
 //! - **One lock for the whole store**: reads share it, appends and topic
 //!   changes take it alone. Kafka locks per partition and runs a pool of
 //!   request handler threads (`num.io.threads`) behind network threads
@@ -116,7 +123,7 @@ pub mod server;
 
 pub use admin::{Admin, PartitionInfo, TopicInfo};
 pub use broker::{Broker, BrokerConfig};
-pub use client::Client;
+pub use client::{Client, ClientConfig};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, SeekTo};
 pub use error::{ClientError, ErrorCode};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, RecordMetadata};

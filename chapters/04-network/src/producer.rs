@@ -3,8 +3,17 @@
 //! future of where the record went; a background task sends a batch when
 //! it is full or `linger.ms` old, retries what failed for a reason that
 //! may pass, and resolves the futures.
+//!
+//! A produce request carries at most one batch per partition, and each
+//! partition's batches go in the order they were closed. With
+//! `max.in.flight.requests.per.connection` at 1, that keeps every
+//! partition in order, retries included: the next request waits until
+//! this one (and its retries) has its answer. With more in flight, a
+//! retried batch can land after a later one of its partition, and a batch
+//! whose answer was lost is stored twice when it is retried: delivery is
+//! at least once, as in Kafka without its idempotent producer.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -12,12 +21,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ch02_segments::{Clock, NO_TIMESTAMP, Record, SystemClock, batch};
-use ch03_partitions::{Accumulator, DefaultPartitioner, ReadyBatch};
+use ch03_partitions::{Accumulator, DefaultPartitioner, ReadyBatch, TopicPartition};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::client::Client;
+use crate::client::{Client, ClientConfig};
 use crate::error::{ClientError, ErrorCode};
 use crate::protocol::{ApiKey, ProducePartition, ProduceRequest, ProduceResponse, ProduceTopic};
 
@@ -31,20 +40,45 @@ pub struct ProducerConfig {
     /// `acks`: 0 (do not wait for the broker) or 1 (wait for its append).
     pub acks: i8,
     /// `retries`: how many times to resend a batch that failed for a
-    /// retriable reason.
+    /// retriable reason (a broken connection, a timeout, a retriable
+    /// error code). Kafka's default is "forever" (`i32::MAX`), bounded by
+    /// `delivery.timeout.ms`.
     pub retries: u32,
     /// `retry.backoff.ms`: the wait before a retry.
     pub retry_backoff: Duration,
+    /// `delivery.timeout.ms`: no retry once a batch has been closed this
+    /// long; its records fail with the last error. (Kafka counts from
+    /// `send`, and also expires batches still waiting to be sent.)
+    pub delivery_timeout: Duration,
     /// `request.timeout.ms`: how long to wait for the broker's answer.
     pub request_timeout: Duration,
+    /// `reconnect.backoff.ms`: the first wait before connecting again.
+    pub reconnect_backoff: Duration,
+    /// `reconnect.backoff.max.ms`: the longest wait before connecting
+    /// again (the wait doubles per failure in a row).
+    pub reconnect_backoff_max: Duration,
     /// Records that may be queued or in flight, not yet answered, before
     /// `send` waits for room (the role of Kafka's `buffer.memory`).
     pub max_queued: usize,
     /// `max.in.flight.requests.per.connection`: produce requests sent and
     /// not yet answered. More keeps the connection busy; as in Kafka
     /// without idempotence, more than 1 lets a retried batch land after
-    /// a later one.
+    /// a later one. (This broker also serves a connection's pipelined
+    /// requests concurrently, so with more than 1 even two batches of a
+    /// partition that need no retry may be stored in either order; a
+    /// Kafka broker handles one request per connection at a time.)
     pub max_in_flight: usize,
+}
+
+impl ProducerConfig {
+    /// The settings of the producer's connection.
+    fn client(&self) -> ClientConfig {
+        ClientConfig {
+            request_timeout: self.request_timeout,
+            reconnect_backoff: self.reconnect_backoff,
+            reconnect_backoff_max: self.reconnect_backoff_max,
+        }
+    }
 }
 
 impl Default for ProducerConfig {
@@ -53,9 +87,12 @@ impl Default for ProducerConfig {
             batch_size: 16 * 1024,
             linger: Duration::from_millis(5),
             acks: 1,
-            retries: 5,
+            retries: i32::MAX as u32,
             retry_backoff: Duration::from_millis(100),
+            delivery_timeout: Duration::from_secs(120),
             request_timeout: Duration::from_secs(30),
+            reconnect_backoff: ClientConfig::default().reconnect_backoff,
+            reconnect_backoff_max: ClientConfig::default().reconnect_backoff_max,
             max_queued: 64 * 1024,
             max_in_flight: 5,
         }
@@ -131,8 +168,13 @@ struct State {
     /// order, by topic and partition: the accumulator keeps records in
     /// order, so the first n deliveries belong to a batch of n records.
     waiting: BTreeMap<String, Vec<VecDeque<Delivery>>>,
-    /// Full batches, with their deliveries, for the sender task to send.
-    ready: Vec<Pending>,
+    /// Closed batches, with their deliveries, for the sender task to send:
+    /// per partition, in the order they were closed (Kafka's
+    /// per-partition deques).
+    ready: BTreeMap<TopicPartition, VecDeque<Pending>>,
+    /// The number the next closed batch gets. A flush waits for the
+    /// batches numbered below what this was when it began.
+    next_seq: u64,
     /// When the oldest record still in an open batch arrived.
     oldest: Option<Instant>,
 }
@@ -150,13 +192,41 @@ impl State {
                 .expect("every record in a batch has its delivery");
             let deliveries: Vec<Delivery> = waiting.drain(..batch.records.len()).collect();
             let bytes = batch::encode(&batch.records).expect("a ready batch is not empty");
-            self.ready.push(Pending {
-                topic: batch.topic,
-                partition: batch.partition,
+            let tp = TopicPartition::new(batch.topic, batch.partition);
+            let pending = Pending {
+                tp: tp.clone(),
                 bytes,
                 deliveries,
-            });
+                seq: self.next_seq,
+                closed: Instant::now(),
+            };
+            self.next_seq += 1;
+            self.ready.entry(tp).or_default().push_back(pending);
         }
+    }
+
+    // ANCHOR: drain
+    /// The batches of the next produce request: the oldest ready batch of
+    /// each partition that has one. At most one batch per partition, as
+    /// Kafka's `RecordAccumulator.drain` takes them: the broker answers
+    /// per partition, so two batches of one partition in a request could
+    /// not be told apart in its answer, and the next batch of a partition
+    /// waits for the next request, behind the one before it.
+    fn drain(&mut self) -> Vec<Pending> {
+        let mut batches = Vec::new();
+        self.ready.retain(|_, queue| {
+            batches.extend(queue.pop_front());
+            !queue.is_empty()
+        });
+        batches
+    }
+    // ANCHOR_END: drain
+
+    /// Whether a batch numbered below `seq` is still waiting to be sent.
+    fn waiting_before(&self, seq: u64) -> bool {
+        self.ready
+            .values()
+            .any(|queue| queue.front().is_some_and(|b| b.seq < seq))
     }
 
     /// Closes every open batch, full or not.
@@ -179,13 +249,14 @@ pub struct Producer {
 impl Producer {
     /// Connects to the broker at `bootstrap` (`host:port`).
     pub async fn connect(bootstrap: &str, config: ProducerConfig) -> Result<Producer, ClientError> {
-        let client = Arc::new(Client::connect(bootstrap, config.request_timeout).await?);
+        let client = Arc::new(Client::connect_with(bootstrap, config.client()).await?);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 accumulator: Accumulator::new(config.batch_size, DefaultPartitioner::new()),
                 partition_counts: BTreeMap::new(),
                 waiting: BTreeMap::new(),
-                ready: Vec::new(),
+                ready: BTreeMap::new(),
+                next_seq: 0,
                 oldest: None,
             }),
             wake: Notify::new(),
@@ -327,18 +398,10 @@ impl Sender {
     // ANCHOR: sender
     async fn run(mut self, mut flushes: mpsc::Receiver<oneshot::Sender<()>>) {
         loop {
+            self.send_ready();
             let linger_until = {
-                let mut state = self.shared.state.lock().unwrap();
-                // Ready batches wait while `max_in_flight` requests do.
-                let ready = if self.in_flight.len() < self.config.max_in_flight.max(1) {
-                    std::mem::take(&mut state.ready)
-                } else {
-                    Vec::new()
-                };
-                let linger_until = state.oldest.map(|t| t + self.config.linger);
-                drop(state);
-                self.dispatch(ready);
-                linger_until
+                let state = self.shared.state.lock().unwrap();
+                state.oldest.map(|t| t + self.config.linger)
             };
             tokio::select! {
                 _ = self.shared.wake.notified() => {}
@@ -348,13 +411,7 @@ impl Sender {
                     self.shared.state.lock().unwrap().close_open_batches();
                 }
                 flush = flushes.recv() => {
-                    let ready = {
-                        let mut state = self.shared.state.lock().unwrap();
-                        state.close_open_batches();
-                        std::mem::take(&mut state.ready)
-                    };
-                    self.dispatch(ready);
-                    while self.in_flight.join_next().await.is_some() {}
+                    self.flush().await;
                     match flush {
                         Some(flushed) => { let _ = flushed.send(()); }
                         None => break,
@@ -364,20 +421,49 @@ impl Sender {
             }
         }
     }
+
+    /// Sends ready batches, one request after another, while fewer than
+    /// `max_in_flight` requests wait for their answers.
+    fn send_ready(&mut self) {
+        while self.in_flight.len() < self.config.max_in_flight.max(1) {
+            let batches = self.shared.state.lock().unwrap().drain();
+            if batches.is_empty() {
+                return;
+            }
+            self.dispatch(batches);
+        }
+    }
+
+    /// Closes the open batches, and returns once they and every batch
+    /// closed before them have their answers. (Batches closed meanwhile
+    /// may go too, but are not waited for: a flush ends even while other
+    /// tasks keep sending.)
+    async fn flush(&mut self) {
+        let upto = {
+            let mut state = self.shared.state.lock().unwrap();
+            state.close_open_batches();
+            state.next_seq
+        };
+        loop {
+            if self.shared.state.lock().unwrap().waiting_before(upto) {
+                self.send_ready();
+            } else if self.in_flight.is_empty() {
+                return;
+            }
+            self.in_flight.join_next().await;
+        }
+    }
     // ANCHOR_END: sender
 
-    /// Sends ready batches in one produce request, in a task of its own so
-    /// that more requests can be in flight while it waits.
-    fn dispatch(&mut self, ready: Vec<Pending>) {
-        if ready.is_empty() {
-            return;
-        }
-        let records: usize = ready.iter().map(|b| b.deliveries.len()).sum();
+    /// Sends one request's batches in a task of its own, so that more
+    /// requests can be in flight while it waits.
+    fn dispatch(&mut self, batches: Vec<Pending>) {
+        let records: usize = batches.iter().map(|b| b.deliveries.len()).sum();
         let client = self.client.clone();
         let config = self.config.clone();
         let shared = self.shared.clone();
         self.in_flight.spawn(async move {
-            produce(client, config, ready).await;
+            produce(client, config, batches).await;
             // Answered: room for as many new records.
             shared.room.add_permits(records);
         });
@@ -386,67 +472,80 @@ impl Sender {
 
 /// One batch on its way, with the deliveries of its records.
 struct Pending {
-    topic: String,
-    partition: u32,
+    tp: TopicPartition,
     bytes: Vec<u8>,
     deliveries: Vec<Delivery>,
+    /// Its place in the order batches were closed.
+    seq: u64,
+    /// When it was closed: `delivery.timeout.ms` counts from here.
+    closed: Instant,
 }
 
 impl Pending {
+    /// Tells each record where it went (its batch's base offset plus its
+    /// place in the batch), or why it failed.
     fn resolve(self, result: Result<Option<u64>, ClientError>) {
         match result {
             Ok(base) => {
                 for (i, delivery) in self.deliveries.into_iter().enumerate() {
                     delivery.complete(Ok(RecordMetadata {
-                        topic: self.topic.clone(),
-                        partition: self.partition,
+                        topic: self.tp.topic.clone(),
+                        partition: self.tp.partition,
                         offset: base.map(|b| b + i as u64),
                     }));
                 }
             }
             Err(e) => {
-                let message = e.to_string();
-                let code = e.code();
                 for delivery in self.deliveries {
-                    let error = match code {
-                        Some(code) => ClientError::Broker {
-                            code,
-                            message: message.clone(),
-                        },
-                        None => ClientError::Protocol(message.clone()),
-                    };
-                    delivery.complete(Err(error));
+                    delivery.complete(Err(e.duplicate()));
                 }
             }
         }
     }
+
+    /// Whether it may be sent again after a retriable failure.
+    fn may_retry(&self, attempt: u32, config: &ProducerConfig) -> bool {
+        attempt < config.retries && self.closed.elapsed() < config.delivery_timeout
+    }
+}
+
+/// A produce request of `batches`, their bytes moved into it (not copied),
+/// and where each one went (its topic's and its partition's index), to
+/// take them back after.
+fn request_of(acks: i8, batches: &mut [Pending]) -> (ProduceRequest, Vec<(usize, usize)>) {
+    let mut topics: Vec<ProduceTopic> = Vec::new();
+    let mut places = Vec::with_capacity(batches.len());
+    for b in batches {
+        let partition = ProducePartition {
+            partition: b.tp.partition,
+            batch: std::mem::take(&mut b.bytes),
+        };
+        let t = match topics.iter().position(|t| t.name == b.tp.topic) {
+            Some(t) => t,
+            None => {
+                topics.push(ProduceTopic {
+                    name: b.tp.topic.clone(),
+                    partitions: Vec::new(),
+                });
+                topics.len() - 1
+            }
+        };
+        places.push((t, topics[t].partitions.len()));
+        topics[t].partitions.push(partition);
+    }
+    (ProduceRequest { acks, topics }, places)
 }
 
 // ANCHOR: produce
-/// Sends batches until each has an answer: success, an error that will not
-/// pass, or no retries left.
+/// Sends one request's batches (one per partition) until each has an
+/// answer: success, an error that will not pass, or no retries left. A
+/// batch to retry goes again whole, with the others of this request that
+/// failed, and nothing else: so with `max_in_flight` 1, nothing of its
+/// partition can overtake it.
 async fn produce(client: Arc<Client>, config: ProducerConfig, mut batches: Vec<Pending>) {
     let mut attempt = 0;
     loop {
-        // The bytes move into the request and, for batches to retry, back.
-        let mut by_topic: Vec<ProduceTopic> = Vec::new();
-        for b in &mut batches {
-            let partition = ProducePartition {
-                partition: b.partition,
-                batch: std::mem::take(&mut b.bytes),
-            };
-            match by_topic.iter_mut().find(|t| t.name == b.topic) {
-                Some(t) => t.partitions.push(partition),
-                None => by_topic.push(ProduceTopic {
-                    name: b.topic.clone(),
-                    partitions: vec![partition],
-                }),
-            }
-        }
-        let mut request = ProduceRequest {
-            acks: config.acks,
-            topics: by_topic,
-        };
+        let (mut request, places) = request_of(config.acks, &mut batches);
         // The batches go out from where they are, not copied into a frame.
         let large: Vec<&[u8]> = request
             .topics
@@ -455,75 +554,70 @@ async fn produce(client: Arc<Client>, config: ProducerConfig, mut batches: Vec<P
             .map(|p| p.batch.as_slice())
             .collect();
         if config.acks == 0 {
-            let result = client
-                .send(ApiKey::Produce, &request, &large)
-                .await
-                .map(|()| None);
+            let sent = client.send(ApiKey::Produce, &request, &large).await;
             for b in batches {
-                b.resolve(
-                    result
-                        .as_ref()
-                        .map(|o| *o)
-                        .map_err(|e| ClientError::Protocol(e.to_string())),
-                );
+                b.resolve(sent.as_ref().map(|()| None).map_err(|e| e.duplicate()));
             }
             return;
         }
-        let mut retry = Vec::new();
-        match client
+        let answer = client
             .call_spliced::<_, ProduceResponse>(ApiKey::Produce, &request, &large)
-            .await
-        {
+            .await;
+        // Each batch takes its bytes back, in case it is retried.
+        for (b, &(t, p)) in batches.iter_mut().zip(&places) {
+            b.bytes = std::mem::take(&mut request.topics[t].partitions[p].batch);
+        }
+        let mut retry = Vec::new();
+        match answer {
             Ok(response) => {
-                let mut results: HashMap<(String, u32), (ErrorCode, u64)> = HashMap::new();
+                // One batch per partition: an answer per partition is an
+                // answer per batch.
+                let mut results: BTreeMap<TopicPartition, (ErrorCode, u64)> = BTreeMap::new();
                 for (topic, partitions) in response.topics {
                     for p in partitions {
-                        results.insert((topic.clone(), p.partition), (p.error, p.base_offset));
+                        let tp = TopicPartition::new(topic.clone(), p.partition);
+                        results.insert(tp, (p.error, p.base_offset));
                     }
                 }
                 for b in batches {
-                    let result = results.get(&(b.topic.clone(), b.partition)).copied();
-                    match result {
+                    match results.remove(&b.tp) {
                         Some((ErrorCode::None, base)) => b.resolve(Ok(Some(base))),
-                        Some((code, _)) if code.is_retriable() && attempt < config.retries => {
+                        Some((code, _)) if code.is_retriable() && b.may_retry(attempt, &config) => {
                             retry.push(b)
                         }
                         Some((code, _)) => {
-                            let message = format!("{}-{}", b.topic, b.partition);
+                            let message = b.tp.to_string();
                             b.resolve(Err(ClientError::Broker { code, message }));
                         }
-                        None => b.resolve(Err(ClientError::Protocol(
-                            "no answer for a partition".into(),
-                        ))),
+                        None => {
+                            let message = format!("no answer for {}", b.tp);
+                            b.resolve(Err(ClientError::Protocol(message)));
+                        }
                     }
                 }
             }
-            // The connection failed or timed out: every batch may retry.
-            Err(e @ (ClientError::Io { .. } | ClientError::Timeout(_)))
-                if attempt < config.retries =>
-            {
+            // The connection broke (the client connects again on the next
+            // call) or the call timed out: the broker may or may not have
+            // stored the batches, and sending them again is the only way
+            // to be sure it has. At least once: maybe twice.
+            Err(e) if e.is_retriable() => {
                 tracing::debug!(error = %e, attempt, "produce failed; retrying");
-                retry = batches;
+                for b in batches {
+                    if b.may_retry(attempt, &config) {
+                        retry.push(b);
+                    } else {
+                        b.resolve(Err(e.duplicate()));
+                    }
+                }
             }
             Err(e) => {
-                let message = e.to_string();
                 for b in batches {
-                    b.resolve(Err(ClientError::Protocol(message.clone())));
+                    b.resolve(Err(e.duplicate()));
                 }
             }
         }
         if retry.is_empty() {
             return;
-        }
-        for b in &mut retry {
-            let sent = request
-                .topics
-                .iter_mut()
-                .filter(|t| t.name == b.topic)
-                .flat_map(|t| t.partitions.iter_mut())
-                .find(|p| p.partition == b.partition)
-                .expect("a retried batch was in the request");
-            b.bytes = std::mem::take(&mut sent.batch);
         }
         batches = retry;
         attempt += 1;

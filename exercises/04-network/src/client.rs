@@ -1,11 +1,20 @@
-//! [`Client`]: one connection to a broker, shared by any number of tasks.
-//! Each call gets a fresh correlation id; a reader task hands each response
-//! to the call that waits for it, so calls from many tasks are pipelined on
-//! one socket.
+//! [`Client`]: a connection to one broker, shared by any number of tasks,
+//! and made again when it breaks. Each call gets a fresh correlation id; a
+//! reader task hands each response to the call that waits for it, so calls
+//! from many tasks are pipelined on one socket.
+//!
+//! When the connection breaks (the broker closed it, a read or write
+//! failed, or the broker sent bytes that are not a response frame), every
+//! call waiting on it fails at once with a retriable [`ClientError::Io`],
+//! and the next call connects again, after a backoff that grows with each
+//! failure in a row (Kafka's `reconnect.backoff.ms` and
+//! `reconnect.backoff.max.ms`). The client never retries a call itself:
+//! whether a call may be made twice is the caller's decision (the producer
+//! retries, the consumer fetches again, the admin client reports).
 
 use std::collections::HashMap;
 use std::io::IoSlice;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,8 +23,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use crate::error::{ClientError, ErrorCode};
 use crate::protocol::{
@@ -23,30 +33,132 @@ use crate::protocol::{
     MetadataResponse, RequestHeader, TopicMetadata,
 };
 
-type Waiters = Arc<Mutex<Option<HashMap<u32, oneshot::Sender<Bytes>>>>>;
+/// How a client connects and waits, by Kafka's names.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `request.timeout.ms`: how long a call waits for its answer, and a
+    /// connection attempt for the broker to accept. (A real Kafka client
+    /// has a separate `socket.connection.setup.timeout.ms`.)
+    pub request_timeout: Duration,
+    /// `reconnect.backoff.ms`: the wait before connecting again once the
+    /// connection broke or an attempt failed.
+    pub reconnect_backoff: Duration,
+    /// `reconnect.backoff.max.ms`: the wait doubles with each failure in a
+    /// row, up to this (then ±20% jitter, so that many clients of a broker
+    /// that restarted do not all come back in the same millisecond).
+    pub reconnect_backoff_max: Duration,
+}
 
-/// A connection to one broker.
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            request_timeout: Duration::from_secs(30),
+            reconnect_backoff: Duration::from_millis(50),
+            reconnect_backoff_max: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The wait before the next connection attempt after `failures` failures
+/// in a row (at least 1): `base` doubled per failure after the first, at
+/// most `max`, times a jitter factor in 0.8..1.2 (`random` is in 0..1).
+/// Kafka's `ExponentialBackoff` with its reconnect settings.
+pub fn reconnect_backoff(failures: u32, base: Duration, max: Duration, random: f64) -> Duration {
+    let doublings = failures.saturating_sub(1).min(31);
+    let backoff = base.saturating_mul(1 << doublings).min(max);
+    backoff.mul_f64(0.8 + 0.4 * random.clamp(0.0, 1.0))
+}
+
+/// A connection to one broker, made again when it breaks.
 pub struct Client {
     addr: String,
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
-    /// Calls waiting for their response, by correlation id; `None` once the
-    /// connection is gone.
-    waiters: Waiters,
+    config: ClientConfig,
     next_id: AtomicU32,
-    timeout: Duration,
+    /// The connection, and when the next attempt may be made. An async
+    /// lock, held while connecting: calls that need a connection meanwhile
+    /// wait for this attempt instead of making their own.
+    link: tokio::sync::Mutex<Link>,
+    /// Connection attempts that failed, ever. A call reads it before it
+    /// waits for `link`, so it can tell that the attempt it waited for
+    /// failed, and fail with it, instead of waiting out a backoff of its
+    /// own in turn.
+    failed_attempts: AtomicU64,
+}
+
+struct Link {
+    /// The connection, if one was made; it may have broken since.
+    current: Option<Arc<Connection>>,
+    /// Broken connections and failed attempts in a row since the last
+    /// connection was made.
+    failures: u32,
+    /// No attempt before this.
+    not_before: Instant,
+    /// Why the last attempt failed, for the calls that waited for it.
+    last_failure: Lost,
+}
+
+impl Link {
+    /// Counts a failure, and puts the next attempt off by the backoff.
+    fn failed(&mut self, config: &ClientConfig) {
+        self.failures += 1;
+        let wait = reconnect_backoff(
+            self.failures,
+            config.reconnect_backoff,
+            config.reconnect_backoff_max,
+            fastrand::f64(),
+        );
+        self.not_before = Instant::now() + wait;
+    }
+}
+
+/// Why a connection is gone: an I/O error's kind and message. (Kept
+/// rather than a `ClientError`, which is not `Clone`: every call that
+/// was waiting gets its own error made from it.)
+#[derive(Debug, Clone)]
+struct Lost {
+    kind: std::io::ErrorKind,
+    reason: String,
+}
+
+impl Lost {
+    fn new(kind: std::io::ErrorKind, reason: impl Into<String>) -> Lost {
+        Lost {
+            kind,
+            reason: reason.into(),
+        }
+    }
+
+    fn error(&self, addr: &str) -> ClientError {
+        ClientError::Io {
+            addr: addr.to_string(),
+            source: std::io::Error::new(self.kind, self.reason.clone()),
+        }
+    }
+}
+
+/// The calls waiting for their response, by correlation id, while the
+/// connection is open; why it is gone once it is not.
+enum Waiters {
+    Open(HashMap<u32, oneshot::Sender<Bytes>>),
+    Lost(Lost),
+}
+
+/// One TCP connection: its write half, and the reader task that owns its
+/// read half.
+struct Connection {
+    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    waiters: Arc<Mutex<Waiters>>,
     reader: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for Client {
+impl Drop for Connection {
     fn drop(&mut self) {
         self.reader.abort();
     }
 }
 
-impl Client {
-    /// Connects to `addr` (`host:port`). Calls time out after `timeout`
-    /// (Kafka's `request.timeout.ms`, 30 s by default).
-    pub async fn connect(addr: &str, timeout: Duration) -> Result<Client, ClientError> {
+impl Connection {
+    async fn open(addr: &str, timeout: Duration) -> Result<Connection, ClientError> {
         let io = |source| ClientError::Io {
             addr: addr.to_string(),
             source,
@@ -56,46 +168,226 @@ impl Client {
             .map_err(|_| ClientError::Timeout(timeout.as_millis() as u64))?
             .map_err(io)?;
         stream.set_nodelay(true).map_err(io)?;
-        let (mut read_half, write_half) = stream.into_split();
-        let waiters: Waiters = Arc::new(Mutex::new(Some(HashMap::new())));
-        let reader_waiters = waiters.clone();
-        let reader = tokio::spawn(async move {
-            let mut buf = BytesMut::with_capacity(64 * 1024);
-            'read: loop {
-                while let Ok(Some(frame)) = protocol::take_frame(&mut buf, DEFAULT_MAX_FRAME) {
-                    let Ok((id, body)) = protocol::parse_response(frame.freeze()) else {
-                        break 'read;
+        let (read_half, write_half) = stream.into_split();
+        let waiters = Arc::new(Mutex::new(Waiters::Open(HashMap::new())));
+        let reader = tokio::spawn(read_responses(read_half, waiters.clone()));
+        Ok(Connection {
+            writer: tokio::sync::Mutex::new(write_half),
+            waiters,
+            reader,
+        })
+    }
+
+    fn is_open(&self) -> bool {
+        matches!(*self.waiters.lock().unwrap(), Waiters::Open(_))
+    }
+
+    /// Registers a call waiting for response `id`.
+    fn register(&self, id: u32) -> Result<oneshot::Receiver<Bytes>, Lost> {
+        let (tx, rx) = oneshot::channel();
+        match &mut *self.waiters.lock().unwrap() {
+            Waiters::Open(waiters) => {
+                waiters.insert(id, tx);
+                Ok(rx)
+            }
+            Waiters::Lost(lost) => Err(lost.clone()),
+        }
+    }
+
+    /// Forgets a call that stopped waiting (it timed out).
+    fn forget(&self, id: u32) {
+        if let Waiters::Open(waiters) = &mut *self.waiters.lock().unwrap() {
+            waiters.remove(&id);
+        }
+    }
+
+    /// Why the connection is gone (or, if it is not, a generic reason).
+    fn lost(&self) -> Lost {
+        match &*self.waiters.lock().unwrap() {
+            Waiters::Lost(lost) => lost.clone(),
+            Waiters::Open(_) => Lost::new(std::io::ErrorKind::ConnectionAborted, "connection lost"),
+        }
+    }
+
+    /// Ends the connection: every waiting call fails with `why`, and the
+    /// next call connects again.
+    fn close(&self, why: Lost) {
+        lose(&self.waiters, why);
+        self.reader.abort();
+    }
+
+    /// Writes a whole frame with vectored writes: one `writev` for all its
+    /// pieces, unless the socket takes less. A write that fails, or is
+    /// abandoned halfway (its call was cancelled), leaves part of a frame
+    /// on the socket, after which nothing the broker reads makes sense:
+    /// the connection is closed.
+    async fn write(&self, frame: &FramePieces<'_>) -> Result<(), Lost> {
+        let mut slices = frame.slices();
+        let mut rest = &mut slices[..];
+        let mut writer = self.writer.lock().await;
+        let mut unfinished = Unfinished(Some(self));
+        while !rest.is_empty() {
+            let n = match writer.write_vectored(rest).await {
+                Ok(0) => Err(Lost::new(std::io::ErrorKind::WriteZero, "write returned 0")),
+                Ok(n) => Ok(n),
+                Err(e) => Err(Lost::new(e.kind(), e.to_string())),
+            };
+            match n {
+                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                Err(lost) => {
+                    unfinished.0 = None;
+                    self.close(lost.clone());
+                    return Err(lost);
+                }
+            }
+        }
+        unfinished.0 = None;
+        Ok(())
+    }
+}
+
+/// Closes the connection if dropped while still holding it: a write was
+/// abandoned halfway.
+struct Unfinished<'a>(Option<&'a Connection>);
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if let Some(connection) = self.0 {
+            connection.close(Lost::new(
+                std::io::ErrorKind::Interrupted,
+                "a request was abandoned halfway through its write",
+            ));
+        }
+    }
+}
+
+/// Marks the connection gone, and wakes every waiting call: dropping their
+/// senders tells them to look up why.
+fn lose(waiters: &Mutex<Waiters>, why: Lost) {
+    let mut waiters = waiters.lock().unwrap();
+    if let Waiters::Open(_) = &*waiters {
+        *waiters = Waiters::Lost(why);
+    }
+}
+
+/// The reader task: hands each response to its call, until the connection
+/// ends. Bytes that are not a response frame (a length over the limit, a
+/// frame too short for a correlation id) end it too, with that as the
+/// reason: past one bad frame, where the next one starts is anybody's
+/// guess. (A response whose id no call waits for is dropped: it answers a
+/// call that timed out.)
+async fn read_responses(mut read_half: OwnedReadHalf, waiters: Arc<Mutex<Waiters>>) {
+    let bad_frame = |e| {
+        Lost::new(
+            std::io::ErrorKind::InvalidData,
+            format!("bad frame from the broker: {e}"),
+        )
+    };
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let why = loop {
+        match protocol::take_frame(&mut buf, DEFAULT_MAX_FRAME) {
+            Ok(Some(frame)) => match protocol::parse_response(frame.freeze()) {
+                Ok((id, body)) => {
+                    let waiter = match &mut *waiters.lock().unwrap() {
+                        Waiters::Open(waiters) => waiters.remove(&id),
+                        Waiters::Lost(_) => None,
                     };
-                    let waiter = reader_waiters
-                        .lock()
-                        .unwrap()
-                        .as_mut()
-                        .and_then(|w| w.remove(&id));
                     if let Some(waiter) = waiter {
                         let _ = waiter.send(body);
                     }
                 }
-                match read_half.read_buf(&mut buf).await {
-                    Ok(n) if n > 0 => {}
-                    _ => break,
+                Err(e) => break bad_frame(e),
+            },
+            Ok(None) => match read_half.read_buf(&mut buf).await {
+                Ok(0) => {
+                    break Lost::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "the broker closed the connection",
+                    );
                 }
-            }
-            // Wake every waiting call with "closed": dropping the senders.
-            reader_waiters.lock().unwrap().take();
-        });
-        Ok(Client {
+                Ok(_) => {}
+                Err(e) => break Lost::new(e.kind(), e.to_string()),
+            },
+            Err(e) => break bad_frame(e),
+        }
+    };
+    tracing::debug!(reason = %why.reason, "connection lost");
+    lose(&waiters, why);
+}
+
+impl Client {
+    /// Connects to `addr` (`host:port`), with calls that time out after
+    /// `timeout` (Kafka's `request.timeout.ms`) and the default reconnect
+    /// backoff.
+    pub async fn connect(addr: &str, timeout: Duration) -> Result<Client, ClientError> {
+        let config = ClientConfig {
+            request_timeout: timeout,
+            ..ClientConfig::default()
+        };
+        Client::connect_with(addr, config).await
+    }
+
+    /// Connects to `addr` (`host:port`). The first connection is made now,
+    /// so an unreachable broker is an error at once; later ones are made
+    /// when a call needs one.
+    pub async fn connect_with(addr: &str, config: ClientConfig) -> Result<Client, ClientError> {
+        let client = Client {
             addr: addr.to_string(),
-            writer: tokio::sync::Mutex::new(write_half),
-            waiters,
             next_id: AtomicU32::new(1),
-            timeout,
-            reader,
-        })
+            link: tokio::sync::Mutex::new(Link {
+                current: None,
+                failures: 0,
+                not_before: Instant::now(),
+                last_failure: Lost::new(std::io::ErrorKind::NotConnected, "not connected yet"),
+            }),
+            failed_attempts: AtomicU64::new(0),
+            config,
+        };
+        client.connection().await?;
+        Ok(client)
     }
 
     /// The broker's address.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// The open connection, made again if it broke: after the backoff, one
+    /// attempt, shared by every call that needs it meanwhile.
+    async fn connection(&self) -> Result<Arc<Connection>, ClientError> {
+        let failed_before = self.failed_attempts.load(Ordering::Acquire);
+        let mut link = self.link.lock().await;
+        if let Some(connection) = &link.current {
+            if connection.is_open() {
+                return Ok(connection.clone());
+            }
+            // It broke: a failure like a failed attempt. (A real Kafka
+            // client counts from the moment it broke, not from when a call
+            // noticed.)
+            link.current = None;
+            link.failed(&self.config);
+        }
+        if self.failed_attempts.load(Ordering::Acquire) != failed_before {
+            return Err(link.last_failure.error(&self.addr));
+        }
+        tokio::time::sleep_until(link.not_before).await;
+        match Connection::open(&self.addr, self.config.request_timeout).await {
+            Ok(connection) => {
+                let connection = Arc::new(connection);
+                link.current = Some(connection.clone());
+                link.failures = 0;
+                Ok(connection)
+            }
+            Err(e) => {
+                link.failed(&self.config);
+                link.last_failure = match &e {
+                    ClientError::Io { source, .. } => Lost::new(source.kind(), source.to_string()),
+                    other => Lost::new(std::io::ErrorKind::TimedOut, other.to_string()),
+                };
+                self.failed_attempts.fetch_add(1, Ordering::Release);
+                Err(e)
+            }
+        }
     }
 
     /// Sends a request and waits for its response.
@@ -116,21 +408,23 @@ impl Client {
         request: &Req,
         large: &[&[u8]],
     ) -> Result<Resp, ClientError> {
+        let connection = self.connection().await?;
         let (id, frame) = self.frame(api, request, large)?;
-        let (tx, rx) = oneshot::channel();
-        match self.waiters.lock().unwrap().as_mut() {
-            Some(waiters) => waiters.insert(id, tx),
-            None => return Err(ClientError::Closed),
-        };
-        self.write(&frame).await?;
-        let body = match tokio::time::timeout(self.timeout, rx).await {
+        let response = connection
+            .register(id)
+            .map_err(|lost| lost.error(&self.addr))?;
+        connection
+            .write(&frame)
+            .await
+            .map_err(|lost| lost.error(&self.addr))?;
+        let timeout = self.config.request_timeout;
+        let body = match tokio::time::timeout(timeout, response).await {
             Ok(Ok(body)) => body,
-            Ok(Err(_)) => return Err(self.closed()),
+            // The reader dropped the sender: the connection is gone.
+            Ok(Err(_)) => return Err(connection.lost().error(&self.addr)),
             Err(_) => {
-                if let Some(waiters) = self.waiters.lock().unwrap().as_mut() {
-                    waiters.remove(&id);
-                }
-                return Err(ClientError::Timeout(self.timeout.as_millis() as u64));
+                connection.forget(id);
+                return Err(ClientError::Timeout(timeout.as_millis() as u64));
             }
         };
         match protocol::decode_body::<Result<Resp, ErrorResponse>>(&body) {
@@ -167,8 +461,12 @@ impl Client {
         request: &Req,
         large: &[&[u8]],
     ) -> Result<(), ClientError> {
+        let connection = self.connection().await?;
         let (_, frame) = self.frame(api, request, large)?;
-        self.write(&frame).await
+        connection
+            .write(&frame)
+            .await
+            .map_err(|lost| lost.error(&self.addr))
     }
 
     fn frame<'a, Req: Serialize>(
@@ -187,36 +485,6 @@ impl Client {
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         Ok((id, frame))
     }
-
-    /// Writes a whole frame with vectored writes: one `writev` for all its
-    /// pieces, unless the socket takes less.
-    async fn write(&self, frame: &FramePieces<'_>) -> Result<(), ClientError> {
-        let io = |source| ClientError::Io {
-            addr: self.addr.clone(),
-            source,
-        };
-        let mut slices = frame.slices();
-        let mut rest = &mut slices[..];
-        let mut writer = self.writer.lock().await;
-        while !rest.is_empty() {
-            let n = writer.write_vectored(rest).await.map_err(io)?;
-            if n == 0 {
-                return Err(io(std::io::ErrorKind::WriteZero.into()));
-            }
-            IoSlice::advance_slices(&mut rest, n);
-        }
-        Ok(())
-    }
-
-    fn closed(&self) -> ClientError {
-        ClientError::Io {
-            addr: self.addr.clone(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::ConnectionAborted,
-                "the broker closed the connection",
-            ),
-        }
-    }
 }
 
 /// Turns a per-topic or per-partition error code into a `Result`.
@@ -228,5 +496,32 @@ pub fn check(code: ErrorCode, what: impl FnOnce() -> String) -> Result<(), Clien
             code,
             message: what(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: Duration = Duration::from_millis(50);
+    const MAX: Duration = Duration::from_millis(1000);
+
+    #[test]
+    fn the_backoff_doubles_per_failure_up_to_the_max() {
+        // With the jitter at its middle (factor 1.0).
+        let waits: Vec<u128> = (1..=7)
+            .map(|n| reconnect_backoff(n, BASE, MAX, 0.5).as_millis())
+            .collect();
+        assert_eq!(waits, [50, 100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(reconnect_backoff(u32::MAX, BASE, MAX, 0.5), MAX);
+    }
+
+    #[test]
+    fn the_jitter_is_twenty_percent_either_way() {
+        assert_eq!(reconnect_backoff(1, BASE, MAX, 0.0).as_millis(), 40);
+        assert_eq!(reconnect_backoff(1, BASE, MAX, 1.0).as_millis(), 60);
+        assert_eq!(reconnect_backoff(6, BASE, MAX, 1.0).as_millis(), 1200);
+        // Out-of-range randomness is clamped, never a panic.
+        assert_eq!(reconnect_backoff(1, BASE, MAX, 7.0).as_millis(), 60);
     }
 }

@@ -152,7 +152,9 @@ impl fmt::Display for ErrorCode {
 /// What a client call can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The broker could not be reached, or the connection broke.
+    /// The broker could not be reached, the connection broke, or the
+    /// broker sent bytes that are not a response frame (the client closed
+    /// the connection). Retriable: the next call connects again.
     #[error("connection to {addr}: {source}")]
     Io {
         /// The broker's address.
@@ -185,6 +187,37 @@ impl ClientError {
         match self {
             ClientError::Broker { code, .. } => Some(*code),
             _ => None,
+        }
+    }
+
+    /// Whether making the same call again may succeed: the connection
+    /// broke or the call timed out (the client connects again on the next
+    /// call), or the broker's code is one that may pass. Kafka calls these
+    /// `RetriableException`s.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            ClientError::Io { .. } | ClientError::Timeout(_) => true,
+            ClientError::Broker { code, .. } => code.is_retriable(),
+            ClientError::Protocol(_) | ClientError::Closed => false,
+        }
+    }
+
+    /// An equal error, for when one failure is the answer to several
+    /// calls (every record of a batch). `std::io::Error` is not `Clone`:
+    /// the copy keeps its kind and message.
+    pub(crate) fn duplicate(&self) -> ClientError {
+        match self {
+            ClientError::Io { addr, source } => ClientError::Io {
+                addr: addr.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            ClientError::Broker { code, message } => ClientError::Broker {
+                code: *code,
+                message: message.clone(),
+            },
+            ClientError::Protocol(message) => ClientError::Protocol(message.clone()),
+            ClientError::Timeout(ms) => ClientError::Timeout(*ms),
+            ClientError::Closed => ClientError::Closed,
         }
     }
 }

@@ -1,6 +1,8 @@
-//! A broker on a free loopback port, for the tests.
-
+//! A broker on a free loopback port, and a fault-injecting proxy to put in
+//! front of it, for the tests.
 #![allow(dead_code)] // Each test file uses its own part of this.
+
+pub(crate) mod proxy;
 
 use std::path::Path;
 use std::time::Duration;
@@ -16,6 +18,8 @@ pub(crate) struct TestBroker {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), ch03_partitions::StoreError>>>,
     pub(crate) dir: tempfile::TempDir,
+    server: ServerConfig,
+    config: BrokerConfig,
 }
 
 impl TestBroker {
@@ -33,13 +37,24 @@ impl TestBroker {
 
     async fn start_configured(server: ServerConfig, config: BrokerConfig) -> TestBroker {
         let dir = tempfile::tempdir().unwrap();
-        let (addr, stop, task) = serve(dir.path(), server, config).await;
+        let (addr, stop, task) = serve(dir.path(), "127.0.0.1:0", &server, &config).await;
         TestBroker {
             addr,
             stop: Some(stop),
             task: Some(task),
             dir,
+            server,
+            config,
         }
+    }
+
+    /// Shuts down gracefully, then serves the same data directory on the
+    /// same address again: a broker restart, as its clients see it.
+    pub(crate) async fn restart(&mut self) {
+        self.stop().await;
+        let (_, stop, task) = serve(self.dir.path(), &self.addr, &self.server, &self.config).await;
+        self.stop = Some(stop);
+        self.task = Some(task);
     }
 
     /// Shuts down gracefully and waits for the store to be closed.
@@ -59,15 +74,16 @@ impl TestBroker {
 
 async fn serve(
     dir: &Path,
-    server: ServerConfig,
-    config: BrokerConfig,
+    at: &str,
+    server: &ServerConfig,
+    config: &BrokerConfig,
 ) -> (
     String,
     oneshot::Sender<()>,
     JoinHandle<Result<(), ch03_partitions::StoreError>>,
 ) {
     let (store, _) = TopicStore::open(dir).unwrap();
-    let server = broker::bind("127.0.0.1:0".parse().unwrap(), store, server, config)
+    let server = broker::bind(at.parse().unwrap(), store, server.clone(), config.clone())
         .await
         .unwrap();
     let addr = server.local_addr().to_string();
