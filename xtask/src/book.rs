@@ -83,13 +83,7 @@ fn fence_of(line: &str) -> Option<&str> {
 }
 
 /// One fenced block, its includes expanded, with its caption and fold.
-fn listing(
-    open: &str,
-    body: &str,
-    close: &str,
-    paths: &Paths,
-    shown: &mut Vec<String>,
-) -> String {
+fn listing(open: &str, body: &str, close: &str, paths: &Paths, shown: &mut Vec<String>) -> String {
     let mut files = Vec::new();
     let mut code = String::new();
     for line in body.split_inclusive('\n') {
@@ -99,7 +93,13 @@ fn listing(
     let mut kept = String::with_capacity(code.len());
     for line in code.split_inclusive('\n') {
         if let Some(rest) = line.trim_start().strip_prefix(HOLE) {
-            holes.push(rest.split('|').next().unwrap_or_default().trim().to_string());
+            holes.push(
+                rest.split('|')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            );
         }
         if !is_marker(line) {
             kept.push_str(line);
@@ -328,7 +328,8 @@ mod tests {
 
     #[test]
     fn anchors_follow_mdbook() {
-        let text = "a\n// ANCHOR: x\nb\n// ANCHOR: inner\nc\n// ANCHOR_END: inner\n// ANCHOR_END: x\nd";
+        let text =
+            "a\n// ANCHOR: x\nb\n// ANCHOR: inner\nc\n// ANCHOR_END: inner\n// ANCHOR_END: x\nd";
         assert_eq!(anchored_lines(text, "x"), "b\nc");
         assert_eq!(anchored_lines(text, "xy"), "");
         assert_eq!(normalize(Path::new("/a/b/../../c/./d")), Path::new("/c/d"));

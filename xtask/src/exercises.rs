@@ -334,7 +334,12 @@ pub(crate) fn exercise(root: &Path, chapter: &Chapter) -> Result<Exercise, Strin
         ));
     }
     let order = book_order(root, chapter);
-    holes.sort_by_key(|h| order.iter().position(|id| *id == h.id).unwrap_or(usize::MAX));
+    holes.sort_by_key(|h| {
+        order
+            .iter()
+            .position(|id| *id == h.id)
+            .unwrap_or(usize::MAX)
+    });
     let manifest = read_text(&chapter.path.join("Cargo.toml"))?;
     let (_, description) = exercise_manifest(chapter, &manifest)?;
     Ok(Exercise {

@@ -251,7 +251,9 @@ fn print_report(report: &Report, exercise: &Exercise) {
             let why = match status {
                 Status::Passed | Status::Waits(_) => continue,
                 Status::Failed(message) => format!("fails: {message}"),
-                Status::TimedOut => "timed out (an infinite loop, or a wait that never ends?)".into(),
+                Status::TimedOut => {
+                    "timed out (an infinite loop, or a wait that never ends?)".into()
+                }
                 Status::NotRun => "not run: too many tests of this binary timed out".into(),
                 Status::Ignored => "ignored in your copy: it counts as failed".into(),
                 Status::Missing => "missing from your copy: it counts as failed".into(),

@@ -136,7 +136,9 @@ pub fn cut(source: &str, file: &str, what: Cut<'_>) -> Result<(String, Vec<Hole>
             });
             open = Some((number, cutting));
         } else if let Some(rest) = trimmed.strip_prefix(HINT) {
-            let hole = holes.last_mut().filter(|_| open.is_some() && rule.is_none());
+            let hole = holes
+                .last_mut()
+                .filter(|_| open.is_some() && rule.is_none());
             let (Some(hole), false) = (hole, rest.trim().is_empty()) else {
                 return Err(format!(
                     "{file}:{number}: `{HINT} <text>` belongs inside a hole, outside its rules"
@@ -281,7 +283,11 @@ fn f() -> u32 {
                 file: "src/lib.rs".into(),
                 line: 3,
                 id: "add".into(),
-                hints: vec!["Add {one} to \"x\".".into(), "Use `+`.".into(), "`x + 1`.".into()],
+                hints: vec![
+                    "Add {one} to \"x\".".into(),
+                    "Use `+`.".into(),
+                    "`x + 1`.".into()
+                ],
                 rules: vec!["plus".into()],
                 code_lines: 2,
             }]

@@ -41,7 +41,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // One batch a second, each record an order of 40-odd bytes.
         let now = 1_700_000_000_000 + batch * 1000;
         let records: Vec<Record> = (0..10)
-            .map(|i| Record::new(now, format!("order {:04}: 2 books, 1 lamp", batch * 10 + i)))
+            .map(|i| {
+                Record::new(format!("order {:04}: 2 books, 1 lamp", batch * 10 + i))
+                    .with_timestamp(now)
+            })
             .collect();
         log.append(&records)?;
     }

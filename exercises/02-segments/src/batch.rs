@@ -21,6 +21,10 @@
 
 use std::fmt;
 
+/// The timestamp of a record that has none yet, as Kafka's
+/// `RecordBatch.NO_TIMESTAMP`: see [`Record::new`].
+pub const NO_TIMESTAMP: i64 = -1;
+
 /// Bytes in a batch header: base offset, record count, max timestamp.
 pub const HEADER_LEN: usize = 8 + 4 + 8;
 
@@ -81,23 +85,29 @@ pub struct Record {
 }
 
 impl Record {
-    /// A record with a value and a timestamp, and no key or headers.
+    /// A record with a value, and no key, headers or timestamp.
     ///
-    /// The timestamp is the one retention and `segment.ms` go by. Kafka's
-    /// producer stamps the current time when the caller gives none; here the
-    /// caller always gives one, so give the current time
-    /// ([`SystemClock`](crate::SystemClock)) for data that should be kept:
-    /// a record stamped long ago (0, say, as small examples and tests do) is
-    /// older than `retention.ms` from the start, so the first retention
-    /// check deletes its segment once it is sealed, and `segment.ms` seals
-    /// a segment at every such append.
-    pub fn new(timestamp: i64, value: impl Into<Vec<u8>>) -> Record {
+    /// Without a timestamp ([`NO_TIMESTAMP`]) it is stamped later, as
+    /// Kafka's producer stamps a record the caller gave no time: chapter 4's
+    /// producer stamps the time of `send` (Kafka's `CreateTime`), and a log
+    /// that receives a batch with no timestamp at all stamps the time of
+    /// the append. Either way retention and `segment.ms` go by a real time.
+    pub fn new(value: impl Into<Vec<u8>>) -> Record {
         Record {
-            timestamp,
+            timestamp: NO_TIMESTAMP,
             key: None,
             value: value.into(),
             headers: Vec::new(),
         }
+    }
+
+    /// This record, stamped `timestamp` (milliseconds since the Unix epoch)
+    /// instead of the time it is sent. Retention and `segment.ms` go by
+    /// it: a record stamped long ago is past `retention.ms` from the start,
+    /// so the first retention check deletes its segment once it is sealed.
+    pub fn with_timestamp(mut self, timestamp: i64) -> Record {
+        self.timestamp = timestamp;
+        self
     }
 
     /// This record, with `key` as its key.
@@ -190,8 +200,38 @@ pub fn set_base_offset(batch: &mut [u8], base_offset: u64) {
     batch[..8].copy_from_slice(&base_offset.to_be_bytes());
 }
 
+/// Stamps the records of an encoded (and valid) batch with `timestamp`: all
+/// of them when `all` is true (a topic with `message.timestamp.type` set to
+/// `LogAppendTime`), otherwise only those that have [`NO_TIMESTAMP`]. The
+/// header's max timestamp is set to match. Returns the new header.
+///
+/// Each record's timestamp is its first eight bytes, so this rewrites them
+/// where they lie. (Kafka's record batch v2 has a batch-level timestamp and
+/// a timestamp-type bit, so `LogAppendTime` there changes one field in the
+/// header; this format has no such bit, so every record is rewritten.)
+pub fn stamp(batch: &mut [u8], timestamp: i64, all: bool) -> Result<BatchHeader, BatchError> {
+    let mut starts = Vec::new();
+    let mut max_timestamp = i64::MIN;
+    let mut header = walk(batch, |r| {
+        if all || r.timestamp == NO_TIMESTAMP {
+            starts.push(r.start);
+            max_timestamp = max_timestamp.max(timestamp);
+        } else {
+            max_timestamp = max_timestamp.max(r.timestamp);
+        }
+    })?;
+    for start in starts {
+        batch[start..start + 8].copy_from_slice(&timestamp.to_be_bytes());
+    }
+    header.max_timestamp = max_timestamp;
+    batch[12..HEADER_LEN].copy_from_slice(&max_timestamp.to_be_bytes());
+    Ok(header)
+}
+
 /// A record inside an encoded batch, borrowing its bytes.
 struct RecordRef<'a> {
+    /// Where the record (its timestamp) starts in the batch.
+    start: usize,
     timestamp: i64,
     key: Option<&'a [u8]>,
     value: &'a [u8],
@@ -214,6 +254,7 @@ fn walk<'a>(
     let mut reader = Reader::new(&bytes[HEADER_LEN..]);
     let mut max_timestamp = i64::MIN;
     for _ in 0..header.record_count {
+        let start = bytes.len() - reader.remaining();
         let timestamp = reader.i64()?;
         let key = match reader.i32()? {
             -1 => None,
@@ -235,6 +276,7 @@ fn walk<'a>(
         }
         max_timestamp = max_timestamp.max(timestamp);
         visit(RecordRef {
+            start,
             timestamp,
             key,
             value,

@@ -13,7 +13,7 @@
 //!
 //! let dir = tempfile::tempdir()?;
 //! let (mut log, _report) = Log::open(dir.path(), LogConfig::default())?;
-//! let info = log.append(&[Record::new(1_000, "a"), Record::new(1_001, "b")])?;
+//! let info = log.append(&[Record::new("a").with_timestamp(1_000), Record::new("b").with_timestamp(1_001)])?;
 //! assert_eq!((info.base_offset, info.last_offset), (0, 1));
 //! let batches = log.read(1, 1024 * 1024)?; // the whole batch holding offset 1
 //! assert_eq!(batches[0].records()?[1].1.value, b"b");
@@ -84,7 +84,10 @@ pub mod index;
 pub mod log;
 pub mod segment;
 
-pub use batch::{BatchHeader, Header, Record, StoredBatch};
+pub use batch::{BatchHeader, Header, NO_TIMESTAMP, Record, StoredBatch};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{LogError, Result};
-pub use log::{AppendInfo, FlushPolicy, Log, LogConfig, OpenReport, RetentionReport, SegmentInfo};
+pub use log::{
+    AppendInfo, FlushPolicy, Log, LogConfig, OpenReport, RetentionReport, SegmentInfo,
+    TimestampType,
+};

@@ -35,6 +35,20 @@ pub struct FlushPolicy {
     pub interval_ms: Option<i64>,
 }
 
+/// Which time a record's timestamp is (`message.timestamp.type`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TimestampType {
+    /// The time the producer created (sent) the record; the log keeps the
+    /// timestamps it is given, stamping the append time only into a batch
+    /// that carries none at all. Kafka's default.
+    #[default]
+    CreateTime,
+    /// The time the log appended the record: every record's timestamp is
+    /// replaced with the log's clock at append, so retention goes by when
+    /// data arrived, whatever clocks the producers have.
+    LogAppendTime,
+}
+
 /// How a [`Log`] behaves. The defaults are Kafka's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
@@ -56,6 +70,8 @@ pub struct LogConfig {
     pub retention_ms: Option<i64>,
     /// When to sync (`flush.messages`, `flush.ms`).
     pub flush: FlushPolicy,
+    /// Whose time a record's timestamp is (`message.timestamp.type`).
+    pub timestamp_type: TimestampType,
 }
 
 impl Default for LogConfig {
@@ -69,6 +85,7 @@ impl Default for LogConfig {
             retention_bytes: None,
             retention_ms: Some(WEEK_MS),
             flush: FlushPolicy::default(),
+            timestamp_type: TimestampType::CreateTime,
         }
     }
 }
@@ -298,6 +315,12 @@ impl Log {
             });
         }
         self.check_size(bytes.len())?;
+        // A batch with no timestamp at all gets the append time, so that
+        // retention and `segment.ms` have a real time to go by.
+        let log_append_time = self.config.timestamp_type == TimestampType::LogAppendTime;
+        if log_append_time || header.max_timestamp == batch::NO_TIMESTAMP {
+            header = batch::stamp(bytes, self.clock.now_ms(), log_append_time)?;
+        }
         self.maybe_roll(bytes.len() as u64, header.record_count)?;
         header.base_offset = self.log_end_offset();
         batch::set_base_offset(bytes, header.base_offset);

@@ -35,11 +35,11 @@ fn config() -> LogConfig {
 fn record(offset: u64) -> Record {
     let len = (offset * 7919 % 300) as usize;
     Record::new(
-        offset as i64,
         (0..len)
             .map(|i| (offset as usize + i) as u8)
             .collect::<Vec<u8>>(),
     )
+    .with_timestamp(offset as i64)
 }
 
 /// Runs in the child: append batches of random size forever, printing

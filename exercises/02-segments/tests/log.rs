@@ -6,7 +6,10 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use ch02_segments::{FlushPolicy, Header, Log, LogConfig, LogError, ManualClock, Record, batch};
+use ch02_segments::{
+    FlushPolicy, Header, Log, LogConfig, LogError, ManualClock, NO_TIMESTAMP, Record,
+    TimestampType, batch,
+};
 use tempfile::TempDir;
 
 /// Small segments and a dense index, so a few records exercise everything.
@@ -29,7 +32,7 @@ fn fill(log: &mut Log, n: usize, per_batch: u64, timestamp: i64) {
     for _ in 0..n {
         let base = log.log_end_offset();
         let records: Vec<Record> = (base..base + per_batch)
-            .map(|o| Record::new(timestamp, value(o)))
+            .map(|o| Record::new(value(o)).with_timestamp(timestamp))
             .collect();
         log.append(&records).unwrap();
     }
@@ -79,12 +82,12 @@ fn batches_get_consecutive_offsets_and_read_back_whole() {
     let mut log = open(&dir, config);
     let first = log
         .append(&[
-            Record::new(1, "a"),
-            Record::new(2, "b"),
-            Record::new(3, "c"),
+            Record::new("a").with_timestamp(1),
+            Record::new("b").with_timestamp(2),
+            Record::new("c").with_timestamp(3),
         ])
         .unwrap();
-    let second = log.append(&[Record::new(4, "d")]).unwrap();
+    let second = log.append(&[Record::new("d").with_timestamp(4)]).unwrap();
     assert_eq!((first.base_offset, first.last_offset), (0, 2));
     assert_eq!((second.base_offset, second.last_offset), (3, 3));
     assert_eq!(log.log_end_offset(), 4);
@@ -196,12 +199,15 @@ fn a_segment_rolls_when_its_first_batch_is_older_than_segment_ms() {
         ..LogConfig::default()
     };
     let (mut log, _) = Log::open_with_clock(dir.path(), config, clock.clone()).unwrap();
-    log.append(&[Record::new(10_000, "old")]).unwrap();
+    log.append(&[Record::new("old").with_timestamp(10_000)])
+        .unwrap();
     clock.advance(999);
-    log.append(&[Record::new(10_999, "still young")]).unwrap();
+    log.append(&[Record::new("still young").with_timestamp(10_999)])
+        .unwrap();
     assert_eq!(log.segments().len(), 1);
     clock.advance(1);
-    log.append(&[Record::new(11_000, "new segment")]).unwrap();
+    log.append(&[Record::new("new segment").with_timestamp(11_000)])
+        .unwrap();
     assert_eq!(log.segments().len(), 2);
     assert_eq!(log.segments()[1].base_offset, 2);
 }
@@ -214,7 +220,7 @@ fn timestamp_lookup_finds_the_first_record_at_or_after_a_time() {
     // except that offset 50 carries a timestamp from the past.
     for offset in 0..100i64 {
         let ts = if offset == 50 { 5 } else { 1000 + 10 * offset };
-        log.append(&[Record::new(ts, value(offset as u64))])
+        log.append(&[Record::new(value(offset as u64)).with_timestamp(ts)])
             .unwrap();
     }
     assert_eq!(log.offset_for_timestamp(0).unwrap(), Some(0));
@@ -402,7 +408,7 @@ fn a_batch_over_the_maximum_is_refused_and_nothing_is_written() {
         ..LogConfig::default()
     };
     let mut log = open(&dir, config);
-    let err = log.append(&[Record::new(0, vec![0; 200])]).unwrap_err();
+    let err = log.append(&[Record::new(vec![0; 200])]).unwrap_err();
     assert!(
         matches!(err, LogError::BatchTooLarge { max: 100, .. }),
         "{err}"
@@ -429,7 +435,7 @@ fn append_batch_checks_bytes_from_outside_and_assigns_the_offset() {
     let mut log = open(&dir, LogConfig::default());
     fill(&mut log, 1, 5, 0);
 
-    let mut bytes = batch::encode(&[Record::new(9, "from a producer")]).unwrap();
+    let mut bytes = batch::encode(&[Record::new("from a producer").with_timestamp(9)]).unwrap();
     batch::set_base_offset(&mut bytes, 123_456); // whatever the producer says
     let info = log.append_batch(&mut bytes.clone()).unwrap();
     assert_eq!(info.base_offset, 5, "the log assigns offsets");
@@ -451,12 +457,65 @@ fn append_batch_checks_bytes_from_outside_and_assigns_the_offset() {
 fn timestamps_may_go_backwards() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(&dir, small());
-    log.append(&[Record::new(2000, "late")]).unwrap();
-    log.append(&[Record::new(1000, "early")]).unwrap();
+    log.append(&[Record::new("late").with_timestamp(2000)])
+        .unwrap();
+    log.append(&[Record::new("early").with_timestamp(1000)])
+        .unwrap();
     assert_eq!(log.segments()[0].max_timestamp, Some(2000));
     assert_eq!(log.offset_for_timestamp(1500).unwrap(), Some(0));
     log.close().unwrap();
     let (log, report) = Log::open(dir.path(), small()).unwrap();
     assert!(report.clean_shutdown);
     assert_eq!(log.segments()[0].max_timestamp, Some(2000));
+}
+
+#[test]
+fn a_batch_without_timestamps_is_stamped_with_the_append_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(5_000));
+    let (mut log, _) = Log::open_with_clock(dir.path(), small(), clock.clone()).unwrap();
+    log.append(&[Record::new("a"), Record::new("b")]).unwrap();
+    // A producer's batch: one record stamped, one not. It keeps both, as
+    // Kafka keeps what a `CreateTime` producer sends.
+    clock.advance(1_000);
+    let mut mixed =
+        batch::encode(&[Record::new("c").with_timestamp(42), Record::new("d")]).unwrap();
+    log.append_batch(&mut mixed).unwrap();
+    let stamps: Vec<i64> = log
+        .read(0, u64::MAX)
+        .unwrap()
+        .iter()
+        .flat_map(|b| b.records().unwrap())
+        .map(|(_, r)| r.timestamp)
+        .collect();
+    assert_eq!(stamps, [5_000, 5_000, 42, NO_TIMESTAMP]);
+    assert_eq!(log.segments()[0].max_timestamp, Some(5_000));
+}
+
+#[test]
+fn log_append_time_replaces_every_timestamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(7_000));
+    let config = LogConfig {
+        timestamp_type: TimestampType::LogAppendTime,
+        ..small()
+    };
+    let (mut log, _) = Log::open_with_clock(dir.path(), config, clock).unwrap();
+    let mut bytes = batch::encode(&[
+        Record::new("x").with_timestamp(1),
+        Record::new("y").with_timestamp(99_999),
+    ])
+    .unwrap();
+    log.append_batch(&mut bytes).unwrap();
+    let stored = log.read(0, u64::MAX).unwrap();
+    assert_eq!(stored[0].header.max_timestamp, 7_000);
+    let stamps: Vec<i64> = stored[0]
+        .records()
+        .unwrap()
+        .iter()
+        .map(|(_, r)| r.timestamp)
+        .collect();
+    assert_eq!(stamps, [7_000, 7_000]);
+    // The stored bytes still pass the check every batch from outside gets.
+    batch::validate(&stored[0].bytes).unwrap();
 }

@@ -89,7 +89,7 @@ proptest! {
                         .iter()
                         .map(|&n| {
                             value_seed = value_seed.wrapping_add(1);
-                            Record::new(now, vec![value_seed; n])
+                            Record::new(vec![value_seed; n]).with_timestamp(now)
                         })
                         .collect();
                     let info = log.append(&records).unwrap();

@@ -27,7 +27,7 @@ fn make_log(dir: &Path, batches: usize) -> Log {
     let (mut log, _) = Log::open(dir, config()).unwrap();
     for _ in 0..batches {
         let base = log.log_end_offset();
-        log.append(&[Record::new(0, value(base)), Record::new(0, value(base + 1))])
+        log.append(&[Record::new(value(base)), Record::new(value(base + 1))])
             .unwrap();
     }
     assert!(log.segments().len() >= 4, "the test wants several segments");
@@ -189,7 +189,7 @@ fn garbage_after_the_last_batch_is_cut_off_after_either_shutdown() {
         assert_eq!(log.log_end_offset(), end);
         assert_intact(&log);
         // Appends land right after the last valid batch.
-        log.append(&[Record::new(0, value(end))]).unwrap();
+        log.append(&[Record::new(value(end))]).unwrap();
         drop(log);
         let (log, _) = reopen(dir.path());
         assert_eq!(log.log_end_offset(), end + 1);

@@ -69,9 +69,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let value = format!("order {i:02}");
         let record = if i < 12 {
             let key = format!("customer-{}", i % 4 + 1);
-            Record::new(clock.now_ms(), value).with_key(key)
+            Record::new(value)
+                .with_timestamp(clock.now_ms())
+                .with_key(key)
         } else {
-            Record::new(clock.now_ms(), value)
+            Record::new(value).with_timestamp(clock.now_ms())
         };
         let (partition, ready) = acc.add("orders", 3, record);
         chosen.push(partition);

@@ -1,7 +1,9 @@
 //! A topic's configuration, by Kafka's names (`retention.ms`, ...), and how
 //! it becomes each partition's [`LogConfig`].
 
-use ch02_segments::{FlushPolicy, LogConfig};
+use std::collections::BTreeMap;
+
+use ch02_segments::{FlushPolicy, LogConfig, TimestampType};
 use serde::{Deserialize, Serialize};
 
 /// What happens to old data (`cleanup.policy`).
@@ -28,7 +30,16 @@ pub struct ConfigError {
 }
 
 /// One topic's settings. The defaults are Kafka's broker defaults.
+///
+/// Stored (in `topics.meta`) as Kafka stores a topic's configuration: a map
+/// from each setting's name to its value as text. A setting added in a
+/// later version is then simply missing from an older file, and takes its
+/// default, instead of making the file unreadable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    into = "BTreeMap<String, String>",
+    try_from = "BTreeMap<String, String>"
+)]
 pub struct TopicConfig {
     /// `cleanup.policy`: only [`CleanupPolicy::Delete`] is implemented.
     pub cleanup_policy: CleanupPolicy,
@@ -48,6 +59,10 @@ pub struct TopicConfig {
     pub flush_messages: Option<u64>,
     /// `flush.ms`: sync this often (`None`: leave it to the operating system).
     pub flush_ms: Option<i64>,
+    /// `message.timestamp.type`: keep the producer's timestamps
+    /// (`CreateTime`) or stamp each batch with the time it is appended
+    /// (`LogAppendTime`).
+    pub timestamp_type: TimestampType,
 }
 
 impl Default for TopicConfig {
@@ -62,13 +77,14 @@ impl Default for TopicConfig {
             max_message_bytes: log.max_batch_bytes,
             flush_messages: log.flush.messages,
             flush_ms: log.flush.interval_ms,
+            timestamp_type: log.timestamp_type,
         }
     }
 }
 
 /// The names [`TopicConfig::set`] understands, in the order
 /// [`TopicConfig::entries`] lists them.
-pub const KEYS: [&str; 8] = [
+pub const KEYS: [&str; 9] = [
     "cleanup.policy",
     "retention.ms",
     "retention.bytes",
@@ -77,6 +93,7 @@ pub const KEYS: [&str; 8] = [
     "max.message.bytes",
     "flush.messages",
     "flush.ms",
+    "message.timestamp.type",
 ];
 
 impl TopicConfig {
@@ -122,6 +139,13 @@ impl TopicConfig {
             }
             "flush.messages" => self.flush_messages = limit()?.map(|n| n as u64),
             "flush.ms" => self.flush_ms = limit()?,
+            "message.timestamp.type" => {
+                self.timestamp_type = match value {
+                    "CreateTime" => TimestampType::CreateTime,
+                    "LogAppendTime" => TimestampType::LogAppendTime,
+                    _ => return Err(error("must be \"CreateTime\" or \"LogAppendTime\"")),
+                }
+            }
             _ => {
                 return Err(error(&format!(
                     "unknown setting; known: {}",
@@ -140,6 +164,10 @@ impl TopicConfig {
             CleanupPolicy::Delete => "delete",
             CleanupPolicy::Compact => "compact",
         };
+        let timestamp_type = match self.timestamp_type {
+            TimestampType::CreateTime => "CreateTime",
+            TimestampType::LogAppendTime => "LogAppendTime",
+        };
         vec![
             (KEYS[0], policy.to_string()),
             (KEYS[1], limit(self.retention_ms)),
@@ -149,6 +177,7 @@ impl TopicConfig {
             (KEYS[5], self.max_message_bytes.to_string()),
             (KEYS[6], limit(self.flush_messages.map(|n| n as i64))),
             (KEYS[7], limit(self.flush_ms)),
+            (KEYS[8], timestamp_type.to_string()),
         ]
     }
 
@@ -176,8 +205,35 @@ impl TopicConfig {
                 messages: self.flush_messages,
                 interval_ms: self.flush_ms,
             },
+            timestamp_type: self.timestamp_type,
             ..LogConfig::default()
         }
+    }
+}
+
+/// How a configuration is stored: every setting by name, as text.
+impl From<TopicConfig> for BTreeMap<String, String> {
+    fn from(config: TopicConfig) -> Self {
+        config
+            .entries()
+            .into_iter()
+            .map(|(key, value)| (key.to_string(), value))
+            .collect()
+    }
+}
+
+/// Reads a stored configuration: the defaults, with each stored setting
+/// applied. A setting this version does not know is an error (the file was
+/// written by a newer version), never silently dropped.
+impl TryFrom<BTreeMap<String, String>> for TopicConfig {
+    type Error = ConfigError;
+
+    fn try_from(entries: BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let mut config = TopicConfig::default();
+        for (key, value) in &entries {
+            config.set(key, value)?;
+        }
+        Ok(config)
     }
 }
 
@@ -198,6 +254,7 @@ mod tests {
             ("max.message.bytes", "1048588"),
             ("flush.messages", "-1"),
             ("flush.ms", "-1"),
+            ("message.timestamp.type", "CreateTime"),
         ];
         let expected: Vec<(&str, String)> =
             expected.iter().map(|(k, v)| (*k, v.to_string())).collect();
@@ -216,6 +273,7 @@ mod tests {
             ("flush.messages", "1"),
             ("flush.ms", "-1"),
             ("retention.ms", "-1"),
+            ("message.timestamp.type", "LogAppendTime"),
         ] {
             config.set(key, value).unwrap();
             let shown = config
@@ -229,6 +287,21 @@ mod tests {
         assert_eq!(log.segment_bytes, 4096);
         assert_eq!(log.retention_ms, None);
         assert_eq!(log.flush.messages, Some(1));
+        assert_eq!(log.timestamp_type, TimestampType::LogAppendTime);
+    }
+
+    #[test]
+    fn stored_as_named_settings_so_a_missing_one_takes_its_default() {
+        let mut config = TopicConfig::default();
+        config.set("retention.ms", "60000").unwrap();
+        let mut stored = BTreeMap::from(config.clone());
+        assert_eq!(TopicConfig::try_from(stored.clone()).unwrap(), config);
+        // A file from before `message.timestamp.type` existed.
+        stored.remove("message.timestamp.type");
+        assert_eq!(TopicConfig::try_from(stored.clone()).unwrap(), config);
+        // A file from a newer version, with a setting this one lacks.
+        stored.insert("retention.minutes".into(), "5".into());
+        assert!(TopicConfig::try_from(stored).is_err());
     }
 
     #[test]

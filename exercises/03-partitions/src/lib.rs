@@ -15,7 +15,7 @@
 //! let (mut store, _report) = TopicStore::open(dir.path())?;
 //! store.create_topic("orders", 3, TopicConfig::default())?;
 //! let partition = partition_for_key(b"customer-42", 3); // as the Java client would
-//! store.append("orders", partition, &[Record::new(0, "shoes").with_key("customer-42")])?;
+//! store.append("orders", partition, &[Record::new("shoes").with_key("customer-42")])?;
 //! assert_eq!(store.describe("orders")?.partitions[partition as usize].log_end_offset, 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -37,6 +37,8 @@
 //! - [`store`]: [`TopicStore`], the data directory of partition logs
 //!   (`<data>/<topic>-<partition>/`): create, describe, add partitions and
 //!   delete topics; recovery of interrupted changes on open.
+//! - [`topic_partition`]: [`TopicPartition`], the name of one partition
+//!   of one topic, the key of everything per partition from here on.
 //! - [`error`]: [`StoreError`], with Kafka's error code names.
 //!
 //! ## How this differs from real Kafka
@@ -74,6 +76,7 @@ pub mod metadata;
 pub mod name;
 pub mod partitioner;
 pub mod store;
+pub mod topic_partition;
 
 pub use accumulator::{Accumulator, ReadyBatch};
 pub use config::{CleanupPolicy, ConfigError, TopicConfig};
@@ -83,3 +86,4 @@ pub use partitioner::{
     DefaultPartitioner, Partitioner, RoundRobinPartitioner, murmur2, partition_for_key,
 };
 pub use store::{Created, OpenReport, PartitionDescription, TopicDescription, TopicStore};
+pub use topic_partition::TopicPartition;

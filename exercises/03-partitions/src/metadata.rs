@@ -50,19 +50,22 @@ pub fn write(dir: &Path, metadata: &Metadata) -> Result<()> {
                 detail: e.to_string(),
             }
         })?;
-    let mut bytes = Vec::with_capacity(body.len() + frame::HEADER_LEN);
-    frame::encode(&body, &mut bytes);
+    todo!("exercise `replace`: Frame `body` with chapter 1's `frame::encode`. Never overwrite `topics.meta` in place: write the bytes to TMP_FILE with `write_synced`, then `rename_synced` it over FILE.")
+}
 
-    let tmp = dir.join(TMP_FILE);
-    let mut file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-    file.write_all(&bytes)
-        .map_err(|e| StoreError::io(&tmp, e))?;
-    // The bytes must be on disk before the rename makes them the truth,
-    // or a power cut could leave the new name pointing at an empty file.
-    file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
-    let path = dir.join(FILE);
-    fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
-    // And the rename itself is a change to the directory.
+/// Creates (or truncates) `path` with `bytes`, synced: the bytes must be on
+/// disk before a rename makes them the truth, or a power cut could leave
+/// the new name pointing at an empty file.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = File::create(path).map_err(|e| StoreError::io(path, e))?;
+    file.write_all(bytes).map_err(|e| StoreError::io(path, e))?;
+    file.sync_all().map_err(|e| StoreError::io(path, e))
+}
+
+/// Renames `from` over `to`, both in `dir`, and syncs `dir`: the rename is
+/// a change to the directory, and durable only once the directory is.
+fn rename_synced(from: &Path, to: &Path, dir: &Path) -> Result<()> {
+    fs::rename(from, to).map_err(|e| StoreError::io(to, e))?;
     sync_dir(dir)
 }
 
@@ -84,13 +87,84 @@ pub fn read(dir: &Path) -> Result<Option<Metadata>> {
         Decoded::Incomplete => return Err(damaged("the file is cut short".into())),
         Decoded::Corrupt { .. } => return Err(damaged("the checksum does not match".into())),
     };
-    let (metadata, used) =
-        bincode::serde::decode_from_slice::<Metadata, _>(body, bincode::config::standard())
-            .map_err(|e| damaged(e.to_string()))?;
+    // The checksum matched, so bytes that do not decode were written by
+    // another version: this one's layout first, then the one before it.
+    let decoded = decode::<Metadata>(body).or_else(|e| match decode::<v0::Metadata>(body) {
+        Ok(old) => Ok(old.into()),
+        Err(_) => Err(e),
+    });
+    decoded.map(Some).map_err(damaged)
+}
+
+/// Decodes the whole of `body` as a `T`.
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, String> {
+    let (value, used) =
+        bincode::serde::decode_from_slice::<T, _>(body, bincode::config::standard())
+            .map_err(|e| e.to_string())?;
     if used != body.len() {
-        return Err(damaged("bytes after the metadata".into()));
+        return Err("bytes after the metadata".into());
     }
-    Ok(Some(metadata))
+    Ok(value)
+}
+
+/// `topics.meta` as the first version wrote it, with each topic's settings
+/// as a fixed list of eight fields. Reading it keeps an upgraded broker's
+/// topics; the next change to the store writes the current layout, where
+/// settings are stored by name (see [`TopicConfig`]) so that adding one no
+/// longer changes the layout.
+mod v0 {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Serialize};
+
+    use crate::config::{CleanupPolicy, TopicConfig};
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Metadata {
+        pub topics: BTreeMap<String, TopicMeta>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct TopicMeta {
+        pub partitions: u32,
+        pub config: Config,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Config {
+        pub cleanup_policy: CleanupPolicy,
+        pub retention_ms: Option<i64>,
+        pub retention_bytes: Option<u64>,
+        pub segment_bytes: u64,
+        pub segment_ms: Option<i64>,
+        pub max_message_bytes: u32,
+        pub flush_messages: Option<u64>,
+        pub flush_ms: Option<i64>,
+    }
+
+    impl From<Metadata> for super::Metadata {
+        fn from(old: Metadata) -> Self {
+            let topics = old.topics.into_iter().map(|(name, topic)| {
+                let c = topic.config;
+                let config = TopicConfig {
+                    cleanup_policy: c.cleanup_policy,
+                    retention_ms: c.retention_ms,
+                    retention_bytes: c.retention_bytes,
+                    segment_bytes: c.segment_bytes,
+                    segment_ms: c.segment_ms,
+                    max_message_bytes: c.max_message_bytes,
+                    flush_messages: c.flush_messages,
+                    flush_ms: c.flush_ms,
+                    ..TopicConfig::default()
+                };
+                let partitions = topic.partitions;
+                (name, super::TopicMeta { partitions, config })
+            });
+            super::Metadata {
+                topics: topics.collect(),
+            }
+        }
+    }
 }
 
 /// Makes the directory's entries (files created, renamed or removed in it)
@@ -127,6 +201,40 @@ mod tests {
         write(dir.path(), &sample()).unwrap();
         assert_eq!(read(dir.path()).unwrap(), Some(sample()));
         assert!(!dir.path().join(TMP_FILE).exists());
+    }
+
+    #[test]
+    fn reads_the_first_versions_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = TopicConfig {
+            retention_ms: Some(60_000),
+            ..TopicConfig::default()
+        };
+        let old = v0::Metadata {
+            topics: BTreeMap::from([(
+                "orders".to_string(),
+                v0::TopicMeta {
+                    partitions: 3,
+                    config: v0::Config {
+                        cleanup_policy: config.cleanup_policy,
+                        retention_ms: config.retention_ms,
+                        retention_bytes: config.retention_bytes,
+                        segment_bytes: config.segment_bytes,
+                        segment_ms: config.segment_ms,
+                        max_message_bytes: config.max_message_bytes,
+                        flush_messages: config.flush_messages,
+                        flush_ms: config.flush_ms,
+                    },
+                },
+            )]),
+        };
+        let body = bincode::serde::encode_to_vec(&old, bincode::config::standard()).unwrap();
+        let mut bytes = Vec::new();
+        frame::encode(&body, &mut bytes);
+        fs::write(dir.path().join(FILE), bytes).unwrap();
+        let read = read(dir.path()).unwrap().unwrap();
+        assert_eq!(read.topics["orders"].partitions, 3);
+        assert_eq!(read.topics["orders"].config, config);
     }
 
     #[test]

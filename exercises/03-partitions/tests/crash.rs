@@ -44,7 +44,7 @@ fn crash_child() {
             Ok(n) if rng.bool() => {
                 // Appends are not what this test is about, but they give
                 // the logs something to recover.
-                let records = [Record::new(0, vec![7; rng.usize(..200)])];
+                let records = [Record::new(vec![7; rng.usize(..200)])];
                 store.append(name, rng.u32(..n), &records).unwrap();
                 continue;
             }

@@ -44,7 +44,7 @@ fn produce_and_read(records: &[(String, u32)], partitions: u32) -> Vec<Vec<(Stri
             .unwrap();
     };
     for (key, seq) in records {
-        let record = Record::new(0, seq.to_string()).with_key(key.clone());
+        let record = Record::new(seq.to_string()).with_key(key.clone());
         for batch in acc.add("t", partitions, record).1 {
             append(&mut store, batch);
         }
@@ -142,10 +142,7 @@ impl Partitioner for RegionPartitioner {
 #[test]
 fn a_custom_partitioner_plugs_into_the_accumulator() {
     let mut acc = Accumulator::new(1024, RegionPartitioner);
-    assert_eq!(
-        acc.add("t", 4, Record::new(0, "x").with_key("eu:paris")).0,
-        0
-    );
-    assert_ne!(acc.add("t", 4, Record::new(0, "x").with_key("us:nyc")).0, 0);
-    assert_eq!(acc.add("t", 4, Record::new(0, "x")).0, 3);
+    assert_eq!(acc.add("t", 4, Record::new("x").with_key("eu:paris")).0, 0);
+    assert_ne!(acc.add("t", 4, Record::new("x").with_key("us:nyc")).0, 0);
+    assert_eq!(acc.add("t", 4, Record::new("x")).0, 3);
 }

@@ -32,7 +32,7 @@ proptest! {
         let mut batches = Vec::new();
         let mut chosen = Vec::new();
         for (i, (key, len)) in records.iter().enumerate() {
-            let mut record = Record::new(i as i64, vec![0; *len]);
+            let mut record = Record::new(vec![0; *len]).with_timestamp(i as i64);
             if let Some(key) = key {
                 record = record.with_key(vec![*key]);
             }
@@ -128,7 +128,7 @@ proptest! {
                 }
                 Op::Append(n, partition, count) => {
                     let name = NAMES[n];
-                    let records: Vec<Record> = (0..count).map(|i| Record::new(i as i64, "v")).collect();
+                    let records: Vec<Record> = (0..count).map(|i| Record::new("v").with_timestamp(i as i64)).collect();
                     let result = s.append(name, partition, &records);
                     match model.get_mut(name).and_then(|p| p.get_mut(partition as usize)) {
                         Some(end) => {

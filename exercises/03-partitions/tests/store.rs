@@ -47,7 +47,14 @@ fn describe_shows_each_partitions_offsets() {
     let mut store = open(dir.path());
     store.create_topic("t", 2, TopicConfig::default()).unwrap();
     store
-        .append("t", 1, &[Record::new(1, "a"), Record::new(2, "b")])
+        .append(
+            "t",
+            1,
+            &[
+                Record::new("a").with_timestamp(1),
+                Record::new("b").with_timestamp(2),
+            ],
+        )
         .unwrap();
     let d = store.describe("t").unwrap();
     assert_eq!(
@@ -71,7 +78,9 @@ fn topics_partitions_data_and_configs_survive_a_restart() {
         let mut store = open(dir.path());
         store.create_topic("a", 2, config.clone()).unwrap();
         store.create_topic("b", 1, TopicConfig::default()).unwrap();
-        store.append("a", 1, &[Record::new(5, "kept")]).unwrap();
+        store
+            .append("a", 1, &[Record::new("kept").with_timestamp(5)])
+            .unwrap();
         store.close().unwrap();
     }
     let (store, report) = TopicStore::open(dir.path()).unwrap();
@@ -89,7 +98,9 @@ fn a_crash_without_close_recovers_each_partition() {
     {
         let mut store = open(dir.path());
         store.create_topic("t", 2, TopicConfig::default()).unwrap();
-        store.append("t", 0, &[Record::new(1, "x")]).unwrap();
+        store
+            .append("t", 0, &[Record::new("x").with_timestamp(1)])
+            .unwrap();
         // dropped without close: no clean-shutdown markers
     }
     let (store, report) = TopicStore::open(dir.path()).unwrap();
@@ -107,7 +118,9 @@ fn delete_removes_the_topic_and_its_directories() {
     store
         .create_topic("stays", 1, TopicConfig::default())
         .unwrap();
-    store.append("gone", 0, &[Record::new(1, "x")]).unwrap();
+    store
+        .append("gone", 0, &[Record::new("x").with_timestamp(1)])
+        .unwrap();
     store.delete_topic("gone").unwrap();
     assert_eq!(store.topics(), ["stays"]);
     assert_eq!(listing(dir.path()), ["stays-0", METADATA_FILE]);
@@ -130,10 +143,14 @@ fn add_partitions_only_grows() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(dir.path());
     store.create_topic("t", 2, TopicConfig::default()).unwrap();
-    store.append("t", 0, &[Record::new(1, "x")]).unwrap();
+    store
+        .append("t", 0, &[Record::new("x").with_timestamp(1)])
+        .unwrap();
     store.add_partitions("t", 5).unwrap();
     assert_eq!(store.partition_count("t").unwrap(), 5);
-    store.append("t", 4, &[Record::new(1, "y")]).unwrap();
+    store
+        .append("t", 4, &[Record::new("y").with_timestamp(1)])
+        .unwrap();
     assert_eq!(store.describe("t").unwrap().partitions[0].log_end_offset, 1);
     for bad in [5, 3, 0] {
         assert!(
@@ -205,7 +222,7 @@ fn unknown_topics_and_partitions_are_errors() {
     let mut store = open(dir.path());
     store.create_topic("t", 2, TopicConfig::default()).unwrap();
     assert!(matches!(
-        store.append("t", 2, &[Record::new(0, "x")]),
+        store.append("t", 2, &[Record::new("x")]),
         Err(StoreError::UnknownPartition {
             partition: 2,
             count: 2,
@@ -278,7 +295,7 @@ fn a_half_deleted_topic_is_finished_on_open() {
         store
             .create_topic("gone", 2, TopicConfig::default())
             .unwrap();
-        store.append("gone", 1, &[Record::new(0, "x")]).unwrap();
+        store.append("gone", 1, &[Record::new("x")]).unwrap();
         store.close().unwrap();
     }
     let kept = fs::read(dir.path().join("gone-1/00000000000000000000.log")).unwrap();
@@ -368,7 +385,7 @@ fn retention_runs_over_every_partition() {
     store.create_topic("t", 2, config).unwrap();
     for partition in 0..2 {
         for i in 0..3 {
-            let record = Record::new(1_000_000 + i, vec![0; 80]);
+            let record = Record::new(vec![0; 80]).with_timestamp(1_000_000 + i);
             store.append("t", partition, &[record]).unwrap();
         }
     }
@@ -377,4 +394,31 @@ fn retention_runs_over_every_partition() {
     assert_eq!(store.apply_retention().unwrap(), 4);
     let d = store.describe("t").unwrap();
     assert!(d.partitions.iter().all(|p| p.log_start_offset == 2));
+}
+
+/// `topics.meta` is replaced (a new file renamed over the old name), never
+/// rewritten in place: a crash in the middle of an in-place write would
+/// leave a torn file, and every topic with it. A hard link to the old file
+/// tells the two apart: a rename leaves the linked file as it was, an
+/// in-place write changes it.
+#[test]
+fn metadata_is_replaced_never_rewritten_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    store
+        .create_topic("orders", 1, TopicConfig::default())
+        .unwrap();
+    let old = dir.path().join("old.meta");
+    fs::hard_link(dir.path().join(METADATA_FILE), &old).unwrap();
+    let before = fs::read(&old).unwrap();
+    store
+        .create_topic("payments", 2, TopicConfig::default())
+        .unwrap();
+    assert_eq!(
+        fs::read(&old).unwrap(),
+        before,
+        "topics.meta was rewritten in place"
+    );
+    assert_ne!(fs::read(dir.path().join(METADATA_FILE)).unwrap(), before);
+    assert!(!dir.path().join(metadata::TMP_FILE).exists());
 }

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use ch02_segments::Record;
-use ch03_partitions::TopicStore;
+use ch03_partitions::{TopicPartition, TopicStore};
 use ch04_network::{
     Admin, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig, Server, ServerConfig,
 };
@@ -39,7 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
     )
     .await?;
-    consumer.assign((0..3).map(|p| ("orders".to_string(), p)));
+    consumer.assign((0..3).map(|p| TopicPartition::new("orders", p)));
     let poller = tokio::spawn(async move {
         // Waits in the broker until the first batch arrives.
         let mut records = Vec::new();
@@ -53,7 +53,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut deliveries = Vec::new();
     for i in 0..9 {
         let key = format!("customer-{}", i % 3 + 1);
-        let record = Record::new(1_700_000_000_000 + i, format!("order {i}")).with_key(key.clone());
+        let record = Record::new(format!("order {i}"))
+            .with_timestamp(1_700_000_000_000 + i)
+            .with_key(key.clone());
         deliveries.push((key, producer.send("orders", record).await?));
     }
     for (key, delivery) in deliveries {
@@ -78,7 +80,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     println!("\n== errors come back as Kafka's codes ==");
-    let missing = producer.send("missing", Record::new(0, "x")).await;
+    let missing = producer.send("missing", Record::new("x")).await;
     println!("produce to a missing topic: {}", missing.err().unwrap());
     let exists = admin.create_topic("orders", 1, vec![]).await;
     println!("create orders again: {}", exists.unwrap_err());

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ch02_segments::{Record, batch};
+use ch03_partitions::TopicPartition;
 use tokio::time::Instant;
 
 use crate::client::{Client, check};
@@ -89,7 +90,7 @@ pub struct Consumer {
     client: Client,
     config: ConsumerConfig,
     /// Each assigned partition's next offset to read; `None` until known.
-    positions: BTreeMap<(String, u32), Option<u64>>,
+    positions: BTreeMap<TopicPartition, Option<u64>>,
 }
 
 impl Consumer {
@@ -110,7 +111,7 @@ impl Consumer {
 
     /// Reads exactly these partitions from now on. Positions of partitions
     /// kept are kept; new ones start per `auto.offset.reset` unless sought.
-    pub fn assign(&mut self, partitions: impl IntoIterator<Item = (String, u32)>) {
+    pub fn assign(&mut self, partitions: impl IntoIterator<Item = TopicPartition>) {
         let old = std::mem::take(&mut self.positions);
         for tp in partitions {
             let position = old.get(&tp).copied().flatten();
@@ -119,59 +120,45 @@ impl Consumer {
     }
 
     /// The assigned partitions.
-    pub fn assignment(&self) -> Vec<(String, u32)> {
+    pub fn assignment(&self) -> Vec<TopicPartition> {
         self.positions.keys().cloned().collect()
     }
 
     /// The next offset `poll` will return for a partition, if known.
-    pub fn position(&self, topic: &str, partition: u32) -> Option<u64> {
-        self.positions
-            .get(&(topic.to_string(), partition))
-            .copied()
-            .flatten()
+    pub fn position(&self, tp: &TopicPartition) -> Option<u64> {
+        self.positions.get(tp).copied().flatten()
     }
 
     /// Moves an assigned partition's position.
-    pub async fn seek(
-        &mut self,
-        topic: &str,
-        partition: u32,
-        to: SeekTo,
-    ) -> Result<(), ClientError> {
-        let tp = (topic.to_string(), partition);
-        if !self.positions.contains_key(&tp) {
+    pub async fn seek(&mut self, tp: &TopicPartition, to: SeekTo) -> Result<(), ClientError> {
+        if !self.positions.contains_key(tp) {
             return Err(ClientError::Broker {
                 code: ErrorCode::UnknownTopicOrPartition,
-                message: format!("{topic}-{partition} is not assigned to this consumer"),
+                message: format!("{tp} is not assigned to this consumer"),
             });
         }
         let offset = match to {
             SeekTo::Offset(offset) => offset,
-            SeekTo::Beginning => self.list_offset(topic, partition, EARLIEST).await?,
-            SeekTo::End => self.list_offset(topic, partition, LATEST).await?,
-            SeekTo::Timestamp(ts) => match self.lookup(topic, partition, ts).await? {
+            SeekTo::Beginning => self.list_offset(tp, EARLIEST).await?,
+            SeekTo::End => self.list_offset(tp, LATEST).await?,
+            SeekTo::Timestamp(ts) => match self.lookup(tp, ts).await? {
                 Some(offset) => offset,
-                None => self.list_offset(topic, partition, LATEST).await?,
+                None => self.list_offset(tp, LATEST).await?,
             },
         };
-        self.positions.insert(tp, Some(offset));
+        self.positions.insert(tp.clone(), Some(offset));
         Ok(())
     }
 
-    async fn list_offset(&self, topic: &str, partition: u32, at: i64) -> Result<u64, ClientError> {
-        self.lookup(topic, partition, at)
+    async fn list_offset(&self, tp: &TopicPartition, at: i64) -> Result<u64, ClientError> {
+        self.lookup(tp, at)
             .await?
             .ok_or_else(|| ClientError::Protocol("no offset for the earliest or latest".into()))
     }
 
-    async fn lookup(
-        &self,
-        topic: &str,
-        partition: u32,
-        at: i64,
-    ) -> Result<Option<u64>, ClientError> {
+    async fn lookup(&self, tp: &TopicPartition, at: i64) -> Result<Option<u64>, ClientError> {
         let request = ListOffsetsRequest {
-            partitions: vec![(topic.to_string(), partition, at)],
+            partitions: vec![(tp.topic.clone(), tp.partition, at)],
         };
         let response: ListOffsetsResponse = self.client.call(ApiKey::ListOffsets, &request).await?;
         let (_, _, error, offset) = response
@@ -179,25 +166,23 @@ impl Consumer {
             .into_iter()
             .next()
             .ok_or_else(|| ClientError::Protocol("an empty ListOffsets response".into()))?;
-        check(error, || format!("{topic}-{partition}"))?;
+        check(error, || tp.to_string())?;
         Ok(offset)
     }
 
     /// Resets a position per `auto.offset.reset`.
-    async fn reset(&mut self, topic: &str, partition: u32) -> Result<(), ClientError> {
+    async fn reset(&mut self, tp: &TopicPartition) -> Result<(), ClientError> {
         let to = match self.config.auto_offset_reset {
             OffsetReset::Earliest => SeekTo::Beginning,
             OffsetReset::Latest => SeekTo::End,
             OffsetReset::None => {
                 return Err(ClientError::Broker {
                     code: ErrorCode::OffsetOutOfRange,
-                    message: format!(
-                        "{topic}-{partition} has no valid position and auto.offset.reset is none"
-                    ),
+                    message: format!("{tp} has no valid position and auto.offset.reset is none"),
                 });
             }
         };
-        self.seek(topic, partition, to).await
+        self.seek(tp, to).await
     }
 
     /// Returns the records that are there, waiting up to `timeout` for some
@@ -205,14 +190,14 @@ impl Consumer {
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ClientError> {
         let deadline = Instant::now() + timeout;
         loop {
-            let unknown: Vec<(String, u32)> = self
+            let unknown: Vec<TopicPartition> = self
                 .positions
                 .iter()
                 .filter(|(_, p)| p.is_none())
                 .map(|(tp, _)| tp.clone())
                 .collect();
-            for (topic, partition) in unknown {
-                self.reset(&topic, partition).await?;
+            for tp in unknown {
+                self.reset(&tp).await?;
             }
             let wait = deadline.saturating_duration_since(Instant::now());
             let request = FetchRequest {
@@ -222,9 +207,9 @@ impl Consumer {
                 partitions: self
                     .positions
                     .iter()
-                    .map(|((topic, partition), position)| FetchPartition {
-                        topic: topic.clone(),
-                        partition: *partition,
+                    .map(|(tp, position)| FetchPartition {
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
                         offset: position.unwrap_or(0) as i64,
                         max_bytes: self.config.max_partition_fetch_bytes,
                     })
@@ -246,21 +231,21 @@ impl Consumer {
     ) -> Result<Vec<ConsumerRecord>, ClientError> {
         let mut records = Vec::new();
         for p in response.partitions {
+            let tp = TopicPartition::new(p.topic, p.partition);
             match p.error {
                 ErrorCode::None => {}
                 ErrorCode::OffsetOutOfRange => {
-                    self.reset(&p.topic, p.partition).await?;
+                    self.reset(&tp).await?;
                     continue;
                 }
                 code => {
                     return Err(ClientError::Broker {
                         code,
-                        message: format!("fetching {}-{}", p.topic, p.partition),
+                        message: format!("fetching {tp}"),
                     });
                 }
             }
-            let key = (p.topic.clone(), p.partition);
-            let Some(Some(mut position)) = self.positions.get(&key).copied() else {
+            let Some(Some(mut position)) = self.positions.get(&tp).copied() else {
                 continue; // unassigned meanwhile
             };
             for stored in p.batches {
@@ -270,8 +255,8 @@ impl Consumer {
                     // A fetch returns whole batches: skip what was read.
                     if offset >= position {
                         records.push(ConsumerRecord {
-                            topic: p.topic.clone(),
-                            partition: p.partition,
+                            topic: tp.topic.clone(),
+                            partition: tp.partition,
                             offset,
                             record,
                         });
@@ -279,7 +264,7 @@ impl Consumer {
                     }
                 }
             }
-            self.positions.insert(key, Some(position));
+            self.positions.insert(tp, Some(position));
         }
         Ok(records)
     }

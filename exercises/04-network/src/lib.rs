@@ -56,7 +56,7 @@
 //! use std::time::Duration;
 //!
 //! use ch02_segments::Record;
-//! use ch03_partitions::TopicStore;
+//! use ch03_partitions::{TopicPartition, TopicStore};
 //! use ch04_network::{
 //!     Admin, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig, Server,
 //!     ServerConfig,
@@ -78,7 +78,7 @@
 //!
 //! let producer = Producer::connect(&addr, ProducerConfig::default()).await?;
 //! // `send` queues the record; its future resolves when the broker has it.
-//! let stored = producer.send("greetings", Record::new(0, "hello")).await?.await?;
+//! let stored = producer.send("greetings", Record::new("hello")).await?.await?;
 //! assert_eq!(stored.offset, Some(0));
 //!
 //! let config = ConsumerConfig {
@@ -86,7 +86,7 @@
 //!     ..ConsumerConfig::default()
 //! };
 //! let mut consumer = Consumer::connect(&addr, config).await?;
-//! consumer.assign([("greetings".to_string(), 0)]);
+//! consumer.assign([TopicPartition::new("greetings", 0)]);
 //! let records = consumer.poll(Duration::from_secs(5)).await?;
 //! assert_eq!(records[0].record.value, b"hello");
 //!

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use ch02_segments::{Record, batch};
+use ch02_segments::{Clock, NO_TIMESTAMP, Record, SystemClock, batch};
 use ch03_partitions::{Accumulator, DefaultPartitioner, ReadyBatch};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -233,9 +233,15 @@ impl Producer {
     async fn enqueue(
         &self,
         topic: &str,
-        record: Record,
+        mut record: Record,
         delivery: Delivery,
     ) -> Result<(), ClientError> {
+        // A record without a timestamp gets the time of `send`, as Kafka's
+        // producer stamps it (`CreateTime`; a topic with `LogAppendTime`
+        // replaces it with the broker's time).
+        if record.timestamp == NO_TIMESTAMP {
+            record.timestamp = SystemClock.now_ms();
+        }
         let partitions = self.partition_count(topic).await?;
         // Back-pressure: a permit per record, returned once it is answered.
         self.shared

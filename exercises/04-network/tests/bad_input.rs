@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use ch02_segments::{Record, batch};
+use ch03_partitions::TopicPartition;
 use ch04_network::protocol::{
     self, ApiKey, ErrorResponse, FetchPartition, FetchRequest, FetchResponse, MetadataRequest,
     ProducePartition, ProduceRequest, ProduceResponse, ProduceTopic, RequestHeader,
@@ -206,7 +207,7 @@ async fn bad_produce_requests_get_per_partition_errors_and_lose_nothing() {
         .await
         .unwrap();
     let mut stream = TcpStream::connect(&broker.addr).await.unwrap();
-    let good = batch::encode(&[Record::new(0, "kept")]).unwrap();
+    let good = batch::encode(&[Record::new("kept")]).unwrap();
     assert_eq!(
         produce_raw(&mut stream, 1, "t", 0, good.clone()).await,
         ErrorCode::None
@@ -231,7 +232,7 @@ async fn bad_produce_requests_get_per_partition_errors_and_lose_nothing() {
         produce_raw(&mut stream, 5, "t", 0, vec![0; 7]).await,
         ErrorCode::CorruptMessage
     );
-    let big = batch::encode(&[Record::new(0, vec![0; 2000])]).unwrap();
+    let big = batch::encode(&[Record::new(vec![0; 2000])]).unwrap();
     assert_eq!(
         produce_raw(&mut stream, 6, "t", 0, big).await,
         ErrorCode::MessageTooLarge
@@ -247,7 +248,7 @@ async fn bad_produce_requests_get_per_partition_errors_and_lose_nothing() {
     )
     .await
     .unwrap();
-    consumer.assign([("t".to_string(), 0)]);
+    consumer.assign([TopicPartition::new("t", 0)]);
     let records = consumer.poll(TIMEOUT).await.unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].record.value, b"kept");

@@ -6,8 +6,8 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ch02_segments::Record;
-use ch03_partitions::{TopicStore, partition_for_key};
+use ch02_segments::{Clock, Record, SystemClock};
+use ch03_partitions::{TopicPartition, TopicStore, partition_for_key};
 use ch04_network::protocol::{ApiKey, MetadataRequest, MetadataResponse};
 use ch04_network::{
     Admin, Client, Consumer, ConsumerConfig, ErrorCode, OffsetReset, Producer, ProducerConfig,
@@ -73,7 +73,9 @@ async fn what_is_produced_is_consumed_in_order_per_partition() {
     let mut deliveries = Vec::new();
     for i in 0..1_000u32 {
         let key = format!("k{}", i % 10);
-        let record = Record::new(i64::from(i), i.to_string()).with_key(key);
+        let record = Record::new(i.to_string())
+            .with_timestamp(i64::from(i))
+            .with_key(key);
         deliveries.push(producer.send("t", record).await.unwrap());
     }
     let mut acked = Vec::new();
@@ -86,7 +88,7 @@ async fn what_is_produced_is_consumed_in_order_per_partition() {
     producer.close().await.unwrap();
 
     let mut consumer = Consumer::connect(&broker.addr, earliest()).await.unwrap();
-    consumer.assign((0..4).map(|p| ("t".to_string(), p)));
+    consumer.assign((0..4).map(|p| TopicPartition::new("t", p)));
     let mut seen = Vec::new();
     while seen.len() < 1_000 {
         let records = consumer.poll(TIMEOUT).await.unwrap();
@@ -128,7 +130,7 @@ async fn a_fetch_waits_for_data_then_returns_as_soon_as_it_comes() {
     )
     .await
     .unwrap();
-    consumer.assign([("t".to_string(), 0)]);
+    consumer.assign([TopicPartition::new("t", 0)]);
 
     let addr = broker.addr.clone();
     let produce = tokio::spawn(async move {
@@ -137,7 +139,7 @@ async fn a_fetch_waits_for_data_then_returns_as_soon_as_it_comes() {
             .await
             .unwrap();
         producer
-            .send("t", Record::new(0, "hello"))
+            .send("t", Record::new("hello"))
             .await
             .unwrap()
             .await
@@ -205,7 +207,10 @@ async fn seek_to_beginning_end_offset_and_timestamp() {
         .unwrap();
     for i in 0..10 {
         producer
-            .send("t", Record::new(1_000 + i * 10, format!("{i}")))
+            .send(
+                "t",
+                Record::new(format!("{i}")).with_timestamp(1_000 + i * 10),
+            )
             .await
             .unwrap();
     }
@@ -214,26 +219,21 @@ async fn seek_to_beginning_end_offset_and_timestamp() {
     let mut consumer = Consumer::connect(&broker.addr, ConsumerConfig::default())
         .await
         .unwrap();
-    consumer.assign([("t".to_string(), 0)]);
-    consumer
-        .seek("t", 0, SeekTo::Timestamp(1_035))
-        .await
-        .unwrap();
-    assert_eq!(consumer.position("t", 0), Some(4));
+    let t0 = TopicPartition::new("t", 0);
+    consumer.assign([t0.clone()]);
+    consumer.seek(&t0, SeekTo::Timestamp(1_035)).await.unwrap();
+    assert_eq!(consumer.position(&t0), Some(4));
     let first = consumer.poll(TIMEOUT).await.unwrap();
     assert_eq!(first[0].offset, 4);
-    consumer.seek("t", 0, SeekTo::Offset(8)).await.unwrap();
+    consumer.seek(&t0, SeekTo::Offset(8)).await.unwrap();
     assert_eq!(consumer.poll(TIMEOUT).await.unwrap()[0].offset, 8);
-    consumer.seek("t", 0, SeekTo::Beginning).await.unwrap();
+    consumer.seek(&t0, SeekTo::Beginning).await.unwrap();
     assert_eq!(consumer.poll(TIMEOUT).await.unwrap()[0].offset, 0);
-    consumer.seek("t", 0, SeekTo::End).await.unwrap();
-    assert_eq!(consumer.position("t", 0), Some(10));
-    consumer
-        .seek("t", 0, SeekTo::Timestamp(5_000))
-        .await
-        .unwrap();
+    consumer.seek(&t0, SeekTo::End).await.unwrap();
+    assert_eq!(consumer.position(&t0), Some(10));
+    consumer.seek(&t0, SeekTo::Timestamp(5_000)).await.unwrap();
     assert_eq!(
-        consumer.position("t", 0),
+        consumer.position(&t0),
         Some(10),
         "past the last record: the end"
     );
@@ -248,7 +248,7 @@ async fn auto_offset_reset_decides_where_a_new_consumer_starts() {
         .await
         .unwrap();
     producer
-        .send("t", Record::new(0, "old"))
+        .send("t", Record::new("old"))
         .await
         .unwrap()
         .await
@@ -257,7 +257,7 @@ async fn auto_offset_reset_decides_where_a_new_consumer_starts() {
     let mut latest = Consumer::connect(&broker.addr, ConsumerConfig::default())
         .await
         .unwrap();
-    latest.assign([("t".to_string(), 0)]);
+    latest.assign([TopicPartition::new("t", 0)]);
     assert!(
         latest
             .poll(Duration::from_millis(100))
@@ -266,7 +266,8 @@ async fn auto_offset_reset_decides_where_a_new_consumer_starts() {
             .is_empty()
     );
     let mut earliest = Consumer::connect(&broker.addr, earliest()).await.unwrap();
-    earliest.assign([("t".to_string(), 0)]);
+    let t0 = TopicPartition::new("t", 0);
+    earliest.assign([t0.clone()]);
     assert_eq!(
         earliest.poll(TIMEOUT).await.unwrap()[0].record.value,
         b"old"
@@ -274,7 +275,7 @@ async fn auto_offset_reset_decides_where_a_new_consumer_starts() {
 
     // Out of range: reset (here to the earliest, so "old" comes again), or
     // an error with `none`.
-    earliest.seek("t", 0, SeekTo::Offset(99)).await.unwrap();
+    earliest.seek(&t0, SeekTo::Offset(99)).await.unwrap();
     let again = earliest.poll(TIMEOUT).await.unwrap();
     assert_eq!(
         (again[0].offset, &again[0].record.value[..]),
@@ -289,7 +290,7 @@ async fn auto_offset_reset_decides_where_a_new_consumer_starts() {
     )
     .await
     .unwrap();
-    strict.assign([("t".to_string(), 0)]);
+    strict.assign([TopicPartition::new("t", 0)]);
     let error = strict.poll(Duration::from_millis(100)).await.unwrap_err();
     assert_eq!(error.code(), Some(ErrorCode::OffsetOutOfRange));
 }
@@ -302,7 +303,7 @@ async fn producing_to_a_missing_topic_is_an_error() {
         .unwrap();
     // `send` needs the topic's partition count, so it fails at once.
     let error = producer
-        .send("missing", Record::new(0, "x"))
+        .send("missing", Record::new("x"))
         .await
         .err()
         .unwrap();
@@ -323,7 +324,7 @@ async fn callbacks_get_each_records_offset_or_its_error() {
     for i in 0..10 {
         let tx = tx.clone();
         producer
-            .send_with_callback("t", Record::new(i, "v"), move |result| {
+            .send_with_callback("t", Record::new("v").with_timestamp(i), move |result| {
                 let _ = tx.send((i, result));
             })
             .await
@@ -331,7 +332,7 @@ async fn callbacks_get_each_records_offset_or_its_error() {
     }
     let tx2 = tx.clone();
     producer
-        .send_with_callback("small", Record::new(0, vec![0; 1000]), move |result| {
+        .send_with_callback("small", Record::new(vec![0; 1000]), move |result| {
             let _ = tx2.send((-1, result));
         })
         .await
@@ -364,12 +365,12 @@ async fn acks_zero_gets_no_offsets_but_stores_the_records() {
     };
     let producer = Producer::connect(&broker.addr, config).await.unwrap();
     let delivery = producer
-        .send("t", Record::new(0, "fire and forget"))
+        .send("t", Record::new("fire and forget"))
         .await
         .unwrap();
     assert_eq!(delivery.await.unwrap().offset, None);
     let mut consumer = Consumer::connect(&broker.addr, earliest()).await.unwrap();
-    consumer.assign([("t".to_string(), 0)]);
+    consumer.assign([TopicPartition::new("t", 0)]);
     assert_eq!(consumer.poll(TIMEOUT).await.unwrap().len(), 1);
 }
 
@@ -382,7 +383,10 @@ async fn a_graceful_shutdown_closes_the_store_cleanly() {
         .await
         .unwrap();
     for i in 0..100 {
-        producer.send("t", Record::new(i, "v")).await.unwrap();
+        producer
+            .send("t", Record::new("v").with_timestamp(i))
+            .await
+            .unwrap();
     }
     producer.flush().await.unwrap();
     broker.stop().await;
@@ -419,7 +423,10 @@ async fn the_broker_deletes_segments_past_retention_on_its_own() {
     for i in 0..5 {
         // One batch (so one segment) per record.
         let delivery = producer
-            .send("old", Record::new(now - 60_000, format!("{i}")))
+            .send(
+                "old",
+                Record::new(format!("{i}")).with_timestamp(now - 60_000),
+            )
             .await
             .unwrap();
         delivery.await.unwrap();
@@ -463,7 +470,7 @@ async fn clients_may_read_but_not_write_or_delete_a_protected_topic() {
         .await
         .unwrap();
     let refused = producer
-        .send("internal", Record::new(0, "forged"))
+        .send("internal", Record::new("forged"))
         .await
         .unwrap()
         .await
@@ -475,4 +482,46 @@ async fn clients_may_read_but_not_write_or_delete_a_protected_topic() {
     // Still there, empty, and readable.
     let info = admin.describe_topic("internal").await.unwrap();
     assert_eq!(info.partitions[0].log_end_offset, 0);
+}
+
+#[tokio::test]
+async fn a_record_without_a_timestamp_gets_the_send_time_or_the_brokers_append_time() {
+    let broker = TestBroker::start().await;
+    let admin = Admin::connect(&broker.addr, TIMEOUT).await.unwrap();
+    admin.create_topic("created", 1, vec![]).await.unwrap();
+    let log_append_time = vec![("message.timestamp.type".into(), "LogAppendTime".into())];
+    admin
+        .create_topic("appended", 1, log_append_time)
+        .await
+        .unwrap();
+    let producer = Producer::connect(&broker.addr, ProducerConfig::default())
+        .await
+        .unwrap();
+    let before = SystemClock.now_ms();
+    for topic in ["created", "appended"] {
+        producer.send(topic, Record::new("now")).await.unwrap();
+        let stamped = Record::new("long ago").with_timestamp(1_000);
+        producer.send(topic, stamped).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+    let after = SystemClock.now_ms();
+
+    let mut consumer = Consumer::connect(&broker.addr, earliest()).await.unwrap();
+    consumer.assign([
+        TopicPartition::new("created", 0),
+        TopicPartition::new("appended", 0),
+    ]);
+    let mut stamps = std::collections::BTreeMap::new();
+    while stamps.len() < 4 {
+        for r in consumer.poll(TIMEOUT).await.unwrap() {
+            stamps.insert((r.topic, r.offset), r.record.timestamp);
+        }
+    }
+    let now = |t: i64| (before..=after).contains(&t);
+    // CreateTime: the producer's stamp, or the one the record came with.
+    assert!(now(stamps[&("created".to_string(), 0)]), "{stamps:?}");
+    assert_eq!(stamps[&("created".to_string(), 1)], 1_000);
+    // LogAppendTime: the broker's clock, whatever the record said.
+    assert!(now(stamps[&("appended".to_string(), 0)]), "{stamps:?}");
+    assert!(now(stamps[&("appended".to_string(), 1)]), "{stamps:?}");
 }

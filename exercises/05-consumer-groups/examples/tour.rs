@@ -4,6 +4,7 @@
 //!
 //! Run it with `cargo run -p ch05-consumer-groups --example tour`.
 
+use ch03_partitions::TopicPartition;
 use std::path::Path;
 use std::time::Duration;
 
@@ -52,8 +53,8 @@ async fn consumer(addr: &str, name: &str) -> Result<GroupConsumer, Error> {
     Ok(consumer)
 }
 
-fn names(partitions: &[(String, u32)]) -> String {
-    let names: Vec<String> = partitions.iter().map(|(t, p)| format!("{t}-{p}")).collect();
+fn names(partitions: &[TopicPartition]) -> String {
+    let names: Vec<String> = partitions.iter().map(ToString::to_string).collect();
     names.join(", ")
 }
 
@@ -76,7 +77,7 @@ fn until_assigned(
 async fn produce(addr: &str, orders: std::ops::Range<u32>) -> Result<(), Error> {
     let producer = Producer::connect(addr, ProducerConfig::default()).await?;
     for i in orders {
-        let record = Record::new(0, format!("order {i}")).with_key(format!("customer-{}", i % 5));
+        let record = Record::new(format!("order {i}")).with_key(format!("customer-{}", i % 5));
         producer.send("orders", record).await?;
     }
     producer.close().await?;
@@ -102,14 +103,12 @@ async fn show_lag(addr: &str) -> Result<(), Error> {
         info.members.len()
     );
     for p in ends.partitions {
-        let current = committed
-            .get(&("orders".to_string(), p.partition))
-            .copied()
-            .unwrap_or(0);
+        let tp = TopicPartition::new("orders", p.partition);
+        let current = committed.get(&tp).copied().unwrap_or(0);
         let owner = info
             .members
             .iter()
-            .find(|m| m.partitions.contains(&("orders".to_string(), p.partition)))
+            .find(|m| m.partitions.contains(&tp))
             .map_or("-", |m| m.client_id.as_str());
         println!(
             "  orders-{}: committed {current}, log end {}, lag {}, read by {owner}",

@@ -1,6 +1,7 @@
 //! [`GroupAdmin`]: the groups as an operator sees them, what
 //! `kafka-consumer-groups --list` and `--describe` ask the broker.
 
+use ch03_partitions::TopicPartition;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ pub struct MemberInfo {
     /// Its `client.id`.
     pub client_id: String,
     /// The partitions assigned to it.
-    pub partitions: Vec<(String, u32)>,
+    pub partitions: Vec<TopicPartition>,
 }
 
 /// A group, decoded.
@@ -107,7 +108,7 @@ impl GroupAdmin {
     pub async fn committed_offsets(
         &self,
         group_id: &str,
-    ) -> Result<BTreeMap<(String, u32), u64>, ClientError> {
+    ) -> Result<BTreeMap<TopicPartition, u64>, ClientError> {
         let request = OffsetFetchRequest {
             group_id: group_id.to_string(),
             topics: None,
@@ -124,8 +125,10 @@ impl GroupAdmin {
             .topics
             .into_iter()
             .flat_map(|(topic, ps)| {
-                ps.into_iter()
-                    .filter_map(move |p| p.offset.map(|o| ((topic.clone(), p.partition), o)))
+                ps.into_iter().filter_map(move |p| {
+                    p.offset
+                        .map(|o| (TopicPartition::new(topic.clone(), p.partition), o))
+                })
             })
             .collect())
     }

@@ -6,6 +6,7 @@
 //! An assignor is a pure function of the members' subscriptions and the
 //! partition counts: sans-IO, and property-tested.
 
+use ch03_partitions::TopicPartition;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::protocol::{Assignment, Subscription};
@@ -165,10 +166,10 @@ impl Assignor for StickyAssignor {
     ) -> BTreeMap<String, Assignment> {
         let subscribed =
             |member: &str, topic: &str| members[member].topics.iter().any(|t| t == topic);
-        let all: BTreeSet<(String, u32)> = partitions
+        let all: BTreeSet<TopicPartition> = partitions
             .iter()
             .filter(|(topic, _)| !subscribers(members, topic).is_empty())
-            .flat_map(|(topic, &count)| (0..count).map(move |p| (topic.clone(), p)))
+            .flat_map(|(topic, &count)| (0..count).map(move |p| TopicPartition::new(topic, p)))
             .collect();
         if members.is_empty() {
             return BTreeMap::new();
@@ -177,14 +178,14 @@ impl Assignor for StickyAssignor {
         // `quota + 1` partitions, and only `extra` members have the +1.
         let quota = all.len() / members.len();
         let mut extra = all.len() % members.len();
-        let mut owned: BTreeMap<&String, Vec<(String, u32)>> = BTreeMap::new();
+        let mut owned: BTreeMap<&String, Vec<TopicPartition>> = BTreeMap::new();
         let mut unassigned = all.clone();
         // 1. Keep what each member owned and still may, up to its share.
         for (member, subscription) in members {
-            let mut keep: Vec<(String, u32)> = subscription
+            let mut keep: Vec<TopicPartition> = subscription
                 .owned
                 .iter()
-                .filter(|tp| subscribed(member, &tp.0) && unassigned.contains(*tp))
+                .filter(|tp| subscribed(member, &tp.topic) && unassigned.contains(*tp))
                 .cloned()
                 .collect();
             keep.sort();
@@ -202,18 +203,19 @@ impl Assignor for StickyAssignor {
         }
         // 2. Give out the rest, each to the subscribed member with the
         // fewest partitions (ties to the lowest id).
-        for (topic, partition) in unassigned {
+        for tp in unassigned {
             let least = owned
                 .iter_mut()
-                .filter(|(member, _)| subscribed(member, &topic))
+                .filter(|(member, _)| subscribed(member, &tp.topic))
                 .min_by_key(|(member, ps)| (ps.len(), **member));
             if let Some((_, ps)) = least {
-                ps.push((topic, partition));
+                ps.push(tp);
             }
         }
-        let owners = owned
-            .into_iter()
-            .flat_map(|(member, ps)| ps.into_iter().map(move |(t, p)| (member.clone(), t, p)));
+        let owners = owned.into_iter().flat_map(|(member, ps)| {
+            ps.into_iter()
+                .map(move |tp| (member.clone(), tp.topic, tp.partition))
+        });
         collect(members, owners)
     }
 }
@@ -241,7 +243,7 @@ impl Assignor for CooperativeStickyAssignor {
         members: &Members,
         partitions: &PartitionCounts,
     ) -> BTreeMap<String, Assignment> {
-        let owner: BTreeMap<&(String, u32), &String> = members
+        let owner: BTreeMap<&TopicPartition, &String> = members
             .iter()
             .flat_map(|(member, s)| s.owned.iter().map(move |tp| (tp, member)))
             .collect();
@@ -250,7 +252,10 @@ impl Assignor for CooperativeStickyAssignor {
             for (topic, ps) in a.partitions.iter_mut() {
                 // Withheld: still owned by someone else, who gives it up
                 // first.
-                ps.retain(|p| owner.get(&(topic.clone(), *p)).is_none_or(|o| *o == member));
+                ps.retain(|p| {
+                    let tp = TopicPartition::new(topic.clone(), *p);
+                    owner.get(&tp).is_none_or(|o| *o == member)
+                });
             }
             a.partitions.retain(|(_, ps)| !ps.is_empty());
         }
@@ -290,12 +295,15 @@ mod tests {
         specs.iter().map(|(t, n)| (t.to_string(), *n)).collect()
     }
 
-    fn of(assignment: &BTreeMap<String, Assignment>, member: &str) -> Vec<(String, u32)> {
+    fn of(assignment: &BTreeMap<String, Assignment>, member: &str) -> Vec<TopicPartition> {
         assignment[member].flatten()
     }
 
-    fn tps(specs: &[(&str, u32)]) -> Vec<(String, u32)> {
-        specs.iter().map(|(t, p)| (t.to_string(), *p)).collect()
+    fn tps(specs: &[(&str, u32)]) -> Vec<TopicPartition> {
+        specs
+            .iter()
+            .map(|(t, p)| TopicPartition::new(*t, *p))
+            .collect()
     }
 
     #[test]
@@ -397,7 +405,9 @@ mod tests {
         all.sort();
         assert_eq!(
             all,
-            (0..6).map(|p| ("t".to_string(), p)).collect::<Vec<_>>()
+            (0..6)
+                .map(|p| TopicPartition::new("t", p))
+                .collect::<Vec<_>>()
         );
     }
 }

@@ -14,6 +14,7 @@
 //! Records are never skipped: a position is never committed past a record
 //! `poll` has not returned.
 
+use ch03_partitions::TopicPartition;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -98,13 +99,13 @@ pub trait RebalanceListener: Send {
     /// commit what was processed (with auto-commit, it has been already).
     /// Eager rebalancing revokes every partition; cooperative, only those
     /// that move to another member.
-    fn on_partitions_revoked(&mut self, partitions: &[(String, u32)]) {
+    fn on_partitions_revoked(&mut self, partitions: &[TopicPartition]) {
         let _ = partitions;
     }
 
     /// After the consumer got these partitions, before it reads them
     /// (cooperative rebalancing: only the new ones).
-    fn on_partitions_assigned(&mut self, partitions: &[(String, u32)]) {
+    fn on_partitions_assigned(&mut self, partitions: &[TopicPartition]) {
         let _ = partitions;
     }
 }
@@ -145,7 +146,7 @@ impl Shared {
 }
 
 /// Topic-partitions, as `(topic, partition)`.
-type Partitions = Vec<(String, u32)>;
+type Partitions = Vec<TopicPartition>;
 
 /// A consumer in a group.
 pub struct GroupConsumer {
@@ -165,7 +166,7 @@ pub struct GroupConsumer {
     last_commit: Instant,
     /// Positions already committed, so an idle consumer does not commit
     /// the same positions again and again.
-    committed: BTreeMap<(String, u32), u64>,
+    committed: BTreeMap<TopicPartition, u64>,
 }
 
 impl Drop for GroupConsumer {
@@ -245,13 +246,13 @@ impl GroupConsumer {
     }
 
     /// The partitions this member reads now.
-    pub fn assignment(&self) -> Vec<(String, u32)> {
+    pub fn assignment(&self) -> Vec<TopicPartition> {
         self.consumer.assignment()
     }
 
     /// The next offset `poll` returns for an assigned partition, if known.
-    pub fn position(&self, topic: &str, partition: u32) -> Option<u64> {
-        self.consumer.position(topic, partition)
+    pub fn position(&self, tp: &TopicPartition) -> Option<u64> {
+        self.consumer.position(tp)
     }
 
     /// This member's id and generation, once it is in the group.
@@ -325,7 +326,7 @@ impl GroupConsumer {
     /// revoke), and then this member rejoins at once, so that their new
     /// owners get them in the next rebalance. New partitions start from
     /// the group's committed offsets; kept ones keep their positions.
-    async fn finish_rebalance(&mut self, assigned: Vec<(String, u32)>) -> Result<(), ClientError> {
+    async fn finish_rebalance(&mut self, assigned: Vec<TopicPartition>) -> Result<(), ClientError> {
         let owned = self.consumer.assignment();
         let revoked: Vec<_> = owned
             .iter()
@@ -351,7 +352,7 @@ impl GroupConsumer {
 
     /// Gives partitions up: commits their positions first (with
     /// auto-commit, and `commit`), then tells the listener.
-    async fn revoke(&mut self, revoked: &[(String, u32)], commit: bool) {
+    async fn revoke(&mut self, revoked: &[TopicPartition], commit: bool) {
         if revoked.is_empty() {
             return;
         }
@@ -372,14 +373,17 @@ impl GroupConsumer {
     /// none start where `auto.offset.reset` says.
     async fn resume_from_committed(
         &mut self,
-        partitions: &[(String, u32)],
+        partitions: &[TopicPartition],
     ) -> Result<(), ClientError> {
         if partitions.is_empty() {
             return Ok(());
         }
         let mut by_topic: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-        for (topic, p) in partitions {
-            by_topic.entry(topic.clone()).or_default().push(*p);
+        for tp in partitions {
+            by_topic
+                .entry(tp.topic.clone())
+                .or_default()
+                .push(tp.partition);
         }
         let request = OffsetFetchRequest {
             group_id: self.joiner.group_id.clone(),
@@ -396,10 +400,9 @@ impl GroupConsumer {
         for (topic, offsets) in fetched.topics {
             for o in offsets {
                 if let Some(offset) = o.offset {
-                    self.consumer
-                        .seek(&topic, o.partition, SeekTo::Offset(offset))
-                        .await?;
-                    self.committed.insert((topic.clone(), o.partition), offset);
+                    let tp = TopicPartition::new(topic.clone(), o.partition);
+                    self.consumer.seek(&tp, SeekTo::Offset(offset)).await?;
+                    self.committed.insert(tp, offset);
                 }
             }
         }
@@ -415,7 +418,7 @@ impl GroupConsumer {
     /// Commits these offsets (each the next offset to read), and waits.
     pub async fn commit_offsets_sync(
         &mut self,
-        offsets: &[(String, u32, u64)],
+        offsets: &[(TopicPartition, u64)],
     ) -> Result<(), ClientError> {
         let request = self.commit_request(offsets);
         let response: OffsetCommitResponse = self
@@ -424,8 +427,8 @@ impl GroupConsumer {
             .call(GroupApi::OffsetCommit, &request)
             .await?;
         check_commit(response)?;
-        for (topic, partition, offset) in offsets {
-            self.committed.insert((topic.clone(), *partition), *offset);
+        for (tp, offset) in offsets {
+            self.committed.insert(tp.clone(), *offset);
         }
         Ok(())
     }
@@ -439,8 +442,8 @@ impl GroupConsumer {
     ) {
         let offsets = self.positions();
         let request = self.commit_request(&offsets);
-        for (topic, partition, offset) in offsets {
-            self.committed.insert((topic, partition), offset);
+        for (tp, offset) in offsets {
+            self.committed.insert(tp, offset);
         }
         let client = self.joiner.client.clone();
         tokio::spawn(async move {
@@ -486,15 +489,14 @@ impl GroupConsumer {
     }
 
     /// Every assigned partition's position that moved since the last
-    /// commit: `(topic, partition, offset)`.
-    fn positions(&self) -> Vec<(String, u32, u64)> {
+    /// commit, with its offset.
+    fn positions(&self) -> Vec<(TopicPartition, u64)> {
         self.consumer
             .assignment()
             .into_iter()
-            .filter_map(|(topic, p)| {
-                let offset = self.consumer.position(&topic, p)?;
-                let key = (topic.clone(), p);
-                (self.committed.get(&key) != Some(&offset)).then_some((topic, p, offset))
+            .filter_map(|tp| {
+                let offset = self.consumer.position(&tp)?;
+                (self.committed.get(&tp) != Some(&offset)).then_some((tp, offset))
             })
             .collect()
     }
@@ -531,15 +533,15 @@ impl GroupConsumer {
         self.commit_offsets_sync(&offsets).await
     }
 
-    fn commit_request(&self, offsets: &[(String, u32, u64)]) -> OffsetCommitRequest {
+    fn commit_request(&self, offsets: &[(TopicPartition, u64)]) -> OffsetCommitRequest {
         let membership = self.shared.membership();
         let mut topics: BTreeMap<String, Vec<CommitPartition>> = BTreeMap::new();
-        for (topic, partition, offset) in offsets {
+        for (tp, offset) in offsets {
             topics
-                .entry(topic.clone())
+                .entry(tp.topic.clone())
                 .or_default()
                 .push(CommitPartition {
-                    partition: *partition,
+                    partition: tp.partition,
                     offset: *offset,
                     metadata: String::new(),
                 });
@@ -573,8 +575,8 @@ impl Joiner {
     /// partitions. `owned` goes in the subscription, for sticky assignors.
     async fn rebalance(
         &self,
-        owned: Vec<(String, u32)>,
-    ) -> Result<Vec<(String, u32)>, ClientError> {
+        owned: Vec<TopicPartition>,
+    ) -> Result<Vec<TopicPartition>, ClientError> {
         let assignment = loop {
             let joined = self.join(&owned).await?;
             let assignments = if joined.leader == joined.member_id {
@@ -617,7 +619,7 @@ impl Joiner {
 
     /// JoinGroup until it succeeds: the first answer gives a member id
     /// (KIP-394), a rebalance in progress means try again.
-    async fn join(&self, owned: &[(String, u32)]) -> Result<JoinGroupResponse, ClientError> {
+    async fn join(&self, owned: &[TopicPartition]) -> Result<JoinGroupResponse, ClientError> {
         let subscription = Subscription {
             topics: self.topics.clone(),
             owned: owned.to_vec(),

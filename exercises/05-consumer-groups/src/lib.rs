@@ -86,7 +86,7 @@
 //!
 //! Admin::connect(&addr, Duration::from_secs(5)).await?.create_topic("invoices", 2, vec![]).await?;
 //! let producer = Producer::connect(&addr, ProducerConfig::default()).await?;
-//! producer.send("invoices", Record::new(0, "INV-1")).await?.await?;
+//! producer.send("invoices", Record::new("INV-1")).await?.await?;
 //!
 //! let mut config = GroupConsumerConfig::new("billing");
 //! config.consumer.auto_offset_reset = ch04_network::OffsetReset::Earliest;

@@ -19,6 +19,7 @@
 //! never rewrites live keys that sit in the newest segments); this does
 //! less code.
 
+use ch03_partitions::TopicPartition;
 use std::collections::BTreeMap;
 
 use ch02_segments::Record;
@@ -105,7 +106,7 @@ pub struct LoadReport {
 pub struct OffsetStore {
     config: OffsetsConfig,
     /// Group → (topic, partition) → its latest commit.
-    latest: BTreeMap<String, BTreeMap<(String, u32), Committed>>,
+    latest: BTreeMap<String, BTreeMap<TopicPartition, Committed>>,
 }
 
 /// One position to commit: topic, partition, offset, metadata.
@@ -176,7 +177,7 @@ impl OffsetStore {
             return false;
         };
         self.latest.entry(key.group).or_default().insert(
-            (key.topic, key.partition),
+            TopicPartition::new(key.topic, key.partition),
             Committed {
                 offset: value.offset,
                 metadata: value.metadata,
@@ -214,7 +215,7 @@ impl OffsetStore {
         let positions = self.latest.entry(group.to_string()).or_default();
         for (topic, partition, offset, metadata) in commits {
             positions.insert(
-                (topic.clone(), *partition),
+                TopicPartition::new(topic.clone(), *partition),
                 Committed {
                     offset: *offset,
                     metadata: metadata.clone(),
@@ -229,11 +230,11 @@ impl OffsetStore {
     pub fn get(&self, group: &str, topic: &str, partition: u32) -> Option<&Committed> {
         self.latest
             .get(group)
-            .and_then(|positions| positions.get(&(topic.to_string(), partition)))
+            .and_then(|positions| positions.get(&TopicPartition::new(topic, partition)))
     }
 
     /// Every committed position of a group, by topic and partition.
-    pub fn group(&self, group: &str) -> Option<&BTreeMap<(String, u32), Committed>> {
+    pub fn group(&self, group: &str) -> Option<&BTreeMap<TopicPartition, Committed>> {
         self.latest.get(group)
     }
 
@@ -267,9 +268,15 @@ impl OffsetStore {
                 if self.partition_for(group) != partition {
                     continue;
                 }
-                for ((topic, p), c) in positions {
-                    let record =
-                        commit_record(group, topic, *p, c.offset, &c.metadata, c.timestamp);
+                for (tp, c) in positions {
+                    let record = commit_record(
+                        group,
+                        &tp.topic,
+                        tp.partition,
+                        c.offset,
+                        &c.metadata,
+                        c.timestamp,
+                    );
                     bytes += record.value.len() + record.key.as_ref().map_or(0, Vec::len);
                     batch.push(record);
                     if bytes >= BATCH_BYTES {
@@ -312,5 +319,7 @@ fn commit_record(
         metadata: metadata.to_string(),
         timestamp,
     };
-    Record::new(timestamp, encode(&value)).with_key(encode(&key))
+    Record::new(encode(&value))
+        .with_timestamp(timestamp)
+        .with_key(encode(&key))
 }

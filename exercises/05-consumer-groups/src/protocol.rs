@@ -2,6 +2,7 @@
 //! Kafka's classic group protocol, in chapter 4's framing and bincode.
 //! Sans-IO, like chapter 4's protocol module.
 
+use ch03_partitions::TopicPartition;
 use ch04_network::ErrorCode;
 use serde::{Deserialize, Serialize};
 
@@ -296,7 +297,7 @@ pub struct Subscription {
     pub topics: Vec<String>,
     /// The partitions it read in the last generation, for assignors that
     /// keep partitions where they were (sticky).
-    pub owned: Vec<(String, u32)>,
+    pub owned: Vec<TopicPartition>,
 }
 
 /// What the leader gives each consumer: its partitions, per topic.
@@ -309,10 +310,10 @@ pub struct Assignment {
 
 impl Assignment {
     /// Every `(topic, partition)`, in order.
-    pub fn flatten(&self) -> Vec<(String, u32)> {
+    pub fn flatten(&self) -> Vec<TopicPartition> {
         self.partitions
             .iter()
-            .flat_map(|(topic, ps)| ps.iter().map(move |&p| (topic.clone(), p)))
+            .flat_map(|(topic, ps)| ps.iter().map(move |&p| TopicPartition::new(topic, p)))
             .collect()
     }
 }

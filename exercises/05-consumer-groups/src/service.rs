@@ -317,15 +317,15 @@ impl GroupBroker {
                 .collect(),
             None => {
                 let mut by_topic: Vec<(String, Vec<FetchedOffset>)> = Vec::new();
-                for (topic, partition) in offsets
+                for tp in offsets
                     .group(&request.group_id)
                     .into_iter()
                     .flat_map(|g| g.keys())
                 {
-                    let entry = fetched(topic, *partition);
+                    let entry = fetched(&tp.topic, tp.partition);
                     match by_topic.last_mut() {
-                        Some((t, list)) if t == topic => list.push(entry),
-                        _ => by_topic.push((topic.clone(), vec![entry])),
+                        Some((t, list)) if *t == tp.topic => list.push(entry),
+                        _ => by_topic.push((tp.topic.clone(), vec![entry])),
                     }
                 }
                 by_topic

@@ -270,7 +270,7 @@ async fn clients_cannot_write_or_delete_the_offsets_topic() {
             name: "__consumer_offsets".into(),
             partitions: vec![ProducePartition {
                 partition: 0,
-                batch: batch::encode(&[Record::new(0, "forged commit")]).unwrap(),
+                batch: batch::encode(&[Record::new("forged commit")]).unwrap(),
             }],
         }],
     };

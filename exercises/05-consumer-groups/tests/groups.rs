@@ -4,6 +4,7 @@
 
 mod common;
 
+use ch03_partitions::TopicPartition;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,7 +34,9 @@ async fn produce(addr: &str, topic: &str, count: usize) {
         // Stamped now: a record stamped 0 is older than any retention, and
         // the retention check would delete it under a test that runs it.
         let now = SystemClock.now_ms();
-        let record = Record::new(now, format!("{i}")).with_key(format!("key-{i}"));
+        let record = Record::new(format!("{i}"))
+            .with_timestamp(now)
+            .with_key(format!("key-{i}"));
         producer.send(topic, record).await.unwrap();
     }
     producer.close().await.unwrap();
@@ -42,7 +45,7 @@ async fn produce(addr: &str, topic: &str, count: usize) {
 /// A member polling in a task of its own, publishing its assignment after
 /// every poll. Aborting the task drops the consumer: a crash.
 struct Member {
-    assignment: watch::Receiver<Vec<(String, u32)>>,
+    assignment: watch::Receiver<Vec<TopicPartition>>,
     task: JoinHandle<()>,
 }
 
@@ -69,16 +72,16 @@ fn member_with(addr: &str, config: GroupConsumerConfig) -> Member {
 
 /// Waits until the members' assignments are disjoint, cover partitions
 /// 0..6 of "t", and have these sizes (sorted).
-async fn wait_for_split(members: &[&Member], sizes: &[usize]) -> Vec<Vec<(String, u32)>> {
+async fn wait_for_split(members: &[&Member], sizes: &[usize]) -> Vec<Vec<TopicPartition>> {
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let assignments: Vec<Vec<(String, u32)>> = members
+        let assignments: Vec<Vec<TopicPartition>> = members
             .iter()
             .map(|m| m.assignment.borrow().clone())
             .collect();
         let mut counts: Vec<usize> = assignments.iter().map(Vec::len).collect();
         counts.sort();
-        let all: BTreeSet<&(String, u32)> = assignments.iter().flatten().collect();
+        let all: BTreeSet<&TopicPartition> = assignments.iter().flatten().collect();
         let total: usize = counts.iter().sum();
         if counts == sizes && all.len() == 6 && total == 6 {
             return assignments;
@@ -117,21 +120,21 @@ async fn members_share_partitions_and_rebalance_when_they_come_and_go() {
 }
 
 /// One call of a listener: "revoked" or "assigned", and the partitions.
-type Move = (&'static str, Vec<(String, u32)>);
+type Move = (&'static str, Vec<TopicPartition>);
 
 /// Records, in order, the partitions revoked and assigned.
 #[derive(Clone, Default)]
 struct Moves(Arc<Mutex<Vec<Move>>>);
 
 impl RebalanceListener for Moves {
-    fn on_partitions_revoked(&mut self, partitions: &[(String, u32)]) {
+    fn on_partitions_revoked(&mut self, partitions: &[TopicPartition]) {
         self.0
             .lock()
             .unwrap()
             .push(("revoked", partitions.to_vec()));
     }
 
-    fn on_partitions_assigned(&mut self, partitions: &[(String, u32)]) {
+    fn on_partitions_assigned(&mut self, partitions: &[TopicPartition]) {
         self.0
             .lock()
             .unwrap()
@@ -165,10 +168,13 @@ async fn cooperative_members_give_up_only_what_moves_and_keep_their_positions() 
     while read < 60 {
         read += a.poll(Duration::from_millis(50)).await.unwrap().len();
     }
-    let positions: BTreeMap<(String, u32), Option<u64>> = a
+    let positions: BTreeMap<TopicPartition, Option<u64>> = a
         .assignment()
         .into_iter()
-        .map(|(t, p)| ((t.clone(), p), a.position(&t, p)))
+        .map(|tp| {
+            let position = a.position(&tp);
+            (tp, position)
+        })
         .collect();
     assert_eq!(positions.len(), 6);
 
@@ -196,15 +202,11 @@ async fn cooperative_members_give_up_only_what_moves_and_keep_their_positions() 
         );
     }
     let kept = a.assignment();
-    for (t, p) in &kept {
-        assert_eq!(
-            a.position(t, *p),
-            positions[&(t.clone(), *p)],
-            "{t}-{p} moved"
-        );
+    for tp in &kept {
+        assert_eq!(a.position(tp), positions[tp], "{tp} moved");
     }
     let moves = moves.0.lock().unwrap().clone();
-    let revoked: Vec<(String, u32)> = moves
+    let revoked: Vec<TopicPartition> = moves
         .iter()
         .filter(|(what, _)| *what == "revoked")
         .flat_map(|(_, ps)| ps.clone())
@@ -252,7 +254,7 @@ async fn a_dropped_cooperative_member_rejoins_claiming_nothing() {
     let moves = Moves::default();
     a.set_listener(moves.clone());
     a.subscribe(["t"]);
-    let settled = |a: &GroupConsumer, z: &watch::Receiver<Vec<(String, u32)>>| {
+    let settled = |a: &GroupConsumer, z: &watch::Receiver<Vec<TopicPartition>>| {
         a.assignment().len() == 3 && z.borrow().len() == 3
     };
     while !settled(&a, &z) {
@@ -278,7 +280,7 @@ async fn a_dropped_cooperative_member_rejoins_claiming_nothing() {
         assert!(Instant::now() < deadline, "no 3-3 split after z came back");
     }
     let moves = moves.0.lock().unwrap().clone();
-    let revoked: Vec<(String, u32)> = moves
+    let revoked: Vec<TopicPartition> = moves
         .iter()
         .filter(|(what, _)| *what == "revoked")
         .flat_map(|(_, ps)| ps.clone())
@@ -308,11 +310,11 @@ async fn a_new_member_resumes_from_the_committed_offset() {
     }
     assert_eq!(
         *moves.0.lock().unwrap(),
-        [("assigned", vec![("t".to_string(), 0)])]
+        [("assigned", vec![TopicPartition::new("t", 0)])]
     );
     // Processed up to offset 49: the next to read is 50.
     first
-        .commit_offsets_sync(&[("t".into(), 0, 50)])
+        .commit_offsets_sync(&[(TopicPartition::new("t", 0), 50)])
         .await
         .unwrap();
     first.close().await.unwrap();
@@ -360,8 +362,8 @@ async fn committed_offsets_survive_a_broker_restart_and_cleaning() {
     // Many commits of the same four positions: only the last counts.
     let position = |round: u64, p: u32| round % 7 + 3 * u64::from(p);
     for round in 1..=200u64 {
-        let offsets: Vec<(String, u32, u64)> = (0..4)
-            .map(|p| ("t".to_string(), p, position(round, p)))
+        let offsets: Vec<(TopicPartition, u64)> = (0..4)
+            .map(|p| (TopicPartition::new("t", p), position(round, p)))
             .collect();
         consumer.commit_offsets_sync(&offsets).await.unwrap();
     }

@@ -89,8 +89,9 @@ async fn check_history(cooperative: bool) {
                 let mut deliveries = Vec::new();
                 for i in 0..50 {
                     let value = format!("p{id}-{}", burst * 50 + i).into_bytes();
-                    let record =
-                        Record::new(SystemClock.now_ms(), value.clone()).with_key(format!("k{i}"));
+                    let record = Record::new(value.clone())
+                        .with_timestamp(SystemClock.now_ms())
+                        .with_key(format!("k{i}"));
                     deliveries.push((value, producer.send("h", record).await.unwrap()));
                 }
                 for (value, delivery) in deliveries {

@@ -5,6 +5,7 @@
 //! any bytes decode to a value or an error; and the coordinator, under any
 //! sequence of calls and timeouts, answers every held request exactly once.
 
+use ch03_partitions::TopicPartition;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -64,8 +65,8 @@ fn group() -> impl Strategy<Value = (Members, PartitionCounts)> {
     (members, counts)
 }
 
-fn owners(assignment: &BTreeMap<String, Assignment>) -> BTreeMap<(String, u32), Vec<String>> {
-    let mut owners: BTreeMap<(String, u32), Vec<String>> = BTreeMap::new();
+fn owners(assignment: &BTreeMap<String, Assignment>) -> BTreeMap<TopicPartition, Vec<String>> {
+    let mut owners: BTreeMap<TopicPartition, Vec<String>> = BTreeMap::new();
     for (member, a) in assignment {
         for tp in a.flatten() {
             owners.entry(tp).or_default().push(member.clone());
@@ -84,7 +85,7 @@ proptest! {
             for (topic, &count) in &counts {
                 let subscribed = members.values().any(|s| s.topics.contains(topic));
                 for p in 0..count {
-                    match owners.get(&(topic.clone(), p)) {
+                    match owners.get(&TopicPartition::new(topic.clone(), p)) {
                         None => prop_assert!(!subscribed, "{} left {topic}-{p} out", assignor.name()),
                         Some(who) => {
                             prop_assert_eq!(who.len(), 1, "{} gave {}-{} to {:?}", assignor.name(), topic, p, who);
@@ -94,8 +95,8 @@ proptest! {
                 }
             }
             // Nothing that does not exist.
-            for (topic, p) in owners.keys() {
-                prop_assert!(*p < counts[topic]);
+            for tp in owners.keys() {
+                prop_assert!(tp.partition < counts[&tp.topic]);
             }
         }
     }
@@ -141,10 +142,10 @@ proptest! {
         // of the members or by nobody (its owner left), disjoint as it
         // always is.
         let ids: Vec<String> = members.keys().cloned().collect();
-        let all = counts.iter().flat_map(|(t, &n)| (0..n).map(move |p| (t.clone(), p)));
-        for ((topic, p), pick) in all.zip(dealt) {
-            if let Some(id) = ids.get(pick) && members[id].topics.contains(&topic) {
-                members.get_mut(id).unwrap().owned.push((topic, p));
+        let all = counts.iter().flat_map(|(t, &n)| (0..n).map(move |p| TopicPartition::new(t.clone(), p)));
+        for (tp, pick) in all.zip(dealt) {
+            if let Some(id) = ids.get(pick) && members[id].topics.contains(&tp.topic) {
+                members.get_mut(id).unwrap().owned.push(tp);
             }
         }
         let assignment = CooperativeStickyAssignor.assign(&members, &counts);
@@ -201,7 +202,7 @@ proptest! {
         topics in proptest::collection::vec("[a-z]{1,8}", 0..5),
         partitions in proptest::collection::vec(("[a-z]{1,8}", proptest::collection::vec(any::<u32>(), 0..5)), 0..5),
     ) {
-        let subscription = Subscription { topics: topics.clone(), owned: topics.iter().map(|t| (t.clone(), 1)).collect() };
+        let subscription = Subscription { topics: topics.clone(), owned: topics.iter().map(|t| TopicPartition::new(t.clone(), 1)).collect() };
         prop_assert_eq!(decode_metadata::<Subscription>(&encode_metadata(&subscription)).unwrap(), subscription);
         let assignment = Assignment { partitions };
         prop_assert_eq!(decode_metadata::<Assignment>(&encode_metadata(&assignment)).unwrap(), assignment);
