@@ -38,6 +38,8 @@ enum Status {
 struct Report {
     /// Per group, each expected test's status.
     groups: BTreeMap<String, BTreeMap<String, Status>>,
+    /// The holes whose `todo!()` is still in the graded code.
+    unwritten: Vec<String>,
 }
 
 impl Report {
@@ -51,6 +53,11 @@ impl Report {
 
     fn total(&self) -> usize {
         self.statuses().count()
+    }
+
+    /// Whether hole `id` is written and no test waits on it.
+    fn done(&self, id: &str) -> bool {
+        self.waiting_on(id) == 0 && !self.unwritten.iter().any(|h| h == id)
     }
 
     /// How many tests wait on hole `id`.
@@ -97,11 +104,7 @@ pub(crate) fn all(root: &Path, exercises_dir: &Path, timeout: Duration) -> Resul
         eprintln!("grading {}...", chapter.dir_name);
         let row = match grade(root, exercises_dir, &exercise, false, timeout) {
             Ok(report) => {
-                let done = exercise
-                    .holes
-                    .iter()
-                    .filter(|h| report.waiting_on(&h.id) == 0)
-                    .count();
+                let done = exercise.holes.iter().filter(|h| report.done(&h.id)).count();
                 let next = next_hole(&report, &exercise)
                     .map(|(id, file, n)| format!("`{id}` in {file} ({n} tests wait)"))
                     .unwrap_or_else(|| "-".into());
@@ -143,8 +146,9 @@ fn grade(
         Mode::List,
         timeout,
     )?;
-    let actual = if solution {
-        runner::run(root, &root_manifest, &chapter.package(), Mode::All, timeout)?
+    let (actual, unwritten) = if solution {
+        let results = runner::run(root, &root_manifest, &chapter.package(), Mode::All, timeout)?;
+        (results, Vec::new())
     } else {
         let learner = exercises_dir.join(&chapter.dir_name);
         if !learner.is_dir() {
@@ -155,17 +159,31 @@ fn grade(
             ));
         }
         let files = graded_files(&learner, chapter)?;
+        let unwritten = exercise
+            .holes
+            .iter()
+            .filter(|h| {
+                let todo = format!("todo!(\"exercise `{}`:", h.id);
+                files
+                    .get(Path::new(&h.file))
+                    .is_some_and(|text| String::from_utf8_lossy(text).contains(&todo))
+            })
+            .map(|h| h.id.clone())
+            .collect();
         let scratch = root.join("target/xtask/grade");
         let manifest = scratch_workspace(root, &scratch, chapter, files)?;
-        runner::run(
+        let results = runner::run(
             root,
             &manifest,
             &chapter.exercise_package(),
             Mode::All,
             timeout,
-        )?
+        )?;
+        (results, unwritten)
     };
-    Ok(compare(&expected, &actual))
+    let mut report = compare(&expected, &actual);
+    report.unwritten = unwritten;
+    Ok(report)
 }
 
 /// The learner's files, but the course's `tests/` and `Cargo.toml`.
@@ -213,7 +231,10 @@ fn compare(expected: &Results, actual: &Results) -> Report {
         }
         groups.insert(group.clone(), statuses);
     }
-    Report { groups }
+    Report {
+        groups,
+        unwritten: Vec::new(),
+    }
 }
 
 /// The first line of a failure's panic message, or of its output.
@@ -233,13 +254,14 @@ fn panic_line(output: &str) -> String {
         .map_or_else(String::new, |l| l.to_string())
 }
 
-/// The first hole, in the book's order, that tests wait on: its id, file
-/// and the number of tests.
+/// The first hole, in the book's order, not done yet: its id, file and
+/// the number of tests waiting on it.
 fn next_hole<'a>(report: &Report, exercise: &'a Exercise) -> Option<(&'a str, &'a str, usize)> {
-    exercise.holes.iter().find_map(|h| {
-        let n = report.waiting_on(&h.id);
-        (n > 0).then_some((h.id.as_str(), h.file.as_str(), n))
-    })
+    exercise
+        .holes
+        .iter()
+        .find(|h| !report.done(&h.id))
+        .map(|h| (h.id.as_str(), h.file.as_str(), report.waiting_on(&h.id)))
 }
 
 fn print_report(report: &Report, exercise: &Exercise) {
@@ -271,10 +293,11 @@ fn print_report(report: &Report, exercise: &Exercise) {
     let chapter = exercise.chapter.number();
     for hole in &exercise.holes {
         let waiting = report.waiting_on(&hole.id);
-        let state = if waiting == 0 {
-            "done".to_string()
-        } else {
-            format!("{waiting} tests wait on it")
+        let state = match waiting {
+            _ if report.done(&hole.id) => "done".to_string(),
+            0 => "to write (its tests wait on an earlier hole)".to_string(),
+            1 => "to write: 1 test waits on it".to_string(),
+            n => format!("to write: {n} tests wait on it"),
         };
         println!("  {:16} {:24} {state}", format!("`{}`", hole.id), hole.file);
     }

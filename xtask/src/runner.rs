@@ -381,8 +381,14 @@ fn renumber(tests: impl Iterator<Item = (String, Outcome)>) -> BTreeMap<String, 
     let mut out = BTreeMap::new();
     for (name, outcome) in sorted {
         let base = match name.rsplit_once(" (line ") {
-            Some((base, _)) => base.to_string(),
-            None => name,
+            Some((base, _)) => base,
+            None => &name,
+        };
+        // The file is named from the workspace root (`chapters/01-x/src/..`
+        // for the solution, `01-x/src/..` for an exercise): keep `src/..`.
+        let base = match base.find("src/") {
+            Some(at) => base[at..].to_string(),
+            None => base.to_string(),
         };
         let mut key = base.clone();
         let mut n = 1;
@@ -442,8 +448,8 @@ test result: FAILED. 1 passed; 1 failed; 1 ignored"
     #[test]
     fn doc_test_names_lose_their_lines() {
         let names = [
-            ("src/lib.rs - f (line 30)", Outcome::Passed),
-            ("src/lib.rs - f (line 9)", Outcome::Ignored),
+            ("chapters/01-x/src/lib.rs - f (line 30)", Outcome::Passed),
+            ("01-x/src/lib.rs - f (line 9)", Outcome::Ignored),
             ("src/lib.rs - g (line 4)", Outcome::Passed),
         ];
         let out = renumber(names.into_iter().map(|(n, o)| (n.to_string(), o)));
