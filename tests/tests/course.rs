@@ -1,6 +1,7 @@
-//! The course's own consistency: the book includes code that exists, and
-//! every chapter has its book page, exercise and benchmark, each chapter
-//! page ends with a summary, and every KIP the book names is a link.
+//! The course's own consistency: the book includes code that exists, never
+//! shows an exercise marker, every chapter has its book page, exercise and
+//! benchmark, each chapter page ends with a summary, and every KIP the book
+//! names is a link.
 //!
 //! mdBook only warns about a listing whose file is missing, and renders a
 //! listing whose anchor is missing as an empty block without a word, so
@@ -10,6 +11,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use kfs_system_tests::repo_root;
+use xtask::book::{Paths, preprocess_page};
+use xtask::markers::is_marker;
 
 /// One `{{#include path:anchor}}` in a book page.
 #[derive(Debug)]
@@ -304,4 +307,53 @@ fn every_kip_named_in_the_book_is_a_link_to_its_page() {
         }
     }
     assert!(checked > 0, "the book names no KIPs at all");
+}
+
+/// What the book's preprocessor makes of every page (the markdown mdBook
+/// renders), and, when the book was built (CI builds it before the tests),
+/// every HTML page: no line is an exercise marker.
+#[test]
+fn the_book_never_shows_an_exercise_marker() {
+    let root = repo_root();
+    let src = root.join("book/src");
+    let paths = Paths {
+        page_dir: src.clone(),
+        src_dir: src.clone(),
+        caption_root: root.clone(),
+    };
+    let mut folded = 0;
+    for page in book_pages() {
+        let text = preprocess_page(&fs::read_to_string(&page).unwrap(), &paths);
+        let name = page.file_name().unwrap().to_string_lossy().into_owned();
+        if let Some(line) = text.lines().find(|l| is_marker(l)) {
+            panic!("{name} shows an exercise marker: {line}");
+        }
+        assert!(
+            !text.contains("{{#include ../../chapters/"),
+            "{name}: a listing of a chapter was not expanded by the preprocessor"
+        );
+        folded += text.matches("Show the solution").count();
+    }
+    assert!(folded > 0, "no listing in the book folds a solution");
+
+    let build = root.join("book/build");
+    let mut pending = vec![build];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for path in entries.map(|e| e.unwrap().path()) {
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "html") {
+                let html = fs::read_to_string(&path).unwrap();
+                assert!(
+                    !html.contains("// exercise-"),
+                    "{} shows an exercise marker (if this build is stale, rebuild it with \
+                     `mdbook build book`)",
+                    path.display()
+                );
+            }
+        }
+    }
 }

@@ -1,45 +1,65 @@
 //! Generating `exercises/` from the chapters, and checking it.
 //!
-//! A chapter marks each part a learner should write:
-//!
-//! ```text
-//! // exercise-hole: scan | Loop from position 0: decode the rest of the buffer ...
-//! ...the solution...
-//! // exercise-end
-//! ```
-//!
-//! The generator copies the chapter crate into `exercises/` and replaces each
-//! marked region with `todo!("exercise `scan`: <hint>")`. A region must be
-//! the whole rest of a block (typically a function body after its argument
-//! checks), because `todo!()` stands in for its value; the check compiles
-//! every skeleton, so a region that breaks this is caught.
+//! The markers a chapter carries, and how a hole is cut, are in
+//! [`xtask::markers`]. The generator copies each chapter crate into
+//! `exercises/`, cuts every hole, and writes an `EXERCISE.md` listing the
+//! holes in the order the chapter's book page shows them. The check compiles
+//! every skeleton and requires its tests to fail, then cuts each hole (and
+//! each rule) *alone*, the rest solved, and requires a test to fail: a hole
+//! or rule no test notices is a hint that asks for something nobody checks.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use toml_edit::{DocumentMut, InlineTable, Item, Table, Value, value};
+use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, Value, value};
+use xtask::book::{Paths, holes_shown};
+use xtask::markers::{self, Cut, END, HINT, HOLE, Hole, RULE, RULE_END};
 
 use crate::cargo::{cargo, parse_test_output, run_captured};
+use crate::runner::{self, Mode, Outcome};
 use crate::{Chapter, chapters};
 
-const HOLE: &str = "// exercise-hole:";
-const END: &str = "// exercise-end";
+/// Everything the generator writes, relative to its output folder.
+pub(crate) type Files = BTreeMap<PathBuf, Vec<u8>>;
 
-/// One region cut out of a chapter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Hole {
-    /// The file, relative to the chapter's folder.
-    file: String,
-    /// The line of the `todo!()` in the exercise (1-based).
-    line: usize,
-    id: String,
-    hint: String,
+/// One chapter's exercise.
+#[derive(Debug, Clone)]
+pub(crate) struct Exercise {
+    pub(crate) chapter: Chapter,
+    /// The package's description, from its `Cargo.toml`.
+    pub(crate) description: String,
+    /// The holes, in the order the book shows them (then any the book does
+    /// not show, in file order).
+    pub(crate) holes: Vec<Hole>,
+    /// The lines of code in the chapter's `src/` (see [`markers::core_lines`]).
+    core_lines: usize,
 }
 
-/// Everything the generator writes, relative to `exercises/`.
-type Files = BTreeMap<PathBuf, Vec<u8>>;
+impl Exercise {
+    /// The lines of code the holes cut.
+    fn hole_lines(&self) -> usize {
+        self.holes.iter().map(|h| h.code_lines).sum()
+    }
+
+    /// What share of the chapter's code the holes cut, in percent.
+    fn share(&self) -> usize {
+        self.hole_lines() * 100 / self.core_lines.max(1)
+    }
+
+    /// One line: holes, lines cut, share.
+    fn summary(&self) -> String {
+        format!(
+            "{} holes cut {} of {} lines of code in src/ ({}%)",
+            self.holes.len(),
+            self.hole_lines(),
+            self.core_lines,
+            self.share()
+        )
+    }
+}
 
 /// Writes `exercises/` afresh, removing files the generator no longer makes.
 /// Refuses, unless `force`, when `exercises/` has uncommitted changes: they
@@ -60,27 +80,43 @@ pub(crate) fn write(root: &Path, force: bool) -> Result<(), String> {
             ));
         }
     }
-    let files = generate(root)?;
-    for stale in on_disk(&dir)?.difference(&files.keys().cloned().collect()) {
+    let (files, catalogue) = generate(root)?;
+    materialize(&dir, &files)?;
+    for exercise in &catalogue {
+        println!(
+            "exercise {}: {}",
+            exercise.chapter.dir_name,
+            exercise.summary()
+        );
+    }
+    println!("wrote {} files under exercises/", files.len());
+    Ok(())
+}
+
+/// Makes the files under `dir` exactly `files` (a lock file, build output
+/// and a learner's proptest records aside), rewriting only what changed so
+/// cargo does not rebuild what did not.
+pub(crate) fn materialize(dir: &Path, files: &Files) -> Result<(), String> {
+    for stale in on_disk(dir)?.difference(&files.keys().cloned().collect()) {
         fs::remove_file(dir.join(stale)).map_err(|e| format!("{}: {e}", stale.display()))?;
     }
-    for (path, contents) in &files {
+    for (path, contents) in files {
         let path = dir.join(path);
         fs::create_dir_all(path.parent().unwrap()).map_err(|e| e.to_string())?;
         if fs::read(&path).ok().as_deref() != Some(contents.as_slice()) {
             fs::write(&path, contents).map_err(|e| format!("{}: {e}", path.display()))?;
         }
     }
-    remove_empty_dirs(&dir);
-    println!("wrote {} files under exercises/", files.len());
+    remove_empty_dirs(dir);
     Ok(())
 }
 
 /// Fails when `exercises/` differs from what [`write`] would make, when a
-/// skeleton does not compile, or when a skeleton's tests all pass.
-pub(crate) fn check(root: &Path) -> Result<(), String> {
+/// skeleton does not compile or its tests all pass, or when cutting one hole
+/// or rule alone makes no test fail.
+pub(crate) fn check(root: &Path, timeout: Duration) -> Result<(), String> {
     let dir = root.join("exercises");
-    let files = generate(root)?;
+    let (files, catalogue) = generate(root)?;
     let mut problems = Vec::new();
     let present = on_disk(&dir)?;
     for (path, contents) in &files {
@@ -106,7 +142,8 @@ pub(crate) fn check(root: &Path) -> Result<(), String> {
     if !ok {
         return Err(format!("the exercise skeletons do not compile:\n{output}"));
     }
-    for chapter in chapters(root)? {
+    for exercise in &catalogue {
+        let chapter = &exercise.chapter;
         let package = chapter.exercise_package();
         let (_, output) = run_captured(cargo(
             root,
@@ -124,12 +161,74 @@ pub(crate) fn check(root: &Path) -> Result<(), String> {
             ));
         }
         println!(
-            "exercise {}: up to date, compiles, {failed} of {} tests fail until solved",
+            "exercise {}: up to date, compiles, {failed} of {} tests fail until solved; {}",
             chapter.dir_name,
-            passed + failed
+            passed + failed,
+            exercise.summary()
         );
     }
-    Ok(())
+    check_each_hole(root, &catalogue, timeout)
+}
+
+/// Cuts each hole alone, then each rule alone, the rest of the chapter
+/// solved, and requires some test to fail each time.
+fn check_each_hole(root: &Path, catalogue: &[Exercise], timeout: Duration) -> Result<(), String> {
+    let started = Instant::now();
+    let scratch = root.join("target/xtask/check-holes");
+    let mut unnoticed = Vec::new();
+    for exercise in catalogue {
+        let chapter = &exercise.chapter;
+        let mut cuts: Vec<(String, Cut<'_>)> = Vec::new();
+        for hole in &exercise.holes {
+            cuts.push((format!("hole `{}`", hole.id), Cut::Hole(&hole.id)));
+            for rule in &hole.rules {
+                let what = format!("rule `{rule}` of hole `{}`", hole.id);
+                cuts.push((what, Cut::Rule(&hole.id, rule)));
+            }
+        }
+        for (what, cut) in cuts {
+            let one = Instant::now();
+            let files = chapter_files(chapter, cut)?;
+            let manifest = scratch_workspace(root, &scratch, chapter, files)?;
+            let package = chapter.exercise_package();
+            let results = runner::run(root, &manifest, &package, Mode::UntilFailure, timeout)
+                .map_err(|e| format!("{} with its {what} cut: {e}", chapter.dir_name))?;
+            let failing: Vec<String> = results
+                .values()
+                .flat_map(|tests| tests.iter())
+                .filter(|(_, outcome)| !runner::is_fine(outcome))
+                .map(|(name, outcome)| match outcome {
+                    Outcome::TimedOut => format!("{name} (timed out)"),
+                    _ => name.clone(),
+                })
+                .collect();
+            println!(
+                "  {} {what}: {} ({:.0?})",
+                chapter.dir_name,
+                match failing.first() {
+                    Some(first) => format!("caught by {first}"),
+                    None => "NO TEST FAILS".into(),
+                },
+                one.elapsed()
+            );
+            if failing.is_empty() {
+                unnoticed.push(format!("{}: {what}", chapter.dir_name));
+            }
+        }
+    }
+    println!(
+        "cutting each hole and rule alone took {:.0?}",
+        started.elapsed()
+    );
+    if unnoticed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "no test fails when these are cut alone, so their hints ask for something no test \
+             checks; add a test, or narrow the hole:\n  {}",
+            unnoticed.join("\n  ")
+        ))
+    }
 }
 
 /// Copies the root's `Cargo.lock` into an exercises workspace, so that it
@@ -143,155 +242,160 @@ pub(crate) fn seed_lockfile(root: &Path, dir: &Path, overwrite: bool) -> Result<
     Ok(())
 }
 
-/// Makes every file of `exercises/`, in memory.
-fn generate(root: &Path) -> Result<Files, String> {
+/// Writes a workspace under `dir` (in `target/`) holding one chapter crate
+/// made of `files`, depending on the solved chapters by absolute path, and
+/// returns its manifest. Used to grade a learner's copy and to cut one hole.
+pub(crate) fn scratch_workspace(
+    root: &Path,
+    dir: &Path,
+    chapter: &Chapter,
+    files: Files,
+) -> Result<PathBuf, String> {
+    let mut all: Files = files
+        .into_iter()
+        .map(|(path, bytes)| (Path::new(&chapter.dir_name).join(path), bytes))
+        .collect();
+    let base = root.display().to_string();
+    let manifest = workspace_manifest(root, &[&chapter.dir_name], &|path| {
+        Some(format!("{base}/{path}"))
+    })?;
+    all.insert("Cargo.toml".into(), manifest.to_string().into_bytes());
+    materialize(dir, &all)?;
+    seed_lockfile(root, dir, true)?;
+    Ok(dir.join("Cargo.toml"))
+}
+
+/// Makes every file of `exercises/`, in memory, with the catalogue of
+/// exercises.
+pub(crate) fn generate(root: &Path) -> Result<(Files, Vec<Exercise>), String> {
     let mut files = Files::new();
     let mut catalogue = Vec::new();
     for chapter in chapters(root)? {
-        let holes = generate_chapter(&chapter, &mut files)?;
-        if holes.is_empty() {
-            return Err(format!(
-                "chapter {} marks no `{HOLE}` regions, so it has no exercise",
-                chapter.dir_name
-            ));
+        let exercise = exercise(root, &chapter)?;
+        for (path, bytes) in chapter_files(&chapter, Cut::All)? {
+            files.insert(Path::new(&chapter.dir_name).join(path), bytes);
         }
-        catalogue.push((chapter, holes));
+        files.insert(
+            Path::new(&chapter.dir_name).join("EXERCISE.md"),
+            exercise_readme(&exercise).into_bytes(),
+        );
+        catalogue.push(exercise);
     }
-    let names: Vec<&str> = catalogue.iter().map(|(c, _)| c.dir_name.as_str()).collect();
+    let names: Vec<&str> = catalogue
+        .iter()
+        .map(|e| e.chapter.dir_name.as_str())
+        .collect();
+    let manifest = workspace_manifest(root, &names, &|path| Some(format!("../{path}")))?;
     files.insert(
         "Cargo.toml".into(),
-        workspace_manifest(root, &names)?.into_bytes(),
+        format!(
+            "# Generated by `cargo xtask exercises` from the root Cargo.toml: do not edit.\n\
+             # The exercises are a workspace of their own, outside the root's `cargo test`.\n{manifest}"
+        )
+        .into_bytes(),
     );
     files.insert(
         "README.md".into(),
         instructors_readme(&catalogue).into_bytes(),
     );
+    Ok((files, catalogue))
+}
+
+/// The exercise of one chapter: its holes in the book's order and the size
+/// of its code. Fails on a malformed marker or a chapter without holes.
+pub(crate) fn exercise(root: &Path, chapter: &Chapter) -> Result<Exercise, String> {
+    let mut holes: Vec<Hole> = Vec::new();
+    let mut core_lines = 0;
+    for relative in source_files(&chapter.path)? {
+        let name = relative.to_string_lossy().into_owned();
+        if !name.ends_with(".rs") {
+            continue;
+        }
+        let text = read_text(&chapter.path.join(&relative))?;
+        let (_, found) = markers::cut(&text, &name, Cut::All)
+            .map_err(|e| format!("chapters/{}/{e}", chapter.dir_name))?;
+        for hole in found {
+            if let Some(earlier) = holes.iter().find(|h| h.id == hole.id) {
+                return Err(format!(
+                    "chapters/{}: two holes named `{}`, in {} and {}",
+                    chapter.dir_name, hole.id, earlier.file, hole.file
+                ));
+            }
+            holes.push(hole);
+        }
+        if name.starts_with("src/") {
+            core_lines += markers::core_lines(&text);
+        }
+    }
+    if holes.is_empty() {
+        return Err(format!(
+            "chapter {} marks no `{HOLE}` regions, so it has no exercise",
+            chapter.dir_name
+        ));
+    }
+    let order = book_order(root, chapter);
+    holes.sort_by_key(|h| {
+        order
+            .iter()
+            .position(|id| *id == h.id)
+            .unwrap_or(usize::MAX)
+    });
+    let manifest = read_text(&chapter.path.join("Cargo.toml"))?;
+    let (_, description) = exercise_manifest(chapter, &manifest)?;
+    Ok(Exercise {
+        chapter: chapter.clone(),
+        description,
+        holes,
+        core_lines,
+    })
+}
+
+/// The holes the chapter's book page (`book/src/ch<NN-name>.md`) shows, in
+/// its order; empty if it has no page.
+fn book_order(root: &Path, chapter: &Chapter) -> Vec<String> {
+    let src_dir = root.join("book/src");
+    let page = src_dir.join(format!("ch{}.md", chapter.dir_name));
+    let Ok(content) = fs::read_to_string(&page) else {
+        return Vec::new();
+    };
+    let paths = Paths {
+        page_dir: src_dir.clone(),
+        src_dir,
+        caption_root: root.to_path_buf(),
+    };
+    holes_shown(&content, &paths)
+}
+
+/// The chapter's files with `cut` applied to its Rust sources and its
+/// manifest renamed to the exercise's, relative to the chapter's folder.
+pub(crate) fn chapter_files(chapter: &Chapter, cut: Cut<'_>) -> Result<Files, String> {
+    let mut files = Files::new();
+    for relative in source_files(&chapter.path)? {
+        let source = chapter.path.join(&relative);
+        let name = relative.to_string_lossy().into_owned();
+        let out = if name == "Cargo.toml" {
+            let (manifest, _) = exercise_manifest(chapter, &read_text(&source)?)?;
+            manifest.into_bytes()
+        } else if name.ends_with(".rs") {
+            let (text, _) = markers::cut(&read_text(&source)?, &name, cut)
+                .map_err(|e| format!("chapters/{}/{e}", chapter.dir_name))?;
+            text.into_bytes()
+        } else {
+            fs::read(&source).map_err(|e| format!("{}: {e}", source.display()))?
+        };
+        files.insert(relative, out);
+    }
     Ok(files)
 }
 
-/// Adds one chapter's exercise to `files` and returns its holes.
-fn generate_chapter(chapter: &Chapter, files: &mut Files) -> Result<Vec<Hole>, String> {
-    let mut holes = Vec::new();
-    let mut description = String::new();
-    for relative in source_files(&chapter.path)? {
-        let source = chapter.path.join(&relative);
-        let bytes = fs::read(&source).map_err(|e| format!("{}: {e}", source.display()))?;
-        let name = relative.to_string_lossy().into_owned();
-        let out = if name == "Cargo.toml" {
-            let (manifest, about) = exercise_manifest(chapter, &String::from_utf8_lossy(&bytes))?;
-            description = about;
-            manifest.into_bytes()
-        } else if name.ends_with(".rs") {
-            let text = String::from_utf8(bytes).map_err(|_| format!("{name}: not UTF-8"))?;
-            let (cut, found) = cut_holes(&text, &name)
-                .map_err(|e| format!("chapters/{}/{e}", chapter.dir_name))?;
-            for hole in &found {
-                if let Some(earlier) = holes.iter().find(|h: &&Hole| h.id == hole.id) {
-                    return Err(format!(
-                        "chapters/{}: two holes named `{}`, in {} and {}",
-                        chapter.dir_name, hole.id, earlier.file, hole.file
-                    ));
-                }
-            }
-            holes.extend(found);
-            cut.into_bytes()
-        } else {
-            bytes
-        };
-        files.insert(Path::new(&chapter.dir_name).join(relative), out);
-    }
-    files.insert(
-        Path::new(&chapter.dir_name).join("EXERCISE.md"),
-        exercise_readme(chapter, &description, &holes).into_bytes(),
-    );
-    Ok(holes)
-}
-
-/// Replaces each marked region of `source` with a `todo!()` carrying its
-/// hint, and drops the book's `ANCHOR` lines. Errors name `file:line`.
-fn cut_holes(source: &str, file: &str) -> Result<(String, Vec<Hole>), String> {
-    let mut out = String::with_capacity(source.len());
-    let mut holes: Vec<Hole> = Vec::new();
-    let mut open: Option<usize> = None;
-    // The line of the last `// exercise-end`, until the line after it is seen.
-    let mut just_closed: Option<usize> = None;
-    for (index, line) in source.lines().enumerate() {
-        let number = index + 1;
-        let trimmed = line.trim_start();
-        if let Some(end) = just_closed
-            && !trimmed.is_empty()
-            && !is_anchor(trimmed)
-        {
-            // `todo!()` has type `!` only as a block's last expression; code
-            // after it would not compile (or would never run).
-            if !trimmed.starts_with('}') {
-                return Err(format!(
-                    "{file}:{end}: a hole must be the rest of its block, but line {number} follows it; \
-                     move the region into a function of its own"
-                ));
-            }
-            just_closed = None;
-        }
-        if let Some(rest) = trimmed.strip_prefix(HOLE) {
-            if let Some(at) = open {
-                return Err(format!(
-                    "{file}:{number}: a hole inside the hole opened at line {at}"
-                ));
-            }
-            let (id, hint) = rest
-                .split_once('|')
-                .ok_or_else(|| format!("{file}:{number}: write `{HOLE} <id> | <hint>`"))?;
-            let (id, hint) = (id.trim().to_string(), hint.trim().to_string());
-            if id.is_empty() || hint.is_empty() {
-                return Err(format!("{file}:{number}: a hole needs an id and a hint"));
-            }
-            if holes.iter().any(|h| h.id == id) {
-                return Err(format!("{file}:{number}: a second hole named `{id}`"));
-            }
-            let indent = &line[..line.len() - trimmed.len()];
-            let message = escape_format(&format!("exercise `{id}`: {hint}"));
-            writeln!(out, "{indent}todo!(\"{message}\")").unwrap();
-            holes.push(Hole {
-                file: file.to_string(),
-                line: out.lines().count(),
-                id,
-                hint,
-            });
-            open = Some(number);
-        } else if trimmed.starts_with(END) {
-            if open.take().is_none() {
-                return Err(format!("{file}:{number}: `{END}` without a hole"));
-            }
-            just_closed = Some(number);
-        } else if open.is_none() && !is_anchor(trimmed) {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    match open {
-        Some(at) => Err(format!(
-            "{file}:{at}: the hole is never closed with `{END}`"
-        )),
-        None => Ok((out, holes)),
-    }
-}
-
-/// mdBook's `// ANCHOR: name` and `// ANCHOR_END: name` lines.
-fn is_anchor(trimmed: &str) -> bool {
-    trimmed.starts_with("// ANCHOR:") || trimmed.starts_with("// ANCHOR_END:")
-}
-
-/// Escapes `text` for use as a string literal that is also a format string.
-fn escape_format(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('{', "{{")
-        .replace('}', "}}")
+/// A file's text; an error names the file.
+pub(crate) fn read_text(path: &Path) -> Result<String, String> {
+    fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The chapter's files to copy, relative to its folder, sorted: everything
 /// but build output and proptest's record of past failures.
-fn source_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+pub(crate) fn source_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let mut found = Vec::new();
     let mut pending = vec![PathBuf::new()];
     while let Some(relative) = pending.pop() {
@@ -351,7 +455,7 @@ fn remove_empty_dirs(dir: &Path) {
 /// sit in one workspace with the solved chapters it depends on, but keeping
 /// the library's name so the same tests compile unchanged. Also returns the
 /// package's description.
-fn exercise_manifest(chapter: &Chapter, text: &str) -> Result<(String, String), String> {
+pub(crate) fn exercise_manifest(chapter: &Chapter, text: &str) -> Result<(String, String), String> {
     let mut doc: DocumentMut = text
         .parse()
         .map_err(|e| format!("chapters/{}/Cargo.toml: {e}", chapter.dir_name))?;
@@ -376,12 +480,21 @@ fn exercise_manifest(chapter: &Chapter, text: &str) -> Result<(String, String), 
     Ok((manifest, description))
 }
 
-/// `exercises/Cargo.toml`: a workspace of the exercises, with the root's
-/// package settings, dependencies (chapter paths pointing back to the solved
-/// chapters) and lints (relaxed so a skeleton's unused code is no warning).
-fn workspace_manifest(root: &Path, members: &[&str]) -> Result<String, String> {
+/// A workspace manifest for exercises (`exercises/Cargo.toml`, a handout's,
+/// a scratch copy's): the root's package settings, dependencies and lints,
+/// with `members`. `chapter_path` maps each chapter dependency's path (as
+/// the root names it, `chapters/01-commit-log`) to the path this workspace
+/// uses, or drops the dependency with `None`. The lints are the root's, but
+/// a skeleton's unused parameters, imports and helpers are no warning:
+/// they are used once the learner writes the code. `unused_must_use` stays
+/// on, so a dropped `Result` is still a warning.
+pub(crate) fn workspace_manifest(
+    root: &Path,
+    members: &[&str],
+    chapter_path: &dyn Fn(&str) -> Option<String>,
+) -> Result<DocumentMut, String> {
     let path = root.join("Cargo.toml");
-    let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = read_text(&path)?;
     let doc: DocumentMut = text.parse().map_err(|e| format!("Cargo.toml: {e}"))?;
     let workspace = &doc["workspace"];
 
@@ -393,58 +506,79 @@ fn workspace_manifest(root: &Path, members: &[&str]) -> Result<String, String> {
     {
         let mut item = item.clone();
         if let Some(path) = item.get("path").and_then(Item::as_str) {
-            item["path"] = value(format!("../{path}"));
+            let Some(path) = chapter_path(path) else {
+                continue;
+            };
+            item["path"] = value(path);
         }
         dependencies.insert(name, item);
     }
 
     let mut lints = workspace["lints"].clone();
-    let mut allow = InlineTable::new();
-    allow.insert("level", "allow".into());
-    allow.insert("priority", Value::from(-1));
-    lints["rust"]["unused"] = value(allow);
+    for lint in SKELETON_ALLOWS {
+        let mut allow = InlineTable::new();
+        allow.insert("level", "allow".into());
+        allow.insert("priority", Value::from(-1));
+        lints["rust"][lint] = value(allow);
+    }
 
     let mut out = DocumentMut::new();
     let mut ws = Table::new();
     ws.insert("resolver", value("3"));
-    ws.insert(
-        "members",
-        value(members.iter().copied().collect::<toml_edit::Array>()),
-    );
+    ws.insert("members", value(members.iter().copied().collect::<Array>()));
     ws.insert("package", workspace["package"].clone());
     ws.insert("dependencies", Item::Table(dependencies));
     ws.insert("lints", lints);
     out.insert("workspace", Item::Table(ws));
-    Ok(format!(
-        "# Generated by `cargo xtask exercises` from the root Cargo.toml: do not edit.\n\
-         # The exercises are a workspace of their own, outside the root's `cargo test`.\n{out}"
-    ))
+    Ok(out)
 }
 
-/// `EXERCISE.md` in an exercise's folder: what to write, and how to check it.
-fn exercise_readme(chapter: &Chapter, description: &str, holes: &[Hole]) -> String {
+/// The lints a skeleton relaxes: what a `todo!()` in place of a body leaves
+/// unused. Not the `unused` group, which holds `unused_must_use`.
+const SKELETON_ALLOWS: [&str; 5] = [
+    "unused_variables",
+    "unused_imports",
+    "unused_mut",
+    "unused_assignments",
+    "dead_code",
+];
+
+/// `EXERCISE.md` in an exercise's folder: what to write, in the book's
+/// order, and how to check it.
+fn exercise_readme(exercise: &Exercise) -> String {
+    let chapter = &exercise.chapter;
+    let holes = &exercise.holes;
     let mut out = format!(
         "# Exercise {dir}\n\n\
          *Generated by `cargo xtask exercises` from `chapters/{dir}`: do not edit by hand.*\n\n\
          {description}\n\n\
          Read the chapter in the book first. This crate is the chapter's crate with {n} \
-         part{s} cut out; each is a `todo!()` whose message is your hint. The tests are the \
-         chapter's own: when they pass, you have rebuilt the chapter.\n\n\
-         ## What to write\n\n",
+         part{s} cut out; each is a `todo!()` whose message is your first hint. The tests are \
+         the chapter's own: when they pass, you have rebuilt the chapter.\n\n\
+         ## What to write, in the book's order\n\n",
         dir = chapter.dir_name,
-        description = description,
+        description = exercise.description,
         n = holes.len(),
         s = if holes.len() == 1 { "" } else { "s" },
     );
     for (i, hole) in holes.iter().enumerate() {
+        let more = match hole.hints.len() - 1 {
+            0 => String::new(),
+            n => format!(
+                " ({n} more hint{}: `cargo xtask hint {} {}`)",
+                if n == 1 { "" } else { "s" },
+                chapter.number(),
+                hole.id
+            ),
+        };
         writeln!(
             out,
-            "{}. **`{}`** in `{}`, line {}: {}",
+            "{}. **`{}`** in `{}`, line {}: {}{more}",
             i + 1,
             hole.id,
             hole.file,
             hole.line,
-            hole.hint
+            hole.hints[0]
         )
         .unwrap();
     }
@@ -453,10 +587,15 @@ fn exercise_readme(chapter: &Chapter, description: &str, holes: &[Hole]) -> Stri
         "\n## Check your work\n\n\
          ```sh\n\
          cd exercises/{dir}\n\
-         cargo test            # every test, with the panics of what is left to do\n\
-         cargo xtask grade {number}   # from anywhere in the repository: a score per test group\n\
+         cargo test                   # every test, with the panics of what is left to do\n\
+         cargo xtask grade {number}         # from anywhere in the repository: a score, and the next hole\n\
+         cargo xtask hint {number} <hole>   # the next hint for a hole, one tier at a time\n\
          ```\n\n\
-         Stuck? The solution is the chapter itself, in `chapters/{dir}/`.\n",
+         The grader runs the course's tests (the chapter's `tests/` and the solution's list of \
+         unit tests) against your code, so deleting or ignoring a test does not pass it. It \
+         names the hole each failing test waits on and which hole to write next.\n\n\
+         Stuck? The solution is the chapter itself, in `chapters/{dir}/`, and the book shows \
+         each solution folded under its listing.\n",
         dir = chapter.dir_name,
         number = chapter.number(),
     )
@@ -465,18 +604,22 @@ fn exercise_readme(chapter: &Chapter, description: &str, holes: &[Hole]) -> Stri
 }
 
 /// `exercises/README.md`: the instructors' guide, with a table of exercises.
-fn instructors_readme(catalogue: &[(Chapter, Vec<Hole>)]) -> String {
+fn instructors_readme(catalogue: &[Exercise]) -> String {
     let mut table = String::new();
-    for (chapter, holes) in catalogue {
-        let parts: Vec<String> = holes
+    for exercise in catalogue {
+        let parts: Vec<String> = exercise
+            .holes
             .iter()
-            .map(|h| format!("`{}` ({})", h.id, h.file))
+            .map(|h| format!("`{}` ({}, {} hints)", h.id, h.file, h.hints.len()))
             .collect();
         writeln!(
             table,
-            "| [{dir}]({dir}/EXERCISE.md) | {n} | {parts} |",
-            dir = chapter.dir_name,
-            n = holes.len(),
+            "| [{dir}]({dir}/EXERCISE.md) | {n} | {cut} of {core} ({share}%) | {parts} |",
+            dir = exercise.chapter.dir_name,
+            n = exercise.holes.len(),
+            cut = exercise.hole_lines(),
+            core = exercise.core_lines,
+            share = exercise.share(),
             parts = parts.join(", ")
         )
         .unwrap();
@@ -490,36 +633,70 @@ fn instructors_readme(catalogue: &[(Chapter, Vec<Hole>)]) -> String {
          exercise depends on the *solved* earlier chapters in `../chapters/`, so a learner \
          can start at any chapter.\n\n\
          ## The exercises\n\n\
-         | exercise | parts to write | what |\n\
-         | --- | --- | --- |\n\
+         *Lines cut* counts the lines of code (not blank, not comments, not `#[cfg(test)]` \
+         modules) the holes remove from the chapter's `src/`; the aim is at least 15% per \
+         chapter, with one hole that is the chapter's headline idea. Holes are listed in the \
+         order the chapter's book page shows them, which is the order to write them in.\n\n\
+         | exercise | holes | lines cut | holes, in the book's order |\n\
+         | --- | --- | --- | --- |\n\
          {table}\n\
          ## Handing one out\n\n\
-         1. Give learners the repository (the exercises need the solved chapters beside \
-         them). They read the chapter in the book (`mdbook serve book`).\n\
-         2. In their exercise's folder, `EXERCISE.md` lists each part to write with its \
-         file and hint; the same hint is the message of the `todo!()` in the code.\n\
-         3. They run `cargo test` in that folder until it passes.\n\n\
+         Either give learners the repository (they work in `exercises/NN-name/`, beside the \
+         solved chapters), or hand out one chapter as a project of its own:\n\n\
+         ```sh\n\
+         cargo xtask handout 02 /tmp/segments-exercise   # a standalone workspace to give out\n\
+         ```\n\n\
+         A handout holds the exercise, the earlier chapters (solved) as path dependencies, a \
+         `README.md` for the learner with every hint tier folded, and the root's `Cargo.lock`. \
+         Learners who work in the repository itself should work on a branch of their own: \
+         `cargo xtask exercises` refuses to overwrite uncommitted changes in `exercises/` \
+         (`--force` does), and a course update that regenerates `exercises/` then merges like \
+         any other change. A handout, outside the repository, never conflicts.\n\n\
+         ## Hints, in tiers\n\n\
+         The `todo!()` carries the first hint. `cargo xtask hint NN HOLE` shows the next tier \
+         each time it is run (it remembers the last one shown in `target/xtask/hints`); \
+         `--tier N` shows a given tier.\n\n\
          ## Grading\n\n\
          From anywhere in the repository:\n\n\
          ```sh\n\
          cargo xtask grade 01                               # this repository's exercises/\n\
-         cargo xtask grade 01 --exercises-dir path/to/copy  # a learner's copy of exercises/\n\
+         cargo xtask grade 01 --exercises-dir path/to/copy  # a learner's copy, or a handout\n\
          cargo xtask grade 01 --solution                    # the chapter itself: full marks\n\
+         cargo xtask grade all                              # a progress table, every chapter\n\
          ```\n\n\
-         It prints passed/total for each group of tests (the unit tests, each integration \
-         test file, the doc tests) with the names of the failing tests, and exits non-zero \
+         The grader runs **the course's tests, not the learner's copy of them**. It copies the \
+         learner's exercise into `target/xtask/grade/`, puts the chapter's own `tests/` and \
+         `Cargo.toml` over it, and runs it there. The expected tests are the solution's: every \
+         test the chapter runs (unit, integration and doc tests) must run and pass, so a test \
+         the learner deleted, renamed or `#[ignore]`d counts as failed. Unit tests live inside \
+         the learner's `src/` files, so the grader checks they all ran by name but cannot \
+         tell if one was edited; integration tests are the course's own, byte for byte.\n\n\
+         Each test binary runs under a watchdog: when no test has finished for `--timeout` \
+         seconds (30 by default), the binary is stopped and its unfinished tests rerun one at \
+         a time, so a learner's infinite loop is reported as that test timing out.\n\n\
+         It prints passed/total for each group of tests, the failures no hole explains, and \
+         then the holes in the book's order with how many tests wait on each (a failing test \
+         waits on the hole whose `todo!()` it hit), and which to write next. It exits non-zero \
          until every test passes.\n\n\
          ## How exercises are made\n\n\
          Course authors mark the regions to cut in a chapter's source:\n\n\
          ```rust\n\
          {HOLE} scan | Loop from position 0: ...\n\
+         {HINT} The second tier: ...\n\
+         {HINT} The third tier: ...\n\
          // ...the solution...\n\
+         {RULE} sync | the cut is made durable\n\
+         // ...a part of the solution some test must catch on its own...\n\
+         {RULE_END}\n\
          {END}\n\
          ```\n\n\
          A region is the whole rest of a block (it is replaced by `todo!()`, which \
-         stands in for the block's value). `cargo xtask exercises` regenerates this folder; \
-         `cargo xtask exercises --check`, run by CI, fails if it is out of date, if a \
-         skeleton does not compile, or if a skeleton's tests all pass.\n"
+         stands in for the block's value). The book never shows the markers: its preprocessor \
+         (`cargo xtask mdbook-preprocessor`) drops them and folds each listing that holds a \
+         hole under *Show the solution*. `cargo xtask exercises` regenerates this folder; \
+         `cargo xtask exercises --check`, run by CI, fails if it is out of date, if a skeleton \
+         does not compile, if a skeleton's tests all pass, or if cutting any one hole or rule \
+         alone (the rest solved) makes no test fail.\n"
     )
 }
 
@@ -528,82 +705,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_hole_becomes_a_todo_with_its_hint_and_anchors_go() {
-        let source = "\
-fn f() -> u32 {
-    // ANCHOR: f
-    let x = 1;
-    // exercise-hole: add | Add {one} to \"x\".
-    x + 1
-    // exercise-end
-    // ANCHOR_END: f
-}
-";
-        let (out, holes) = cut_holes(source, "src/lib.rs").unwrap();
-        assert_eq!(
-            out,
-            "\
-fn f() -> u32 {
-    let x = 1;
-    todo!(\"exercise `add`: Add {{one}} to \\\"x\\\".\")
-}
-"
-        );
-        assert_eq!(
-            holes,
-            vec![Hole {
-                file: "src/lib.rs".into(),
-                line: 3,
-                id: "add".into(),
-                hint: "Add {one} to \"x\".".into()
-            }]
-        );
-    }
-
-    #[test]
-    fn bad_markers_are_errors_with_their_line() {
-        let unclosed = "// exercise-hole: a | hint\nbody\n";
-        assert_eq!(
-            cut_holes(unclosed, "f.rs").unwrap_err(),
-            "f.rs:1: the hole is never closed with `// exercise-end`"
-        );
-        let stray_end = "x\n// exercise-end\n";
-        assert!(
-            cut_holes(stray_end, "f.rs")
-                .unwrap_err()
-                .starts_with("f.rs:2:")
-        );
-        let nested = "// exercise-hole: a | h\n// exercise-hole: b | h\n// exercise-end\n";
-        assert!(
-            cut_holes(nested, "f.rs")
-                .unwrap_err()
-                .contains("inside the hole")
-        );
-        let not_the_end = "fn f() {\n// exercise-hole: a | h\nx();\n// exercise-end\n\ny();\n}\n";
-        assert_eq!(
-            cut_holes(not_the_end, "f.rs").unwrap_err(),
-            "f.rs:4: a hole must be the rest of its block, but line 6 follows it; \
-             move the region into a function of its own"
-        );
-        let no_hint = "// exercise-hole: a\n// exercise-end\n";
-        assert!(cut_holes(no_hint, "f.rs").is_err());
-        let twice = "fn a() {\n// exercise-hole: a | h\n// exercise-end\n}\n\
-                     fn b() {\n// exercise-hole: a | h\n// exercise-end\n}\n";
-        assert!(
-            cut_holes(twice, "f.rs")
-                .unwrap_err()
-                .contains("second hole")
-        );
-    }
-
-    #[test]
     fn the_repository_generates_and_every_chapter_has_holes() {
-        let files = generate(&crate::repo_root()).unwrap();
+        let (files, catalogue) = generate(&crate::repo_root()).unwrap();
         assert!(files.contains_key(Path::new("Cargo.toml")));
         assert!(files.contains_key(Path::new("01-commit-log/EXERCISE.md")));
         let frame =
             String::from_utf8(files[Path::new("01-commit-log/src/frame.rs")].clone()).unwrap();
         assert!(frame.contains("todo!(\"exercise `scan`"));
         assert!(!frame.contains("ANCHOR"));
+        assert!(!frame.contains("// exercise-"));
+        assert!(catalogue.iter().all(|e| !e.holes.is_empty()));
+    }
+
+    #[test]
+    fn skeletons_keep_unused_must_use() {
+        let manifest =
+            workspace_manifest(&crate::repo_root(), &["x"], &|p| Some(p.to_string())).unwrap();
+        let rust = manifest["workspace"]["lints"]["rust"].as_table().unwrap();
+        assert!(rust.contains_key("unused_variables"));
+        assert!(!rust.contains_key("unused"));
+        assert!(!rust.contains_key("unused_must_use"));
     }
 }

@@ -2,20 +2,28 @@
 //! but cargo.
 //!
 //! - `cargo xtask exercises` writes `exercises/` from the chapters;
-//!   `--check` fails when it is out of date, does not compile, or is
-//!   already solved.
-//! - `cargo xtask grade 01` runs an exercise's tests and prints a score per
-//!   test group.
+//!   `--check` fails when it is out of date, does not compile, is already
+//!   solved, or has a hole or rule that no test notices when cut alone.
+//! - `cargo xtask grade 01` (or `all`) runs the course's tests on an
+//!   exercise and prints a score per test group and the holes left to write.
+//! - `cargo xtask hint 01 scan` shows a hole's hints, one more tier a call.
+//! - `cargo xtask handout 01 DIR` writes one exercise as a project of its own.
 //! - `cargo xtask demos` reruns every chapter's examples and stores their
 //!   output where the book includes it; `--check` fails when it is stale.
+//! - `cargo xtask mdbook-preprocessor` is the book's preprocessor (see
+//!   `book/book.toml`): listings without exercise markers, solutions folded.
 
 mod cargo;
 mod demos;
 mod exercises;
 mod grade;
+mod handout;
+mod hint;
+mod runner;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -32,33 +40,67 @@ enum Command {
     /// Generate `exercises/` from the chapters' marked solution regions.
     Exercises {
         /// Change nothing under version control; fail if `exercises/` is
-        /// out of date, if a skeleton does not compile, or if a skeleton's
-        /// tests all pass. (It refreshes `exercises/Cargo.lock`, which is
-        /// not committed, from the root's.)
+        /// out of date, if a skeleton does not compile, if a skeleton's
+        /// tests all pass, or if cutting one hole or rule alone fails no
+        /// test. (It refreshes `exercises/Cargo.lock`, which is not
+        /// committed, from the root's.)
         #[arg(long)]
         check: bool,
         /// Overwrite `exercises/` even if it has uncommitted changes (a
         /// learner's work, say).
         #[arg(long, conflicts_with = "check")]
         force: bool,
+        /// With `--check`: stop a test binary when no test has finished
+        /// for this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        timeout: u64,
     },
-    /// Run an exercise's tests and print how many pass, per test group.
+    /// Run the course's tests on an exercise: a score per test group, and
+    /// the holes (in the book's order) with the tests that wait on each.
     Grade {
-        /// The chapter: its number (`01`, `1`) or its folder name (`01-commit-log`).
+        /// The chapter: its number (`01`, `1`), its folder name
+        /// (`01-commit-log`), or `all` for a progress table.
         chapter: String,
         /// Grade the chapter's own solution instead of the exercise.
         #[arg(long)]
         solution: bool,
         /// Where the exercises are (default: `exercises/` in this repository),
-        /// for grading a learner's copy.
+        /// for grading a learner's copy or a handout.
         #[arg(long, value_name = "DIR")]
         exercises_dir: Option<PathBuf>,
+        /// Stop a test binary when no test has finished for this many
+        /// seconds, and report the test that hangs.
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        timeout: u64,
+    },
+    /// Show a hole's hints, one more tier each time.
+    Hint {
+        /// The chapter: `01`, `1` or `01-commit-log`.
+        chapter: String,
+        /// The hole, as its `todo!()` names it (`scan`).
+        hole: String,
+        /// Show the hints up to this tier (1 is the `todo!()`'s message).
+        #[arg(long, value_name = "N")]
+        tier: Option<usize>,
+    },
+    /// Write one chapter's exercise as a standalone project to hand out.
+    Handout {
+        /// The chapter: `01`, `1` or `01-commit-log`.
+        chapter: String,
+        /// The folder to create (it must not exist, or be empty).
+        dir: PathBuf,
     },
     /// Run every chapter's examples and store their output for the book.
     Demos {
         /// Write nothing; fail if the stored output differs from a fresh run.
         #[arg(long)]
         check: bool,
+    },
+    /// The book's mdBook preprocessor (run by mdBook, see `book/book.toml`).
+    #[command(hide = true)]
+    MdbookPreprocessor {
+        /// What mdBook passes: nothing, or `supports <renderer>`.
+        args: Vec<String>,
     },
 }
 
@@ -69,17 +111,35 @@ fn main() -> ExitCode {
         Command::Exercises {
             check: false,
             force,
+            ..
         } => exercises::write(&root, force),
-        Command::Exercises { check: true, .. } => exercises::check(&root),
+        Command::Exercises {
+            check: true,
+            timeout,
+            ..
+        } => exercises::check(&root, Duration::from_secs(timeout)),
         Command::Grade {
             chapter,
             solution,
             exercises_dir,
+            timeout,
         } => {
             let dir = exercises_dir.unwrap_or_else(|| root.join("exercises"));
-            grade::run(&root, &dir, &chapter, solution)
+            let timeout = Duration::from_secs(timeout);
+            if chapter == "all" {
+                grade::all(&root, &dir, timeout)
+            } else {
+                grade::run(&root, &dir, &chapter, solution, timeout)
+            }
         }
+        Command::Hint {
+            chapter,
+            hole,
+            tier,
+        } => hint::run(&root, &chapter, &hole, tier),
+        Command::Handout { chapter, dir } => handout::run(&root, &chapter, &dir),
         Command::Demos { check } => demos::run(&root, check),
+        Command::MdbookPreprocessor { args } => xtask::book::run_preprocessor(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -95,6 +95,9 @@ pub fn encode(payload: &[u8], out: &mut Vec<u8>) {
 /// As [`encode`], if `payload` is 4 GiB or more.
 pub fn header(payload: &[u8]) -> [u8; HEADER_LEN] {
     let len = u32::try_from(payload.len()).expect("payload size is checked by the caller");
+    // exercise-hole: header | The header is the length as 4 big-endian bytes, then `checksum(length bytes, payload)` as 4 big-endian bytes.
+    // exercise-hint: `len.to_be_bytes()` gives the length bytes; the checksum must cover them too, or a run of zeroed bytes would read as valid empty records (the CRC of nothing is 0).
+    // exercise-hint: `let len_bytes = len.to_be_bytes(); let crc = checksum(len_bytes, payload).to_be_bytes();` then build the array from `len_bytes[0..4]` and `crc[0..4]`.
     let len_bytes = len.to_be_bytes();
     let crc = checksum(len_bytes, payload).to_be_bytes();
     [
@@ -107,6 +110,7 @@ pub fn header(payload: &[u8]) -> [u8; HEADER_LEN] {
         crc[2],
         crc[3],
     ]
+    // exercise-end
 }
 // ANCHOR_END: encode
 
@@ -122,6 +126,8 @@ fn checksum(len_bytes: [u8; 4], payload: &[u8]) -> u32 {
 /// Reads the frame at the start of `buf`, checking its checksum.
 pub fn decode(buf: &[u8]) -> Decoded<'_> {
     // exercise-hole: decode | Read the 4-byte big-endian length and the 4-byte checksum; if the header or the payload runs past the end of `buf` the frame is Incomplete; otherwise compare the stored checksum with `checksum(length bytes, payload)`.
+    // exercise-hint: Use `buf.split_first_chunk::<HEADER_LEN>()` to get the header and the rest; `None` means Incomplete. Compare the length with `rest.len()` *before* slicing: a damaged length must not read past the buffer.
+    // exercise-hint: Recompute `checksum(len_bytes, payload)`; a mismatch is `Decoded::Corrupt { stored, computed }`; otherwise `Decoded::Frame { payload, frame_len: HEADER_LEN + len }`.
     let Some((header, rest)) = buf.split_first_chunk::<HEADER_LEN>() else {
         return Decoded::Incomplete;
     };
@@ -153,6 +159,8 @@ pub fn decode(buf: &[u8]) -> Decoded<'_> {
 /// there on is to be thrown away.
 pub fn scan(buf: &[u8]) -> Scan {
     // exercise-hole: scan | Loop from position 0: `decode` the rest of the buffer; push the position of each valid Frame and step over it; stop at the end of the buffer, or record Damage::Incomplete / Damage::Corrupt and stop at the first bad frame.
+    // exercise-hint: Keep `positions` (a Vec<u64>) and `pos`; a `loop` whose `break` value is the `Option<Damage>` reads well. `valid_len` is where the loop stopped.
+    // exercise-hint: At `pos == buf.len()` break with None; on `Decoded::Frame { frame_len, .. }` push `pos` and add `frame_len`; on Incomplete or Corrupt break with that damage. Return `Scan { positions, valid_len: pos as u64, damage }`.
     let mut positions = Vec::new();
     let mut pos = 0;
     let damage = loop {

@@ -180,12 +180,16 @@ impl Log {
             });
         }
         // exercise-hole: append | The new record's offset is the number of records so far; remember where its frame starts (the end of the log: written bytes plus pending bytes), encode it into `self.pending`, and flush once the buffer reaches `config.write_buffer_size`.
+        // exercise-hint: `self.positions` holds where each frame starts, so its length is the next offset and `self.end()` (written plus pending) is where this frame will start.
+        // exercise-hint: `let offset = self.positions.len() as u64; self.positions.push(self.end()); frame::encode(payload, &mut self.pending);` then `self.flush()?` when `self.pending.len() >= self.config.write_buffer_size`; return `Ok(offset)`.
         let offset = self.positions.len() as u64;
         self.positions.push(self.end());
         frame::encode(payload, &mut self.pending);
+        // exercise-rule: flush_when_full | a full write buffer is written without being asked
         if self.pending.len() >= self.config.write_buffer_size {
             self.flush()?;
         }
+        // exercise-rule-end
         Ok(offset)
         // exercise-end
     }
@@ -195,6 +199,9 @@ impl Log {
     /// Reads the record at `offset`, checking its checksum again: the bytes
     /// may have changed on disk since the log was opened.
     pub fn read(&self, offset: u64) -> Result<Vec<u8>> {
+        // exercise-hole: read | Find the record's bytes with `self.frame_range(offset)` and `self.read_range`, take the payload with `payload_of`, and refuse (LogError::Corrupt) a frame whose length is not what the index says.
+        // exercise-hint: The index only says where a frame starts and ends; the bytes may have changed on disk since `open`, so decode them again (`payload_of` checks the checksum) rather than trusting them.
+        // exercise-hint: `let (start, end) = self.frame_range(offset)?; let bytes = self.read_range(start, end)?; let (payload, frame_len) = payload_of(offset, &bytes)?;` then compare `frame_len` with `bytes.len()` and return `payload.to_vec()`.
         let (start, end) = self.frame_range(offset)?;
         let bytes = self.read_range(start, end)?;
         let (payload, frame_len) = payload_of(offset, &bytes)?;
@@ -208,6 +215,7 @@ impl Log {
             });
         }
         Ok(payload.to_vec())
+        // exercise-end
     }
     // ANCHOR_END: read
 
@@ -253,6 +261,8 @@ impl Log {
     pub fn flush(&mut self) -> Result<()> {
         self.check_not_failed()?;
         // exercise-hole: flush | Write all of `self.pending` to `self.file` (it is in append mode); on an error return `self.fail(error)`, since some bytes may be in the file and some not. On success add the pending length to `written_len` and clear the buffer.
+        // exercise-hint: An empty buffer needs no write. `write_all` may write part of the buffer before failing, which is why a failure poisons the log (`self.fail`) instead of being retried.
+        // exercise-hint: `if let Err(source) = self.file.write_all(&self.pending) { return Err(self.fail(source)); }` then `self.written_len += self.pending.len() as u64; self.pending.clear(); Ok(())`.
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -463,10 +473,22 @@ fn payload_of(offset: u64, bytes: &[u8]) -> Result<(&[u8], usize)> {
 /// synced before anything else happens, so that new appends can never land
 /// after garbage.
 fn cut_damaged_tail(file: &File, file_len: u64, valid_len: u64) -> io::Result<u64> {
-    // exercise-hole: cut | If the file is longer than `valid_len`, `set_len` it to `valid_len` and `sync_all` the file (a cut that is not on disk could come back after a crash). Return the number of bytes cut (0 when there was nothing to cut).
+    let cut = cut_to(file, file_len, valid_len)?;
+    if cut > 0 {
+        // A cut that is not on disk could come back after a crash.
+        file.sync_all()?;
+    }
+    Ok(cut)
+}
+
+/// Cuts `file` back to `valid_len` if it is longer; returns how many bytes
+/// went.
+fn cut_to(file: &File, file_len: u64, valid_len: u64) -> io::Result<u64> {
+    // exercise-hole: cut | If the file is longer than `valid_len`, `set_len` it to `valid_len`. Return the number of bytes cut (0 when there was nothing to cut).
+    // exercise-hint: `File::set_len` shortens a file in place; everything after `valid_len` is the torn or corrupt tail `scan` found. (The caller syncs the cut: no test can observe a sync short of pulling the power, so it is given.)
+    // exercise-hint: `if file_len > valid_len { file.set_len(valid_len)?; } Ok(file_len - valid_len)`
     if file_len > valid_len {
         file.set_len(valid_len)?;
-        file.sync_all()?;
     }
     Ok(file_len - valid_len)
     // exercise-end

@@ -44,6 +44,8 @@ impl OffsetIndex {
     /// of the last entry at or before it, or 0 (the segment's start).
     pub fn lookup(&self, relative_offset: u32) -> u32 {
         // exercise-hole: lookup | Binary search `self.entries` for the last entry whose offset is <= relative_offset (`partition_point` does it in one line) and return its position; with no such entry, return 0.
+        // exercise-hint: The entries are sorted by offset. `partition_point(|&(o, _)| o <= relative_offset)` returns how many entries are at or before the offset: the one you want is just before that index.
+        // exercise-hint: `match self.entries.partition_point(|&(o, _)| o <= relative_offset) { 0 => 0, n => self.entries[n - 1].1 }`
         let after = self.entries.partition_point(|&(o, _)| o <= relative_offset);
         match after {
             0 => 0,

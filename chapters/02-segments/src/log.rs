@@ -353,6 +353,8 @@ impl Log {
     /// offsets (4 bytes in the index) would overflow.
     fn maybe_roll(&mut self, batch_len: u64, record_count: u32) -> Result<()> {
         // exercise-hole: maybe_roll | An empty active segment never rolls. Otherwise roll when the active segment's size plus this frame (batch plus ch01's frame header) would pass `segment_bytes`, when `segment_ms` is set and now minus the segment's first timestamp reaches it, or when the log end plus `record_count` minus the base offset would not fit in a u32.
+        // exercise-hint: Compute three conditions from `self.active()`: full (`size() + batch_len + HEADER_LEN > segment_bytes`), old (`segment_ms` and `first_timestamp()` both set, and `clock.now_ms() - first >= ms`), and offsets that would overflow the index's 4-byte relative offsets; then `self.roll()?` if any holds.
+        // exercise-hint: The overflow test is `self.log_end_offset() + u64::from(record_count) - active.base_offset() > u64::from(u32::MAX)`. Use `saturating_sub` for the age, since a clock may step back.
         let active = self.active();
         if active.size() == 0 {
             return Ok(());

@@ -132,6 +132,8 @@ impl Segment {
         let scan_file = file.try_clone().map_err(|e| LogError::io(&path, e))?;
         let mut segment = Segment::new(dir, base_offset, file, 0, index_interval);
         // exercise-hole: recover | Read batches from position 0 with `FrameReader` (it stops at damage); `track` each valid one at its position. Then, if bytes are left over, cut the file back (`set_len`) to where the valid batches end and report the damage.
+        // exercise-hint: `FrameReader::new(&scan_file, 0, len)` and `reader.next_batch(segment.next_offset)` give `Ok(Some((position, header, bytes)))` per valid batch, `Ok(None)` at the end, and `Err(ReadError::Damaged(d))` at damage; an `Err(ReadError::Io(e))` is an error, not damage.
+        // exercise-hint: After the loop, `segment.size` is where the valid batches end: `let invalid_len = len - segment.size;` cut with `segment.file.set_len(segment.size)` if it is positive, and return `(segment, ScanReport { valid_len: segment.size, invalid_len, damage })`.
         let mut reader = FrameReader::new(&scan_file, 0, len);
         let mut damage = None;
         loop {
@@ -269,6 +271,8 @@ impl Segment {
     /// the indexes sparse.
     fn maybe_add_index_entries(&mut self, relative_offset: u32, position: u64) {
         // exercise-hole: index_entries | Once more than `index_interval` bytes were appended since the last entry: push an offset index entry (relative_offset, position), push the segment's max timestamp so far into the time index (`maybe_push`, with the relative offset of the batch that had it), and reset `bytes_since_index`.
+        // exercise-hint: The indexes are sparse: an entry only once `self.bytes_since_index > self.index_interval`. The time index entry is the segment's maximum timestamp so far (`self.max_timestamp`, with the offset of the batch that had it), not this batch's.
+        // exercise-hint: `self.index.push(relative_offset, position as u32);` then `if let Some((ts, offset)) = self.max_timestamp { self.time_index.maybe_push(ts, (offset - self.base_offset) as u32); }` and `self.bytes_since_index = 0;`.
         if self.bytes_since_index > self.index_interval {
             self.index.push(relative_offset, position as u32);
             if let Some((ts, offset)) = self.max_timestamp {

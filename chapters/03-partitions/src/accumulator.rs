@@ -82,6 +82,9 @@ impl<P: Partitioner> Accumulator<P> {
     /// the partition it went to, and the batches it closed because the
     /// record did not fit in them.
     pub fn add(&mut self, topic: &str, partitions: u32, record: Record) -> (u32, Vec<ReadyBatch>) {
+        // exercise-hole: add | Ask the partitioner for a partition; if that partition's open batch would overflow with this record, hand the batch over (`take`), tell the partitioner (`on_new_batch`) and ask again (the new choice's batch may be full too). Then add the record to the open batch and return the partition and the batches handed over.
+        // exercise-hint: `batch::encoded_len(&record)` is the record's size in a batch; `open_batches(&mut self.open, topic, partitions)` gives the topic's open batch per partition; `would_overflow(size, self.batch_size)` says whether a record fits.
+        // exercise-hint: Kafka's "abort for new batch": `ready.push(batches[p].take(topic, p)); self.partitioner.on_new_batch(topic, partitions, p); p = self.partitioner.partition(topic, key, partitions);` then take that one too if it would overflow; finally `open.bytes += size; open.records.push(record);`.
         let size = batch::encoded_len(&record);
         let key = record.key.as_deref();
         let mut partition = self.partitioner.partition(topic, key, partitions);
@@ -104,6 +107,7 @@ impl<P: Partitioner> Accumulator<P> {
         open.bytes += size;
         open.records.push(record);
         (partition, ready)
+        // exercise-end
     }
     // ANCHOR_END: add
 

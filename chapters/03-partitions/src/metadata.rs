@@ -51,19 +51,30 @@ pub fn write(dir: &Path, metadata: &Metadata) -> Result<()> {
                 detail: e.to_string(),
             }
         })?;
+    // exercise-hole: replace | Frame `body` with chapter 1's `frame::encode`. Never overwrite `topics.meta` in place: write the bytes to TMP_FILE with `write_synced`, then `rename_synced` it over FILE.
+    // exercise-hint: A rename within a directory is atomic: after a crash the name points at the old file or the new one, never half of each. Writing FILE in place could leave a torn file, and the store would lose every topic.
+    // exercise-hint: `let mut bytes = Vec::new(); frame::encode(&body, &mut bytes); let tmp = dir.join(TMP_FILE); write_synced(&tmp, &bytes)?; rename_synced(&tmp, &dir.join(FILE), dir)`
     let mut bytes = Vec::with_capacity(body.len() + frame::HEADER_LEN);
     frame::encode(&body, &mut bytes);
-
     let tmp = dir.join(TMP_FILE);
-    let mut file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-    file.write_all(&bytes)
-        .map_err(|e| StoreError::io(&tmp, e))?;
-    // The bytes must be on disk before the rename makes them the truth,
-    // or a power cut could leave the new name pointing at an empty file.
-    file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
-    let path = dir.join(FILE);
-    fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
-    // And the rename itself is a change to the directory.
+    write_synced(&tmp, &bytes)?;
+    rename_synced(&tmp, &dir.join(FILE), dir)
+    // exercise-end
+}
+
+/// Creates (or truncates) `path` with `bytes`, synced: the bytes must be on
+/// disk before a rename makes them the truth, or a power cut could leave
+/// the new name pointing at an empty file.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = File::create(path).map_err(|e| StoreError::io(path, e))?;
+    file.write_all(bytes).map_err(|e| StoreError::io(path, e))?;
+    file.sync_all().map_err(|e| StoreError::io(path, e))
+}
+
+/// Renames `from` over `to`, both in `dir`, and syncs `dir`: the rename is
+/// a change to the directory, and durable only once the directory is.
+fn rename_synced(from: &Path, to: &Path, dir: &Path) -> Result<()> {
+    fs::rename(from, to).map_err(|e| StoreError::io(to, e))?;
     sync_dir(dir)
 }
 // ANCHOR_END: write

@@ -43,6 +43,8 @@ pub enum NameError {
 /// it breaks.
 pub fn validate(name: &str) -> Result<(), NameError> {
     // exercise-hole: validate | Check, in this order: empty; "." or ".."; longer than MAX_LEN bytes; then find the first character that is not an ASCII letter, digit, '.', '_' or '-' and report it with its position (`char_indices` counts bytes; `chars().enumerate()` counts characters).
+    // exercise-hint: Each rule is its own `NameError` variant; return at the first that fails. "Position" is a character index, so use `chars().enumerate()`, not `char_indices()`.
+    // exercise-hint: The allowed set is `c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')`; `name.chars().enumerate().find(|&(_, c)| !allowed(c))` finds the first offender for `NameError::IllegalCharacter { name, character, position }`.
     if name.is_empty() {
         return Err(NameError::Empty);
     }

@@ -22,6 +22,8 @@ pub fn murmur2(data: &[u8]) -> u32 {
     const R: u32 = 24;
 
     // exercise-hole: murmur2 | Start with h = SEED ^ len. Mix each 4-byte little-endian chunk k: k *= M; k ^= k >> R; k *= M; h *= M; h ^= k. Then fold the 1 to 3 tail bytes into h (byte 2 << 16, byte 1 << 8, byte 0) and h *= M. Finish: h ^= h >> 13; h *= M; h ^= h >> 15. All multiplications wrap.
+    // exercise-hint: This is Kafka's Java `Utils.murmur2` bit for bit: Java's int arithmetic wraps, so every `*` is `wrapping_mul`; `data.chunks_exact(4)` gives the 4-byte chunks and `.remainder()` the tail.
+    // exercise-hint: For the tail, Java's switch falls through: with 3 bytes do all three XORs, with 2 the last two, with 1 only `h ^= tail[0]`; then `h = h.wrapping_mul(M)` once. The unit tests hold Java's own outputs for known keys.
     let mut h = SEED ^ data.len() as u32;
     let mut chunks = data.chunks_exact(4);
     for chunk in &mut chunks {
@@ -128,6 +130,8 @@ impl Default for DefaultPartitioner {
 impl Partitioner for DefaultPartitioner {
     fn partition(&mut self, topic: &str, key: Option<&[u8]>, partitions: u32) -> u32 {
         // exercise-hole: partition | A key decides: `partition_for_key`. Without one, return the topic's sticky partition from `self.sticky`, choosing one with `self.pick(partitions, None)` the first time, and again if the topic now has fewer partitions than the stored choice.
+        // exercise-hint: `self.sticky` maps a topic to its current sticky partition. A stored choice is only good while it is below `partitions` (a topic can be recreated with fewer).
+        // exercise-hint: `if let Some(key) = key { return partition_for_key(key, partitions); }` then `match self.sticky.get(topic) { Some(&p) if p < partitions => p, _ => { let p = self.pick(partitions, None); self.sticky.insert(topic.to_string(), p); p } }`.
         if let Some(key) = key {
             return partition_for_key(key, partitions);
         }
@@ -144,6 +148,8 @@ impl Partitioner for DefaultPartitioner {
 
     fn on_new_batch(&mut self, topic: &str, partitions: u32, previous: u32) {
         // exercise-hole: on_new_batch | Only if the topic's sticky partition is still `previous` (a keyed record's batch filling up says nothing about the sticky one), switch it to `self.pick(partitions, Some(previous))`.
+        // exercise-hint: KIP-480: the sticky partition moves on only when *its own* batch fills up; `previous` is the partition whose batch just closed.
+        // exercise-hint: `if self.sticky.get(topic) == Some(&previous) { let next = self.pick(partitions, Some(previous)); self.sticky.insert(topic.to_string(), next); }`
         if self.sticky.get(topic) == Some(&previous) {
             let next = self.pick(partitions, Some(previous));
             self.sticky.insert(topic.to_string(), next);

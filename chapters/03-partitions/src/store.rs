@@ -157,10 +157,18 @@ impl TopicStore {
     /// partition directory it does not list, then opens (or, if missing,
     /// creates) every partition it does.
     fn recover(&mut self) -> Result<OpenReport> {
+        let removed_dirs = self.remove_unlisted()?;
+        if !removed_dirs.is_empty() {
+            // The removals must be on disk before anything new is made.
+            metadata::sync_dir(&self.dir)?;
+        }
         let mut report = OpenReport {
-            removed_dirs: self.remove_unlisted()?,
+            removed_dirs,
             ..OpenReport::default()
         };
+        // exercise-hole: open_listed | For each topic `self.metadata` lists, open each partition's log (`Log::open_with_clock` on its directory, with the topic's `log_config()` and `self.clock`), noting in `report` a directory that was missing (`recreated`) or a log that did not shut down cleanly (`recovered`); count topics and partitions, and keep the logs in `self.logs`.
+        // exercise-hint: `topics.meta` is the truth: a listed partition whose directory is gone is recreated empty (opening a log creates it), and nothing unlisted is opened (`remove_unlisted` already removed it). Check `path.exists()` before opening, since opening creates it.
+        // exercise-hint: Loop over a clone of `self.metadata.topics` (you change `self` inside); for `partition in 0..meta.partitions` use `partition_dir_name`, map a log error with `log_error(&topic, partition, source)`, push `(dir_name, log_report)` to `report.recovered` unless `log_report.clean_shutdown`, then `self.logs.insert(topic, logs)` and return `Ok(report)`.
         let topics: Vec<(String, TopicMeta)> = self.metadata.topics.clone().into_iter().collect();
         for (topic, meta) in topics {
             let mut logs = Vec::with_capacity(meta.partitions as usize);
@@ -183,13 +191,16 @@ impl TopicStore {
             self.logs.insert(topic, logs);
         }
         Ok(report)
+        // exercise-end
     }
 
     /// Removes every partition directory that `topics.meta` does not list:
     /// the leftovers of changes a crash interrupted. Returns their names,
     /// sorted.
     fn remove_unlisted(&self) -> Result<Vec<String>> {
-        // exercise-hole: remove_unlisted | For each entry of the data directory whose name `parse_partition_dir` accepts: if `self.metadata` has no such topic, or the partition is not below its count, remove the directory (`fs::remove_dir_all`) and keep its name. Sync the directory (`metadata::sync_dir`) if anything was removed, and return the names sorted.
+        // exercise-hole: remove_unlisted | For each entry of the data directory whose name `parse_partition_dir` accepts: if `self.metadata` has no such topic, or the partition is not below its count, remove the directory (`fs::remove_dir_all`) and keep its name. Return the names sorted.
+        // exercise-hint: `fs::read_dir(&self.dir)`; skip every entry `parse_partition_dir` refuses (not a partition directory: not ours to judge). A partition is listed when `self.metadata.topics.get(topic)` exists and `partition < t.partitions`.
+        // exercise-hint: Collect `entry.file_name().to_string_lossy().into_owned()` of each directory you `fs::remove_dir_all`, map I/O errors with `StoreError::io(path, e)`, and `sort()` the names before returning them. (The caller syncs the directory: no test can see a sync without cutting the power, so it is given.)
         let mut removed = Vec::new();
         let entries = fs::read_dir(&self.dir).map_err(|e| StoreError::io(&self.dir, e))?;
         for entry in entries {
@@ -207,9 +218,6 @@ impl TopicStore {
                 fs::remove_dir_all(entry.path()).map_err(|e| StoreError::io(entry.path(), e))?;
                 removed.push(file_name.to_string_lossy().into_owned());
             }
-        }
-        if !removed.is_empty() {
-            metadata::sync_dir(&self.dir)?;
         }
         removed.sort();
         Ok(removed)
@@ -245,6 +253,9 @@ impl TopicStore {
                 existing: existing.clone(),
             });
         }
+        // exercise-hole: create_topic | Make the partitions first (`self.create_partitions(topic, 0..partitions, &config)`), invisible until the commit point: `metadata::write` of a copy of `self.metadata` with the topic added. If that write fails, `discard` the logs and return the error; otherwise adopt the new metadata, keep the logs, and warn (`name::has_collision_chars`) about a name with both '.' and '_'.
+        // exercise-hint: The order is the whole idea: directories nobody lists are garbage the next `open` removes, but a listed topic without its directories would be a broken store. So create the directories, then replace `topics.meta` (the commit point), then change `self`.
+        // exercise-hint: `let logs = self.create_partitions(...)?; let mut next = self.metadata.clone(); next.topics.insert(topic.to_string(), TopicMeta { partitions, config }); if let Err(e) = metadata::write(&self.dir, &next) { discard(logs); return Err(e); } self.metadata = next; self.logs.insert(topic.to_string(), logs);` and return `Created { warning }`.
         // 1. The directories and empty logs, invisible until step 2.
         let logs = self.create_partitions(topic, 0..partitions, &config)?;
         // 2. The commit point.
@@ -263,6 +274,7 @@ impl TopicStore {
                 .to_string()
         });
         Ok(Created { warning })
+        // exercise-end
     }
     // ANCHOR_END: create
 
@@ -280,6 +292,9 @@ impl TopicStore {
                 meta.partitions
             )));
         }
+        // exercise-hole: add_partitions | As `create_topic`: make partitions `meta.partitions..new_count` first, then commit by writing metadata with the new count (discarding the new logs if the write fails), then extend the topic's logs.
+        // exercise-hint: Existing partitions keep their numbers and data; only the new ones are created, and they stay invisible until `topics.meta` lists the new count.
+        // exercise-hint: `let new_logs = self.create_partitions(topic, meta.partitions..new_count, &meta.config)?;` then a `next` metadata with `TopicMeta { partitions: new_count, config: meta.config }`, `metadata::write` (on error `discard(new_logs)`), and `self.logs.get_mut(topic)...extend(new_logs)`.
         let new_logs = self.create_partitions(topic, meta.partitions..new_count, &meta.config)?;
         let mut next = self.metadata.clone();
         next.topics.insert(
@@ -299,6 +314,7 @@ impl TopicStore {
             .expect("every listed topic has logs")
             .extend(new_logs);
         Ok(())
+        // exercise-end
     }
 
     // ANCHOR: delete
@@ -308,6 +324,9 @@ impl TopicStore {
     /// the same, and the next open (or create of the same name) removes them.
     pub fn delete_topic(&mut self, topic: &str) -> Result<()> {
         self.topic_meta(topic)?;
+        // exercise-hole: delete_topic | Commit first: write metadata without the topic. Then drop its logs (closing their files) and remove each partition directory, and sync the data directory (`metadata::sync_dir`).
+        // exercise-hint: The reverse order of `create_topic`: once `topics.meta` no longer lists the topic it is gone, even if removing its directories then fails (the next `open` removes what is left).
+        // exercise-hint: `let mut next = self.metadata.clone(); next.topics.remove(topic); metadata::write(&self.dir, &next)?; self.metadata = next;` then take the logs out of `self.logs`, `drop` them, `fs::remove_dir_all` each `partition_dir_name(topic, p)`, and end with `metadata::sync_dir(&self.dir)`.
         let mut next = self.metadata.clone();
         next.topics.remove(topic);
         metadata::write(&self.dir, &next)?;
@@ -321,6 +340,7 @@ impl TopicStore {
             fs::remove_dir_all(&path).map_err(|e| StoreError::io(&path, e))?;
         }
         metadata::sync_dir(&self.dir)
+        // exercise-end
     }
     // ANCHOR_END: delete
 

@@ -212,6 +212,8 @@ impl Broker {
     /// the request wants no response (a produce with `acks` 0).
     pub async fn handle(&self, header: RequestHeader, mut body: BytesMut) -> Option<BytesMut> {
         // exercise-hole: handle | Look the API key up (`ApiKey::from_u16`); an unknown key, or a version other than API_VERSION, gets `self.error(header, ErrorCode::UnsupportedVersion, ...)`. Otherwise decode the body with `decode::<T>` for the API's request type and call the matching method (a produce is decoded in place with `ProduceInPlace::decode` and returns `None` for acks 0; `fetch` is async), wrapping each answer with `self.ok(header, &response)`.
+        // exercise-hint: One `match` on the `ApiKey`: each arm decodes its request type with `decode::<T>(body)` (a decode error is an answer too, not a dropped connection) and wraps the method's response with `self.ok(header, &response)`.
+        // exercise-hint: Produce is the exception: `ProduceInPlace::decode(body)` reads batches where they lie, and acks 0 means no answer at all (`None`). `fetch` is async, so that arm `.await`s.
         let Some(api) = ApiKey::from_u16(header.api_key) else {
             let message = format!("unknown API key {}", header.api_key);
             return Some(self.error(header, ErrorCode::UnsupportedVersion, message));
@@ -299,6 +301,8 @@ impl Broker {
     /// ends the wait: the fetch is answered with what there is.
     async fn fetch(&self, request: FetchRequest) -> FetchResponse {
         // exercise-hole: fetch | Loop: register for a wake-up first (`self.appended.notified()`, pinned and `enable()`d, so an append between the read and the wait is not missed), then `self.read_fetch(&request)`. Return it if it has at least `min_bytes` of batches, if any partition has an error, if the deadline (now + max_wait_ms, computed once) has passed, or or if a shutdown has begun (take a receiver once with `self.stopping.subscribe()`; `*stopping.borrow()` tells); otherwise wait for the notification, the deadline or the shutdown (`stopping.wait_for(|s| *s)`), whichever comes first.
+        // exercise-hint: Long polling: answer at once if there is enough data or an error; otherwise sleep until an append, the deadline or a shutdown. `tokio::select!` over the notification, `tokio::time::sleep_until(deadline)` and the `stopping` watch waits for whichever comes first.
+        // exercise-hint: Register before reading: `let notified = self.appended.notified(); tokio::pin!(notified); notified.as_mut().enable();` then read. An append between your read and your wait then still wakes you; registering after the read could sleep through it until the deadline.
         let deadline = Instant::now() + Duration::from_millis(u64::from(request.max_wait_ms));
         let mut stopping = self.stopping.subscribe();
         loop {

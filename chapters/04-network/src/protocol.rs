@@ -111,6 +111,8 @@ pub enum FrameError {
 /// make us buffer a huge frame.
 pub fn take_frame(buf: &mut BytesMut, max: u32) -> Result<Option<BytesMut>, FrameError> {
     // exercise-hole: take_frame | Wait for the 4-byte big-endian length; refuse it if it is over `max` (FrameError::TooLarge); wait until the whole frame is in `buf` (`reserve` the rest to avoid regrowing); then split off the length prefix and the frame (`split_to`: no copy) and return the frame's bytes.
+    // exercise-hint: Return `Ok(None)` while there are not enough bytes: first fewer than 4, then fewer than 4 plus the length. Refuse an oversized length as soon as the 4 bytes are in, before waiting for (or allocating) the body.
+    // exercise-hint: `let Some(prefix) = buf.first_chunk::<4>() else { return Ok(None) };` then `u32::from_be_bytes(*prefix)` against `max`; while `buf.len() < 4 + len`, `buf.reserve` the rest and return `Ok(None)`; else `buf.advance(4)` and `Ok(Some(buf.split_to(len as usize)))`.
     let Some(prefix) = buf.first_chunk::<4>() else {
         return Ok(None);
     };

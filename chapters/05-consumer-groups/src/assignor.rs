@@ -105,6 +105,8 @@ impl Assignor for RangeAssignor {
         partitions: &PartitionCounts,
     ) -> BTreeMap<String, Assignment> {
         // exercise-hole: range | For each topic with a partition count, take `subscribers(members, topic)` (id order); with n = count / subscribers and extra = count % subscribers, the i-th subscriber gets n partitions, plus one if i < extra, each range starting where the previous ended. Push `(member, topic, partition)` triples and finish with `collect(members, triples)`.
+        // exercise-hint: Kafka's range assignor works topic by topic: the subscribers of each topic, sorted by member id, split its partitions into contiguous ranges, the first `count % n` subscribers getting one extra.
+        // exercise-hint: Keep a running `next`: for subscriber i, `let take = each + u32::from((i as u32) < extra)`; push `(member.clone(), topic.clone(), p)` for `p in next..next + take`, then `next += take`; skip a topic nobody subscribes to.
         let mut owners = Vec::new();
         for (topic, &count) in partitions {
             let subscribed = subscribers(members, topic);

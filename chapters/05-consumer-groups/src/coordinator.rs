@@ -206,6 +206,8 @@ impl Group {
     /// join: the leader's answer lists the members and their metadata.
     fn try_complete_join(&mut self, now: u64, deadline_passed: bool) -> Replies {
         // exercise-hole: complete_join | Unless every member has `awaiting_join`, return nothing, or (with `deadline_passed`) first remove the members that have not. Then bump the generation; with no members left, become Empty (no protocol, no leader) and return. Otherwise choose the protocol (`self.choose_protocol()`), keep the leader if it is still a member (else take the first), become CompletingRebalance, and answer each member's held join (`awaiting_join.take()`), resetting its assignment and `last_seen`: the leader's answer lists every member's id with its metadata for the protocol; the others' an empty list.
+        // exercise-hint: A join completes when every member has rejoined, or when the rebalance timeout passes (`deadline_passed`): then members that did not rejoin are removed, and the generation moves on even if nobody is left.
+        // exercise-hint: The leader needs every member's subscription to run the assignor, so only its join response lists the members (id and metadata for the chosen protocol); followers get an empty list and wait for the sync.
         let all_joined = self.members.values().all(|m| m.awaiting_join.is_some());
         if !all_joined {
             if !deadline_passed {

@@ -92,18 +92,7 @@ pub fn encode(payload: &[u8], out: &mut Vec<u8>) {
 /// As [`encode`], if `payload` is 4 GiB or more.
 pub fn header(payload: &[u8]) -> [u8; HEADER_LEN] {
     let len = u32::try_from(payload.len()).expect("payload size is checked by the caller");
-    let len_bytes = len.to_be_bytes();
-    let crc = checksum(len_bytes, payload).to_be_bytes();
-    [
-        len_bytes[0],
-        len_bytes[1],
-        len_bytes[2],
-        len_bytes[3],
-        crc[0],
-        crc[1],
-        crc[2],
-        crc[3],
-    ]
+    todo!("exercise `header`: The header is the length as 4 big-endian bytes, then `checksum(length bytes, payload)` as 4 big-endian bytes.")
 }
 
 /// The CRC-32 (IEEE, as zlib and Ethernet use) of a frame's length and payload.

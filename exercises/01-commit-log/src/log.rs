@@ -180,19 +180,7 @@ impl Log {
     /// Reads the record at `offset`, checking its checksum again: the bytes
     /// may have changed on disk since the log was opened.
     pub fn read(&self, offset: u64) -> Result<Vec<u8>> {
-        let (start, end) = self.frame_range(offset)?;
-        let bytes = self.read_range(start, end)?;
-        let (payload, frame_len) = payload_of(offset, &bytes)?;
-        if frame_len != bytes.len() {
-            return Err(LogError::Corrupt {
-                offset,
-                detail: format!(
-                    "the frame is {frame_len} bytes, the index says {}",
-                    bytes.len()
-                ),
-            });
-        }
-        Ok(payload.to_vec())
+        todo!("exercise `read`: Find the record's bytes with `self.frame_range(offset)` and `self.read_range`, take the payload with `payload_of`, and refuse (LogError::Corrupt) a frame whose length is not what the index says.")
     }
 
     /// Iterates over the records from `offset` to the end of the log, as it
@@ -432,7 +420,18 @@ fn payload_of(offset: u64, bytes: &[u8]) -> Result<(&[u8], usize)> {
 /// synced before anything else happens, so that new appends can never land
 /// after garbage.
 fn cut_damaged_tail(file: &File, file_len: u64, valid_len: u64) -> io::Result<u64> {
-    todo!("exercise `cut`: If the file is longer than `valid_len`, `set_len` it to `valid_len` and `sync_all` the file (a cut that is not on disk could come back after a crash). Return the number of bytes cut (0 when there was nothing to cut).")
+    let cut = cut_to(file, file_len, valid_len)?;
+    if cut > 0 {
+        // A cut that is not on disk could come back after a crash.
+        file.sync_all()?;
+    }
+    Ok(cut)
+}
+
+/// Cuts `file` back to `valid_len` if it is longer; returns how many bytes
+/// went.
+fn cut_to(file: &File, file_len: u64, valid_len: u64) -> io::Result<u64> {
+    todo!("exercise `cut`: If the file is longer than `valid_len`, `set_len` it to `valid_len`. Return the number of bytes cut (0 when there was nothing to cut).")
 }
 
 /// Syncs the directory holding `path`, so that a newly created file's name

@@ -81,28 +81,7 @@ impl<P: Partitioner> Accumulator<P> {
     /// the partition it went to, and the batches it closed because the
     /// record did not fit in them.
     pub fn add(&mut self, topic: &str, partitions: u32, record: Record) -> (u32, Vec<ReadyBatch>) {
-        let size = batch::encoded_len(&record);
-        let key = record.key.as_deref();
-        let mut partition = self.partitioner.partition(topic, key, partitions);
-        let batches = open_batches(&mut self.open, topic, partitions);
-        let mut ready = Vec::new();
-        if batches[partition as usize].would_overflow(size, self.batch_size) {
-            // The batch is full: hand it over, and let the partitioner move
-            // on before choosing again (Kafka's "abort for new batch").
-            ready.push(batches[partition as usize].take(topic, partition));
-            self.partitioner.on_new_batch(topic, partitions, partition);
-            partition = self.partitioner.partition(topic, key, partitions);
-            // The new choice may have a full batch of its own (filled by
-            // keyed records).
-            let open = &mut batches[partition as usize];
-            if open.would_overflow(size, self.batch_size) {
-                ready.push(open.take(topic, partition));
-            }
-        }
-        let open = &mut batches[partition as usize];
-        open.bytes += size;
-        open.records.push(record);
-        (partition, ready)
+        todo!("exercise `add`: Ask the partitioner for a partition; if that partition's open batch would overflow with this record, hand the batch over (`take`), tell the partitioner (`on_new_batch`) and ask again (the new choice's batch may be full too). Then add the record to the open batch and return the partition and the batches handed over.")
     }
 
     /// Hands over every open batch, full or not (a producer's `flush`), by

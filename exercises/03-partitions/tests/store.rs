@@ -395,3 +395,30 @@ fn retention_runs_over_every_partition() {
     let d = store.describe("t").unwrap();
     assert!(d.partitions.iter().all(|p| p.log_start_offset == 2));
 }
+
+/// `topics.meta` is replaced (a new file renamed over the old name), never
+/// rewritten in place: a crash in the middle of an in-place write would
+/// leave a torn file, and every topic with it. A hard link to the old file
+/// tells the two apart: a rename leaves the linked file as it was, an
+/// in-place write changes it.
+#[test]
+fn metadata_is_replaced_never_rewritten_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    store
+        .create_topic("orders", 1, TopicConfig::default())
+        .unwrap();
+    let old = dir.path().join("old.meta");
+    fs::hard_link(dir.path().join(METADATA_FILE), &old).unwrap();
+    let before = fs::read(&old).unwrap();
+    store
+        .create_topic("payments", 2, TopicConfig::default())
+        .unwrap();
+    assert_eq!(
+        fs::read(&old).unwrap(),
+        before,
+        "topics.meta was rewritten in place"
+    );
+    assert_ne!(fs::read(dir.path().join(METADATA_FILE)).unwrap(), before);
+    assert!(!dir.path().join(metadata::TMP_FILE).exists());
+}

@@ -17,7 +17,8 @@
 //!   including fetch long polling; retention on its own timer; and
 //!   [`broker::bind`], which puts a broker behind a server.
 //! - [`server`]: [`Server`], the tokio shell around any [`Service`]: accept
-//!   loop, a task per connection, pipelining with in-order responses,
+//!   loop, a task per connection, pipelined requests served one at a time
+//!   in order,
 //!   bounded memory, idle timeouts, the service's background work on a task
 //!   of its own, graceful shutdown.
 //! - [`client`]: [`Client`], one connection shared by many tasks, matching

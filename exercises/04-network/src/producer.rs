@@ -63,10 +63,8 @@ pub struct ProducerConfig {
     /// `max.in.flight.requests.per.connection`: produce requests sent and
     /// not yet answered. More keeps the connection busy; as in Kafka
     /// without idempotence, more than 1 lets a retried batch land after
-    /// a later one. (This broker also serves a connection's pipelined
-    /// requests concurrently, so with more than 1 even two batches of a
-    /// partition that need no retry may be stored in either order; a
-    /// Kafka broker handles one request per connection at a time.)
+    /// a later one. (Without a retry, order holds: the broker serves one
+    /// connection's requests one at a time, in order.)
     pub max_in_flight: usize,
 }
 

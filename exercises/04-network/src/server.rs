@@ -17,7 +17,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::protocol::{self, DEFAULT_MAX_FRAME, RequestHeader};
@@ -69,7 +69,8 @@ pub struct ServerConfig {
     /// Request bytes all connections together may have in flight
     /// (`queued.max.request.bytes`).
     pub max_total_bytes: usize,
-    /// Requests one connection may have in flight (pipelined).
+    /// Requests one connection may have read ahead, waiting their turn
+    /// (pipelined).
     pub max_in_flight: usize,
     /// Close a connection that sends nothing for this long
     /// (`connections.max.idle.ms`, 10 minutes).
@@ -191,10 +192,11 @@ impl<S: Service> Server<S> {
     }
 }
 
-/// One request read off a connection, being served.
-struct InFlight {
-    response: JoinHandle<Option<BytesMut>>,
-    /// Released when the response is written: the bytes it accounts for
+/// One request read off a connection, waiting its turn.
+struct Queued {
+    header: RequestHeader,
+    body: BytesMut,
+    /// Released once the response is written: the bytes it accounts for
     /// are then no longer held.
     _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 }
@@ -208,23 +210,22 @@ struct Connection<S> {
 }
 
 impl<S: Service> Connection<S> {
-    /// Reads requests and hands each to its own task; a writer task sends
-    /// the responses back in the order the requests came, whatever order
-    /// they finish in. Several requests can be in flight (pipelining).
+    /// Reads requests ahead while a responder task serves them one at a
+    /// time, in the order they came, writing each response before it starts
+    /// the next. Clients may pipeline (send more before the first answer),
+    /// and reading ahead hides the network's latency, but two requests of
+    /// one connection are never served at once: as in Kafka, what a client
+    /// sent in order (two batches of one partition, say) happens in order.
+    /// Different connections are served in parallel.
     async fn serve(mut self, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
         let (mut reader, mut writer) = stream.into_split();
-        let (queue, mut responses) = mpsc::channel::<InFlight>(self.config.max_in_flight);
+        let (queue, mut requests) = mpsc::channel::<Queued>(self.config.max_in_flight);
         let peer = self.peer;
-        let write_task = tokio::spawn(async move {
-            while let Some(in_flight) = responses.recv().await {
-                let response = match in_flight.response.await {
-                    Ok(response) => response,
-                    Err(e) => {
-                        warn!(%peer, error = %e, "a request handler failed; closing the connection");
-                        return;
-                    }
-                };
+        let service = self.service.clone();
+        let respond_task = tokio::spawn(async move {
+            while let Some(request) = requests.recv().await {
+                let response = service.handle(request.header, request.body).await;
                 if let Some(bytes) = response
                     && let Err(e) = writer.write_all(&bytes).await
                 {
@@ -261,14 +262,13 @@ impl<S: Service> Connection<S> {
                     acquire(&connection_bytes, len, self.config.max_connection_bytes).await,
                     acquire(&self.total, len, self.config.max_total_bytes).await,
                 );
-                let service = self.service.clone();
-                let response = tokio::spawn(async move { service.handle(header, body).await });
-                let in_flight = InFlight {
-                    response,
+                let request = Queued {
+                    header,
+                    body,
                     _permits: permits,
                 };
-                if queue.send(in_flight).await.is_err() {
-                    break 'read; // the writer is gone: the peer went away
+                if queue.send(request).await.is_err() {
+                    break 'read; // the responder is gone: the peer went away
                 }
             }
             let read = tokio::select! {
@@ -293,10 +293,12 @@ impl<S: Service> Connection<S> {
                 }
             }
         }
-        // Requests already read are still answered: the writer drains the
-        // queue, then the socket closes.
+        // Requests already read are still answered: the responder drains
+        // the queue, then the socket closes. (Its result is only whether
+        // it ended by a panic in `handle`; the connection is over either
+        // way, and the panic has already been reported.)
         drop(queue);
-        let _ = write_task.await;
+        let _ = respond_task.await;
         debug!(%peer, "connection closed");
     }
 }

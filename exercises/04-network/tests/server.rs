@@ -188,3 +188,115 @@ async fn slow_background_work_does_not_hold_up_the_accept_loop() {
         .unwrap()
         .unwrap();
 }
+
+/// Writes down when each request's handling starts and ends; the first
+/// request handled takes a while.
+struct InOrder {
+    log: Mutex<Vec<String>>,
+    /// Two requests meet here (from two connections) before either ends,
+    /// when `meet` is set.
+    meet: Option<tokio::sync::Barrier>,
+}
+
+impl Service for InOrder {
+    type Error = Infallible;
+
+    async fn handle(&self, header: RequestHeader, _body: BytesMut) -> Option<BytesMut> {
+        let first = {
+            let mut log = self.log.lock().unwrap();
+            log.push(format!("start {}", header.correlation_id));
+            log.len() == 1
+        };
+        match &self.meet {
+            Some(barrier) => {
+                tokio::time::timeout(TIMEOUT, barrier.wait())
+                    .await
+                    .expect("the other connection's request was served meanwhile");
+            }
+            None if first => tokio::time::sleep(Duration::from_millis(100)).await,
+            None => {}
+        }
+        let id = header.correlation_id;
+        self.log.lock().unwrap().push(format!("end {id}"));
+        answer(header)
+    }
+
+    async fn background(self: Arc<Self>) {}
+
+    fn begin_shutdown(&self) {}
+
+    fn shutdown(self: Arc<Self>) -> Result<(), Infallible> {
+        Ok(())
+    }
+}
+
+async fn serve_in_order(meet: Option<tokio::sync::Barrier>) -> (String, Arc<InOrder>) {
+    let service = Arc::new(InOrder {
+        log: Mutex::new(Vec::new()),
+        meet,
+    });
+    let shared = service.clone();
+    let server = Server::bind_with(
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+        move |_| ArcService(shared),
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr().to_string();
+    tokio::spawn(server.run(std::future::pending()));
+    (addr, service)
+}
+
+/// Serves through an `Arc`, so the test keeps a handle on the log.
+struct ArcService(Arc<InOrder>);
+
+impl Service for ArcService {
+    type Error = Infallible;
+
+    fn handle(
+        &self,
+        header: RequestHeader,
+        body: BytesMut,
+    ) -> impl Future<Output = Option<BytesMut>> + Send {
+        self.0.handle(header, body)
+    }
+
+    async fn background(self: Arc<Self>) {}
+
+    fn begin_shutdown(&self) {}
+
+    fn shutdown(self: Arc<Self>) -> Result<(), Infallible> {
+        Ok(())
+    }
+}
+
+// Several worker threads, so that requests could run at once if the server
+// let them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_connections_pipelined_requests_are_served_one_at_a_time_in_order() {
+    let (addr, service) = serve_in_order(None).await;
+    let client = Client::connect(&addr, TIMEOUT).await.unwrap();
+    let request = MetadataRequest { topics: None };
+    let call = || client.call::<_, MetadataResponse>(ApiKey::Metadata, &request);
+    // Three requests sent before the first is answered.
+    let (a, b, c) = tokio::join!(call(), call(), call());
+    a.unwrap();
+    b.unwrap();
+    c.unwrap();
+    let log = service.log.lock().unwrap().clone();
+    assert_eq!(log.len(), 6, "{log:?}");
+    for pair in log.chunks(2) {
+        let id = pair[0].strip_prefix("start ").expect("a start");
+        assert_eq!(pair[1], format!("end {id}"), "interleaved: {log:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn different_connections_are_served_at_the_same_time() {
+    let (addr, _service) = serve_in_order(Some(tokio::sync::Barrier::new(2))).await;
+    // Each request waits inside the service until the other one is there
+    // too: served one after the other, they would never meet.
+    let (a, b) = tokio::join!(ask(&addr), ask(&addr));
+    assert!(a.topics.is_empty() && b.topics.is_empty());
+}

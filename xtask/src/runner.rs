@@ -1,0 +1,460 @@
+//! Running a package's tests one test binary at a time, each test under a
+//! timeout, and reading every test's outcome and panic message.
+//!
+//! `cargo test` would wait forever on a learner's infinite loop, so the
+//! runner builds the test binaries with `cargo test --no-run` and runs them
+//! itself. A binary runs all its tests in parallel, under a watchdog that
+//! kills it when no test has finished for `timeout`. The tests it had not
+//! finished then run again one at a time, each under the timeout, so the one
+//! that hangs is named; after [`MAX_TIMEOUTS`] of them in a binary the rest
+//! are reported as not run rather than waited for. Doc tests run through
+//! `cargo test --doc` under one overall timeout.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::cargo::{cargo, run_captured};
+
+/// How many tests of one binary may time out before the rest are not run.
+const MAX_TIMEOUTS: usize = 3;
+
+/// What happened to one test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Passed,
+    /// It failed; its output (with the panic message) if libtest printed it.
+    Failed(String),
+    /// It ran longer than the timeout and was killed.
+    TimedOut,
+    /// Not run: too many of its binary's tests had timed out already.
+    NotRun,
+    /// Marked `#[ignore]`.
+    Ignored,
+}
+
+/// Every test of a package, by group (`src/lib.rs (unit tests)`,
+/// `tests/log.rs`, `doc tests`) and name.
+pub(crate) type Results = BTreeMap<String, BTreeMap<String, Outcome>>;
+
+/// A test binary `cargo test --no-run` built.
+#[derive(Debug)]
+struct Binary {
+    /// The group its tests are reported under.
+    group: String,
+    executable: PathBuf,
+}
+
+/// How much of the package to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Only list the tests (`Outcome::Passed` for each, `Ignored` where marked).
+    List,
+    /// Run everything.
+    All,
+    /// Stop after the first binary with a failing test.
+    UntilFailure,
+}
+
+/// Builds the tests of `package` in the workspace of `manifest` and lists
+/// or runs them. Fails (with the compiler's errors) if they do not build.
+pub(crate) fn run(
+    root: &Path,
+    manifest: &Path,
+    package: &str,
+    mode: Mode,
+    timeout: Duration,
+) -> Result<Results, String> {
+    let package_dir = package_dir(manifest, package)?;
+    let binaries = build(root, manifest, package, &package_dir)?;
+    let mut results = Results::new();
+    for binary in binaries {
+        let outcomes = run_binary(&binary, &package_dir, mode, timeout)?;
+        let failed = outcomes.values().any(|o| !is_fine(o));
+        results.entry(binary.group).or_default().extend(outcomes);
+        if failed && mode == Mode::UntilFailure {
+            return Ok(results);
+        }
+    }
+    let docs = doc_tests(root, manifest, package, mode, timeout)?;
+    if !docs.is_empty() {
+        results.insert("doc tests".into(), docs);
+    }
+    Ok(results)
+}
+
+/// Whether an outcome is not a failure.
+pub(crate) fn is_fine(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Passed | Outcome::Ignored)
+}
+
+/// The folder of `package`: a member named like the package's folder, as
+/// in the exercises (`ex01-commit-log` in `01-commit-log`), or the chapter's.
+fn package_dir(manifest: &Path, package: &str) -> Result<PathBuf, String> {
+    let workspace = manifest.parent().unwrap_or(Path::new("."));
+    let name = &package[2..];
+    [workspace.join(name), workspace.join("chapters").join(name)]
+        .into_iter()
+        .find(|dir| dir.join("Cargo.toml").is_file())
+        .ok_or_else(|| format!("no folder for package {package} in {}", workspace.display()))
+}
+
+/// `cargo test --no-run`, reading the test binaries from its JSON messages.
+fn build(
+    root: &Path,
+    manifest: &Path,
+    package: &str,
+    package_dir: &Path,
+) -> Result<Vec<Binary>, String> {
+    let output = cargo(
+        root,
+        manifest,
+        &[
+            "test",
+            "--no-run",
+            "--package",
+            package,
+            "--message-format=json-render-diagnostics",
+        ],
+    )
+    .stderr(Stdio::piped())
+    .output()
+    .map_err(|e| format!("cargo: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "the tests do not compile:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let mut binaries = Vec::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let (Some(executable), Some(src)) = (
+            message["executable"].as_str(),
+            message["target"]["src_path"].as_str(),
+        ) else {
+            continue;
+        };
+        if message["profile"]["test"] != true {
+            continue;
+        }
+        let src = Path::new(src);
+        let file = src.strip_prefix(package_dir).unwrap_or(src).display();
+        let group = if message["target"]["kind"][0] == "test" {
+            file.to_string()
+        } else {
+            format!("{file} (unit tests)")
+        };
+        binaries.push(Binary {
+            group,
+            executable: executable.into(),
+        });
+    }
+    // Unit tests first: they are the quickest, and the first to fail.
+    binaries.sort_by_key(|b| (!b.group.ends_with("(unit tests)"), b.group.clone()));
+    Ok(binaries)
+}
+
+/// Lists or runs one binary's tests.
+fn run_binary(
+    binary: &Binary,
+    dir: &Path,
+    mode: Mode,
+    timeout: Duration,
+) -> Result<BTreeMap<String, Outcome>, String> {
+    let listed = list(binary, dir, &[])?;
+    let ignored: BTreeSet<String> = list(binary, dir, &["--ignored"])?.into_iter().collect();
+    let mut outcomes: BTreeMap<String, Outcome> = listed
+        .iter()
+        .filter(|name| ignored.contains(*name))
+        .map(|name| (name.clone(), Outcome::Ignored))
+        .collect();
+    if mode == Mode::List {
+        for name in &listed {
+            outcomes.entry(name.clone()).or_insert(Outcome::Passed);
+        }
+        return Ok(outcomes);
+    }
+    let (finished, _) = watch(binary, dir, &[], timeout)?;
+    outcomes.extend(finished);
+    let mut timeouts = 0;
+    let unfinished: Vec<&String> = listed
+        .iter()
+        .filter(|n| !outcomes.contains_key(*n))
+        .collect();
+    for name in unfinished {
+        if timeouts >= MAX_TIMEOUTS {
+            outcomes.insert(name.clone(), Outcome::NotRun);
+            continue;
+        }
+        let (mut finished, timed_out) = watch(binary, dir, &["--exact", name], timeout)?;
+        let outcome = match finished.remove(name) {
+            Some(outcome) => outcome,
+            None if timed_out => {
+                timeouts += 1;
+                Outcome::TimedOut
+            }
+            // It crashed the binary (an abort, a stack overflow).
+            None => Outcome::Failed("the test binary crashed in this test".into()),
+        };
+        outcomes.insert(name.clone(), outcome);
+    }
+    Ok(outcomes)
+}
+
+/// The names `--list` prints (with `extra`, e.g. `--ignored` for the
+/// ignored ones only).
+fn list(binary: &Binary, dir: &Path, extra: &[&str]) -> Result<Vec<String>, String> {
+    let output = Command::new(&binary.executable)
+        .args(["--list", "--format", "terse"])
+        .args(extra)
+        .current_dir(dir)
+        .output()
+        .map_err(|e| format!("{}: {e}", binary.executable.display()))?;
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.strip_suffix(": test"))
+        .map(str::to_string)
+        .collect())
+}
+
+/// Runs the binary with `args`, killing it once no test has finished for
+/// `timeout`. Returns the outcome of every test that finished and whether
+/// it was killed.
+fn watch(
+    binary: &Binary,
+    dir: &Path,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<(BTreeMap<String, Outcome>, bool), String> {
+    let mut child = Command::new(&binary.executable)
+        .args(args)
+        .env("CARGO_MANIFEST_DIR", dir)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", binary.executable.display()))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (sender, lines) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut output = Vec::new();
+    let mut last_progress = Instant::now();
+    let mut killed = false;
+    loop {
+        let left = timeout.saturating_sub(last_progress.elapsed());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                // `test name ... ok`, not libtest's "has been running long" notes.
+                if line.starts_with("test ") && line.contains(" ... ") {
+                    last_progress = Instant::now();
+                }
+                output.push(line);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // The child's grandchildren (a crash test's writer) may hold
+                // stdout open, so the reader is not joined after a kill.
+                let _ = child.kill();
+                killed = true;
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let _ = child.wait();
+    if !killed {
+        let _ = reader.join();
+    }
+    Ok((parse_results(&output), killed))
+}
+
+/// Each test's outcome from libtest's output, with the captured output of
+/// each failure (its `---- name stdout ----` section).
+fn parse_results(lines: &[String]) -> BTreeMap<String, Outcome> {
+    let mut outcomes = BTreeMap::new();
+    let mut sections: BTreeMap<String, String> = BTreeMap::new();
+    let mut section: Option<String> = None;
+    for line in lines {
+        if let Some(name) = line
+            .strip_prefix("---- ")
+            .and_then(|l| l.strip_suffix(" stdout ----"))
+        {
+            section = Some(name.to_string());
+            continue;
+        }
+        if line == "failures:" || line.starts_with("test result: ") {
+            section = None;
+        }
+        if let Some(name) = &section {
+            let text = sections.entry(name.clone()).or_default();
+            text.push_str(line);
+            text.push('\n');
+            continue;
+        }
+        let Some((name, result)) = line
+            .strip_prefix("test ")
+            .and_then(|rest| rest.split_once(" ... "))
+        else {
+            continue;
+        };
+        let outcome = match result {
+            "ok" => Outcome::Passed,
+            "FAILED" => Outcome::Failed(String::new()),
+            ignored if ignored.starts_with("ignored") => Outcome::Ignored,
+            _ => continue,
+        };
+        outcomes.insert(name.to_string(), outcome);
+    }
+    for (name, text) in sections {
+        if let Some(Outcome::Failed(output)) = outcomes.get_mut(&name) {
+            *output = text;
+        }
+    }
+    outcomes
+}
+
+/// Runs (or lists) the doc tests through `cargo test --doc`, under one
+/// overall timeout of three times `timeout`. A doc test's name ends with
+/// its line, which moves as a learner writes code, so the line is dropped
+/// (and a repeated name numbered).
+fn doc_tests(
+    root: &Path,
+    manifest: &Path,
+    package: &str,
+    mode: Mode,
+    timeout: Duration,
+) -> Result<BTreeMap<String, Outcome>, String> {
+    let mut command = cargo(root, manifest, &["test", "--doc", "--package", package]);
+    if mode == Mode::List {
+        command.args(["--", "--list", "--format", "terse"]);
+        let (_, output) = run_captured(command)?;
+        let names = output.lines().filter_map(|l| l.strip_suffix(": test"));
+        return Ok(renumber(names.map(|n| (n.to_string(), Outcome::Passed))));
+    }
+    command.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = command.spawn().map_err(|e| format!("cargo: {e}"))?;
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let (sender, done) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        let _ = sender.send(text);
+    });
+    let text = match done.recv_timeout(timeout * 3) {
+        Ok(text) => text,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(BTreeMap::from([(
+                "(all doc tests)".to_string(),
+                Outcome::TimedOut,
+            )]));
+        }
+    };
+    let _ = child.wait();
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    Ok(renumber(parse_results(&lines).into_iter()))
+}
+
+/// Drops the ` (line N)` of doc test names, numbering repeats: `a`, `a #2`.
+fn renumber(tests: impl Iterator<Item = (String, Outcome)>) -> BTreeMap<String, Outcome> {
+    let mut sorted: Vec<(String, Outcome)> = tests.collect();
+    let line_of = |name: &str| -> u64 {
+        name.rsplit_once("(line ")
+            .and_then(|(_, n)| n.trim_end_matches(')').parse().ok())
+            .unwrap_or(0)
+    };
+    sorted.sort_by_key(|(name, _)| line_of(name));
+    let mut out = BTreeMap::new();
+    for (name, outcome) in sorted {
+        let base = match name.rsplit_once(" (line ") {
+            Some((base, _)) => base,
+            None => &name,
+        };
+        // The file is named from the workspace root (`chapters/01-x/src/..`
+        // for the solution, `01-x/src/..` for an exercise): keep `src/..`.
+        let base = match base.find("src/") {
+            Some(at) => base[at..].to_string(),
+            None => base.to_string(),
+        };
+        let mut key = base.clone();
+        let mut n = 1;
+        while out.contains_key(&key) {
+            n += 1;
+            key = format!("{base} #{n}");
+        }
+        out.insert(key, outcome);
+    }
+    out
+}
+
+/// The hole whose `todo!()` a failure's output names: the panic message of
+/// a cut region is `exercise `<id>`: <hint>`.
+pub(crate) fn blocking_hole(output: &str) -> Option<&str> {
+    let start = output.find("exercise `")? + "exercise `".len();
+    let len = output[start..].find('`')?;
+    Some(&output[start..start + len])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_and_panic_messages_are_read() {
+        let output: Vec<String> = "\
+running 3 tests
+test a ... ok
+test b ... FAILED
+test c ... ignored, only as a child
+
+failures:
+
+---- b stdout ----
+
+thread 'b' panicked at src/frame.rs:12:5:
+not yet implemented: exercise `scan`: Loop from position 0.
+
+failures:
+    b
+
+test result: FAILED. 1 passed; 1 failed; 1 ignored"
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let results = parse_results(&output);
+        assert_eq!(results["a"], Outcome::Passed);
+        assert_eq!(results["c"], Outcome::Ignored);
+        let Outcome::Failed(text) = &results["b"] else {
+            panic!("b failed")
+        };
+        assert_eq!(blocking_hole(text), Some("scan"));
+        assert_eq!(blocking_hole("assertion failed"), None);
+    }
+
+    #[test]
+    fn doc_test_names_lose_their_lines() {
+        let names = [
+            ("chapters/01-x/src/lib.rs - f (line 30)", Outcome::Passed),
+            ("01-x/src/lib.rs - f (line 9)", Outcome::Ignored),
+            ("src/lib.rs - g (line 4)", Outcome::Passed),
+        ];
+        let out = renumber(names.into_iter().map(|(n, o)| (n.to_string(), o)));
+        assert_eq!(out["src/lib.rs - f"], Outcome::Ignored);
+        assert_eq!(out["src/lib.rs - f #2"], Outcome::Passed);
+        assert_eq!(out["src/lib.rs - g"], Outcome::Passed);
+    }
+}
