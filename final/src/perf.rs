@@ -186,14 +186,17 @@ async fn produce(args: ProducePerfArgs) -> Result<()> {
         let record = Record::new(payload.clone());
         producer
             .send_with_callback(&args.topic, record, move |result| {
-                lock(&recorder).record(sent_at, bytes, result.map(|_| ()));
+                recorder
+                    .lock()
+                    .unwrap()
+                    .record(sent_at, bytes, result.map(|_| ()));
             })
             .await?;
     }
     producer.flush().await?;
     producer.close().await?;
     progress.abort();
-    let recorder = lock(&recorder);
+    let recorder = recorder.lock().unwrap();
     println!("{}", recorder.summary());
     match &recorder.first_error {
         None => Ok(()),
@@ -216,13 +219,6 @@ struct Recorder {
     last: Instant,
     failed: u64,
     first_error: Option<String>,
-}
-
-fn lock(recorder: &Mutex<Recorder>) -> std::sync::MutexGuard<'_, Recorder> {
-    // A callback cannot panic halfway through `record`, but be safe.
-    recorder
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Recorder {
@@ -287,7 +283,7 @@ async fn print_progress(recorder: Arc<Mutex<Recorder>>, interval: Duration) {
         tokio::time::sleep(interval).await;
         let now = Instant::now();
         let line = {
-            let mut recorder = lock(&recorder);
+            let mut recorder = recorder.lock().unwrap();
             let window = std::mem::replace(&mut recorder.window, Window::new(now));
             let (records, mb) = window.rates(now);
             format!(
