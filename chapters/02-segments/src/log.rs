@@ -189,7 +189,7 @@ impl Log {
         Log::open_with_clock(dir, config, Arc::new(SystemClock))
     }
 
-    // ANCHOR: open
+    // ANCHOR: open_state
     /// Opens (or creates) the log in `dir`, reading the time from `clock`.
     ///
     /// After a clean shutdown every segment's index files are trusted (after
@@ -217,7 +217,9 @@ impl Log {
             deleted_segments: 0,
             offsets: (0, 0),
         };
+        // ANCHOR_END: open_state
 
+        // ANCHOR: open_segments
         let interval = config.index_interval_bytes;
         let mut segments = BTreeMap::new();
         for (i, &base) in bases.iter().enumerate() {
@@ -256,7 +258,9 @@ impl Log {
         if segments.is_empty() {
             segments.insert(0, Segment::create(&dir, 0, interval)?);
         }
+        // ANCHOR_END: open_segments
 
+        // ANCHOR: open_finish
         let mut log = Log {
             dir,
             config,
@@ -282,7 +286,7 @@ impl Log {
         report.offsets = (log.log_start_offset(), log.log_end_offset());
         Ok((log, report))
     }
-    // ANCHOR_END: open
+    // ANCHOR_END: open_finish
 
     /// Appends `records` as one batch and returns its offsets.
     pub fn append(&mut self, records: &[Record]) -> Result<AppendInfo> {
