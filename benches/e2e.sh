@@ -7,7 +7,10 @@
 #   benches/e2e.sh [RECORDS]    # RECORDS of 100 B (default 5,000,000);
 #                               # a tenth as many of 1 KiB
 #
-# Prints each run's report, then a summary table for the performance page.
+# Prints each run's report, and writes a summary to target/e2e/results.tsv
+# (tab-separated, a header row, `-` for an empty field), which
+# `cargo xtask perf-report e2e` turns into the performance page's table and
+# plot. Nothing is written unless every run succeeded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -80,19 +83,30 @@ h100=$(produce e2e-half 100 "$records" --throughput "$half")
 c100=$(consume e2e-100 "$records")
 c1k=$(consume e2e-1k "$records_1k")
 
-ratio() { awk -v m="$1" -v b="$baseline" 'BEGIN { printf "%.2f", m / b }'; }
+# One row of the summary for a perf run: its id and label, the records and
+# their size, the rate it was held to (`-` if none), and its report line.
+dash() { if [ -n "$1" ]; then echo "$1"; else echo -; fi; }
+row() { # id label records size target_rate "report line|cpu / wall"
+    local line=${6%|*} cpu=${6##*|}
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" \
+        "$(dash "$(echo "$line" | rate)")" "$(dash "$(echo "$line" | mbps)")" \
+        "$(dash "$(echo "$line" | field avg)")" "$(dash "$(echo "$line" | field 99th)")" \
+        "$(dash "$(echo "$line" | field max)")" "${cpu% / *}" "${cpu#* / }"
+}
+summary=$work/results.tsv
+{
+    printf 'id\tlabel\trecords\trecord_bytes\ttarget_rate\trecords_per_s\tmb_per_s\t'
+    printf 'latency_avg_ms\tlatency_p99_ms\tlatency_max_ms\tbroker_cpu_s\twall_s\n'
+    printf 'baseline\tloopback TCP to a file (baseline)\t-\t-\t-\t-\t%s\t-\t-\t-\t-\t-\n' "$baseline"
+    row produce_100B "produce 100 B" "$records" 100 - "$p100"
+    row produce_1KiB "produce 1 KiB" "$records_1k" 1024 - "$p1k"
+    row produce_1KiB_batch_256KiB "produce 1 KiB, batch.size 256 KiB" "$records_1k" 1024 - "$p1k_big"
+    row produce_100B_half_peak "produce 100 B" "$records" 100 "$half" "$h100"
+    row consume_100B "consume 100 B" "$records" 100 - "$c100"
+    row consume_1KiB "consume 1 KiB" "$records_1k" 1024 - "$c1k"
+} >"$summary"
+mkdir -p target/e2e
+mv "$summary" target/e2e/results.tsv
 echo
-echo "| run | records/s | MB/s | of baseline | latency avg / p99 / max (ms) | broker CPU / wall (s) |"
-echo "| --- | ---: | ---: | ---: | --- | --- |"
-echo "| loopback TCP to a file (baseline) | | $baseline | 1.00 | | |"
-for row in "produce 100 B|$p100" "produce 1 KiB|$p1k" "produce 1 KiB, batch.size 256 KiB|$p1k_big" \
-    "produce 100 B at half peak ($half/s)|$h100"; do
-    name=${row%%|*}; rest=${row#*|}; line=${rest%|*}; cpu=${rest##*|}
-    m=$(echo "$line" | mbps)
-    echo "| $name | $(echo "$line" | rate) | $m | $(ratio "$m") | $(echo "$line" | field avg) / $(echo "$line" | field 99th) / $(echo "$line" | field max) | $cpu |"
-done
-for row in "consume 100 B|$c100" "consume 1 KiB|$c1k"; do
-    name=${row%%|*}; rest=${row#*|}; line=${rest%|*}; cpu=${rest##*|}
-    m=$(echo "$line" | mbps)
-    echo "| $name | $(echo "$line" | rate) | $m | $(ratio "$m") | | $cpu |"
-done
+echo "target/e2e/results.tsv (cargo xtask perf-report e2e makes the page's table):"
+cat target/e2e/results.tsv

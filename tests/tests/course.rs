@@ -220,10 +220,6 @@ fn every_chapter_page_ends_with_a_summary_and_whats_next() {
     }
 }
 
-/// Pages other engineers own, whose KIPs are not linked yet. Take a page
-/// off this list once its KIPs are links.
-const KIP_LINKS_PENDING: &[&str] = &["performance.md"];
-
 /// Whether `url` is the cwiki page of KIP `number`.
 fn is_kip_url(url: &str, number: &str) -> bool {
     let prefix = format!("https://cwiki.apache.org/confluence/display/KAFKA/KIP-{number}");
@@ -236,9 +232,6 @@ fn every_kip_named_in_the_book_is_a_link_to_its_page() {
     let mut checked = 0;
     for page in book_pages() {
         let name = page.file_name().unwrap().to_string_lossy().into_owned();
-        if KIP_LINKS_PENDING.contains(&name.as_str()) {
-            continue;
-        }
         let text = fs::read_to_string(&page).unwrap();
         let lines = prose_lines(&text);
         // Reference definitions: `[label]: url`.

@@ -10,6 +10,8 @@
 //! - `cargo xtask handout 01 DIR` writes one exercise as a project of its own.
 //! - `cargo xtask demos` reruns every chapter's examples and stores their
 //!   output where the book includes it; `--check` fails when it is stale.
+//! - `cargo xtask perf-report` turns the benchmarks' saved results into the
+//!   performance page's tables and plots; `--run` runs the benchmarks first.
 //! - `cargo xtask mdbook-preprocessor` is the book's preprocessor (see
 //!   `book/book.toml`): listings without exercise markers, solutions folded.
 
@@ -19,6 +21,7 @@ mod exercises;
 mod grade;
 mod handout;
 mod hint;
+mod perf_report;
 mod runner;
 
 use std::path::{Path, PathBuf};
@@ -96,6 +99,25 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Turn the benchmarks' saved results (criterion's, and `benches/e2e.sh`'s)
+    /// into the performance page's tables (`book/src/perf/`) and plots
+    /// (`book/src/images/perf/`).
+    PerfReport {
+        /// The suites: chapter numbers (`01`, `3`) or `e2e`; all by default.
+        suites: Vec<String>,
+        /// Run each suite's benchmark first, and record the command, the
+        /// commit and the machine for the tables' headers.
+        #[arg(long)]
+        run: bool,
+        /// For a suite with no results, write a "not measured yet"
+        /// fragment instead of failing.
+        #[arg(long)]
+        allow_missing: bool,
+        /// With `--run`, after `--`: arguments for criterion (a filter,
+        /// `--measurement-time 2`), recorded in the command shown.
+        #[arg(last = true, requires = "run")]
+        bench_args: Vec<String>,
+    },
     /// The book's mdBook preprocessor (run by mdBook, see `book/book.toml`).
     #[command(hide = true)]
     MdbookPreprocessor {
@@ -139,6 +161,20 @@ fn main() -> ExitCode {
         } => hint::run(&root, &chapter, &hole, tier),
         Command::Handout { chapter, dir } => handout::run(&root, &chapter, &dir),
         Command::Demos { check } => demos::run(&root, check),
+        Command::PerfReport {
+            suites,
+            run,
+            allow_missing,
+            bench_args,
+        } => perf_report::run(
+            &root,
+            &perf_report::Options {
+                suites,
+                run,
+                allow_missing,
+                bench_args,
+            },
+        ),
         Command::MdbookPreprocessor { args } => xtask::book::run_preprocessor(&args),
     };
     match result {
