@@ -341,11 +341,22 @@ impl Log {
         })
     }
 
-    /// Rolls to a new segment if the next batch would not fit the active
-    /// one, or the active one is older than `segment.ms`, or its relative
-    /// offsets (4 bytes in the index) would overflow.
+    /// Rolls to a new segment if [`roll_reason`] finds a reason to, before
+    /// a batch of `batch_len` bytes and `record_count` records is appended.
     fn maybe_roll(&mut self, batch_len: u64, record_count: u32) -> Result<()> {
-        todo!("exercise `maybe_roll`: An empty active segment never rolls. Otherwise roll when the active segment's size plus this frame (batch plus ch01's frame header) would pass `segment_bytes`, when `segment_ms` is set and now minus the segment's first timestamp reaches it, or when the log end plus `record_count` minus the base offset would not fit in a u32.")
+        let active = self.active();
+        let next = RollCheck {
+            active_size: active.size(),
+            active_base: active.base_offset(),
+            active_first_timestamp: active.first_timestamp(),
+            frame_len: batch_len + ch01_commit_log::frame::HEADER_LEN as u64,
+            last_offset: self.log_end_offset() + u64::from(record_count) - 1,
+            now_ms: self.clock.now_ms(),
+        };
+        if roll_reason(&self.config, &next).is_some() {
+            self.roll()?;
+        }
+        Ok(())
     }
 
     /// Seals the active segment (syncs it and writes its index files) and
@@ -672,4 +683,119 @@ fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| LogError::io(dir, e))
+}
+
+/// The active segment and the next batch, as [`roll_reason`] sees them.
+#[derive(Debug, Clone, Copy)]
+struct RollCheck {
+    /// The active segment's `.log` size in bytes.
+    active_size: u64,
+    /// Its base offset.
+    active_base: u64,
+    /// Its first batch's timestamp, if it has a batch.
+    active_first_timestamp: Option<i64>,
+    /// The next batch's bytes on disk: the batch and its frame header.
+    frame_len: u64,
+    /// The offset the next batch's last record will get.
+    last_offset: u64,
+    /// The clock, now.
+    now_ms: i64,
+}
+
+/// Why the active segment must be sealed before the next batch goes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RollReason {
+    /// The batch would take it past `segment.bytes`.
+    Full,
+    /// Its first batch is `segment.ms` old.
+    Old,
+    /// An offset of the batch would be too far past its base for the
+    /// index's 4-byte relative offsets.
+    OffsetsOverflow,
+}
+
+/// Whether to roll, and why: the decision alone, sans-IO, so that each rule
+/// is tested without writing a segment (the overflow rule would need 2³¹
+/// records). An empty segment never rolls: the batch could not fit in a new
+/// one either.
+fn roll_reason(config: &LogConfig, next: &RollCheck) -> Option<RollReason> {
+    todo!("exercise `roll_reason`: An empty active segment never rolls. Otherwise roll when its size plus the next frame would pass `segment_bytes` (Full), when `segment_ms` is set and now minus its first timestamp reaches it (Old), or when the batch's last offset minus the segment's base would not fit a signed 32-bit int (OffsetsOverflow).")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A segment of 100 bytes based at offset 1000, with its first batch
+    /// stamped at 5000, and a small batch to come at 6000.
+    fn check() -> RollCheck {
+        RollCheck {
+            active_size: 100,
+            active_base: 1000,
+            active_first_timestamp: Some(5_000),
+            frame_len: 50,
+            last_offset: 1010,
+            now_ms: 6_000,
+        }
+    }
+
+    fn config(segment_bytes: u64, segment_ms: Option<i64>) -> LogConfig {
+        LogConfig {
+            segment_bytes,
+            segment_ms,
+            ..LogConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_segment_with_room_does_not_roll_and_an_empty_one_never_does() {
+        assert_eq!(roll_reason(&config(1_000, Some(10_000)), &check()), None);
+        let empty = RollCheck {
+            active_size: 0,
+            frame_len: 10_000,
+            ..check()
+        };
+        assert_eq!(roll_reason(&config(1_000, Some(1)), &empty), None);
+    }
+
+    #[test]
+    fn a_segment_rolls_when_the_next_frame_would_pass_segment_bytes() {
+        assert_eq!(roll_reason(&config(150, None), &check()), None);
+        assert_eq!(
+            roll_reason(&config(149, None), &check()),
+            Some(RollReason::Full)
+        );
+    }
+
+    #[test]
+    fn a_segment_rolls_when_its_first_batch_is_segment_ms_old() {
+        assert_eq!(roll_reason(&config(1_000, Some(1_001)), &check()), None);
+        assert_eq!(
+            roll_reason(&config(1_000, Some(1_000)), &check()),
+            Some(RollReason::Old)
+        );
+        // A clock that stepped back is not an age.
+        let earlier = RollCheck {
+            now_ms: 0,
+            ..check()
+        };
+        assert_eq!(roll_reason(&config(1_000, Some(1)), &earlier), None);
+    }
+
+    #[test]
+    fn a_segment_rolls_before_a_relative_offset_would_pass_a_signed_int() {
+        let at_limit = RollCheck {
+            last_offset: 1000 + i32::MAX as u64,
+            ..check()
+        };
+        assert_eq!(roll_reason(&config(1_000, None), &at_limit), None);
+        let past = RollCheck {
+            last_offset: 1001 + i32::MAX as u64,
+            ..check()
+        };
+        assert_eq!(
+            roll_reason(&config(1_000, None), &past),
+            Some(RollReason::OffsetsOverflow)
+        );
+    }
 }
