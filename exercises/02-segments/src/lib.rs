@@ -61,7 +61,8 @@
 //!   does, but without `segment.jitter.ms`.
 //! - **Retention runs when called** ([`Log::apply_retention`]); Kafka runs
 //!   it every `log.retention.check.interval.ms` (5 minutes). It never
-//!   deletes the active segment. `cleanup.policy=compact` (log
+//!   deletes the active segment, where Kafka's time retention deletes an
+//!   expired active segment too (it rolls first: a log keeps one segment). `cleanup.policy=compact` (log
 //!   compaction: keep the newest record per key) is not implemented;
 //!   chapter 5 explains what it is for.
 //! - **The flush policy is checked on append.** Kafka also runs a

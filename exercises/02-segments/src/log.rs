@@ -218,37 +218,7 @@ impl Log {
         let interval = config.index_interval_bytes;
         let mut segments = BTreeMap::new();
         for (i, &base) in bases.iter().enumerate() {
-            let next_base = bases.get(i + 1).copied();
-            // A segment is trusted if the shutdown was clean, or if it ends
-            // at or before the recovery point (it was sealed when it rolled).
-            let trusted = clean_shutdown || next_base.is_some_and(|next| next <= recovery_point);
-            let (mut segment, scan) = if trusted {
-                Segment::load(&dir, base, interval)?
-            } else {
-                let (segment, scan) = Segment::recover(&dir, base, interval)?;
-                (segment, Some(scan))
-            };
-            let Some(scan) = scan else {
-                segments.insert(base, segment);
-                continue;
-            };
-            report.scanned_segments += 1;
-            report.truncated_bytes += scan.invalid_len;
-            if scan.damage.is_some() {
-                // Nothing after damage can be trusted to follow on from it.
-                for &later in &bases[i + 1..] {
-                    segment::delete_files(&dir, later)?;
-                    report.deleted_segments += 1;
-                }
-                segments.insert(base, segment);
-                break;
-            }
-            if next_base.is_some() {
-                // A scanned segment that is not the last is sealed again,
-                // so the next open can trust it.
-                segment.seal()?;
-            }
-            segments.insert(base, segment);
+            todo!("exercise `open_segment`: Trust the segment if the shutdown was clean or the next segment starts at or below the recovery point: `Segment::load` it (which may still scan it); otherwise `Segment::recover` it. Count what a scan found in `report`. After damage, delete every later segment's files and stop; a scanned segment that is not the last is sealed again.")
         }
         if segments.is_empty() {
             segments.insert(0, Segment::create(&dir, 0, interval)?);
@@ -341,11 +311,22 @@ impl Log {
         })
     }
 
-    /// Rolls to a new segment if the next batch would not fit the active
-    /// one, or the active one is older than `segment.ms`, or its relative
-    /// offsets (4 bytes in the index) would overflow.
+    /// Rolls to a new segment if [`roll_reason`] finds a reason to, before
+    /// a batch of `batch_len` bytes and `record_count` records is appended.
     fn maybe_roll(&mut self, batch_len: u64, record_count: u32) -> Result<()> {
-        todo!("exercise `maybe_roll`: An empty active segment never rolls. Otherwise roll when the active segment's size plus this frame (batch plus ch01's frame header) would pass `segment_bytes`, when `segment_ms` is set and now minus the segment's first timestamp reaches it, or when the log end plus `record_count` minus the base offset would not fit in a u32.")
+        let active = self.active();
+        let next = RollCheck {
+            active_size: active.size(),
+            active_base: active.base_offset(),
+            active_first_timestamp: active.first_timestamp(),
+            frame_len: batch_len + ch01_commit_log::frame::HEADER_LEN as u64,
+            last_offset: self.log_end_offset() + u64::from(record_count) - 1,
+            now_ms: self.clock.now_ms(),
+        };
+        if roll_reason(&self.config, &next).is_some() {
+            self.roll()?;
+        }
+        Ok(())
     }
 
     /// Seals the active segment (syncs it and writes its index files) and
@@ -457,31 +438,7 @@ impl Log {
     /// segment. Deleting a whole file is one system call, however big it is:
     /// this is what segments are for.
     pub fn apply_retention(&mut self) -> Result<RetentionReport> {
-        let now = self.clock.now_ms();
-        let mut total: u64 = self.segments.values().map(Segment::size).sum();
-        let mut deleted = Vec::new();
-        while self.segments.len() > 1 {
-            let oldest = self.segments.first_key_value().expect("more than one").1;
-            let expired = match (self.config.retention_ms, oldest.max_timestamp()) {
-                (Some(ms), Some(max)) => max < now.saturating_sub(ms),
-                _ => false,
-            };
-            let too_big = self
-                .config
-                .retention_bytes
-                .is_some_and(|limit| total - oldest.size() >= limit);
-            if !(expired || too_big) {
-                break;
-            }
-            let (base, segment) = self.segments.pop_first().expect("more than one");
-            total -= segment.size();
-            segment.delete()?;
-            deleted.push(base);
-        }
-        Ok(RetentionReport {
-            deleted_segments: deleted,
-            log_start_offset: self.log_start_offset(),
-        })
+        todo!("exercise `retention`: While more than one segment is left, look at the oldest: delete it if `retention_ms` is set and its newest record is older than now minus that, or if `retention_bytes` is set and the log without it would still be at least that big; stop at the first one kept. Report the deleted base offsets and the new log start.")
     }
 
     /// Deletes the segments whose records all come before `offset`, oldest
@@ -672,4 +629,119 @@ fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| LogError::io(dir, e))
+}
+
+/// The active segment and the next batch, as [`roll_reason`] sees them.
+#[derive(Debug, Clone, Copy)]
+struct RollCheck {
+    /// The active segment's `.log` size in bytes.
+    active_size: u64,
+    /// Its base offset.
+    active_base: u64,
+    /// Its first batch's timestamp, if it has a batch.
+    active_first_timestamp: Option<i64>,
+    /// The next batch's bytes on disk: the batch and its frame header.
+    frame_len: u64,
+    /// The offset the next batch's last record will get.
+    last_offset: u64,
+    /// The clock, now.
+    now_ms: i64,
+}
+
+/// Why the active segment must be sealed before the next batch goes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RollReason {
+    /// The batch would take it past `segment.bytes`.
+    Full,
+    /// Its first batch is `segment.ms` old.
+    Old,
+    /// An offset of the batch would be too far past its base for the
+    /// index's 4-byte relative offsets.
+    OffsetsOverflow,
+}
+
+/// Whether to roll, and why: the decision alone, sans-IO, so that each rule
+/// is tested without writing a segment (the overflow rule would need 2³¹
+/// records). An empty segment never rolls: the batch could not fit in a new
+/// one either.
+fn roll_reason(config: &LogConfig, next: &RollCheck) -> Option<RollReason> {
+    todo!("exercise `roll_reason`: An empty active segment never rolls. Otherwise roll when its size plus the next frame would pass `segment_bytes` (Full), when `segment_ms` is set and now minus its first timestamp reaches it (Old), or when the batch's last offset minus the segment's base would not fit a signed 32-bit int (OffsetsOverflow).")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A segment of 100 bytes based at offset 1000, with its first batch
+    /// stamped at 5000, and a small batch to come at 6000.
+    fn check() -> RollCheck {
+        RollCheck {
+            active_size: 100,
+            active_base: 1000,
+            active_first_timestamp: Some(5_000),
+            frame_len: 50,
+            last_offset: 1010,
+            now_ms: 6_000,
+        }
+    }
+
+    fn config(segment_bytes: u64, segment_ms: Option<i64>) -> LogConfig {
+        LogConfig {
+            segment_bytes,
+            segment_ms,
+            ..LogConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_segment_with_room_does_not_roll_and_an_empty_one_never_does() {
+        assert_eq!(roll_reason(&config(1_000, Some(10_000)), &check()), None);
+        let empty = RollCheck {
+            active_size: 0,
+            frame_len: 10_000,
+            ..check()
+        };
+        assert_eq!(roll_reason(&config(1_000, Some(1)), &empty), None);
+    }
+
+    #[test]
+    fn a_segment_rolls_when_the_next_frame_would_pass_segment_bytes() {
+        assert_eq!(roll_reason(&config(150, None), &check()), None);
+        assert_eq!(
+            roll_reason(&config(149, None), &check()),
+            Some(RollReason::Full)
+        );
+    }
+
+    #[test]
+    fn a_segment_rolls_when_its_first_batch_is_segment_ms_old() {
+        assert_eq!(roll_reason(&config(1_000, Some(1_001)), &check()), None);
+        assert_eq!(
+            roll_reason(&config(1_000, Some(1_000)), &check()),
+            Some(RollReason::Old)
+        );
+        // A clock that stepped back is not an age.
+        let earlier = RollCheck {
+            now_ms: 0,
+            ..check()
+        };
+        assert_eq!(roll_reason(&config(1_000, Some(1)), &earlier), None);
+    }
+
+    #[test]
+    fn a_segment_rolls_before_a_relative_offset_would_pass_a_signed_int() {
+        let at_limit = RollCheck {
+            last_offset: 1000 + i32::MAX as u64,
+            ..check()
+        };
+        assert_eq!(roll_reason(&config(1_000, None), &at_limit), None);
+        let past = RollCheck {
+            last_offset: 1001 + i32::MAX as u64,
+            ..check()
+        };
+        assert_eq!(
+            roll_reason(&config(1_000, None), &past),
+            Some(RollReason::OffsetsOverflow)
+        );
+    }
 }
