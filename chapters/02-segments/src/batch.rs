@@ -252,6 +252,9 @@ fn walk<'a>(
     bytes: &'a [u8],
     mut visit: impl FnMut(RecordRef<'a>),
 ) -> Result<BatchHeader, BatchError> {
+    // exercise-hole: walk | Parse the header (an empty batch is an error), then read `record_count` records with a `Reader` over the bytes after the header, each field as the module's layout says; hand each to `visit`. At the end no bytes may be left over and the records' largest timestamp must be the header's.
+    // exercise-hint: `Reader` checks every length for you: `reader.bytes(len)?` is an error, never a panic, when fewer than `len` bytes are left. A key length of -1 means no key and any other negative length is `Inconsistent`; a header name must be UTF-8. A record's `start` is its position in the whole batch: `bytes.len() - reader.remaining()` before its timestamp is read.
+    // exercise-hint: Per record: `reader.i64()?` (timestamp), `match reader.i32()? { -1 => None, len if len < 0 => return Err(..), len => Some(reader.bytes(len as usize)?) }` (key), `reader.u32()?` then `reader.bytes(..)?` (value), `reader.u16()?` headers each `u16` name length, name, `u32` value length, value. After the loop: `reader.remaining() != 0` and `max_timestamp != header.max_timestamp` are `BatchError::Inconsistent`.
     let header = BatchHeader::parse(bytes)?;
     if header.record_count == 0 {
         return Err(BatchError::Empty);
@@ -301,6 +304,7 @@ fn walk<'a>(
         )));
     }
     Ok(header)
+    // exercise-end
 }
 // ANCHOR_END: walk
 

@@ -86,10 +86,14 @@ impl OffsetIndex {
         out
     }
 
+    // ANCHOR: from_bytes
     /// Reads an `.index` file, checking that it can be trusted: whole
     /// entries, strictly increasing, positions inside the segment's
     /// `log_len` bytes. A file that fails is rebuilt by the caller.
     pub fn from_bytes(bytes: &[u8], log_len: u64) -> Result<OffsetIndex, IndexError> {
+        // exercise-hole: from_bytes | Refuse a length that is not a whole number of 8-byte entries; decode each entry as two big-endian u32s (relative offset, position) and refuse a position at or past `log_len`, or an entry that does not increase both on the one before it.
+        // exercise-hint: This is the sanity check that lets `open` trust an index file without reading the log: anything a torn or stale file could hold must give an `IndexError` (the caller then rebuilds the index by scanning). `bytes.chunks_exact(OFFSET_ENTRY_LEN)` walks the entries.
+        // exercise-hint: `if !bytes.len().is_multiple_of(OFFSET_ENTRY_LEN) { return Err(IndexError(..)); }`, then per entry `u32::from_be_bytes([entry[0], entry[1], entry[2], entry[3]])` and `[entry[4]..entry[7]]`; reject `u64::from(position) >= log_len` and `index.last().is_some_and(|(o, p)| o >= offset || p >= position)`, and push onto `index.entries`.
         if !bytes.len().is_multiple_of(OFFSET_ENTRY_LEN) {
             return Err(IndexError(format!(
                 "{} bytes is not a whole number of entries",
@@ -114,7 +118,9 @@ impl OffsetIndex {
             index.entries.push((offset, position));
         }
         Ok(index)
+        // exercise-end
     }
+    // ANCHOR_END: from_bytes
 }
 
 /// Maps timestamps to offsets: each entry says "by this offset the segment

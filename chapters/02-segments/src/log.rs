@@ -223,6 +223,9 @@ impl Log {
         let interval = config.index_interval_bytes;
         let mut segments = BTreeMap::new();
         for (i, &base) in bases.iter().enumerate() {
+            // exercise-hole: open_segment | Trust the segment if the shutdown was clean or the next segment starts at or below the recovery point: `Segment::load` it (which may still scan it); otherwise `Segment::recover` it. Count what a scan found in `report`. After damage, delete every later segment's files and stop; a scanned segment that is not the last is sealed again.
+            // exercise-hint: A segment before the recovery point was sealed (synced, index files written) when it rolled, so only its index files need a check; the active segment and anything after the recovery point may hold a torn write. Damage ends the log: nothing after it can be trusted to follow on from what was kept.
+            // exercise-hint: `let trusted = clean_shutdown || next_base.is_some_and(|next| next <= recovery_point);` then, for a scan, `report.scanned_segments += 1; report.truncated_bytes += scan.invalid_len;`, on `scan.damage.is_some()` call `segment::delete_files(&dir, later)?` for each of `bases[i + 1..]` (counting `deleted_segments`), insert the segment and `break`; `segment.seal()?` when `next_base.is_some()`.
             let next_base = bases.get(i + 1).copied();
             // A segment is trusted if the shutdown was clean, or if it ends
             // at or before the recovery point (it was sealed when it rolled).
@@ -254,6 +257,7 @@ impl Log {
                 segment.seal()?;
             }
             segments.insert(base, segment);
+            // exercise-end
         }
         if segments.is_empty() {
             segments.insert(0, Segment::create(&dir, 0, interval)?);
@@ -484,6 +488,9 @@ impl Log {
     /// segment. Deleting a whole file is one system call, however big it is:
     /// this is what segments are for.
     pub fn apply_retention(&mut self) -> Result<RetentionReport> {
+        // exercise-hole: retention | While more than one segment is left, look at the oldest: delete it if `retention_ms` is set and its newest record is older than now minus that, or if `retention_bytes` is set and the log without it would still be at least that big; stop at the first one kept. Report the deleted base offsets and the new log start.
+        // exercise-hint: Whole segments go, oldest first, and never the active one (the last). Keep a running total of the segments' sizes so the size rule sees the log as it shrinks. A segment with no timestamp is not expired; `saturating_sub` keeps a huge `retention_ms` from overflowing.
+        // exercise-hint: `let oldest = self.segments.first_key_value().expect(..).1;` expired: `max < now.saturating_sub(ms)` on `oldest.max_timestamp()`; too big: `total - oldest.size() >= limit`. Then `self.segments.pop_first()`, `total -= segment.size()`, `segment.delete()?`.
         let now = self.clock.now_ms();
         let mut total: u64 = self.segments.values().map(Segment::size).sum();
         let mut deleted = Vec::new();
@@ -509,6 +516,7 @@ impl Log {
             deleted_segments: deleted,
             log_start_offset: self.log_start_offset(),
         })
+        // exercise-end
     }
     // ANCHOR_END: retention
 

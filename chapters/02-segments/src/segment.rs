@@ -185,12 +185,16 @@ impl Segment {
         }
     }
 
+    // ANCHOR: load
     /// [`Segment::load`]'s fast path; `None` when the indexes can't be trusted.
     fn load_trusting_indexes(
         dir: &Path,
         base_offset: u64,
         index_interval: u64,
     ) -> Result<Option<Segment>> {
+        // exercise-hole: load | Read the `.index` file and check it (`OffsetIndex::from_bytes`); from its last entry, read batches to the end of the `.log` file to find the segment's end and next offset; then read and check the `.timeindex` file. Any missing file, failed check, damage or size mismatch returns `Ok(None)`: don't trust, scan.
+        // exercise-hint: Only the bytes after the last index entry are read, however large the segment, so the state a scan would compute comes from the files instead: `max_timestamp` from the time index's last entry, `first_timestamp` from the first batch's header (`read_header_at(0)`), `bytes_since_index` from the bytes read past the last entry.
+        // exercise-hint: Start with `next_offset = base + last relative offset` and `size = last position` (or the base and 0 with no entries), and loop `FrameReader::next_batch(segment.next_offset)` adding each frame's length; `Err(ReadError::Damaged(_))` or `size != len` → `Ok(None)`. Check the time index with `TimeIndex::from_bytes(&bytes, next_offset - base_offset)`.
         let path = Segment::path(dir, base_offset, "log");
         let file = Segment::open_file(&path)?;
         let len = file.metadata().map_err(|e| LogError::io(&path, e))?.len();
@@ -245,11 +249,17 @@ impl Segment {
         segment.index = index;
         segment.time_index = time_index;
         Ok(Some(segment))
+        // exercise-end
     }
+    // ANCHOR_END: load
 
+    // ANCHOR: track
     /// Records a batch that is now at `position` in the file: advances the
     /// segment's end and adds index entries when an interval has passed.
     fn track(&mut self, position: u64, header: &BatchHeader, batch_len: u64) {
+        // exercise-hole: track | Keep the segment's state up to date for a batch now at `position`: the largest timestamp (and the batch that first had it), the first batch's timestamp, index entries (`maybe_add_index_entries`), the file size and bytes since the last index entry (both grow by the whole frame), and the next offset.
+        // exercise-hint: Appending and scanning both call this, so everything a segment knows about its batches is set here. The size grows by the frame, not the batch: `batch_len + frame::HEADER_LEN`. Index entries are added for this batch *before* its bytes count towards the next interval.
+        // exercise-hint: `max_timestamp` only changes on a strictly larger `header.max_timestamp`; `first_timestamp.get_or_insert(..)`; `maybe_add_index_entries((header.base_offset - self.base_offset) as u32, position)`; then `size` and `bytes_since_index` `+=` the frame length and `next_offset = header.next_offset()`.
         let relative = (header.base_offset - self.base_offset) as u32;
         if self
             .max_timestamp
@@ -263,7 +273,9 @@ impl Segment {
         self.size += frame_len;
         self.bytes_since_index += frame_len;
         self.next_offset = header.next_offset();
+        // exercise-end
     }
+    // ANCHOR_END: track
 
     // ANCHOR: index_entries
     /// Adds index entries for the batch at `position` if more than an index
@@ -333,6 +345,9 @@ impl Segment {
     /// larger than `max_bytes`, so a reader always makes progress (as Kafka
     /// does since KIP-74).
     pub fn read(&self, offset: u64, max_bytes: u64) -> Result<Vec<StoredBatch>> {
+        // exercise-hole: read | Ask the offset index where to start (`lookup` takes the offset relative to the segment's base), then read frames from there to the segment's end with `FrameReader::next_frame`, skipping batches that end before `offset`, until `max_bytes` are read (but always at least one batch).
+        // exercise-hint: The index points at or before the batch you want, never after, so scan forward and keep a batch once its `last_offset() >= offset`. A frame that fails its checksum is `Corrupt` (the index may have pointed at the wrong byte: an error, never wrong data); an I/O error is `self.io(e)`.
+        // exercise-hint: `let start = self.index.lookup((offset - self.base_offset) as u32); let mut reader = FrameReader::new(&self.file, u64::from(start), self.size);` then `while read < max_bytes || batches.is_empty() { match reader.next_frame() { .. } }`, parsing each payload with `BatchHeader::parse`.
         let start = self.index.lookup((offset - self.base_offset) as u32);
         let mut reader = FrameReader::new(&self.file, u64::from(start), self.size);
         let mut batches = Vec::new();
@@ -356,6 +371,7 @@ impl Segment {
             }
         }
         Ok(batches)
+        // exercise-end
     }
     // ANCHOR_END: read
 
@@ -389,12 +405,16 @@ impl Segment {
         }
     }
 
+    // ANCHOR: truncate
     /// Cuts the segment so that its last offset is below `offset`, at the
     /// start of the batch that holds `offset`; returns the new next offset.
     pub fn truncate_to(&mut self, offset: u64) -> Result<u64> {
         if offset >= self.next_offset {
             return Ok(self.next_offset);
         }
+        // exercise-hole: truncate | Find the batch that holds `offset` (start from the offset index, scan frames forward), cut the file at that batch's start (`set_len`), and rebuild the segment's state from what is left with `Segment::recover`.
+        // exercise-hint: A batch is never split: the cut falls at the start of the batch whose `last_offset() >= offset`, so the new end may be below `offset`. Reaching the end or damage before finding it is `Corrupt`. Dropping index entries is not enough to fix the state: the maximum timestamp may have been in the part cut off.
+        // exercise-hint: Scan as `read` does, from `self.index.lookup(..)`, and `break (position, header.base_offset)` at the batch; then `self.file.set_len(position)`, `let (rebuilt, _) = Segment::recover(&self.dir, self.base_offset, self.index_interval)?; *self = rebuilt;` and return `Ok(self.next_offset)`.
         let start = self.index.lookup((offset - self.base_offset) as u32);
         let mut reader = FrameReader::new(&self.file, u64::from(start), self.size);
         let (position, new_next) = loop {
@@ -423,7 +443,9 @@ impl Segment {
         debug_assert_eq!(rebuilt.next_offset, new_next);
         *self = rebuilt;
         Ok(self.next_offset)
+        // exercise-end
     }
+    // ANCHOR_END: truncate
 
     /// Adds the final time index entry (the segment's maximum timestamp),
     /// syncs the `.log` file, and writes both index files and syncs them.

@@ -340,6 +340,35 @@ fn truncation_across_segments_cuts_at_a_batch_boundary() {
 }
 
 #[test]
+fn a_truncated_segment_is_as_if_the_batches_cut_off_were_never_appended() {
+    // The largest timestamp is in the part cut off, and the index has
+    // entries there: truncation must rebuild what the segment knows.
+    let appended = |log: &mut Log, batches: std::ops::Range<i64>| {
+        for i in batches {
+            let base = log.log_end_offset();
+            log.append(&[
+                Record::new(value(base)).with_timestamp(1_000 - i),
+                Record::new(value(base + 1)).with_timestamp(i * 100),
+            ])
+            .unwrap();
+        }
+    };
+    let short_dir = tempfile::tempdir().unwrap();
+    let mut short = open(&short_dir, small());
+    appended(&mut short, 0..25);
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(&dir, small());
+    appended(&mut log, 0..40);
+    // 51 is inside the batch 50..=51: the whole batch goes.
+    assert_eq!(log.truncate_to(51).unwrap(), 50);
+    assert_eq!(log.segments(), short.segments());
+    // And appends go on from there as they would have.
+    appended(&mut short, 25..40);
+    appended(&mut log, 25..40);
+    assert_eq!(log.segments(), short.segments());
+}
+
+#[test]
 fn truncation_at_the_log_start_empties_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(&dir, small());

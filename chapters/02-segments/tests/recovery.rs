@@ -4,9 +4,10 @@
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ch02_segments::log::{CLEAN_SHUTDOWN_FILE, RECOVERY_POINT_FILE};
-use ch02_segments::{Log, LogConfig, LogError, OpenReport, Record};
+use ch02_segments::{Log, LogConfig, LogError, ManualClock, OpenReport, Record};
 
 fn config() -> LogConfig {
     LogConfig {
@@ -223,6 +224,73 @@ fn damage_in_a_scanned_segment_ends_the_log_there() {
         assert!(!segment_file(dir.path(), later.base_offset, "log").exists());
     }
     assert_intact(&log);
+}
+
+#[test]
+fn a_segment_scanned_on_open_is_sealed_again_so_the_next_crash_trusts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let segments = make_log(dir.path(), 100).segments();
+    // A crash with no recovery point and no index files: everything is scanned.
+    fs::remove_file(dir.path().join(RECOVERY_POINT_FILE)).unwrap();
+    for segment in &segments {
+        for extension in ["index", "timeindex"] {
+            let _ = fs::remove_file(segment_file(dir.path(), segment.base_offset, extension));
+        }
+    }
+    let (log, report) = reopen(dir.path());
+    assert_eq!(report.scanned_segments, segments.len());
+    drop(log);
+    // The scan wrote their index files again: after another crash only the
+    // active segment is scanned.
+    let (log, report) = reopen(dir.path());
+    assert_eq!(report.scanned_segments, 1);
+    assert_intact(&log);
+}
+
+#[test]
+fn a_reopened_log_carries_on_as_if_it_had_never_been_closed() {
+    // The same appends to two logs, one of them closed and reopened (and
+    // crashed and reopened) on the way: what a segment knows after opening
+    // (its end, its largest and first timestamps, where its next index
+    // entry goes) must be what appending had made it, or the two part ways.
+    let config = LogConfig {
+        segment_ms: Some(2_500),
+        ..config()
+    };
+    let straight_dir = tempfile::tempdir().unwrap();
+    let reopened_dir = tempfile::tempdir().unwrap();
+    let straight_clock = Arc::new(ManualClock::new(0));
+    let reopened_clock = Arc::new(ManualClock::new(0));
+    let open = |dir: &Path, clock: &Arc<ManualClock>| {
+        Log::open_with_clock(dir, config.clone(), clock.clone())
+            .unwrap()
+            .0
+    };
+    let mut straight = open(straight_dir.path(), &straight_clock);
+    let mut reopened = open(reopened_dir.path(), &reopened_clock);
+    for i in 0..90_u64 {
+        if i == 30 {
+            reopened.close().unwrap();
+            reopened = open(reopened_dir.path(), &reopened_clock);
+            assert_eq!(reopened.segments(), straight.segments(), "after a close");
+        }
+        if i == 60 {
+            drop(reopened);
+            reopened = open(reopened_dir.path(), &reopened_clock);
+            assert_eq!(reopened.segments(), straight.segments(), "after a crash");
+        }
+        // Timestamps go back now and then, so the largest is not the last.
+        let timestamp = (i * 100) as i64 - (i % 4) as i64 * 150;
+        for log in [&mut straight, &mut reopened] {
+            let base = log.log_end_offset();
+            log.append(&[Record::new(value(base)).with_timestamp(timestamp)])
+                .unwrap();
+        }
+        assert_eq!(reopened.segments(), straight.segments(), "append {i}");
+        straight_clock.advance(100);
+        reopened_clock.advance(100);
+    }
+    assert_intact(&reopened);
 }
 
 #[test]

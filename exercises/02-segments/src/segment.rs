@@ -158,78 +158,13 @@ impl Segment {
         base_offset: u64,
         index_interval: u64,
     ) -> Result<Option<Segment>> {
-        let path = Segment::path(dir, base_offset, "log");
-        let file = Segment::open_file(&path)?;
-        let len = file.metadata().map_err(|e| LogError::io(&path, e))?.len();
-        let Ok(index_bytes) = fs::read(Segment::path(dir, base_offset, "index")) else {
-            return Ok(None);
-        };
-        let Ok(index) = OffsetIndex::from_bytes(&index_bytes, len) else {
-            return Ok(None);
-        };
-        let mut segment = Segment::new(dir, base_offset, file, 0, index_interval);
-
-        // Read from the last indexed batch to the end: at most one index
-        // interval of bytes, however large the segment.
-        let (start_offset, start) = match index.last() {
-            Some((relative, position)) => (base_offset + u64::from(relative), u64::from(position)),
-            None => (base_offset, 0),
-        };
-        segment.next_offset = start_offset;
-        segment.size = start;
-        let mut reader = FrameReader::new(&segment.file, start, len);
-        loop {
-            match reader.next_batch(segment.next_offset) {
-                Ok(Some((_, header, bytes))) => {
-                    segment.next_offset = header.next_offset();
-                    segment.size += bytes.len() as u64 + frame::HEADER_LEN as u64;
-                }
-                Ok(None) => break,
-                // Damage after a clean shutdown means the index or the file
-                // is not what we wrote: don't trust either, scan it all.
-                Err(ReadError::Damaged(_)) => return Ok(None),
-                Err(ReadError::Io(e)) => return Err(LogError::io(&path, e)),
-            }
-        }
-        if segment.size != len {
-            return Ok(None);
-        }
-        segment.bytes_since_index = len - start;
-        let Ok(time_bytes) = fs::read(Segment::path(dir, base_offset, "timeindex")) else {
-            return Ok(None);
-        };
-        let Ok(time_index) = TimeIndex::from_bytes(&time_bytes, segment.next_offset - base_offset)
-        else {
-            return Ok(None);
-        };
-        segment.max_timestamp = time_index
-            .last()
-            .map(|(ts, relative)| (ts, base_offset + u64::from(relative)));
-        if len > 0 {
-            let first = segment.read_header_at(0)?;
-            segment.first_timestamp = Some(first.max_timestamp);
-        }
-        segment.index = index;
-        segment.time_index = time_index;
-        Ok(Some(segment))
+        todo!("exercise `load`: Read the `.index` file and check it (`OffsetIndex::from_bytes`); from its last entry, read batches to the end of the `.log` file to find the segment's end and next offset; then read and check the `.timeindex` file. Any missing file, failed check, damage or size mismatch returns `Ok(None)`: don't trust, scan.")
     }
 
     /// Records a batch that is now at `position` in the file: advances the
     /// segment's end and adds index entries when an interval has passed.
     fn track(&mut self, position: u64, header: &BatchHeader, batch_len: u64) {
-        let relative = (header.base_offset - self.base_offset) as u32;
-        if self
-            .max_timestamp
-            .is_none_or(|(ts, _)| header.max_timestamp > ts)
-        {
-            self.max_timestamp = Some((header.max_timestamp, header.base_offset));
-        }
-        self.first_timestamp.get_or_insert(header.max_timestamp);
-        self.maybe_add_index_entries(relative, position);
-        let frame_len = batch_len + frame::HEADER_LEN as u64;
-        self.size += frame_len;
-        self.bytes_since_index += frame_len;
-        self.next_offset = header.next_offset();
+        todo!("exercise `track`: Keep the segment's state up to date for a batch now at `position`: the largest timestamp (and the batch that first had it), the first batch's timestamp, index entries (`maybe_add_index_entries`), the file size and bytes since the last index entry (both grow by the whole frame), and the next offset.")
     }
 
     /// Adds index entries for the batch at `position` if more than an index
@@ -284,29 +219,7 @@ impl Segment {
     /// larger than `max_bytes`, so a reader always makes progress (as Kafka
     /// does since KIP-74).
     pub fn read(&self, offset: u64, max_bytes: u64) -> Result<Vec<StoredBatch>> {
-        let start = self.index.lookup((offset - self.base_offset) as u32);
-        let mut reader = FrameReader::new(&self.file, u64::from(start), self.size);
-        let mut batches = Vec::new();
-        let mut read = 0;
-        while read < max_bytes || batches.is_empty() {
-            match reader.next_frame() {
-                Ok(Some((_, bytes))) => {
-                    let header = BatchHeader::parse(&bytes)
-                        .map_err(|e| self.corrupt(reader.position, e.to_string()))?;
-                    // The index points at or before the batch we want.
-                    if header.last_offset() >= offset {
-                        read += bytes.len() as u64;
-                        batches.push(StoredBatch { header, bytes });
-                    }
-                }
-                Ok(None) => break,
-                Err(ReadError::Damaged(_)) => {
-                    return Err(self.corrupt(reader.position, "a batch fails its checksum".into()));
-                }
-                Err(ReadError::Io(e)) => return Err(self.io(e)),
-            }
-        }
-        Ok(batches)
+        todo!("exercise `read`: Ask the offset index where to start (`lookup` takes the offset relative to the segment's base), then read frames from there to the segment's end with `FrameReader::next_frame`, skipping batches that end before `offset`, until `max_bytes` are read (but always at least one batch).")
     }
 
     /// The offset of the first record at or after `timestamp`, if the
@@ -345,34 +258,7 @@ impl Segment {
         if offset >= self.next_offset {
             return Ok(self.next_offset);
         }
-        let start = self.index.lookup((offset - self.base_offset) as u32);
-        let mut reader = FrameReader::new(&self.file, u64::from(start), self.size);
-        let (position, new_next) = loop {
-            match reader.next_frame() {
-                Ok(Some((position, bytes))) => {
-                    let header = BatchHeader::parse(&bytes)
-                        .map_err(|e| self.corrupt(position, e.to_string()))?;
-                    if header.last_offset() >= offset {
-                        break (position, header.base_offset);
-                    }
-                }
-                Ok(None) | Err(ReadError::Damaged(_)) => {
-                    return Err(self.corrupt(
-                        reader.position,
-                        format!("no valid batch holds offset {offset}"),
-                    ));
-                }
-                Err(ReadError::Io(e)) => return Err(self.io(e)),
-            }
-        };
-        self.file.set_len(position).map_err(|e| self.io(e))?;
-        // Rebuild the in-memory state from what is left: dropping index
-        // entries is not enough, since the maximum timestamp may have been
-        // in the part cut off.
-        let (rebuilt, _) = Segment::recover(&self.dir, self.base_offset, self.index_interval)?;
-        debug_assert_eq!(rebuilt.next_offset, new_next);
-        *self = rebuilt;
-        Ok(self.next_offset)
+        todo!("exercise `truncate`: Find the batch that holds `offset` (start from the offset index, scan frames forward), cut the file at that batch's start (`set_len`), and rebuild the segment's state from what is left with `Segment::recover`.")
     }
 
     /// Adds the final time index entry (the segment's maximum timestamp),
