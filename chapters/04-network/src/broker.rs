@@ -302,15 +302,19 @@ impl Broker {
     /// appends (or `max_wait_ms`) and reads again: long polling. A shutdown
     /// ends the wait: the fetch is answered with what there is.
     async fn fetch(&self, request: FetchRequest) -> FetchResponse {
-        // exercise-hole: fetch | Loop: register for a wake-up first (`self.appended.notified()`, pinned and `enable()`d, so an append between the read and the wait is not missed), then `self.read_fetch(&request)`. Return it if it has at least `min_bytes` of batches, if any partition has an error, if the deadline (now + max_wait_ms, computed once) has passed, or or if a shutdown has begun (take a receiver once with `self.stopping.subscribe()`; `*stopping.borrow()` tells); otherwise wait for the notification, the deadline or the shutdown (`stopping.wait_for(|s| *s)`), whichever comes first.
-        // exercise-hint: Long polling: answer at once if there is enough data or an error; otherwise sleep until an append, the deadline or a shutdown. `tokio::select!` over the notification, `tokio::time::sleep_until(deadline)` and the `stopping` watch waits for whichever comes first.
-        // exercise-hint: Register before reading: `let notified = self.appended.notified(); tokio::pin!(notified); notified.as_mut().enable();` then read. An append between your read and your wait then still wakes you; registering after the read could sleep through it until the deadline.
         let deadline = Instant::now() + Duration::from_millis(u64::from(request.max_wait_ms));
         let mut stopping = self.stopping.subscribe();
         loop {
+            // Register for the next append's wake-up *before* reading: an
+            // append between the read and the wait below then still wakes
+            // this fetch. (Registered after the read, it could sleep
+            // through that append until its deadline.)
             let notified = self.appended.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            // exercise-hole: fetch | Read (`self.read_fetch(&request)`) and return the response if it has at least `min_bytes` of batches, if any partition has an error, if a shutdown has begun (`*stopping.borrow()`), or if the deadline has passed; otherwise wait for whichever comes first: the append you registered for (`&mut notified`), the deadline, or the shutdown (`stopping.wait_for(|s| *s)`). The loop then reads again.
+            // exercise-hint: Long polling: answer at once if there is enough data, or an error (waiting would not fix it), or a shutdown (answer with what there is); otherwise sleep. `tokio::select!` over the three wake-ups sleeps until the first.
+            // exercise-hint: Count the bytes with `response.partitions.iter().flat_map(|p| &p.batches).map(|b| b.0.len()).sum::<usize>()`; the error test is `p.error != ErrorCode::None`; the deadline arm is `tokio::time::sleep_until(deadline)`.
             let response = self.read_fetch(&request);
             let bytes: usize = response
                 .partitions
@@ -335,8 +339,8 @@ impl Broker {
                 _ = tokio::time::sleep_until(deadline) => {}
                 _ = stopping.wait_for(|stopping| *stopping) => {}
             }
+            // exercise-end
         }
-        // exercise-end
     }
     // ANCHOR_END: fetch
 

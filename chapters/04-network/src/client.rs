@@ -65,9 +65,13 @@ impl Default for ClientConfig {
 /// most `max`, times a jitter factor in 0.8..1.2 (`random` is in 0..1).
 /// Kafka's `ExponentialBackoff` with its reconnect settings.
 pub fn reconnect_backoff(failures: u32, base: Duration, max: Duration, random: f64) -> Duration {
+    // exercise-hole: backoff | Double `base` once per failure after the first (`failures - 1` doublings, saturating), cap it at `max`, then scale it by a jitter factor from 0.8 to 1.2 picked by `random` (clamped to 0..1).
+    // exercise-hint: Exponential backoff: 1 failure waits `base`, 2 wait `2 * base`, 3 wait `4 * base`, and so on up to `max`. Jitter spreads clients out: without it, every client of a restarted broker would come back in the same millisecond.
+    // exercise-hint: `let doublings = failures.saturating_sub(1).min(31);` (a shift past 31 overflows), `base.saturating_mul(1 << doublings).min(max)`, then `.mul_f64(0.8 + 0.4 * random.clamp(0.0, 1.0))`.
     let doublings = failures.saturating_sub(1).min(31);
     let backoff = base.saturating_mul(1 << doublings).min(max);
     backoff.mul_f64(0.8 + 0.4 * random.clamp(0.0, 1.0))
+    // exercise-end
 }
 // ANCHOR_END: backoff
 
@@ -280,6 +284,9 @@ fn lose(waiters: &Mutex<Waiters>, why: Lost) {
 /// guess. (A response whose id no call waits for is dropped: it answers a
 /// call that timed out.)
 async fn read_responses(mut read_half: OwnedReadHalf, waiters: Arc<Mutex<Waiters>>) {
+    // exercise-hole: read_responses | Keep a read buffer (`BytesMut`). Loop: take the next whole frame off it (`protocol::take_frame` with `DEFAULT_MAX_FRAME`) and split it with `protocol::parse_response`; hand its body to the waiter registered under its correlation id (removed from `Waiters::Open`), or drop it if none waits; when it holds no whole frame, `read_buf` more into it. End of stream, a read error or a bad frame ends the loop with why (a `Lost`; for bad bytes, one of kind `InvalidData` that says `bad frame from the broker: {e}`), and then `lose(&waiters, why)` fails every waiting call.
+    // exercise-hint: `let why = loop { match protocol::take_frame(&mut buf, DEFAULT_MAX_FRAME) { ... } };` with three arms: `Ok(Some(frame))` answers a call, `Ok(None)` reads more (`Ok(0)` from `read_buf` is the broker hanging up), `Err(e)` is a bad frame. Every way out of the loop is a `break` with the reason.
+    // exercise-hint: Answering: `Ok((id, body)) = protocol::parse_response(frame.freeze())`, then under the lock `match &mut *waiters.lock().unwrap() { Waiters::Open(w) => w.remove(&id), Waiters::Lost(_) => None }`, and outside it `waiter.send(body)` (an error there means the call timed out: ignore it).
     let bad_frame = |e| {
         Lost::new(
             std::io::ErrorKind::InvalidData,
@@ -317,6 +324,7 @@ async fn read_responses(mut read_half: OwnedReadHalf, waiters: Arc<Mutex<Waiters
     };
     tracing::debug!(reason = %why.reason, "connection lost");
     lose(&waiters, why);
+    // exercise-end
 }
 // ANCHOR_END: read_responses
 
@@ -418,9 +426,14 @@ impl Client {
     ) -> Result<Resp, ClientError> {
         let connection = self.connection().await?;
         let (id, frame) = self.frame(api, request, large)?;
+        // Registered before the request is written: its response may be
+        // read before `write` returns.
         let response = connection
             .register(id)
             .map_err(|lost| lost.error(&self.addr))?;
+        // exercise-hole: call | Write the frame (`connection.write`; a failure is `lost.error(&self.addr)`), then wait for `response` under `self.config.request_timeout`: a body is the answer; a dropped sender means the connection is gone (`connection.lost()`); a timeout is `ClientError::Timeout`, after `connection.forget(id)`. Decode the body as `Result<Resp, ErrorResponse>` (`protocol::decode_body`): `Err` is the broker's `ClientError::Broker`.
+        // exercise-hint: The reader task (`read_responses`) does the matching: this call only waits on its own one-shot receiver. `tokio::time::timeout(timeout, response).await` gives three cases: `Ok(Ok(body))`, `Ok(Err(_))` (the reader dropped the sender: the connection broke) and `Err(_)` (timed out). A timeout does not close the connection: other calls on it may be fine.
+        // exercise-hint: After the wait: `match protocol::decode_body::<Result<Resp, ErrorResponse>>(&body) { Ok(Ok(r)) => Ok(r), Ok(Err(e)) => Err(ClientError::Broker { code: e.error, message: e.message }), Err(e) => Err(ClientError::Protocol(e)) }`.
         connection
             .write(&frame)
             .await
@@ -443,6 +456,7 @@ impl Client {
             }),
             Err(e) => Err(ClientError::Protocol(e)),
         }
+        // exercise-end
     }
     // ANCHOR_END: call
 

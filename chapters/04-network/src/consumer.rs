@@ -215,6 +215,9 @@ impl Consumer {
     /// positions, until `timeout` (which reconnecting may overrun by up to
     /// `reconnect.backoff.max.ms`). Kafka's `poll`, too, rides them out.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ClientError> {
+        // exercise-hole: poll | Loop until `timeout` (a deadline computed once): fetch a round (`self.fetch(deadline)`) and return its records if there are any; a connection error or a timed-out fetch (`ClientError::Io` or `ClientError::Timeout`) just means fetching again, any other error is returned; once the deadline has passed, return an empty vector.
+        // exercise-hint: The broker does the waiting (each fetch is long-polled until at most the deadline), so the loop is short: it only decides, after each round, whether to return or go round again. Positions move only when records are returned, so a failed round fetches again from the same place.
+        // exercise-hint: `match self.fetch(deadline).await { Ok(records) if !records.is_empty() => return Ok(records), Ok(_) => {}, Err(e @ (ClientError::Io { .. } | ClientError::Timeout(_))) => { /* log it */ }, Err(e) => return Err(e) }`, then `if Instant::now() >= deadline { return Ok(Vec::new()); }`.
         let deadline = Instant::now() + timeout;
         loop {
             match self.fetch(deadline).await {
@@ -229,6 +232,7 @@ impl Consumer {
                 return Ok(Vec::new());
             }
         }
+        // exercise-end
     }
 
     /// One round: positions found where unknown, then one fetch, waiting
@@ -264,6 +268,7 @@ impl Consumer {
     }
     // ANCHOR_END: poll
 
+    // ANCHOR: take_records
     /// Decodes a fetch's batches into records from each position on, and
     /// moves the positions past them. No call to the broker here: records
     /// taken are returned, whatever happens next.
@@ -271,6 +276,9 @@ impl Consumer {
         &mut self,
         response: FetchResponse,
     ) -> Result<Vec<ConsumerRecord>, ClientError> {
+        // exercise-hole: take_records | For each partition of the response: on `OffsetOutOfRange`, forget its position (`None`: reset at the next round) and skip it; on any other error, return it as `ClientError::Broker`; else decode each batch (`batch::decode`) and keep the records at or past the partition's position, moving the position past each one kept. Skip partitions no longer assigned.
+        // exercise-hint: A fetch returns whole batches, so the first one can start before the position: compare each record's offset with the position, not the batch's. Update `self.positions` once per partition, after its batches.
+        // exercise-hint: `let Some(Some(mut position)) = self.positions.get(&tp).copied() else { continue };` then for each `(offset, record)` of `batch::decode(&stored.0)`: `if offset >= position { records.push(ConsumerRecord { .. }); position = offset + 1; }`, and finally `self.positions.insert(tp, Some(position))`.
         let mut records = Vec::new();
         for p in response.partitions {
             let tp = TopicPartition::new(p.topic, p.partition);
@@ -312,5 +320,7 @@ impl Consumer {
             self.positions.insert(tp, Some(position));
         }
         Ok(records)
+        // exercise-end
     }
+    // ANCHOR_END: take_records
 }

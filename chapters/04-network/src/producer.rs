@@ -211,12 +211,16 @@ impl State {
     /// not be told apart in its answer, and the next batch of a partition
     /// waits for the next request, behind the one before it.
     fn drain(&mut self) -> Vec<Pending> {
+        // exercise-hole: drain | Take the front batch (the oldest) of each partition's queue in `self.ready`, and drop the queues left empty.
+        // exercise-hint: One batch per partition, never two: the broker's answer gives one base offset per partition. `BTreeMap::retain` visits every queue and keeps only those that return `true`.
+        // exercise-hint: `self.ready.retain(|_, queue| { batches.extend(queue.pop_front()); !queue.is_empty() });`
         let mut batches = Vec::new();
         self.ready.retain(|_, queue| {
             batches.extend(queue.pop_front());
             !queue.is_empty()
         });
         batches
+        // exercise-end
     }
     // ANCHOR_END: drain
 
@@ -315,6 +319,9 @@ impl Producer {
             record.timestamp = SystemClock.now_ms();
         }
         let partitions = self.partition_count(topic).await?;
+        // exercise-hole: enqueue | Take a permit of `self.shared.room` (and `forget` it: it comes back when the record is answered); then, under the state's lock: add the record to the accumulator (`state.accumulator.add` returns its partition and any batches it closed), push `delivery` on that partition's queue in `state.waiting` (grown to `partitions` queues), start the linger clock (`state.oldest`) if this is the only open record, and move closed batches to `ready` (`state.take_ready`). Wake the sender (`self.shared.wake.notify_one()`) if a batch closed or the clock started.
+        // exercise-hint: `send` does the batching itself, in the caller's task: chapter 3's accumulator decides the partition and closes a batch once it is full. The sender task only needs waking when it has something new to do: a full batch to send, or a linger clock to start (it sleeps until `oldest + linger`).
+        // exercise-hint: `let (partition, ready) = state.accumulator.add(topic, partitions, record);` then `waiting[partition as usize].push_back(delivery)`, `let first = state.oldest.is_none();` (set it to `Some(Instant::now())` if so), `let full = !ready.is_empty(); state.take_ready(ready);`, drop the lock, and `if full || first { notify_one() }`.
         // Back-pressure: a permit per record, returned once it is answered.
         self.shared
             .room
@@ -344,6 +351,7 @@ impl Producer {
             self.shared.wake.notify_one();
         }
         Ok(())
+        // exercise-end
     }
     // ANCHOR_END: send
 
@@ -395,6 +403,9 @@ struct Sender {
 impl Sender {
     // ANCHOR: sender
     async fn run(mut self, mut flushes: mpsc::Receiver<oneshot::Sender<()>>) {
+        // exercise-hole: sender | Loop: send what is ready (`self.send_ready()`), then wait for whichever comes first: a wake-up (`self.shared.wake.notified()`), the linger deadline of the oldest open record (`state.oldest` + `self.config.linger`; then close every open batch with `close_open_batches`), a flush request (`flushes.recv()`: `self.flush().await`, then answer it; `None` means the producer is closing: stop), or a request in flight finishing (`self.in_flight.join_next()`, which makes room for the next).
+        // exercise-hint: One `tokio::select!` in a loop. The linger arm only exists while a record is open: `sleep_until(linger_until), if linger_until.is_some()`. The `join_next` arm likewise only while requests are in flight (`if !self.in_flight.is_empty()`), or it would return `None` at once, forever.
+        // exercise-hint: Read `linger_until` under the lock before the `select!`: `state.oldest.map(|t| t + self.config.linger)`. The flush arm: `flush = flushes.recv() => { self.flush().await; match flush { Some(flushed) => { let _ = flushed.send(()); } None => break } }`.
         loop {
             self.send_ready();
             let linger_until = {
@@ -419,6 +430,7 @@ impl Sender {
                 Some(_) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {}
             }
         }
+        // exercise-end
     }
 
     /// Sends ready batches, one request after another, while fewer than
@@ -542,6 +554,9 @@ fn request_of(acks: i8, batches: &mut [Pending]) -> (ProduceRequest, Vec<(usize,
 /// failed, and nothing else: so with `max_in_flight` 1, nothing of its
 /// partition can overtake it.
 async fn produce(client: Arc<Client>, config: ProducerConfig, mut batches: Vec<Pending>) {
+    // exercise-hole: produce | Loop: build the request (`request_of`) and send it, its batches spliced (`client.call_spliced` with the batches' bytes as `large`; with acks 0, `client.send` and resolve every batch with `None`). Take each batch's bytes back from the request. Then per batch, by its partition's answer: resolve it with `base_offset` on success; keep it for a retry on a retriable code, or on a retriable client error, while `may_retry`; otherwise resolve it with the error. If any are kept, sleep `retry_backoff` and send those again, whole.
+    // exercise-hint: A request holds one batch per partition, so the answer's `(topic, partition)` entries map one to one onto batches: collect them in a map keyed by `TopicPartition` and look each batch up. `ErrorCode::is_retriable` and `ClientError::is_retriable` say what may pass; a broken connection or a timeout may or may not have stored the batch, and resending is the only way to be sure (at least once).
+    // exercise-hint: The loop keeps `attempt` and `batches`; each round ends with `if retry.is_empty() { return; } batches = retry; attempt += 1; tokio::time::sleep(config.retry_backoff).await;`. Resolve failures with `b.resolve(Err(e.duplicate()))` (a `ClientError` is not `Clone`) and successes with `b.resolve(Ok(Some(base)))`.
     let mut attempt = 0;
     loop {
         let (mut request, places) = request_of(config.acks, &mut batches);
@@ -622,6 +637,7 @@ async fn produce(client: Arc<Client>, config: ProducerConfig, mut batches: Vec<P
         attempt += 1;
         tokio::time::sleep(config.retry_backoff).await;
     }
+    // exercise-end
 }
 // ANCHOR_END: produce
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -228,40 +229,76 @@ impl<S: Service> Connection<S> {
     async fn serve(mut self, stream: TcpStream) {
         // Only latency is at stake: the connection works without it.
         let _ = stream.set_nodelay(true);
-        let (mut reader, mut writer) = stream.into_split();
-        let (queue, mut requests) = mpsc::channel::<Queued>(self.config.max_in_flight);
-        let peer = self.peer;
-        let service = self.service.clone();
-        let respond_task = tokio::spawn(async move {
-            while let Some(request) = requests.recv().await {
-                let response = service.handle(request.header, request.body).await;
-                if let Some(bytes) = response
-                    && let Err(e) = writer.write_all(&bytes).await
-                {
-                    debug!(%peer, error = %e, "write failed; closing the connection");
-                    return;
-                }
-            }
-        });
+        let (mut reader, writer) = stream.into_split();
+        let (queue, requests) = mpsc::channel::<Queued>(self.config.max_in_flight);
+        let responder = tokio::spawn(Self::respond(
+            self.service.clone(),
+            requests,
+            writer,
+            self.peer,
+        ));
+        self.read_requests(&mut reader, &queue).await;
+        // Requests already read are still answered: the responder drains
+        // the queue, then the socket closes. (Its result is only whether
+        // it ended by a panic in `handle`; the connection is over either
+        // way, and the panic has already been reported.)
+        drop(queue);
+        let _ = responder.await;
+        debug!(peer = %self.peer, "connection closed");
+    }
 
+    /// The responder: serves a connection's requests one at a time, in the
+    /// order they were read, and writes each response before it takes the
+    /// next, until the reader is done and the queue is empty, or a write
+    /// fails.
+    async fn respond(
+        service: Arc<S>,
+        mut requests: mpsc::Receiver<Queued>,
+        mut writer: OwnedWriteHalf,
+        peer: SocketAddr,
+    ) {
+        // exercise-hole: respond | Take each request off the queue (`requests.recv()`, `None` once the reader is done), await `service.handle(header, body)`, and write the response, if there is one, with `writer.write_all`; stop at the first write that fails. The request's permits go when it does, once its response is written.
+        // exercise-hint: `while let Some(request) = requests.recv().await { ... }`: awaiting each `handle` before the next `recv` is what keeps one connection's requests in order, and one at a time.
+        // exercise-hint: In the loop: `let response = service.handle(request.header, request.body).await;` then `if let Some(bytes) = response && let Err(e) = writer.write_all(&bytes).await { debug!(...); return; }`. `request._permits` stays alive to the end of the iteration.
+        while let Some(request) = requests.recv().await {
+            let response = service.handle(request.header, request.body).await;
+            if let Some(bytes) = response
+                && let Err(e) = writer.write_all(&bytes).await
+            {
+                debug!(%peer, error = %e, "write failed; closing the connection");
+                return;
+            }
+        }
+        // exercise-end
+    }
+
+    /// The reader: queues each whole request it reads, once the bytes it
+    /// holds fit in the connection's budget and the server's, until the
+    /// peer hangs up, sends bad bytes, stays idle too long, or a shutdown
+    /// begins.
+    async fn read_requests(&mut self, reader: &mut OwnedReadHalf, queue: &mpsc::Sender<Queued>) {
+        // exercise-hole: read_requests | Make a read buffer (`BytesMut`) and this connection's byte budget (a `Semaphore` of `max_connection_bytes` permits). Loop: first queue every whole frame already in the buffer (`protocol::take_frame`, then `protocol::parse_request`; a bad frame or header ends the connection), each after taking permits for its bytes from the connection's budget and the server's, `self.total` (`acquire`); then read more (`reader.read_buf`), under `self.config.idle_timeout`, and return on end of stream, a read error, the idle timeout, or `self.stop.changed()`.
+        // exercise-hint: Two nested loops: the inner one takes frames off the buffer until `take_frame` says `Ok(None)` (read more); the outer one reads into the buffer with `tokio::select!` between the read (wrapped in `tokio::time::timeout`) and the shutdown signal. Back-pressure is simply not reading: await both permits *before* the next read, and the socket fills up behind you.
+        // exercise-hint: Per frame: `let len = body.len() + protocol::REQUEST_HEADER_LEN;` then `let permits = (acquire(&connection_bytes, len, self.config.max_connection_bytes).await, acquire(&self.total, len, self.config.max_total_bytes).await);` and `queue.send(Queued { header, body, _permits: permits }).await` (an error means the responder is gone). A read of `Ok(Ok(0))` is the peer hanging up.
+        let peer = self.peer;
         let connection_bytes = Arc::new(Semaphore::new(self.config.max_connection_bytes));
         let mut buf = BytesMut::with_capacity(64 * 1024);
-        'read: loop {
-            // Serve every whole frame already buffered.
+        loop {
+            // Queue every whole frame already buffered.
             loop {
                 let frame = match protocol::take_frame(&mut buf, self.config.max_frame) {
                     Ok(Some(frame)) => frame,
                     Ok(None) => break,
                     Err(e) => {
                         warn!(%peer, error = %e, "bad frame; closing the connection");
-                        break 'read;
+                        return;
                     }
                 };
                 let (header, body) = match protocol::parse_request(frame) {
                     Ok(parsed) => parsed,
                     Err(e) => {
                         warn!(%peer, error = %e, "bad request header; closing the connection");
-                        break 'read;
+                        return;
                     }
                 };
                 // Back-pressure: wait for room before taking on more. While
@@ -277,38 +314,32 @@ impl<S: Service> Connection<S> {
                     _permits: permits,
                 };
                 if queue.send(request).await.is_err() {
-                    break 'read; // the responder is gone: the peer went away
+                    return; // the responder is gone: the peer went away
                 }
             }
             let read = tokio::select! {
                 read = tokio::time::timeout(self.config.idle_timeout, reader.read_buf(&mut buf)) => read,
-                _ = self.stop.changed() => break 'read,
+                _ = self.stop.changed() => return,
             };
             match read {
                 Ok(Ok(0)) => {
                     if !buf.is_empty() {
                         warn!(%peer, bytes = buf.len(), "connection closed in the middle of a frame");
                     }
-                    break;
+                    return;
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
                     debug!(%peer, error = %e, "read failed; closing the connection");
-                    break;
+                    return;
                 }
                 Err(_) => {
                     info!(%peer, "idle for too long; closing the connection");
-                    break;
+                    return;
                 }
             }
         }
-        // Requests already read are still answered: the responder drains
-        // the queue, then the socket closes. (Its result is only whether
-        // it ended by a panic in `handle`; the connection is over either
-        // way, and the panic has already been reported.)
-        drop(queue);
-        let _ = respond_task.await;
-        debug!(%peer, "connection closed");
+        // exercise-end
     }
     // ANCHOR_END: connection
 }

@@ -1,9 +1,10 @@
 //! The clients under failure: each delivery reports its own record's
-//! offset; a retried batch is resent whole; a broker restart under a
-//! running producer and consumer loses nothing acknowledged; a bad frame
-//! from the broker fails the waiting calls at once, and the next call
-//! connects again. Faults come from a proxy between client and broker
-//! (`common::proxy`), or from a fake broker.
+//! offset; a retried batch is resent whole, after the retry backoff; a
+//! broker restart under a running producer and consumer loses nothing
+//! acknowledged; a bad frame from the broker fails the waiting calls at
+//! once, and the next call connects again; a call with no answer times out
+//! and leaves the connection usable. Faults come from a proxy between
+//! client and broker (`common::proxy`), or from a fake broker.
 
 mod common;
 
@@ -134,6 +135,37 @@ async fn a_batch_that_failed_with_a_retriable_error_is_resent_whole() {
     let values: Vec<u64> = records.iter().map(value).collect();
     assert_eq!(values, (0..500).collect::<Vec<u64>>());
     assert_eq!(offsets, (0..500).collect::<Vec<u64>>());
+}
+
+#[tokio::test]
+async fn a_retried_batch_waits_retry_backoff_first() {
+    let broker = TestBroker::start().await;
+    let admin = Admin::connect(&broker.addr, DEADLINE).await.unwrap();
+    admin.create_topic("t", 1, vec![]).await.unwrap();
+    let proxy = Proxy::start(&broker.addr).await;
+    proxy.on_next(ApiKey::Produce, Action::Fail(ErrorCode::RequestTimedOut));
+    let backoff = Duration::from_millis(500);
+    let producer = Producer::connect(
+        &proxy.addr,
+        ProducerConfig {
+            linger: Duration::ZERO,
+            retry_backoff: backoff,
+            ..ProducerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let start = Instant::now();
+    let delivery = producer.send("t", Record::new("once")).await.unwrap();
+    let metadata = tokio::time::timeout(DEADLINE, delivery)
+        .await
+        .expect("delivered in time")
+        .unwrap();
+    // Sent twice, the second time after the backoff.
+    assert_eq!(metadata.offset, Some(0));
+    assert_eq!(proxy.requests(ApiKey::Produce), 2);
+    assert!(start.elapsed() >= backoff, "{:?}", start.elapsed());
+    producer.close().await.unwrap();
 }
 
 #[tokio::test]
@@ -460,4 +492,50 @@ async fn a_bad_frame_fails_the_waiting_calls_at_once_and_the_next_call_connects_
             .expect("the fake broker finished")
             .unwrap();
     }
+}
+
+#[tokio::test]
+async fn a_call_without_an_answer_times_out_and_the_connection_serves_the_next() {
+    // A fake broker that accepts one connection, never answers its first
+    // request, and answers its second.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        read_requests(&mut stream, 1).await;
+        let id = read_requests(&mut stream, 1).await;
+        let answer = MetadataResponse {
+            brokers: vec![],
+            topics: vec![],
+        };
+        stream
+            .write_all(&protocol::ok_response(id, &answer))
+            .await
+            .unwrap();
+        // Keep it open: the client ends it.
+        let _ = stream.read(&mut [0; 1]).await;
+    });
+    let client = Client::connect(&addr, Duration::from_millis(300))
+        .await
+        .unwrap();
+    let request = MetadataRequest { topics: None };
+    let call = client.call::<_, MetadataResponse>(ApiKey::Metadata, &request);
+    let error = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("the call gave up by itself")
+        .unwrap_err();
+    assert!(matches!(error, ClientError::Timeout(300)), "{error}");
+    // A timeout is not a broken connection: the same one (the fake broker
+    // accepts no other) answers the next call.
+    let call = client.call::<_, MetadataResponse>(ApiKey::Metadata, &request);
+    let answer = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("answered in time")
+        .unwrap();
+    assert!(answer.topics.is_empty());
+    drop(client);
+    tokio::time::timeout(DEADLINE, server)
+        .await
+        .expect("the fake broker finished")
+        .unwrap();
 }

@@ -1,6 +1,7 @@
 //! The server shell on its own, with services of these tests' making: the
 //! lifecycle it drives (background work, a shutdown begun, a drain, a
-//! close), and periodic work kept out of the accept loop.
+//! close), periodic work kept out of the accept loop, one connection's
+//! requests served in order, and back-pressure from the byte budgets.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, mpsc};
@@ -9,6 +10,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use ch04_network::protocol::{self, ApiKey, MetadataRequest, MetadataResponse, RequestHeader};
 use ch04_network::{Client, Server, ServerConfig, Service};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
@@ -299,4 +302,120 @@ async fn different_connections_are_served_at_the_same_time() {
     // too: served one after the other, they would never meet.
     let (a, b) = tokio::join!(ask(&addr), ask(&addr));
     assert!(a.topics.is_empty() && b.topics.is_empty());
+}
+
+/// Tells the test which request it starts serving, and holds request 1
+/// until the test lets it go.
+struct Gate {
+    started: tokio::sync::mpsc::UnboundedSender<u32>,
+    release: watch::Receiver<bool>,
+}
+
+impl Service for Gate {
+    type Error = Infallible;
+
+    async fn handle(&self, header: RequestHeader, _body: BytesMut) -> Option<BytesMut> {
+        // The test may have stopped listening.
+        let _ = self.started.send(header.correlation_id);
+        if header.correlation_id == 1 {
+            let mut release = self.release.clone();
+            // An error means the test is over: nothing left to hold for.
+            let _ = release.wait_for(|release| *release).await;
+        }
+        answer(header)
+    }
+
+    async fn background(self: Arc<Self>) {}
+
+    fn begin_shutdown(&self) {}
+
+    fn shutdown(self: Arc<Self>) -> Result<(), Infallible> {
+        Ok(())
+    }
+}
+
+/// A running server of a [`Gate`]: its address, the ids of the requests
+/// it starts serving, and the switch that lets request 1 go.
+async fn serve_gated(
+    config: ServerConfig,
+) -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<u32>,
+    watch::Sender<bool>,
+) {
+    let (started, starts) = tokio::sync::mpsc::unbounded_channel();
+    let (release, released) = watch::channel(false);
+    let server = Server::bind_with("127.0.0.1:0".parse().unwrap(), config, move |_| Gate {
+        started,
+        release: released,
+    })
+    .await
+    .unwrap();
+    let addr = server.local_addr().to_string();
+    tokio::spawn(server.run(std::future::pending()));
+    (addr, starts, release)
+}
+
+/// A request frame with correlation id `id` whose header and body are
+/// `len` bytes: what the server counts against its budgets.
+fn request_of_len(id: u32, len: usize) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(4 + len);
+    frame.extend_from_slice(&(len as u32).to_be_bytes());
+    frame.extend_from_slice(&u16::from(ApiKey::Metadata).to_be_bytes());
+    frame.extend_from_slice(&0u16.to_be_bytes());
+    frame.extend_from_slice(&id.to_be_bytes());
+    frame.resize(4 + len, 0);
+    frame
+}
+
+/// The id of the next request the server starts serving.
+async fn next_started(starts: &mut tokio::sync::mpsc::UnboundedReceiver<u32>) -> u32 {
+    tokio::time::timeout(TIMEOUT, starts.recv())
+        .await
+        .expect("a request was served in time")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_request_waits_for_room_in_the_servers_byte_budget() {
+    let (addr, mut starts, release) = serve_gated(ServerConfig {
+        max_total_bytes: 1000,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut a = TcpStream::connect(&addr).await.unwrap();
+    a.write_all(&request_of_len(1, 1000)).await.unwrap();
+    assert_eq!(next_started(&mut starts).await, 1);
+    // Request 1 holds the server's whole budget until it is answered, so
+    // request 2, on a connection of its own, waits for room.
+    let mut b = TcpStream::connect(&addr).await.unwrap();
+    b.write_all(&request_of_len(2, 100)).await.unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(500), starts.recv()).await;
+    assert!(early.is_err(), "served with no room left: {early:?}");
+    release.send_replace(true);
+    assert_eq!(next_started(&mut starts).await, 2);
+}
+
+#[tokio::test]
+async fn a_connection_over_its_byte_budget_is_not_read_further() {
+    // Each connection may hold 1000 bytes of requests, the server 2000.
+    let (addr, mut starts, _release) = serve_gated(ServerConfig {
+        max_connection_bytes: 1000,
+        max_total_bytes: 2000,
+        ..ServerConfig::default()
+    })
+    .await;
+    // Connection A pipelines two requests; the first is held.
+    let mut a = TcpStream::connect(&addr).await.unwrap();
+    let mut two = request_of_len(1, 1000);
+    two.extend(request_of_len(2, 1000));
+    a.write_all(&two).await.unwrap();
+    assert_eq!(next_started(&mut starts).await, 1);
+    // Time for A's reader to take request 2 too, if it would. It must
+    // not: A's budget is spent, so request 2 stays unread, and leaves the
+    // rest of the server's budget to connection B.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut b = TcpStream::connect(&addr).await.unwrap();
+    b.write_all(&request_of_len(3, 1000)).await.unwrap();
+    assert_eq!(next_started(&mut starts).await, 3);
 }

@@ -252,7 +252,18 @@ impl Broker {
     /// appends (or `max_wait_ms`) and reads again: long polling. A shutdown
     /// ends the wait: the fetch is answered with what there is.
     async fn fetch(&self, request: FetchRequest) -> FetchResponse {
-        todo!("exercise `fetch`: Loop: register for a wake-up first (`self.appended.notified()`, pinned and `enable()`d, so an append between the read and the wait is not missed), then `self.read_fetch(&request)`. Return it if it has at least `min_bytes` of batches, if any partition has an error, if the deadline (now + max_wait_ms, computed once) has passed, or or if a shutdown has begun (take a receiver once with `self.stopping.subscribe()`; `*stopping.borrow()` tells); otherwise wait for the notification, the deadline or the shutdown (`stopping.wait_for(|s| *s)`), whichever comes first.")
+        let deadline = Instant::now() + Duration::from_millis(u64::from(request.max_wait_ms));
+        let mut stopping = self.stopping.subscribe();
+        loop {
+            // Register for the next append's wake-up *before* reading: an
+            // append between the read and the wait below then still wakes
+            // this fetch. (Registered after the read, it could sleep
+            // through that append until its deadline.)
+            let notified = self.appended.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            todo!("exercise `fetch`: Read (`self.read_fetch(&request)`) and return the response if it has at least `min_bytes` of batches, if any partition has an error, if a shutdown has begun (`*stopping.borrow()`), or if the deadline has passed; otherwise wait for whichever comes first: the append you registered for (`&mut notified`), the deadline, or the shutdown (`stopping.wait_for(|s| *s)`). The loop then reads again.")
+        }
     }
 
     /// One pass over the partitions of a fetch, without waiting.

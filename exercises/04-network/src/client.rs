@@ -64,9 +64,7 @@ impl Default for ClientConfig {
 /// most `max`, times a jitter factor in 0.8..1.2 (`random` is in 0..1).
 /// Kafka's `ExponentialBackoff` with its reconnect settings.
 pub fn reconnect_backoff(failures: u32, base: Duration, max: Duration, random: f64) -> Duration {
-    let doublings = failures.saturating_sub(1).min(31);
-    let backoff = base.saturating_mul(1 << doublings).min(max);
-    backoff.mul_f64(0.8 + 0.4 * random.clamp(0.0, 1.0))
+    todo!("exercise `backoff`: Double `base` once per failure after the first (`failures - 1` doublings, saturating), cap it at `max`, then scale it by a jitter factor from 0.8 to 1.2 picked by `random` (clamped to 0..1).")
 }
 
 /// A connection to one broker, made again when it breaks.
@@ -277,43 +275,7 @@ fn lose(waiters: &Mutex<Waiters>, why: Lost) {
 /// guess. (A response whose id no call waits for is dropped: it answers a
 /// call that timed out.)
 async fn read_responses(mut read_half: OwnedReadHalf, waiters: Arc<Mutex<Waiters>>) {
-    let bad_frame = |e| {
-        Lost::new(
-            std::io::ErrorKind::InvalidData,
-            format!("bad frame from the broker: {e}"),
-        )
-    };
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    let why = loop {
-        match protocol::take_frame(&mut buf, DEFAULT_MAX_FRAME) {
-            Ok(Some(frame)) => match protocol::parse_response(frame.freeze()) {
-                Ok((id, body)) => {
-                    let waiter = match &mut *waiters.lock().unwrap() {
-                        Waiters::Open(waiters) => waiters.remove(&id),
-                        Waiters::Lost(_) => None,
-                    };
-                    if let Some(waiter) = waiter {
-                        // The call gave up (timed out) meanwhile.
-                        let _ = waiter.send(body);
-                    }
-                }
-                Err(e) => break bad_frame(e),
-            },
-            Ok(None) => match read_half.read_buf(&mut buf).await {
-                Ok(0) => {
-                    break Lost::new(
-                        std::io::ErrorKind::ConnectionAborted,
-                        "the broker closed the connection",
-                    );
-                }
-                Ok(_) => {}
-                Err(e) => break Lost::new(e.kind(), e.to_string()),
-            },
-            Err(e) => break bad_frame(e),
-        }
-    };
-    tracing::debug!(reason = %why.reason, "connection lost");
-    lose(&waiters, why);
+    todo!("exercise `read_responses`: Keep a read buffer (`BytesMut`). Loop: take the next whole frame off it (`protocol::take_frame` with `DEFAULT_MAX_FRAME`) and split it with `protocol::parse_response`; hand its body to the waiter registered under its correlation id (removed from `Waiters::Open`), or drop it if none waits; when it holds no whole frame, `read_buf` more into it. End of stream, a read error or a bad frame ends the loop with why (a `Lost`; for bad bytes, one of kind `InvalidData` that says `bad frame from the broker: {{e}}`), and then `lose(&waiters, why)` fails every waiting call.")
 }
 
 impl Client {
@@ -411,31 +373,12 @@ impl Client {
     ) -> Result<Resp, ClientError> {
         let connection = self.connection().await?;
         let (id, frame) = self.frame(api, request, large)?;
+        // Registered before the request is written: its response may be
+        // read before `write` returns.
         let response = connection
             .register(id)
             .map_err(|lost| lost.error(&self.addr))?;
-        connection
-            .write(&frame)
-            .await
-            .map_err(|lost| lost.error(&self.addr))?;
-        let timeout = self.config.request_timeout;
-        let body = match tokio::time::timeout(timeout, response).await {
-            Ok(Ok(body)) => body,
-            // The reader dropped the sender: the connection is gone.
-            Ok(Err(_)) => return Err(connection.lost().error(&self.addr)),
-            Err(_) => {
-                connection.forget(id);
-                return Err(ClientError::Timeout(timeout.as_millis() as u64));
-            }
-        };
-        match protocol::decode_body::<Result<Resp, ErrorResponse>>(&body) {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => Err(ClientError::Broker {
-                code: e.error,
-                message: e.message,
-            }),
-            Err(e) => Err(ClientError::Protocol(e)),
-        }
+        todo!("exercise `call`: Write the frame (`connection.write`; a failure is `lost.error(&self.addr)`), then wait for `response` under `self.config.request_timeout`: a body is the answer; a dropped sender means the connection is gone (`connection.lost()`); a timeout is `ClientError::Timeout`, after `connection.forget(id)`. Decode the body as `Result<Resp, ErrorResponse>` (`protocol::decode_body`): `Err` is the broker's `ClientError::Broker`.")
     }
 
     /// One topic's metadata (its partitions and their leaders), or the

@@ -214,20 +214,7 @@ impl Consumer {
     /// positions, until `timeout` (which reconnecting may overrun by up to
     /// `reconnect.backoff.max.ms`). Kafka's `poll`, too, rides them out.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ClientError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.fetch(deadline).await {
-                Ok(records) if !records.is_empty() => return Ok(records),
-                Ok(_) => {}
-                Err(e @ (ClientError::Io { .. } | ClientError::Timeout(_))) => {
-                    tracing::debug!(error = %e, "fetch failed; fetching again");
-                }
-                Err(e) => return Err(e),
-            }
-            if Instant::now() >= deadline {
-                return Ok(Vec::new());
-            }
-        }
+        todo!("exercise `poll`: Loop until `timeout` (a deadline computed once): fetch a round (`self.fetch(deadline)`) and return its records if there are any; a connection error or a timed-out fetch (`ClientError::Io` or `ClientError::Timeout`) just means fetching again, any other error is returned; once the deadline has passed, return an empty vector.")
     }
 
     /// One round: positions found where unknown, then one fetch, waiting
@@ -269,46 +256,6 @@ impl Consumer {
         &mut self,
         response: FetchResponse,
     ) -> Result<Vec<ConsumerRecord>, ClientError> {
-        let mut records = Vec::new();
-        for p in response.partitions {
-            let tp = TopicPartition::new(p.topic, p.partition);
-            match p.error {
-                ErrorCode::None => {}
-                // Reset per `auto.offset.reset` at the next round.
-                ErrorCode::OffsetOutOfRange => {
-                    if let Some(position) = self.positions.get_mut(&tp) {
-                        *position = None;
-                    }
-                    continue;
-                }
-                code => {
-                    return Err(ClientError::Broker {
-                        code,
-                        message: format!("fetching {tp}"),
-                    });
-                }
-            }
-            let Some(Some(mut position)) = self.positions.get(&tp).copied() else {
-                continue; // unassigned meanwhile
-            };
-            for stored in p.batches {
-                let (_, batch_records) =
-                    batch::decode(&stored.0).map_err(|e| ClientError::Protocol(e.to_string()))?;
-                for (offset, record) in batch_records {
-                    // A fetch returns whole batches: skip what was read.
-                    if offset >= position {
-                        records.push(ConsumerRecord {
-                            topic: tp.topic.clone(),
-                            partition: tp.partition,
-                            offset,
-                            record,
-                        });
-                        position = offset + 1;
-                    }
-                }
-            }
-            self.positions.insert(tp, Some(position));
-        }
-        Ok(records)
+        todo!("exercise `take_records`: For each partition of the response: on `OffsetOutOfRange`, forget its position (`None`: reset at the next round) and skip it; on any other error, return it as `ClientError::Broker`; else decode each batch (`batch::decode`) and keep the records at or past the partition's position, moving the position past each one kept. Skip partitions no longer assigned.")
     }
 }

@@ -208,12 +208,7 @@ impl State {
     /// not be told apart in its answer, and the next batch of a partition
     /// waits for the next request, behind the one before it.
     fn drain(&mut self) -> Vec<Pending> {
-        let mut batches = Vec::new();
-        self.ready.retain(|_, queue| {
-            batches.extend(queue.pop_front());
-            !queue.is_empty()
-        });
-        batches
+        todo!("exercise `drain`: Take the front batch (the oldest) of each partition's queue in `self.ready`, and drop the queues left empty.")
     }
 
     /// Whether a batch numbered below `seq` is still waiting to be sent.
@@ -310,35 +305,7 @@ impl Producer {
             record.timestamp = SystemClock.now_ms();
         }
         let partitions = self.partition_count(topic).await?;
-        // Back-pressure: a permit per record, returned once it is answered.
-        self.shared
-            .room
-            .acquire()
-            .await
-            .map_err(|_| ClientError::Closed)?
-            .forget();
-        let mut state = self.shared.state.lock().unwrap();
-        let (partition, ready) = state.accumulator.add(topic, partitions, record);
-        let waiting = match state.waiting.get_mut(topic) {
-            Some(waiting) => waiting,
-            None => state.waiting.entry(topic.to_string()).or_default(),
-        };
-        if waiting.len() < partitions as usize {
-            waiting.resize_with(partitions as usize, VecDeque::new);
-        }
-        waiting[partition as usize].push_back(delivery);
-        let first = state.oldest.is_none();
-        if first {
-            state.oldest = Some(Instant::now());
-        }
-        let full = !ready.is_empty();
-        state.take_ready(ready);
-        drop(state);
-        // Wake the sender for a full batch, or to start the linger clock.
-        if full || first {
-            self.shared.wake.notify_one();
-        }
-        Ok(())
+        todo!("exercise `enqueue`: Take a permit of `self.shared.room` (and `forget` it: it comes back when the record is answered); then, under the state's lock: add the record to the accumulator (`state.accumulator.add` returns its partition and any batches it closed), push `delivery` on that partition's queue in `state.waiting` (grown to `partitions` queues), start the linger clock (`state.oldest`) if this is the only open record, and move closed batches to `ready` (`state.take_ready`). Wake the sender (`self.shared.wake.notify_one()`) if a batch closed or the clock started.")
     }
 
     /// The topic's partition count, asking the broker the first time.
@@ -388,30 +355,7 @@ struct Sender {
 
 impl Sender {
     async fn run(mut self, mut flushes: mpsc::Receiver<oneshot::Sender<()>>) {
-        loop {
-            self.send_ready();
-            let linger_until = {
-                let state = self.shared.state.lock().unwrap();
-                state.oldest.map(|t| t + self.config.linger)
-            };
-            tokio::select! {
-                _ = self.shared.wake.notified() => {}
-                // Batches that lingered long enough go, full or not. (All
-                // open batches go together: simpler than a timer each.)
-                _ = sleep_until(linger_until), if linger_until.is_some() => {
-                    self.shared.state.lock().unwrap().close_open_batches();
-                }
-                flush = flushes.recv() => {
-                    self.flush().await;
-                    match flush {
-                        // The caller of `flush` may have stopped waiting.
-                        Some(flushed) => { let _ = flushed.send(()); }
-                        None => break,
-                    }
-                }
-                Some(_) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {}
-            }
-        }
+        todo!("exercise `sender`: Loop: send what is ready (`self.send_ready()`), then wait for whichever comes first: a wake-up (`self.shared.wake.notified()`), the linger deadline of the oldest open record (`state.oldest` + `self.config.linger`; then close every open batch with `close_open_batches`), a flush request (`flushes.recv()`: `self.flush().await`, then answer it; `None` means the producer is closing: stop), or a request in flight finishing (`self.in_flight.join_next()`, which makes room for the next).")
     }
 
     /// Sends ready batches, one request after another, while fewer than
@@ -533,86 +477,7 @@ fn request_of(acks: i8, batches: &mut [Pending]) -> (ProduceRequest, Vec<(usize,
 /// failed, and nothing else: so with `max_in_flight` 1, nothing of its
 /// partition can overtake it.
 async fn produce(client: Arc<Client>, config: ProducerConfig, mut batches: Vec<Pending>) {
-    let mut attempt = 0;
-    loop {
-        let (mut request, places) = request_of(config.acks, &mut batches);
-        // The batches go out from where they are, not copied into a frame.
-        let large: Vec<&[u8]> = request
-            .topics
-            .iter()
-            .flat_map(|t| &t.partitions)
-            .map(|p| p.batch.as_slice())
-            .collect();
-        if config.acks == 0 {
-            let sent = client.send(ApiKey::Produce, &request, &large).await;
-            for b in batches {
-                b.resolve(sent.as_ref().map(|()| None).map_err(|e| e.duplicate()));
-            }
-            return;
-        }
-        let answer = client
-            .call_spliced::<_, ProduceResponse>(ApiKey::Produce, &request, &large)
-            .await;
-        // Each batch takes its bytes back, in case it is retried.
-        for (b, &(t, p)) in batches.iter_mut().zip(&places) {
-            b.bytes = std::mem::take(&mut request.topics[t].partitions[p].batch);
-        }
-        let mut retry = Vec::new();
-        match answer {
-            Ok(response) => {
-                // One batch per partition: an answer per partition is an
-                // answer per batch.
-                let mut results: BTreeMap<TopicPartition, (ErrorCode, u64)> = BTreeMap::new();
-                for (topic, partitions) in response.topics {
-                    for p in partitions {
-                        let tp = TopicPartition::new(topic.clone(), p.partition);
-                        results.insert(tp, (p.error, p.base_offset));
-                    }
-                }
-                for b in batches {
-                    match results.remove(&b.tp) {
-                        Some((ErrorCode::None, base)) => b.resolve(Ok(Some(base))),
-                        Some((code, _)) if code.is_retriable() && b.may_retry(attempt, &config) => {
-                            retry.push(b)
-                        }
-                        Some((code, _)) => {
-                            let message = b.tp.to_string();
-                            b.resolve(Err(ClientError::Broker { code, message }));
-                        }
-                        None => {
-                            let message = format!("no answer for {}", b.tp);
-                            b.resolve(Err(ClientError::Protocol(message)));
-                        }
-                    }
-                }
-            }
-            // The connection broke (the client connects again on the next
-            // call) or the call timed out: the broker may or may not have
-            // stored the batches, and sending them again is the only way
-            // to be sure it has. At least once: maybe twice.
-            Err(e) if e.is_retriable() => {
-                tracing::debug!(error = %e, attempt, "produce failed; retrying");
-                for b in batches {
-                    if b.may_retry(attempt, &config) {
-                        retry.push(b);
-                    } else {
-                        b.resolve(Err(e.duplicate()));
-                    }
-                }
-            }
-            Err(e) => {
-                for b in batches {
-                    b.resolve(Err(e.duplicate()));
-                }
-            }
-        }
-        if retry.is_empty() {
-            return;
-        }
-        batches = retry;
-        attempt += 1;
-        tokio::time::sleep(config.retry_backoff).await;
-    }
+    todo!("exercise `produce`: Loop: build the request (`request_of`) and send it, its batches spliced (`client.call_spliced` with the batches' bytes as `large`; with acks 0, `client.send` and resolve every batch with `None`). Take each batch's bytes back from the request. Then per batch, by its partition's answer: resolve it with `base_offset` on success; keep it for a retry on a retriable code, or on a retriable client error, while `may_retry`; otherwise resolve it with the error. If any are kept, sleep `retry_backoff` and send those again, whole.")
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

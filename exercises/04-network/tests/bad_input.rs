@@ -260,8 +260,10 @@ async fn a_fetch_with_a_negative_offset_is_out_of_range() {
     let admin = Admin::connect(&broker.addr, TIMEOUT).await.unwrap();
     admin.create_topic("t", 1, vec![]).await.unwrap();
     let mut stream = TcpStream::connect(&broker.addr).await.unwrap();
+    // A long wait, which a fetch with an error does not wait out: waiting
+    // would not make the error go away.
     let fetch = FetchRequest {
-        max_wait_ms: 0,
+        max_wait_ms: 600_000,
         min_bytes: 1,
         max_bytes: 1024,
         partitions: vec![
@@ -283,7 +285,9 @@ async fn a_fetch_with_a_negative_offset_is_out_of_range() {
         .write_all(&request(ApiKey::Fetch as u16, 0, 3, &fetch))
         .await
         .unwrap();
-    let (_, body) = response::<FetchResponse>(&mut stream).await;
+    let (_, body) = tokio::time::timeout(TIMEOUT, response::<FetchResponse>(&mut stream))
+        .await
+        .expect("answered at once, not after max_wait_ms");
     let partitions = body.unwrap().partitions;
     assert_eq!(partitions[0].error, ErrorCode::OffsetOutOfRange);
     assert_eq!(partitions[1].error, ErrorCode::UnknownTopicOrPartition);
