@@ -255,6 +255,8 @@ impl TopicStore {
                 Ok(log) => logs.push(log),
                 Err(e) => {
                     discard(logs);
+                    // As in `discard`: the open's error matters more, and
+                    // an unlisted directory is removed at the next open.
                     let _ = fs::remove_dir_all(&path);
                     return Err(e);
                 }

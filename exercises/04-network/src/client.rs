@@ -293,6 +293,7 @@ async fn read_responses(mut read_half: OwnedReadHalf, waiters: Arc<Mutex<Waiters
                         Waiters::Lost(_) => None,
                     };
                     if let Some(waiter) = waiter {
+                        // The call gave up (timed out) meanwhile.
                         let _ = waiter.send(body);
                     }
                 }

@@ -47,6 +47,10 @@
 //! - **One broker, one connection per client**: a client reconnects to the
 //!   same address. Kafka's clients keep a connection per broker and look
 //!   the partition's new leader up in fresh metadata (chapter 8).
+//! - **Requests are read ahead.** Both serve one request per connection at
+//!   a time, in order; Kafka also stops reading the connection ("mutes"
+//!   it) until the response is sent, where this server reads up to
+//!   `max_in_flight` requests ahead into a bounded queue.
 //! - **One lock for the whole store**: reads share it, appends and topic
 //!   changes take it alone. Kafka locks per partition and runs a pool of
 //!   request handler threads (`num.io.threads`) behind network threads

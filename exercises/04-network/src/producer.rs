@@ -404,6 +404,7 @@ impl Sender {
                 flush = flushes.recv() => {
                     self.flush().await;
                     match flush {
+                        // The caller of `flush` may have stopped waiting.
                         Some(flushed) => { let _ = flushed.send(()); }
                         None => break,
                     }

@@ -174,9 +174,11 @@ impl<S: Service> Server<S> {
         drop(listener);
         // Held requests are answered now, not when they time out.
         service.begin_shutdown();
+        // Fails only when no connection is left to tell.
         let _ = stop_tx.send(true);
         let drained = tokio::time::timeout(config.drain_timeout, async {
             while connections.join_next().await.is_some() {}
+            // A panic in it was reported when it happened.
             let _ = (&mut background).await;
         })
         .await;
@@ -185,6 +187,7 @@ impl<S: Service> Server<S> {
             connections.abort_all();
             while connections.join_next().await.is_some() {}
             background.abort();
+            // Cancelled on purpose.
             let _ = background.await;
         }
         // Every task that held the service has ended.
@@ -218,6 +221,7 @@ impl<S: Service> Connection<S> {
     /// sent in order (two batches of one partition, say) happens in order.
     /// Different connections are served in parallel.
     async fn serve(mut self, stream: TcpStream) {
+        // Only latency is at stake: the connection works without it.
         let _ = stream.set_nodelay(true);
         let (mut reader, mut writer) = stream.into_split();
         let (queue, mut requests) = mpsc::channel::<Queued>(self.config.max_in_flight);

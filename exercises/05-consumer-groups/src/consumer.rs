@@ -131,7 +131,7 @@ struct Shared {
 
 impl Shared {
     fn member(&self) -> MutexGuard<'_, Member> {
-        self.member.lock().unwrap_or_else(|p| p.into_inner())
+        self.member.lock().unwrap()
     }
 
     fn now(&self) -> u64 {
@@ -219,7 +219,7 @@ impl GroupConsumer {
 
     /// Tells `listener` about partitions revoked and assigned.
     pub fn set_listener(&mut self, listener: impl RebalanceListener + 'static) {
-        *self.listener.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(listener));
+        *self.listener.get_mut().unwrap() = Some(Box::new(listener));
     }
 
     /// The partitions this member reads now.
@@ -281,7 +281,7 @@ impl GroupConsumer {
                 debug!(error = %e, "commit before revoking failed");
             }
         }
-        if let Some(listener) = self.listener.get_mut().unwrap_or_else(|p| p.into_inner()) {
+        if let Some(listener) = self.listener.get_mut().unwrap() {
             listener.on_partitions_revoked(revoked);
         }
         self.committed.retain(|tp, _| !revoked.contains(tp));
@@ -303,7 +303,7 @@ impl GroupConsumer {
     ) -> Result<(), ClientError> {
         self.consumer.assign(assigned);
         self.resume_from_committed(added).await?;
-        if let Some(listener) = self.listener.get_mut().unwrap_or_else(|p| p.into_inner()) {
+        if let Some(listener) = self.listener.get_mut().unwrap() {
             listener.on_partitions_assigned(added);
         }
         Ok(())
@@ -520,6 +520,8 @@ async fn send(client: &Client, request: Request) -> Response {
                 .map(|answer| answer.error),
         ),
         Request::Leave(r) => {
+            // Best effort: a member whose leave is lost is dropped by the
+            // coordinator when its session times out.
             let _ = client.call::<_, ErrorOnly>(GroupApi::LeaveGroup, &r).await;
             Response::Left
         }

@@ -41,10 +41,12 @@
 //!
 //! ## How this differs from real Kafka
 //!
-//! - **The classic protocol only.** Kafka 4.0 made KIP-848's protocol the
-//!   default: the broker computes assignments and members converge one
-//!   partition at a time through their heartbeats, with no group-wide
-//!   barrier. The book's chapter compares the two.
+//! - **The classic protocol only.** Kafka 4.0 made KIP-848's protocol
+//!   generally available and on by default in the broker (a consumer still
+//!   chooses it: `group.protocol` defaults to `classic`): the broker
+//!   computes assignments and members converge one partition at a time
+//!   through their heartbeats, with no group-wide barrier. The book's
+//!   chapter compares the two.
 //! - **Simpler sticky assignors.** Both eager rebalancing and cooperative
 //!   rebalancing (KIP-429, `cooperative-sticky`) are built, but `sticky`
 //!   and `cooperative-sticky` balance greedily: balanced when members
@@ -63,7 +65,10 @@
 //!   [`offsets`]); there is no `offsets.retention.minutes` expiry and no
 //!   DeleteGroups or OffsetDelete.
 //! - **One broker coordinates every group**; FindCoordinator answers with
-//!   itself. `offsets.topic.num.partitions` defaults to 10 (Kafka: 50).
+//!   itself. `offsets.topic.num.partitions` defaults to 10 (Kafka: 50), and
+//!   a group's partition of it is chosen with chapter 3's murmur2, where
+//!   Kafka takes `abs(groupId.hashCode) % offsets.topic.num.partitions`
+//!   (Java's `String.hashCode`).
 //!
 //! ## Example
 //!

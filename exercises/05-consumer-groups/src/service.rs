@@ -76,6 +76,7 @@ impl Groups {
     fn deliver(&mut self, replies: Replies) {
         for (to, reply) in replies {
             if let Some(waiting) = self.held.remove(&to) {
+                // The connection that held the request is gone.
                 let _ = waiting.send(reply);
             }
         }
@@ -91,7 +92,7 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, Groups> {
-        self.groups.lock().unwrap_or_else(|p| p.into_inner())
+        self.groups.lock().unwrap()
     }
 
     fn now(&self) -> u64 {
