@@ -113,10 +113,11 @@ pub(crate) fn materialize(dir: &Path, files: &Files) -> Result<(), String> {
 
 /// Fails when `exercises/` differs from what [`write`] would make, when a
 /// skeleton does not compile or its tests all pass, or when cutting one hole
-/// or rule alone makes no test fail.
-pub(crate) fn check(root: &Path, timeout: Duration) -> Result<(), String> {
+/// or rule alone makes no test fail. With `only`, the last three concern
+/// that chapter alone.
+pub(crate) fn check(root: &Path, timeout: Duration, only: Option<&str>) -> Result<(), String> {
     let dir = root.join("exercises");
-    let (files, catalogue) = generate(root)?;
+    let (files, mut catalogue) = generate(root)?;
     let mut problems = Vec::new();
     let present = on_disk(&dir)?;
     for (path, contents) in &files {
@@ -136,9 +137,19 @@ pub(crate) fn check(root: &Path, timeout: Duration) -> Result<(), String> {
         ));
     }
 
+    let packages: Vec<String> = match only {
+        Some(wanted) => {
+            let chapter = crate::find_chapter(root, wanted)?;
+            catalogue.retain(|e| e.chapter.dir_name == chapter.dir_name);
+            vec!["--package".into(), chapter.exercise_package()]
+        }
+        None => vec!["--workspace".into()],
+    };
     seed_lockfile(root, &dir, true)?;
     let manifest = dir.join("Cargo.toml");
-    let (ok, output) = run_captured(cargo(root, &manifest, &["test", "--workspace", "--no-run"]))?;
+    let mut build = vec!["test", "--no-run"];
+    build.extend(packages.iter().map(String::as_str));
+    let (ok, output) = run_captured(cargo(root, &manifest, &build))?;
     if !ok {
         return Err(format!("the exercise skeletons do not compile:\n{output}"));
     }
@@ -198,7 +209,7 @@ fn check_each_hole(root: &Path, catalogue: &[Exercise], timeout: Duration) -> Re
                 .flat_map(|tests| tests.iter())
                 .filter(|(_, outcome)| !runner::is_fine(outcome))
                 .map(|(name, outcome)| match outcome {
-                    Outcome::TimedOut => format!("{name} (timed out)"),
+                    Outcome::TimedOut(_) => format!("{name} (timed out)"),
                     _ => name.clone(),
                 })
                 .collect();
@@ -245,24 +256,41 @@ pub(crate) fn seed_lockfile(root: &Path, dir: &Path, overwrite: bool) -> Result<
 /// Writes a workspace under `dir` (in `target/`) holding one chapter crate
 /// made of `files`, depending on the solved chapters by absolute path, and
 /// returns its manifest. Used to grade a learner's copy and to cut one hole.
+///
+/// The crate sits in a folder named after `dir` (`grade/05-consumer-groups`
+/// in `target/xtask/grade/`). All these workspaces build into the root's
+/// `target/`, and cargo names a path package's build by its path *relative
+/// to its workspace*: were the crate at `05-consumer-groups` in each, as in
+/// `exercises/`, they would share one build and one record of its sources,
+/// and cargo would judge the grader's copy fresh by the mtimes of the
+/// files another workspace built from (dep-info records files under
+/// `target/` relative to it), and run test binaries built from other code.
 pub(crate) fn scratch_workspace(
     root: &Path,
     dir: &Path,
     chapter: &Chapter,
     files: Files,
 ) -> Result<PathBuf, String> {
+    let member = scratch_member(dir, chapter);
     let mut all: Files = files
         .into_iter()
-        .map(|(path, bytes)| (Path::new(&chapter.dir_name).join(path), bytes))
+        .map(|(path, bytes)| (member.join(path), bytes))
         .collect();
     let base = root.display().to_string();
-    let manifest = workspace_manifest(root, &[&chapter.dir_name], &|path| {
+    let member_name = member.to_string_lossy();
+    let manifest = workspace_manifest(root, &[&member_name], &|path| {
         Some(format!("{base}/{path}"))
     })?;
     all.insert("Cargo.toml".into(), manifest.to_string().into_bytes());
     materialize(dir, &all)?;
     seed_lockfile(root, dir, true)?;
     Ok(dir.join("Cargo.toml"))
+}
+
+/// Where [`scratch_workspace`] puts the chapter crate, relative to `dir`.
+fn scratch_member(dir: &Path, chapter: &Chapter) -> PathBuf {
+    let kind = dir.file_name().unwrap_or_default();
+    Path::new(kind).join(&chapter.dir_name)
 }
 
 /// Makes every file of `exercises/`, in memory, with the catalogue of
@@ -673,7 +701,12 @@ fn instructors_readme(catalogue: &[Exercise]) -> String {
          tell if one was edited; integration tests are the course's own, byte for byte.\n\n\
          Each test binary runs under a watchdog: when no test has finished for `--timeout` \
          seconds (30 by default), the binary is stopped and its unfinished tests rerun one at \
-         a time, so a learner's infinite loop is reported as that test timing out.\n\n\
+         a time, so a learner's infinite loop is reported as that test timing out. A test \
+         run alone shows what every thread printed, and so does a failure that names no hole, \
+         run again alone: a `todo!()` hit in a task the test spawned (a server's) is then \
+         traced to its hole, though the test itself only saw a closed connection or was \
+         stopped. A failure still without a hole to blame is reported as *failed, not traced \
+         to a hole*.\n\n\
          It prints passed/total for each group of tests, the failures no hole explains, and \
          then the holes in the book's order with how many tests wait on each (a failing test \
          waits on the hole whose `todo!()` it hit), and which to write next. It exits non-zero \

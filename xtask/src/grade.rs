@@ -23,8 +23,10 @@ enum Status {
     Passed,
     /// It failed on the `todo!()` of this hole.
     Waits(String),
-    /// It failed; the first line of its panic message.
+    /// It failed, and no hole's `todo!()` was hit (not in the test, nor in
+    /// a task it spawned); the first line of its panic message.
     Failed(String),
+    /// It was stopped after the timeout, with no hole's `todo!()` hit.
     TimedOut,
     NotRun,
     /// The learner's copy marks it `#[ignore]`.
@@ -58,6 +60,13 @@ impl Report {
     /// Whether hole `id` is written and no test waits on it.
     fn done(&self, id: &str) -> bool {
         self.waiting_on(id) == 0 && !self.unwritten.iter().any(|h| h == id)
+    }
+
+    /// How many tests failed (or timed out) with no hole to blame.
+    fn untraced(&self) -> usize {
+        self.statuses()
+            .filter(|s| matches!(s, Status::Failed(_) | Status::TimedOut))
+            .count()
     }
 
     /// How many tests wait on hole `id`.
@@ -108,8 +117,12 @@ pub(crate) fn all(root: &Path, exercises_dir: &Path, timeout: Duration) -> Resul
                 let next = next_hole(&report, &exercise)
                     .map(|(id, file, n)| format!("`{id}` in {file} ({n} tests wait)"))
                     .unwrap_or_else(|| "-".into());
+                let untraced = match report.untraced() {
+                    0 => String::new(),
+                    n => format!("; {n} failed, not traced to a hole"),
+                };
                 format!(
-                    "{:>4}/{:<4} {:>3}%  {done}/{} holes  next: {next}",
+                    "{:>4}/{:<4} {:>3}%  {done}/{} holes  next: {next}{untraced}",
                     report.passed(),
                     report.total(),
                     report.passed() * 100 / report.total().max(1),
@@ -220,7 +233,12 @@ fn compare(expected: &Results, actual: &Results) -> Report {
                 None => Status::Missing,
                 Some(Outcome::Passed) => Status::Passed,
                 Some(Outcome::Ignored) => Status::Ignored,
-                Some(Outcome::TimedOut) => Status::TimedOut,
+                // A test stopped after hitting a hole (a server task's, say)
+                // waits on it, like one that failed on it.
+                Some(Outcome::TimedOut(output)) => match blocking_hole(output) {
+                    Some(hole) => Status::Waits(hole.to_string()),
+                    None => Status::TimedOut,
+                },
                 Some(Outcome::NotRun) => Status::NotRun,
                 Some(Outcome::Failed(output)) => match blocking_hole(output) {
                     Some(hole) => Status::Waits(hole.to_string()),
@@ -272,7 +290,10 @@ fn print_report(report: &Report, exercise: &Exercise) {
         for (name, status) in statuses {
             let why = match status {
                 Status::Passed | Status::Waits(_) => continue,
-                Status::Failed(message) => format!("fails: {message}"),
+                Status::Failed(message) if message.is_empty() => {
+                    "failed, not traced to a hole (no panic message)".into()
+                }
+                Status::Failed(message) => format!("failed, not traced to a hole: {message}"),
                 Status::TimedOut => {
                     "timed out (an infinite loop, or a wait that never ends?)".into()
                 }
@@ -289,6 +310,11 @@ fn print_report(report: &Report, exercise: &Exercise) {
         "total",
         passed * 100 / total.max(1)
     );
+    match report.untraced() {
+        0 => {}
+        1 => println!("  1 test failed, not traced to a hole (above)"),
+        n => println!("  {n} tests failed, not traced to a hole (above)"),
+    }
     println!("\nholes, in the book's order:");
     let chapter = exercise.chapter.number();
     for hole in &exercise.holes {
@@ -323,6 +349,8 @@ mod tests {
                 ("ignored".to_string(), Outcome::Passed),
                 ("blocked".to_string(), Outcome::Passed),
                 ("wrong".to_string(), Outcome::Passed),
+                ("stopped".to_string(), Outcome::Passed),
+                ("hung".to_string(), Outcome::Passed),
                 ("child".to_string(), Outcome::Ignored),
             ]),
         )]);
@@ -336,6 +364,9 @@ mod tests {
                 ("ignored".to_string(), Outcome::Ignored),
                 ("blocked".to_string(), Outcome::Failed(todo.into())),
                 ("wrong".to_string(), Outcome::Failed(wrong.into())),
+                // Stopped after a server task hit the hole.
+                ("stopped".to_string(), Outcome::TimedOut(todo.into())),
+                ("hung".to_string(), Outcome::TimedOut(String::new())),
                 ("extra".to_string(), Outcome::Passed),
             ]),
         )]);
@@ -345,8 +376,11 @@ mod tests {
         assert_eq!(group["ignored"], Status::Ignored);
         assert_eq!(group["blocked"], Status::Waits("scan".into()));
         assert_eq!(group["wrong"], Status::Failed("assertion failed: x".into()));
+        assert_eq!(group["stopped"], Status::Waits("scan".into()));
+        assert_eq!(group["hung"], Status::TimedOut);
         assert!(!group.contains_key("child") && !group.contains_key("extra"));
-        assert_eq!((report.passed(), report.total()), (1, 5));
-        assert_eq!(report.waiting_on("scan"), 1);
+        assert_eq!((report.passed(), report.total()), (1, 7));
+        assert_eq!(report.waiting_on("scan"), 2);
+        assert_eq!(report.untraced(), 2);
     }
 }

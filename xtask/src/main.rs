@@ -57,6 +57,11 @@ enum Command {
         /// for this many seconds.
         #[arg(long, value_name = "SECS", default_value_t = 30)]
         timeout: u64,
+        /// With `--check`: compile, test and cut the holes of this chapter
+        /// only (its number or folder name); the rest is still checked to
+        /// be up to date.
+        #[arg(long, value_name = "CHAPTER", requires = "check")]
+        chapter: Option<String>,
     },
     /// Run the course's tests on an exercise: a score per test group, and
     /// the holes (in the book's order) with the tests that wait on each.
@@ -138,8 +143,9 @@ fn main() -> ExitCode {
         Command::Exercises {
             check: true,
             timeout,
+            chapter,
             ..
-        } => exercises::check(&root, Duration::from_secs(timeout)),
+        } => exercises::check(&root, Duration::from_secs(timeout), chapter.as_deref()),
         Command::Grade {
             chapter,
             solution,

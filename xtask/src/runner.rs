@@ -9,6 +9,14 @@
 //! that hangs is named; after [`MAX_TIMEOUTS`] of them in a binary the rest
 //! are reported as not run rather than waited for. Doc tests run through
 //! `cargo test --doc` under one overall timeout.
+//!
+//! A test alone runs with `--nocapture`, its stdout and stderr read, so
+//! what it printed is known even when it is stopped: a hole's `todo!()` hit
+//! in a task the test spawned (a server's) shows there, while the test
+//! itself only sees a closed connection, or waits until it is stopped.
+//! When grading, a failure whose output names no hole runs again alone for
+//! that reason (its output may also have been lost with a stopped binary,
+//! since libtest prints what it captured only at the end).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
@@ -28,8 +36,9 @@ pub(crate) enum Outcome {
     Passed,
     /// It failed; its output (with the panic message) if libtest printed it.
     Failed(String),
-    /// It ran longer than the timeout and was killed.
-    TimedOut,
+    /// It ran longer than the timeout and was killed; what it printed
+    /// until then (with `--nocapture`, every thread's panics).
+    TimedOut(String),
     /// Not run: too many of its binary's tests had timed out already.
     NotRun,
     /// Marked `#[ignore]`.
@@ -92,14 +101,22 @@ pub(crate) fn is_fine(outcome: &Outcome) -> bool {
 }
 
 /// The folder of `package`: a member named like the package's folder, as
-/// in the exercises (`ex01-commit-log` in `01-commit-log`), or the chapter's.
+/// in the exercises (`ex01-commit-log` in `01-commit-log`), in a scratch
+/// workspace (`grade/01-commit-log`, see
+/// [`scratch_workspace`](crate::exercises::scratch_workspace)), or the
+/// chapter's.
 fn package_dir(manifest: &Path, package: &str) -> Result<PathBuf, String> {
     let workspace = manifest.parent().unwrap_or(Path::new("."));
     let name = &package[2..];
-    [workspace.join(name), workspace.join("chapters").join(name)]
-        .into_iter()
-        .find(|dir| dir.join("Cargo.toml").is_file())
-        .ok_or_else(|| format!("no folder for package {package} in {}", workspace.display()))
+    let kind = workspace.file_name().unwrap_or_default();
+    [
+        workspace.join(name),
+        workspace.join(kind).join(name),
+        workspace.join("chapters").join(name),
+    ]
+    .into_iter()
+    .find(|dir| dir.join("Cargo.toml").is_file())
+    .ok_or_else(|| format!("no folder for package {package} in {}", workspace.display()))
 }
 
 /// `cargo test --no-run`, reading the test binaries from its JSON messages.
@@ -180,31 +197,63 @@ fn run_binary(
         }
         return Ok(outcomes);
     }
-    let (finished, _) = watch(binary, dir, &[], timeout)?;
-    outcomes.extend(finished);
+    outcomes.extend(watch(binary, dir, None, timeout)?.outcomes);
     let mut timeouts = 0;
-    let unfinished: Vec<&String> = listed
+    // Unfinished tests, and (when grading) failures not traced to a hole.
+    let again: Vec<&String> = listed
         .iter()
-        .filter(|n| !outcomes.contains_key(*n))
+        .filter(|n| match outcomes.get(*n) {
+            None => true,
+            Some(Outcome::Failed(output)) => mode == Mode::All && blocking_hole(output).is_none(),
+            Some(_) => false,
+        })
         .collect();
-    for name in unfinished {
+    for name in again {
+        let earlier = outcomes.remove(name);
         if timeouts >= MAX_TIMEOUTS {
-            outcomes.insert(name.clone(), Outcome::NotRun);
+            outcomes.insert(name.clone(), earlier.unwrap_or(Outcome::NotRun));
             continue;
         }
-        let (mut finished, timed_out) = watch(binary, dir, &["--exact", name], timeout)?;
-        let outcome = match finished.remove(name) {
+        let Watched {
+            outcomes: mut outcomes_alone,
+            killed,
+            output,
+        } = watch(binary, dir, Some(name), timeout)?;
+        let alone = match outcomes_alone.remove(name) {
+            Some(Outcome::Failed(_)) => Outcome::Failed(output),
             Some(outcome) => outcome,
-            None if timed_out => {
+            None if killed => {
                 timeouts += 1;
-                Outcome::TimedOut
+                Outcome::TimedOut(output)
             }
             // It crashed the binary (an abort, a stack overflow).
-            None => Outcome::Failed("the test binary crashed in this test".into()),
+            None => Outcome::Failed(format!("the test binary crashed in this test\n{output}")),
+        };
+        let outcome = match (earlier, alone) {
+            (None, alone) => alone,
+            // It failed with the others: it still counts as failed (as in
+            // `cargo test`), with the output that names a hole if one does,
+            // or any output if the first was lost with a stopped binary.
+            (Some(Outcome::Failed(first)), Outcome::Failed(text) | Outcome::TimedOut(text))
+                if blocking_hole(&text).is_some() || first.is_empty() =>
+            {
+                Outcome::Failed(text)
+            }
+            (Some(earlier), _) => earlier,
         };
         outcomes.insert(name.clone(), outcome);
     }
     Ok(outcomes)
+}
+
+/// What [`watch`] saw.
+struct Watched {
+    /// The outcome of every test that finished.
+    outcomes: BTreeMap<String, Outcome>,
+    /// Whether the binary was killed: a test had not finished in time.
+    killed: bool,
+    /// For a test run alone, everything it printed, stdout and stderr.
+    output: String,
 }
 
 /// The names `--list` prints (with `extra`, e.g. `--ignored` for the
@@ -223,34 +272,39 @@ fn list(binary: &Binary, dir: &Path, extra: &[&str]) -> Result<Vec<String>, Stri
         .collect())
 }
 
-/// Runs the binary with `args`, killing it once no test has finished for
-/// `timeout`. Returns the outcome of every test that finished and whether
-/// it was killed.
+/// Runs the binary's tests, or only the test `alone` (uncaptured, reading
+/// its stderr too), killing it once no test has finished for `timeout`.
 fn watch(
     binary: &Binary,
     dir: &Path,
-    args: &[&str],
+    alone: Option<&str>,
     timeout: Duration,
-) -> Result<(BTreeMap<String, Outcome>, bool), String> {
-    let mut child = Command::new(&binary.executable)
-        .args(args)
+) -> Result<Watched, String> {
+    let mut command = Command::new(&binary.executable);
+    if let Some(name) = alone {
+        // Two test threads keep libtest printing `test name ... result` as
+        // one line once the test is done, whatever the test prints meanwhile.
+        command.args(["--exact", name, "--nocapture", "--test-threads=2"]);
+    }
+    let mut child = command
         .env("CARGO_MANIFEST_DIR", dir)
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(if alone.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .map_err(|e| format!("{}: {e}", binary.executable.display()))?;
-    let stdout = child.stdout.take().expect("stdout is piped");
     let (sender, lines) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut readers = vec![forward(stdout, sender.clone())];
+    if let Some(stderr) = child.stderr.take() {
+        readers.push(forward(stderr, sender.clone()));
+    }
+    drop(sender);
     let mut output = Vec::new();
     let mut last_progress = Instant::now();
     let mut killed = false;
@@ -276,9 +330,34 @@ fn watch(
     }
     let _ = child.wait();
     if !killed {
-        let _ = reader.join();
+        for reader in readers {
+            let _ = reader.join();
+        }
     }
-    Ok((parse_results(&output), killed))
+    Ok(Watched {
+        outcomes: parse_results(&output),
+        killed,
+        output: if alone.is_some() {
+            output.join("\n")
+        } else {
+            String::new()
+        },
+    })
+}
+
+/// Sends each line `from` prints to `to`, on a thread of its own.
+fn forward(
+    from: impl Read + Send + 'static,
+    to: mpsc::Sender<String>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines() {
+            let Ok(line) = line else { break };
+            if to.send(line).is_err() {
+                break;
+            }
+        }
+    })
 }
 
 /// Each test's outcome from libtest's output, with the captured output of
@@ -360,7 +439,7 @@ fn doc_tests(
             let _ = child.wait();
             return Ok(BTreeMap::from([(
                 "(all doc tests)".to_string(),
-                Outcome::TimedOut,
+                Outcome::TimedOut(String::new()),
             )]));
         }
     };
@@ -443,6 +522,52 @@ test result: FAILED. 1 passed; 1 failed; 1 ignored"
         };
         assert_eq!(blocking_hole(text), Some("scan"));
         assert_eq!(blocking_hole("assertion failed"), None);
+    }
+
+    /// A stand-in for a test binary whose tests `a` and `b` hit hole
+    /// `join` in a task of their own: `a` then fails, `b` waits forever.
+    /// Run together, the binary is stopped before libtest prints what it
+    /// captured; run alone, each one's panic is read from its stderr.
+    #[test]
+    #[cfg(unix)]
+    fn a_hole_hit_in_another_thread_is_traced_even_when_the_binary_is_stopped() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("fake-tests");
+        std::fs::write(
+            &script,
+            r#"#!/bin/sh
+case "$*" in
+  *--ignored*) exit 0 ;;
+  *--list*) echo "a: test"; echo "b: test"; exit 0 ;;
+esac
+hole() {
+  echo "thread 'tokio-rt-worker' panicked at src/c.rs:1:1:" >&2
+  echo "not yet implemented: exercise \`join\`: Join." >&2
+}
+case "$*" in
+  *"--exact a"*) hole; echo "test a ... FAILED"; exit 101 ;;
+  *"--exact b"*) hole; exec sleep 10 ;;
+esac
+echo "test a ... FAILED"
+exec sleep 10
+"#,
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let binary = Binary {
+            group: "tests/c.rs".into(),
+            executable: script,
+        };
+        let outcomes = run_binary(&binary, dir.path(), Mode::All, Duration::from_secs(1)).unwrap();
+        let Outcome::Failed(a) = &outcomes["a"] else {
+            panic!("a failed: {outcomes:?}")
+        };
+        assert_eq!(blocking_hole(a), Some("join"));
+        let Outcome::TimedOut(b) = &outcomes["b"] else {
+            panic!("b timed out: {outcomes:?}")
+        };
+        assert_eq!(blocking_hole(b), Some("join"));
     }
 
     #[test]

@@ -130,6 +130,7 @@ impl Assignor for RangeAssignor {
 }
 // ANCHOR_END: range
 
+// ANCHOR: round_robin
 /// Every partition of every topic, in order, dealt to the members in turn
 /// (skipping members not subscribed to its topic). Balanced across topics,
 /// but with no regard for what anyone owned before.
@@ -145,6 +146,9 @@ impl Assignor for RoundRobinAssignor {
         members: &Members,
         partitions: &PartitionCounts,
     ) -> BTreeMap<String, Assignment> {
+        // exercise-hole: round_robin | One turn counter across every topic (in name order) and partition (in order): deal each partition to the next member, in id order and wrapping around, that subscribes to its topic. Skip topics nobody subscribes to, and finish with `collect(members, triples)`.
+        // exercise-hint: Unlike range, the turn does not restart with each topic: that is what balances many topics across members. A member not subscribed to a topic is passed over, and the partition goes to the next one that is.
+        // exercise-hint: `let ids: Vec<&String> = members.keys().collect()` and `let mut turn = 0`; for each partition, `loop { let member = ids[turn % ids.len()]; turn += 1; if members[member].topics contains topic { push (member, topic, partition); break } }` (the skip of unsubscribed topics keeps that loop from spinning forever).
         let ids: Vec<&String> = members.keys().collect();
         let mut owners = Vec::new();
         let mut turn = 0;
@@ -165,9 +169,12 @@ impl Assignor for RoundRobinAssignor {
             }
         }
         collect(members, owners)
+        // exercise-end
     }
 }
+// ANCHOR_END: round_robin
 
+// ANCHOR: sticky
 /// Balanced like round robin, but a partition stays with the member that
 /// owned it last generation (its `Subscription::owned`) whenever balance
 /// allows: fewer partitions move in a rebalance, so fewer caches go cold
@@ -187,6 +194,9 @@ impl Assignor for StickyAssignor {
         members: &Members,
         partitions: &PartitionCounts,
     ) -> BTreeMap<String, Assignment> {
+        // exercise-hole: sticky | With `all` the subscribed partitions: `quota = all / members` and `extra = all % members`. First, in id order, each member keeps what its subscription says it owned (if still subscribed and not taken), up to `quota`, or `quota + 1` while `extra` lasts and it owned more; then each remaining partition goes to the subscribed member with the fewest (ties: lowest id). Finish with `collect`.
+        // exercise-hint: Two passes. Keeping comes first, so that nothing moves that balance does not force; a member that owned more than its share keeps its share and gives up the rest, and only `extra` members may keep one more than `quota`. Then the partitions left over (new ones, and those given up) fill the emptiest members. No members: an empty map.
+        // exercise-hint: `unassigned: BTreeSet<TopicPartition>` starts as every partition of a subscribed topic; pass 1 filters each member's `owned` by `subscribed(member, &tp.topic) && unassigned.contains(tp)`, sorts, `truncate`s to its share and removes those from `unassigned`; pass 2 takes, for each `tp` left, `owned.iter_mut().filter(subscribed).min_by_key(|(m, ps)| (ps.len(), **m))`.
         let subscribed =
             |member: &str, topic: &str| members[member].topics.iter().any(|t| t == topic);
         let all: BTreeSet<TopicPartition> = partitions
@@ -240,8 +250,10 @@ impl Assignor for StickyAssignor {
                 .map(move |tp| (member.clone(), tp.topic, tp.partition))
         });
         collect(members, owners)
+        // exercise-end
     }
 }
+// ANCHOR_END: sticky
 
 // ANCHOR: cooperative
 /// Kafka's `cooperative-sticky` (KIP-429): the sticky assignment, except

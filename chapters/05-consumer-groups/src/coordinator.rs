@@ -431,6 +431,9 @@ impl GroupCoordinator {
     /// A SyncGroup. The leader's carries the assignment, which completes
     /// every member's held sync; a follower's is held until then.
     pub fn sync(&mut self, now: u64, request: SyncGroupRequest, reply: ReplyTo) -> Replies {
+        // exercise-hole: sync | Check, in order: the group and the member exist (else `UnknownMemberId`), the generation is the group's (else `IllegalGeneration`), a follower sends no assignments (else `InvalidRequest`); then note `last_seen`. By state: Empty/Dead `UnknownMemberId`; PreparingRebalance `RebalanceInProgress`; Stable answers at once with the member's assignment; CompletingRebalance holds the sync (`awaiting_sync`), and the leader's stores every member's assignment, answers every held sync, and makes the group Stable.
+        // exercise-hint: Errors are answered at once (`sync_error`, as in `join`). A held sync sent again answers the old one with `RebalanceInProgress`, as a retried join does. Only the leader's sync completes the generation, and it must answer the followers that synced before it as well as itself.
+        // exercise-hint: In CompletingRebalance: `if let Some(old) = member.awaiting_sync.replace(reply)`; if leader, turn `request.assignments` into a `BTreeMap`, then for each `(id, member)` set `member.assignment = assignments.remove(id).unwrap_or_default()` (left out: nothing) and answer `member.awaiting_sync.take()` with `SyncGroupResponse { error: None, assignment }`; then `group.state = GroupState::Stable`.
         let error = |code| vec![(reply, sync_error(code))];
         let Some(group) = self.groups.get_mut(&request.group_id) else {
             return error(ErrorCode::UnknownMemberId);
@@ -482,11 +485,16 @@ impl GroupCoordinator {
                 replies
             }
         }
+        // exercise-end
     }
     // ANCHOR_END: sync
 
+    // ANCHOR: heartbeat
     /// A Heartbeat: keeps the member alive, and tells it when to rejoin.
     pub fn heartbeat(&mut self, now: u64, request: &HeartbeatRequest) -> ErrorCode {
+        // exercise-hole: heartbeat | An unknown group or member is `UnknownMemberId`. Otherwise the member is alive (`last_seen = now`), even if its generation is old (then `IllegalGeneration`). In its generation the state decides: PreparingRebalance `RebalanceInProgress` (rejoin!), CompletingRebalance and Stable `None`, Empty and Dead `UnknownMemberId`.
+        // exercise-hint: A heartbeat is how a Stable member learns that a rebalance started: the coordinator cannot call it, so it answers its next heartbeat with `RebalanceInProgress`. Note `last_seen` before checking the generation: a member between generations is still alive.
+        // exercise-hint: `let Some(group) = self.groups.get_mut(&request.group_id) else { return ErrorCode::UnknownMemberId }`, the same for `group.members.get_mut(&request.member_id)`; then `member.last_seen = now`; `if request.generation_id != group.generation { return ErrorCode::IllegalGeneration }`; then `match group.state`.
         let Some(group) = self.groups.get_mut(&request.group_id) else {
             return ErrorCode::UnknownMemberId;
         };
@@ -502,7 +510,9 @@ impl GroupCoordinator {
             GroupState::CompletingRebalance | GroupState::Stable => ErrorCode::None,
             GroupState::Empty | GroupState::Dead => ErrorCode::UnknownMemberId,
         }
+        // exercise-end
     }
+    // ANCHOR_END: heartbeat
 
     /// A LeaveGroup: the member goes now, and the group rebalances without
     /// waiting for its session to time out.
@@ -552,6 +562,7 @@ impl GroupCoordinator {
     }
     // ANCHOR_END: tick
 
+    // ANCHOR: commit
     /// Whether a commit from this member of this generation may be stored.
     /// Generation -1 with no member id is a consumer outside group
     /// management: allowed while the group has no members.
@@ -562,6 +573,9 @@ impl GroupCoordinator {
         generation: i32,
         member_id: &str,
     ) -> ErrorCode {
+        // exercise-hole: check_commit | An empty group id is `InvalidGroupId`. Generation -1 with no member id (a consumer outside group management) may commit while the group has no members, else `UnknownMemberId`. Otherwise: unknown group `IllegalGeneration`, unknown member `UnknownMemberId`; note `last_seen`; a generation not the group's is `IllegalGeneration`; then Stable and PreparingRebalance `None`, CompletingRebalance `RebalanceInProgress`, Empty and Dead `UnknownMemberId`.
+        // exercise-hint: The generation fences commits: a member that missed a rebalance must not commit over the new owner's progress. While the group prepares a rebalance the ending generation may still commit (members commit before they give partitions up); once the next generation exists but has no assignment yet, nobody may.
+        // exercise-hint: `let group = self.groups.get_mut(group_id)`; `if generation < 0 && member_id.is_empty() { return match group { Some(g) if !g.members.is_empty() => UnknownMemberId, _ => None } }`; then `let Some(group) = group else { return IllegalGeneration }`, the member as in `heartbeat`, and a `match group.state`.
         if group_id.is_empty() {
             return ErrorCode::InvalidGroupId;
         }
@@ -591,9 +605,9 @@ impl GroupCoordinator {
             GroupState::CompletingRebalance => ErrorCode::RebalanceInProgress,
             GroupState::Empty | GroupState::Dead => ErrorCode::UnknownMemberId,
         }
+        // exercise-end
     }
 
-    // ANCHOR: commit
     /// An OffsetCommit: the member and generation must be allowed to
     /// commit ([`GroupCoordinator::check_commit`]), and then each partition
     /// must exist (`partition_count` says how many a topic has, `None` for
@@ -606,6 +620,9 @@ impl GroupCoordinator {
         request: OffsetCommitRequest,
         partition_count: impl Fn(&str) -> Option<u32>,
     ) -> CommitDecision {
+        // exercise-hole: commit | Ask `self.check_commit` once for the request's group, generation and member. Then, per topic and partition in the request's order, the error is the member's if it has one, else `UnknownTopicOrPartition` if the topic has no count or the partition is not below it, else `OffsetMetadataTooLarge` past `MAX_METADATA_BYTES`, else `None`, and the position is accepted. If anything was accepted, `self.ensure_group`.
+        // exercise-hint: Each partition is judged alone: one bad partition does not refuse the others. The decision never touches the log: `accepted` lists what the shell must append, as `(topic, partition, offset, metadata)`, and the response has an error for every partition asked about.
+        // exercise-hint: `let count = partition_count(&topic)`; `count.is_none_or(|n| p.partition >= n)` spots a missing partition; build `topics: Vec<(String, Vec<(u32, ErrorCode)>)>` and `accepted: Vec<Commit>`, and return `CommitDecision { response: OffsetCommitResponse { topics }, accepted }`.
         let member_error = self.check_commit(
             now,
             &request.group_id,
@@ -639,6 +656,7 @@ impl GroupCoordinator {
             response: OffsetCommitResponse { topics },
             accepted,
         }
+        // exercise-end
     }
     // ANCHOR_END: commit
 

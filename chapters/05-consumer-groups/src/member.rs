@@ -253,6 +253,9 @@ impl Member {
     /// everything without committing, and claims nothing); and wait while
     /// a rebalance leaves it nothing to read.
     pub fn poll(&mut self, now: u64) -> Vec<Action> {
+        // exercise-hole: poll | Note `last_poll`; a pending error is returned alone as `Action::Fail`. A synced assignment (`self.synced.take()`): `Revoke` (commit) what it no longer lists, and then rejoin, then `Assign` it, with the added ones. If a rejoin is needed and the member is Unjoined or Stable: decide what to claim, `Revoke` everything first if eager or dropped (committing unless dropped), then `Rejoin`. Finally `AwaitRebalance` when rejoining or mid-rebalance, unless cooperative with partitions to read.
+        // exercise-hint: Eager: give up everything before joining, and read nothing until the sync. Cooperative: keep reading what it owns, and claim it in the JoinGroup; only what the new assignment leaves out is revoked, after which it rejoins at once so the new owner gets it. A dropped member (`generation` is `None`) owns nothing any more: revoke without committing, and (cooperative) claim nothing.
+        // exercise-hint: `let idle = matches!(self.state, Unjoined | Stable)`; `let rejoining = self.rejoin_needed && idle`; when rejoining, `self.claimed = if self.cooperative && dropped { Vec::new() } else { self.owned.clone() }`, and `if (!self.cooperative || dropped) && !self.owned.is_empty()` push `Revoke { partitions: std::mem::take(&mut self.owned), commit: !dropped }`; at the end, `if (rejoining || !idle) && (!self.cooperative || self.owned.is_empty())` push `AwaitRebalance`.
         self.last_poll = now;
         if let Some(error) = self.error.take() {
             return vec![Action::Fail(error)];
@@ -308,6 +311,7 @@ impl Member {
             actions.push(Action::AwaitRebalance);
         }
         actions
+        // exercise-end
     }
     // ANCHOR_END: poll
 
@@ -325,6 +329,9 @@ impl Member {
     /// has not polled for `max.poll.interval.ms`: then it is stuck, and
     /// the member leaves so others take over (as Kafka's does).
     pub fn next_request(&mut self, now: u64) -> Next {
+        // exercise-hole: next_request | One request at a time: with one in flight, `Wait(None)`. By state: Unjoined and Left wait (`Wait(None)`); Joining sends `self.join_request()`; Assigning asks for the `Metadata` of every topic the plan's members subscribe to; AwaitingSync sends a `SyncGroupRequest` (taking `self.assignments`); Stable leaves (and `self.lose()`s) once `now` is past `last_poll + max_poll_interval`, else sends a heartbeat when one is due (and schedules the next), else waits until the next heartbeat. Mark the request in flight.
+        // exercise-hint: The state says what to send; nothing is sent twice, because `on_response` clears `in_flight`. In Stable two clocks run: the heartbeat interval (prove it is alive) and `max.poll.interval.ms` (prove it makes progress); a member stuck past the second leaves, so the group rebalances without it.
+        // exercise-hint: Stable: `let stuck_at = self.last_poll + millis(self.config.max_poll_interval)`; `if now > stuck_at` build a `LeaveGroupRequest`, `self.lose()`, send it; `else if now >= self.next_heartbeat` set `self.next_heartbeat = now + millis(heartbeat_interval)` and send a `HeartbeatRequest` with `self.generation.unwrap_or(-1)`; else `return Next::Wait(Some(self.next_heartbeat.min(stuck_at + 1)))`.
         if self.in_flight {
             return Next::Wait(None);
         }
@@ -369,9 +376,11 @@ impl Member {
         };
         self.in_flight = true;
         Next::Send(request)
+        // exercise-end
     }
     // ANCHOR_END: next
 
+    // ANCHOR: joined
     /// The answer to the request [`Member::next_request`] gave, at `now`.
     /// One for a state the member has left (it closed) changes nothing.
     pub fn on_response(&mut self, now: u64, response: Response) {
@@ -392,6 +401,9 @@ impl Member {
     /// A JoinGroup's answer: in the generation (as leader or follower),
     /// or join again, or give up for now.
     fn joined(&mut self, joined: Result<JoinGroupResponse, ClientError>) {
+        // exercise-hole: joined | A transport error is `self.fail(e)`. On `ErrorCode::None` take the answer's member id; a follower clears `self.assignments` and awaits the sync of the answer's generation; the leader makes its `self.plan(&joined)` (an error fails) and goes to `Assigning`. `MemberIdRequired`: keep the id and join again; `RebalanceInProgress`: join again; `UnknownMemberId`: `self.lose()`; any other code fails with `broker_error(code, "JoinGroup")`.
+        // exercise-hint: Whether this member leads is in the answer: `leader == member_id`. Only the leader got the members' subscriptions, so only it plans an assignment; a follower's next request is its SyncGroup, with no assignments. Staying in `Joining` is how to join again: `next_request` then sends another JoinGroup.
+        // exercise-hint: `ErrorCode::None => { let generation = joined.generation_id; self.member_id = joined.member_id.clone(); if joined.leader != joined.member_id { self.assignments.clear(); self.state = MemberState::AwaitingSync { generation }; return; } match self.plan(&joined) { Ok(plan) => { self.plan = Some(plan); self.state = MemberState::Assigning { generation } } Err(e) => self.fail(e) } }`.
         let joined = match joined {
             Ok(joined) => joined,
             Err(e) => return self.fail(e),
@@ -420,7 +432,9 @@ impl Member {
             ErrorCode::UnknownMemberId => self.lose(),
             code => self.fail(broker_error(code, "JoinGroup")),
         }
+        // exercise-end
     }
+    // ANCHOR_END: joined
 
     // ANCHOR: leader
     /// The leader decodes every member's subscription and finds the
@@ -484,6 +498,8 @@ impl Member {
         synced: Result<SyncGroupResponse, ClientError>,
     ) {
         // exercise-hole: member_synced | A transport error is `self.fail(e)`. On `ErrorCode::None`, decode the answer's `assignment` as an `Assignment` (a decoding error fails with `ClientError::Protocol`): the member is now in `generation`, the flattened partitions wait in `self.synced` for the next `poll`, the state is `Stable`, and the next heartbeat is due one `heartbeat_interval` from `now`. `RebalanceInProgress` or `IllegalGeneration`: the group moved on, so back to `Joining`. `UnknownMemberId`: `self.lose()`. Any other code fails with `broker_error(code, "SyncGroup")`.
+        // exercise-hint: The sync ends a rebalance: from now on the member's commits and heartbeats carry `generation`. It does not hand the partitions to the application itself: `poll` takes `self.synced` and works out what was added and revoked. The group moving on during the sync is not an error, just another join.
+        // exercise-hint: `ErrorCode::None => match decode_metadata::<Assignment>(&synced.assignment) { Ok(assignment) => { self.generation = Some(generation); self.synced = Some(assignment.flatten()); self.state = MemberState::Stable; self.next_heartbeat = now + millis(self.config.heartbeat_interval); } Err(e) => self.fail(ClientError::Protocol(e)) }`.
         let synced = match synced {
             Ok(synced) => synced,
             Err(e) => return self.fail(e),
@@ -512,6 +528,9 @@ impl Member {
     /// generation the member still has; an unknown member has been
     /// dropped. A lost heartbeat is not fatal: the session allows several.
     fn heartbeat_answered(&mut self, answer: Result<ErrorCode, ClientError>) {
+        // exercise-hole: heartbeat_answered | `None` and a transport error change nothing. `UnknownMemberId`: `self.lose()`. Any other code, while Stable, means rejoin at the next `poll` (`rejoin_needed`); in any other state, nothing (it is joining already).
+        // exercise-hint: The member does not rejoin from here: the application's `poll` must first commit and revoke (eager), so the answer only sets a flag `poll` reads. A heartbeat lost on the way is not fatal: the session timeout allows several.
+        // exercise-hint: `match answer { Ok(ErrorCode::None) | Err(_) => {} Ok(ErrorCode::UnknownMemberId) => self.lose(), Ok(_) if self.state == MemberState::Stable => self.rejoin_needed = true, Ok(_) => {} }`.
         match answer {
             Ok(ErrorCode::None) | Err(_) => {}
             Ok(ErrorCode::UnknownMemberId) => self.lose(),
@@ -519,6 +538,7 @@ impl Member {
             // A rebalance this member is already joining.
             Ok(_) => {}
         }
+        // exercise-end
     }
     // ANCHOR_END: synced
 

@@ -168,11 +168,13 @@ impl OffsetStore {
         }
         Ok((offsets, report))
     }
-    // ANCHOR_END: load
 
     /// Applies one record of the topic to the map; false if it is not a
     /// commit record.
     fn apply(&mut self, record: &Record) -> bool {
+        // exercise-hole: apply | Decode the record's key as a `CommitKey` (no key, a key that does not decode, or a `version` other than `KEY_VERSION`: return false) and its value as a `CommitValue` (false if it does not decode); then store `Committed { offset, metadata, timestamp }` as the latest for the key's group and `TopicPartition`, and return true.
+        // exercise-hint: Replaying the topic from the start, a later record of a key simply overwrites an earlier one: the last commit wins, which is the whole of "the latest value of each key is the committed offset". A record that is not a commit is skipped, never fatal: `load` counts it.
+        // exercise-hint: `ch04_network::protocol::decode_body::<CommitKey>(bytes)` decodes (as `commit_record` encoded); `let Some(Ok(key)) = record.key.as_deref().map(decode_key) else { return false }`; then `self.latest.entry(key.group).or_default().insert(TopicPartition::new(key.topic, key.partition), Committed { .. })`.
         let decode_key = |bytes: &[u8]| ch04_network::protocol::decode_body::<CommitKey>(bytes);
         let Some(Ok(key)) = record.key.as_deref().map(decode_key) else {
             return false;
@@ -192,7 +194,9 @@ impl OffsetStore {
             },
         );
         true
+        // exercise-end
     }
+    // ANCHOR_END: load
 
     /// The offsets topic's partition holding `group`'s commits.
     pub fn partition_for(&self, group: &str) -> u32 {
@@ -210,6 +214,9 @@ impl OffsetStore {
         commits: &[Commit],
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        // exercise-hole: store_commit | Nothing to commit: `Ok(())`. Otherwise make one record per commit (`commit_record(group, topic, partition, offset, metadata, now_ms)`), append them all in one call to the group's partition of `OFFSETS_TOPIC` (`self.partition_for(group)`), and only if that succeeded, record each as the group's latest `Committed` in `self.latest`.
+        // exercise-hint: The order is the point: the map is what OffsetFetch answers, so it must never show a commit the log does not hold. Append first (`?` returns the store's error, leaving the map as it was), update the map after. One append is one batch, so a crash keeps all of a commit's positions or none.
+        // exercise-hint: `store.append(OFFSETS_TOPIC, self.partition_for(group), &records)?;` then `let positions = self.latest.entry(group.to_string()).or_default();` and `positions.insert(TopicPartition::new(topic.clone(), *partition), Committed { offset: *offset, metadata: metadata.clone(), timestamp: now_ms })` for each commit.
         if commits.is_empty() {
             return Ok(());
         }
@@ -232,6 +239,7 @@ impl OffsetStore {
             );
         }
         Ok(())
+        // exercise-end
     }
     // ANCHOR_END: commit
 

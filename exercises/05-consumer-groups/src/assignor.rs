@@ -122,26 +122,7 @@ impl Assignor for RoundRobinAssignor {
         members: &Members,
         partitions: &PartitionCounts,
     ) -> BTreeMap<String, Assignment> {
-        let ids: Vec<&String> = members.keys().collect();
-        let mut owners = Vec::new();
-        let mut turn = 0;
-        for (topic, &count) in partitions {
-            if subscribers(members, topic).is_empty() {
-                continue;
-            }
-            for partition in 0..count {
-                // The next member, in turn, that reads this topic.
-                loop {
-                    let member = ids[turn % ids.len()];
-                    turn += 1;
-                    if members[member].topics.iter().any(|t| t == topic) {
-                        owners.push((member.clone(), topic.clone(), partition));
-                        break;
-                    }
-                }
-            }
-        }
-        collect(members, owners)
+        todo!("exercise `round_robin`: One turn counter across every topic (in name order) and partition (in order): deal each partition to the next member, in id order and wrapping around, that subscribes to its topic. Skip topics nobody subscribes to, and finish with `collect(members, triples)`.")
     }
 }
 
@@ -164,59 +145,7 @@ impl Assignor for StickyAssignor {
         members: &Members,
         partitions: &PartitionCounts,
     ) -> BTreeMap<String, Assignment> {
-        let subscribed =
-            |member: &str, topic: &str| members[member].topics.iter().any(|t| t == topic);
-        let all: BTreeSet<TopicPartition> = partitions
-            .iter()
-            .filter(|(topic, _)| !subscribers(members, topic).is_empty())
-            .flat_map(|(topic, &count)| (0..count).map(move |p| TopicPartition::new(topic, p)))
-            .collect();
-        if members.is_empty() {
-            return BTreeMap::new();
-        }
-        // With equal subscriptions, balance means everyone has `quota` or
-        // `quota + 1` partitions, and only `extra` members have the +1.
-        let quota = all.len() / members.len();
-        let mut extra = all.len() % members.len();
-        let mut owned: BTreeMap<&String, Vec<TopicPartition>> = BTreeMap::new();
-        let mut unassigned = all.clone();
-        // 1. Keep what each member owned and still may, up to its share.
-        for (member, subscription) in members {
-            let mut keep: Vec<TopicPartition> = subscription
-                .owned
-                .iter()
-                .filter(|tp| subscribed(member, &tp.topic) && unassigned.contains(*tp))
-                .cloned()
-                .collect();
-            keep.sort();
-            let share = if keep.len() > quota && extra > 0 {
-                extra -= 1;
-                quota + 1
-            } else {
-                quota
-            };
-            keep.truncate(share);
-            for tp in &keep {
-                unassigned.remove(tp);
-            }
-            owned.insert(member, keep);
-        }
-        // 2. Give out the rest, each to the subscribed member with the
-        // fewest partitions (ties to the lowest id).
-        for tp in unassigned {
-            let least = owned
-                .iter_mut()
-                .filter(|(member, _)| subscribed(member, &tp.topic))
-                .min_by_key(|(member, ps)| (ps.len(), **member));
-            if let Some((_, ps)) = least {
-                ps.push(tp);
-            }
-        }
-        let owners = owned.into_iter().flat_map(|(member, ps)| {
-            ps.into_iter()
-                .map(move |tp| (member.clone(), tp.topic, tp.partition))
-        });
-        collect(members, owners)
+        todo!("exercise `sticky`: With `all` the subscribed partitions: `quota = all / members` and `extra = all % members`. First, in id order, each member keeps what its subscription says it owned (if still subscribed and not taken), up to `quota`, or `quota + 1` while `extra` lasts and it owned more; then each remaining partition goes to the subscribed member with the fewest (ties: lowest id). Finish with `collect`.")
     }
 }
 

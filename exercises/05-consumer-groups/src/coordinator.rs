@@ -370,76 +370,12 @@ impl GroupCoordinator {
     /// A SyncGroup. The leader's carries the assignment, which completes
     /// every member's held sync; a follower's is held until then.
     pub fn sync(&mut self, now: u64, request: SyncGroupRequest, reply: ReplyTo) -> Replies {
-        let error = |code| vec![(reply, sync_error(code))];
-        let Some(group) = self.groups.get_mut(&request.group_id) else {
-            return error(ErrorCode::UnknownMemberId);
-        };
-        let Some(member) = group.members.get_mut(&request.member_id) else {
-            return error(ErrorCode::UnknownMemberId);
-        };
-        if request.generation_id != group.generation {
-            return error(ErrorCode::IllegalGeneration);
-        }
-        let is_leader = group.leader.as_deref() == Some(request.member_id.as_str());
-        if !is_leader && !request.assignments.is_empty() {
-            // Only the leader assigns; a follower that sends an assignment
-            // is confused, and saying so beats silently ignoring it.
-            return error(ErrorCode::InvalidRequest);
-        }
-        member.last_seen = now;
-        match group.state {
-            GroupState::Empty | GroupState::Dead => error(ErrorCode::UnknownMemberId),
-            GroupState::PreparingRebalance => error(ErrorCode::RebalanceInProgress),
-            GroupState::Stable => vec![(
-                reply,
-                Reply::Sync(SyncGroupResponse {
-                    error: ErrorCode::None,
-                    assignment: member.assignment.clone(),
-                }),
-            )],
-            GroupState::CompletingRebalance => {
-                let mut replies = Vec::new();
-                if let Some(old) = member.awaiting_sync.replace(reply) {
-                    replies.push((old, sync_error(ErrorCode::RebalanceInProgress)));
-                }
-                if is_leader {
-                    let mut assignments: BTreeMap<String, Vec<u8>> =
-                        request.assignments.into_iter().collect();
-                    for (id, member) in &mut group.members {
-                        // Members the leader left out get nothing.
-                        member.assignment = assignments.remove(id).unwrap_or_default();
-                        if let Some(to) = member.awaiting_sync.take() {
-                            let response = SyncGroupResponse {
-                                error: ErrorCode::None,
-                                assignment: member.assignment.clone(),
-                            };
-                            replies.push((to, Reply::Sync(response)));
-                        }
-                    }
-                    group.state = GroupState::Stable;
-                }
-                replies
-            }
-        }
+        todo!("exercise `sync`: Check, in order: the group and the member exist (else `UnknownMemberId`), the generation is the group's (else `IllegalGeneration`), a follower sends no assignments (else `InvalidRequest`); then note `last_seen`. By state: Empty/Dead `UnknownMemberId`; PreparingRebalance `RebalanceInProgress`; Stable answers at once with the member's assignment; CompletingRebalance holds the sync (`awaiting_sync`), and the leader's stores every member's assignment, answers every held sync, and makes the group Stable.")
     }
 
     /// A Heartbeat: keeps the member alive, and tells it when to rejoin.
     pub fn heartbeat(&mut self, now: u64, request: &HeartbeatRequest) -> ErrorCode {
-        let Some(group) = self.groups.get_mut(&request.group_id) else {
-            return ErrorCode::UnknownMemberId;
-        };
-        let Some(member) = group.members.get_mut(&request.member_id) else {
-            return ErrorCode::UnknownMemberId;
-        };
-        member.last_seen = now;
-        if request.generation_id != group.generation {
-            return ErrorCode::IllegalGeneration;
-        }
-        match group.state {
-            GroupState::PreparingRebalance => ErrorCode::RebalanceInProgress,
-            GroupState::CompletingRebalance | GroupState::Stable => ErrorCode::None,
-            GroupState::Empty | GroupState::Dead => ErrorCode::UnknownMemberId,
-        }
+        todo!("exercise `heartbeat`: An unknown group or member is `UnknownMemberId`. Otherwise the member is alive (`last_seen = now`), even if its generation is old (then `IllegalGeneration`). In its generation the state decides: PreparingRebalance `RebalanceInProgress` (rejoin!), CompletingRebalance and Stable `None`, Empty and Dead `UnknownMemberId`.")
     }
 
     /// A LeaveGroup: the member goes now, and the group rebalances without
@@ -498,35 +434,7 @@ impl GroupCoordinator {
         generation: i32,
         member_id: &str,
     ) -> ErrorCode {
-        if group_id.is_empty() {
-            return ErrorCode::InvalidGroupId;
-        }
-        let group = self.groups.get_mut(group_id);
-        if generation < 0 && member_id.is_empty() {
-            return match group {
-                Some(g) if !g.members.is_empty() => ErrorCode::UnknownMemberId,
-                _ => ErrorCode::None,
-            };
-        }
-        let Some(group) = group else {
-            return ErrorCode::IllegalGeneration;
-        };
-        let Some(member) = group.members.get_mut(member_id) else {
-            return ErrorCode::UnknownMemberId;
-        };
-        member.last_seen = now;
-        if generation != group.generation {
-            return ErrorCode::IllegalGeneration;
-        }
-        match group.state {
-            // While the group prepares a rebalance, the ending generation
-            // may still commit: that is when members commit what they
-            // processed, before giving their partitions up.
-            GroupState::Stable | GroupState::PreparingRebalance => ErrorCode::None,
-            // The next generation exists, but has no assignment yet.
-            GroupState::CompletingRebalance => ErrorCode::RebalanceInProgress,
-            GroupState::Empty | GroupState::Dead => ErrorCode::UnknownMemberId,
-        }
+        todo!("exercise `check_commit`: An empty group id is `InvalidGroupId`. Generation -1 with no member id (a consumer outside group management) may commit while the group has no members, else `UnknownMemberId`. Otherwise: unknown group `IllegalGeneration`, unknown member `UnknownMemberId`; note `last_seen`; a generation not the group's is `IllegalGeneration`; then Stable and PreparingRebalance `None`, CompletingRebalance `RebalanceInProgress`, Empty and Dead `UnknownMemberId`.")
     }
 
     /// An OffsetCommit: the member and generation must be allowed to
@@ -541,39 +449,7 @@ impl GroupCoordinator {
         request: OffsetCommitRequest,
         partition_count: impl Fn(&str) -> Option<u32>,
     ) -> CommitDecision {
-        let member_error = self.check_commit(
-            now,
-            &request.group_id,
-            request.generation_id,
-            &request.member_id,
-        );
-        let mut topics = Vec::new();
-        let mut accepted: Vec<Commit> = Vec::new();
-        for (topic, partitions) in request.topics {
-            let count = partition_count(&topic);
-            let mut codes = Vec::new();
-            for p in partitions {
-                let error = if member_error != ErrorCode::None {
-                    member_error
-                } else if count.is_none_or(|n| p.partition >= n) {
-                    ErrorCode::UnknownTopicOrPartition
-                } else if p.metadata.len() > MAX_METADATA_BYTES {
-                    ErrorCode::OffsetMetadataTooLarge
-                } else {
-                    accepted.push((topic.clone(), p.partition, p.offset, p.metadata));
-                    ErrorCode::None
-                };
-                codes.push((p.partition, error));
-            }
-            topics.push((topic, codes));
-        }
-        if !accepted.is_empty() {
-            self.ensure_group(&request.group_id);
-        }
-        CommitDecision {
-            response: OffsetCommitResponse { topics },
-            accepted,
-        }
+        todo!("exercise `commit`: Ask `self.check_commit` once for the request's group, generation and member. Then, per topic and partition in the request's order, the error is the member's if it has one, else `UnknownTopicOrPartition` if the topic has no count or the partition is not below it, else `OffsetMetadataTooLarge` past `MAX_METADATA_BYTES`, else `None`, and the position is accepted. If anything was accepted, `self.ensure_group`.")
     }
 
     /// Makes sure a group with committed offsets is known (as Empty), as

@@ -250,61 +250,7 @@ impl Member {
     /// everything without committing, and claims nothing); and wait while
     /// a rebalance leaves it nothing to read.
     pub fn poll(&mut self, now: u64) -> Vec<Action> {
-        self.last_poll = now;
-        if let Some(error) = self.error.take() {
-            return vec![Action::Fail(error)];
-        }
-        let mut actions = Vec::new();
-        if let Some(assigned) = self.synced.take() {
-            let revoked: Vec<_> = self
-                .owned
-                .iter()
-                .filter(|tp| !assigned.contains(tp))
-                .cloned()
-                .collect();
-            let added: Vec<_> = assigned
-                .iter()
-                .filter(|tp| !self.owned.contains(tp))
-                .cloned()
-                .collect();
-            if !revoked.is_empty() {
-                // Only a cooperative member still owned something to lose.
-                actions.push(Action::Revoke {
-                    partitions: revoked,
-                    commit: true,
-                });
-                self.rejoin_needed = true;
-            }
-            self.owned = assigned.clone();
-            actions.push(Action::Assign { assigned, added });
-        }
-        let idle = matches!(self.state, MemberState::Unjoined | MemberState::Stable);
-        let rejoining = self.rejoin_needed && idle;
-        if rejoining {
-            self.rejoin_needed = false;
-            let dropped = self.generation.is_none();
-            // The subscription says what the member owns: for an eager
-            // sticky assignor, a hint of what to keep; for a cooperative
-            // one, a promise, which a dropped member can no longer make.
-            self.claimed = if self.cooperative && dropped {
-                Vec::new()
-            } else {
-                self.owned.clone()
-            };
-            if (!self.cooperative || dropped) && !self.owned.is_empty() {
-                actions.push(Action::Revoke {
-                    partitions: std::mem::take(&mut self.owned),
-                    commit: !dropped,
-                });
-            }
-            actions.push(Action::Rejoin);
-        }
-        // Eager: nothing to read until the rebalance is over. Cooperative:
-        // read what it owns meanwhile, if anything.
-        if (rejoining || !idle) && (!self.cooperative || self.owned.is_empty()) {
-            actions.push(Action::AwaitRebalance);
-        }
-        actions
+        todo!("exercise `poll`: Note `last_poll`; a pending error is returned alone as `Action::Fail`. A synced assignment (`self.synced.take()`): `Revoke` (commit) what it no longer lists, and then rejoin, then `Assign` it, with the added ones. If a rejoin is needed and the member is Unjoined or Stable: decide what to claim, `Revoke` everything first if eager or dropped (committing unless dropped), then `Rejoin`. Finally `AwaitRebalance` when rejoining or mid-rebalance, unless cooperative with partitions to read.")
     }
 
     /// The application has done the [`Action::Rejoin`]'s revocations: the
@@ -320,50 +266,7 @@ impl Member {
     /// has not polled for `max.poll.interval.ms`: then it is stuck, and
     /// the member leaves so others take over (as Kafka's does).
     pub fn next_request(&mut self, now: u64) -> Next {
-        if self.in_flight {
-            return Next::Wait(None);
-        }
-        let request = match self.state {
-            MemberState::Unjoined | MemberState::Left => return Next::Wait(None),
-            MemberState::Joining => Request::Join(self.join_request()),
-            MemberState::Assigning { .. } => {
-                let topics: BTreeSet<&String> = self
-                    .plan
-                    .iter()
-                    .flat_map(|p| p.members.values())
-                    .flat_map(|s| &s.topics)
-                    .collect();
-                Request::Metadata(topics.into_iter().cloned().collect())
-            }
-            MemberState::AwaitingSync { generation } => Request::Sync(SyncGroupRequest {
-                group_id: self.config.group_id.clone(),
-                generation_id: generation,
-                member_id: self.member_id.clone(),
-                assignments: std::mem::take(&mut self.assignments),
-            }),
-            MemberState::Stable => {
-                let stuck_at = self.last_poll + millis(self.config.max_poll_interval);
-                if now > stuck_at {
-                    let request = LeaveGroupRequest {
-                        group_id: self.config.group_id.clone(),
-                        member_id: self.member_id.clone(),
-                    };
-                    self.lose();
-                    Request::Leave(request)
-                } else if now >= self.next_heartbeat {
-                    self.next_heartbeat = now + millis(self.config.heartbeat_interval);
-                    Request::Heartbeat(HeartbeatRequest {
-                        group_id: self.config.group_id.clone(),
-                        generation_id: self.generation.unwrap_or(-1),
-                        member_id: self.member_id.clone(),
-                    })
-                } else {
-                    return Next::Wait(Some(self.next_heartbeat.min(stuck_at + 1)));
-                }
-            }
-        };
-        self.in_flight = true;
-        Next::Send(request)
+        todo!("exercise `next_request`: One request at a time: with one in flight, `Wait(None)`. By state: Unjoined and Left wait (`Wait(None)`); Joining sends `self.join_request()`; Assigning asks for the `Metadata` of every topic the plan's members subscribe to; AwaitingSync sends a `SyncGroupRequest` (taking `self.assignments`); Stable leaves (and `self.lose()`s) once `now` is past `last_poll + max_poll_interval`, else sends a heartbeat when one is due (and schedules the next), else waits until the next heartbeat. Mark the request in flight.")
     }
 
     /// The answer to the request [`Member::next_request`] gave, at `now`.
@@ -386,34 +289,7 @@ impl Member {
     /// A JoinGroup's answer: in the generation (as leader or follower),
     /// or join again, or give up for now.
     fn joined(&mut self, joined: Result<JoinGroupResponse, ClientError>) {
-        let joined = match joined {
-            Ok(joined) => joined,
-            Err(e) => return self.fail(e),
-        };
-        match joined.error {
-            ErrorCode::None => {
-                let generation = joined.generation_id;
-                self.member_id = joined.member_id.clone();
-                if joined.leader != joined.member_id {
-                    self.assignments.clear();
-                    self.state = MemberState::AwaitingSync { generation };
-                    return;
-                }
-                match self.plan(&joined) {
-                    Ok(plan) => {
-                        self.plan = Some(plan);
-                        self.state = MemberState::Assigning { generation };
-                    }
-                    Err(e) => self.fail(e),
-                }
-            }
-            // KIP-394: join again, with this id.
-            ErrorCode::MemberIdRequired => self.member_id = joined.member_id,
-            // Joins raced: join again.
-            ErrorCode::RebalanceInProgress => {}
-            ErrorCode::UnknownMemberId => self.lose(),
-            code => self.fail(broker_error(code, "JoinGroup")),
-        }
+        todo!("exercise `joined`: A transport error is `self.fail(e)`. On `ErrorCode::None` take the answer's member id; a follower clears `self.assignments` and awaits the sync of the answer's generation; the leader makes its `self.plan(&joined)` (an error fails) and goes to `Assigning`. `MemberIdRequired`: keep the id and join again; `RebalanceInProgress`: join again; `UnknownMemberId`: `self.lose()`; any other code fails with `broker_error(code, \"JoinGroup\")`.")
     }
 
     /// The leader decodes every member's subscription and finds the
@@ -482,13 +358,7 @@ impl Member {
     /// generation the member still has; an unknown member has been
     /// dropped. A lost heartbeat is not fatal: the session allows several.
     fn heartbeat_answered(&mut self, answer: Result<ErrorCode, ClientError>) {
-        match answer {
-            Ok(ErrorCode::None) | Err(_) => {}
-            Ok(ErrorCode::UnknownMemberId) => self.lose(),
-            Ok(_) if self.state == MemberState::Stable => self.rejoin_needed = true,
-            // A rebalance this member is already joining.
-            Ok(_) => {}
-        }
+        todo!("exercise `heartbeat_answered`: `None` and a transport error change nothing. `UnknownMemberId`: `self.lose()`. Any other code, while Stable, means rejoin at the next `poll` (`rejoin_needed`); in any other state, nothing (it is joining already).")
     }
 
     /// Closes the member: the LeaveGroup to send, if it ever got an id,

@@ -169,25 +169,7 @@ impl OffsetStore {
     /// Applies one record of the topic to the map; false if it is not a
     /// commit record.
     fn apply(&mut self, record: &Record) -> bool {
-        let decode_key = |bytes: &[u8]| ch04_network::protocol::decode_body::<CommitKey>(bytes);
-        let Some(Ok(key)) = record.key.as_deref().map(decode_key) else {
-            return false;
-        };
-        if key.version != KEY_VERSION {
-            return false;
-        }
-        let Ok(value) = ch04_network::protocol::decode_body::<CommitValue>(&record.value) else {
-            return false;
-        };
-        self.latest.entry(key.group).or_default().insert(
-            TopicPartition::new(key.topic, key.partition),
-            Committed {
-                offset: value.offset,
-                metadata: value.metadata,
-                timestamp: value.timestamp,
-            },
-        );
-        true
+        todo!("exercise `apply`: Decode the record's key as a `CommitKey` (no key, a key that does not decode, or a `version` other than `KEY_VERSION`: return false) and its value as a `CommitValue` (false if it does not decode); then store `Committed {{ offset, metadata, timestamp }}` as the latest for the key's group and `TopicPartition`, and return true.")
     }
 
     /// The offsets topic's partition holding `group`'s commits.
@@ -205,28 +187,7 @@ impl OffsetStore {
         commits: &[Commit],
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        if commits.is_empty() {
-            return Ok(());
-        }
-        let records: Vec<Record> = commits
-            .iter()
-            .map(|(topic, partition, offset, metadata)| {
-                commit_record(group, topic, *partition, *offset, metadata, now_ms)
-            })
-            .collect();
-        store.append(OFFSETS_TOPIC, self.partition_for(group), &records)?;
-        let positions = self.latest.entry(group.to_string()).or_default();
-        for (topic, partition, offset, metadata) in commits {
-            positions.insert(
-                TopicPartition::new(topic.clone(), *partition),
-                Committed {
-                    offset: *offset,
-                    metadata: metadata.clone(),
-                    timestamp: now_ms,
-                },
-            );
-        }
-        Ok(())
+        todo!("exercise `store_commit`: Nothing to commit: `Ok(())`. Otherwise make one record per commit (`commit_record(group, topic, partition, offset, metadata, now_ms)`), append them all in one call to the group's partition of `OFFSETS_TOPIC` (`self.partition_for(group)`), and only if that succeeded, record each as the group's latest `Committed` in `self.latest`.")
     }
 
     /// A group's committed offset for one partition.
