@@ -200,6 +200,9 @@ impl FramePieces<'_> {
     }
 }
 
+// ANCHOR_END: pieces
+
+// ANCHOR: pieces_encode
 /// Encodes a request frame as [`encode_request`] does, except that each
 /// byte string of `body` that *is* one of `large` (the same bytes in
 /// memory, not merely equal ones) is spliced in, not copied.
@@ -249,7 +252,7 @@ impl Writer for SplicingWriter<'_, '_> {
         Ok(())
     }
 }
-// ANCHOR_END: pieces
+// ANCHOR_END: pieces_encode
 
 /// Encodes a response frame: length, correlation id, body.
 pub fn encode_response<T: Serialize>(

@@ -247,6 +247,9 @@ impl<S: Service> Connection<S> {
         debug!(peer = %self.peer, "connection closed");
     }
 
+    // ANCHOR_END: connection
+
+    // ANCHOR: respond
     /// The responder: serves a connection's requests one at a time, in the
     /// order they were read, and writes each response before it takes the
     /// next, until the reader is done and the queue is empty, or a write
@@ -272,6 +275,9 @@ impl<S: Service> Connection<S> {
         // exercise-end
     }
 
+    // ANCHOR_END: respond
+
+    // ANCHOR: read_requests
     /// The reader: queues each whole request it reads, once the bytes it
     /// holds fit in the connection's budget and the server's, until the
     /// peer hangs up, sends bad bytes, stays idle too long, or a shutdown
@@ -341,7 +347,7 @@ impl<S: Service> Connection<S> {
         }
         // exercise-end
     }
-    // ANCHOR_END: connection
+    // ANCHOR_END: read_requests
 }
 
 /// Takes `len` permits (at most all of them, so that one frame larger than

@@ -562,7 +562,7 @@ impl GroupCoordinator {
     }
     // ANCHOR_END: tick
 
-    // ANCHOR: commit
+    // ANCHOR: check_commit
     /// Whether a commit from this member of this generation may be stored.
     /// Generation -1 with no member id is a consumer outside group
     /// management: allowed while the group has no members.
@@ -608,6 +608,9 @@ impl GroupCoordinator {
         // exercise-end
     }
 
+    // ANCHOR_END: check_commit
+
+    // ANCHOR: commit_decision
     /// An OffsetCommit: the member and generation must be allowed to
     /// commit ([`GroupCoordinator::check_commit`]), and then each partition
     /// must exist (`partition_count` says how many a topic has, `None` for
@@ -658,7 +661,7 @@ impl GroupCoordinator {
         }
         // exercise-end
     }
-    // ANCHOR_END: commit
+    // ANCHOR_END: commit_decision
 
     /// Makes sure a group with committed offsets is known (as Empty), as
     /// after a restart.

@@ -180,6 +180,7 @@ impl FramePieces<'_> {
     }
 }
 
+
 /// Encodes a request frame as [`encode_request`] does, except that each
 /// byte string of `body` that *is* one of `large` (the same bytes in
 /// memory, not merely equal ones) is spliced in, not copied.

@@ -242,6 +242,7 @@ impl<S: Service> Connection<S> {
         debug!(peer = %self.peer, "connection closed");
     }
 
+
     /// The responder: serves a connection's requests one at a time, in the
     /// order they were read, and writes each response before it takes the
     /// next, until the reader is done and the queue is empty, or a write
@@ -254,6 +255,7 @@ impl<S: Service> Connection<S> {
     ) {
         todo!("exercise `respond`: Take each request off the queue (`requests.recv()`, `None` once the reader is done), await `service.handle(header, body)`, and write the response, if there is one, with `writer.write_all`; stop at the first write that fails. The request's permits go when it does, once its response is written.")
     }
+
 
     /// The reader: queues each whole request it reads, once the bytes it
     /// holds fit in the connection's budget and the server's, until the

@@ -437,6 +437,7 @@ impl GroupCoordinator {
         todo!("exercise `check_commit`: An empty group id is `InvalidGroupId`. Generation -1 with no member id (a consumer outside group management) may commit while the group has no members, else `UnknownMemberId`. Otherwise: unknown group `IllegalGeneration`, unknown member `UnknownMemberId`; note `last_seen`; a generation not the group's is `IllegalGeneration`; then Stable and PreparingRebalance `None`, CompletingRebalance `RebalanceInProgress`, Empty and Dead `UnknownMemberId`.")
     }
 
+
     /// An OffsetCommit: the member and generation must be allowed to
     /// commit ([`GroupCoordinator::check_commit`]), and then each partition
     /// must exist (`partition_count` says how many a topic has, `None` for
