@@ -305,6 +305,9 @@ impl Producer {
             .await
     }
 
+    // ANCHOR_END: send
+
+    // ANCHOR: enqueue
     /// Puts a record in its partition's batch, with where its outcome goes.
     async fn enqueue(
         &self,
@@ -353,7 +356,7 @@ impl Producer {
         Ok(())
         // exercise-end
     }
-    // ANCHOR_END: send
+    // ANCHOR_END: enqueue
 
     /// The topic's partition count, asking the broker the first time.
     async fn partition_count(&self, topic: &str) -> Result<u32, ClientError> {

@@ -379,6 +379,8 @@ impl GroupCoordinator {
         {
             return error(ErrorCode::InconsistentGroupProtocol);
         }
+        // ANCHOR_END: join
+        // ANCHOR: join_member
         if request.member_id.is_empty() {
             // KIP-394: hand out an id and ask the member to join again
             // with it, so a member whose first answer is lost does not
@@ -425,7 +427,7 @@ impl GroupCoordinator {
         replies.extend(group.try_complete_join(now, false));
         replies
     }
-    // ANCHOR_END: join
+    // ANCHOR_END: join_member
 
     // ANCHOR: sync
     /// A SyncGroup. The leader's carries the assignment, which completes

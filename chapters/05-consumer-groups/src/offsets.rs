@@ -169,6 +169,9 @@ impl OffsetStore {
         Ok((offsets, report))
     }
 
+    // ANCHOR_END: load
+
+    // ANCHOR: apply
     /// Applies one record of the topic to the map; false if it is not a
     /// commit record.
     fn apply(&mut self, record: &Record) -> bool {
@@ -196,7 +199,7 @@ impl OffsetStore {
         true
         // exercise-end
     }
-    // ANCHOR_END: load
+    // ANCHOR_END: apply
 
     /// The offsets topic's partition holding `group`'s commits.
     pub fn partition_for(&self, group: &str) -> u32 {

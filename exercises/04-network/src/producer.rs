@@ -291,6 +291,7 @@ impl Producer {
             .await
     }
 
+
     /// Puts a record in its partition's batch, with where its outcome goes.
     async fn enqueue(
         &self,

@@ -166,6 +166,7 @@ impl OffsetStore {
         Ok((offsets, report))
     }
 
+
     /// Applies one record of the topic to the map; false if it is not a
     /// commit record.
     fn apply(&mut self, record: &Record) -> bool {
