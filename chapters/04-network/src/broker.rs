@@ -13,7 +13,7 @@ use ch02_segments::LogError;
 use ch03_partitions::{StoreError, TopicConfig, TopicStore};
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::error::ErrorCode;
@@ -24,7 +24,7 @@ use crate::protocol::{
     ProducePartitionResponse, ProduceResponse, RequestHeader, StoredBytes, TopicMetadata,
     TopicResults,
 };
-use crate::server::{Server, ServerConfig, Service};
+use crate::server::{Server, ServerConfig, Service, every};
 
 /// This broker's id in metadata responses (one broker until chapter 8).
 pub const BROKER_ID: u32 = 0;
@@ -93,17 +93,8 @@ impl Service for Broker {
 
     /// Retention, every `retention_check_interval`, until a shutdown begins.
     async fn background(self: Arc<Self>) {
-        let every = self.config.retention_check_interval;
-        let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
-        // A pass that overran is not followed by catch-up passes back to
-        // back: the next one waits a whole interval.
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut stopping = self.stopping.subscribe();
-        loop {
-            tokio::select! {
-                _ = stopping.wait_for(|stopping| *stopping) => return,
-                _ = ticks.tick() => {}
-            }
+        let period = self.config.retention_check_interval;
+        every(period, self.stopping.subscribe(), || async {
             // Retention deletes files: it runs on a blocking thread, and a
             // pass that has begun is finished before a shutdown goes on.
             let broker = self.clone();
@@ -115,7 +106,8 @@ impl Service for Broker {
                 Ok(Err(e)) => warn!(error = %e, "retention check failed"),
                 Err(e) => warn!(error = %e, "retention check panicked"),
             }
-        }
+        })
+        .await;
     }
 
     fn begin_shutdown(&self) {

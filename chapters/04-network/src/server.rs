@@ -350,6 +350,27 @@ impl<S: Service> Connection<S> {
     // ANCHOR_END: read_requests
 }
 
+/// Runs `work` every `period`, the first time one period from now, until
+/// `stopping` turns true: what a service's [`Service::background`] is made
+/// of. A pass that has begun is finished before it returns, and a pass
+/// that overran is not followed by catch-up passes back to back: the next
+/// one waits a whole period.
+pub async fn every<F: Future<Output = ()>>(
+    period: Duration,
+    mut stopping: watch::Receiver<bool>,
+    mut work: impl FnMut() -> F,
+) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stopping.wait_for(|stopping| *stopping) => return,
+            _ = ticks.tick() => {}
+        }
+        work().await;
+    }
+}
+
 /// Takes `len` permits (at most all of them, so that one frame larger than
 /// the limit still gets through, alone).
 async fn acquire(semaphore: &Arc<Semaphore>, len: usize, capacity: usize) -> OwnedSemaphorePermit {

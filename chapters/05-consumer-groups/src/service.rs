@@ -15,11 +15,12 @@ use bytes::BytesMut;
 use ch03_partitions::{StoreError, TopicStore};
 use ch04_network::broker::{BROKER_ID, error_code};
 use ch04_network::protocol::{self, API_VERSION, RequestHeader};
+use ch04_network::server::every;
 use ch04_network::{Broker, BrokerConfig, ErrorCode, Server, ServerConfig, Service};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{oneshot, watch};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::coordinator::{CoordinatorConfig, GroupCoordinator, Replies, Reply, ReplyTo};
@@ -393,33 +394,18 @@ impl Service for GroupBroker {
 impl GroupBroker {
     /// The coordinator's clock: every `tick_interval`, let time pass.
     async fn tick(&self) {
-        let mut ticks = tokio::time::interval(self.tick_interval);
-        let mut stopping = self.stopping.subscribe();
-        loop {
-            tokio::select! {
-                _ = stopping.wait_for(|stopping| *stopping) => return,
-                _ = ticks.tick() => {}
-            }
+        every(self.tick_interval, self.stopping.subscribe(), || async {
             let now = self.shared.now();
             let mut groups = self.shared.lock();
             let replies = groups.coordinator.tick(now);
             groups.deliver(replies);
-        }
+        })
+        .await;
     }
 
     /// Every `clean_interval`, cleans the offsets topic.
     async fn clean(self: &Arc<Self>) {
-        let every = self.clean_interval;
-        let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
-        // A pass that overran is not followed by catch-up passes back to
-        // back: the next one waits a whole interval.
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut stopping = self.stopping.subscribe();
-        loop {
-            tokio::select! {
-                _ = stopping.wait_for(|stopping| *stopping) => return,
-                _ = ticks.tick() => {}
-            }
+        every(self.clean_interval, self.stopping.subscribe(), || async {
             // Cleaning rewrites and deletes files: a blocking thread's work.
             let this = Arc::clone(self);
             let cleaned = tokio::task::spawn_blocking(move || {
@@ -432,7 +418,8 @@ impl GroupBroker {
                 Ok(Err(e)) => warn!(error = %e, "cleaning the offsets topic failed"),
                 Err(e) => warn!(error = %e, "cleaning the offsets topic panicked"),
             }
-        }
+        })
+        .await;
     }
 }
 
