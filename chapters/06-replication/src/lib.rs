@@ -2,4 +2,11 @@
 //!
 //! (Work in progress: the chapter's docs are written with its modules.)
 
+pub mod controller;
+pub mod epoch;
+pub mod manager;
+pub mod memory;
+pub mod protocol;
+pub mod replica;
 pub mod sim;
+pub mod storage;

@@ -1,0 +1,292 @@
+//! Sans-IO. The controller: which broker leads each partition, and who is
+//! in its ISR.
+//!
+//! Brokers heartbeat the controller; one that stops for the session timeout
+//! is *fenced*, and every partition it led gets a new leader from its ISR,
+//! with a new leader epoch. Leaders ask the controller to change their ISR
+//! (AlterPartition), and the partition epoch makes sure a change built on
+//! old state is refused. This is the shape of KRaft's controller, reduced
+//! to one process with its state in memory.
+//!
+//! [`SimpleController`] is that one process, and it is a single point of
+//! failure: if it stops, no leader is ever elected again. Chapter 8 puts
+//! the same [`Controller`] interface on an elected controller whose state
+//! lives in chapter 7's replicated coordinator.
+
+use std::collections::BTreeMap;
+
+use ch03_partitions::TopicPartition;
+use ch04_network::error::ErrorCode;
+
+use crate::protocol::{
+    AlterPartitionRequest, AlterPartitionResponse, BrokerId, HeartbeatRequest, HeartbeatResponse,
+    PartitionState,
+};
+use crate::replica::Millis;
+
+/// The controller's settings, with Kafka's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControllerConfig {
+    /// `broker.session.timeout.ms`: a broker not heard from for this long
+    /// is fenced (Kafka: 9 s).
+    pub session_timeout_ms: Millis,
+    /// `unclean.leader.election.enable`: when no in-sync replica is alive,
+    /// elect an out-of-sync one rather than leave the partition offline,
+    /// and lose whatever it lacks (Kafka: off).
+    pub unclean_leader_election: bool,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> ControllerConfig {
+        ControllerConfig {
+            session_timeout_ms: 9_000,
+            unclean_leader_election: false,
+        }
+    }
+}
+
+/// What every controller does: the interface the brokers talk to.
+/// Chapter 8 implements it again on top of chapter 7's coordinator.
+pub trait Controller {
+    /// A broker's heartbeat: registers it (again), and answers with the
+    /// state of its partitions.
+    fn on_heartbeat(&mut self, request: &HeartbeatRequest, now: Millis) -> HeartbeatResponse;
+    /// A leader's request to change an ISR.
+    fn on_alter_partition(&mut self, request: &AlterPartitionRequest) -> AlterPartitionResponse;
+    /// Creates a topic, its replicas spread over the live brokers.
+    fn create_topic(&mut self, name: &str, partitions: u32, replication_factor: u32) -> Result<(), ErrorCode>;
+    /// Time passes: fences brokers whose session expired.
+    fn tick(&mut self, now: Millis);
+    /// Every partition's state.
+    fn partitions(&self) -> &BTreeMap<TopicPartition, PartitionState>;
+}
+
+/// What the controller knows of a broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BrokerInfo {
+    address: String,
+    /// Which run of the broker process this is; a new one means the broker
+    /// restarted, and lost whatever it had not synced.
+    incarnation: u64,
+    last_heartbeat_ms: Millis,
+    alive: bool,
+}
+
+/// A controller in one process, its state in memory.
+#[derive(Debug, Clone, Default)]
+pub struct SimpleController {
+    config: ControllerConfig,
+    brokers: BTreeMap<BrokerId, BrokerInfo>,
+    partitions: BTreeMap<TopicPartition, PartitionState>,
+}
+
+impl SimpleController {
+    /// A controller with no brokers and no topics.
+    pub fn new(config: ControllerConfig) -> SimpleController {
+        SimpleController {
+            config,
+            ..SimpleController::default()
+        }
+    }
+
+    /// Whether `broker` is alive (registered and not fenced).
+    pub fn is_alive(&self, broker: BrokerId) -> bool {
+        self.brokers.get(&broker).is_some_and(|b| b.alive)
+    }
+
+    /// Fences a broker now, as if its session had expired (a test, or an
+    /// operator, saying "this broker is gone").
+    pub fn fence(&mut self, broker: BrokerId) {
+        if let Some(info) = self.brokers.get_mut(&broker) {
+            info.alive = false;
+        }
+        let ids: Vec<TopicPartition> = self.partitions.keys().cloned().collect();
+        for tp in ids {
+            let state = self.partitions.get_mut(&tp).expect("listed");
+            if state.leader == Some(broker) {
+                self.elect(&tp, Some(broker));
+            } else if state.isr.contains(&broker) {
+                // KRaft takes a fenced broker out of every ISR at once: the
+                // leader would, after `replica.lag.time.max.ms`.
+                state.isr.retain(|&id| id != broker);
+                state.partition_epoch += 1;
+            }
+        }
+    }
+
+    // ANCHOR: elect
+    /// Chooses a new leader for `tp`, whose leader `gone` (if any) is
+    /// fenced: the first live replica in the ISR, in preference order; if
+    /// none, an out-of-sync live replica only when unclean election is on;
+    /// otherwise none, and the partition is offline until an ISR member
+    /// comes back. Every change of leader bumps the leader epoch.
+    fn elect(&mut self, tp: &TopicPartition, gone: Option<BrokerId>) {
+        let state = &self.partitions[tp];
+        let alive = |id: &BrokerId| Some(*id) != gone && self.is_alive(*id);
+        let clean = state
+            .replicas
+            .iter()
+            .find(|id| state.isr.contains(id) && alive(id))
+            .copied();
+        let unclean = || {
+            state
+                .replicas
+                .iter()
+                .find(|id| alive(id))
+                .copied()
+                .filter(|_| self.config.unclean_leader_election)
+        };
+        let (leader, isr) = match clean {
+            Some(leader) => {
+                let isr = state.isr.iter().copied().filter(|id| Some(*id) != gone).collect();
+                (Some(leader), isr)
+            }
+            None => match unclean() {
+                // The new leader's log is the truth now, whatever it lacks.
+                Some(leader) => (Some(leader), vec![leader]),
+                // Keep the ISR as it was: its members are the only ones
+                // that may lead without losing data when they come back.
+                None => (None, state.isr.clone()),
+            },
+        };
+        let state = self.partitions.get_mut(tp).expect("exists");
+        if leader != state.leader || isr != state.isr {
+            state.leader = leader;
+            state.isr = isr;
+            state.leader_epoch += 1;
+            state.partition_epoch += 1;
+        }
+    }
+    // ANCHOR_END: elect
+}
+
+impl Controller for SimpleController {
+    fn on_heartbeat(&mut self, request: &HeartbeatRequest, now: Millis) -> HeartbeatResponse {
+        let id = request.broker_id;
+        let restarted = self
+            .brokers
+            .get(&id)
+            .is_some_and(|b| b.alive && b.incarnation != request.incarnation);
+        if restarted {
+            // It crashed and came back before its session expired: it may
+            // have lost unsynced records, so it must not go on leading or
+            // count as in sync as if nothing happened.
+            self.fence(id);
+        }
+        let was_alive = self.is_alive(id);
+        self.brokers.insert(
+            id,
+            BrokerInfo {
+                address: request.address.clone(),
+                incarnation: request.incarnation,
+                last_heartbeat_ms: now,
+                alive: true,
+            },
+        );
+        if !was_alive {
+            // Partitions left without a leader may have one now.
+            let offline: Vec<TopicPartition> = self
+                .partitions
+                .iter()
+                .filter(|(_, s)| s.leader.is_none() && s.replicas.contains(&id))
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            for tp in offline {
+                self.elect(&tp, None);
+            }
+        }
+        HeartbeatResponse {
+            partitions: self
+                .partitions
+                .iter()
+                .filter(|(_, s)| s.replicas.contains(&id))
+                .map(|(tp, s)| (tp.clone(), s.clone()))
+                .collect(),
+            brokers: self
+                .brokers
+                .iter()
+                .filter(|(_, b)| b.alive)
+                .map(|(id, b)| (*id, b.address.clone()))
+                .collect(),
+        }
+    }
+
+    // ANCHOR: alter_partition
+    fn on_alter_partition(&mut self, request: &AlterPartitionRequest) -> AlterPartitionResponse {
+        let answer = |error, state: Option<&PartitionState>| AlterPartitionResponse {
+            tp: request.tp.clone(),
+            error,
+            state: state.cloned(),
+        };
+        let Some(state) = self.partitions.get(&request.tp) else {
+            return answer(ErrorCode::UnknownTopicOrPartition, None);
+        };
+        if state.leader != Some(request.broker_id) || state.leader_epoch != request.leader_epoch {
+            return answer(ErrorCode::FencedLeaderEpoch, Some(state));
+        }
+        if state.partition_epoch != request.partition_epoch {
+            return answer(ErrorCode::InvalidUpdateVersion, Some(state));
+        }
+        let eligible = request.new_isr.contains(&request.broker_id)
+            && request
+                .new_isr
+                .iter()
+                .all(|id| state.replicas.contains(id) && self.is_alive(*id));
+        if !eligible {
+            return answer(ErrorCode::IneligibleReplica, Some(state));
+        }
+        let state = self.partitions.get_mut(&request.tp).expect("exists");
+        state.isr = request.new_isr.clone();
+        state.partition_epoch += 1;
+        answer(ErrorCode::None, Some(state))
+    }
+    // ANCHOR_END: alter_partition
+
+    fn create_topic(&mut self, name: &str, partitions: u32, replication_factor: u32) -> Result<(), ErrorCode> {
+        if self.partitions.keys().any(|tp| tp.topic == name) {
+            return Err(ErrorCode::TopicAlreadyExists);
+        }
+        let alive: Vec<BrokerId> = self
+            .brokers
+            .iter()
+            .filter(|(_, b)| b.alive)
+            .map(|(id, _)| *id)
+            .collect();
+        let factor = replication_factor as usize;
+        if partitions == 0 || factor == 0 || factor > alive.len() {
+            return Err(ErrorCode::InvalidPartitions);
+        }
+        for partition in 0..partitions {
+            // Kafka's layout, without racks: partition p's replicas start
+            // at broker p and go round, so leaders spread evenly.
+            let replicas: Vec<BrokerId> = (0..factor)
+                .map(|i| alive[(partition as usize + i) % alive.len()])
+                .collect();
+            let state = PartitionState {
+                leader: Some(replicas[0]),
+                leader_epoch: 0,
+                partition_epoch: 0,
+                isr: replicas.clone(),
+                replicas,
+            };
+            self.partitions.insert(TopicPartition::new(name, partition), state);
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self, now: Millis) {
+        let expired: Vec<BrokerId> = self
+            .brokers
+            .iter()
+            .filter(|(_, b)| b.alive && now.saturating_sub(b.last_heartbeat_ms) > self.config.session_timeout_ms)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.fence(id);
+        }
+    }
+
+    fn partitions(&self) -> &BTreeMap<TopicPartition, PartitionState> {
+        &self.partitions
+    }
+}
