@@ -42,10 +42,12 @@ pub(super) enum Fate {
     Cut,
     /// Lost on the way.
     Dropped,
-    /// Arrives after this many milliseconds.
-    Delayed(Millis),
-    /// Arrives twice, after each of these delays.
-    Duplicated(Millis, Millis),
+    /// Arrives after `delay` milliseconds, and again after `duplicate` if
+    /// the network duplicated it.
+    Arrives {
+        delay: Millis,
+        duplicate: Option<Millis>,
+    },
 }
 
 /// The links between nodes, and the odds for every message.
@@ -114,12 +116,11 @@ impl Network {
         // Each copy gets its own delay, so a later message can overtake an
         // earlier one: this is the whole of reordering.
         let delay = rng.u64(self.min_delay_ms..=self.max_delay_ms);
-        if rng.f64() < self.duplicate_probability {
+        let duplicate = (rng.f64() < self.duplicate_probability).then(|| {
             self.stats.duplicated += 1;
-            let again = rng.u64(self.min_delay_ms..=self.max_delay_ms);
-            return Fate::Duplicated(delay, again);
-        }
-        Fate::Delayed(delay)
+            rng.u64(self.min_delay_ms..=self.max_delay_ms)
+        });
+        Fate::Arrives { delay, duplicate }
     }
 
     /// Decides, when a message is due, whether it reaches its receiver:
@@ -152,7 +153,7 @@ mod tests {
         net.cut(&[1], &[2, 3]);
         assert!(matches!(net.route(&mut rng, 1, 2), Fate::Cut));
         assert!(matches!(net.route(&mut rng, 1, 3), Fate::Cut));
-        assert!(matches!(net.route(&mut rng, 2, 1), Fate::Delayed(_)));
+        assert!(matches!(net.route(&mut rng, 2, 1), Fate::Arrives { .. }));
         assert!(!net.arrives(1, 2, true));
         net.heal();
         assert!(net.arrives(1, 2, true));
@@ -174,7 +175,10 @@ mod tests {
         let mut seen = BTreeSet::new();
         for _ in 0..1_000 {
             match net.route(&mut rng, 1, 2) {
-                Fate::Delayed(delay) => seen.insert(delay),
+                Fate::Arrives {
+                    delay,
+                    duplicate: None,
+                } => seen.insert(delay),
                 other => panic!("a perfect network gave {other:?}"),
             };
         }

@@ -74,8 +74,9 @@ enum Event<M> {
         msg: M,
         incarnation: u64,
     },
-    /// `node` ticks, if it has not crashed since this tick was scheduled.
-    Tick { node: NodeId, incarnation: u64 },
+    /// Node `id` ticks, if it has not crashed since this tick was
+    /// scheduled.
+    Tick { id: NodeId, incarnation: u64 },
     /// The nemesis strikes.
     Fault,
 }
@@ -113,7 +114,7 @@ impl<M> PartialEq for Scheduled<M> {
 
 impl<M> Eq for Scheduled<M> {}
 
-/// Builds a node from its disk, at its first start and after every crash:
+/// Builds a node from its disk, at its first start and at every restart:
 /// its recovery path. Takes the node's id and the time on its clock.
 type StartFn<N> = Box<dyn Fn(NodeId, &mut <N as Node>::Disk, Millis) -> N>;
 
@@ -140,7 +141,7 @@ struct Slot<N: Node> {
 pub struct Sim<N: Node> {
     rng: fastrand::Rng,
     now: Millis,
-    /// The next `seq` for [`Scheduled`].
+    /// The `seq` of the last event scheduled.
     seq: u64,
     queue: BinaryHeap<Scheduled<N::Msg>>,
     slots: BTreeMap<NodeId, Slot<N>>,
@@ -211,6 +212,11 @@ impl<N: Node> Sim<N> {
         self.boot(id);
     }
 
+    /// Node `id`'s slot.
+    fn slot(&self, id: NodeId) -> &Slot<N> {
+        self.slots.get(&id).unwrap_or_else(|| unknown(id))
+    }
+
     /// Builds node `id` from its disk and starts its ticks.
     fn boot(&mut self, id: NodeId) {
         let slot = self.slots.get_mut(&id).unwrap_or_else(|| unknown(id));
@@ -220,13 +226,7 @@ impl<N: Node> Sim<N> {
         let incarnation = slot.incarnation;
         // A random first tick, so that nodes do not tick in lockstep.
         let first = self.rng.u64(1..=self.tick_ms);
-        self.schedule(
-            first,
-            Event::Tick {
-                node: id,
-                incarnation,
-            },
-        );
+        self.schedule(first, Event::Tick { id, incarnation });
     }
 
     /// Puts `event` in the queue, due `after` milliseconds from now.
@@ -271,12 +271,12 @@ impl<N: Node> Sim<N> {
                     self.with_node(to, |node, ctx, disk| node.on_message(ctx, disk, from, msg));
                 }
             }
-            Event::Tick { node, incarnation } => {
+            Event::Tick { id, incarnation } => {
                 // A tick for an earlier life of the node ends its chain: a
                 // crash stops a node's timers with the rest of its memory.
-                if self.slots[&node].incarnation == incarnation {
-                    self.with_node(node, |n, ctx, disk| n.on_tick(ctx, disk));
-                    self.schedule(self.tick_ms, Event::Tick { node, incarnation });
+                if self.slots[&id].incarnation == incarnation {
+                    self.with_node(id, |node, ctx, disk| node.on_tick(ctx, disk));
+                    self.schedule(self.tick_ms, Event::Tick { id, incarnation });
                 }
             }
             Event::Fault => {
@@ -326,44 +326,24 @@ impl<N: Node> Sim<N> {
     /// Hands a message to the network, which decides when it arrives, if
     /// ever.
     fn transmit(&mut self, from: NodeId, to: NodeId, msg: N::Msg) {
-        let incarnation = self
-            .slots
-            .get(&to)
-            .unwrap_or_else(|| unknown(to))
-            .incarnation;
+        let incarnation = self.slot(to).incarnation;
         let fate = self.network.route(&mut self.rng, from, to);
         if self.trace_messages {
             self.note(format_args!("send {from}->{to} {msg:?}: {fate:?}"));
         }
-        match fate {
-            Fate::Cut | Fate::Dropped => {}
-            Fate::Delayed(delay) => {
-                let event = Event::Deliver {
-                    from,
-                    to,
-                    msg,
-                    incarnation,
-                };
-                self.schedule(delay, event);
-            }
-            Fate::Duplicated(delay, again) => {
-                let copy = msg.clone();
-                let event = Event::Deliver {
-                    from,
-                    to,
-                    msg,
-                    incarnation,
-                };
-                self.schedule(delay, event);
-                let event = Event::Deliver {
-                    from,
-                    to,
-                    msg: copy,
-                    incarnation,
-                };
-                self.schedule(again, event);
-            }
+        let Fate::Arrives { delay, duplicate } = fate else {
+            return;
+        };
+        let deliver = |msg| Event::Deliver {
+            from,
+            to,
+            msg,
+            incarnation,
+        };
+        if let Some(again) = duplicate {
+            self.schedule(again, deliver(msg.clone()));
         }
+        self.schedule(delay, deliver(msg));
     }
 
     /// Carries out a fault the nemesis picked.
@@ -457,8 +437,7 @@ impl<N: Node> Sim<N> {
     /// Restarts node `id`, if it is crashed: its start function rebuilds it
     /// from what its disk kept.
     pub fn restart(&mut self, id: NodeId) {
-        let slot = self.slots.get(&id).unwrap_or_else(|| unknown(id));
-        if slot.node.is_none() {
+        if self.slot(id).node.is_none() {
             self.note(format_args!("restart {id}"));
             self.boot(id);
         }
@@ -477,13 +456,14 @@ impl<N: Node> Sim<N> {
     /// Moves node `id`'s clock `by` milliseconds ahead of the others'.
     ///
     /// Forward only: [`Ctx::now`] stands for a monotonic clock (Rust's
-    /// `Instant`, Kafka's `time.milliseconds()` for timeouts), which never
-    /// goes back but can leap (a VM paused and resumed, a process stopped
-    /// with SIGSTOP, a laptop waking). To the node, every timeout it was
-    /// waiting for expires at once: a follower decides its leader is dead, a
-    /// leader that its followers have fallen behind. A wall clock that goes
-    /// back is a different bug (timestamps out of order) that the protocols
-    /// here do not depend on.
+    /// `Instant`, Java's `System.nanoTime`), which never goes back but can
+    /// leap: a VM paused and resumed, a process stopped with SIGSTOP, a long
+    /// garbage-collection pause. To the node, every timeout it was waiting
+    /// for expires at once: a follower decides its leader is dead, a leader
+    /// that its followers have fallen behind. A wall clock can also go back
+    /// (NTP stepping it), and a timeout measured on one then fires late or
+    /// never; that is why timeouts belong on a monotonic clock, and why
+    /// `now` is one.
     pub fn jump_clock(&mut self, id: NodeId, by: Millis) {
         let slot = self.slots.get_mut(&id).unwrap_or_else(|| unknown(id));
         slot.clock_offset += by;
@@ -546,7 +526,7 @@ impl<N: Node> Sim<N> {
 
     /// Node `id`'s disk, crashed or not. Panics if there is no such node.
     pub fn disk(&self, id: NodeId) -> &N::Disk {
-        &self.slots.get(&id).unwrap_or_else(|| unknown(id)).disk
+        &self.slot(id).disk
     }
 
     /// What the nodes recorded, in order: the time (the simulation's), the
