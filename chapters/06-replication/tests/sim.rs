@@ -306,8 +306,12 @@ fn a_partition_cuts_between_groups_both_ways_and_catches_messages_in_flight() {
     for (from, to) in [(1, 2), (2, 1), (1, 3), (3, 1)] {
         assert_eq!(received(&sim, from, to), [], "{from} -> {to}");
     }
-    assert_eq!(received(&sim, 2, 3), [Msg::Ping(1), Msg::Pong(1)]);
-    assert_eq!(received(&sim, 3, 2), [Msg::Ping(1), Msg::Pong(1)]);
+    // 2 and 3 still talk: each got the other's ping and the answer to its
+    // own, in either order.
+    for (from, to) in [(2, 3), (3, 2)] {
+        let got = received(&sim, from, to);
+        assert!(got.len() == 2 && got.contains(&Msg::Ping(1)) && got.contains(&Msg::Pong(1)));
+    }
 }
 
 #[test]
