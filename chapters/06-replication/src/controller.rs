@@ -34,6 +34,9 @@ pub struct ControllerConfig {
     /// elect an out-of-sync one rather than leave the partition offline,
     /// and lose whatever it lacks (Kafka: off).
     pub unclean_leader_election: bool,
+    /// `min.insync.replicas` (a topic setting in Kafka; here one for the
+    /// cluster): below it, replicas leaving the ISR stay eligible.
+    pub min_insync_replicas: usize,
 }
 
 impl Default for ControllerConfig {
@@ -41,6 +44,7 @@ impl Default for ControllerConfig {
         ControllerConfig {
             session_timeout_ms: 9_000,
             unclean_leader_election: false,
+            min_insync_replicas: 1,
         }
     }
 }
@@ -100,59 +104,72 @@ impl SimpleController {
         if let Some(info) = self.brokers.get_mut(&broker) {
             info.alive = false;
         }
+        let min_isr = self.config.min_insync_replicas;
         let ids: Vec<TopicPartition> = self.partitions.keys().cloned().collect();
         for tp in ids {
             let state = self.partitions.get_mut(&tp).expect("listed");
+            if !state.isr.contains(&broker) {
+                continue;
+            }
+            // KRaft takes a fenced broker out of every ISR at once (the
+            // leader would, after `replica.lag.time.max.ms`). The leader
+            // may not have heard yet, and go on acknowledging writes that
+            // this broker holds: so once the ISR is below
+            // `min.insync.replicas`, the broker stays *eligible* (KIP-966).
+            state.isr.retain(|&id| id != broker);
+            if state.isr.len() < min_isr && !state.elr.contains(&broker) {
+                state.elr.push(broker);
+            }
+            state.partition_epoch += 1;
             if state.leader == Some(broker) {
-                self.elect(&tp, Some(broker));
-            } else if state.isr.contains(&broker) {
-                // KRaft takes a fenced broker out of every ISR at once: the
-                // leader would, after `replica.lag.time.max.ms`.
-                state.isr.retain(|&id| id != broker);
+                self.elect(&tp);
+            }
+        }
+    }
+
+    /// A broker came back from a crash: it may have lost records it had
+    /// not synced, so it is no longer a safe leader where another eligible
+    /// replica may have them (KIP-966's unclean-shutdown rule). If it is
+    /// the last one, it stays: no one else could do better.
+    fn forget_unclean(&mut self, broker: BrokerId) {
+        for state in self.partitions.values_mut() {
+            let others = state.isr.iter().chain(&state.elr).filter(|&&id| id != broker).count();
+            if state.elr.contains(&broker) && others > 0 {
+                state.elr.retain(|&id| id != broker);
                 state.partition_epoch += 1;
             }
         }
     }
 
     // ANCHOR: elect
-    /// Chooses a new leader for `tp`, whose leader `gone` (if any) is
-    /// fenced: the first live replica in the ISR, in preference order; if
-    /// none, an out-of-sync live replica only when unclean election is on;
-    /// otherwise none, and the partition is offline until an ISR member
-    /// comes back. Every change of leader bumps the leader epoch.
-    fn elect(&mut self, tp: &TopicPartition, gone: Option<BrokerId>) {
+    /// Chooses a new leader for `tp`, which has none (its leader was
+    /// fenced): the first live replica of the ISR, in preference order;
+    /// else the first live eligible replica; else, only if unclean
+    /// election is on, any live replica, whatever it lacks; else none, and
+    /// the partition is offline until an eligible replica comes back.
+    /// Every change of leader bumps the leader epoch.
+    fn elect(&mut self, tp: &TopicPartition) {
         let state = &self.partitions[tp];
-        let alive = |id: &BrokerId| Some(*id) != gone && self.is_alive(*id);
-        let clean = state
+        let alive = |id: &&BrokerId| self.is_alive(**id);
+        let clean = state.replicas.iter().filter(|id| state.isr.contains(id)).find(alive);
+        let eligible = state.replicas.iter().filter(|id| state.elr.contains(id)).find(alive);
+        let unclean = state
             .replicas
             .iter()
-            .find(|id| state.isr.contains(id) && alive(id))
-            .copied();
-        let unclean = || {
-            state
-                .replicas
-                .iter()
-                .find(|id| alive(id))
-                .copied()
-                .filter(|_| self.config.unclean_leader_election)
-        };
-        let (leader, isr) = match clean {
-            Some(leader) => {
-                let isr = state.isr.iter().copied().filter(|id| Some(*id) != gone).collect();
-                (Some(leader), isr)
-            }
-            None => match unclean() {
-                // The new leader's log is the truth now, whatever it lacks.
-                Some(leader) => (Some(leader), vec![leader]),
-                // Keep the ISR as it was: its members are the only ones
-                // that may lead without losing data when they come back.
-                None => (None, state.isr.clone()),
-            },
-        };
+            .find(alive)
+            .filter(|_| self.config.unclean_leader_election);
+        let leader = clean.or(eligible).or(unclean).copied();
         let state = self.partitions.get_mut(tp).expect("exists");
-        if leader != state.leader || isr != state.isr {
+        if let Some(leader) = leader
+            && !state.isr.contains(&leader)
+        {
+            // Led by an eligible replica, or uncleanly: its log is the
+            // truth now, and it starts the ISR again alone.
+            state.isr = vec![leader];
+            state.elr.retain(|&id| id != leader);
+        }
+        if leader != state.leader {
             state.leader = leader;
-            state.isr = isr;
             state.leader_epoch += 1;
             state.partition_epoch += 1;
         }
@@ -167,11 +184,14 @@ impl Controller for SimpleController {
             .brokers
             .get(&id)
             .is_some_and(|b| b.alive && b.incarnation != request.incarnation);
+        let returning = self.brokers.get(&id).is_some_and(|b| b.incarnation != request.incarnation);
         if restarted {
-            // It crashed and came back before its session expired: it may
-            // have lost unsynced records, so it must not go on leading or
-            // count as in sync as if nothing happened.
+            // It crashed and came back before its session expired: it must
+            // not go on leading or count as in sync as if nothing happened.
             self.fence(id);
+        }
+        if returning {
+            self.forget_unclean(id);
         }
         let was_alive = self.is_alive(id);
         self.brokers.insert(
@@ -192,7 +212,7 @@ impl Controller for SimpleController {
                 .map(|(tp, _)| tp.clone())
                 .collect();
             for tp in offline {
-                self.elect(&tp, None);
+                self.elect(&tp);
             }
         }
         HeartbeatResponse {
@@ -235,8 +255,15 @@ impl Controller for SimpleController {
         if !eligible {
             return answer(ErrorCode::IneligibleReplica, Some(state));
         }
+        let min_isr = self.config.min_insync_replicas;
         let state = self.partitions.get_mut(&request.tp).expect("exists");
         state.isr = request.new_isr.clone();
+        // A replica back in the ISR is no longer merely eligible; and a
+        // full enough ISR needs no eligible replicas beside it.
+        state.elr.retain(|id| !state.isr.contains(id));
+        if state.isr.len() >= min_isr {
+            state.elr.clear();
+        }
         state.partition_epoch += 1;
         answer(ErrorCode::None, Some(state))
     }
@@ -267,6 +294,7 @@ impl Controller for SimpleController {
                 leader_epoch: 0,
                 partition_epoch: 0,
                 isr: replicas.clone(),
+                elr: Vec::new(),
                 replicas,
             };
             self.partitions.insert(TopicPartition::new(name, partition), state);

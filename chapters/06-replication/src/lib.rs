@@ -4,6 +4,7 @@
 
 pub mod controller;
 pub mod epoch;
+pub mod lab;
 pub mod manager;
 pub mod memory;
 pub mod protocol;

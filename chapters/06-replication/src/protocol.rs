@@ -90,6 +90,11 @@ pub struct PartitionState {
     pub replicas: Vec<BrokerId>,
     /// The in-sync replicas, the leader among them.
     pub isr: Vec<BrokerId>,
+    /// The eligible leader replicas (KIP-966): replicas the controller took
+    /// out of the ISR when it fell below `min.insync.replicas`. They hold
+    /// every write acknowledged before, so one may lead when no ISR member
+    /// is left.
+    pub elr: Vec<BrokerId>,
 }
 // ANCHOR_END: partition_state
 

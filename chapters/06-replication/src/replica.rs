@@ -218,6 +218,7 @@ impl Partition {
                 partition_epoch: 0,
                 replicas: Vec::new(),
                 isr: Vec::new(),
+                elr: Vec::new(),
             },
             epochs,
             high_watermark: high_watermark.min(log_end),
@@ -423,13 +424,21 @@ impl Partition {
     // ANCHOR: advance_hw
     /// Moves the high watermark up to the smallest log end offset in the
     /// (maximal) ISR, if that is higher. Returns whether it moved.
+    ///
+    /// Only while the ISR holds at least `min.insync.replicas` (KIP-966):
+    /// a leader alone must not commit what it alone has, or a consumer
+    /// could read a record that the next leader, an eligible replica from
+    /// outside the ISR, never had.
     fn maybe_advance_high_watermark(&mut self, log: &impl ReplicaLog) -> bool {
         let Role::Leader(leading) = &self.role else {
             return false;
         };
-        // exercise-hole: advance_hw | The high watermark is the smallest log end offset among the in-sync replicas (`self.maximal_isr()`): the leader's own is `log.log_end_offset()`, a follower's is `leading.followers[&id].log_end`. A follower whose end is still unknown (`None`) holds it where it is. It never goes back.
+        // exercise-hole: advance_hw | While the ISR has at least `self.config.min_insync_replicas` members, the high watermark is the smallest log end offset among the in-sync replicas (`self.maximal_isr()`): the leader's own is `log.log_end_offset()`, a follower's is `leading.followers[&id].log_end`. A follower whose end is still unknown (`None`) holds it where it is. It never goes back.
         // exercise-hint: Work out `Option<u64>`: for each id of the maximal ISR, `Some(log.log_end_offset())` for `self.me`, else the follower's `log_end` (or `None` if the leader has no progress for it).
         // exercise-hint: `let smallest = isr.iter().map(|id| ...).collect::<Option<Vec<u64>>>()` gives `None` if any is unknown; then take `.min()`, and only move up: `if new > self.high_watermark { self.high_watermark = new; return true }`.
+        if self.state.isr.len() < self.config.min_insync_replicas {
+            return false;
+        }
         let mut smallest = log.log_end_offset();
         for id in self.maximal_isr() {
             if id == self.me {

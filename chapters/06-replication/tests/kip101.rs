@@ -84,6 +84,7 @@ fn state(leader: BrokerId, leader_epoch: u32, isr: &[BrokerId]) -> PartitionStat
         partition_epoch: leader_epoch,
         replicas: vec![A, B],
         isr: isr.to_vec(),
+        elr: Vec::new(),
     }
 }
 
