@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use ch03_partitions::TopicPartition;
 use ch04_network::error::ErrorCode;
 
+use crate::epoch::EpochEnd;
 use crate::protocol::{
     AlterPartitionRequest, AlterPartitionResponse, BrokerId, HeartbeatRequest, HeartbeatResponse,
     PartitionState,
@@ -58,7 +59,12 @@ pub trait Controller {
     /// A leader's request to change an ISR.
     fn on_alter_partition(&mut self, request: &AlterPartitionRequest) -> AlterPartitionResponse;
     /// Creates a topic, its replicas spread over the live brokers.
-    fn create_topic(&mut self, name: &str, partitions: u32, replication_factor: u32) -> Result<(), ErrorCode>;
+    fn create_topic(
+        &mut self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u32,
+    ) -> Result<(), ErrorCode>;
     /// Time passes: fences brokers whose session expired.
     fn tick(&mut self, now: Millis);
     /// Every partition's state.
@@ -74,6 +80,8 @@ struct BrokerInfo {
     incarnation: u64,
     last_heartbeat_ms: Millis,
     alive: bool,
+    /// Where its logs end, as its last heartbeat said.
+    log_ends: BTreeMap<TopicPartition, EpochEnd>,
 }
 
 /// A controller in one process, its state in memory.
@@ -116,11 +124,13 @@ impl SimpleController {
             // may not have heard yet, and go on acknowledging writes that
             // this broker holds: so once the ISR is below
             // `min.insync.replicas`, the broker stays *eligible* (KIP-966).
-            state.isr.retain(|&id| id != broker);
-            if state.isr.len() < min_isr && !state.elr.contains(&broker) {
-                state.elr.push(broker);
-            }
-            state.partition_epoch += 1;
+            let isr = state
+                .isr
+                .iter()
+                .copied()
+                .filter(|&id| id != broker)
+                .collect();
+            set_isr(state, isr, min_isr);
             if state.leader == Some(broker) {
                 self.elect(&tp);
             }
@@ -128,17 +138,37 @@ impl SimpleController {
     }
 
     /// A broker came back from a crash: it may have lost records it had
-    /// not synced, so it is no longer a safe leader where another eligible
-    /// replica may have them (KIP-966's unclean-shutdown rule). If it is
-    /// the last one, it stays: no one else could do better.
+    /// not synced, so it is no longer a safe leader on its own. Where it
+    /// was eligible, it becomes one of the *last known* eligible replicas
+    /// (KIP-966).
     fn forget_unclean(&mut self, broker: BrokerId) {
         for state in self.partitions.values_mut() {
-            let others = state.isr.iter().chain(&state.elr).filter(|&&id| id != broker).count();
-            if state.elr.contains(&broker) && others > 0 {
+            if state.elr.contains(&broker) {
                 state.elr.retain(|&id| id != broker);
+                state.last_known_elr.push(broker);
                 state.partition_epoch += 1;
             }
         }
+    }
+
+    /// The replica to lead `tp` when every eligible one crashed: once all
+    /// of them are back, the one whose log has the latest epoch and, in
+    /// it, ends last. Each kept a prefix of what it had, so that one holds
+    /// every write any of them kept. `None` while one is still away: it
+    /// may be the one that kept the most.
+    fn recover_unclean(&self, tp: &TopicPartition, state: &PartitionState) -> Option<BrokerId> {
+        let mut best = None;
+        for id in &state.last_known_elr {
+            let info = self.brokers.get(id).filter(|b| b.alive)?;
+            let end = info
+                .log_ends
+                .get(tp)
+                .map_or((0, 0), |e| (e.epoch, e.end_offset));
+            if best.is_none_or(|(_, b)| end > b) {
+                best = Some((*id, end));
+            }
+        }
+        best.map(|(id, _)| id)
     }
 
     // ANCHOR: elect
@@ -151,14 +181,31 @@ impl SimpleController {
     fn elect(&mut self, tp: &TopicPartition) {
         let state = &self.partitions[tp];
         let alive = |id: &&BrokerId| self.is_alive(**id);
-        let clean = state.replicas.iter().filter(|id| state.isr.contains(id)).find(alive);
-        let eligible = state.replicas.iter().filter(|id| state.elr.contains(id)).find(alive);
+        let clean = state
+            .replicas
+            .iter()
+            .filter(|id| state.isr.contains(id))
+            .find(alive);
+        let eligible = state
+            .replicas
+            .iter()
+            .filter(|id| state.elr.contains(id))
+            .find(alive);
         let unclean = state
             .replicas
             .iter()
             .find(alive)
             .filter(|_| self.config.unclean_leader_election);
-        let leader = clean.or(eligible).or(unclean).copied();
+        let recovered = if state.elr.is_empty() && !state.last_known_elr.is_empty() {
+            self.recover_unclean(tp, state)
+        } else {
+            None
+        };
+        let leader = clean
+            .or(eligible)
+            .copied()
+            .or(recovered)
+            .or(unclean.copied());
         let state = self.partitions.get_mut(tp).expect("exists");
         if let Some(leader) = leader
             && !state.isr.contains(&leader)
@@ -167,6 +214,7 @@ impl SimpleController {
             // truth now, and it starts the ISR again alone.
             state.isr = vec![leader];
             state.elr.retain(|&id| id != leader);
+            state.last_known_elr.clear();
         }
         if leader != state.leader {
             state.leader = leader;
@@ -177,6 +225,32 @@ impl SimpleController {
     // ANCHOR_END: elect
 }
 
+// ANCHOR: set_isr
+/// Changes a partition's ISR, and keeps its eligible replicas (KIP-966):
+/// a replica leaving an ISR that is, or becomes, smaller than
+/// `min.insync.replicas` stays eligible, because no write was
+/// acknowledged without it; a replica back in the ISR is no longer merely
+/// eligible; and an ISR of `min.insync.replicas` or more needs no
+/// eligible replicas beside it.
+fn set_isr(state: &mut PartitionState, isr: Vec<BrokerId>, min_isr: usize) {
+    if isr.len() < min_isr {
+        for id in &state.isr {
+            if !isr.contains(id) && !state.elr.contains(id) {
+                state.elr.push(*id);
+            }
+        }
+    }
+    state.elr.retain(|id| !isr.contains(id));
+    state.last_known_elr.retain(|id| !isr.contains(id));
+    if isr.len() >= min_isr {
+        state.elr.clear();
+        state.last_known_elr.clear();
+    }
+    state.isr = isr;
+    state.partition_epoch += 1;
+}
+// ANCHOR_END: set_isr
+
 impl Controller for SimpleController {
     fn on_heartbeat(&mut self, request: &HeartbeatRequest, now: Millis) -> HeartbeatResponse {
         let id = request.broker_id;
@@ -184,7 +258,10 @@ impl Controller for SimpleController {
             .brokers
             .get(&id)
             .is_some_and(|b| b.alive && b.incarnation != request.incarnation);
-        let returning = self.brokers.get(&id).is_some_and(|b| b.incarnation != request.incarnation);
+        let returning = self
+            .brokers
+            .get(&id)
+            .is_some_and(|b| b.incarnation != request.incarnation);
         if restarted {
             // It crashed and came back before its session expired: it must
             // not go on leading or count as in sync as if nothing happened.
@@ -201,6 +278,7 @@ impl Controller for SimpleController {
                 incarnation: request.incarnation,
                 last_heartbeat_ms: now,
                 alive: true,
+                log_ends: request.log_ends.iter().cloned().collect(),
             },
         );
         if !was_alive {
@@ -257,19 +335,17 @@ impl Controller for SimpleController {
         }
         let min_isr = self.config.min_insync_replicas;
         let state = self.partitions.get_mut(&request.tp).expect("exists");
-        state.isr = request.new_isr.clone();
-        // A replica back in the ISR is no longer merely eligible; and a
-        // full enough ISR needs no eligible replicas beside it.
-        state.elr.retain(|id| !state.isr.contains(id));
-        if state.isr.len() >= min_isr {
-            state.elr.clear();
-        }
-        state.partition_epoch += 1;
+        set_isr(state, request.new_isr.clone(), min_isr);
         answer(ErrorCode::None, Some(state))
     }
     // ANCHOR_END: alter_partition
 
-    fn create_topic(&mut self, name: &str, partitions: u32, replication_factor: u32) -> Result<(), ErrorCode> {
+    fn create_topic(
+        &mut self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u32,
+    ) -> Result<(), ErrorCode> {
         if self.partitions.keys().any(|tp| tp.topic == name) {
             return Err(ErrorCode::TopicAlreadyExists);
         }
@@ -295,9 +371,11 @@ impl Controller for SimpleController {
                 partition_epoch: 0,
                 isr: replicas.clone(),
                 elr: Vec::new(),
+                last_known_elr: Vec::new(),
                 replicas,
             };
-            self.partitions.insert(TopicPartition::new(name, partition), state);
+            self.partitions
+                .insert(TopicPartition::new(name, partition), state);
         }
         Ok(())
     }
@@ -306,7 +384,9 @@ impl Controller for SimpleController {
         let expired: Vec<BrokerId> = self
             .brokers
             .iter()
-            .filter(|(_, b)| b.alive && now.saturating_sub(b.last_heartbeat_ms) > self.config.session_timeout_ms)
+            .filter(|(_, b)| {
+                b.alive && now.saturating_sub(b.last_heartbeat_ms) > self.config.session_timeout_ms
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in expired {

@@ -193,6 +193,9 @@ mod tests {
 
     #[test]
     fn entries_out_of_order_are_dropped_from_the_first_bad_one() {
-        assert_eq!(cache(&[(0, 0), (3, 9), (2, 12), (4, 15)]), cache(&[(0, 0), (3, 9)]));
+        assert_eq!(
+            cache(&[(0, 0), (3, 9), (2, 12), (4, 15)]),
+            cache(&[(0, 0), (3, 9)])
+        );
     }
 }

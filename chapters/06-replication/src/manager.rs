@@ -14,12 +14,15 @@ use ch02_segments::{AppendInfo, LogError, StoredBatch};
 use ch03_partitions::TopicPartition;
 use ch04_network::error::ErrorCode;
 
-use crate::epoch::LeaderEpochCache;
+use crate::epoch::{EpochEnd, LeaderEpochCache};
 use crate::protocol::{
     Acks, AlterPartitionRequest, AlterPartitionResponse, BrokerId, EpochQueryRequest,
     EpochQueryResponse, HeartbeatResponse, ReplicaFetchRequest, ReplicaFetchResponse,
 };
-use crate::replica::{FollowerError, FollowerRequest, Millis, Partition, ReplicaConfig, log_error_code};
+use crate::replica::{
+    FollowerError, FollowerRequest, Millis, Partition, ReplicaConfig, log_error_code,
+};
+use crate::storage::ReplicaLog;
 use crate::storage::Storage;
 
 /// The broker-wide settings around the replicas.
@@ -94,7 +97,12 @@ impl<T> ReplicaManager<T> {
     /// Opens every partition `storage` holds, from its log and
     /// checkpoints. None of them does anything until the controller's
     /// state arrives ([`ReplicaManager::on_heartbeat_response`]).
-    pub fn open(me: BrokerId, config: ManagerConfig, storage: &mut impl Storage, now: Millis) -> ReplicaManager<T> {
+    pub fn open(
+        me: BrokerId,
+        config: ManagerConfig,
+        storage: &mut impl Storage,
+        now: Millis,
+    ) -> ReplicaManager<T> {
         let high_watermarks = storage.read_high_watermarks();
         let mut manager = ReplicaManager {
             me,
@@ -111,16 +119,47 @@ impl<T> ReplicaManager<T> {
         manager
     }
 
-    fn open_partition(&mut self, storage: &mut impl Storage, tp: TopicPartition, high_watermark: u64) {
+    fn open_partition(
+        &mut self,
+        storage: &mut impl Storage,
+        tp: TopicPartition,
+        high_watermark: u64,
+    ) {
         let epochs = LeaderEpochCache::from_entries(storage.read_epochs(&tp));
         let Some(log) = storage.log(&tp) else { return };
-        let partition = Partition::open(tp.clone(), self.me, self.config.replica, log, epochs, high_watermark);
+        let partition = Partition::open(
+            tp.clone(),
+            self.me,
+            self.config.replica,
+            log,
+            epochs,
+            high_watermark,
+        );
         self.partitions.insert(tp, partition);
     }
 
     /// The replica of `tp`, if this broker has one.
     pub fn partition(&self, tp: &TopicPartition) -> Option<&Partition> {
         self.partitions.get(tp)
+    }
+
+    /// Where each of this broker's logs ends (latest epoch, log end), for
+    /// its heartbeat.
+    pub fn log_ends(&self, storage: &mut impl Storage) -> Vec<(TopicPartition, EpochEnd)> {
+        self.partitions
+            .iter()
+            .filter_map(|(tp, p)| {
+                let log = storage.log(tp)?;
+                let epoch = p.epochs().latest().map_or(0, |e| e.epoch);
+                Some((
+                    tp.clone(),
+                    EpochEnd {
+                        epoch,
+                        end_offset: log.log_end_offset(),
+                    },
+                ))
+            })
+            .collect()
     }
 
     /// Every replica this broker has.
@@ -142,7 +181,9 @@ impl<T> ReplicaManager<T> {
                 storage.create_log(&tp)?;
                 self.open_partition(storage, tp.clone(), 0);
             }
-            self.apply(storage, &tp, |partition, log| partition.apply_state(log, state, now))?;
+            self.apply(storage, &tp, |partition, log| {
+                partition.apply_state(log, state, now)
+            })?;
         }
         self.complete_delayed(now);
         Ok(())
@@ -280,12 +321,16 @@ impl<T> ReplicaManager<T> {
     }
 
     /// Answers a follower's epoch query, partition by partition.
-    pub fn on_epoch_query(&mut self, storage: &mut impl Storage, request: &EpochQueryRequest) -> EpochQueryResponse {
+    pub fn on_epoch_query(
+        &mut self,
+        storage: &mut impl Storage,
+        request: &EpochQueryRequest,
+    ) -> EpochQueryResponse {
         let partitions = request
             .partitions
             .iter()
-            .map(|query| {
-                match (self.partitions.get(&query.tp), storage.log(&query.tp)) {
+            .map(
+                |query| match (self.partitions.get(&query.tp), storage.log(&query.tp)) {
                     (Some(partition), Some(log)) => partition.on_epoch_query(log, query),
                     _ => crate::protocol::EpochAnswer {
                         tp: query.tp.clone(),
@@ -293,8 +338,8 @@ impl<T> ReplicaManager<T> {
                         leader_epoch: query.current_leader_epoch,
                         end: None,
                     },
-                }
-            })
+                },
+            )
             .collect();
         EpochQueryResponse { partitions }
     }
@@ -308,7 +353,10 @@ impl<T> ReplicaManager<T> {
         offset: u64,
         max_bytes: u64,
     ) -> Result<(Vec<StoredBatch>, u64), ErrorCode> {
-        let partition = self.partitions.get(tp).ok_or(ErrorCode::NotLeaderOrFollower)?;
+        let partition = self
+            .partitions
+            .get(tp)
+            .ok_or(ErrorCode::NotLeaderOrFollower)?;
         let log = storage.log(tp).ok_or(ErrorCode::NotLeaderOrFollower)?;
         let batches = partition.read_committed(log, offset, max_bytes)?;
         Ok((batches, partition.high_watermark()))
@@ -346,8 +394,16 @@ impl<T> ReplicaManager<T> {
                 None => {}
             }
         }
-        outgoing.extend(queries.into_iter().map(|(to, request)| Outgoing::EpochQuery { to, request }));
-        outgoing.extend(fetches.into_iter().map(|(to, request)| Outgoing::Fetch { to, request }));
+        outgoing.extend(
+            queries
+                .into_iter()
+                .map(|(to, request)| Outgoing::EpochQuery { to, request }),
+        );
+        outgoing.extend(
+            fetches
+                .into_iter()
+                .map(|(to, request)| Outgoing::Fetch { to, request }),
+        );
         outgoing
     }
     // ANCHOR_END: poll_outgoing
@@ -364,7 +420,9 @@ impl<T> ReplicaManager<T> {
         let mut first_error = None;
         for data in response.partitions {
             let tp = data.tp.clone();
-            let result = self.apply(storage, &tp, |partition, log| partition.on_fetch_data(log, from, data));
+            let result = self.apply(storage, &tp, |partition, log| {
+                partition.on_fetch_data(log, from, data)
+            });
             if let Err(e) = result {
                 first_error.get_or_insert(e);
             }
@@ -381,7 +439,9 @@ impl<T> ReplicaManager<T> {
     ) -> Result<(), LogError> {
         for answer in response.partitions {
             let tp = answer.tp.clone();
-            self.apply(storage, &tp, |partition, log| partition.on_epoch_answer(log, from, answer))?;
+            self.apply(storage, &tp, |partition, log| {
+                partition.on_epoch_answer(log, from, answer)
+            })?;
         }
         Ok(())
     }
@@ -394,7 +454,9 @@ impl<T> ReplicaManager<T> {
         now: Millis,
     ) -> Result<(), LogError> {
         let tp = response.tp.clone();
-        self.apply(storage, &tp, |partition, log| partition.on_alter_partition(log, response, now))?;
+        self.apply(storage, &tp, |partition, log| {
+            partition.on_alter_partition(log, response, now)
+        })?;
         self.complete_delayed(now);
         Ok(())
     }

@@ -60,7 +60,9 @@ impl ReplicaLog for MemoryLog {
     }
 
     fn log_end_offset(&self) -> u64 {
-        self.batches.last().map_or(self.start, |b| b.header.next_offset())
+        self.batches
+            .last()
+            .map_or(self.start, |b| b.header.next_offset())
     }
 
     fn append(&mut self, bytes: &mut [u8]) -> Result<AppendInfo, LogError> {
@@ -90,7 +92,9 @@ impl ReplicaLog for MemoryLog {
                 log_end,
             });
         }
-        let first = self.batches.partition_point(|b| b.header.last_offset() < offset);
+        let first = self
+            .batches
+            .partition_point(|b| b.header.last_offset() < offset);
         let mut bytes = 0;
         let mut out = Vec::new();
         for batch in &self.batches[first..] {
@@ -108,7 +112,9 @@ impl ReplicaLog for MemoryLog {
             self.batches.clear();
             self.start = offset;
         } else {
-            let keep = self.batches.partition_point(|b| b.header.next_offset() <= offset);
+            let keep = self
+                .batches
+                .partition_point(|b| b.header.next_offset() <= offset);
             self.batches.truncate(keep);
         }
         // A truncation is made durable at once, as chapter 2's is.
@@ -178,7 +184,11 @@ impl Storage for MemoryStorage {
         self.epochs.get(tp).cloned().unwrap_or_default()
     }
 
-    fn write_epochs(&mut self, tp: &TopicPartition, entries: &[EpochEntry]) -> Result<(), LogError> {
+    fn write_epochs(
+        &mut self,
+        tp: &TopicPartition,
+        entries: &[EpochEntry],
+    ) -> Result<(), LogError> {
         self.epochs.insert(tp.clone(), entries.to_vec());
         Ok(())
     }
@@ -187,7 +197,10 @@ impl Storage for MemoryStorage {
         self.high_watermarks.clone()
     }
 
-    fn write_high_watermarks(&mut self, hws: &BTreeMap<TopicPartition, u64>) -> Result<(), LogError> {
+    fn write_high_watermarks(
+        &mut self,
+        hws: &BTreeMap<TopicPartition, u64>,
+    ) -> Result<(), LogError> {
         self.high_watermarks = hws.clone();
         Ok(())
     }

@@ -95,6 +95,10 @@ pub struct PartitionState {
     /// every write acknowledged before, so one may lead when no ISR member
     /// is left.
     pub elr: Vec<BrokerId>,
+    /// Eligible replicas that have since restarted after a crash (KIP-966's
+    /// `LastKnownElr`): each may have lost its unsynced tail, so none is
+    /// trusted alone; once all are back, the one with the longest log leads.
+    pub last_known_elr: Vec<BrokerId>,
 }
 // ANCHOR_END: partition_state
 
@@ -240,6 +244,10 @@ pub struct HeartbeatRequest {
     /// Where other brokers and clients reach it (`host:port`; empty in the
     /// simulator).
     pub address: String,
+    /// Where each of its logs ends: the latest leader epoch in it and its
+    /// log end offset. The controller needs them only to choose among
+    /// replicas that all crashed (KIP-966's unclean recovery).
+    pub log_ends: Vec<(TopicPartition, EpochEnd)>,
 }
 
 /// The controller's answer to a heartbeat: the state of every partition

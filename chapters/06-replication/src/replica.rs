@@ -219,6 +219,7 @@ impl Partition {
                 replicas: Vec::new(),
                 isr: Vec::new(),
                 elr: Vec::new(),
+                last_known_elr: Vec::new(),
             },
             epochs,
             high_watermark: high_watermark.min(log_end),
@@ -349,7 +350,11 @@ impl Partition {
 
     /// Starts following `leader`. With epochs, it first asks where its
     /// log diverged; without, it cuts to its high watermark at once.
-    fn become_follower(&mut self, log: &mut impl ReplicaLog, leader: BrokerId) -> Result<(), LogError> {
+    fn become_follower(
+        &mut self,
+        log: &mut impl ReplicaLog,
+        leader: BrokerId,
+    ) -> Result<(), LogError> {
         let phase = match self.config.truncation {
             Truncation::LeaderEpoch if self.epochs.latest().is_some() => Phase::Truncating,
             // An empty cache: nothing to ask about. (Kafka falls back to the
@@ -638,7 +643,8 @@ impl Partition {
         let (error, end) = match self.check_leader_epoch(query.current_leader_epoch) {
             Ok(()) => (
                 ErrorCode::None,
-                self.epochs.end_offset_for(query.epoch, log.log_end_offset()),
+                self.epochs
+                    .end_offset_for(query.epoch, log.log_end_offset()),
             ),
             Err(error) => (error, None),
         };
@@ -654,7 +660,11 @@ impl Partition {
     /// The request this follower wants sent now, with the leader to send
     /// it to: nothing if it is not following, or if a request is in flight
     /// and not yet overdue.
-    pub fn poll_request(&mut self, log: &impl ReplicaLog, now: Millis) -> Option<(BrokerId, FollowerRequest)> {
+    pub fn poll_request(
+        &mut self,
+        log: &impl ReplicaLog,
+        now: Millis,
+    ) -> Option<(BrokerId, FollowerRequest)> {
         let Role::Follower(following) = &mut self.role else {
             return None;
         };
@@ -763,7 +773,8 @@ impl Partition {
                 }
                 if self.config.truncation == Truncation::HighWatermark {
                     let hw = self.high_watermark;
-                    self.truncate(log, hw).map_err(|source| self.log_error(source))?;
+                    self.truncate(log, hw)
+                        .map_err(|source| self.log_error(source))?;
                 }
                 return Ok(());
             }
@@ -829,7 +840,9 @@ impl Partition {
         if offset >= self.high_watermark {
             return Ok(Vec::new());
         }
-        let mut batches = log.read(offset, max_bytes).map_err(|e| log_error_code(&e))?;
+        let mut batches = log
+            .read(offset, max_bytes)
+            .map_err(|e| log_error_code(&e))?;
         batches.retain(|b| b.header.base_offset < self.high_watermark);
         Ok(batches)
     }
@@ -841,7 +854,12 @@ impl Partition {
 /// A fetch from where the leader's log ended at the *previous* fetch means
 /// it was caught up then: under steady load a follower is always a little
 /// behind, yet it keeps up.
-fn update_progress(progress: &mut FollowerProgress, fetch_offset: u64, leader_end: u64, now: Millis) {
+fn update_progress(
+    progress: &mut FollowerProgress,
+    fetch_offset: u64,
+    leader_end: u64,
+    now: Millis,
+) {
     if fetch_offset >= leader_end {
         progress.last_caught_up_ms = progress.last_caught_up_ms.max(now);
     } else if fetch_offset >= progress.last_fetch_leader_end {

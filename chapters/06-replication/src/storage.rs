@@ -78,12 +78,16 @@ pub trait Storage {
     fn read_epochs(&self, tp: &TopicPartition) -> Vec<EpochEntry>;
     /// Replaces the partition's leader-epoch checkpoint, durably. Kafka
     /// writes this file on every change, because truncation depends on it.
-    fn write_epochs(&mut self, tp: &TopicPartition, entries: &[EpochEntry]) -> Result<(), LogError>;
+    fn write_epochs(&mut self, tp: &TopicPartition, entries: &[EpochEntry])
+    -> Result<(), LogError>;
     /// The high-watermark checkpoint (Kafka's
     /// `replication-offset-checkpoint`).
     fn read_high_watermarks(&self) -> BTreeMap<TopicPartition, u64>;
     /// Replaces the high-watermark checkpoint, durably. Kafka writes it
     /// every `replica.high.watermark.checkpoint.interval.ms` (5 s), so after
     /// a crash it may be behind: nothing may depend on it being current.
-    fn write_high_watermarks(&mut self, hws: &BTreeMap<TopicPartition, u64>) -> Result<(), LogError>;
+    fn write_high_watermarks(
+        &mut self,
+        hws: &BTreeMap<TopicPartition, u64>,
+    ) -> Result<(), LogError>;
 }

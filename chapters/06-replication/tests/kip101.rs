@@ -55,12 +55,16 @@ impl Replica {
     }
 
     fn apply(&mut self, state: &PartitionState) {
-        self.partition.apply_state(&mut self.log, state.clone(), 0).unwrap();
+        self.partition
+            .apply_state(&mut self.log, state.clone(), 0)
+            .unwrap();
     }
 
     fn produce(&mut self, value: &str) {
         let mut bytes = batch::encode(&[Record::new(value)]).unwrap();
-        self.partition.append(&mut self.log, &mut bytes, true).unwrap();
+        self.partition
+            .append(&mut self.log, &mut bytes, true)
+            .unwrap();
     }
 
     fn values(&self) -> Vec<String> {
@@ -85,6 +89,7 @@ fn state(leader: BrokerId, leader_epoch: u32, isr: &[BrokerId]) -> PartitionStat
         replicas: vec![A, B],
         isr: isr.to_vec(),
         elr: Vec::new(),
+        last_known_elr: Vec::new(),
     }
 }
 
@@ -99,13 +104,21 @@ fn round(leader: &mut Replica, follower: &mut Replica, deliver_answer: bool) -> 
         FollowerRequest::EpochQuery(query) => {
             let answer = leader.partition.on_epoch_query(&leader.log, &query);
             if deliver_answer {
-                follower.partition.on_epoch_answer(&mut follower.log, to, answer).unwrap();
+                follower
+                    .partition
+                    .on_epoch_answer(&mut follower.log, to, answer)
+                    .unwrap();
             }
         }
         FollowerRequest::Fetch(fetch) => {
-            let data = leader.partition.on_replica_fetch(&leader.log, follower.id, &fetch, 0);
+            let data = leader
+                .partition
+                .on_replica_fetch(&leader.log, follower.id, &fetch, 0);
             if deliver_answer {
-                follower.partition.on_fetch_data(&mut follower.log, to, data).unwrap();
+                follower
+                    .partition
+                    .on_fetch_data(&mut follower.log, to, data)
+                    .unwrap();
             }
         }
     }
@@ -190,7 +203,10 @@ fn scenario_2(truncation: Truncation) -> (Vec<String>, Vec<String>) {
 fn scenario_2_with_leader_epochs_the_logs_agree() {
     let (a, b) = scenario_2(Truncation::LeaderEpoch);
     assert_eq!(b, ["m1", "m3"]);
-    assert_eq!(a, b, "A cut m2, which epoch 1's leader never had, and copied m3");
+    assert_eq!(
+        a, b,
+        "A cut m2, which epoch 1's leader never had, and copied m3"
+    );
 }
 
 #[test]

@@ -126,7 +126,9 @@ fn many(seeds: std::ops::Range<u64>, scenario: &Scenario) -> ExitCode {
     match result {
         Ok(passed) => {
             let (acknowledged, lost) = (acknowledged.into_inner(), lost.into_inner());
-            println!("{passed} seeds passed: {acknowledged} writes acknowledged, {lost} of them lost");
+            println!(
+                "{passed} seeds passed: {acknowledged} writes acknowledged, {lost} of them lost"
+            );
             if scenario.expect() == Expect::MayLose {
                 println!("(this scenario goes beyond what the configuration promises to survive)");
             }

@@ -112,6 +112,7 @@ pub fn check(
             Event::Elected {
                 leader,
                 leader_epoch,
+                ..
             } => {
                 if let Some(other) = leaders.insert(leader_epoch, leader)
                     && other != leader
@@ -172,7 +173,12 @@ mod tests {
     fn replica(broker: NodeId, values: &[u64], high_watermark: u64) -> FinalReplica {
         FinalReplica {
             broker,
-            log: values.iter().copied().enumerate().map(|(o, v)| (o as u64, v)).collect(),
+            log: values
+                .iter()
+                .copied()
+                .enumerate()
+                .map(|(o, v)| (o as u64, v))
+                .collect(),
             high_watermark,
         }
     }
@@ -180,7 +186,14 @@ mod tests {
     #[test]
     fn a_lost_acknowledged_write_fails_the_run_unless_loss_is_allowed() {
         let leader = replica(1, &[10, 12], 2);
-        let history = [(5, 9, Event::Acked { value: 11, offset: 1 })];
+        let history = [(
+            5,
+            9,
+            Event::Acked {
+                value: 11,
+                offset: 1,
+            },
+        )];
         let error = check(&history, &leader, &[], Expect::NoLoss).unwrap_err();
         assert!(error.contains("lost write: value 11"), "{error}");
         let report = check(&history, &leader, &[], Expect::MayLose).unwrap();
@@ -190,8 +203,19 @@ mod tests {
     #[test]
     fn a_read_that_disappears_fails_the_run() {
         let leader = replica(1, &[10], 1);
-        let history = [(5, 9, Event::Read { offset: 1, value: 11 })];
-        assert!(check(&history, &leader, &[], Expect::NoLoss).unwrap_err().contains("read disappeared"));
+        let history = [(
+            5,
+            9,
+            Event::Read {
+                offset: 1,
+                value: 11,
+            },
+        )];
+        assert!(
+            check(&history, &leader, &[], Expect::NoLoss)
+                .unwrap_err()
+                .contains("read disappeared")
+        );
     }
 
     #[test]
@@ -205,7 +229,11 @@ mod tests {
         let fine = [(1, 2, hw(1, 5)), (2, 2, hw(2, 3))];
         assert!(check(&fine, &leader, &[], Expect::NoLoss).is_ok());
         let bad = [(1, 2, hw(1, 5)), (2, 2, hw(1, 3))];
-        assert!(check(&bad, &leader, &[], Expect::NoLoss).unwrap_err().contains("went back"));
+        assert!(
+            check(&bad, &leader, &[], Expect::NoLoss)
+                .unwrap_err()
+                .contains("went back")
+        );
     }
 
     #[test]
@@ -214,19 +242,37 @@ mod tests {
         let elected = |leader, leader_epoch| Event::Elected {
             leader: Some(leader),
             leader_epoch,
+            isr: vec![leader],
+            elr: (Vec::new(), Vec::new()),
         };
         let history = [(1, 0, elected(1, 3)), (2, 0, elected(2, 3))];
-        assert!(check(&history, &leader, &[], Expect::NoLoss).unwrap_err().contains("two leaders"));
+        assert!(
+            check(&history, &leader, &[], Expect::NoLoss)
+                .unwrap_err()
+                .contains("two leaders")
+        );
     }
 
     #[test]
     fn replicas_must_agree_and_catch_up() {
         let leader = replica(1, &[10, 11], 2);
         let diverged = replica(2, &[10, 99], 1);
-        assert!(check(&[], &leader, &[diverged], Expect::NoLoss).unwrap_err().contains("disagrees"));
+        assert!(
+            check(&[], &leader, &[diverged], Expect::NoLoss)
+                .unwrap_err()
+                .contains("disagrees")
+        );
         let behind = replica(3, &[10], 1);
-        assert!(check(&[], &leader, &[behind], Expect::NoLoss).unwrap_err().contains("has 1 records"));
+        assert!(
+            check(&[], &leader, &[behind], Expect::NoLoss)
+                .unwrap_err()
+                .contains("has 1 records")
+        );
         let lagging_leader = replica(1, &[10, 11], 1);
-        assert!(check(&[], &lagging_leader, &[], Expect::NoLoss).unwrap_err().contains("is not its log end"));
+        assert!(
+            check(&[], &lagging_leader, &[], Expect::NoLoss)
+                .unwrap_err()
+                .contains("is not its log end")
+        );
     }
 }

@@ -19,7 +19,9 @@ use crate::sim::{Millis, Nemesis, NodeId, Sim, SimConfig};
 use crate::storage::ReplicaLog;
 
 use checker::{Expect, FinalReplica, Report};
-use nodes::{BrokerNode, CONTROLLER, ConsumerNode, ControllerNode, LabConfig, LabNode, ProducerNode};
+use nodes::{
+    BrokerNode, CONTROLLER, ConsumerNode, ControllerNode, LabConfig, LabNode, ProducerNode,
+};
 
 /// The producer's node id.
 pub const PRODUCER: NodeId = 100;
@@ -148,7 +150,11 @@ pub fn run(seed: u64, scenario: &Scenario) -> Result<Report, String> {
 
 /// Runs one seed of `scenario`, checks it, and returns the simulation too
 /// (its trace and history), for replaying a seed.
-pub fn run_traced(seed: u64, scenario: &Scenario, trace_messages: bool) -> (Sim<LabNode>, Result<Report, String>) {
+pub fn run_traced(
+    seed: u64,
+    scenario: &Scenario,
+    trace_messages: bool,
+) -> (Sim<LabNode>, Result<Report, String>) {
     let mut sim = build(seed, scenario, trace_messages);
     match scenario.faults {
         Faults::Random => sim.run_for(scenario.fault_ms),
@@ -160,8 +166,9 @@ pub fn run_traced(seed: u64, scenario: &Scenario, trace_messages: bool) -> (Sim<
         }
     }
     sim.heal_all_and_settle(scenario.settle_ms);
-    let result = final_replicas(&sim)
-        .and_then(|(leader, replicas)| checker::check(sim.history(), &leader, &replicas, scenario.expect()));
+    let result = final_replicas(&sim).and_then(|(leader, replicas)| {
+        checker::check(sim.history(), &leader, &replicas, scenario.expect())
+    });
     (sim, result)
 }
 // ANCHOR_END: run
@@ -179,7 +186,9 @@ fn final_replicas(sim: &Sim<LabNode>) -> Result<(FinalReplica, Vec<FinalReplica>
     let mut replicas = Vec::new();
     for broker in 1..=3 {
         let Some(LabNode::Broker(node)) = sim.node(broker) else {
-            return Err(format!("broker {broker} is not running after the faults ended"));
+            return Err(format!(
+                "broker {broker} is not running after the faults ended"
+            ));
         };
         let high_watermark = node
             .manager()
@@ -209,7 +218,8 @@ fn final_replicas(sim: &Sim<LabNode>) -> Result<(FinalReplica, Vec<FinalReplica>
 
 /// The command that replays `seed` of `scenario`.
 pub fn replay_command(seed: u64, scenario: &Scenario) -> String {
-    let mut command = format!("cargo run --release -p ch06-replication --bin simulate -- --seed {seed}");
+    let mut command =
+        format!("cargo run --release -p ch06-replication --bin simulate -- --seed {seed}");
     if scenario.faults == Faults::PowerLoss {
         command.push_str(" --power-loss");
     }

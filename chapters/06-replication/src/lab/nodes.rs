@@ -92,12 +92,18 @@ pub enum Event {
         /// The new high watermark.
         high_watermark: u64,
     },
-    /// The controller made `leader` the leader for `leader_epoch`.
+    /// The controller changed the partition's state: `leader` leads in
+    /// `leader_epoch`, with these in-sync and eligible replicas.
     Elected {
-        /// The new leader, or `None` (offline).
+        /// The leader, or `None` (offline).
         leader: Option<NodeId>,
         /// Its epoch.
         leader_epoch: u32,
+        /// The ISR.
+        isr: Vec<NodeId>,
+        /// The eligible leader replicas, and (after a slash) the last known
+        /// ones.
+        elr: (Vec<NodeId>, Vec<NodeId>),
     },
 }
 
@@ -150,7 +156,13 @@ impl Node for LabNode {
     type Disk = MemoryStorage;
     type Event = Event;
 
-    fn on_message(&mut self, ctx: &mut Ctx<'_, Msg, Event>, disk: &mut MemoryStorage, from: NodeId, msg: Msg) {
+    fn on_message(
+        &mut self,
+        ctx: &mut Ctx<'_, Msg, Event>,
+        disk: &mut MemoryStorage,
+        from: NodeId,
+        msg: Msg,
+    ) {
         match self {
             LabNode::Controller(c) => c.on_message(ctx, from, msg),
             LabNode::Broker(b) => b.on_message(ctx, disk, from, msg),
@@ -174,7 +186,7 @@ impl Node for LabNode {
 pub struct ControllerNode {
     controller: SimpleController,
     brokers: u32,
-    recorded: Option<(Option<NodeId>, u32)>,
+    recorded: Option<(u32, u32)>,
 }
 
 impl ControllerNode {
@@ -205,7 +217,11 @@ impl ControllerNode {
                 ctx.send(from, Msg::AlterPartitionOk(response));
             }
             Msg::WhoLeads => {
-                let leader = self.controller.partitions().get(&partition()).and_then(|s| s.leader);
+                let leader = self
+                    .controller
+                    .partitions()
+                    .get(&partition())
+                    .and_then(|s| s.leader);
                 ctx.send(from, Msg::Leader(leader));
             }
             _ => {}
@@ -223,17 +239,19 @@ impl ControllerNode {
         self.record(ctx);
     }
 
-    /// Records each new leader epoch once.
+    /// Records each new state of the partition once.
     fn record(&mut self, ctx: &mut Ctx<'_, Msg, Event>) {
         let Some(state) = self.controller.partitions().get(&partition()) else {
             return;
         };
-        let now = (state.leader, state.leader_epoch);
+        let now = (state.leader_epoch, state.partition_epoch);
         if self.recorded != Some(now) {
             self.recorded = Some(now);
             ctx.record(Event::Elected {
                 leader: state.leader,
                 leader_epoch: state.leader_epoch,
+                isr: state.isr.clone(),
+                elr: (state.elr.clone(), state.last_known_elr.clone()),
             });
         }
     }
@@ -252,7 +270,12 @@ pub struct BrokerNode {
 
 impl BrokerNode {
     /// Starts broker `id` from what its disk holds.
-    pub fn start(id: NodeId, disk: &mut MemoryStorage, now: Millis, config: &LabConfig) -> BrokerNode {
+    pub fn start(
+        id: NodeId,
+        disk: &mut MemoryStorage,
+        now: Millis,
+        config: &LabConfig,
+    ) -> BrokerNode {
         BrokerNode {
             manager: ReplicaManager::open(id, config.manager, disk, now),
             config: *config,
@@ -269,7 +292,13 @@ impl BrokerNode {
         &self.manager
     }
 
-    fn on_message(&mut self, ctx: &mut Ctx<'_, Msg, Event>, disk: &mut MemoryStorage, from: NodeId, msg: Msg) {
+    fn on_message(
+        &mut self,
+        ctx: &mut Ctx<'_, Msg, Event>,
+        disk: &mut MemoryStorage,
+        from: NodeId,
+        msg: Msg,
+    ) {
         let now = ctx.now();
         let tp = partition();
         // Errors from a follower's side (a corrupt batch) are dropped: the
@@ -279,7 +308,9 @@ impl BrokerNode {
                 let _ = self.manager.on_heartbeat_response(disk, response, now);
             }
             Msg::AlterPartitionOk(response) => {
-                let _ = self.manager.on_alter_partition_response(disk, response, now);
+                let _ = self
+                    .manager
+                    .on_alter_partition_response(disk, response, now);
             }
             Msg::Fetch(request) => {
                 let response = self.manager.on_replica_fetch(disk, &request, now);
@@ -296,23 +327,28 @@ impl BrokerNode {
                 let _ = self.manager.on_epoch_response(disk, from, response);
             }
             Msg::Produce { value } => {
-                let mut bytes = batch::encode(&[Record::new(value.to_string())]).expect("one small record");
+                let mut bytes =
+                    batch::encode(&[Record::new(value.to_string())]).expect("one small record");
                 let token = (from, value);
                 if let Some(((to, value), result)) =
-                    self.manager.produce(disk, &tp, &mut bytes, Acks::All, now, token)
+                    self.manager
+                        .produce(disk, &tp, &mut bytes, Acks::All, now, token)
                 {
                     let result = result.map(|info| info.base_offset);
                     ctx.send(to, Msg::ProduceOk { value, result });
                 }
             }
             Msg::Read { offset } => {
-                let result = self.manager.read(disk, &tp, offset, 64 * 1024).map(|(batches, _)| {
-                    batches
-                        .iter()
-                        .flat_map(|b| b.records().expect("stored batches are valid"))
-                        .map(|(offset, r)| (offset, value_of(&r.value)))
-                        .collect()
-                });
+                let result = self
+                    .manager
+                    .read(disk, &tp, offset, 64 * 1024)
+                    .map(|(batches, _)| {
+                        batches
+                            .iter()
+                            .flat_map(|b| b.records().expect("stored batches are valid"))
+                            .map(|(offset, r)| (offset, value_of(&r.value)))
+                            .collect()
+                    });
                 ctx.send(from, Msg::ReadOk(result));
             }
             _ => {}
@@ -327,6 +363,7 @@ impl BrokerNode {
                 broker_id: ctx.id(),
                 incarnation: self.incarnation,
                 address: String::new(),
+                log_ends: self.manager.log_ends(disk),
             };
             ctx.send(CONTROLLER, Msg::Heartbeat(request));
             self.next_heartbeat = now + self.config.heartbeat_ms;
@@ -346,19 +383,26 @@ impl BrokerNode {
             match outgoing {
                 Outgoing::Fetch { to, request } => ctx.send(to, Msg::Fetch(request)),
                 Outgoing::EpochQuery { to, request } => ctx.send(to, Msg::EpochQuery(request)),
-                Outgoing::AlterPartition(request) => ctx.send(CONTROLLER, Msg::AlterPartition(request)),
+                Outgoing::AlterPartition(request) => {
+                    ctx.send(CONTROLLER, Msg::AlterPartition(request))
+                }
             }
         }
         for ((to, value), result) in self.manager.take_completed() {
             let result = result.map(|info| info.base_offset);
             ctx.send(to, Msg::ProduceOk { value, result });
         }
-        let high_watermark = self.manager.partition(&partition()).map(|p| p.high_watermark());
-        if high_watermark.is_some() && high_watermark != self.high_watermark {
+        let high_watermark = self
+            .manager
+            .partition(&partition())
+            .map(|p| p.high_watermark());
+        if let Some(hw) = high_watermark
+            && high_watermark != self.high_watermark
+        {
             self.high_watermark = high_watermark;
             ctx.record(Event::HighWatermark {
                 incarnation: self.incarnation,
-                high_watermark: high_watermark.expect("checked"),
+                high_watermark: hw,
             });
         }
     }
@@ -447,7 +491,9 @@ impl ProducerNode {
     }
 
     fn on_tick(&mut self, ctx: &mut Ctx<'_, Msg, Event>) {
-        if ctx.now() >= self.config.produce_until_ms || !self.client.ready(ctx.now(), self.config.client_timeout_ms) {
+        if ctx.now() >= self.config.produce_until_ms
+            || !self.client.ready(ctx.now(), self.config.client_timeout_ms)
+        {
             return;
         }
         // A new value for every attempt, so an acknowledgement names one
