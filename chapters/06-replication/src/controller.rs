@@ -179,6 +179,8 @@ impl SimpleController {
     /// the partition is offline until an eligible replica comes back.
     /// Every change of leader bumps the leader epoch.
     fn elect(&mut self, tp: &TopicPartition) {
+        // exercise-hole: elect | Choose `leader: Option<BrokerId>`: the first live (`self.is_alive`) replica in `state.replicas` order that is in the ISR; else one in the ELR; else, when the ELR is empty and `last_known_elr` is not, `self.recover_unclean(tp, state)`; else, only if `self.config.unclean_leader_election`, any live replica. A leader from outside the ISR starts the ISR alone (and leaves the ELR lists). A new leader bumps both epochs.
+        // exercise-hint: Try the candidates with `Option::or`: clean, then eligible, then recovered, then unclean. Borrow `self.partitions[tp]` to choose, then `get_mut` to change.
         let state = &self.partitions[tp];
         let alive = |id: &&BrokerId| self.is_alive(**id);
         let clean = state
@@ -221,6 +223,7 @@ impl SimpleController {
             state.leader_epoch += 1;
             state.partition_epoch += 1;
         }
+        // exercise-end
     }
     // ANCHOR_END: elect
 }

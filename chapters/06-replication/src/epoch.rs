@@ -106,6 +106,8 @@ impl LeaderEpochCache {
     /// last agreed. `None` if every epoch here is newer than `epoch`: the
     /// follower must truncate everything it has.
     pub fn end_offset_for(&self, epoch: u32, log_end: u64) -> Option<EpochEnd> {
+        // exercise-hole: end_offset_for | Find the last entry whose epoch is at most `epoch` (none: return `None`). It ends where the entry after it starts, or at `log_end` if it is the last. Answer with *its* epoch, which may be older than the one asked about.
+        // exercise-hint: `self.entries` is sorted by epoch: `partition_point(|e| e.epoch <= epoch)` is the index of the first newer entry; the one before it is the answer.
         // The first entry with a newer epoch; the one before it is ours.
         let next = self.entries.partition_point(|e| e.epoch <= epoch);
         let found = next.checked_sub(1).map(|i| self.entries[i])?;
@@ -117,6 +119,7 @@ impl LeaderEpochCache {
             epoch: found.epoch,
             end_offset,
         })
+        // exercise-end
     }
     // ANCHOR_END: end_offset_for
 

@@ -256,6 +256,8 @@ impl<T> ReplicaManager<T> {
         let partitions = &self.partitions;
         let mut waiting = Vec::with_capacity(self.purgatory.len());
         for delayed in self.purgatory.drain(..) {
+            // exercise-hole: complete_delayed | Decide `result: Option<Result<AppendInfo, ErrorCode>>` for `delayed`: `None` to keep waiting. If the partition is no longer led here in `delayed.leader_epoch`: NOT_LEADER_OR_FOLLOWER. If the high watermark has passed `delayed.info.last_offset`: `Ok(delayed.info)`, or NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR is now too small (`isr_too_small`). Else, past `delayed.deadline`: REQUEST_TIMED_OUT.
+            // exercise-hint: "Passed" means `high_watermark() > last_offset`: the high watermark is the first offset *not* yet committed.
             let result = match partitions.get(&delayed.tp) {
                 Some(p) if p.is_leader() && p.state().leader_epoch == delayed.leader_epoch => {
                     if p.high_watermark() > delayed.info.last_offset {
@@ -274,6 +276,7 @@ impl<T> ReplicaManager<T> {
                 // survives is up to the new leader. The producer retries.
                 _ => Some(Err(ErrorCode::NotLeaderOrFollower)),
             };
+            // exercise-end
             match result {
                 Some(result) => self.completed.push((delayed.token, result)),
                 None => waiting.push(delayed),

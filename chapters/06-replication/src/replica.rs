@@ -860,6 +860,8 @@ fn update_progress(
     leader_end: u64,
     now: Millis,
 ) {
+    // exercise-hole: update_progress | Record the fetch: the follower's `log_end` is now `fetch_offset`. It is caught up *now* if it fetched from `leader_end`; it *was* caught up at its previous fetch (`last_fetch_ms`) if it fetched from where the leader's log ended then (`last_fetch_leader_end`). `last_caught_up_ms` never goes back. Then remember this fetch's time and leader end.
+    // exercise-hint: Without the second rule, a follower under steady load (always one batch behind, never at the very end) would leave the ISR after `replica.lag.time.max.ms` although it keeps up.
     if fetch_offset >= leader_end {
         progress.last_caught_up_ms = progress.last_caught_up_ms.max(now);
     } else if fetch_offset >= progress.last_fetch_leader_end {
@@ -868,6 +870,7 @@ fn update_progress(
     progress.log_end = Some(fetch_offset);
     progress.last_fetch_ms = now;
     progress.last_fetch_leader_end = leader_end;
+    // exercise-end
 }
 // ANCHOR_END: update_progress
 

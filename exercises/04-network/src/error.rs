@@ -63,6 +63,29 @@ pub enum ErrorCode {
     /// A first JoinGroup: here is your member id, join again with it
     /// (KIP-394).
     MemberIdRequired,
+    // Replication (chapter 6) from here on.
+    /// No leader for the partition right now (an election is under way, or
+    /// no in-sync replica is alive). Retriable.
+    LeaderNotAvailable,
+    /// This broker is not the partition's leader (or, for a follower's
+    /// fetch, not a replica of it). Retriable: ask for metadata again.
+    NotLeaderOrFollower,
+    /// Fewer in-sync replicas than `min.insync.replicas`: the write was
+    /// refused before it was appended. Retriable.
+    NotEnoughReplicas,
+    /// The write was appended, but the in-sync replicas shrank below
+    /// `min.insync.replicas` before it was committed. Retriable.
+    NotEnoughReplicasAfterAppend,
+    /// The request carries an older leader epoch than the broker's: the
+    /// sender is behind (KIP-320).
+    FencedLeaderEpoch,
+    /// The request carries a newer leader epoch than the broker knows: the
+    /// broker is behind. Retriable.
+    UnknownLeaderEpoch,
+    /// A partition change built on an old partition epoch (AlterPartition).
+    InvalidUpdateVersion,
+    /// A replica that may not join the in-sync set (its broker is fenced).
+    IneligibleReplica,
 }
 
 impl ErrorCode {
@@ -95,6 +118,14 @@ impl ErrorCode {
             ErrorCode::GroupIdNotFound => 69,
             ErrorCode::NonEmptyGroup => 68,
             ErrorCode::MemberIdRequired => 79,
+            ErrorCode::LeaderNotAvailable => 5,
+            ErrorCode::NotLeaderOrFollower => 6,
+            ErrorCode::NotEnoughReplicas => 19,
+            ErrorCode::NotEnoughReplicasAfterAppend => 20,
+            ErrorCode::FencedLeaderEpoch => 74,
+            ErrorCode::UnknownLeaderEpoch => 75,
+            ErrorCode::InvalidUpdateVersion => 95,
+            ErrorCode::IneligibleReplica => 107,
         }
     }
 
@@ -127,6 +158,14 @@ impl ErrorCode {
             ErrorCode::GroupIdNotFound => "GROUP_ID_NOT_FOUND",
             ErrorCode::NonEmptyGroup => "NON_EMPTY_GROUP",
             ErrorCode::MemberIdRequired => "MEMBER_ID_REQUIRED",
+            ErrorCode::LeaderNotAvailable => "LEADER_NOT_AVAILABLE",
+            ErrorCode::NotLeaderOrFollower => "NOT_LEADER_OR_FOLLOWER",
+            ErrorCode::NotEnoughReplicas => "NOT_ENOUGH_REPLICAS",
+            ErrorCode::NotEnoughReplicasAfterAppend => "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+            ErrorCode::FencedLeaderEpoch => "FENCED_LEADER_EPOCH",
+            ErrorCode::UnknownLeaderEpoch => "UNKNOWN_LEADER_EPOCH",
+            ErrorCode::InvalidUpdateVersion => "INVALID_UPDATE_VERSION",
+            ErrorCode::IneligibleReplica => "INELIGIBLE_REPLICA",
         }
     }
 
@@ -139,6 +178,11 @@ impl ErrorCode {
                 | ErrorCode::KafkaStorageError
                 | ErrorCode::CoordinatorNotAvailable
                 | ErrorCode::NotCoordinator
+                | ErrorCode::LeaderNotAvailable
+                | ErrorCode::NotLeaderOrFollower
+                | ErrorCode::NotEnoughReplicas
+                | ErrorCode::NotEnoughReplicasAfterAppend
+                | ErrorCode::UnknownLeaderEpoch
         )
     }
 }

@@ -1,0 +1,394 @@
+//! Sans-IO. The controller: which broker leads each partition, and who is
+//! in its ISR.
+//!
+//! Brokers heartbeat the controller; one that stops for the session timeout
+//! is *fenced*, and every partition it led gets a new leader from its ISR,
+//! with a new leader epoch. Leaders ask the controller to change their ISR
+//! (AlterPartition), and the partition epoch makes sure a change built on
+//! old state is refused. This is the shape of KRaft's controller, reduced
+//! to one process with its state in memory.
+//!
+//! [`SimpleController`] is that one process, and it is a single point of
+//! failure: if it stops, no leader is ever elected again. Chapter 8 puts
+//! the same [`Controller`] interface on an elected controller whose state
+//! lives in chapter 7's replicated coordinator.
+
+use std::collections::BTreeMap;
+
+use ch03_partitions::TopicPartition;
+use ch04_network::error::ErrorCode;
+
+use crate::epoch::EpochEnd;
+use crate::protocol::{
+    AlterPartitionRequest, AlterPartitionResponse, BrokerId, HeartbeatRequest, HeartbeatResponse,
+    PartitionState,
+};
+use crate::replica::Millis;
+
+/// The controller's settings, with Kafka's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControllerConfig {
+    /// `broker.session.timeout.ms`: a broker not heard from for this long
+    /// is fenced (Kafka: 9 s).
+    pub session_timeout_ms: Millis,
+    /// `unclean.leader.election.enable`: when no in-sync replica is alive,
+    /// elect an out-of-sync one rather than leave the partition offline,
+    /// and lose whatever it lacks (Kafka: off).
+    pub unclean_leader_election: bool,
+    /// `min.insync.replicas` (a topic setting in Kafka; here one for the
+    /// cluster): below it, replicas leaving the ISR stay eligible.
+    pub min_insync_replicas: usize,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> ControllerConfig {
+        ControllerConfig {
+            session_timeout_ms: 9_000,
+            unclean_leader_election: false,
+            min_insync_replicas: 1,
+        }
+    }
+}
+
+/// What every controller does: the interface the brokers talk to.
+/// Chapter 8 implements it again on top of chapter 7's coordinator.
+pub trait Controller {
+    /// A broker's heartbeat: registers it (again), and answers with the
+    /// state of its partitions.
+    fn on_heartbeat(&mut self, request: &HeartbeatRequest, now: Millis) -> HeartbeatResponse;
+    /// A leader's request to change an ISR.
+    fn on_alter_partition(&mut self, request: &AlterPartitionRequest) -> AlterPartitionResponse;
+    /// Creates a topic, its replicas spread over the live brokers.
+    fn create_topic(
+        &mut self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u32,
+    ) -> Result<(), ErrorCode>;
+    /// Time passes: fences brokers whose session expired.
+    fn tick(&mut self, now: Millis);
+    /// Every partition's state.
+    fn partitions(&self) -> &BTreeMap<TopicPartition, PartitionState>;
+}
+
+/// What the controller knows of a broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BrokerInfo {
+    address: String,
+    /// Which run of the broker process this is; a new one means the broker
+    /// restarted, and lost whatever it had not synced.
+    incarnation: u64,
+    last_heartbeat_ms: Millis,
+    alive: bool,
+    /// Where its logs end, as its last heartbeat said.
+    log_ends: BTreeMap<TopicPartition, EpochEnd>,
+}
+
+/// A controller in one process, its state in memory.
+#[derive(Debug, Clone, Default)]
+pub struct SimpleController {
+    config: ControllerConfig,
+    brokers: BTreeMap<BrokerId, BrokerInfo>,
+    partitions: BTreeMap<TopicPartition, PartitionState>,
+}
+
+impl SimpleController {
+    /// A controller with no brokers and no topics.
+    pub fn new(config: ControllerConfig) -> SimpleController {
+        SimpleController {
+            config,
+            ..SimpleController::default()
+        }
+    }
+
+    /// Whether `broker` is alive (registered and not fenced).
+    pub fn is_alive(&self, broker: BrokerId) -> bool {
+        self.brokers.get(&broker).is_some_and(|b| b.alive)
+    }
+
+    /// Fences a broker now, as if its session had expired (a test, or an
+    /// operator, saying "this broker is gone").
+    pub fn fence(&mut self, broker: BrokerId) {
+        if let Some(info) = self.brokers.get_mut(&broker) {
+            info.alive = false;
+        }
+        let min_isr = self.config.min_insync_replicas;
+        let ids: Vec<TopicPartition> = self.partitions.keys().cloned().collect();
+        for tp in ids {
+            let state = self.partitions.get_mut(&tp).expect("listed");
+            if !state.isr.contains(&broker) {
+                continue;
+            }
+            // KRaft takes a fenced broker out of every ISR at once (the
+            // leader would, after `replica.lag.time.max.ms`). The leader
+            // may not have heard yet, and go on acknowledging writes that
+            // this broker holds: so once the ISR is below
+            // `min.insync.replicas`, the broker stays *eligible* (KIP-966).
+            let isr = state
+                .isr
+                .iter()
+                .copied()
+                .filter(|&id| id != broker)
+                .collect();
+            set_isr(state, isr, min_isr);
+            if state.leader == Some(broker) {
+                self.elect(&tp);
+            }
+        }
+    }
+
+    /// A broker came back from a crash: it may have lost records it had
+    /// not synced, so it is no longer a safe leader on its own. Where it
+    /// was eligible, it becomes one of the *last known* eligible replicas
+    /// (KIP-966).
+    fn forget_unclean(&mut self, broker: BrokerId) {
+        for state in self.partitions.values_mut() {
+            if state.elr.contains(&broker) {
+                state.elr.retain(|&id| id != broker);
+                state.last_known_elr.push(broker);
+                state.partition_epoch += 1;
+            }
+        }
+    }
+
+    /// The replica to lead `tp` when every eligible one crashed: once all
+    /// of them are back, the one whose log has the latest epoch and, in
+    /// it, ends last. Each kept a prefix of what it had, so that one holds
+    /// every write any of them kept. `None` while one is still away: it
+    /// may be the one that kept the most.
+    fn recover_unclean(&self, tp: &TopicPartition, state: &PartitionState) -> Option<BrokerId> {
+        let mut best = None;
+        for id in &state.last_known_elr {
+            let info = self.brokers.get(id).filter(|b| b.alive)?;
+            let end = info
+                .log_ends
+                .get(tp)
+                .map_or((0, 0), |e| (e.epoch, e.end_offset));
+            if best.is_none_or(|(_, b)| end > b) {
+                best = Some((*id, end));
+            }
+        }
+        best.map(|(id, _)| id)
+    }
+
+    /// Chooses a new leader for `tp`, which has none (its leader was
+    /// fenced): the first live replica of the ISR, in preference order;
+    /// else the first live eligible replica; else, only if unclean
+    /// election is on, any live replica, whatever it lacks; else none, and
+    /// the partition is offline until an eligible replica comes back.
+    /// Every change of leader bumps the leader epoch.
+    fn elect(&mut self, tp: &TopicPartition) {
+        let state = &self.partitions[tp];
+        let alive = |id: &&BrokerId| self.is_alive(**id);
+        let clean = state
+            .replicas
+            .iter()
+            .filter(|id| state.isr.contains(id))
+            .find(alive);
+        let eligible = state
+            .replicas
+            .iter()
+            .filter(|id| state.elr.contains(id))
+            .find(alive);
+        let unclean = state
+            .replicas
+            .iter()
+            .find(alive)
+            .filter(|_| self.config.unclean_leader_election);
+        let recovered = if state.elr.is_empty() && !state.last_known_elr.is_empty() {
+            self.recover_unclean(tp, state)
+        } else {
+            None
+        };
+        let leader = clean
+            .or(eligible)
+            .copied()
+            .or(recovered)
+            .or(unclean.copied());
+        let state = self.partitions.get_mut(tp).expect("exists");
+        if let Some(leader) = leader
+            && !state.isr.contains(&leader)
+        {
+            // Led by an eligible replica, or uncleanly: its log is the
+            // truth now, and it starts the ISR again alone.
+            state.isr = vec![leader];
+            state.elr.retain(|&id| id != leader);
+            state.last_known_elr.clear();
+        }
+        if leader != state.leader {
+            state.leader = leader;
+            state.leader_epoch += 1;
+            state.partition_epoch += 1;
+        }
+    }
+}
+
+/// Changes a partition's ISR, and keeps its eligible replicas (KIP-966):
+/// a replica leaving an ISR that is, or becomes, smaller than
+/// `min.insync.replicas` stays eligible, because no write was
+/// acknowledged without it; a replica back in the ISR is no longer merely
+/// eligible; and an ISR of `min.insync.replicas` or more needs no
+/// eligible replicas beside it.
+fn set_isr(state: &mut PartitionState, isr: Vec<BrokerId>, min_isr: usize) {
+    if isr.len() < min_isr {
+        for id in &state.isr {
+            if !isr.contains(id) && !state.elr.contains(id) {
+                state.elr.push(*id);
+            }
+        }
+    }
+    state.elr.retain(|id| !isr.contains(id));
+    state.last_known_elr.retain(|id| !isr.contains(id));
+    if isr.len() >= min_isr {
+        state.elr.clear();
+        state.last_known_elr.clear();
+    }
+    state.isr = isr;
+    state.partition_epoch += 1;
+}
+
+impl Controller for SimpleController {
+    fn on_heartbeat(&mut self, request: &HeartbeatRequest, now: Millis) -> HeartbeatResponse {
+        let id = request.broker_id;
+        let restarted = self
+            .brokers
+            .get(&id)
+            .is_some_and(|b| b.alive && b.incarnation != request.incarnation);
+        let returning = self
+            .brokers
+            .get(&id)
+            .is_some_and(|b| b.incarnation != request.incarnation);
+        if restarted {
+            // It crashed and came back before its session expired: it must
+            // not go on leading or count as in sync as if nothing happened.
+            self.fence(id);
+        }
+        if returning {
+            self.forget_unclean(id);
+        }
+        let was_alive = self.is_alive(id);
+        self.brokers.insert(
+            id,
+            BrokerInfo {
+                address: request.address.clone(),
+                incarnation: request.incarnation,
+                last_heartbeat_ms: now,
+                alive: true,
+                log_ends: request.log_ends.iter().cloned().collect(),
+            },
+        );
+        if !was_alive {
+            // Partitions left without a leader may have one now.
+            let offline: Vec<TopicPartition> = self
+                .partitions
+                .iter()
+                .filter(|(_, s)| s.leader.is_none() && s.replicas.contains(&id))
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            for tp in offline {
+                self.elect(&tp);
+            }
+        }
+        HeartbeatResponse {
+            partitions: self
+                .partitions
+                .iter()
+                .filter(|(_, s)| s.replicas.contains(&id))
+                .map(|(tp, s)| (tp.clone(), s.clone()))
+                .collect(),
+            brokers: self
+                .brokers
+                .iter()
+                .filter(|(_, b)| b.alive)
+                .map(|(id, b)| (*id, b.address.clone()))
+                .collect(),
+        }
+    }
+
+    fn on_alter_partition(&mut self, request: &AlterPartitionRequest) -> AlterPartitionResponse {
+        let answer = |error, state: Option<&PartitionState>| AlterPartitionResponse {
+            tp: request.tp.clone(),
+            error,
+            state: state.cloned(),
+        };
+        let Some(state) = self.partitions.get(&request.tp) else {
+            return answer(ErrorCode::UnknownTopicOrPartition, None);
+        };
+        if state.leader != Some(request.broker_id) || state.leader_epoch != request.leader_epoch {
+            return answer(ErrorCode::FencedLeaderEpoch, Some(state));
+        }
+        if state.partition_epoch != request.partition_epoch {
+            return answer(ErrorCode::InvalidUpdateVersion, Some(state));
+        }
+        let eligible = request.new_isr.contains(&request.broker_id)
+            && request
+                .new_isr
+                .iter()
+                .all(|id| state.replicas.contains(id) && self.is_alive(*id));
+        if !eligible {
+            return answer(ErrorCode::IneligibleReplica, Some(state));
+        }
+        let min_isr = self.config.min_insync_replicas;
+        let state = self.partitions.get_mut(&request.tp).expect("exists");
+        set_isr(state, request.new_isr.clone(), min_isr);
+        answer(ErrorCode::None, Some(state))
+    }
+
+    fn create_topic(
+        &mut self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u32,
+    ) -> Result<(), ErrorCode> {
+        if self.partitions.keys().any(|tp| tp.topic == name) {
+            return Err(ErrorCode::TopicAlreadyExists);
+        }
+        let alive: Vec<BrokerId> = self
+            .brokers
+            .iter()
+            .filter(|(_, b)| b.alive)
+            .map(|(id, _)| *id)
+            .collect();
+        let factor = replication_factor as usize;
+        if partitions == 0 || factor == 0 || factor > alive.len() {
+            return Err(ErrorCode::InvalidPartitions);
+        }
+        for partition in 0..partitions {
+            // Kafka's layout, without racks: partition p's replicas start
+            // at broker p and go round, so leaders spread evenly.
+            let replicas: Vec<BrokerId> = (0..factor)
+                .map(|i| alive[(partition as usize + i) % alive.len()])
+                .collect();
+            let state = PartitionState {
+                leader: Some(replicas[0]),
+                leader_epoch: 0,
+                partition_epoch: 0,
+                isr: replicas.clone(),
+                elr: Vec::new(),
+                last_known_elr: Vec::new(),
+                replicas,
+            };
+            self.partitions
+                .insert(TopicPartition::new(name, partition), state);
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self, now: Millis) {
+        let expired: Vec<BrokerId> = self
+            .brokers
+            .iter()
+            .filter(|(_, b)| {
+                b.alive && now.saturating_sub(b.last_heartbeat_ms) > self.config.session_timeout_ms
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.fence(id);
+        }
+    }
+
+    fn partitions(&self) -> &BTreeMap<TopicPartition, PartitionState> {
+        &self.partitions
+    }
+}
