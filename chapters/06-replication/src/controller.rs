@@ -208,6 +208,8 @@ impl SimpleController {
             .copied()
             .or(recovered)
             .or(unclean.copied());
+        let elected_unclean =
+            clean.is_none() && eligible.is_none() && recovered.is_none() && leader.is_some();
         let state = self.partitions.get_mut(tp).expect("exists");
         if let Some(leader) = leader
             && !state.isr.contains(&leader)
@@ -217,6 +219,12 @@ impl SimpleController {
             state.isr = vec![leader];
             state.elr.retain(|&id| id != leader);
             state.last_known_elr.clear();
+            if elected_unclean {
+                // Its log may lack acknowledged writes, and it will commit
+                // new ones without the others: none of them is eligible
+                // any more (KIP-966 clears the ELR at an unclean election).
+                state.elr.clear();
+            }
         }
         if leader != state.leader {
             state.leader = leader;
