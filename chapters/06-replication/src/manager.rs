@@ -256,16 +256,18 @@ impl<T> ReplicaManager<T> {
         let partitions = &self.partitions;
         let mut waiting = Vec::with_capacity(self.purgatory.len());
         for delayed in self.purgatory.drain(..) {
-            // exercise-hole: complete_delayed | Decide `result: Option<Result<AppendInfo, ErrorCode>>` for `delayed`: `None` to keep waiting. If the partition is no longer led here in `delayed.leader_epoch`: NOT_LEADER_OR_FOLLOWER. If the high watermark has passed `delayed.info.last_offset`: `Ok(delayed.info)`, or NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR is now too small (`isr_too_small`). Else, past `delayed.deadline`: REQUEST_TIMED_OUT.
+            // exercise-hole: complete_delayed | Decide `result: Option<Result<AppendInfo, ErrorCode>>` for `delayed`: `None` to keep waiting. If the partition is no longer led here in `delayed.leader_epoch`: NOT_LEADER_OR_FOLLOWER. If the high watermark has passed `delayed.info.last_offset`: `Ok(delayed.info)`. Else, if the ISR is now too small (`isr_too_small`): NOT_ENOUGH_REPLICAS_AFTER_APPEND; or past `delayed.deadline`: REQUEST_TIMED_OUT.
             // exercise-hint: "Passed" means `high_watermark() > last_offset`: the high watermark is the first offset *not* yet committed.
             let result = match partitions.get(&delayed.tp) {
                 Some(p) if p.is_leader() && p.state().leader_epoch == delayed.leader_epoch => {
                     if p.high_watermark() > delayed.info.last_offset {
-                        if p.isr_too_small() {
-                            Some(Err(ErrorCode::NotEnoughReplicasAfterAppend))
-                        } else {
-                            Some(Ok(delayed.info))
-                        }
+                        Some(Ok(delayed.info))
+                    } else if p.isr_too_small() {
+                        // The high watermark cannot move until the ISR
+                        // grows back (KIP-966): say so now rather than at
+                        // the timeout. The batch stays in the log and may
+                        // still be committed, so a retry may store it twice.
+                        Some(Err(ErrorCode::NotEnoughReplicasAfterAppend))
                     } else if now >= delayed.deadline {
                         Some(Err(ErrorCode::RequestTimedOut))
                     } else {

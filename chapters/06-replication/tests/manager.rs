@@ -203,13 +203,13 @@ fn an_acks_all_write_fails_with_not_leader_or_follower_when_the_leader_epoch_cha
 }
 
 /// The high watermark does not move while the ISR is below
-/// `min.insync.replicas` (KIP-966), so a waiting write is not
-/// acknowledged then: it waits for the ISR to grow back, or times out.
-/// (So `NOT_ENOUGH_REPLICAS_AFTER_APPEND` never comes out of the
-/// purgatory. The high watermark passes a write only while the ISR is big
-/// enough, and every call that moves it answers the purgatory at once.)
+/// `min.insync.replicas` (KIP-966), so a waiting write cannot be
+/// acknowledged then: it fails at once with
+/// `NOT_ENOUGH_REPLICAS_AFTER_APPEND`. The batch stays in the log and is
+/// committed once the ISR grows back, so a producer's retry may store it
+/// twice.
 #[test]
-fn an_acks_all_write_waits_while_the_isr_is_below_min_insync_replicas() {
+fn an_acks_all_write_fails_after_append_when_the_isr_falls_below_min_insync_replicas() {
     let config = ManagerConfig {
         replica: ReplicaConfig {
             min_insync_replicas: 2,
@@ -225,12 +225,15 @@ fn an_acks_all_write_waits_while_the_isr_is_below_min_insync_replicas() {
         ..state(A, 0, &[A])
     };
     brokers[0].apply(vec![(tp(), alone)], 1);
+    assert_eq!(
+        brokers[0].manager.take_completed(),
+        [(7, Err(ErrorCode::NotEnoughReplicasAfterAppend))]
+    );
     exchange(&mut brokers, 2);
     let alters = exchange(&mut brokers, 3);
     assert_eq!(brokers[0].high_watermark(), 0, "A alone commits nothing");
-    assert!(brokers[0].manager.take_completed().is_empty());
 
-    // A asked for B back; once the controller agrees, the write commits.
+    // A asked for B back; once the controller agrees, the batch commits.
     assert_eq!(alters.len(), 1);
     assert_eq!(alters[0].new_isr, [A, B]);
     let back = PartitionState {
@@ -239,10 +242,6 @@ fn an_acks_all_write_waits_while_the_isr_is_below_min_insync_replicas() {
     };
     brokers[0].apply(vec![(tp(), back)], 4);
     assert_eq!(brokers[0].high_watermark(), 1);
-    assert!(matches!(
-        brokers[0].manager.take_completed()[..],
-        [(7, Ok(_))]
-    ));
 }
 
 #[test]
