@@ -2,16 +2,17 @@
 //! copying its leader's log, with no network between them.
 //!
 //! The leader is a `Partition` on a real chapter 2 `Log` in a temporary
-//! directory, holding 32 MiB of record values in batches of about 16 KiB
-//! (163 records of 100 B, or 16 of 1 KiB). 16 KiB is Kafka's default
-//! `batch.size`, and a producer closes a batch by its size in bytes, not
-//! by its count of records: these are the batches chapter 4's producer
-//! sends with its defaults. The follower is a `Partition` on another
-//! `Log`, empty at the start of every iteration, driven by hand
-//! (`poll_request`, the leader's `on_replica_fetch`, `on_fetch_data`, as
-//! `tests/kip101.rs` does) with `replica.fetch.max.bytes` 1 MiB, until its
-//! high watermark reaches the leader's log end: every batch copied, and the
-//! leader told so by one more fetch (what an `acks=all` write waits for).
+//! directory, holding about 32 MiB of record values in batches of 16 KiB
+//! as chapter 3's accumulator fills them: as many records as fit in 16 KiB
+//! encoded (138 of 100 B, or 15 of 1 KiB). 16 KiB is Kafka's default
+//! `batch.size`, and a producer closes a batch by its size in bytes, not by
+//! its count of records: these are the batches chapter 4's producer sends
+//! with its defaults. The follower is a `Partition` on another `Log`, empty
+//! at the start of every iteration, driven by hand (`poll_request`, the
+//! leader's `on_replica_fetch`, `on_fetch_data`, as `tests/kip101.rs` does)
+//! with `replica.fetch.max.bytes` 1 MiB, until its high watermark reaches
+//! the leader's log end: every batch copied, and the leader told so by one
+//! more fetch (what an `acks=all` write waits for).
 //!
 //! - `replicate`: with `Flush::Os`, Kafka's default: the follower leaves
 //!   the writes to the operating system.
@@ -25,7 +26,7 @@
 //! - `baseline_copy_fsync`: the same with an `fdatasync`
 //!   (`File::sync_data`) after each chunk, the floor for `replicate_flush`.
 //!
-//! Throughput counts record values (32 MiB), as in chapters 1 and 2; every
+//! Throughput counts record values, as in chapters 1 and 2; every
 //! run moves the same stored bytes (values, record and batch headers,
 //! frames). Building the leader's log, creating the follower's and deleting
 //! it afterwards are outside the timed part.
@@ -48,7 +49,8 @@ use tempfile::TempDir;
 
 /// Record values in the leader's log.
 const RUN_BYTES: usize = 32 * 1024 * 1024;
-/// About this many bytes of values a batch: Kafka's default `batch.size`.
+/// A batch holds as many records as fit in this many bytes, encoded:
+/// Kafka's default `batch.size`.
 const BATCH_BYTES: usize = 16 * 1024;
 /// `replica.fetch.max.bytes` (Kafka's default), and the baselines' chunk.
 const FETCH_MAX_BYTES: u32 = 1024 * 1024;
@@ -113,8 +115,9 @@ struct Leader {
 }
 
 impl Leader {
-    /// A log of [`RUN_BYTES`] of `size`-byte values, appended through the
-    /// leader's `Partition` in batches of about [`BATCH_BYTES`].
+    /// A log of about [`RUN_BYTES`] of `size`-byte values, appended through
+    /// the leader's `Partition` in batches of [`BATCH_BYTES`], filled as
+    /// chapter 3's accumulator fills them.
     fn new(size: usize) -> Leader {
         let dir = tmp();
         let (mut log, _) = Log::open(dir.path(), log_config()).unwrap();
@@ -128,10 +131,10 @@ impl Leader {
         );
         partition.apply_state(&mut log, state(), 0).unwrap();
         assert!(partition.is_leader());
-        let count = BATCH_BYTES / size;
-        let records: Vec<Record> = (0..count)
-            .map(|i| Record::new(vec![0xab; size]).with_timestamp(1_700_000_000_000 + i as i64))
-            .collect();
+        let record =
+            |i: usize| Record::new(vec![0xab; size]).with_timestamp(1_700_000_000_000 + i as i64);
+        let count = BATCH_BYTES / batch::encoded_len(&record(0));
+        let records: Vec<Record> = (0..count).map(record).collect();
         let mut bytes = batch::encode(&records).unwrap();
         let batches = RUN_BYTES / (count * size);
         for _ in 0..batches {
