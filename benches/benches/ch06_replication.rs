@@ -47,7 +47,7 @@ use ch06_replication::replica::{Flush, FollowerRequest, Partition, ReplicaConfig
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tempfile::TempDir;
 
-/// Record values in the leader's log.
+/// Bytes of record values in the leader's log, rounded down to whole batches.
 const RUN_BYTES: usize = 32 * 1024 * 1024;
 /// A batch holds as many records as fit in this many bytes, encoded:
 /// Kafka's default `batch.size`.
