@@ -248,6 +248,36 @@ const BENCHES: &[Bench] = &[
             ),
         ],
     },
+    Bench {
+        suite: "ch06",
+        name: "ch06_replication",
+        // The follower's copy against moving the same stored bytes once
+        // (read from the leader's segment, one write per fetch-sized
+        // chunk); with a sync per fetch answer against the same plus an
+        // `fdatasync` per chunk.
+        pairs: &[
+            pair(
+                "replicate 100 B",
+                "ch06/baseline_copy/100B",
+                "ch06/replicate/100B",
+            ),
+            pair(
+                "replicate 1 KiB",
+                "ch06/baseline_copy/1024B",
+                "ch06/replicate/1024B",
+            ),
+            pair(
+                "replicate, flush before ack, 100 B",
+                "ch06/baseline_copy_fsync/100B",
+                "ch06/replicate_flush/100B",
+            ),
+            pair(
+                "replicate, flush before ack, 1 KiB",
+                "ch06/baseline_copy_fsync/1024B",
+                "ch06/replicate_flush/1024B",
+            ),
+        ],
+    },
 ];
 
 /// The end-to-end harness's suite name, command and results file.
