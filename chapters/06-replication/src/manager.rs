@@ -253,33 +253,10 @@ impl<T> ReplicaManager<T> {
     // ANCHOR: complete_delayed
     /// Answers every waiting `acks=all` produce that can be answered now.
     fn complete_delayed(&mut self, now: Millis) {
-        let partitions = &self.partitions;
         let mut waiting = Vec::with_capacity(self.purgatory.len());
-        for delayed in self.purgatory.drain(..) {
-            // exercise-hole: complete_delayed | Decide `result: Option<Result<AppendInfo, ErrorCode>>` for `delayed`: `None` to keep waiting. If the partition is no longer led here in `delayed.leader_epoch`: NOT_LEADER_OR_FOLLOWER. If the high watermark has passed `delayed.info.last_offset`: `Ok(delayed.info)`. Else, if the ISR is now too small (`isr_too_small`): NOT_ENOUGH_REPLICAS_AFTER_APPEND; or past `delayed.deadline`: REQUEST_TIMED_OUT.
-            // exercise-hint: "Passed" means `high_watermark() > last_offset`: the high watermark is the first offset *not* yet committed.
-            let result = match partitions.get(&delayed.tp) {
-                Some(p) if p.is_leader() && p.state().leader_epoch == delayed.leader_epoch => {
-                    if p.high_watermark() > delayed.info.last_offset {
-                        Some(Ok(delayed.info))
-                    } else if p.isr_too_small() {
-                        // The high watermark cannot move until the ISR
-                        // grows back (KIP-966): say so now rather than at
-                        // the timeout. The batch stays in the log and may
-                        // still be committed, so a retry may store it twice.
-                        Some(Err(ErrorCode::NotEnoughReplicasAfterAppend))
-                    } else if now >= delayed.deadline {
-                        Some(Err(ErrorCode::RequestTimedOut))
-                    } else {
-                        None
-                    }
-                }
-                // Not the leader of that epoch any more: whether the batch
-                // survives is up to the new leader. The producer retries.
-                _ => Some(Err(ErrorCode::NotLeaderOrFollower)),
-            };
-            // exercise-end
-            match result {
+        for delayed in std::mem::take(&mut self.purgatory) {
+            let partition = self.partitions.get(&delayed.tp);
+            match delayed_result(partition, &delayed, now) {
                 Some(result) => self.completed.push((delayed.token, result)),
                 None => waiting.push(delayed),
             }
@@ -491,3 +468,37 @@ impl<T> ReplicaManager<T> {
         storage.write_high_watermarks(&hws)
     }
 }
+
+// ANCHOR: delayed_result
+/// The answer for a waiting `acks=all` produce, if it has one now (`None`:
+/// keep waiting).
+fn delayed_result<T>(
+    partition: Option<&Partition>,
+    delayed: &DelayedProduce<T>,
+    now: Millis,
+) -> Option<Result<AppendInfo, ErrorCode>> {
+    // exercise-hole: complete_delayed | If `partition` is no longer led here in `delayed.leader_epoch`: NOT_LEADER_OR_FOLLOWER. If its high watermark has passed `delayed.info.last_offset`: `Ok(delayed.info)`. Else, if the ISR is now too small (`isr_too_small`): NOT_ENOUGH_REPLICAS_AFTER_APPEND; or past `delayed.deadline`: REQUEST_TIMED_OUT. Otherwise `None`: keep waiting.
+    // exercise-hint: "Passed" means `high_watermark() > last_offset`: the high watermark is the first offset *not* yet committed.
+    let Some(p) =
+        partition.filter(|p| p.is_leader() && p.state().leader_epoch == delayed.leader_epoch)
+    else {
+        // Not the leader of that epoch any more: whether the batch survives
+        // is up to the new leader. The producer retries.
+        return Some(Err(ErrorCode::NotLeaderOrFollower));
+    };
+    if p.high_watermark() > delayed.info.last_offset {
+        Some(Ok(delayed.info))
+    } else if p.isr_too_small() {
+        // The high watermark cannot move until the ISR grows back
+        // (KIP-966): say so now rather than at the timeout. The batch stays
+        // in the log and may still be committed, so a retry may store it
+        // twice.
+        Some(Err(ErrorCode::NotEnoughReplicasAfterAppend))
+    } else if now >= delayed.deadline {
+        Some(Err(ErrorCode::RequestTimedOut))
+    } else {
+        None
+    }
+    // exercise-end
+}
+// ANCHOR_END: delayed_result
