@@ -3,6 +3,7 @@
 //! (Work in progress: the chapter's docs are written with its modules.)
 
 pub mod controller;
+pub mod disk;
 pub mod epoch;
 pub mod manager;
 pub mod memory;
