@@ -144,6 +144,11 @@ impl Replicas {
     pub fn partition(&self, tp: &TopicPartition) -> Option<Partition> {
         self.manager.lock().unwrap().partition(tp).cloned()
     }
+
+    /// How many `acks=all` produces are waiting for the high watermark.
+    pub fn waiting(&self) -> usize {
+        self.manager.lock().unwrap().waiting()
+    }
 }
 
 /// A broker with replicas: chapter 5's group broker inside.

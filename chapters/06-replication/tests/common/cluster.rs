@@ -47,7 +47,8 @@ pub(crate) struct Cluster {
     _dir: tempfile::TempDir,
 }
 
-/// The session timeout the tests' controller uses.
+/// The session timeout the tests' controller uses, unless a test asks
+/// for another.
 pub(crate) const SESSION_TIMEOUT_MS: u64 = 1_000;
 
 /// Short timings, so that failures are noticed within a second or two.
@@ -66,10 +67,19 @@ impl Cluster {
     /// A controller and `n` brokers, each configured by `fast` and then
     /// `configure`.
     pub(crate) async fn start(n: u32, configure: fn(&mut ReplicationConfig)) -> Cluster {
+        Cluster::start_with_session_timeout(n, SESSION_TIMEOUT_MS, configure).await
+    }
+
+    /// [`Cluster::start`] with the controller's session timeout.
+    pub(crate) async fn start_with_session_timeout(
+        n: u32,
+        session_timeout_ms: u64,
+        configure: fn(&mut ReplicationConfig),
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let config = ControllerServiceConfig {
             controller: ControllerConfig {
-                session_timeout_ms: SESSION_TIMEOUT_MS,
+                session_timeout_ms,
                 ..ControllerConfig::default()
             },
             tick_interval: Duration::from_millis(50),
