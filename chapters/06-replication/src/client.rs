@@ -319,7 +319,6 @@ impl ClusterClient {
         first.cloned().ok_or(ClientError::Closed)
     }
 
-    // ANCHOR: produce
     /// Sends `records` to `tp`'s leader as one batch with `acks=all`, and
     /// waits for it to be committed: in every in-sync replica, at least
     /// `min.insync.replicas` of them. Follows the leader when it moves.
@@ -359,7 +358,6 @@ impl ClusterClient {
             attempts,
         })
     }
-    // ANCHOR_END: produce
 
     /// Reads `tp`'s committed records from `offset` on, from its leader,
     /// waiting up to `max_wait` for some to be there (long polling).

@@ -168,7 +168,6 @@ impl ControllerService {
         self.started.elapsed().as_millis() as Millis
     }
 
-    // ANCHOR: controller_heartbeat
     /// A broker's heartbeat: the controller registers it (again) and
     /// answers with its partitions' state; the service remembers where the
     /// broker is, for Metadata answers.
@@ -185,7 +184,6 @@ impl ControllerService {
         state.addresses.insert(request.broker_id, request.address);
         response
     }
-    // ANCHOR_END: controller_heartbeat
 
     fn create_topic(&self, request: CreateReplicatedTopicRequest) -> CreateReplicatedTopicResponse {
         let answer = |error, message: String| CreateReplicatedTopicResponse { error, message };
@@ -226,7 +224,6 @@ impl ControllerService {
         }
     }
 
-    // ANCHOR: controller_metadata
     /// Every live broker's address and every partition's leader, in chapter
     /// 4's Metadata answer (a partition without a leader has [`NO_LEADER`]).
     fn metadata(&self, request: MetadataRequest) -> MetadataResponse {
@@ -268,7 +265,6 @@ impl ControllerService {
             .collect();
         MetadataResponse { brokers, topics }
     }
-    // ANCHOR_END: controller_metadata
 
     fn dispatch(&self, header: RequestHeader, body: &[u8]) -> Result<BytesMut, String> {
         fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
@@ -323,7 +319,6 @@ impl Service for ControllerService {
         }))
     }
 
-    // ANCHOR: controller_tick
     /// The controller's clock, every `tick_interval`: brokers whose session
     /// expired are fenced, and their partitions get new leaders.
     async fn background(self: Arc<Self>) {
@@ -336,7 +331,6 @@ impl Service for ControllerService {
         })
         .await;
     }
-    // ANCHOR_END: controller_tick
 
     fn begin_shutdown(&self) {
         self.stopping.send_replace(true);

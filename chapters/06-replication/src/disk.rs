@@ -256,7 +256,6 @@ pub fn write_offset_checkpoint(
     write_atomically(path, &render(&lines))
 }
 
-// ANCHOR: disk_storage
 /// A broker's replicated state on disk: chapter 3's store for the logs,
 /// and the two checkpoints beside them.
 ///
@@ -286,7 +285,6 @@ impl<'a> DiskStorage<'a> {
         self.store.dir().join(REPLICATION_OFFSET_CHECKPOINT)
     }
 }
-// ANCHOR_END: disk_storage
 
 /// Chapter 3's errors in chapter 2's terms, which [`Storage`] speaks.
 fn store_error(error: StoreError, dir: &Path) -> LogError {
@@ -322,7 +320,6 @@ impl Storage for DiskStorage<'_> {
         self.store.log_mut(&tp.topic, tp.partition).ok()
     }
 
-    // ANCHOR: create_log
     /// Creates the topic here, or adds partitions to it, so that `tp`
     /// exists; then marks `tp` hosted with an empty epoch checkpoint.
     ///
@@ -350,9 +347,7 @@ impl Storage for DiskStorage<'_> {
         }
         Ok(())
     }
-    // ANCHOR_END: create_log
 
-    // ANCHOR: read_epochs
     fn read_epochs(&self, tp: &TopicPartition) -> Vec<EpochEntry> {
         match read_epoch_checkpoint(&self.epoch_path(tp)) {
             Ok(entries) => entries.unwrap_or_default(),
@@ -367,7 +362,6 @@ impl Storage for DiskStorage<'_> {
             }
         }
     }
-    // ANCHOR_END: read_epochs
 
     fn write_epochs(
         &mut self,

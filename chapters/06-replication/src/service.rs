@@ -30,6 +30,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -37,10 +38,11 @@ use bytes::BytesMut;
 use ch02_segments::{AppendInfo, LogError};
 use ch03_partitions::{StoreError, TopicPartition, TopicStore};
 use ch04_network::protocol::{
-    self, API_VERSION, ApiKey, EARLIEST, FetchPartitionResponse, FetchRequest, FetchResponse,
-    LATEST, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
-    ProduceInPlace, ProducePartitionResponse, ProduceResponse, RequestHeader, StoredBytes,
-    TopicMetadata,
+    self, API_VERSION, ApiKey, CreateTopicsRequest, DeleteTopicsRequest, EARLIEST,
+    FetchPartitionResponse, FetchRequest, FetchResponse, LATEST, ListOffsetsRequest,
+    ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceInPlace,
+    ProducePartitionResponse, ProduceResponse, RequestHeader, StoredBytes, TopicMetadata,
+    TopicResults,
 };
 use ch04_network::server::every;
 use ch04_network::{Client, ClientConfig, ClientError, ErrorCode, Server, ServerConfig, Service};
@@ -176,6 +178,9 @@ pub struct ReplicatedBroker {
     wake: Notify,
     /// Raised once a shutdown has begun.
     stopping: watch::Sender<bool>,
+    /// Whether the last heartbeat failed (so only the first failure in a
+    /// row is logged as a warning).
+    controller_unreachable: AtomicBool,
     /// The controller's last Metadata answer: every partition's leader and
     /// every live broker. (KRaft brokers keep this cache by replaying the
     /// controller's metadata log; these ask for it with each heartbeat.)
@@ -187,7 +192,6 @@ pub struct ReplicatedBroker {
     clients: Mutex<HashMap<String, Arc<Client>>>,
 }
 
-// ANCHOR: bind
 /// Loads the committed offsets, binds `addr` (port 0 picks a free port),
 /// and returns a server of a [`ReplicatedBroker`] over `store`, ready to
 /// run, with a view of its replicas.
@@ -211,7 +215,6 @@ pub async fn bind(
     .map_err(|source| BindError::Listen { addr, source })?;
     Ok((server, view.expect("the service was built")))
 }
-// ANCHOR_END: bind
 
 impl ReplicatedBroker {
     /// Wraps `groups`, opening the replicas its store hosts from their
@@ -240,6 +243,7 @@ impl ReplicatedBroker {
             committed: Notify::new(),
             wake: Notify::new(),
             stopping: watch::Sender::new(false),
+            controller_unreachable: AtomicBool::new(false),
             metadata: Mutex::new(MetadataResponse {
                 brokers: Vec::new(),
                 topics: Vec::new(),
@@ -258,7 +262,6 @@ impl ReplicatedBroker {
         self.metadata.lock().unwrap()
     }
 
-    // ANCHOR: with_replicas
     /// Runs `f` on the replica manager and the store, in the lock order
     /// (manager, then store); then sends every `acks=all` answer the call
     /// made ready, and wakes held consumer fetches if a high watermark
@@ -286,7 +289,6 @@ impl ReplicatedBroker {
         }
         result
     }
-    // ANCHOR_END: with_replicas
 
     /// Whether `topic` is replicated (the controller knows it, or this
     /// broker hosts a replica of it): if so, its requests are served here,
@@ -443,7 +445,6 @@ impl ReplicatedBroker {
         })
     }
 
-    // ANCHOR: consumer_fetch
     /// A consumer's fetch of replicated partitions: committed records only,
     /// long-polled as chapter 4's broker does, but woken when a high
     /// watermark moves rather than when the log grows (a record is not
@@ -481,7 +482,6 @@ impl ReplicatedBroker {
             }
         }
     }
-    // ANCHOR_END: consumer_fetch
 
     /// ListOffsets on replicated partitions, from the leader: "latest" is
     /// the high watermark (what a consumer can read up to), not the log end.
@@ -515,7 +515,6 @@ impl ReplicatedBroker {
         })
     }
 
-    // ANCHOR: metadata
     /// Metadata: replicated topics from the controller's last answer (with
     /// its leaders and live brokers); topics only this broker has (created
     /// with chapter 4's CreateTopics, and chapter 5's offsets topic) led by
@@ -575,7 +574,6 @@ impl ReplicatedBroker {
             .collect();
         MetadataResponse { brokers, topics }
     }
-    // ANCHOR_END: metadata
 
     // ANCHOR: replica_fetch
     /// A follower's fetch, on the leader: answered at once if any partition
@@ -608,6 +606,32 @@ impl ReplicatedBroker {
         }
     }
     // ANCHOR_END: replica_fetch
+
+    /// Chapter 4's CreateTopics and DeleteTopics change only this broker's
+    /// store: if a request names a replicated topic, none of it is done,
+    /// and the replicated names get `code`. (A local topic of a replicated
+    /// topic's name would be taken for its replica; and a replica's log
+    /// deleted under the manager would be gone without the controller
+    /// knowing. Replicated topics are created through the controller;
+    /// deleting them is not built in this chapter.)
+    fn refuse_replicated(&self, names: Vec<String>, code: ErrorCode) -> Option<TopicResults> {
+        if !names.iter().any(|name| self.is_replicated(name)) {
+            return None;
+        }
+        let topics = names
+            .into_iter()
+            .map(|name| {
+                if self.is_replicated(&name) {
+                    let message = format!("{name} is a replicated topic: the controller owns it");
+                    (name, code, message)
+                } else {
+                    let message = "not done: the request also names a replicated topic".to_string();
+                    (name, ErrorCode::InvalidRequest, message)
+                }
+            })
+            .collect();
+        Some(TopicResults { topics })
+    }
 
     /// CreateReplicatedTopic, passed on to the controller (as a Kafka
     /// broker forwards CreateTopics).
@@ -667,7 +691,6 @@ fn ok<T: Serialize>(header: RequestHeader, body: &T) -> BytesMut {
     protocol::ok_response(header.correlation_id, body)
 }
 
-// ANCHOR: service
 impl Service for ReplicatedBroker {
     type Error = ShutdownError;
 
@@ -710,6 +733,24 @@ impl Service for ReplicatedBroker {
                         .any(|p| self.is_replicated(&p.topic))
                 {
                     return Some(ok(header, &self.fetch(request).await));
+                }
+            }
+            Some(ApiKey::CreateTopics) => {
+                if let Ok(request) = decode::<CreateTopicsRequest>(&body) {
+                    let names = request.topics.into_iter().map(|t| t.name).collect();
+                    if let Some(refused) =
+                        self.refuse_replicated(names, ErrorCode::TopicAlreadyExists)
+                    {
+                        return Some(ok(header, &refused));
+                    }
+                }
+            }
+            Some(ApiKey::DeleteTopics) => {
+                if let Ok(request) = decode::<DeleteTopicsRequest>(&body)
+                    && let Some(refused) =
+                        self.refuse_replicated(request.topics, ErrorCode::InvalidRequest)
+                {
+                    return Some(ok(header, &refused));
                 }
             }
             Some(ApiKey::ListOffsets) => {
@@ -760,17 +801,11 @@ impl Service for ReplicatedBroker {
         Ok(closed?)
     }
 }
-// ANCHOR_END: service
 
 // Background work.
 impl ReplicatedBroker {
-    // ANCHOR: heartbeat
     /// Heartbeats the controller at once and then every
-    /// `broker.heartbeat.interval.ms`, until a shutdown begins. Each answer
-    /// brings the state of this broker's partitions, which the manager
-    /// applies (becoming leader or follower where it changed), and the live
-    /// brokers' addresses; then the controller's Metadata answer refreshes
-    /// the cache this broker answers its clients from.
+    /// `broker.heartbeat.interval.ms`, until a shutdown begins.
     async fn heartbeats(&self) {
         self.heartbeat().await;
         every(
@@ -781,6 +816,13 @@ impl ReplicatedBroker {
         .await;
     }
 
+    // ANCHOR: heartbeat
+    /// One heartbeat. The answer brings the state of each partition this
+    /// broker holds a replica of, which the manager applies (becoming
+    /// leader or follower where it changed), and the live brokers'
+    /// addresses, which the fetch loop sends to. Then the controller's
+    /// Metadata answer refreshes the cache this broker answers its own
+    /// clients' Metadata from.
     async fn heartbeat(&self) {
         let controller = self.config.controller.clone();
         let request = HeartbeatRequest {
@@ -792,42 +834,17 @@ impl ReplicatedBroker {
         let response: HeartbeatResponse = match self.call(&controller, api, &request).await {
             Ok(response) => response,
             Err(e) => {
-                debug!(%controller, error = %e, "heartbeat failed");
+                self.controller_lost(&e);
                 return;
             }
         };
-        let addresses: BTreeMap<BrokerId, String> = response.brokers.iter().cloned().collect();
-        // Forget the clients of brokers that went away (a restarted broker
-        // comes back on another port).
-        self.clients
-            .lock()
-            .unwrap()
-            .retain(|addr, _| *addr == controller || addresses.values().any(|a| a == addr));
-        *self.brokers.lock().unwrap() = addresses;
+        self.controller_found();
+        self.remember_brokers(&response.brokers);
         let now = self.now();
-        let roles = |m: &ReplicaManager<Token>| -> BTreeMap<TopicPartition, (bool, u32)> {
-            m.partitions()
-                .iter()
-                .map(|(tp, p)| (tp.clone(), (p.is_leader(), p.state().leader_epoch)))
-                .collect()
-        };
         let applied = self.with_replicas(|m, s| {
             let before = roles(m);
             let applied = m.on_heartbeat_response(s, response, now);
-            for (tp, partition) in m.partitions() {
-                if before.get(tp) != Some(&(partition.is_leader(), partition.state().leader_epoch))
-                {
-                    let state = partition.state();
-                    info!(
-                        partition = %tp,
-                        leader = ?state.leader,
-                        epoch = state.leader_epoch,
-                        isr = ?state.isr,
-                        role = if partition.is_leader() { "leader" } else { "follower" },
-                        "partition state"
-                    );
-                }
-            }
+            log_role_changes(&before, m);
             applied
         });
         if let Err(e) = applied {
@@ -845,6 +862,34 @@ impl ReplicatedBroker {
         }
     }
     // ANCHOR_END: heartbeat
+
+    /// Logs the first heartbeat that fails in a row.
+    fn controller_lost(&self, error: &ClientError) {
+        if self.controller_unreachable.swap(true, Ordering::Relaxed) {
+            debug!(error = %error, "heartbeat failed");
+        } else {
+            warn!(controller = %self.config.controller, error = %error, "the controller is unreachable; retrying every heartbeat interval");
+        }
+    }
+
+    /// Logs the first heartbeat that succeeds after failures.
+    fn controller_found(&self) {
+        if self.controller_unreachable.swap(false, Ordering::Relaxed) {
+            info!(controller = %self.config.controller, "the controller is reachable again");
+        }
+    }
+
+    /// Keeps the live brokers' addresses, and forgets the clients of those
+    /// that went away (a restarted broker comes back on another port).
+    fn remember_brokers(&self, brokers: &[(BrokerId, String)]) {
+        let addresses: BTreeMap<BrokerId, String> = brokers.iter().cloned().collect();
+        let controller = &self.config.controller;
+        self.clients
+            .lock()
+            .unwrap()
+            .retain(|addr, _| addr == controller || addresses.values().any(|a| a == addr));
+        *self.brokers.lock().unwrap() = addresses;
+    }
 
     // ANCHOR: replicate
     /// The follower fetch loop: sends whatever the manager wants sent (each
@@ -875,6 +920,7 @@ impl ReplicatedBroker {
         in_flight.abort_all();
         while in_flight.join_next().await.is_some() {}
     }
+    // ANCHOR_END: replicate
 
     /// Sends one message and feeds the answer back to the manager. A lost
     /// answer is simply not fed back: the manager asks again after its
@@ -956,7 +1002,6 @@ impl ReplicatedBroker {
         self.with_replicas(|m, s| m.on_epoch_response(s, to, response))
             .map_err(|e| e.to_string())
     }
-    // ANCHOR_END: replicate
 
     /// The replicas' clock, every `tick_interval`: ISR shrinking, produce
     /// timeouts, and the high-watermark checkpoint when its interval is up,
@@ -981,5 +1026,34 @@ impl ReplicatedBroker {
             },
         )
         .await;
+    }
+}
+
+/// Each replica's role and leader epoch, to see what a change of state did.
+fn roles(manager: &ReplicaManager<Token>) -> BTreeMap<TopicPartition, (bool, u32)> {
+    manager
+        .partitions()
+        .iter()
+        .map(|(tp, p)| (tp.clone(), (p.is_leader(), p.state().leader_epoch)))
+        .collect()
+}
+
+/// Logs every replica whose role or leader epoch changed since `before`.
+fn log_role_changes(
+    before: &BTreeMap<TopicPartition, (bool, u32)>,
+    manager: &ReplicaManager<Token>,
+) {
+    for (tp, partition) in manager.partitions() {
+        let state = partition.state();
+        if before.get(tp) != Some(&(partition.is_leader(), state.leader_epoch)) {
+            info!(
+                partition = %tp,
+                leader = ?state.leader,
+                epoch = state.leader_epoch,
+                isr = ?state.isr,
+                role = if partition.is_leader() { "leader" } else { "follower" },
+                "partition state"
+            );
+        }
     }
 }

@@ -12,7 +12,10 @@ use std::time::Duration;
 use bytes::BytesMut;
 use ch02_segments::{Record, batch};
 use ch03_partitions::{TopicPartition, TopicStore};
-use ch04_network::protocol::{self, ErrorResponse, RequestHeader, StoredBytes};
+use ch04_network::protocol::{
+    self, ApiKey, CreateTopicsRequest, DeleteTopicsRequest, ErrorResponse, NewTopic, RequestHeader,
+    StoredBytes, TopicResults,
+};
 use ch04_network::{Client, ClientError, ErrorCode};
 use ch06_replication::disk::DiskStorage;
 use ch06_replication::manager::{ManagerConfig, Outgoing, ReplicaManager};
@@ -166,6 +169,29 @@ async fn bad_replication_requests_get_defined_errors_and_lose_nothing() {
         wrong.unwrap_err().code(),
         Some(ErrorCode::UnsupportedVersion)
     );
+
+    // Chapter 4's topic changes may not touch a replicated topic; a local
+    // topic is still chapter 4's.
+    let new_topic = |name: &str| NewTopic {
+        name: name.to_string(),
+        partitions: 1,
+        configs: Vec::new(),
+    };
+    let create = CreateTopicsRequest {
+        topics: vec![new_topic("orders")],
+    };
+    let created: TopicResults = raw.call(ApiKey::CreateTopics, &create).await.unwrap();
+    assert_eq!(created.topics[0].1, ErrorCode::TopicAlreadyExists);
+    let delete = DeleteTopicsRequest {
+        topics: vec!["orders".to_string()],
+    };
+    let deleted: TopicResults = raw.call(ApiKey::DeleteTopics, &delete).await.unwrap();
+    assert_eq!(deleted.topics[0].1, ErrorCode::InvalidRequest);
+    let create = CreateTopicsRequest {
+        topics: vec![new_topic("local")],
+    };
+    let created: TopicResults = raw.call(ApiKey::CreateTopics, &create).await.unwrap();
+    assert_eq!(created.topics[0].1, ErrorCode::None);
 
     // A new leader: the old epoch is now fenced.
     cluster.controller.fence(leader);

@@ -8,6 +8,7 @@
 mod common;
 
 use std::path::PathBuf;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -327,6 +328,56 @@ async fn a_frozen_leader_replaced_while_stopped_acknowledges_nothing_when_it_wak
         !log.iter().any(|(_, v)| v == "zombie"),
         "the zombie's write was committed"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_combined_node_serves_stops_cleanly_and_reports_errors_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = format!("--data-dir={}", dir.path().join("data").display());
+    let args: Vec<String> = [
+        "--node-id=1",
+        "--run-controller",
+        data.as_str(),
+        "--heartbeat-interval-ms=100",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut node = Node::start(&args, &dir.path().join("node.log"));
+    let _logs = ShowLogsOnFailure(vec![node.log.clone()]);
+    assert!(
+        node.controller.is_some(),
+        "combined mode listens for the controller too"
+    );
+    let client = ClusterClient::new(vec![node.broker.clone().unwrap()], ClusterConfig::default());
+    let tp = TopicPartition::new("solo", 0);
+    wait_until("the broker to register", WAIT, async || {
+        client.refresh_metadata().await.is_ok() && client.brokers().len() == 1
+    })
+    .await;
+    client.create_topic("solo", 1, 1).await.unwrap();
+    let produced = client.produce(&tp, &[Record::new("alone")]).await.unwrap();
+    assert_eq!(produced.base_offset, 0);
+
+    // A second node on the same data directory: one line, status 1.
+    let output = Command::new(env!("CARGO_BIN_EXE_replica-node"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("in use by another process"),
+        "{}",
+        errors[0]
+    );
+    assert!(output.stdout.is_empty(), "it printed no address");
+
+    node.stop();
 }
 
 #[test]
