@@ -11,6 +11,11 @@
 //! connection, it forgets what it knew, waits `retry.backoff.ms`, asks for
 //! metadata again and retries, until `delivery.timeout.ms` has passed.
 //!
+//! One client keeps one connection per broker, and a broker serves one
+//! connection's requests in order (chapter 4's rule): a long-polled fetch
+//! delays a produce sent behind it to the same broker. Produce with one
+//! client and consume with another, as the chapter's demo does.
+//!
 //! It is deliberately small: one record batch per call, one call at a
 //! time per caller. Chapter 8 makes chapter 4's producer and consumer
 //! leader-aware instead, with what this one lacks: batching and many
@@ -360,8 +365,9 @@ impl ClusterClient {
     }
 
     /// Reads `tp`'s committed records from `offset` on, from its leader,
-    /// waiting up to `max_wait` for some to be there (long polling).
-    /// Follows the leader when it moves.
+    /// waiting up to `max_wait` (which must be shorter than
+    /// `request.timeout.ms`) for some to be there: long polling. Follows
+    /// the leader when it moves.
     pub async fn fetch(
         &self,
         tp: &TopicPartition,

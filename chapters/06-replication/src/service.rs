@@ -30,7 +30,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -138,6 +138,7 @@ pub enum ShutdownError {
 #[derive(Clone)]
 pub struct Replicas {
     manager: Arc<Mutex<ReplicaManager<Token>>>,
+    held: Arc<AtomicUsize>,
 }
 
 impl Replicas {
@@ -150,6 +151,29 @@ impl Replicas {
     /// How many `acks=all` produces are waiting for the high watermark.
     pub fn waiting(&self) -> usize {
         self.manager.lock().unwrap().waiting()
+    }
+
+    /// How many fetches (consumers' and followers') are held waiting for
+    /// data now. (Kafka's fetch purgatory size, a metric it exports.)
+    pub fn held_fetches(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts a fetch as held for as long as it lives: dropped when the wait
+/// ends, or when the request is abandoned mid-wait.
+struct Held<'a>(&'a AtomicUsize);
+
+impl Held<'_> {
+    fn count(held: &AtomicUsize) -> Held<'_> {
+        held.fetch_add(1, Ordering::Relaxed);
+        Held(held)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -165,6 +189,8 @@ pub struct ReplicatedBroker {
     advertised: String,
     /// The replicas, and the `acks=all` produces they hold.
     manager: Arc<Mutex<ReplicaManager<Token>>>,
+    /// How many fetches are held now (shared with [`Replicas`]).
+    held: Arc<AtomicUsize>,
     /// The replicas' clock starts here: milliseconds since the broker
     /// started, monotonic.
     started: Instant,
@@ -208,6 +234,7 @@ pub async fn bind(
         let broker = ReplicatedBroker::new(groups, local, config);
         view = Some(Replicas {
             manager: broker.manager.clone(),
+            held: broker.held.clone(),
         });
         broker
     })
@@ -238,6 +265,7 @@ impl ReplicatedBroker {
             incarnation: fastrand::u64(..),
             advertised: local.to_string(),
             manager: Arc::new(Mutex::new(manager)),
+            held: Arc::new(AtomicUsize::new(0)),
             started: Instant::now(),
             appended: Notify::new(),
             committed: Notify::new(),
@@ -475,6 +503,7 @@ impl ReplicatedBroker {
             {
                 return response;
             }
+            let _held = Held::count(&self.held);
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep_until(deadline) => {}
@@ -591,6 +620,9 @@ impl ReplicatedBroker {
             notified.as_mut().enable();
             let now = self.now();
             let response = self.with_replicas(|m, s| m.on_replica_fetch(s, &request, now));
+            // The follower may have caught up: the fetch loop sends the
+            // ISR change the manager may now want.
+            self.wake.notify_one();
             let ready = response
                 .partitions
                 .iter()
@@ -598,6 +630,7 @@ impl ReplicatedBroker {
             if ready || *stopping.borrow() || Instant::now() >= deadline {
                 return response;
             }
+            let _held = Held::count(&self.held);
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep_until(deadline) => {}
@@ -831,12 +864,16 @@ impl ReplicatedBroker {
             address: self.advertised.clone(),
         };
         let api = ReplicationApi::BrokerHeartbeat as u16;
-        let response: HeartbeatResponse = match self.call(&controller, api, &request).await {
-            Ok(response) => response,
-            Err(e) => {
+        let response: HeartbeatResponse = match self
+            .unless_stopping(self.call(&controller, api, &request))
+            .await
+        {
+            Some(Ok(response)) => response,
+            Some(Err(e)) => {
                 self.controller_lost(&e);
                 return;
             }
+            None => return,
         };
         self.controller_found();
         self.remember_brokers(&response.brokers);
@@ -856,12 +893,27 @@ impl ReplicatedBroker {
         self.committed.notify_waiters();
         self.wake.notify_one();
         let request = MetadataRequest { topics: None };
-        match self.call(&controller, ApiKey::Metadata, &request).await {
-            Ok(metadata) => *self.lock_metadata() = metadata,
-            Err(e) => debug!(%controller, error = %e, "metadata refresh failed"),
+        match self
+            .unless_stopping(self.call(&controller, ApiKey::Metadata, &request))
+            .await
+        {
+            Some(Ok(metadata)) => *self.lock_metadata() = metadata,
+            Some(Err(e)) => debug!(%controller, error = %e, "metadata refresh failed"),
+            None => {}
         }
     }
     // ANCHOR_END: heartbeat
+
+    /// `call`'s result, or `None` if a shutdown begins first: a controller
+    /// that does not answer must not hold up this broker's shutdown for a
+    /// whole request timeout.
+    async fn unless_stopping<T>(&self, call: impl Future<Output = T>) -> Option<T> {
+        let mut stopping = self.stopping.subscribe();
+        tokio::select! {
+            result = call => Some(result),
+            _ = stopping.wait_for(|stopping| *stopping) => None,
+        }
+    }
 
     /// Logs the first heartbeat that fails in a row.
     fn controller_lost(&self, error: &ClientError) {

@@ -9,8 +9,9 @@ use std::time::Duration;
 use ch02_segments::{Record, batch};
 use ch03_partitions::TopicPartition;
 use ch04_network::protocol::{
-    ApiKey, LATEST, ListOffsetsRequest, ListOffsetsResponse, ProducePartition,
-    ProducePartitionResponse, ProduceRequest, ProduceResponse, ProduceTopic,
+    ApiKey, FetchPartition, FetchRequest, FetchResponse, LATEST, ListOffsetsRequest,
+    ListOffsetsResponse, ProducePartition, ProducePartitionResponse, ProduceRequest,
+    ProduceResponse, ProduceTopic,
 };
 use ch04_network::{Client, ErrorCode};
 use ch06_replication::client::ClusterClient;
@@ -244,5 +245,74 @@ async fn the_client_follows_the_leader_when_it_moves() {
     assert_eq!(state.leader_epoch, 1);
     let (values, _) = read(&client).await;
     assert_eq!(values, ["r0", "r1", "r2", "r3", "r4", "r5"]);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_shutdown_answers_held_requests_at_once() {
+    let mut cluster = Cluster::start_with_session_timeout(3, 60_000, |config| {
+        config.manager.replica.replica_lag_time_max_ms = 60_000;
+        config.manager.request_timeout_ms = 60_000;
+    })
+    .await;
+    let client = cluster.client();
+    let leader = create_topic(&cluster, &client).await;
+    client
+        .produce(&tp(), &[Record::new("committed")])
+        .await
+        .unwrap();
+    for id in (1..=3).filter(|id| *id != leader) {
+        cluster.stop(id).await;
+    }
+    let leader_addr = cluster.brokers[&leader].addr.clone();
+    // An acks=all produce the followers will never answer, and a consumer
+    // fetch waiting a minute for a record that will never be committed.
+    let held_produce = tokio::spawn({
+        let addr = leader_addr.clone();
+        async move { produce_to(&addr, "never committed", -1).await }
+    });
+    let replicas = cluster.brokers[&leader].replicas.clone();
+    wait_until("the produce to wait", WAIT, async || {
+        replicas.waiting() == 1
+    })
+    .await;
+    // The stopped followers' last fetches are held no more.
+    wait_until("no fetch held", WAIT, async || replicas.held_fetches() == 0).await;
+    let held_fetch = tokio::spawn(async move {
+        let consumer = Client::connect(&leader_addr, Duration::from_secs(90))
+            .await
+            .unwrap();
+        let request = FetchRequest {
+            max_wait_ms: 60_000,
+            min_bytes: 1,
+            max_bytes: 1024,
+            partitions: vec![FetchPartition {
+                topic: tp().topic,
+                partition: 0,
+                offset: 1,
+                max_bytes: 1024,
+            }],
+        };
+        let response: FetchResponse = consumer.call(ApiKey::Fetch, &request).await.unwrap();
+        response
+    });
+
+    // Followers' fetches are held on the leader too (none here: they are
+    // gone); this one is the consumer's.
+    wait_until("the fetch to be held", WAIT, async || {
+        replicas.held_fetches() == 1
+    })
+    .await;
+
+    // The shutdown answers both at once, rather than after their minute
+    // (or the server's 30 s drain timeout).
+    tokio::time::timeout(Duration::from_secs(10), cluster.stop(leader))
+        .await
+        .expect("a prompt shutdown");
+    let produce = held_produce.await.unwrap();
+    assert_eq!(produce.error, ErrorCode::NotLeaderOrFollower);
+    let fetch = held_fetch.await.unwrap();
+    assert!(fetch.partitions[0].batches.is_empty());
+    assert_eq!(fetch.partitions[0].high_watermark, 1);
     cluster.shutdown().await;
 }
