@@ -91,11 +91,6 @@ impl ControllerView {
         self.state.lock().unwrap()
     }
 
-    /// Every partition's state.
-    pub fn partitions(&self) -> BTreeMap<TopicPartition, PartitionState> {
-        self.lock().controller.partitions().clone()
-    }
-
     /// One partition's state, if the partition exists.
     pub fn partition(&self, tp: &TopicPartition) -> Option<PartitionState> {
         self.lock().controller.partitions().get(tp).cloned()

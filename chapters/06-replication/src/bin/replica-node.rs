@@ -29,9 +29,9 @@ use tracing_subscriber::EnvFilter;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-/// One node of chapter 6's replicated cluster.
+/// One node of chapter 6's replicated cluster: a broker, a controller, or both.
 #[derive(Debug, Parser)]
-#[command(name = "replica-node", version, about)]
+#[command(name = "replica-node", version)]
 struct Args {
     /// This broker's id (`node.id`).
     #[arg(long, required_unless_present = "controller_only")]
