@@ -1,9 +1,17 @@
-//! What the spec tests share: the partition they replicate, producer
-//! batches, the controller's state for the partition, and one replica
-//! (a [`Partition`] and its [`MemoryLog`]) driven by hand.
+//! What the tests share: the partition they replicate, producer batches,
+//! the controller's state for the partition, and one replica (a
+//! [`Partition`] and its [`MemoryLog`]) driven by hand; and for the shell's
+//! tests, an in-process cluster (`cluster`), `replica-node` processes, and
+//! the history checker (`nodes`).
 
 // Each test file uses its own part of this module.
 #![allow(dead_code)]
+
+pub(crate) mod cluster;
+mod nodes;
+
+#[allow(unused_imports)] // Only the shell's tests use these.
+pub(crate) use nodes::*;
 
 use ch02_segments::{Record, StoredBatch, batch};
 use ch03_partitions::TopicPartition;
