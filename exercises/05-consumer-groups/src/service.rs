@@ -155,8 +155,10 @@ pub async fn bind(
 }
 
 impl GroupBroker {
-    /// Wraps a store whose offsets are loaded.
-    fn new(
+    /// Wraps a store whose offsets are loaded ([`OffsetStore::load`]),
+    /// advertising `local`. [`bind`] does this behind a server; chapter 6
+    /// calls it to wrap a group broker in a service of its own.
+    pub fn new(
         store: TopicStore,
         offsets: OffsetStore,
         local: SocketAddr,
@@ -187,6 +189,13 @@ impl GroupBroker {
             tick_interval: config.tick_interval,
             clean_interval: config.clean_interval,
         }
+    }
+
+    /// Chapter 4's broker inside, and so the store (`broker().write()`),
+    /// for a service that wraps this one (chapter 6's replicas live in the
+    /// same store).
+    pub fn broker(&self) -> &Broker {
+        &self.broker
     }
 
     /// Runs a held call (a join or sync): registers a channel for its

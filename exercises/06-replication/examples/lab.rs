@@ -41,7 +41,10 @@ fn main() {
     ];
     println!("{SEEDS} seeds of each scenario (3 brokers, min.insync.replicas=2, acks=all):");
     println!();
-    println!("{:<42} {:>12} {:>6} {:>7}", "scenario", "acknowledged", "lost", "failed");
+    println!(
+        "{:<42} {:>12} {:>6} {:>7}",
+        "scenario", "acknowledged", "lost", "failed"
+    );
     for (name, scenario) in scenarios {
         let (mut acknowledged, mut lost, mut failed) = (0, 0, 0);
         for seed in 0..SEEDS {

@@ -103,17 +103,7 @@ impl LeaderEpochCache {
     /// last agreed. `None` if every epoch here is newer than `epoch`: the
     /// follower must truncate everything it has.
     pub fn end_offset_for(&self, epoch: u32, log_end: u64) -> Option<EpochEnd> {
-        // The first entry with a newer epoch; the one before it is ours.
-        let next = self.entries.partition_point(|e| e.epoch <= epoch);
-        let found = next.checked_sub(1).map(|i| self.entries[i])?;
-        let end_offset = match self.entries.get(next) {
-            Some(newer) => newer.start_offset,
-            None => log_end,
-        };
-        Some(EpochEnd {
-            epoch: found.epoch,
-            end_offset,
-        })
+        todo!("exercise `end_offset_for`: Find the last entry whose epoch is at most `epoch` (none: return `None`). It ends where the entry after it starts, or at `log_end` if it is the last. Answer with *its* epoch, which may be older than the one asked about.")
     }
 
     /// The epoch that wrote `offset` (the newest entry starting at or

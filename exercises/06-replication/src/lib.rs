@@ -74,12 +74,16 @@
 //!   (KIP-227).
 //! - **The consumer offsets topic is not replicated** in this chapter.
 
+pub mod client;
 pub mod controller;
+pub mod controller_service;
+pub mod disk;
 pub mod epoch;
 pub mod lab;
 pub mod manager;
 pub mod memory;
 pub mod protocol;
 pub mod replica;
+pub mod service;
 pub mod sim;
 pub mod storage;

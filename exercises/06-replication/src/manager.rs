@@ -250,28 +250,10 @@ impl<T> ReplicaManager<T> {
 
     /// Answers every waiting `acks=all` produce that can be answered now.
     fn complete_delayed(&mut self, now: Millis) {
-        let partitions = &self.partitions;
         let mut waiting = Vec::with_capacity(self.purgatory.len());
-        for delayed in self.purgatory.drain(..) {
-            let result = match partitions.get(&delayed.tp) {
-                Some(p) if p.is_leader() && p.state().leader_epoch == delayed.leader_epoch => {
-                    if p.high_watermark() > delayed.info.last_offset {
-                        if p.isr_too_small() {
-                            Some(Err(ErrorCode::NotEnoughReplicasAfterAppend))
-                        } else {
-                            Some(Ok(delayed.info))
-                        }
-                    } else if now >= delayed.deadline {
-                        Some(Err(ErrorCode::RequestTimedOut))
-                    } else {
-                        None
-                    }
-                }
-                // Not the leader of that epoch any more: whether the batch
-                // survives is up to the new leader. The producer retries.
-                _ => Some(Err(ErrorCode::NotLeaderOrFollower)),
-            };
-            match result {
+        for delayed in std::mem::take(&mut self.purgatory) {
+            let partition = self.partitions.get(&delayed.tp);
+            match delayed_result(partition, &delayed, now) {
                 Some(result) => self.completed.push((delayed.token, result)),
                 None => waiting.push(delayed),
             }
@@ -479,4 +461,14 @@ impl<T> ReplicaManager<T> {
             .collect();
         storage.write_high_watermarks(&hws)
     }
+}
+
+/// The answer for a waiting `acks=all` produce, if it has one now (`None`:
+/// keep waiting).
+fn delayed_result<T>(
+    partition: Option<&Partition>,
+    delayed: &DelayedProduce<T>,
+    now: Millis,
+) -> Option<Result<AppendInfo, ErrorCode>> {
+    todo!("exercise `complete_delayed`: If `partition` is no longer led here in `delayed.leader_epoch`: NOT_LEADER_OR_FOLLOWER. If its high watermark has passed `delayed.info.last_offset`: `Ok(delayed.info)`. Else, if the ISR is now too small (`isr_too_small`): NOT_ENOUGH_REPLICAS_AFTER_APPEND; or past `delayed.deadline`: REQUEST_TIMED_OUT. Otherwise `None`: keep waiting.")
 }

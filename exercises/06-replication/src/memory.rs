@@ -98,7 +98,9 @@ impl ReplicaLog for MemoryLog {
         let mut bytes = 0;
         let mut out = Vec::new();
         for batch in &self.batches[first..] {
-            if !out.is_empty() && bytes + batch.bytes.len() as u64 > max_bytes {
+            // As chapter 2's segment reads: batches while fewer than
+            // `max_bytes` are read, so the last may go past it.
+            if !out.is_empty() && bytes >= max_bytes {
                 break;
             }
             bytes += batch.bytes.len() as u64;

@@ -702,35 +702,36 @@ impl Partition {
             }
             _ => return Ok(()),
         }
+        let mut corrupt = None;
         for EpochBatch { epoch, bytes } in data.batches {
             let mut bytes = bytes.0;
             let log_end = log.log_end_offset();
-            match BatchHeader::parse(&bytes) {
-                Ok(header) if header.base_offset == log_end => {}
+            let checked = match BatchHeader::parse(&bytes) {
+                Ok(header) if header.base_offset == log_end => log.append(&mut bytes),
                 // Already have it (a duplicate), or a gap: not for us.
                 Ok(_) => continue,
-                Err(e) => {
-                    return Err(FollowerError::CorruptBatch {
-                        tp: self.tp.clone(),
-                        offset: log_end,
-                        source: e.into(),
-                    });
-                }
-            }
-            log.append(&mut bytes).map_err(|source| match source {
-                LogError::InvalidBatch(_) | LogError::BatchTooLarge { .. } => {
-                    FollowerError::CorruptBatch {
+                Err(e) => Err(e.into()),
+            };
+            match checked {
+                Ok(_) => self.epochs_changed |= self.epochs.assign(epoch, log_end),
+                Err(source @ (LogError::InvalidBatch(_) | LogError::BatchTooLarge { .. })) => {
+                    corrupt = Some(FollowerError::CorruptBatch {
                         tp: self.tp.clone(),
                         offset: log_end,
                         source,
-                    }
+                    });
+                    break;
                 }
-                source => self.log_error(source),
-            })?;
-            self.epochs_changed |= self.epochs.assign(epoch, log_end);
+                Err(source) => return Err(self.log_error(source)),
+            }
         }
+        // Before a corrupt batch is reported too: the next fetch tells the
+        // leader this replica has the batches before it.
         if self.config.flush == Flush::BeforeAck {
             log.sync().map_err(|source| self.log_error(source))?;
+        }
+        if let Some(corrupt) = corrupt {
+            return Err(corrupt);
         }
         let high_watermark = data.high_watermark.min(log.log_end_offset());
         self.high_watermark = self.high_watermark.max(high_watermark);
@@ -780,14 +781,7 @@ fn update_progress(
     leader_end: u64,
     now: Millis,
 ) {
-    if fetch_offset >= leader_end {
-        progress.last_caught_up_ms = progress.last_caught_up_ms.max(now);
-    } else if fetch_offset >= progress.last_fetch_leader_end {
-        progress.last_caught_up_ms = progress.last_caught_up_ms.max(progress.last_fetch_ms);
-    }
-    progress.log_end = Some(fetch_offset);
-    progress.last_fetch_ms = now;
-    progress.last_fetch_leader_end = leader_end;
+    todo!("exercise `update_progress`: Record the fetch: the follower's `log_end` is now `fetch_offset`. It is caught up *now* if it fetched from `leader_end`; it *was* caught up at its previous fetch (`last_fetch_ms`) if it fetched from where the leader's log ended then (`last_fetch_leader_end`). `last_caught_up_ms` never goes back. Then remember this fetch's time and leader end.")
 }
 
 /// The error code a log error means on the wire.

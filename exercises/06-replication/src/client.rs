@@ -1,0 +1,413 @@
+//! [`ClusterClient`]: a small client that finds each partition's leader.
+//!
+//! Chapter 4's clients talk to one broker. With replicas, a partition has
+//! one leader among several brokers, and the leader moves. This client
+//! learns the leaders from Metadata (asking the brokers it knows in turn,
+//! starting from the bootstrap addresses), sends each produce (`acks=all`)
+//! and fetch to the partition's leader, and when the answer says the
+//! leader moved (`NOT_LEADER_OR_FOLLOWER`), there is none yet
+//! (`LEADER_NOT_AVAILABLE`), the ISR is too small (`NOT_ENOUGH_REPLICAS`,
+//! `NOT_ENOUGH_REPLICAS_AFTER_APPEND`), or the call timed out or lost its
+//! connection, it forgets what it knew, waits `retry.backoff.ms`, asks for
+//! metadata again and retries, until `delivery.timeout.ms` has passed.
+//!
+//! One client keeps one connection per broker, and a broker serves one
+//! connection's requests in order (chapter 4's rule): a long-polled fetch
+//! delays a produce sent behind it to the same broker. Produce with one
+//! client and consume with another, as the chapter's demo does.
+//!
+//! It is deliberately small: one record batch per call, one call at a
+//! time per caller. Chapter 8 makes chapter 4's producer and consumer
+//! leader-aware instead, with what this one lacks: batching and many
+//! requests in flight per broker; idempotence (a producer id and sequence
+//! numbers, so a retried batch that was in fact appended is not appended
+//! twice; here it can be, and [`Produced::attempts`] says when that may
+//! have happened); consumer groups on replicated topics; and the leader
+//! epoch in every fetch (KIP-320), so a consumer notices a log truncated
+//! under it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ch02_segments::{Record, batch};
+use ch03_partitions::TopicPartition;
+use ch04_network::client::check;
+use ch04_network::protocol::{
+    ApiKey, FetchPartition, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse,
+    ProducePartition, ProduceRequest, ProduceResponse, ProduceTopic,
+};
+use ch04_network::{Client, ClientConfig, ClientError, ErrorCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::controller_service::NO_LEADER;
+use crate::protocol::{
+    BrokerId, CreateReplicatedTopicRequest, CreateReplicatedTopicResponse, ReplicationApi,
+};
+
+/// How the client waits and retries, by Kafka's names.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `request.timeout.ms`: how long one call waits for its answer. An
+    /// `acks=all` produce waits on the leader for its followers, so this
+    /// should be longer than the broker's own `request.timeout.ms`, or the
+    /// client gives up on writes that then succeed.
+    pub request_timeout: Duration,
+    /// `retry.backoff.ms`: the wait before a retry (Kafka: 100 ms).
+    pub retry_backoff: Duration,
+    /// `delivery.timeout.ms`: how long a call keeps retrying before it
+    /// reports the last error (Kafka: 2 minutes).
+    pub delivery_timeout: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> ClusterConfig {
+        ClusterConfig {
+            request_timeout: Duration::from_secs(30),
+            retry_backoff: Duration::from_millis(100),
+            delivery_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// An acknowledged produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Produced {
+    /// The offset of the batch's first record.
+    pub base_offset: u64,
+    /// How many times the batch was sent. More than one means an earlier
+    /// attempt may have been appended too (its answer was lost): without
+    /// idempotence the log may hold the batch twice.
+    pub attempts: u32,
+}
+
+/// What a fetch read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fetched {
+    /// The committed records from the offset asked for, with their offsets.
+    pub records: Vec<(u64, Record)>,
+    /// The partition's high watermark: every record below it is committed.
+    pub high_watermark: u64,
+}
+
+/// What the client knows of the cluster.
+#[derive(Debug, Default)]
+struct Known {
+    /// Every live broker's address, from the last Metadata answer.
+    brokers: BTreeMap<BrokerId, String>,
+    /// Each partition's leader (or [`NO_LEADER`]).
+    leaders: BTreeMap<TopicPartition, BrokerId>,
+    /// When a call to each address last failed to get an answer (a frozen
+    /// or dead broker): metadata is asked of the others first. Cleared by
+    /// an answer.
+    failed: HashMap<String, Instant>,
+}
+
+/// A client of a replicated cluster that sends each request to the
+/// partition's leader and follows the leader when it moves.
+pub struct ClusterClient {
+    bootstrap: Vec<String>,
+    config: ClusterConfig,
+    known: Mutex<Known>,
+    /// A chapter 4 client per broker address.
+    clients: Mutex<HashMap<String, Arc<Client>>>,
+}
+
+impl ClusterClient {
+    /// A client that first asks the brokers at `bootstrap` (`host:port`)
+    /// where everything is. Nothing is connected until a call needs it.
+    pub fn new(bootstrap: Vec<String>, config: ClusterConfig) -> ClusterClient {
+        ClusterClient {
+            bootstrap,
+            config,
+            known: Mutex::new(Known::default()),
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A chapter 4 client for `addr`, connected now if there is none.
+    async fn client(&self, addr: &str) -> Result<Arc<Client>, ClientError> {
+        if let Some(client) = self.clients.lock().unwrap().get(addr) {
+            return Ok(client.clone());
+        }
+        let config = ClientConfig {
+            request_timeout: self.config.request_timeout,
+            ..ClientConfig::default()
+        };
+        let client = Arc::new(Client::connect_with(addr, config).await?);
+        let mut clients = self.clients.lock().unwrap();
+        Ok(clients.entry(addr.to_string()).or_insert(client).clone())
+    }
+
+    /// One call to `addr`, remembering whether it got an answer.
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        api: impl Into<u16>,
+        request: &Req,
+    ) -> Result<Resp, ClientError> {
+        let answer = match self.client(addr).await {
+            Ok(client) => client.call(api, request).await,
+            Err(e) => Err(e),
+        };
+        let mut known = self.known.lock().unwrap();
+        match &answer {
+            Err(ClientError::Io { .. } | ClientError::Timeout(_)) => {
+                known.failed.insert(addr.to_string(), Instant::now());
+            }
+            _ => {
+                known.failed.remove(addr);
+            }
+        }
+        answer
+    }
+
+    /// Asks for metadata again, of the brokers it knows and the bootstrap
+    /// addresses in turn until one answers: first those that have not
+    /// failed, then those that failed longest ago. (Kafka's client, too,
+    /// asks its "least loaded" broker, not one it cannot reach.)
+    pub async fn refresh_metadata(&self) -> Result<(), ClientError> {
+        let addresses = {
+            let known = self.known.lock().unwrap();
+            let mut addresses: Vec<String> = known.brokers.values().cloned().collect();
+            for addr in &self.bootstrap {
+                if !addresses.contains(addr) {
+                    addresses.push(addr.clone());
+                }
+            }
+            // A stable sort: `None` (never failed) first.
+            addresses.sort_by_key(|addr| known.failed.get(addr).copied());
+            addresses
+        };
+        let mut last = ClientError::Closed;
+        for addr in addresses {
+            let answer = self
+                .call(&addr, ApiKey::Metadata, &MetadataRequest { topics: None })
+                .await;
+            match answer {
+                Ok(response) => {
+                    self.learn(response);
+                    return Ok(());
+                }
+                Err(e) => {
+                    debug!(%addr, error = %e, "metadata failed");
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    fn learn(&self, response: MetadataResponse) {
+        let mut known = self.known.lock().unwrap();
+        known.brokers = response
+            .brokers
+            .into_iter()
+            .map(|(id, host, port)| (id, format!("{host}:{port}")))
+            .collect();
+        known.leaders = response
+            .topics
+            .into_iter()
+            .filter(|t| t.error == ErrorCode::None)
+            .flat_map(|t| {
+                let name = t.name;
+                t.partitions
+                    .into_iter()
+                    .map(move |(p, leader)| (TopicPartition::new(name.clone(), p), leader))
+            })
+            .collect();
+    }
+
+    /// The live brokers and their addresses, as the last Metadata answer
+    /// listed them.
+    pub fn brokers(&self) -> BTreeMap<BrokerId, String> {
+        self.known.lock().unwrap().brokers.clone()
+    }
+
+    /// The leader of `tp` and its address, as far as the last Metadata
+    /// answer said; asks again if that did not name one.
+    /// `LEADER_NOT_AVAILABLE` while the partition has none (or the
+    /// leader's address is unknown), `UNKNOWN_TOPIC_OR_PARTITION` if no
+    /// such partition exists.
+    pub async fn leader(&self, tp: &TopicPartition) -> Result<(BrokerId, String), ClientError> {
+        if let Ok(found) = self.known_leader(tp) {
+            return Ok(found);
+        }
+        self.refresh_metadata().await?;
+        self.known_leader(tp)
+    }
+
+    fn known_leader(&self, tp: &TopicPartition) -> Result<(BrokerId, String), ClientError> {
+        let known = self.known.lock().unwrap();
+        let no = |code, message: String| ClientError::Broker { code, message };
+        match known.leaders.get(tp) {
+            None => Err(no(ErrorCode::UnknownTopicOrPartition, tp.to_string())),
+            Some(&NO_LEADER) => Err(no(ErrorCode::LeaderNotAvailable, tp.to_string())),
+            Some(id) => match known.brokers.get(id) {
+                Some(addr) => Ok((*id, addr.clone())),
+                None => Err(no(
+                    ErrorCode::LeaderNotAvailable,
+                    format!("{tp}: broker {id}"),
+                )),
+            },
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, fails with an error that retrying
+    /// cannot fix, or `delivery.timeout.ms` has passed; returns its result
+    /// and how many attempts it took. After a retriable error the client
+    /// forgets every leader it knew (the next attempt asks for metadata
+    /// again: the leader may have moved) and waits `retry.backoff.ms`.
+    async fn with_retries<T, F: Future<Output = Result<T, ClientError>>>(
+        &self,
+        mut attempt: impl FnMut() -> F,
+    ) -> Result<(T, u32), ClientError> {
+        let deadline = Instant::now() + self.config.delivery_timeout;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match attempt().await {
+                Ok(value) => return Ok((value, attempts)),
+                Err(e)
+                    if e.is_retriable()
+                        && Instant::now() + self.config.retry_backoff < deadline =>
+                {
+                    debug!(attempts, error = %e, "retrying");
+                    self.known.lock().unwrap().leaders.clear();
+                    tokio::time::sleep(self.config.retry_backoff).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Creates a topic whose partitions each have `replication_factor`
+    /// replicas, through any broker (which passes it to the controller).
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u32,
+    ) -> Result<(), ClientError> {
+        let request = CreateReplicatedTopicRequest {
+            name: name.to_string(),
+            partitions,
+            replication_factor,
+        };
+        let api = ReplicationApi::CreateReplicatedTopic as u16;
+        let request = &request;
+        let (created, _) = self
+            .with_retries(|| async move {
+                let addr = self.any_broker().await?;
+                let response: CreateReplicatedTopicResponse =
+                    self.call(&addr, api, request).await?;
+                check(response.error, || {
+                    format!("topic {name:?}: {}", response.message)
+                })
+            })
+            .await?;
+        Ok(created)
+    }
+
+    /// Some broker's address: a known one, or else a bootstrap address.
+    async fn any_broker(&self) -> Result<String, ClientError> {
+        if self.known.lock().unwrap().brokers.is_empty() {
+            self.refresh_metadata().await?;
+        }
+        let known = self.known.lock().unwrap();
+        let first = known.brokers.values().next().or(self.bootstrap.first());
+        first.cloned().ok_or(ClientError::Closed)
+    }
+
+    /// Sends `records` to `tp`'s leader as one batch with `acks=all`, and
+    /// waits for it to be committed: in every in-sync replica, at least
+    /// `min.insync.replicas` of them. Follows the leader when it moves.
+    pub async fn produce(
+        &self,
+        tp: &TopicPartition,
+        records: &[Record],
+    ) -> Result<Produced, ClientError> {
+        let batch = batch::encode(records).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let request = ProduceRequest {
+            acks: -1,
+            topics: vec![ProduceTopic {
+                name: tp.topic.clone(),
+                partitions: vec![ProducePartition {
+                    partition: tp.partition,
+                    batch,
+                }],
+            }],
+        };
+        let request = &request;
+        let (base_offset, attempts) = self
+            .with_retries(|| async move {
+                let (_, addr) = self.leader(tp).await?;
+                let response: ProduceResponse = self.call(&addr, ApiKey::Produce, request).await?;
+                let answer = response
+                    .topics
+                    .iter()
+                    .flat_map(|(_, partitions)| partitions)
+                    .find(|p| p.partition == tp.partition)
+                    .ok_or_else(|| ClientError::Protocol(format!("no answer for {tp}")))?;
+                check(answer.error, || format!("produce to {tp} on {addr}"))?;
+                Ok(answer.base_offset)
+            })
+            .await?;
+        Ok(Produced {
+            base_offset,
+            attempts,
+        })
+    }
+
+    /// Reads `tp`'s committed records from `offset` on, from its leader,
+    /// waiting up to `max_wait` (which must be shorter than
+    /// `request.timeout.ms`) for some to be there: long polling. Follows
+    /// the leader when it moves.
+    pub async fn fetch(
+        &self,
+        tp: &TopicPartition,
+        offset: u64,
+        max_wait: Duration,
+    ) -> Result<Fetched, ClientError> {
+        const MAX_BYTES: u32 = 1024 * 1024;
+        let request = FetchRequest {
+            max_wait_ms: max_wait.as_millis().try_into().unwrap_or(u32::MAX),
+            min_bytes: 1,
+            max_bytes: MAX_BYTES,
+            partitions: vec![FetchPartition {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                offset: offset.try_into().unwrap_or(i64::MAX),
+                max_bytes: MAX_BYTES,
+            }],
+        };
+        let request = &request;
+        let (fetched, _) = self
+            .with_retries(|| async move {
+                let (_, addr) = self.leader(tp).await?;
+                let response: FetchResponse = self.call(&addr, ApiKey::Fetch, request).await?;
+                let answer = response
+                    .partitions
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| ClientError::Protocol(format!("no answer for {tp}")))?;
+                check(answer.error, || format!("fetch from {tp} on {addr}"))?;
+                let mut records = Vec::new();
+                for stored in &answer.batches {
+                    let (_, batch) = batch::decode(&stored.0)
+                        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                    // A batch may start before the offset asked for.
+                    records.extend(batch.into_iter().filter(|(o, _)| *o >= offset));
+                }
+                Ok(Fetched {
+                    records,
+                    high_watermark: answer.high_watermark,
+                })
+            })
+            .await?;
+        Ok(fetched)
+    }
+}
