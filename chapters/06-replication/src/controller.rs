@@ -244,6 +244,8 @@ impl SimpleController {
 /// eligible; and an ISR of `min.insync.replicas` or more needs no
 /// eligible replicas beside it.
 fn set_isr(state: &mut PartitionState, isr: Vec<BrokerId>, min_isr: usize) {
+    // exercise-hole: set_isr | If the new `isr` is smaller than `min_isr`, every replica of the old ISR that is not in the new one becomes eligible (added to `state.elr` once). A replica in the new ISR leaves `elr` and `last_known_elr`; an ISR of `min_isr` or more clears both. Then store the ISR and bump the partition epoch.
+    // exercise-hint: The eligible replicas are those that held every acknowledged write when they left: a write is acknowledged only while the ISR has `min_isr` members, so a replica leaving a smaller ISR missed none.
     if isr.len() < min_isr {
         for id in &state.isr {
             if !isr.contains(id) && !state.elr.contains(id) {
@@ -259,6 +261,7 @@ fn set_isr(state: &mut PartitionState, isr: Vec<BrokerId>, min_isr: usize) {
     }
     state.isr = isr;
     state.partition_epoch += 1;
+    // exercise-end
 }
 // ANCHOR_END: set_isr
 

@@ -464,9 +464,12 @@ impl Partition {
     }
     // ANCHOR_END: advance_hw
 
+    // ANCHOR: fencing
     /// Checks a request's leader epoch against this replica's, as a leader
     /// must before acting on it (KIP-320).
     fn check_leader_epoch(&self, epoch: u32) -> Result<(), ErrorCode> {
+        // exercise-hole: fencing | Only a leader answers: otherwise NOT_LEADER_OR_FOLLOWER. A request from an older leader epoch than this replica's is from a replica that is behind: FENCED_LEADER_EPOCH. From a newer one, this replica is behind: UNKNOWN_LEADER_EPOCH.
+        // exercise-hint: Compare `epoch` with `self.state.leader_epoch` (`Ord::cmp` gives all three cases).
         if !self.is_leader() {
             return Err(ErrorCode::NotLeaderOrFollower);
         }
@@ -475,7 +478,9 @@ impl Partition {
             std::cmp::Ordering::Greater => Err(ErrorCode::UnknownLeaderEpoch),
             std::cmp::Ordering::Equal => Ok(()),
         }
+        // exercise-end
     }
+    // ANCHOR_END: fencing
 
     // ANCHOR: on_replica_fetch
     /// Answers a follower's fetch, as the leader: records what the fetch

@@ -189,21 +189,7 @@ impl SimpleController {
 /// eligible; and an ISR of `min.insync.replicas` or more needs no
 /// eligible replicas beside it.
 fn set_isr(state: &mut PartitionState, isr: Vec<BrokerId>, min_isr: usize) {
-    if isr.len() < min_isr {
-        for id in &state.isr {
-            if !isr.contains(id) && !state.elr.contains(id) {
-                state.elr.push(*id);
-            }
-        }
-    }
-    state.elr.retain(|id| !isr.contains(id));
-    state.last_known_elr.retain(|id| !isr.contains(id));
-    if isr.len() >= min_isr {
-        state.elr.clear();
-        state.last_known_elr.clear();
-    }
-    state.isr = isr;
-    state.partition_epoch += 1;
+    todo!("exercise `set_isr`: If the new `isr` is smaller than `min_isr`, every replica of the old ISR that is not in the new one becomes eligible (added to `state.elr` once). A replica in the new ISR leaves `elr` and `last_known_elr`; an ISR of `min_isr` or more clears both. Then store the ISR and bump the partition epoch.")
 }
 
 impl Controller for SimpleController {

@@ -439,14 +439,7 @@ impl Partition {
     /// Checks a request's leader epoch against this replica's, as a leader
     /// must before acting on it (KIP-320).
     fn check_leader_epoch(&self, epoch: u32) -> Result<(), ErrorCode> {
-        if !self.is_leader() {
-            return Err(ErrorCode::NotLeaderOrFollower);
-        }
-        match epoch.cmp(&self.state.leader_epoch) {
-            std::cmp::Ordering::Less => Err(ErrorCode::FencedLeaderEpoch),
-            std::cmp::Ordering::Greater => Err(ErrorCode::UnknownLeaderEpoch),
-            std::cmp::Ordering::Equal => Ok(()),
-        }
+        todo!("exercise `fencing`: Only a leader answers: otherwise NOT_LEADER_OR_FOLLOWER. A request from an older leader epoch than this replica's is from a replica that is behind: FENCED_LEADER_EPOCH. From a newer one, this replica is behind: UNKNOWN_LEADER_EPOCH.")
     }
 
     /// Answers a follower's fetch, as the leader: records what the fetch
