@@ -24,7 +24,7 @@ use crate::protocol::{
     ProducePartitionResponse, ProduceResponse, RequestHeader, StoredBytes, TopicMetadata,
     TopicResults,
 };
-use crate::server::{Server, ServerConfig, Service, every};
+use crate::server::{Server, ServerConfig, Service, every, long_poll};
 
 /// This broker's id in metadata responses (one broker until chapter 8).
 pub const BROKER_ID: u32 = 0;
@@ -116,6 +116,23 @@ impl Service for Broker {
             Err(broker) => broker.sync(),
         }
     }
+}
+
+/// Whether a fetch's answer should go now, rather than wait for more: it
+/// holds at least `min_bytes` of batches (`fetch.min.bytes`), or a
+/// partition has an error, which waiting would not fix.
+pub fn fetch_ready(response: &FetchResponse, min_bytes: u32) -> bool {
+    let bytes: usize = response
+        .partitions
+        .iter()
+        .flat_map(|p| &p.batches)
+        .map(|b| b.0.len())
+        .sum();
+    bytes >= min_bytes as usize
+        || response
+            .partitions
+            .iter()
+            .any(|p| p.error != ErrorCode::None)
 }
 
 /// Maps a store error to the code a client sees.
@@ -246,16 +263,9 @@ impl Broker {
     async fn fetch(&self, request: FetchRequest) -> FetchResponse {
         let deadline = Instant::now() + Duration::from_millis(u64::from(request.max_wait_ms));
         let mut stopping = self.stopping.subscribe();
-        loop {
-            // Register for the next append's wake-up *before* reading: an
-            // append between the read and the wait below then still wakes
-            // this fetch. (Registered after the read, it could sleep
-            // through that append until its deadline.)
-            let notified = self.appended.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            todo!("exercise `fetch`: Read (`self.read_fetch(&request)`) and return the response if it has at least `min_bytes` of batches, if any partition has an error, if a shutdown has begun (`*stopping.borrow()`), or if the deadline has passed; otherwise wait for whichever comes first: the append you registered for (`&mut notified`), the deadline, or the shutdown (`stopping.wait_for(|s| *s)`). The loop then reads again.")
-        }
+        let look = || self.read_fetch(&request);
+        let ready = |response: &FetchResponse| fetch_ready(response, request.min_bytes);
+        long_poll(&self.appended, &mut stopping, deadline, look, ready).await
     }
 
     /// One pass over the partitions of a fetch, without waiting.

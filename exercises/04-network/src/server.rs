@@ -17,8 +17,9 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::protocol::{self, DEFAULT_MAX_FRAME, RequestHeader};
@@ -284,6 +285,30 @@ pub async fn every<F: Future<Output = ()>>(
             _ = ticks.tick() => {}
         }
         work().await;
+    }
+}
+
+/// Long polling: calls `look`, and returns its answer as soon as `ready`
+/// says it will do, a shutdown has begun (`stopping`), or `deadline` has
+/// passed; until then waits for `wake` (an append, say) and looks again.
+/// What a service's held requests are made of: chapter 4's fetch, and
+/// chapter 6's consumer and follower fetches.
+pub async fn long_poll<R>(
+    wake: &Notify,
+    stopping: &mut watch::Receiver<bool>,
+    deadline: Instant,
+    mut look: impl FnMut() -> R,
+    ready: impl Fn(&R) -> bool,
+) -> R {
+    loop {
+        // Register for the next wake-up *before* looking: a wake-up between
+        // the look and the wait below then still ends the wait. (Registered
+        // after the look, it could sleep through that append until its
+        // deadline.)
+        let notified = wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        todo!("exercise `long_poll`: Look (`look()`) and return the answer if it is `ready`, if a shutdown has begun (`*stopping.borrow()`), or if the deadline has passed; otherwise wait for whichever comes first: the wake-up you registered for (`&mut notified`), the deadline, or the shutdown (`stopping.wait_for(|s| *s)`). The loop then looks again.")
     }
 }
 

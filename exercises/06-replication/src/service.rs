@@ -37,6 +37,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use ch02_segments::{AppendInfo, LogError};
 use ch03_partitions::{StoreError, TopicPartition, TopicStore};
+use ch04_network::broker::fetch_ready;
 use ch04_network::protocol::{
     self, API_VERSION, ApiKey, CreateTopicsRequest, DeleteTopicsRequest, EARLIEST,
     FetchPartitionResponse, FetchRequest, FetchResponse, LATEST, ListOffsetsRequest,
@@ -44,7 +45,7 @@ use ch04_network::protocol::{
     ProducePartitionResponse, ProduceResponse, RequestHeader, StoredBytes, TopicMetadata,
     TopicResults,
 };
-use ch04_network::server::every;
+use ch04_network::server::{every, long_poll};
 use ch04_network::{Client, ClientConfig, ClientError, ErrorCode, Server, ServerConfig, Service};
 use ch05_consumer_groups::{BindError, GroupBroker, GroupConfig, OffsetStore};
 use serde::Serialize;
@@ -153,15 +154,16 @@ impl Replicas {
         self.manager.lock().unwrap().waiting()
     }
 
-    /// How many fetches (consumers' and followers') are held waiting for
-    /// data now. (Kafka's fetch purgatory size, a metric it exports.)
+    /// How many fetches (consumers' and followers') are being served now,
+    /// almost all of them held waiting for data. (Kafka's fetch purgatory
+    /// size, a metric it exports.)
     pub fn held_fetches(&self) -> usize {
         self.held.load(Ordering::Relaxed)
     }
 }
 
-/// Counts a fetch as held for as long as it lives: dropped when the wait
-/// ends, or when the request is abandoned mid-wait.
+/// Counts a fetch as held for as long as it is served: dropped when it is
+/// answered, or abandoned mid-wait.
 struct Held<'a>(&'a AtomicUsize);
 
 impl Held<'_> {
@@ -478,36 +480,10 @@ impl ReplicatedBroker {
     async fn fetch(&self, request: FetchRequest) -> FetchResponse {
         let deadline = Instant::now() + Duration::from_millis(u64::from(request.max_wait_ms));
         let mut stopping = self.stopping.subscribe();
-        loop {
-            // Registered before reading, so a move in between still wakes us.
-            let notified = self.committed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let response = self.read_committed(&request);
-            let bytes: usize = response
-                .partitions
-                .iter()
-                .flat_map(|p| &p.batches)
-                .map(|b| b.0.len())
-                .sum();
-            let failed = response
-                .partitions
-                .iter()
-                .any(|p| p.error != ErrorCode::None);
-            if bytes >= request.min_bytes as usize
-                || failed
-                || *stopping.borrow()
-                || Instant::now() >= deadline
-            {
-                return response;
-            }
-            let _held = Held::count(&self.held);
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep_until(deadline) => {}
-                _ = stopping.wait_for(|stopping| *stopping) => {}
-            }
-        }
+        let _held = Held::count(&self.held);
+        let look = || self.read_committed(&request);
+        let ready = |response: &FetchResponse| fetch_ready(response, request.min_bytes);
+        long_poll(&self.committed, &mut stopping, deadline, look, ready).await
     }
 
     /// ListOffsets on replicated partitions, from the leader: "latest" is
@@ -611,29 +587,22 @@ impl ReplicatedBroker {
     async fn replica_fetch(&self, request: ReplicaFetchRequest) -> ReplicaFetchResponse {
         let deadline = Instant::now() + self.config.replica_fetch_wait_max;
         let mut stopping = self.stopping.subscribe();
-        loop {
-            let notified = self.appended.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
+        let _held = Held::count(&self.held);
+        let look = || {
             let now = self.now();
             let response = self.with_replicas(|m, s| m.on_replica_fetch(s, &request, now));
             // The follower may have caught up: the fetch loop sends the
             // ISR change the manager may now want.
             self.wake.notify_one();
-            let ready = response
+            response
+        };
+        let ready = |response: &ReplicaFetchResponse| {
+            response
                 .partitions
                 .iter()
-                .any(|p| !p.batches.is_empty() || p.error != ErrorCode::None);
-            if ready || *stopping.borrow() || Instant::now() >= deadline {
-                return response;
-            }
-            let _held = Held::count(&self.held);
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep_until(deadline) => {}
-                _ = stopping.wait_for(|stopping| *stopping) => {}
-            }
-        }
+                .any(|p| !p.batches.is_empty() || p.error != ErrorCode::None)
+        };
+        long_poll(&self.appended, &mut stopping, deadline, look, ready).await
     }
 
     /// Chapter 4's CreateTopics and DeleteTopics change only this broker's
