@@ -40,8 +40,11 @@ pub(crate) struct ProducePerfArgs {
     /// Records per second to aim at, or -1 for as fast as possible.
     #[arg(long, default_value_t = -1, allow_negative_numbers = true, value_parser = rate)]
     throughput: i64,
-    /// 0: do not wait for the broker; 1: wait until it has appended.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i8).range(0..=1))]
+    /// 0: do not wait for the broker; 1: wait until it has appended;
+    /// -1 (`all`): wait until every in-sync replica has it (chapter 6's
+    /// replicated broker; a broker without replicas treats it as 1).
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i8).range(-1..=1))]
     acks: i8,
     /// The producer's batch.size, in bytes.
     #[arg(long, default_value_t = 16 * 1024)]

@@ -476,6 +476,24 @@ fn perf_produce_and_consume_report_rates_and_latency_percentiles() {
         .output()
         .unwrap();
     assert_one_line_error(&output, "only 5000 of 6000 records arrived");
+
+    // `acks=all`, for chapter 6's replicated broker; chapter 5's broker,
+    // which has no replicas, answers it as `acks=1`.
+    let output = broker
+        .kfs(&[
+            "perf",
+            "produce",
+            "--topic",
+            "p",
+            "--num-records",
+            "100",
+            "--acks",
+            "-1",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("100 records sent, "));
 }
 
 #[test]

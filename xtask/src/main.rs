@@ -104,11 +104,13 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
-    /// Turn the benchmarks' saved results (criterion's, and `benches/e2e.sh`'s)
+    /// Turn the benchmarks' saved results (criterion's, and the end-to-end
+    /// harnesses': `benches/e2e.sh`, `benches/e2e-replication.sh`)
     /// into the performance page's tables (`book/src/perf/`) and plots
     /// (`book/src/images/perf/`).
     PerfReport {
-        /// The suites: chapter numbers (`01`, `3`) or `e2e`; all by default.
+        /// The suites: chapter numbers (`01`, `3`), `e2e` or
+        /// `e2e-replication`; all by default.
         suites: Vec<String>,
         /// Run each suite's benchmark first, and record the command, the
         /// commit and the machine for the tables' headers.
@@ -119,7 +121,9 @@ enum Command {
         #[arg(long)]
         allow_missing: bool,
         /// With `--run`, after `--`: arguments for criterion (a filter,
-        /// `--measurement-time 2`), recorded in the command shown.
+        /// `--measurement-time 2`), or, when only end-to-end suites run,
+        /// for their scripts (their sizes: `-- 20000 16`); recorded in the
+        /// command shown.
         #[arg(last = true, requires = "run")]
         bench_args: Vec<String>,
     },

@@ -12,10 +12,11 @@
 //!   it has one (linear sampling: iterations grow sample by sample) and the
 //!   `mean` otherwise.
 //! - `benches/e2e.sh` writes `target/e2e/results.tsv`, one row per run, its
-//!   loopback baseline first.
+//!   loopback baseline first; `benches/e2e-replication.sh` writes
+//!   `target/e2e/replication.tsv`, one row per run, its baseline last.
 //!
-//! For each suite (a chapter's criterion benchmark `chNN`, or `e2e`) it
-//! writes `book/src/perf/<suite>.md`, which `performance.md` includes: a
+//! For each suite (a chapter's criterion benchmark `chNN`, `e2e` or
+//! `e2e-replication`) it writes `book/src/perf/<suite>.md`, which `performance.md` includes: a
 //! header naming the run (date, commit, CPU, cores, rustc, the exact
 //! command), the ratios to baseline and every raw time; and
 //! `book/src/images/perf/<suite>.svg`, a bar chart of the ratios.
@@ -24,7 +25,9 @@
 //! runs, our MB/s over the baseline's): 1.0 is as fast as the machine
 //! allows. Which measurement is divided by which baseline is the
 //! [`BENCHES`] table below: the benches name their baselines by convention
-//! only, so the pairing is written down here, once.
+//! only, so the pairing is written down here, once. The replication
+//! harness's ratios compare runs with each other as well (replicated with
+//! unreplicated, synced with not): [`REPLICATION_RATIOS`].
 //!
 //! With `--run` it first runs each suite's command itself and records the
 //! run (command, commit, machine) in `target/perf-report/<suite>.json`; the
@@ -285,15 +288,109 @@ const E2E: &str = "e2e";
 const E2E_COMMAND: &str = "benches/e2e.sh";
 const E2E_RESULTS: &str = "e2e/results.tsv";
 
+/// The replication harness's (chapter 6's cluster, end to end).
+const REPLICATION: &str = "e2e-replication";
+const REPLICATION_COMMAND: &str = "benches/e2e-replication.sh";
+const REPLICATION_RESULTS: &str = "e2e/replication.tsv";
+
+/// What a ratio of two replication runs compares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Compared {
+    /// Records/s, the measured run's over the reference's.
+    Records,
+    /// MB/s, the measured run's over the reference's.
+    Megabytes,
+    /// The leader's CPU time per record, the reference's over the measured
+    /// run's: like the others, 1.0 is as cheap as the reference, and lower
+    /// costs more.
+    LeaderCpu,
+}
+
+/// A ratio of two runs of `benches/e2e-replication.sh`, by their ids.
+struct RunRatio {
+    /// The row's name in the table and the plot.
+    label: &'static str,
+    reference: &'static str,
+    measured: &'static str,
+    compared: Compared,
+}
+
+const fn run_ratio(
+    label: &'static str,
+    reference: &'static str,
+    measured: &'static str,
+    compared: Compared,
+) -> RunRatio {
+    RunRatio {
+        label,
+        reference,
+        measured,
+        compared,
+    }
+}
+
+/// The replication harness's ratios. Replicated (`acks=all`, three
+/// replicas) against unreplicated, in records/s and in the leader's CPU
+/// per record (on three machines the leader alone would bound the rate,
+/// its followers having cores of their own); a follower's catch-up against
+/// the loopback baseline; syncing before acknowledging against not.
+const REPLICATION_RATIOS: &[RunRatio] = &[
+    run_ratio(
+        "records/s, RF3 ÷ RF1, 100 B",
+        "rf1_100B",
+        "rf3_100B",
+        Compared::Records,
+    ),
+    run_ratio(
+        "records/s, RF3 ÷ RF1, 1 KiB",
+        "rf1_1KiB",
+        "rf3_1KiB",
+        Compared::Records,
+    ),
+    run_ratio(
+        "leader CPU/record, RF1 ÷ RF3, 100 B",
+        "rf1_100B",
+        "rf3_100B",
+        Compared::LeaderCpu,
+    ),
+    run_ratio(
+        "leader CPU/record, RF1 ÷ RF3, 1 KiB",
+        "rf1_1KiB",
+        "rf3_1KiB",
+        Compared::LeaderCpu,
+    ),
+    run_ratio(
+        "MB/s, catch-up ÷ loopback",
+        "baseline",
+        "catchup",
+        Compared::Megabytes,
+    ),
+    run_ratio(
+        "records/s, before-ack ÷ os, 100 B",
+        "rf3_100B",
+        "rf3_100B_flush",
+        Compared::Records,
+    ),
+    run_ratio(
+        "records/s, before-ack ÷ os, 1 KiB",
+        "rf3_1KiB",
+        "rf3_1KiB_flush",
+        Compared::Records,
+    ),
+];
+
 /// What `cargo xtask perf-report` was asked to do.
 pub(crate) struct Options {
-    /// Suites as the user named them (`01`, `3`, `ch02`, `e2e`); empty: all.
+    /// Suites as the user named them (`01`, `3`, `ch02`, `e2e`,
+    /// `e2e-replication`); empty: all.
     pub(crate) suites: Vec<String>,
     /// Run each suite's command first, and record the run.
     pub(crate) run: bool,
     /// Write a "not measured yet" fragment for a suite without results.
     pub(crate) allow_missing: bool,
-    /// Extra arguments for criterion with `--run` (a filter, `--measurement-time 2`).
+    /// Extra arguments with `--run`: for criterion (a filter,
+    /// `--measurement-time 2`), or for the end-to-end scripts when only
+    /// they run (their sizes).
     pub(crate) bench_args: Vec<String>,
 }
 
@@ -302,8 +399,16 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<(), String> {
     let suites = select(&options.suites)?;
     let target = target_dir(root);
     if options.run {
+        // Arguments go to criterion; to the end-to-end scripts (their
+        // sizes) only when no criterion suite is run with them.
+        let scripts_only = suites.iter().all(|s| bench(s).is_none());
         for suite in &suites {
-            run_suite(root, &target, suite, &options.bench_args)?;
+            let args = if bench(suite).is_some() || scripts_only {
+                &options.bench_args[..]
+            } else {
+                &[]
+            };
+            run_suite(root, &target, suite, args)?;
         }
     }
     let results = Results::load(&target)?;
@@ -315,8 +420,11 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<(), String> {
     match missing[..] {
         _ if options.allow_missing => {}
         [] => {}
-        [suite] if suite == E2E => {
-            return Err(format!("no e2e results: run {E2E_COMMAND} first"));
+        [suite] if bench(suite).is_none() => {
+            return Err(format!(
+                "no {suite} results: run {} first",
+                script_of(suite)
+            ));
         }
         [suite] => {
             return Err(format!(
@@ -348,7 +456,7 @@ fn select(wanted: &[String]) -> Result<Vec<String>, String> {
     let all: Vec<String> = BENCHES
         .iter()
         .map(|b| b.suite.to_string())
-        .chain([E2E.to_string()])
+        .chain([E2E.to_string(), REPLICATION.to_string()])
         .collect();
     if wanted.is_empty() {
         return Ok(all);
@@ -379,7 +487,16 @@ fn bench(suite: &str) -> Option<&'static Bench> {
 fn command_of(suite: &str) -> String {
     match bench(suite) {
         Some(b) => format!("cargo bench -p kfs-benches --bench {}", b.name),
-        None => E2E_COMMAND.to_string(),
+        None => script_of(suite).to_string(),
+    }
+}
+
+/// The script of a suite that is not a criterion benchmark.
+fn script_of(suite: &str) -> &'static str {
+    if suite == REPLICATION {
+        REPLICATION_COMMAND
+    } else {
+        E2E_COMMAND
     }
 }
 
@@ -392,8 +509,9 @@ fn target_dir(root: &Path) -> PathBuf {
 // ---------------------------------------------------------------------------
 // Running a suite, and the record of the run
 
-/// Runs one suite's command, its output shown as it comes, and records it.
-fn run_suite(root: &Path, target: &Path, suite: &str, bench_args: &[String]) -> Result<(), String> {
+/// Runs one suite's command, with `args` (criterion's after a `--`), its
+/// output shown as it comes, and records it.
+fn run_suite(root: &Path, target: &Path, suite: &str, args: &[String]) -> Result<(), String> {
     let machine = Machine::now(root);
     let started = unix_now();
     let (mut command, mut shown) = match bench(suite) {
@@ -401,21 +519,22 @@ fn run_suite(root: &Path, target: &Path, suite: &str, bench_args: &[String]) -> 
             let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
             c.args(["bench", "-p", "kfs-benches", "--bench", b.name]);
             let mut shown = command_of(suite);
-            if !bench_args.is_empty() {
-                c.arg("--").args(bench_args);
+            if !args.is_empty() {
+                c.arg("--");
                 shown.push_str(" --");
-                for arg in bench_args {
-                    shown.push(' ');
-                    shown.push_str(&shell_quote(arg));
-                }
             }
             (c, shown)
         }
         None => (
-            Command::new(root.join(E2E_COMMAND)),
-            E2E_COMMAND.to_string(),
+            Command::new(root.join(script_of(suite))),
+            script_of(suite).to_string(),
         ),
     };
+    command.args(args);
+    for arg in args {
+        shown.push(' ');
+        shown.push_str(&shell_quote(arg));
+    }
     // The one setting the benches read from the environment changes what
     // they measure, so the record names it.
     if let Ok(mib) = std::env::var("KFS_BENCH_LOG_MIB") {
@@ -620,12 +739,37 @@ struct E2eRun {
     broker_cpu_wall: Option<[f64; 2]>,
 }
 
+/// One row of `target/e2e/replication.tsv`.
+#[derive(Debug, Clone, Default)]
+struct ReplicationRun {
+    /// `rf3_100B`, `catchup`; `baseline` for the loopback baseline.
+    id: String,
+    label: String,
+    /// The producer's `--throughput` limit, for the latency run.
+    target_rate: Option<f64>,
+    records_per_s: Option<f64>,
+    mb_per_s: Option<f64>,
+    /// Average, p99 and maximum latency, in milliseconds.
+    latency: Option<[f64; 3]>,
+    /// CPU time per record, in µs: every node's (brokers and controller),
+    /// and the partition leader's alone.
+    cpu_us_per_record: Option<[f64; 2]>,
+    /// Every node's CPU seconds, and the run's wall-clock seconds (for the
+    /// catch-up: from the follower's resuming to its return to the ISR).
+    cpu_wall: Option<[f64; 2]>,
+    /// The bytes moved, for the catch-up and its baseline.
+    bytes: Option<f64>,
+}
+
 /// Everything found under `target/`.
 struct Results {
     criterion: Vec<Measurement>,
     e2e: Vec<E2eRun>,
     /// When the e2e results were written.
     e2e_written: Option<u64>,
+    replication: Vec<ReplicationRun>,
+    /// When the replication results were written.
+    replication_written: Option<u64>,
 }
 
 impl Results {
@@ -635,18 +779,15 @@ impl Results {
         read_criterion(&target.join("criterion"), &mut criterion)?;
         // In the order they ran, which is the order the bench file reads in.
         criterion.sort_by(|a, b| a.written.cmp(&b.written).then_with(|| a.id.cmp(&b.id)));
-        let path = target.join(E2E_RESULTS);
-        let (e2e, e2e_written) = match fs::read_to_string(&path) {
-            Ok(text) => (
-                parse_e2e(&text).map_err(|e| format!("{}: {e}", path.display()))?,
-                modified(&path),
-            ),
-            Err(_) => (Vec::new(), None),
-        };
+        let (e2e, e2e_written) = read_table(&target.join(E2E_RESULTS), parse_e2e)?;
+        let (replication, replication_written) =
+            read_table(&target.join(REPLICATION_RESULTS), parse_replication)?;
         Ok(Results {
             criterion,
             e2e,
             e2e_written,
+            replication,
+            replication_written,
         })
     }
 
@@ -663,21 +804,44 @@ impl Results {
     }
 
     fn is_empty_for(&self, suite: &str) -> bool {
-        if suite == E2E {
-            self.e2e.is_empty()
-        } else {
-            self.of(suite).next().is_none()
+        match suite {
+            E2E => self.e2e.is_empty(),
+            REPLICATION => self.replication.is_empty(),
+            _ => self.of(suite).next().is_none(),
         }
     }
 
     /// When the suite's oldest and newest results were written.
     fn written_for(&self, suite: &str) -> Option<(u64, u64)> {
-        if suite == E2E {
-            let written = self.e2e_written.filter(|_| !self.e2e.is_empty())?;
+        let table = match suite {
+            E2E => Some(self.e2e_written.filter(|_| !self.e2e.is_empty())),
+            REPLICATION => Some(
+                self.replication_written
+                    .filter(|_| !self.replication.is_empty()),
+            ),
+            _ => None,
+        };
+        if let Some(written) = table {
+            let written = written?;
             return Some((written, written));
         }
         let times: Vec<u64> = self.of(suite).map(|m| seconds(m.written)).collect();
         Some((*times.iter().min()?, *times.iter().max()?))
+    }
+}
+
+/// A harness's table, parsed, and when it was written; none if the file
+/// is not there.
+fn read_table<T>(
+    path: &Path,
+    parse: fn(&str) -> Result<Vec<T>, String>,
+) -> Result<(Vec<T>, Option<u64>), String> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok((
+            parse(&text).map_err(|e| format!("{}: {e}", path.display()))?,
+            modified(path),
+        )),
+        Err(_) => Ok((Vec::new(), None)),
     }
 }
 
@@ -764,18 +928,83 @@ fn read_measurement(new: &Path) -> Result<Option<Measurement>, String> {
     }))
 }
 
+/// A harness's table: a header row naming the columns, then one row per
+/// run, tab-separated.
+struct Tsv<'a> {
+    header: Vec<&'a str>,
+    rows: Vec<Vec<&'a str>>,
+}
+
+impl<'a> Tsv<'a> {
+    fn parse(text: &'a str) -> Result<Tsv<'a>, String> {
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let header = lines.next().ok_or("empty")?.split('\t').collect();
+        let rows = lines.map(|l| l.split('\t').collect()).collect();
+        Ok(Tsv { header, rows })
+    }
+
+    /// The index of each named column, in the order named.
+    fn columns<const N: usize>(&self, names: [&str; N]) -> Result<[usize; N], String> {
+        let mut found = [0; N];
+        for (slot, name) in found.iter_mut().zip(names) {
+            *slot = self
+                .header
+                .iter()
+                .position(|h| *h == name)
+                .ok_or(format!("no column {name}"))?;
+        }
+        Ok(found)
+    }
+
+    /// Each row, with its line number in the file (the header is line 1).
+    fn rows(&self) -> impl Iterator<Item = Row<'_>> {
+        self.rows.iter().enumerate().map(|(n, fields)| Row {
+            fields,
+            line: n + 2,
+        })
+    }
+}
+
+/// One row of a [`Tsv`]; `-` (or nothing) is an empty field.
+struct Row<'a> {
+    fields: &'a [&'a str],
+    line: usize,
+}
+
+impl Row<'_> {
+    fn text(&self, i: usize) -> &str {
+        self.fields.get(i).copied().unwrap_or("-")
+    }
+
+    fn number(&self, i: usize) -> Result<Option<f64>, String> {
+        match self.text(i) {
+            "-" | "" => Ok(None),
+            t => t
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("row {}: {t:?} is not a number", self.line)),
+        }
+    }
+
+    /// Two fields that mean something only together.
+    fn pair(&self, a: usize, b: usize) -> Result<Option<[f64; 2]>, String> {
+        Ok(self.number(a)?.zip(self.number(b)?).map(|(a, b)| [a, b]))
+    }
+
+    /// Average, p99 and maximum latency.
+    fn latency(&self, [avg, p99, max]: [usize; 3]) -> Result<Option<[f64; 3]>, String> {
+        Ok(self
+            .pair(avg, p99)?
+            .zip(self.number(max)?)
+            .map(|([a, p], m)| [a, p, m]))
+    }
+}
+
 /// Parses `e2e.sh`'s table: a header row naming the columns, then one row
 /// per run; `-` is an empty field.
 fn parse_e2e(text: &str) -> Result<Vec<E2eRun>, String> {
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<&str> = lines.next().ok_or("empty")?.split('\t').collect();
-    let column = |name: &str| {
-        header
-            .iter()
-            .position(|h| *h == name)
-            .ok_or(format!("no column {name}"))
-    };
-    let [id, label, rate, rps, mbps, avg, p99, max, cpu, wall] = [
+    let table = Tsv::parse(text)?;
+    let [id, label, rate, rps, mbps, avg, p99, max, cpu, wall] = table.columns([
         "id",
         "label",
         "target_rate",
@@ -786,38 +1015,59 @@ fn parse_e2e(text: &str) -> Result<Vec<E2eRun>, String> {
         "latency_max_ms",
         "broker_cpu_s",
         "wall_s",
-    ]
-    .map(column);
-    let (id, label) = (id?, label?);
-    let [rate, rps, mbps, avg, p99, max, cpu, wall] =
-        [rate?, rps?, mbps?, avg?, p99?, max?, cpu?, wall?];
-    let mut runs = Vec::new();
-    for (n, line) in lines.enumerate() {
-        let fields: Vec<&str> = line.split('\t').collect();
-        let text = |i: usize| fields.get(i).copied().unwrap_or("-");
-        let number = |i: usize| -> Result<Option<f64>, String> {
-            match text(i) {
-                "-" | "" => Ok(None),
-                t => t
-                    .parse()
-                    .map(Some)
-                    .map_err(|_| format!("row {}: {t:?} is not a number", n + 2)),
-            }
-        };
-        let both = |a: Option<f64>, b: Option<f64>| a.zip(b);
-        runs.push(E2eRun {
-            id: text(id).to_string(),
-            label: text(label).to_string(),
-            target_rate: number(rate)?,
-            records_per_s: number(rps)?,
-            mb_per_s: number(mbps)?,
-            latency: both(number(avg)?, number(p99)?)
-                .zip(number(max)?)
-                .map(|((a, p), m)| [a, p, m]),
-            broker_cpu_wall: both(number(cpu)?, number(wall)?).map(|(c, w)| [c, w]),
-        });
-    }
-    Ok(runs)
+    ])?;
+    table
+        .rows()
+        .map(|row| {
+            Ok(E2eRun {
+                id: row.text(id).to_string(),
+                label: row.text(label).to_string(),
+                target_rate: row.number(rate)?,
+                records_per_s: row.number(rps)?,
+                mb_per_s: row.number(mbps)?,
+                latency: row.latency([avg, p99, max])?,
+                broker_cpu_wall: row.pair(cpu, wall)?,
+            })
+        })
+        .collect()
+}
+
+/// Parses `e2e-replication.sh`'s table, as `e2e.sh`'s.
+fn parse_replication(text: &str) -> Result<Vec<ReplicationRun>, String> {
+    let table = Tsv::parse(text)?;
+    let [id, label, rate, rps, mbps, avg, p99, max] = table.columns([
+        "id",
+        "label",
+        "target_rate",
+        "records_per_s",
+        "mb_per_s",
+        "latency_avg_ms",
+        "latency_p99_ms",
+        "latency_max_ms",
+    ])?;
+    let [cpu, wall, cpu_per_record, leader_per_record, bytes] = table.columns([
+        "cluster_cpu_s",
+        "wall_s",
+        "cluster_cpu_us_per_record",
+        "leader_cpu_us_per_record",
+        "bytes",
+    ])?;
+    table
+        .rows()
+        .map(|row| {
+            Ok(ReplicationRun {
+                id: row.text(id).to_string(),
+                label: row.text(label).to_string(),
+                target_rate: row.number(rate)?,
+                records_per_s: row.number(rps)?,
+                mb_per_s: row.number(mbps)?,
+                latency: row.latency([avg, p99, max])?,
+                cpu_us_per_record: row.pair(cpu_per_record, leader_per_record)?,
+                cpu_wall: row.pair(cpu, wall)?,
+                bytes: row.number(bytes)?,
+            })
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -841,6 +1091,7 @@ impl Output {
         let svg_path = self.svg_dir.join(format!("{suite}.svg"));
         let (md, svg) = match provenance {
             Some(p) if suite == E2E => e2e_report(suite, &results.e2e, p),
+            Some(p) if suite == REPLICATION => replication_report(suite, &results.replication, p),
             Some(p) => chapter_report(suite, results, p),
             None => (not_measured(suite), None),
         };
@@ -962,7 +1213,7 @@ fn chapter_report(suite: &str, results: &Results, p: &Provenance) -> (String, Op
             "{}: ratio to baseline (1.0 = the baseline's speed)",
             chapter_title(suite)
         );
-        svg_bars(&title, &plot_subtitle(p), &bars)
+        svg_bars(&title, &plot_subtitle(p), &TO_BASELINE, &bars)
     });
     if svg.is_some() {
         let _ = writeln!(
@@ -1049,6 +1300,7 @@ fn e2e_report(suite: &str, runs: &[E2eRun], p: &Provenance) -> (String, Option<S
         svg_bars(
             "End to end: MB/s as a ratio of loopback TCP to a file",
             &subtitle,
+            &TO_BASELINE,
             &bars,
         )
     });
@@ -1059,6 +1311,122 @@ fn e2e_report(suite: &str, runs: &[E2eRun], p: &Provenance) -> (String, Option<S
         );
     }
     md.push_str(&table);
+    (md, svg)
+}
+
+fn replication_report(
+    suite: &str,
+    runs: &[ReplicationRun],
+    p: &Provenance,
+) -> (String, Option<String>) {
+    let get = |id: &str| runs.iter().find(|r| r.id == id);
+    let mut md = header(p);
+    let mut bars = Vec::new();
+    let mut ratios =
+        String::from("| | reference | measured | ratio |\n| --- | ---: | ---: | ---: |\n");
+    let mut absent = Vec::new();
+    for r in REPLICATION_RATIOS {
+        let value = |run: &ReplicationRun| match r.compared {
+            Compared::Records => run.records_per_s,
+            Compared::Megabytes => run.mb_per_s,
+            Compared::LeaderCpu => run.cpu_us_per_record.map(|[_, leader]| leader),
+        };
+        let mut found = |id: &str| {
+            let v = get(id).and_then(value).filter(|v| *v > 0.0);
+            let what = match r.compared {
+                Compared::Records => "records/s",
+                Compared::Megabytes => "MB/s",
+                Compared::LeaderCpu => "leader CPU",
+            };
+            let name = format!("`{id}` ({what})");
+            if v.is_none() && !absent.contains(&name) {
+                absent.push(name);
+            }
+            v
+        };
+        let (reference, measured) = (found(r.reference), found(r.measured));
+        let (Some(reference), Some(measured)) = (reference, measured) else {
+            continue;
+        };
+        let (ratio, shown): (f64, fn(f64) -> String) = match r.compared {
+            Compared::Records => (measured / reference, |v| format!("{}/s", count(v))),
+            Compared::Megabytes => (measured / reference, |v| {
+                format!("{} MB/s", three_digits(v))
+            }),
+            Compared::LeaderCpu => (reference / measured, |v| format!("{v:.2} µs/record")),
+        };
+        let _ = writeln!(
+            ratios,
+            "| {} | {} | {} | **{}** |",
+            r.label,
+            shown(reference),
+            shown(measured),
+            ratio_text(ratio)
+        );
+        bars.push((r.label.to_string(), ratio));
+    }
+    let half_peak_p99 = runs
+        .iter()
+        .find(|r| r.target_rate.is_some())
+        .and_then(|r| r.latency)
+        .map(|[_, p99, _]| p99);
+    let mut subtitle = plot_subtitle(p);
+    if let Some(p99) = half_peak_p99 {
+        subtitle = format!("{subtitle} · p99 at half the RF3 peak {p99} ms");
+    }
+    let svg = (!bars.is_empty()).then(|| {
+        svg_bars(
+            "Replication end to end: each run against its reference",
+            &subtitle,
+            &Scale {
+                reference: "reference",
+                caption: "ratio to the reference: higher is better (faster, or cheaper)",
+            },
+            &bars,
+        )
+    });
+    if svg.is_some() {
+        let _ = writeln!(
+            md,
+            "![Replication end to end: each ratio of a run to its reference](images/perf/{suite}.svg)\n"
+        );
+        md.push_str(&ratios);
+        md.push('\n');
+    }
+    if !absent.is_empty() {
+        let _ = writeln!(
+            md,
+            "Ratios left out for want of a figure (missing, or zero in a short run): {}.\n",
+            absent.join(", ")
+        );
+    }
+    md.push_str(
+        "Every run: the CPU time is every node's (three brokers and the controller), \
+         and the partition leader's alone.\n\n\
+         | run | records/s | MB/s | latency avg / p99 / max (ms) | CPU µs/record: all / leader | CPU / wall (s) |\n\
+         | --- | ---: | ---: | --- | --- | --- |\n",
+    );
+    for run in runs {
+        let number = |v: Option<f64>, f: fn(f64) -> String| v.map_or(String::new(), f);
+        let _ = writeln!(
+            md,
+            "| {}{}{} | {} | {} | {} | {} | {} |",
+            run.label,
+            number(run.target_rate, |r| format!(" at {}/s", count(r))),
+            number(run.bytes, |b| format!(
+                ", {} MiB",
+                three_digits(b / 1048576.0)
+            )),
+            number(run.records_per_s, count),
+            number(run.mb_per_s, three_digits),
+            run.latency
+                .map_or(String::new(), |[a, p, m]| format!("{a} / **{p}** / {m}")),
+            run.cpu_us_per_record
+                .map_or(String::new(), |[c, l]| format!("{c:.2} / {l:.2}")),
+            run.cpu_wall
+                .map_or(String::new(), |[c, w]| format!("{c:.2} / {w:.2}")),
+        );
+    }
     (md, svg)
 }
 
@@ -1162,12 +1530,26 @@ fn xml(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// The words on a plot's reference line at 1.0 and under its axis.
+struct Scale {
+    /// The line's label: `baseline`.
+    reference: &'static str,
+    /// The axis's caption: what a ratio is, and which way is better.
+    caption: &'static str,
+}
+
+/// The chapters' and `e2e`'s plots: each ratio is to a baseline.
+const TO_BASELINE: Scale = Scale {
+    reference: "baseline",
+    caption: "ratio to baseline: higher is faster",
+};
+
 /// A horizontal bar chart of ratios, one bar per row, with a dashed line at
-/// 1.0 (the baseline). The axis runs from 0 to the largest ratio rounded up
+/// 1.0 (the baseline, or each ratio's reference). The axis runs from 0 to the largest ratio rounded up
 /// to a quarter, at least 1 and at most 2: a bar beyond (an index against a
 /// linear scan, 700 times faster) is drawn to the edge in another colour,
 /// its value written inside it, so it does not flatten every other bar.
-fn svg_bars(title: &str, subtitle: &str, bars: &[(String, f64)]) -> String {
+fn svg_bars(title: &str, subtitle: &str, scale: &Scale, bars: &[(String, f64)]) -> String {
     const WIDTH: f64 = 760.0;
     const LABEL_W: f64 = 250.0; // the row names, right-aligned before the axis
     const PLOT_W: f64 = 400.0;
@@ -1256,14 +1638,16 @@ fn svg_bars(title: &str, subtitle: &str, bars: &[(String, f64)]) -> String {
     );
     let _ = writeln!(
         s,
-        r##"<text x="{one:.1}" y="{:.1}" text-anchor="middle" font-size="11" fill="#c0392b">baseline</text>"##,
-        TOP - 9.0
+        r##"<text x="{one:.1}" y="{:.1}" text-anchor="middle" font-size="11" fill="#c0392b">{}</text>"##,
+        TOP - 9.0,
+        xml(scale.reference)
     );
     let _ = writeln!(
         s,
-        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11" fill="#555555">ratio to baseline: higher is faster</text>"##,
+        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11" fill="#555555">{}</text>"##,
         x(axis_max / 2.0),
-        bottom + 32.0
+        bottom + 32.0,
+        xml(scale.caption)
     );
     s.push_str("</svg>\n");
     s
@@ -1274,7 +1658,8 @@ mod tests {
     use super::*;
 
     /// Criterion's output from a real run (`ch03/partitioner`, filtered),
-    /// and a hand-made `e2e.sh` table.
+    /// a hand-made `e2e.sh` table, and the table of a short real run of
+    /// `e2e-replication.sh` (`20000 16`, a loaded machine).
     fn fixture() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/perf-report/target")
     }
@@ -1362,7 +1747,58 @@ mod tests {
         );
         let svg = svg.unwrap();
         assert!(svg.contains("p99 at half peak 4.97 ms"));
+        assert!(svg.contains(">ratio to baseline: higher is faster</text>"));
         assert_eq!(svg.matches("<rect").count(), 1 + 2);
+        assert_well_formed(&svg);
+    }
+
+    #[test]
+    fn the_replication_table_has_its_ratios_the_half_peak_p99_and_cpu_per_record() {
+        let results = Results::load(&fixture()).unwrap();
+        assert_eq!(results.replication.len(), 9);
+        let p = provenance_for(REPLICATION, &results);
+        let (md, svg) = replication_report(REPLICATION, &results.replication, &p);
+        // 726,182 records/s against 1,909,979.
+        assert!(
+            md.contains("| records/s, RF3 ÷ RF1, 100 B | 1.91 M/s | 726 K/s | **0.38** |"),
+            "{md}"
+        );
+        // 332.87 MB/s against the baseline's 1585.03.
+        assert!(
+            md.contains("| MB/s, catch-up ÷ loopback | 1585 MB/s | 333 MB/s | **0.21** |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| records/s, before-ack ÷ os, 1 KiB | 85.7 K/s | 9.99 K/s | **0.12** |"),
+            "{md}"
+        );
+        // RF1's CPU time was under a clock tick in so short a run.
+        assert!(
+            md.contains("`rf1_100B` (leader CPU), `rf1_1KiB` (leader CPU)."),
+            "{md}"
+        );
+        // The latency run, and the catch-up with what it moved.
+        assert!(
+            md.contains(
+                "| acks=all, RF3, 100 B at 363 K/s | 354 K | 33.7 | 1.09 / **2.41** / 2.44 \
+                 | 2.00 / 1.50 | 0.04 / 0.06 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| follower catch-up, 1 KiB records, 16.3 MiB |  | 333 |  |  | 0.08 / 0.05 |"
+            ),
+            "{md}"
+        );
+        let svg = svg.unwrap();
+        assert!(svg.contains("p99 at half the RF3 peak 2.41 ms"));
+        assert!(svg.contains(">reference</text>") && !svg.contains("baseline</text>"));
+        assert_eq!(
+            svg.matches("<rect").count(),
+            1 + 5,
+            "the CPU ratios left out"
+        );
         assert_well_formed(&svg);
     }
 
@@ -1388,6 +1824,14 @@ mod tests {
         // No results at all: nothing to read is not an error until asked for.
         let empty = Results::load(&dir.path().join("no-target")).unwrap();
         assert!(empty.is_empty_for("ch03") && empty.is_empty_for(E2E));
+        assert!(empty.is_empty_for(REPLICATION));
+        out.write(REPLICATION, &empty, None).unwrap();
+        let md = fs::read_to_string(dir.path().join("perf/e2e-replication.md")).unwrap();
+        assert!(
+            md.contains("`benches/e2e-replication.sh`")
+                && md.contains("perf-report --run e2e-replication`"),
+            "{md}"
+        );
     }
 
     #[test]
@@ -1427,7 +1871,16 @@ mod tests {
             select(&["3".into(), "e2e".into(), "ch01".into()]).unwrap(),
             ["ch01", "ch03", "e2e"]
         );
-        assert_eq!(select(&[]).unwrap().len(), BENCHES.len() + 1);
+        assert_eq!(select(&[]).unwrap().len(), BENCHES.len() + 2);
+        assert_eq!(
+            select(&["e2e-replication".into(), "6".into()]).unwrap(),
+            ["ch06", "e2e-replication"]
+        );
+        assert_eq!(
+            command_of(REPLICATION),
+            "benches/e2e-replication.sh",
+            "a script, not a criterion bench"
+        );
         assert!(
             select(&["9".into()])
                 .unwrap_err()
