@@ -152,19 +152,34 @@ impl SimpleController {
     }
 
     /// The replica to lead `tp` when every eligible one crashed: once all
-    /// of them are back, the one whose log has the latest epoch and, in
-    /// it, ends last. Each kept a prefix of what it had, so that one holds
-    /// every write any of them kept. `None` while one is still away: it
-    /// may be the one that kept the most.
+    /// of them are back, the live replica whose log has the latest epoch
+    /// and, in it, ends last. A crash keeps a prefix of a log, so whatever
+    /// committed write survived anywhere is in that log. `None` while one
+    /// of them is still away: it may be the one that kept the most.
+    ///
+    /// Every live replica is a candidate, not only the last known eligible
+    /// ones: a replica the controller took out of an ISR that was still
+    /// large enough may hold writes that both remaining members then lost
+    /// in crashes (the lab's seed 82459). A replica that is away at that
+    /// moment is not waited for; a real system would also wait for it, for
+    /// a while (Kafka's `unclean.recovery.timeout.ms`).
     fn recover_unclean(&self, tp: &TopicPartition, state: &PartitionState) -> Option<BrokerId> {
-        let mut best = None;
-        for id in &state.last_known_elr {
+        let end_of = |id: &BrokerId| {
             let info = self.brokers.get(id).filter(|b| b.alive)?;
-            let end = info
-                .log_ends
-                .get(tp)
-                .map_or((0, 0), |e| (e.epoch, e.end_offset));
-            if best.is_none_or(|(_, b)| end > b) {
+            Some(
+                info.log_ends
+                    .get(tp)
+                    .map_or((0, 0), |e| (e.epoch, e.end_offset)),
+            )
+        };
+        if !state.last_known_elr.iter().all(|id| end_of(id).is_some()) {
+            return None;
+        }
+        let mut best: Option<(BrokerId, (u32, u64))> = None;
+        for id in &state.replicas {
+            if let Some(end) = end_of(id)
+                && best.is_none_or(|(_, b)| end > b)
+            {
                 best = Some((*id, end));
             }
         }

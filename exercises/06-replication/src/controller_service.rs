@@ -35,8 +35,8 @@ use tracing::{info, warn};
 
 use crate::controller::{Controller, ControllerConfig, SimpleController};
 use crate::protocol::{
-    AlterPartitionRequest, BrokerId, CreateReplicatedTopicRequest, CreateReplicatedTopicResponse,
-    HeartbeatRequest, PartitionState, ReplicationApi,
+    AlterPartitionRequest, AlterPartitionResponse, BrokerId, CreateReplicatedTopicRequest,
+    CreateReplicatedTopicResponse, HeartbeatRequest, PartitionState, ReplicationApi,
 };
 use crate::replica::Millis;
 
@@ -135,7 +135,9 @@ pub async fn bind(
     Ok((server, view))
 }
 
-/// Logs every change of leader between two snapshots of the partitions.
+/// Logs every change of leader, and every other change of ISR, between
+/// two snapshots of the partitions. (Kafka logs each ISR change too: an
+/// operator watches a follower leave and rejoin by it.)
 fn log_changes(
     before: &BTreeMap<TopicPartition, PartitionState>,
     after: &BTreeMap<TopicPartition, PartitionState>,
@@ -149,6 +151,13 @@ fn log_changes(
                 epoch = state.leader_epoch,
                 isr = ?state.isr,
                 "new leader"
+            );
+        } else if old.is_some_and(|s| s.isr != state.isr) {
+            info!(
+                partition = %tp,
+                isr = ?state.isr,
+                partition_epoch = state.partition_epoch,
+                "ISR changed"
             );
         }
     }
@@ -177,6 +186,15 @@ impl ControllerService {
             info!(broker = request.broker_id, address = %request.address, "broker registered");
         }
         state.addresses.insert(request.broker_id, request.address);
+        response
+    }
+
+    /// A leader's ISR change, decided by the controller, and logged.
+    fn alter_partition(&self, request: &AlterPartitionRequest) -> AlterPartitionResponse {
+        let mut state = self.lock();
+        let before = state.controller.partitions().clone();
+        let response = state.controller.on_alter_partition(request);
+        log_changes(&before, state.controller.partitions());
         response
     }
 
@@ -275,8 +293,9 @@ impl ControllerService {
             Some(ReplicationApi::BrokerHeartbeat) => {
                 decode(body).map(|r| ok(header, &self.heartbeat(r)))
             }
-            Some(ReplicationApi::AlterPartition) => decode::<AlterPartitionRequest>(body)
-                .map(|r| ok(header, &self.lock().controller.on_alter_partition(&r))),
+            Some(ReplicationApi::AlterPartition) => {
+                decode(body).map(|r| ok(header, &self.alter_partition(&r)))
+            }
             Some(ReplicationApi::CreateReplicatedTopic) => {
                 decode(body).map(|r| ok(header, &self.create_topic(r)))
             }

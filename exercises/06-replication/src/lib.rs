@@ -63,8 +63,9 @@
 //!   `min.insync.replicas` one setting for the cluster rather than per
 //!   topic; and the high watermark does not advance while the ISR is
 //!   below it (as with KIP-966). Unclean recovery of the last-known
-//!   eligible replicas waits for all of them and picks the longest log;
-//!   Kafka's `unclean.recovery.strategy` has more choices.
+//!   eligible replicas waits for all of them and picks the longest log of
+//!   every live replica; Kafka's `unclean.recovery.strategy` has more
+//!   choices.
 //! - **`replica.lag.time.max.ms` is the only ISR rule** (as in Kafka since
 //!   0.9); no follower fetching from the closest replica (KIP-392), no
 //!   reassignment, no preferred-leader election, no rack awareness.

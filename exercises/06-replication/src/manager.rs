@@ -8,7 +8,7 @@
 //! what arrived, and sends what [`ReplicaManager::poll_outgoing`] returns.
 //! The simulator and the tokio shell are two such callers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ch02_segments::{AppendInfo, LogError, StoredBatch};
 use ch03_partitions::TopicPartition;
@@ -342,13 +342,31 @@ impl<T> ReplicaManager<T> {
 
     /// What to send now: each follower's fetch or epoch query, gathered
     /// into one request per leader, and each leader's ISR change.
+    ///
+    /// Nothing goes to a leader that still owes this broker an answer: as
+    /// Kafka's fetcher (one thread per leader) does, a broker waits for
+    /// its request to a leader before it sends that leader another, and
+    /// the partitions that became ready meanwhile go in the next one. A
+    /// leader serves a connection's requests in order and holds a fetch
+    /// that finds nothing new for `replica.fetch.wait.max.ms`, so a second
+    /// request behind a held one would wait that long: a partition being
+    /// written would be fetched only as often as another one's idle fetch
+    /// times out, and its `acks=all` writes would wait as long.
     pub fn poll_outgoing(&mut self, storage: &mut impl Storage, now: Millis) -> Vec<Outgoing> {
         let mut fetches: BTreeMap<BrokerId, ReplicaFetchRequest> = BTreeMap::new();
         let mut queries: BTreeMap<BrokerId, EpochQueryRequest> = BTreeMap::new();
         let mut outgoing = Vec::new();
+        let awaited: BTreeSet<BrokerId> = self
+            .partitions
+            .values()
+            .filter_map(|p| p.awaiting(now))
+            .collect();
         for (tp, partition) in &mut self.partitions {
             if let Some(alter) = partition.poll_alter_partition(now) {
                 outgoing.push(Outgoing::AlterPartition(alter));
+            }
+            if partition.following().is_some_and(|l| awaited.contains(&l)) {
+                continue;
             }
             let Some(log) = storage.log(tp) else { continue };
             match partition.poll_request(log, now) {

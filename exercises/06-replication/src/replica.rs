@@ -261,6 +261,20 @@ impl Partition {
         }
     }
 
+    /// The leader this follower awaits an answer from at `now`: a request
+    /// is in flight to it, and not yet overdue.
+    pub fn awaiting(&self, now: Millis) -> Option<BrokerId> {
+        match &self.role {
+            Role::Follower(f)
+                if f.in_flight_since
+                    .is_some_and(|since| now < since + self.config.retry_ms) =>
+            {
+                Some(f.leader)
+            }
+            _ => None,
+        }
+    }
+
     /// What the leader knows of each follower (empty unless leading).
     pub fn followers(&self) -> BTreeMap<BrokerId, FollowerProgress> {
         match &self.role {

@@ -361,6 +361,48 @@ fn the_controller_waits_for_every_last_known_eligible_replica() {
     );
 }
 
+/// The lab's seed 82459: C was fenced while the ISR kept two members, so
+/// it did not stay eligible; then A and B both crashed and lost their
+/// unsynced tails. C, alive and never crashed, holds the most: once the
+/// last known eligible replicas are back, it is a candidate too.
+#[test]
+fn recovery_considers_every_live_replica_not_only_the_last_known_eligible_ones() {
+    let mut controller = min_isr_2(3);
+    controller.fence(C);
+    assert_eq!(partition(&controller).isr, [A, B]);
+    assert!(
+        partition(&controller).elr.is_empty(),
+        "two are still in sync"
+    );
+    controller.fence(B);
+    controller.fence(A);
+    assert_eq!(partition(&controller).elr, [B, A]);
+    // C is back, with every record; A and B come back from crashes.
+    controller.on_heartbeat(
+        &HeartbeatRequest {
+            broker_id: C,
+            incarnation: 1,
+            address: String::new(),
+            log_ends: vec![(
+                tp(),
+                EpochEnd {
+                    epoch: 0,
+                    end_offset: 49,
+                },
+            )],
+        },
+        0,
+    );
+    run_2(&mut controller, A, 0, 42);
+    assert_eq!(partition(&controller).leader, None, "B may have kept more");
+    run_2(&mut controller, B, 0, 45);
+    assert_eq!(
+        partition(&controller).leader,
+        Some(C),
+        "C's log ends at 49, A's at 42, B's at 45"
+    );
+}
+
 #[test]
 fn a_broker_restarted_within_its_session_loses_its_leadership() {
     let mut controller = controller(ControllerConfig::default(), 3);

@@ -18,7 +18,8 @@ use ch06_replication::manager::{ManagerConfig, Outgoing, ReplicaManager};
 use ch06_replication::memory::MemoryStorage;
 use ch06_replication::protocol::{
     Acks, AlterPartitionRequest, BrokerId, EpochQuery, EpochQueryRequest, HeartbeatResponse,
-    PartitionState, ReplicaFetchPartition, ReplicaFetchRequest,
+    PartitionState, ReplicaFetchData, ReplicaFetchPartition, ReplicaFetchRequest,
+    ReplicaFetchResponse,
 };
 use ch06_replication::replica::{Millis, ReplicaConfig};
 use ch06_replication::storage::{ReplicaLog, Storage};
@@ -378,6 +379,54 @@ fn a_follower_sends_one_fetch_per_leader_and_its_epoch_queries_first() {
         c.manager.poll_outgoing(&mut c.storage, 0).is_empty(),
         "all in flight"
     );
+}
+
+/// A leader holds a fetch that finds nothing new for
+/// `replica.fetch.wait.max.ms`, and serves a connection's requests in
+/// order: a second request sent behind a held one would wait as long. So
+/// a follower sends a leader nothing more while it awaits an answer from
+/// it, and then one fetch for every partition ready.
+#[test]
+fn a_follower_awaiting_a_leaders_answer_sends_it_nothing_more() {
+    let partition = |n| TopicPartition::new("t", n);
+    let fetches = |outgoing: Vec<Outgoing>| -> Vec<(BrokerId, Vec<u32>)> {
+        outgoing
+            .into_iter()
+            .map(|message| match message {
+                Outgoing::Fetch { to, request } => (
+                    to,
+                    request.partitions.iter().map(|f| f.tp.partition).collect(),
+                ),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    let mut c = Broker::new(C, config());
+    c.apply(vec![(partition(0), state(A, 0, &[A, B, C]))], 0);
+    let sent = c.manager.poll_outgoing(&mut c.storage, 0);
+    assert_eq!(fetches(sent), [(A, vec![0])]);
+
+    // Partition 1, on the same leader, arrives while that fetch is held.
+    c.apply(vec![(partition(1), state(A, 0, &[A, B, C]))], 1);
+    assert!(
+        c.manager.poll_outgoing(&mut c.storage, 1).is_empty(),
+        "A still owes C an answer"
+    );
+
+    let answer = ReplicaFetchResponse {
+        partitions: vec![ReplicaFetchData {
+            tp: partition(0),
+            error: ErrorCode::None,
+            leader_epoch: 0,
+            high_watermark: 0,
+            batches: Vec::new(),
+        }],
+    };
+    c.manager
+        .on_fetch_response(&mut c.storage, A, answer)
+        .unwrap();
+    let sent = c.manager.poll_outgoing(&mut c.storage, 2);
+    assert_eq!(fetches(sent), [(A, vec![0, 1])]);
 }
 
 #[test]
