@@ -106,6 +106,41 @@ struct Known {
     failed: HashMap<String, Instant>,
 }
 
+/// Chapter 4 clients, one per address, each made (and connected) the
+/// first time it is needed and then shared: what a cluster client keeps
+/// for the brokers it calls, and a broker for its leaders and controller.
+pub struct Connections {
+    config: ClientConfig,
+    clients: Mutex<HashMap<String, Arc<Client>>>,
+}
+
+impl Connections {
+    /// No connection yet; each will be made with `config`.
+    pub fn new(config: ClientConfig) -> Connections {
+        Connections {
+            config,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The client for `addr`, connected now if there is none.
+    pub async fn get(&self, addr: &str) -> Result<Arc<Client>, ClientError> {
+        if let Some(client) = self.clients.lock().unwrap().get(addr) {
+            return Ok(client.clone());
+        }
+        let client = Arc::new(Client::connect_with(addr, self.config.clone()).await?);
+        // Another task may have connected meanwhile: keep the first.
+        let mut clients = self.clients.lock().unwrap();
+        Ok(clients.entry(addr.to_string()).or_insert(client).clone())
+    }
+
+    /// Forgets the clients of every address `keep` refuses (a broker gone,
+    /// or come back on another port).
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        self.clients.lock().unwrap().retain(|addr, _| keep(addr));
+    }
+}
+
 /// A client of a replicated cluster that sends each request to the
 /// partition's leader and follows the leader when it moves.
 pub struct ClusterClient {
@@ -113,33 +148,23 @@ pub struct ClusterClient {
     config: ClusterConfig,
     known: Mutex<Known>,
     /// A chapter 4 client per broker address.
-    clients: Mutex<HashMap<String, Arc<Client>>>,
+    clients: Connections,
 }
 
 impl ClusterClient {
     /// A client that first asks the brokers at `bootstrap` (`host:port`)
     /// where everything is. Nothing is connected until a call needs it.
     pub fn new(bootstrap: Vec<String>, config: ClusterConfig) -> ClusterClient {
+        let clients = Connections::new(ClientConfig {
+            request_timeout: config.request_timeout,
+            ..ClientConfig::default()
+        });
         ClusterClient {
             bootstrap,
             config,
             known: Mutex::new(Known::default()),
-            clients: Mutex::new(HashMap::new()),
+            clients,
         }
-    }
-
-    /// A chapter 4 client for `addr`, connected now if there is none.
-    async fn client(&self, addr: &str) -> Result<Arc<Client>, ClientError> {
-        if let Some(client) = self.clients.lock().unwrap().get(addr) {
-            return Ok(client.clone());
-        }
-        let config = ClientConfig {
-            request_timeout: self.config.request_timeout,
-            ..ClientConfig::default()
-        };
-        let client = Arc::new(Client::connect_with(addr, config).await?);
-        let mut clients = self.clients.lock().unwrap();
-        Ok(clients.entry(addr.to_string()).or_insert(client).clone())
     }
 
     /// One call to `addr`, remembering whether it got an answer.
@@ -149,7 +174,7 @@ impl ClusterClient {
         api: impl Into<u16>,
         request: &Req,
     ) -> Result<Resp, ClientError> {
-        let answer = match self.client(addr).await {
+        let answer = match self.clients.get(addr).await {
             Ok(client) => client.call(api, request).await,
             Err(e) => Err(e),
         };

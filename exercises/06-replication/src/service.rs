@@ -28,7 +28,7 @@
 //! the two orders cannot meet in a cycle. The metadata cache, the broker
 //! addresses and the clients each have a lock of their own, taken alone.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -46,7 +46,7 @@ use ch04_network::protocol::{
     TopicResults,
 };
 use ch04_network::server::{every, long_poll};
-use ch04_network::{Client, ClientConfig, ClientError, ErrorCode, Server, ServerConfig, Service};
+use ch04_network::{ClientConfig, ClientError, ErrorCode, Server, ServerConfig, Service};
 use ch05_consumer_groups::{BindError, GroupBroker, GroupConfig, OffsetStore};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -55,6 +55,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::client::Connections;
 use crate::controller_service::NO_LEADER;
 use crate::disk::DiskStorage;
 use crate::manager::{ManagerConfig, Outgoing, ReplicaManager};
@@ -217,7 +218,7 @@ pub struct ReplicatedBroker {
     brokers: Mutex<BTreeMap<BrokerId, String>>,
     /// A chapter 4 client per address called (other brokers, the
     /// controller), each with its own reconnecting connection.
-    clients: Mutex<HashMap<String, Arc<Client>>>,
+    clients: Connections,
 }
 
 /// Loads the committed offsets, binds `addr` (port 0 picks a free port),
@@ -279,7 +280,11 @@ impl ReplicatedBroker {
                 topics: Vec::new(),
             }),
             brokers: Mutex::new(BTreeMap::new()),
-            clients: Mutex::new(HashMap::new()),
+            clients: Connections::new(ClientConfig {
+                // A replica fetch may be held for `replica_fetch_wait_max`.
+                request_timeout: config.request_timeout + config.replica_fetch_wait_max,
+                ..ClientConfig::default()
+            }),
             config,
         }
     }
@@ -334,22 +339,6 @@ impl ReplicatedBroker {
                 .any(|tp| tp.topic == topic)
     }
 
-    /// A chapter 4 client for `addr`, made (and connected) if there is
-    /// none yet.
-    async fn client(&self, addr: &str) -> Result<Arc<Client>, ClientError> {
-        if let Some(client) = self.clients.lock().unwrap().get(addr) {
-            return Ok(client.clone());
-        }
-        let config = ClientConfig {
-            // A replica fetch may be held for `replica_fetch_wait_max`.
-            request_timeout: self.config.request_timeout + self.config.replica_fetch_wait_max,
-            ..ClientConfig::default()
-        };
-        let client = Arc::new(Client::connect_with(addr, config).await?);
-        let mut clients = self.clients.lock().unwrap();
-        Ok(clients.entry(addr.to_string()).or_insert(client).clone())
-    }
-
     /// One call to `addr`.
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
@@ -357,7 +346,7 @@ impl ReplicatedBroker {
         api: impl Into<u16>,
         request: &Req,
     ) -> Result<Resp, ClientError> {
-        self.client(addr).await?.call(api, request).await
+        self.clients.get(addr).await?.call(api, request).await
     }
 
     /// Where broker `id` is, if it is alive.
@@ -902,9 +891,7 @@ impl ReplicatedBroker {
         let addresses: BTreeMap<BrokerId, String> = brokers.iter().cloned().collect();
         let controller = &self.config.controller;
         self.clients
-            .lock()
-            .unwrap()
-            .retain(|addr, _| addr == controller || addresses.values().any(|a| a == addr));
+            .retain(|addr| addr == controller || addresses.values().any(|a| a == addr));
         *self.brokers.lock().unwrap() = addresses;
     }
 
