@@ -42,6 +42,19 @@
 //! - [`lab`]: the fault lab: a three-broker partition, a producer and a
 //!   consumer as simulator nodes, and the checker of every run's history.
 //!   The `simulate` binary runs it.
+//! - [`disk`]: [`storage::Storage`] on a real data directory: chapter 3's
+//!   store, and Kafka's `leader-epoch-checkpoint` and
+//!   `replication-offset-checkpoint` files, replaced atomically.
+//! - [`service`]: the tokio shell. [`service::ReplicatedBroker`], chapter
+//!   5's broker with the replica manager inside: `acks=all` produces waiting
+//!   for the purgatory, consumer fetches capped at the high watermark, held
+//!   follower fetches; heartbeats and the follower fetch loop as its
+//!   background work.
+//! - [`controller_service`]: the controller as a service of its own.
+//! - [`client`]: [`client::ClusterClient`], a small client that follows a
+//!   partition's leader, and [`client::Connections`], a client per address.
+//! - `src/bin/replica-node.rs`: a broker, a controller, or both, as a
+//!   process.
 //!
 //! ## How this differs from real Kafka
 //!

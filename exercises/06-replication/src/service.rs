@@ -23,7 +23,7 @@
 //!
 //! Locks, always in this order, never held across an `.await`: the replica
 //! manager's mutex, then the store's write lock (inside
-//! [`ReplicatedBroker::with_replicas`]). Chapter 5's layer takes its groups
+//! `ReplicatedBroker::with_replicas`). Chapter 5's layer takes its groups
 //! lock and then the store's; this layer never takes the groups lock, so
 //! the two orders cannot meet in a cycle. The metadata cache, the broker
 //! addresses and the clients each have a lock of their own, taken alone.

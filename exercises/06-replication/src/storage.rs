@@ -6,7 +6,7 @@
 //! leader-epoch cache of each partition and the high watermarks. The state
 //! machines never touch a file: they call these methods, and say when they
 //! need a sync. The simulator's implementation (in
-//! [`crate::simulation::disk`]) remembers what was synced, so a simulated
+//! [`crate::memory`]) remembers what was synced, so a simulated
 //! crash loses exactly what a real one could.
 
 use std::collections::BTreeMap;
