@@ -261,8 +261,16 @@ fn walk<'a>(
     }
     let mut reader = Reader::new(&bytes[HEADER_LEN..]);
     let mut max_timestamp = i64::MIN;
+    // Each record's lengths say where the next one starts, so the walk is a
+    // chain of loads the CPU cannot run ahead of: on a batch larger than
+    // the L1 cache, every step waits for the L2. Reading a byte a few cache
+    // lines ahead, whose value is not needed, starts fetching that line
+    // early; it made validating 1,000 records of 100 bytes about a third
+    // faster (`ch02/append` on the performance page).
+    let mut ahead = 0u8;
     for _ in 0..header.record_count {
         let start = bytes.len() - reader.remaining();
+        ahead ^= bytes.get(start + 256).copied().unwrap_or(0);
         let timestamp = reader.i64()?;
         let key = match reader.i32()? {
             -1 => None,
@@ -291,6 +299,8 @@ fn walk<'a>(
             headers,
         });
     }
+    // Keeps the reads ahead: a value nobody uses would be optimized away.
+    std::hint::black_box(ahead);
     if reader.remaining() != 0 {
         return Err(BatchError::Inconsistent(format!(
             "{} bytes after the last record",

@@ -111,7 +111,16 @@ impl Segment {
     pub fn create(dir: &Path, base_offset: u64, index_interval: u64) -> Result<Segment> {
         let path = Segment::path(dir, base_offset, "log");
         let file = Segment::open_file(&path)?;
-        file.set_len(0).map_err(|e| LogError::io(&path, e))?;
+        // A file left by a roll that crashed half-way is emptied. An empty
+        // file is left alone: on ext4, cutting a file to nothing marks it
+        // to be written back in full when it is closed (the
+        // `auto_da_alloc` heuristic, meant for programs that rewrite a file
+        // in place), which would start a burst of writeback at every
+        // segment close for no reason.
+        let len = file.metadata().map_err(|e| LogError::io(&path, e))?.len();
+        if len > 0 {
+            file.set_len(0).map_err(|e| LogError::io(&path, e))?;
+        }
         Ok(Segment::new(dir, base_offset, file, 0, index_interval))
     }
 
@@ -647,5 +656,17 @@ mod tests {
         assert_eq!(parse_file_name("00000000000000170000.index", "log"), None);
         assert_eq!(parse_file_name("170000.log", "log"), None);
         assert_eq!(parse_file_name("0000000000000017000x.log", "log"), None);
+    }
+
+    #[test]
+    fn a_new_segment_empties_a_file_left_by_a_crashed_roll() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(Segment::path(dir.path(), 40, "log"), b"left over").unwrap();
+        let segment = Segment::create(dir.path(), 40, 4096).unwrap();
+        assert_eq!(segment.size(), 0);
+        let len = std::fs::metadata(Segment::path(dir.path(), 40, "log"))
+            .unwrap()
+            .len();
+        assert_eq!(len, 0);
     }
 }
