@@ -1,0 +1,19 @@
+//! # Chapter 7: a ZooKeeper-like coordinator, replicated with Raft
+//!
+//! Work in progress: so far, the Raft core ([`raft`]), run in chapter 6's
+//! simulator by `tests/raft_sim.rs`. The znode tree, sessions, watches, the
+//! client library and recipes, the tokio shell and the book chapter come
+//! next.
+//!
+//! ## Layout
+//!
+//! - [`raft`]: Raft as a sans-IO state machine: elections, log replication,
+//!   commit by majority, and what must be synced before a message leaves.
+//!
+//! ## How this differs from real Kafka
+//!
+//! Kafka's KRaft (KIP-500, KIP-595) replicates its metadata log with a
+//! Raft variant whose followers pull (`Fetch`) instead of being pushed
+//! (`AppendEntries`); this chapter follows the Raft paper.
+
+pub mod raft;
