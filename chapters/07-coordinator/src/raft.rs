@@ -634,7 +634,10 @@ impl<C: Clone> Raft<C> {
         } else {
             // Back up to where the follower says it might match, at least
             // one entry, and try again.
-            progress.next = (match_index + 1).clamp(1, progress.next.saturating_sub(1).max(1));
+            // A late refusal never takes it back below what it matches.
+            progress.next = (match_index + 1)
+                .clamp(1, progress.next.saturating_sub(1).max(1))
+                .max(progress.matched + 1);
             self.send_append(from);
         }
     }
