@@ -8,28 +8,87 @@
 //!   applied, at that index, by every server once the faults stop;
 //! - liveness: once the network heals, a leader commits new commands.
 //!
-//! `RAFT_SEEDS` sets how many seeds run (default 200).
+//! The servers' disks are slow (a sync every 30 ms, for everything written
+//! since the last: group commit) and a crash keeps only a random prefix of
+//! what was not synced, so a server that answered before syncing would be
+//! caught: with the shell sending before its sync, seed 578 applies two
+//! different commands at one index.
+//!
+//! `RAFT_SEEDS` sets how many seeds run (default 200); `RAFT_SEED=N` replays
+//! one.
 
 use std::collections::BTreeMap;
 
-use ch06_replication::sim::{Ctx, Disk, Millis, NodeId, Sim, SimConfig, run_seeds};
-use ch07_coordinator::raft::{Entry, HardState, Message, Raft, RaftConfig, Ready};
+use ch06_replication::sim::{Ctx, Disk, Millis, Nemesis, NodeId, Sim, SimConfig, run_seeds};
+use ch07_coordinator::raft::{Entry, HardState, Message, Raft, RaftConfig, Ready, Role};
 
 const SERVERS: [NodeId; 5] = [1, 2, 3, 4, 5];
 /// Sends client commands; never crashes.
 const CLIENT: NodeId = 100;
 
-/// A server's disk: what it synced. The shell syncs before it sends, in the
-/// same handler, so a crash loses nothing synced and nothing else exists.
+/// One write to a server's disk, in the order the shell made them.
+#[derive(Debug, Clone)]
+enum Write {
+    Hard(HardState),
+    Truncate(u64),
+    Append(Entry<u64>),
+}
+
+/// A server's disk. Writes go to `unsynced` first; the shell syncs once a
+/// tick, all pending writes with one `fsync` (group commit). A crash keeps
+/// what was synced and a random prefix of the rest.
 #[derive(Debug, Default, Clone)]
 struct RaftDisk {
     hard: HardState,
     log: Vec<Entry<u64>>,
+    unsynced: Vec<Write>,
     syncs: u64,
 }
 
+impl RaftDisk {
+    fn write(&mut self, ready: &Ready<u64>) {
+        if let Some(hard) = ready.hard_state {
+            self.unsynced.push(Write::Hard(hard));
+        }
+        if let Some(from) = ready.truncate_from {
+            self.unsynced.push(Write::Truncate(from));
+        }
+        self.unsynced
+            .extend(ready.append.iter().cloned().map(Write::Append));
+    }
+
+    fn store(&mut self, write: Write) {
+        match write {
+            Write::Hard(hard) => self.hard = hard,
+            Write::Truncate(from) => self.log.truncate(from as usize - 1),
+            Write::Append(entry) => {
+                assert_eq!(entry.index, self.log.len() as u64 + 1, "a gap in the log");
+                self.log.push(entry);
+            }
+        }
+    }
+
+    /// Syncs every pending write; returns whether there were any.
+    fn sync(&mut self) -> bool {
+        if self.unsynced.is_empty() {
+            return false;
+        }
+        for write in std::mem::take(&mut self.unsynced) {
+            self.store(write);
+        }
+        self.syncs += 1;
+        true
+    }
+}
+
 impl Disk for RaftDisk {
-    fn crash(&mut self, _rng: &mut fastrand::Rng) {}
+    fn crash(&mut self, rng: &mut fastrand::Rng) {
+        let kept = rng.usize(0..=self.unsynced.len());
+        let writes = std::mem::take(&mut self.unsynced);
+        for write in writes.into_iter().take(kept) {
+            self.store(write);
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -51,8 +110,18 @@ enum Event {
     },
 }
 
+/// A server and the messages it holds until its next sync.
+struct Server {
+    raft: Raft<u64>,
+    held: Vec<(NodeId, Message<u64>)>,
+    ticks: u64,
+}
+
+/// How many ticks (10 ms each) one sync takes.
+const SYNC_EVERY_TICKS: u64 = 3;
+
 enum Node {
-    Server(Box<Raft<u64>>),
+    Server(Box<Server>),
     Client,
 }
 
@@ -64,62 +133,51 @@ impl Node {
             max_entries_per_message: 8,
         };
         let seed = u64::from(id) * 7919 + disk.syncs;
-        Node::Server(Box::new(Raft::new(
-            id,
-            &SERVERS,
-            config,
-            disk.hard,
-            disk.log.clone(),
-            now,
-            seed,
-        )))
+        let raft = Raft::new(id, &SERVERS, config, disk.hard, disk.log.clone(), now, seed);
+        Node::Server(Box::new(Server {
+            raft,
+            held: Vec::new(),
+            ticks: 0,
+        }))
     }
 }
 
-/// The shell's order: persist (one sync), send, apply, then tell the core.
-fn drive(
-    raft: &mut Raft<u64>,
-    ctx: &mut Ctx<'_, Msg, Event>,
-    disk: &mut RaftDisk,
-    was_leader_term: Option<u64>,
-) {
-    let ready: Ready<u64> = raft.take_ready();
-    if let Some(hard) = ready.hard_state {
-        disk.hard = hard;
+impl Server {
+    /// The shell's order: write, hold the messages until the writes before
+    /// them are synced, apply what is committed.
+    fn drive(&mut self, ctx: &mut Ctx<'_, Msg, Event>, disk: &mut RaftDisk, leader_before: bool) {
+        let ready = self.raft.take_ready();
+        disk.write(&ready);
+        self.held.extend(ready.messages);
+        if disk.unsynced.is_empty() {
+            self.release(ctx);
+        }
+        for entry in ready.committed {
+            ctx.record(Event::Applied {
+                index: entry.index,
+                term: entry.term,
+                command: entry.command,
+            });
+        }
+        if self.raft.role() == Role::Leader && !leader_before {
+            ctx.record(Event::BecameLeader {
+                term: self.raft.term(),
+            });
+        }
     }
-    if let Some(from) = ready.truncate_from {
-        disk.log.truncate(from as usize - 1);
+
+    fn release(&mut self, ctx: &mut Ctx<'_, Msg, Event>) {
+        for (to, msg) in self.held.drain(..) {
+            ctx.send(to, Msg::Raft(msg));
+        }
     }
-    disk.log.extend(ready.append.iter().cloned());
-    if ready.hard_state.is_some() || ready.truncate_from.is_some() || !ready.append.is_empty() {
-        disk.syncs += 1;
-    }
-    for (to, msg) in ready.messages {
-        ctx.send(to, Msg::Raft(msg));
-    }
-    for entry in ready.committed {
-        ctx.record(Event::Applied {
-            index: entry.index,
-            term: entry.term,
-            command: entry.command,
-        });
-    }
-    raft.persisted(disk.log.len() as u64);
-    if raft.role() == ch07_coordinator::raft::Role::Leader && was_leader_term != Some(raft.term()) {
-        ctx.record(Event::BecameLeader { term: raft.term() });
-    }
-    // `persisted` may commit more (a group's own sync can complete a
-    // majority): hand that out now too.
-    let more = raft.take_ready();
-    for (to, msg) in more.messages {
-        ctx.send(to, Msg::Raft(msg));
-    }
-    for entry in more.committed {
-        ctx.record(Event::Applied {
-            index: entry.index,
-            term: entry.term,
-            command: entry.command,
-        });
+
+    /// A group commit: one sync for everything written since the last.
+    fn sync(&mut self, ctx: &mut Ctx<'_, Msg, Event>, disk: &mut RaftDisk) {
+        if disk.sync() {
+            self.release(ctx);
+            self.raft.persisted(disk.log.len() as u64);
+        }
     }
 }
 
@@ -135,23 +193,30 @@ impl ch06_replication::sim::Node for Node {
         from: NodeId,
         msg: Msg,
     ) {
-        let Node::Server(raft) = self else { return };
-        let before = (raft.role() == ch07_coordinator::raft::Role::Leader).then(|| raft.term());
-        raft.tick(ctx.now());
+        let Node::Server(server) = self else { return };
+        let leader_before = server.raft.role() == Role::Leader;
+        server.raft.tick(ctx.now());
         match msg {
-            Msg::Raft(msg) => raft.step(from, msg),
+            Msg::Raft(msg) => server.raft.step(from, msg),
             Msg::Command(command) => {
-                let _ = raft.propose(command);
+                // Not the leader: the client tries another server.
+                let _ = server.raft.propose(command);
             }
         }
-        drive(raft, ctx, disk, before);
+        server.drive(ctx, disk, leader_before);
     }
 
     fn on_tick(&mut self, ctx: &mut Ctx<'_, Msg, Event>, disk: &mut RaftDisk) {
-        let Node::Server(raft) = self else { return };
-        let before = (raft.role() == ch07_coordinator::raft::Role::Leader).then(|| raft.term());
-        raft.tick(ctx.now());
-        drive(raft, ctx, disk, before);
+        let Node::Server(server) = self else { return };
+        let leader_before = server.raft.role() == Role::Leader;
+        // A slow disk: a sync every few ticks, so that writes wait long
+        // enough for crashes to catch them unsynced.
+        server.ticks += 1;
+        if server.ticks % SYNC_EVERY_TICKS == 0 {
+            server.sync(ctx, disk);
+        }
+        server.raft.tick(ctx.now());
+        server.drive(ctx, disk, leader_before);
     }
 }
 
@@ -200,16 +265,33 @@ fn check(sim: &Sim<Node>) -> Result<(), String> {
 }
 
 fn run(seed: u64) -> Result<(), String> {
-    let mut sim: Sim<Node> = Sim::new(seed, SimConfig::faulty());
+    // Raft syncs before it answers, so unlike Kafka's default it must
+    // survive every server losing power at once, and a majority of five
+    // survives two down.
+    let nemesis = Nemesis {
+        min_interval_ms: 50,
+        max_interval_ms: 400,
+        crash_all: 1,
+        max_crashed: 2,
+        ..Nemesis::default()
+    };
+    let config = SimConfig {
+        nemesis: Some(nemesis),
+        ..SimConfig::faulty()
+    };
+    let mut sim: Sim<Node> = Sim::new(seed, config);
     for id in SERVERS {
         sim.add_node(id, RaftDisk::default(), true, Node::server);
     }
     sim.add_node(CLIENT, RaftDisk::default(), false, |_, _, _| Node::Client);
     // Commands to random servers while the faults run.
-    for command in 1..=60u64 {
-        let to = SERVERS[sim.rng().usize(0..SERVERS.len())];
-        sim.send_as(CLIENT, to, Msg::Command(command));
-        sim.run_for(50);
+    // Each command to every server: whichever leads takes it (the others
+    // refuse), so commands commit whenever there is a leader.
+    for command in 1..=100u64 {
+        for to in SERVERS {
+            sim.send_as(CLIENT, to, Msg::Command(command));
+        }
+        sim.run_for(30);
     }
     sim.heal_all_and_settle(3_000);
     // After the faults: a new command commits everywhere.
