@@ -9,6 +9,8 @@
 //!
 //! - [`raft`]: Raft as a sans-IO state machine: elections, log replication,
 //!   commit by majority, and what must be synced before a message leaves.
+//! - [`linearizability`]: a checker that a history of concurrent operations
+//!   could have come from one copy doing one thing at a time.
 //!
 //! ## How this differs from real Kafka
 //!
@@ -16,4 +18,5 @@
 //! Raft variant whose followers pull (`Fetch`) instead of being pushed
 //! (`AppendEntries`); this chapter follows the Raft paper.
 
+pub mod linearizability;
 pub mod raft;
