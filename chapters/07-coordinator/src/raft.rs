@@ -51,6 +51,18 @@ pub struct HardState {
     pub voted_for: Option<NodeId>,
 }
 
+/// A snapshot of the state machine: everything the log held up to
+/// `last_index`, which the log then no longer needs (log compaction).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The index of the last entry it includes.
+    pub last_index: Index,
+    /// That entry's term, for log matching at the snapshot's edge.
+    pub last_term: Term,
+    /// The state machine, as the shell encoded it.
+    pub data: Vec<u8>,
+}
+
 /// The messages of the protocol. Every one carries the sender's term.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message<C> {
@@ -83,7 +95,16 @@ pub enum Message<C> {
         /// The leader's commit index.
         commit: Index,
     },
-    /// The answer to `AppendEntries`.
+    /// A leader's snapshot, for a follower that needs entries the leader
+    /// has compacted away. (The paper sends it in chunks; one message
+    /// here.)
+    InstallSnapshot {
+        /// The leader's term.
+        term: Term,
+        /// The snapshot.
+        snapshot: Snapshot,
+    },
+    /// The answer to `AppendEntries` and `InstallSnapshot`.
     AppendResult {
         /// The follower's term.
         term: Term,
@@ -104,6 +125,7 @@ impl<C> Message<C> {
             Message::RequestVote { term, .. }
             | Message::Vote { term, .. }
             | Message::AppendEntries { term, .. }
+            | Message::InstallSnapshot { term, .. }
             | Message::AppendResult { term, .. } => *term,
         }
     }
@@ -148,6 +170,10 @@ impl Default for RaftConfig {
 pub struct Ready<C> {
     /// The term and vote to write, if they changed.
     pub hard_state: Option<HardState>,
+    /// A snapshot from the leader, to store and to load into the state
+    /// machine in place of what it held, before `committed` is applied.
+    /// Stored entries up to its `last_index` are no longer needed.
+    pub snapshot: Option<Snapshot>,
     /// Drop every stored entry from this index on (a follower's log that
     /// disagreed with its leader's), before appending.
     pub truncate_from: Option<Index>,
@@ -163,6 +189,7 @@ impl<C> Ready<C> {
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
         self.hard_state.is_none()
+            && self.snapshot.is_none()
             && self.truncate_from.is_none()
             && self.append.is_empty()
             && self.messages.is_empty()
@@ -201,9 +228,11 @@ pub struct Raft<C> {
     hard: HardState,
     role: Role,
     leader: Option<NodeId>,
-    /// The whole log, in memory (a real server keeps a window of it and
-    /// reads the rest from disk; snapshots bound it).
+    /// The log after the snapshot, in memory (a real server keeps a window
+    /// of it and reads the rest from disk).
     log: Vec<Entry<C>>,
+    /// The latest snapshot: the log before it is gone.
+    snapshot: Option<Snapshot>,
     /// The last index the shell has synced.
     persisted: Index,
     commit: Index,
@@ -220,18 +249,23 @@ pub struct Raft<C> {
 
 impl<C: Clone> Raft<C> {
     /// Starts server `id` of a group of `members` (itself included) from
-    /// what it had on disk: its hard state and log. `seed` drives its
-    /// random election timeouts.
+    /// what it had on disk: its hard state, its latest snapshot and the log
+    /// (entries the snapshot covers are skipped). `seed` drives its random
+    /// election timeouts.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: NodeId,
         members: &[NodeId],
         config: RaftConfig,
         hard: HardState,
-        log: Vec<Entry<C>>,
+        snapshot: Option<Snapshot>,
+        mut log: Vec<Entry<C>>,
         now: Millis,
         seed: u64,
     ) -> Self {
-        let persisted = log.last().map_or(0, |e| e.index);
+        let base = snapshot.as_ref().map_or(0, |s| s.last_index);
+        log.retain(|e| e.index > base);
+        let persisted = log.last().map_or(base, |e| e.index);
         let mut raft = Raft {
             id,
             peers: members.iter().copied().filter(|&m| m != id).collect(),
@@ -241,9 +275,12 @@ impl<C: Clone> Raft<C> {
             role: Role::Follower,
             leader: None,
             log,
+            snapshot,
             persisted,
-            commit: 0,
-            applied: 0,
+            // What the snapshot holds is committed and, once the shell has
+            // loaded it, applied.
+            commit: base,
+            applied: base,
             votes: Vec::new(),
             progress: BTreeMap::new(),
             election_deadline: 0,
@@ -251,6 +288,7 @@ impl<C: Clone> Raft<C> {
             now,
             ready: Ready {
                 hard_state: None,
+                snapshot: None,
                 truncate_from: None,
                 append: Vec::new(),
                 messages: Vec::new(),
@@ -288,34 +326,70 @@ impl<C: Clone> Raft<C> {
 
     /// The index of its last entry.
     pub fn last_index(&self) -> Index {
-        self.log.last().map_or(0, |e| e.index)
+        self.log.last().map_or(self.base(), |e| e.index)
     }
 
-    /// The term of the entry at `index` (0 for index 0), if it has it.
+    /// The index the log starts after: the snapshot's last, or 0.
+    fn base(&self) -> Index {
+        self.snapshot.as_ref().map_or(0, |s| s.last_index)
+    }
+
+    /// Where entry `index` (after the base) sits in `log`.
+    fn position(&self, index: Index) -> usize {
+        (index - self.base() - 1) as usize
+    }
+
+    /// The term of the entry at `index` (0 for index 0), if it has it. An
+    /// entry inside the snapshot has no term any more, except the last.
     fn term_at(&self, index: Index) -> Option<Term> {
-        match index {
-            0 => Some(0),
-            i => self.log.get(i as usize - 1).map(|e| e.term),
+        let base = self.base();
+        match &self.snapshot {
+            _ if index > base => self.log.get(self.position(index)).map(|e| e.term),
+            Some(snapshot) if index == base => Some(snapshot.last_term),
+            None => Some(0),
+            Some(_) => None,
         }
     }
 
     fn last_term(&self) -> Term {
-        self.log.last().map_or(0, |e| e.term)
+        self.term_at(self.last_index())
+            .expect("the last index is the snapshot's or in the log")
+    }
+
+    /// Compacts the log: the shell's state machine, encoded as `data`,
+    /// holds everything up to `index` (which it has applied), so the
+    /// entries up to it go. Returns the snapshot, which the shell stores
+    /// before it drops those entries from its disk; `None` if `index` is
+    /// not applied or already compacted.
+    pub fn compact(&mut self, index: Index, data: Vec<u8>) -> Option<Snapshot> {
+        if index <= self.base() || index > self.applied {
+            return None;
+        }
+        let last_term = self.term_at(index).expect("an applied entry is in the log");
+        let keep_from = self.position(index) + 1;
+        self.log.drain(..keep_from);
+        let snapshot = Snapshot {
+            last_index: index,
+            last_term,
+            data,
+        };
+        self.snapshot = Some(snapshot.clone());
+        Some(snapshot)
     }
 
     /// Takes what the shell must now do (see [`Ready`]).
     pub fn take_ready(&mut self) -> Ready<C> {
         if self.commit > self.applied {
-            let from = self.applied as usize;
-            self.ready
-                .committed
-                .extend_from_slice(&self.log[from..self.commit as usize]);
+            let from = self.position(self.applied + 1);
+            let to = self.position(self.commit) + 1;
+            self.ready.committed.extend_from_slice(&self.log[from..to]);
             self.applied = self.commit;
         }
         std::mem::replace(
             &mut self.ready,
             Ready {
                 hard_state: None,
+                snapshot: None,
                 truncate_from: None,
                 append: Vec::new(),
                 messages: Vec::new(),
@@ -385,6 +459,9 @@ impl<C: Clone> Raft<C> {
                 entries,
                 commit,
             } => self.on_append_entries(from, term, prev_index, prev_term, entries, commit),
+            Message::InstallSnapshot { term, snapshot } => {
+                self.on_install_snapshot(from, term, snapshot)
+            }
             Message::AppendResult {
                 term,
                 success,
@@ -524,10 +601,17 @@ impl<C: Clone> Raft<C> {
             return;
         };
         let prev_index = progress.next - 1;
-        let prev_term = self
-            .term_at(prev_index)
-            .expect("a leader's nextIndex is within its log");
-        let from = prev_index as usize;
+        let Some(prev_term) = self.term_at(prev_index) else {
+            // The follower needs entries this leader compacted away.
+            let snapshot = self
+                .snapshot
+                .clone()
+                .expect("only a snapshot removes entries");
+            let term = self.hard.term;
+            self.send(peer, Message::InstallSnapshot { term, snapshot });
+            return;
+        };
+        let from = (prev_index - self.base()) as usize;
         let to = (from + self.config.max_entries_per_message).min(self.log.len());
         let entries = self.log[from..to].to_vec();
         let msg = Message::AppendEntries {
@@ -564,6 +648,16 @@ impl<C: Clone> Raft<C> {
         // The leader of our term: a candidate of the same term steps down.
         self.become_follower(term, Some(from));
         self.reset_election_deadline();
+        // Entries inside our snapshot are committed, so they match the
+        // leader's: skip to the snapshot's edge.
+        let (prev_index, prev_term, entries) = if prev_index < self.base() {
+            let base = self.base();
+            let rest: Vec<_> = entries.into_iter().filter(|e| e.index > base).collect();
+            let base_term = self.term_at(base).expect("the snapshot's edge has a term");
+            (base, base_term, rest)
+        } else {
+            (prev_index, prev_term, entries)
+        };
         if self.term_at(prev_index) != Some(prev_term) {
             // Log matching fails at prev_index: ask for earlier entries.
             let match_index = prev_index.saturating_sub(1).min(self.last_index());
@@ -605,8 +699,53 @@ impl<C: Clone> Raft<C> {
         );
     }
 
+    fn on_install_snapshot(&mut self, from: NodeId, term: Term, snapshot: Snapshot) {
+        if term < self.hard.term {
+            let term = self.hard.term;
+            let answer = Message::AppendResult {
+                term,
+                success: false,
+                match_index: 0,
+            };
+            self.send(from, answer);
+            return;
+        }
+        self.become_follower(term, Some(from));
+        self.reset_election_deadline();
+        let last_index = snapshot.last_index;
+        if last_index > self.commit {
+            if self.term_at(last_index) == Some(snapshot.last_term) {
+                // Our log goes on past the snapshot and agrees with it:
+                // keep what follows.
+                let keep_from = self.position(last_index) + 1;
+                self.log.drain(..keep_from);
+            } else {
+                // Our log is behind or disagrees: the snapshot replaces
+                // all of it.
+                let first = self.base() + 1;
+                self.log.clear();
+                self.ready.append.clear();
+                self.ready.truncate_from = Some(first);
+            }
+            self.persisted = self.persisted.max(last_index);
+            self.commit = last_index;
+            self.applied = last_index;
+            // Anything committed but not yet handed out is in the snapshot.
+            self.ready.committed.clear();
+            self.snapshot = Some(snapshot.clone());
+            self.ready.snapshot = Some(snapshot);
+        }
+        let answer = Message::AppendResult {
+            term,
+            success: true,
+            match_index: last_index,
+        };
+        self.send(from, answer);
+    }
+
     fn truncate_from(&mut self, index: Index) {
-        self.log.truncate(index as usize - 1);
+        let keep = self.position(index);
+        self.log.truncate(keep);
         self.persisted = self.persisted.min(index - 1);
         self.ready.append.retain(|e| e.index < index);
         self.ready.truncate_from = Some(
@@ -668,7 +807,7 @@ mod tests {
     }
 
     fn server(id: NodeId, hard: HardState, log: Vec<Entry<u32>>) -> Raft<u32> {
-        Raft::new(id, &[1, 2, 3], config(), hard, log, 0, u64::from(id))
+        Raft::new(id, &[1, 2, 3], config(), hard, None, log, 0, u64::from(id))
     }
 
     fn entry(term: Term, index: Index, command: u32) -> Entry<u32> {
@@ -927,12 +1066,184 @@ mod tests {
 
     #[test]
     fn a_group_of_one_commits_only_what_it_has_synced() {
-        let mut alone = Raft::new(1, &[1], config(), HardState::default(), Vec::new(), 0, 1);
+        let mut alone = Raft::new(
+            1,
+            &[1],
+            config(),
+            HardState::default(),
+            None,
+            Vec::new(),
+            0,
+            1,
+        );
         alone.tick(1_000);
         assert_eq!(alone.role(), Role::Leader);
         let index = alone.propose(5u32).unwrap();
         assert_eq!(alone.commit_index(), 0);
         alone.persisted(index);
         assert_eq!(alone.commit_index(), index);
+    }
+
+    /// A leader of term 1 whose log holds `n` commands, all committed and
+    /// applied with follower 2; follower 3 has answered nothing.
+    fn leader_with(n: u32) -> Raft<u32> {
+        let mut leader = server(1, HardState::default(), Vec::new());
+        leader.tick(1_000);
+        leader.step(
+            2,
+            Message::Vote {
+                term: 1,
+                granted: true,
+            },
+        );
+        for c in 0..n {
+            leader.propose(c).unwrap();
+        }
+        leader.persisted(leader.last_index());
+        let match_index = leader.last_index();
+        leader.step(
+            2,
+            Message::AppendResult {
+                term: 1,
+                success: true,
+                match_index,
+            },
+        );
+        leader.take_ready();
+        leader
+    }
+
+    #[test]
+    fn a_follower_behind_the_snapshot_is_sent_the_snapshot() {
+        let mut leader = leader_with(9);
+        assert_eq!(leader.commit_index(), 10);
+        leader.compact(8, b"state up to 8".to_vec());
+        // Follower 3 has nothing: the leader backs up to it.
+        leader.step(
+            3,
+            Message::AppendResult {
+                term: 1,
+                success: false,
+                match_index: 0,
+            },
+        );
+        let ready = leader.take_ready();
+        let snapshot = Snapshot {
+            last_index: 8,
+            last_term: 1,
+            data: b"state up to 8".to_vec(),
+        };
+        assert_eq!(
+            ready.messages,
+            vec![(3, Message::InstallSnapshot { term: 1, snapshot })]
+        );
+    }
+
+    #[test]
+    fn a_snapshot_replaces_a_log_that_disagrees_with_it() {
+        let old = vec![entry(1, 1, 1), entry(1, 2, 2), entry(1, 3, 3)];
+        let mut follower = server(
+            2,
+            HardState {
+                term: 1,
+                voted_for: None,
+            },
+            old,
+        );
+        let snapshot = Snapshot {
+            last_index: 5,
+            last_term: 2,
+            data: vec![5],
+        };
+        follower.step(
+            1,
+            Message::InstallSnapshot {
+                term: 2,
+                snapshot: snapshot.clone(),
+            },
+        );
+        let ready = follower.take_ready();
+        assert_eq!(ready.snapshot, Some(snapshot));
+        assert_eq!(ready.truncate_from, Some(1));
+        assert!(ready.committed.is_empty());
+        assert_eq!(follower.last_index(), 5);
+        assert_eq!(follower.commit_index(), 5);
+        // It goes on from the snapshot's edge.
+        follower.step(
+            1,
+            Message::AppendEntries {
+                term: 2,
+                prev_index: 5,
+                prev_term: 2,
+                entries: vec![entry(2, 6, 6)],
+                commit: 6,
+            },
+        );
+        assert_eq!(follower.take_ready().committed, vec![entry(2, 6, 6)]);
+    }
+
+    #[test]
+    fn a_snapshot_keeps_the_entries_after_it_that_agree() {
+        let log = vec![entry(1, 1, 1), entry(1, 2, 2), entry(1, 3, 3)];
+        let mut follower = server(
+            2,
+            HardState {
+                term: 1,
+                voted_for: None,
+            },
+            log,
+        );
+        let snapshot = Snapshot {
+            last_index: 2,
+            last_term: 1,
+            data: vec![2],
+        };
+        follower.step(1, Message::InstallSnapshot { term: 1, snapshot });
+        let ready = follower.take_ready();
+        assert_eq!(ready.truncate_from, None);
+        assert_eq!(follower.last_index(), 3);
+        // Entries before the snapshot's edge are matched by it.
+        follower.step(
+            1,
+            Message::AppendEntries {
+                term: 1,
+                prev_index: 0,
+                prev_term: 0,
+                entries: vec![entry(1, 1, 1), entry(1, 2, 2), entry(1, 3, 3)],
+                commit: 3,
+            },
+        );
+        let ready = follower.take_ready();
+        assert_eq!(ready.committed, vec![entry(1, 3, 3)]);
+        assert_eq!(
+            ready.messages,
+            vec![(
+                1,
+                Message::AppendResult {
+                    term: 1,
+                    success: true,
+                    match_index: 3
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn a_server_restarts_from_its_snapshot_and_the_log_after_it() {
+        let snapshot = Snapshot {
+            last_index: 2,
+            last_term: 1,
+            data: vec![],
+        };
+        let log = vec![entry(1, 1, 1), entry(1, 2, 2), entry(1, 3, 3)];
+        let hard = HardState {
+            term: 1,
+            voted_for: None,
+        };
+        let restarted = Raft::new(2, &[1, 2, 3], config(), hard, Some(snapshot), log, 0, 2);
+        assert_eq!(restarted.last_index(), 3);
+        assert_eq!(restarted.commit_index(), 2);
+        assert_eq!(restarted.term_at(1), None);
+        assert_eq!(restarted.term_at(2), Some(1));
     }
 }

@@ -1,7 +1,9 @@
 //! Raft in chapter 6's simulator: five servers replicating a small
 //! key-value store (reads, writes and compare-and-set, all through the log),
 //! three clients, a faulty network, crashes, power losses, partitions and
-//! clock jumps, and checkers over the run's history:
+//! clock jumps. Every server compacts its log into a snapshot every 10
+//! entries, so a server that fell behind or restarts catches up from one.
+//! Checkers over the run's history:
 //!
 //! - election safety: at most one leader per term;
 //! - state machine safety: every server applies the same command at each
@@ -34,8 +36,9 @@ use std::collections::BTreeMap;
 use ch06_replication::sim::{Ctx, Disk, Millis, Nemesis, NodeId, Sim, SimConfig, run_seeds};
 use ch07_coordinator::linearizability::{self, Model, Operation};
 use ch07_coordinator::raft::{
-    Entry, HardState, Index, Message, ProposeError, Raft, RaftConfig, Ready, Role,
+    Entry, HardState, Index, Message, ProposeError, Raft, RaftConfig, Ready, Role, Snapshot,
 };
+use serde::{Deserialize, Serialize};
 
 const SERVERS: [NodeId; 5] = [1, 2, 3, 4, 5];
 /// The clients; they never crash.
@@ -47,9 +50,12 @@ const OPS_PER_CLIENT: u64 = 40;
 const CLIENT_TIMEOUT_MS: Millis = 1_000;
 /// The store's keys are 0..KEYS.
 const KEYS: u8 = 3;
+/// Each server compacts its log once this many entries are applied past
+/// its last snapshot, so servers that fall behind catch up from one.
+const SNAPSHOT_EVERY: Index = 10;
 
 /// An operation on the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum KvOp {
     Read(u8),
     Write(u8, u64),
@@ -58,7 +64,7 @@ enum KvOp {
 }
 
 /// The store's answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum KvOut {
     Value(u64),
     Ok,
@@ -75,7 +81,7 @@ struct Cmd {
 
 /// The store, as every server applies the log to it; also the
 /// linearizability checker's model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 struct Kv([u64; KEYS as usize]);
 
 impl Kv {
@@ -117,6 +123,7 @@ impl Model for KvModel {
 #[derive(Debug, Clone)]
 enum Write {
     Hard(HardState),
+    Snapshot(Snapshot),
     Truncate(u64),
     Append(Entry<Cmd>),
 }
@@ -127,6 +134,8 @@ enum Write {
 #[derive(Debug, Default, Clone)]
 struct RaftDisk {
     hard: HardState,
+    snapshot: Option<Snapshot>,
+    /// The entries after the snapshot.
     log: Vec<Entry<Cmd>>,
     unsynced: Vec<Write>,
     syncs: u64,
@@ -136,6 +145,9 @@ impl RaftDisk {
     fn write(&mut self, ready: &Ready<Cmd>) {
         if let Some(hard) = ready.hard_state {
             self.unsynced.push(Write::Hard(hard));
+        }
+        if let Some(snapshot) = &ready.snapshot {
+            self.unsynced.push(Write::Snapshot(snapshot.clone()));
         }
         if let Some(from) = ready.truncate_from {
             self.unsynced.push(Write::Truncate(from));
@@ -147,12 +159,27 @@ impl RaftDisk {
     fn store(&mut self, write: Write) {
         match write {
             Write::Hard(hard) => self.hard = hard,
-            Write::Truncate(from) => self.log.truncate(from as usize - 1),
+            Write::Snapshot(snapshot) => {
+                self.log.retain(|e| e.index > snapshot.last_index);
+                self.snapshot = Some(snapshot);
+            }
+            Write::Truncate(from) => self.log.retain(|e| e.index < from),
             Write::Append(entry) => {
-                assert_eq!(entry.index, self.log.len() as u64 + 1, "a gap in the log");
-                self.log.push(entry);
+                let last = self.last_index();
+                if entry.index > last {
+                    assert_eq!(entry.index, last + 1, "a gap in the log");
+                    self.log.push(entry);
+                }
             }
         }
+    }
+
+    fn last_index(&self) -> Index {
+        self.log
+            .last()
+            .map(|e| e.index)
+            .or(self.snapshot.as_ref().map(|s| s.last_index))
+            .unwrap_or(0)
     }
 
     /// Syncs every pending write; returns whether there were any.
@@ -205,6 +232,11 @@ enum Event {
         term: u64,
         command: Option<Cmd>,
     },
+    /// A server's state now starts from this index: its snapshot's, at a
+    /// start or when it installed one from the leader.
+    Loaded {
+        index: u64,
+    },
     /// A client sent request `seq`.
     Call {
         seq: u64,
@@ -232,6 +264,26 @@ struct Server {
     /// Requests this server put in the log, by index, to answer once
     /// applied.
     pending: BTreeMap<Index, Cmd>,
+    /// The index its state starts from (its snapshot's), recorded in the
+    /// history at its first step after a start.
+    started_at: Option<Index>,
+}
+
+/// What a snapshot holds: the store and the sessions.
+#[derive(Serialize, Deserialize)]
+struct State {
+    kv: Kv,
+    sessions: BTreeMap<NodeId, (u64, KvOut)>,
+}
+
+fn encode(state: &State) -> Vec<u8> {
+    bincode::serde::encode_to_vec(state, bincode::config::standard()).expect("encodable")
+}
+
+fn decode(data: &[u8]) -> State {
+    bincode::serde::decode_from_slice(data, bincode::config::standard())
+        .expect("a snapshot this test wrote")
+        .0
 }
 
 /// A client: one request at a time.
@@ -259,14 +311,34 @@ impl Node {
             max_entries_per_message: 8,
         };
         let seed = u64::from(id) * 7919 + disk.syncs;
-        let raft = Raft::new(id, &SERVERS, config, disk.hard, disk.log.clone(), now, seed);
+        let raft = Raft::new(
+            id,
+            &SERVERS,
+            config,
+            disk.hard,
+            disk.snapshot.clone(),
+            disk.log.clone(),
+            now,
+            seed,
+        );
+        let (state, base) = match &disk.snapshot {
+            Some(snapshot) => (decode(&snapshot.data), snapshot.last_index),
+            None => (
+                State {
+                    kv: Kv::default(),
+                    sessions: BTreeMap::new(),
+                },
+                0,
+            ),
+        };
         Node::Server(Box::new(Server {
             raft,
             held: Vec::new(),
             ticks: 0,
-            kv: Kv::default(),
-            sessions: BTreeMap::new(),
+            kv: state.kv,
+            sessions: state.sessions,
             pending: BTreeMap::new(),
+            started_at: Some(base),
         }))
     }
 }
@@ -275,14 +347,38 @@ impl Server {
     /// The shell's order: write, hold the messages until the writes before
     /// them are synced, apply what is committed.
     fn drive(&mut self, ctx: &mut Ctx<'_, Msg, Event>, disk: &mut RaftDisk, leader_before: bool) {
+        if let Some(index) = self.started_at.take() {
+            ctx.record(Event::Loaded { index });
+        }
         let ready = self.raft.take_ready();
         disk.write(&ready);
+        if let Some(snapshot) = &ready.snapshot {
+            let state = decode(&snapshot.data);
+            self.kv = state.kv;
+            self.sessions = state.sessions;
+            ctx.record(Event::Loaded {
+                index: snapshot.last_index,
+            });
+        }
         self.held.extend(ready.messages);
         if disk.unsynced.is_empty() {
             self.release(ctx);
         }
+        let mut last_applied = None;
         for entry in ready.committed {
+            last_applied = Some(entry.index);
             self.apply(ctx, entry);
+        }
+        if let Some(applied) = last_applied
+            && applied - disk.snapshot.as_ref().map_or(0, |s| s.last_index) >= SNAPSHOT_EVERY
+        {
+            let state = State {
+                kv: self.kv,
+                sessions: self.sessions.clone(),
+            };
+            if let Some(snapshot) = self.raft.compact(applied, encode(&state)) {
+                disk.unsynced.push(Write::Snapshot(snapshot));
+            }
         }
         if self.raft.role() == Role::Leader && !leader_before {
             ctx.record(Event::BecameLeader {
@@ -474,13 +570,15 @@ fn check(sim: &Sim<Node>) -> Result<(), String> {
                 }
                 applied.insert(index, (term, command));
                 let expected = per_server.get(&node).map_or(1, |last| last + 1);
-                // A restarted server applies again from index 1.
-                if index != expected && index != 1 {
+                if index != expected {
                     return Err(format!(
                         "server {node} applied index {index} after {}",
                         expected - 1
                     ));
                 }
+                per_server.insert(node, index);
+            }
+            Event::Loaded { index } => {
                 per_server.insert(node, index);
             }
             Event::Call { seq, op } => {
