@@ -9,6 +9,9 @@
 //!
 //! - [`raft`]: Raft as a sans-IO state machine: elections, log replication,
 //!   commit by majority, and what must be synced before a message leaves.
+//! - [`tree`]: the state machine Raft replicates, ZooKeeper's data tree:
+//!   znodes and their stats, ephemeral and sequential nodes, conditional
+//!   writes, `multi`, and the changes each write makes, for the watches.
 //!
 //! ## How this differs from real Kafka
 //!
@@ -17,3 +20,4 @@
 //! (`AppendEntries`); this chapter follows the Raft paper.
 
 pub mod raft;
+pub mod tree;
