@@ -2,10 +2,11 @@
 //!
 //! Work in progress: so far, the Raft core ([`raft`]) with snapshots, run
 //! in chapter 6's simulator by `tests/raft_sim.rs` and checked for
-//! linearizability ([`linearizability`]), and ZooKeeper's data tree
-//! ([`tree`]). Sessions, watches, the server that applies the log to the
-//! tree, the client library and recipes, the tokio shell and the book
-//! chapter come next.
+//! linearizability ([`linearizability`]); ZooKeeper's data tree ([`tree`]);
+//! the replicated state with sessions ([`state`]); and watches
+//! ([`watches`]). The server node that joins them (session expiry,
+//! forwarding to the leader, reads and `sync`), the client library and
+//! recipes, the tokio shell and the book chapter come next.
 //!
 //! ## Layout
 //!
@@ -14,9 +15,14 @@
 //!   leaves.
 //! - [`linearizability`]: a checker that a history of concurrent operations
 //!   could have come from one copy doing one thing at a time.
+//! - [`state`]: what the log carries ([`state::Command`]) and the
+//!   replicated state it changes: the tree and the sessions, with each
+//!   session's last request remembered so that a repeat is applied once.
 //! - [`tree`]: the state machine Raft replicates, ZooKeeper's data tree:
 //!   znodes and their stats, ephemeral and sequential nodes, conditional
 //!   writes, `multi`, and the changes each write makes, for the watches.
+//! - [`watches`]: each server's one-shot data and child watches, fired by
+//!   the changes of the entries it applies.
 //!
 //! ## How this differs from real Kafka
 //!
@@ -26,4 +32,6 @@
 
 pub mod linearizability;
 pub mod raft;
+pub mod state;
 pub mod tree;
+pub mod watches;
