@@ -15,6 +15,9 @@
 //!   leaves.
 //! - [`linearizability`]: a checker that a history of concurrent operations
 //!   could have come from one copy doing one thing at a time.
+//! - [`node`]: one coordinator server, sans-IO: Raft, the state, sessions
+//!   (opened, resumed on another server, expired by the leader), reads and
+//!   watches, and writes forwarded to the leader.
 //! - [`state`]: what the log carries ([`state::Command`]) and the
 //!   replicated state it changes: the tree and the sessions, with each
 //!   session's last request remembered so that a repeat is applied once.
@@ -31,6 +34,7 @@
 //! (`AppendEntries`); this chapter follows the Raft paper.
 
 pub mod linearizability;
+pub mod node;
 pub mod raft;
 pub mod state;
 pub mod tree;
