@@ -13,6 +13,8 @@
 //! - [`raft`]: Raft as a sans-IO state machine: elections, log replication,
 //!   commit by majority, snapshots, and what must be synced before a message
 //!   leaves.
+//! - [`client`]: a client's session, sans-IO: opened on one server,
+//!   resumed on the next when that one falls silent, requests in order.
 //! - [`linearizability`]: a checker that a history of concurrent operations
 //!   could have come from one copy doing one thing at a time.
 //! - [`node`]: one coordinator server, sans-IO: Raft, the state, sessions
@@ -33,6 +35,7 @@
 //! Raft variant whose followers pull (`Fetch`) instead of being pushed
 //! (`AppendEntries`); this chapter follows the Raft paper.
 
+pub mod client;
 pub mod linearizability;
 pub mod node;
 pub mod raft;
