@@ -20,6 +20,8 @@
 //! - [`node`]: one coordinator server, sans-IO: Raft, the state, sessions
 //!   (opened, resumed on another server, expired by the leader), reads and
 //!   watches, and writes forwarded to the leader.
+//! - [`recipes`]: what applications build on it; so far the lock, with
+//!   its fencing token.
 //! - [`state`]: what the log carries ([`state::Command`]) and the
 //!   replicated state it changes: the tree and the sessions, with each
 //!   session's last request remembered so that a repeat is applied once.
@@ -39,6 +41,7 @@ pub mod client;
 pub mod linearizability;
 pub mod node;
 pub mod raft;
+pub mod recipes;
 pub mod state;
 pub mod tree;
 pub mod watches;

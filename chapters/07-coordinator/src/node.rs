@@ -581,22 +581,22 @@ fn decode_state(data: &[u8]) -> State {
         .expect("a snapshot this server's peers wrote")
 }
 
+/// A test harness: three servers on a perfect network with instant disks.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
-    use crate::tree::ANY_VERSION;
 
     /// Three servers, a perfect network and instant disks: every output is
     /// carried out at once, until nothing is left.
-    struct Cluster {
-        servers: Vec<Server>,
-        now: Millis,
+    pub(crate) struct Cluster {
+        pub(crate) servers: Vec<Server>,
+        pub(crate) now: Millis,
         /// What each (server, client) pair received.
-        inbox: Vec<(NodeId, ClientId, ServerMessage)>,
+        pub(crate) inbox: Vec<(NodeId, ClientId, ServerMessage)>,
     }
 
     impl Cluster {
-        fn new() -> Cluster {
+        pub(crate) fn new() -> Cluster {
             let config = RaftConfig {
                 election_timeout_ms: 100,
                 heartbeat_interval_ms: 10,
@@ -630,11 +630,11 @@ mod tests {
             cluster
         }
 
-        fn server(&mut self, id: NodeId) -> &mut Server {
+        pub(crate) fn server(&mut self, id: NodeId) -> &mut Server {
             &mut self.servers[id as usize - 1]
         }
 
-        fn settle(&mut self) {
+        pub(crate) fn settle(&mut self) {
             loop {
                 let mut sends = Vec::new();
                 for server in &mut self.servers {
@@ -679,7 +679,7 @@ mod tests {
         /// Advances time by `ms`, ticking every server (server 1 last, so
         /// that it stays the leader: its heartbeats are what keep the
         /// others from timing out).
-        fn pass(&mut self, ms: Millis) {
+        pub(crate) fn pass(&mut self, ms: Millis) {
             let end = self.now + ms;
             while self.now < end {
                 self.now += 10;
@@ -693,7 +693,7 @@ mod tests {
 
         /// Sends a client's message, and lets a couple of heartbeats pass
         /// (followers learn of a commit from the leader's next message).
-        fn send(&mut self, server: NodeId, client: ClientId, msg: ClientMessage) {
+        pub(crate) fn send(&mut self, server: NodeId, client: ClientId, msg: ClientMessage) {
             let now = self.now;
             self.server(server).on_client(client, msg, now);
             self.settle();
@@ -701,7 +701,7 @@ mod tests {
         }
 
         /// The messages client `client` got from `server`, taken.
-        fn received(&mut self, server: NodeId, client: ClientId) -> Vec<ServerMessage> {
+        pub(crate) fn received(&mut self, server: NodeId, client: ClientId) -> Vec<ServerMessage> {
             let (mine, rest) = std::mem::take(&mut self.inbox)
                 .into_iter()
                 .partition(|(s, c, _)| *s == server && *c == client);
@@ -709,7 +709,7 @@ mod tests {
             mine.into_iter().map(|(_, _, m)| m).collect()
         }
 
-        fn connect(&mut self, server: NodeId, client: ClientId) -> SessionId {
+        pub(crate) fn connect(&mut self, server: NodeId, client: ClientId) -> SessionId {
             let connect = ClientMessage::Connect {
                 session: None,
                 timeout_ms: 500,
@@ -720,7 +720,32 @@ mod tests {
                 other => panic!("expected Connected, got {other:?}"),
             }
         }
+        /// Carries out a client session's sends, lets time pass, and hands
+        /// it what its server sent back.
+        pub(crate) fn drive(&mut self, id: ClientId, client: &mut crate::client::ClientSession) {
+            for (server, msg) in client.take_sends() {
+                let now = self.now;
+                self.server(server).on_client(id, msg, now);
+                self.settle();
+            }
+            self.pass(20);
+            let mine: Vec<_>;
+            (mine, self.inbox) = std::mem::take(&mut self.inbox)
+                .into_iter()
+                .partition(|(_, c, _)| *c == id);
+            for (server, _, msg) in mine {
+                client.on_message(server, msg, self.now);
+            }
+            client.on_tick(self.now);
+        }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::Cluster;
+    use super::*;
+    use crate::tree::ANY_VERSION;
 
     fn create(path: &str, ephemeral: bool) -> Request {
         Request::Create {
