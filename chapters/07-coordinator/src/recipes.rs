@@ -1,7 +1,13 @@
 //! Recipes: what applications build from znodes, sessions and watches.
 //!
-//! So far, the lock ([`Lock`]), which chapter 8's controller election is
-//! one use of: ZooKeeper's recipe, with its refinements.
+//! Three, each a small state machine fed with a [`ClientSession`]'s
+//! events: a lock ([`Lock`]), an election ([`Election`]) and group
+//! membership ([`Membership`]). Chapter 8 uses all three: brokers register
+//! as members, race for the controller's node, and fence with its epoch.
+//!
+//! ## The lock
+//!
+//! ZooKeeper's recipe, with its refinements:
 //!
 //! - Each contender creates an *ephemeral sequential* node under the lock's
 //!   directory. The lowest number holds the lock. A holder that dies loses
@@ -258,6 +264,342 @@ impl Lock {
     }
 }
 
+/// What an [`Election`] tells its candidate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ElectionEvent {
+    /// This candidate leads, in this epoch (greater than every earlier
+    /// leader's).
+    Elected {
+        /// The epoch it leads in.
+        epoch: u64,
+    },
+    /// Someone else leads (their node's data says who).
+    Follower {
+        /// The leader's data, its id.
+        leader: Vec<u8>,
+    },
+    /// This candidate's session expired: it no longer leads, if it did.
+    Lost,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Race {
+    Idle,
+    /// Creating the leader's node (request `xid`).
+    Creating {
+        xid: u64,
+    },
+    /// Reading who leads, with a watch (request `xid`).
+    Reading {
+        xid: u64,
+    },
+    /// Someone leads; waiting for their node to go.
+    Following,
+    /// Reading the epoch (request `xid`).
+    ReadingEpoch {
+        xid: u64,
+    },
+    /// Bumping the epoch from `epoch`, if its version is still the one
+    /// read (request `xid`).
+    Bumping {
+        xid: u64,
+        epoch: u64,
+    },
+    /// Leading.
+    Leading {
+        epoch: u64,
+    },
+}
+
+/// An election, as Kafka's controller election on ZooKeeper worked: the
+/// candidates race to create one ephemeral node (`/controller`), whose data
+/// names the winner; the others watch it and race again when it goes. The
+/// winner then bumps an epoch kept in a persistent node
+/// (`/controller_epoch`) with a conditional write, so every leader's epoch
+/// is greater than the one before, and anyone can refuse a deposed leader's
+/// orders by their epoch.
+#[derive(Debug)]
+pub struct Election {
+    node: String,
+    epoch_node: String,
+    id: Vec<u8>,
+    race: Race,
+}
+
+impl Election {
+    /// A candidate `id` for the leadership held by `node`, with the epoch
+    /// in `epoch_node` (which must exist; empty data counts as epoch 0).
+    pub fn new(node: &str, epoch_node: &str, id: &[u8]) -> Election {
+        Election {
+            node: node.to_string(),
+            epoch_node: epoch_node.to_string(),
+            id: id.to_vec(),
+            race: Race::Idle,
+        }
+    }
+
+    /// The epoch, while leading.
+    pub fn leading(&self) -> Option<u64> {
+        match self.race {
+            Race::Leading { epoch } => Some(epoch),
+            _ => None,
+        }
+    }
+
+    /// Enters the race.
+    pub fn run(&mut self, client: &mut ClientSession, now: Millis) {
+        if self.race == Race::Idle {
+            self.create(client, now);
+        }
+    }
+
+    fn create(&mut self, client: &mut ClientSession, now: Millis) {
+        let request = Request::Create {
+            path: self.node.clone(),
+            data: self.id.clone(),
+            ephemeral: true,
+            sequential: false,
+        };
+        let xid = client.write(request, now);
+        self.race = Race::Creating { xid };
+    }
+
+    fn read_leader(&mut self, client: &mut ClientSession, now: Millis) {
+        let read = Read::GetData {
+            path: self.node.clone(),
+            watch: true,
+        };
+        let xid = client.read(read, now);
+        self.race = Race::Reading { xid };
+    }
+
+    fn read_epoch(&mut self, client: &mut ClientSession, now: Millis) {
+        let read = Read::GetData {
+            path: self.epoch_node.clone(),
+            watch: false,
+        };
+        let xid = client.read(read, now);
+        self.race = Race::ReadingEpoch { xid };
+    }
+
+    /// Feeds a client event to the election.
+    pub fn on_event(
+        &mut self,
+        client: &mut ClientSession,
+        event: &ClientEvent,
+        now: Millis,
+    ) -> Option<ElectionEvent> {
+        match (event, self.race.clone()) {
+            (ClientEvent::Expired, Race::Idle) => None,
+            (ClientEvent::Expired, _) => {
+                self.race = Race::Idle;
+                Some(ElectionEvent::Lost)
+            }
+            (ClientEvent::Written { xid, result }, Race::Creating { xid: x }) if *xid == x => {
+                match result {
+                    Ok(_) => self.read_epoch(client, now),
+                    // Someone leads (or our create is already there, from
+                    // a lost attempt: reading tells).
+                    Err(_) => self.read_leader(client, now),
+                }
+                None
+            }
+            (ClientEvent::ConnectionLoss { xid }, Race::Creating { xid: x })
+            | (ClientEvent::ConnectionLoss { xid }, Race::Reading { xid: x })
+                if *xid == x =>
+            {
+                self.read_leader(client, now);
+                None
+            }
+            (ClientEvent::ReadDone { xid, result }, Race::Reading { xid: x }) if *xid == x => {
+                match result {
+                    Ok(ReadResult::Data(data, _)) if *data == self.id => {
+                        // Ours, from a create whose answer was lost.
+                        self.read_epoch(client, now);
+                        None
+                    }
+                    Ok(ReadResult::Data(data, _)) => {
+                        self.race = Race::Following;
+                        Some(ElectionEvent::Follower {
+                            leader: data.clone(),
+                        })
+                    }
+                    // Gone between our create and our read: race again.
+                    _ => {
+                        self.create(client, now);
+                        None
+                    }
+                }
+            }
+            (ClientEvent::Watch(Change::NodeDeleted(path)), Race::Following)
+                if *path == self.node =>
+            {
+                self.create(client, now);
+                None
+            }
+            (ClientEvent::Reconnected(_), Race::Following) => {
+                self.read_leader(client, now);
+                None
+            }
+            (ClientEvent::ReadDone { xid, result }, Race::ReadingEpoch { xid: x }) if *xid == x => {
+                let Ok(ReadResult::Data(data, stat)) = result else {
+                    self.race = Race::Idle;
+                    return Some(ElectionEvent::Lost);
+                };
+                let epoch = std::str::from_utf8(data)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .unwrap_or(0);
+                let request = Request::SetData {
+                    path: self.epoch_node.clone(),
+                    data: (epoch + 1).to_string().into_bytes(),
+                    version: stat.version,
+                };
+                let xid = client.write(request, now);
+                self.race = Race::Bumping {
+                    xid,
+                    epoch: epoch + 1,
+                };
+                None
+            }
+            (ClientEvent::Written { xid, result }, Race::Bumping { xid: x, epoch })
+                if *xid == x =>
+            {
+                match result {
+                    Ok(_) => {
+                        self.race = Race::Leading { epoch };
+                        Some(ElectionEvent::Elected { epoch })
+                    }
+                    // Someone bumped it meanwhile (a leader before us, not
+                    // yet done): read it again and bump past it.
+                    Err(_) => {
+                        self.read_epoch(client, now);
+                        None
+                    }
+                }
+            }
+            (ClientEvent::ConnectionLoss { xid }, Race::ReadingEpoch { xid: x })
+            | (ClientEvent::ConnectionLoss { xid }, Race::Bumping { xid: x, .. })
+                if *xid == x =>
+            {
+                // A lost bump may have happened: bumping again only makes
+                // the epoch bigger, which is safe.
+                self.read_epoch(client, now);
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What a [`Membership`] tells its member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipEvent {
+    /// The group's members now, by name, sorted.
+    Members(Vec<String>),
+    /// This member's session expired: it is out of the group.
+    Lost,
+}
+
+/// Group membership: each member is an ephemeral node under the group's
+/// directory (Kafka's `/brokers/ids/N`), and each member watches the
+/// directory's children to learn who joins and who leaves.
+#[derive(Debug)]
+pub struct Membership {
+    dir: String,
+    name: String,
+    /// The request in flight: joining, or listing.
+    pending: Option<u64>,
+    joined: bool,
+}
+
+impl Membership {
+    /// Member `name` of the group in `dir` (which must exist).
+    pub fn new(dir: &str, name: &str) -> Membership {
+        Membership {
+            dir: dir.to_string(),
+            name: name.to_string(),
+            pending: None,
+            joined: false,
+        }
+    }
+
+    /// Joins: creates the member's node. A name already taken is refused
+    /// (a second broker with the same id), as [`MembershipEvent::Lost`].
+    pub fn join(&mut self, client: &mut ClientSession, now: Millis) {
+        let request = Request::Create {
+            path: format!("{}/{}", self.dir, self.name),
+            data: Vec::new(),
+            ephemeral: true,
+            sequential: false,
+        };
+        self.pending = Some(client.write(request, now));
+    }
+
+    fn list(&mut self, client: &mut ClientSession, now: Millis) {
+        let read = Read::GetChildren {
+            path: self.dir.clone(),
+            watch: true,
+        };
+        self.pending = Some(client.read(read, now));
+    }
+
+    /// Feeds a client event to the membership.
+    pub fn on_event(
+        &mut self,
+        client: &mut ClientSession,
+        event: &ClientEvent,
+        now: Millis,
+    ) -> Option<MembershipEvent> {
+        match event {
+            ClientEvent::Expired => {
+                self.joined = false;
+                self.pending = None;
+                Some(MembershipEvent::Lost)
+            }
+            ClientEvent::Written { xid, result } if self.pending == Some(*xid) => {
+                self.pending = None;
+                if result.is_ok() {
+                    self.joined = true;
+                    self.list(client, now);
+                    None
+                } else {
+                    Some(MembershipEvent::Lost)
+                }
+            }
+            ClientEvent::ConnectionLoss { xid } if self.pending == Some(*xid) => {
+                // A lost join may have happened: the list tells.
+                self.list(client, now);
+                None
+            }
+            ClientEvent::ReadDone { xid, result } if self.pending == Some(*xid) => {
+                self.pending = None;
+                let Ok(ReadResult::Children(names)) = result else {
+                    return None;
+                };
+                if !self.joined {
+                    if names.contains(&self.name) {
+                        self.joined = true;
+                    } else {
+                        self.join(client, now);
+                        return None;
+                    }
+                }
+                Some(MembershipEvent::Members(names.clone()))
+            }
+            ClientEvent::Watch(Change::NodeChildrenChanged(path)) if *path == self.dir => {
+                self.list(client, now);
+                None
+            }
+            ClientEvent::Reconnected(_) | ClientEvent::ConnectionLoss { .. } if self.joined => {
+                self.list(client, now);
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,6 +714,105 @@ mod tests {
         run(&mut cluster, &mut [&mut a], 3);
         assert_eq!(a.events.last(), Some(&LockEvent::Lost));
         assert!(!a.lock.is_held());
+    }
+
+    fn mkdir(cluster: &mut Cluster, xid: u64, path: &str) {
+        let mkdir = crate::node::ClientMessage::Write {
+            xid,
+            request: Request::Create {
+                path: path.into(),
+                data: Vec::new(),
+                ephemeral: false,
+                sequential: false,
+            },
+        };
+        cluster.send(1, 99, mkdir);
+        cluster.received(1, 99);
+    }
+
+    /// One round of a candidate: its session's messages, then its events.
+    fn elect_step(
+        cluster: &mut Cluster,
+        c: &mut Contender,
+        election: &mut Election,
+        heard: &mut Vec<ElectionEvent>,
+    ) {
+        cluster.drive(c.id, &mut c.client);
+        for event in c.client.take_events() {
+            heard.extend(election.on_event(&mut c.client, &event, cluster.now));
+        }
+    }
+
+    #[test]
+    fn an_election_has_one_leader_and_the_next_gets_a_greater_epoch() {
+        let mut cluster = cluster_with_lock_dir();
+        mkdir(&mut cluster, 2, "/controller_epoch");
+        let mut a = Contender::new(&cluster, 10, 1);
+        let mut b = Contender::new(&cluster, 20, 2);
+        let mut ea = Election::new("/controller", "/controller_epoch", b"a");
+        let mut eb = Election::new("/controller", "/controller_epoch", b"b");
+        let (mut heard_a, mut heard_b) = (Vec::new(), Vec::new());
+        for round in 0..20 {
+            if round == 3 {
+                ea.run(&mut a.client, cluster.now);
+            }
+            if round == 10 {
+                eb.run(&mut b.client, cluster.now);
+            }
+            elect_step(&mut cluster, &mut a, &mut ea, &mut heard_a);
+            elect_step(&mut cluster, &mut b, &mut eb, &mut heard_b);
+        }
+        assert_eq!(ea.leading(), Some(1));
+        // A falls silent: B is elected when A's session expires.
+        for _ in 0..40 {
+            elect_step(&mut cluster, &mut b, &mut eb, &mut heard_b);
+        }
+        assert_eq!(heard_a, vec![ElectionEvent::Elected { epoch: 1 }]);
+        assert_eq!(
+            heard_b,
+            vec![
+                ElectionEvent::Follower {
+                    leader: b"a".to_vec()
+                },
+                ElectionEvent::Elected { epoch: 2 }
+            ]
+        );
+    }
+
+    #[test]
+    fn members_see_each_other_join_and_leave() {
+        let mut cluster = cluster_with_lock_dir();
+        mkdir(&mut cluster, 2, "/ids");
+        let mut a = Contender::new(&cluster, 10, 1);
+        let mut b = Contender::new(&cluster, 20, 2);
+        let mut ma = Membership::new("/ids", "1");
+        let mut mb = Membership::new("/ids", "2");
+        let mut seen_a = Vec::new();
+        let mut seen_b = Vec::new();
+        for round in 0..50 {
+            if round == 3 {
+                ma.join(&mut a.client, cluster.now);
+            }
+            if round == 10 {
+                mb.join(&mut b.client, cluster.now);
+            }
+            // A falls silent after round 20.
+            if round < 20 {
+                cluster.drive(a.id, &mut a.client);
+                for event in a.client.take_events() {
+                    seen_a.extend(ma.on_event(&mut a.client, &event, cluster.now));
+                }
+            }
+            cluster.drive(b.id, &mut b.client);
+            for event in b.client.take_events() {
+                seen_b.extend(mb.on_event(&mut b.client, &event, cluster.now));
+            }
+        }
+        let members = |names: &[&str]| {
+            MembershipEvent::Members(names.iter().map(|s| s.to_string()).collect())
+        };
+        assert_eq!(seen_a, vec![members(&["1"]), members(&["1", "2"])]);
+        assert_eq!(seen_b, vec![members(&["1", "2"]), members(&["2"])]);
     }
 
     #[test]
