@@ -25,6 +25,8 @@
 //! - [`state`]: what the log carries ([`state::Command`]) and the
 //!   replicated state it changes: the tree and the sessions, with each
 //!   session's last request remembered so that a repeat is applied once.
+//! - [`storage`]: a server's files: hard state, snapshot and log, torn
+//!   tails cut on open, one `fsync` for every write since the last.
 //! - [`tree`]: the state machine Raft replicates, ZooKeeper's data tree:
 //!   znodes and their stats, ephemeral and sequential nodes, conditional
 //!   writes, `multi`, and the changes each write makes, for the watches.
@@ -43,5 +45,6 @@ pub mod node;
 pub mod raft;
 pub mod recipes;
 pub mod state;
+pub mod storage;
 pub mod tree;
 pub mod watches;
