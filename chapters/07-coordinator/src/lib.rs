@@ -15,6 +15,8 @@
 //!   leaves.
 //! - [`client`]: a client's session, sans-IO: opened on one server,
 //!   resumed on the next when that one falls silent, requests in order.
+//! - [`coordinator`]: the client library over TCP, [`coordinator::Coordinator`],
+//!   ZooKeeper's handle: create, get, set, delete, children, sync, watches.
 //! - [`linearizability`]: a checker that a history of concurrent operations
 //!   could have come from one copy doing one thing at a time.
 //! - [`node`]: one coordinator server, sans-IO: Raft, the state, sessions
@@ -22,6 +24,9 @@
 //!   watches, and writes forwarded to the leader.
 //! - [`recipes`]: what applications build on it; so far the lock, with
 //!   its fencing token.
+//! - [`shell`]: the tokio shell: one server as a process, its core on a
+//!   thread of its own (inputs, one sync, outputs), tokio tasks for the
+//!   sockets.
 //! - [`state`]: what the log carries ([`state::Command`]) and the
 //!   replicated state it changes: the tree and the sessions, with each
 //!   session's last request remembered so that a repeat is applied once.
@@ -40,10 +45,12 @@
 //! (`AppendEntries`); this chapter follows the Raft paper.
 
 pub mod client;
+pub mod coordinator;
 pub mod linearizability;
 pub mod node;
 pub mod raft;
 pub mod recipes;
+pub mod shell;
 pub mod state;
 pub mod storage;
 pub mod tree;
