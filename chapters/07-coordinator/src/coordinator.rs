@@ -25,7 +25,7 @@ use crate::tree::{Change, SessionId, Stat, TreeError, Version};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CoordError {
     /// The tree refused it (`NoNode`, `NodeExists`, `BadVersion`, ...).
-    #[error(transparent)]
+    #[error("{name}: {error}", name = zookeeper_name(.0), error = .0)]
     Tree(#[from] TreeError),
     /// A `multi` failed.
     #[error("{0}")]
@@ -37,6 +37,19 @@ pub enum CoordError {
     /// have taken effect.
     #[error("ConnectionLoss")]
     ConnectionLoss,
+}
+
+/// ZooKeeper's name for a tree error, as its shell prints it.
+fn zookeeper_name(error: &TreeError) -> &'static str {
+    match error {
+        TreeError::NoNode { .. } => "NoNode",
+        TreeError::NodeExists { .. } => "NodeExists",
+        TreeError::BadVersion { .. } => "BadVersion",
+        TreeError::NotEmpty { .. } => "NotEmpty",
+        TreeError::NoChildrenForEphemerals { .. } => "NoChildrenForEphemerals",
+        TreeError::BadArguments { .. } => "BadArguments",
+        TreeError::ZxidNotIncreasing { .. } => "RuntimeInconsistency",
+    }
 }
 
 impl From<RequestError> for CoordError {
