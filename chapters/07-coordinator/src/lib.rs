@@ -19,6 +19,8 @@
 //!   ZooKeeper's handle: create, get, set, delete, children, sync, watches.
 //! - [`linearizability`]: a checker that a history of concurrent operations
 //!   could have come from one copy doing one thing at a time.
+//! - [`local`]: three servers in one thread, on a perfect network, for
+//!   examples, benchmarks and tests.
 //! - [`node`]: one coordinator server, sans-IO: Raft, the state, sessions
 //!   (opened, resumed on another server, expired by the leader), reads and
 //!   watches, and writes forwarded to the leader.
@@ -47,6 +49,7 @@
 pub mod client;
 pub mod coordinator;
 pub mod linearizability;
+pub mod local;
 pub mod node;
 pub mod raft;
 pub mod recipes;

@@ -604,7 +604,7 @@ impl Membership {
 mod tests {
     use super::*;
     use crate::client::ClientConfig;
-    use crate::node::testing::Cluster;
+    use crate::local::LocalCluster as Cluster;
 
     /// A contender: its session and its lock.
     struct Contender {
