@@ -24,6 +24,7 @@
 use std::collections::HashSet;
 use std::hash::Hash;
 
+// ANCHOR: model
 /// A sequential specification: what one copy doing one thing at a time
 /// would answer.
 pub trait Model {
@@ -47,7 +48,9 @@ pub trait Model {
         output: Option<&Self::Output>,
     ) -> Option<Self::State>;
 }
+// ANCHOR_END: model
 
+// ANCHOR: operation
 /// One operation of a history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Operation<I, O> {
@@ -60,6 +63,7 @@ pub struct Operation<I, O> {
     /// The answer and when it came, or `None` if it never did.
     pub output: Option<(O, u64)>,
 }
+// ANCHOR_END: operation
 
 impl<I, O> Operation<I, O> {
     /// When the answer came; never, for one that has none.
@@ -128,6 +132,7 @@ struct Search<'a, M: Model> {
 }
 
 impl<M: Model> Search<'_, M> {
+    // ANCHOR: explore
     /// Whether the operations not in `done` can be linearized from `state`.
     fn explore(&mut self, done: &Bits, state: &M::State) -> bool {
         if self.order.len() > self.longest.len() {
@@ -169,6 +174,7 @@ impl<M: Model> Search<'_, M> {
         }
         false
     }
+    // ANCHOR_END: explore
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ pub struct Entry<C> {
     pub command: Option<C>,
 }
 
+// ANCHOR: hard_state
 /// What a server must keep on disk besides its log: the paper's
 /// `currentTerm` and `votedFor`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +51,7 @@ pub struct HardState {
     /// Whom it voted for in `term`, if anyone.
     pub voted_for: Option<NodeId>,
 }
+// ANCHOR_END: hard_state
 
 /// A snapshot of the state machine: everything the log held up to
 /// `last_index`, which the log then no longer needs (log compaction).
@@ -164,6 +166,7 @@ impl Default for RaftConfig {
     }
 }
 
+// ANCHOR: ready
 /// What the shell must do, in this order: persist, send, apply. See the
 /// module's docs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +187,7 @@ pub struct Ready<C> {
     /// Entries now committed, to apply in order.
     pub committed: Vec<Entry<C>>,
 }
+// ANCHOR_END: ready
 
 impl<C> Ready<C> {
     /// Whether there is nothing to do.
@@ -356,6 +360,7 @@ impl<C: Clone> Raft<C> {
             .expect("the last index is the snapshot's or in the log")
     }
 
+    // ANCHOR: compact
     /// Compacts the log: the shell's state machine, encoded as `data`,
     /// holds everything up to `index` (which it has applied), so the
     /// entries up to it go. Returns the snapshot, which the shell stores
@@ -376,6 +381,7 @@ impl<C: Clone> Raft<C> {
         self.snapshot = Some(snapshot.clone());
         Some(snapshot)
     }
+    // ANCHOR_END: compact
 
     /// Takes what the shell must now do (see [`Ready`]).
     pub fn take_ready(&mut self) -> Ready<C> {
@@ -398,6 +404,7 @@ impl<C: Clone> Raft<C> {
         )
     }
 
+    // ANCHOR: persisted
     /// The shell has synced the log up to `index`: a leader may now count
     /// its own copy towards a majority.
     pub fn persisted(&mut self, index: Index) {
@@ -406,6 +413,7 @@ impl<C: Clone> Raft<C> {
             self.advance_commit();
         }
     }
+    // ANCHOR_END: persisted
 
     /// Appends `command` to the log if this server leads; returns its index.
     /// The command is committed once a majority has it, which a later
@@ -438,6 +446,7 @@ impl<C: Clone> Raft<C> {
         }
     }
 
+    // ANCHOR: step
     /// Handles `msg` from peer `from`.
     pub fn step(&mut self, from: NodeId, msg: Message<C>) {
         // Any message from a later term makes this server a follower of
@@ -469,6 +478,7 @@ impl<C: Clone> Raft<C> {
             } => self.on_append_result(from, term, success, match_index),
         }
     }
+    // ANCHOR_END: step
 
     fn send(&mut self, to: NodeId, msg: Message<C>) {
         self.ready.messages.push((to, msg));
@@ -481,10 +491,12 @@ impl<C: Clone> Raft<C> {
         }
     }
 
+    // ANCHOR: election_timeout
     fn reset_election_deadline(&mut self) {
         let base = self.config.election_timeout_ms;
         self.election_deadline = self.now + base + self.rng.u64(0..base.max(1));
     }
+    // ANCHOR_END: election_timeout
 
     /// How many servers make a majority of the group (itself included).
     fn majority(&self) -> usize {
@@ -505,6 +517,7 @@ impl<C: Clone> Raft<C> {
         self.progress.clear();
     }
 
+    // ANCHOR: start_election
     fn start_election(&mut self) {
         self.role = Role::Candidate;
         self.leader = None;
@@ -530,7 +543,9 @@ impl<C: Clone> Raft<C> {
             self.become_leader();
         }
     }
+    // ANCHOR_END: start_election
 
+    // ANCHOR: request_vote
     fn on_request_vote(&mut self, from: NodeId, term: Term, last_index: Index, last_term: Term) {
         // The election restriction (section 5.4.1): a vote only for a log at
         // least as up to date as ours, so a leader holds every committed
@@ -548,6 +563,7 @@ impl<C: Clone> Raft<C> {
         let term = self.hard.term;
         self.send(from, Message::Vote { term, granted });
     }
+    // ANCHOR_END: request_vote
 
     fn on_vote(&mut self, from: NodeId, term: Term, granted: bool) {
         if self.role != Role::Candidate || term != self.hard.term || !granted {
@@ -561,6 +577,7 @@ impl<C: Clone> Raft<C> {
         }
     }
 
+    // ANCHOR: become_leader
     fn become_leader(&mut self) {
         self.role = Role::Leader;
         self.leader = Some(self.id);
@@ -576,6 +593,7 @@ impl<C: Clone> Raft<C> {
         self.append_own(None);
         self.broadcast_append();
     }
+    // ANCHOR_END: become_leader
 
     fn append_own(&mut self, command: Option<C>) -> Index {
         let entry = Entry {
@@ -596,6 +614,7 @@ impl<C: Clone> Raft<C> {
         self.advance_commit();
     }
 
+    // ANCHOR: send_append
     fn send_append(&mut self, peer: NodeId) {
         let Some(progress) = self.progress.get(&peer).copied() else {
             return;
@@ -623,7 +642,9 @@ impl<C: Clone> Raft<C> {
         };
         self.send(peer, msg);
     }
+    // ANCHOR_END: send_append
 
+    // ANCHOR: append_entries
     fn on_append_entries(
         &mut self,
         from: NodeId,
@@ -698,7 +719,9 @@ impl<C: Clone> Raft<C> {
             },
         );
     }
+    // ANCHOR_END: append_entries
 
+    // ANCHOR: install_snapshot
     fn on_install_snapshot(&mut self, from: NodeId, term: Term, snapshot: Snapshot) {
         if term < self.hard.term {
             let term = self.hard.term;
@@ -742,6 +765,7 @@ impl<C: Clone> Raft<C> {
         };
         self.send(from, answer);
     }
+    // ANCHOR_END: install_snapshot
 
     fn truncate_from(&mut self, index: Index) {
         let keep = self.position(index);
@@ -781,6 +805,7 @@ impl<C: Clone> Raft<C> {
         }
     }
 
+    // ANCHOR: advance_commit
     /// Moves the commit index to the highest entry of this term that a
     /// majority (this leader's synced log included) holds.
     fn advance_commit(&mut self) {
@@ -792,6 +817,7 @@ impl<C: Clone> Raft<C> {
             self.commit = candidate;
         }
     }
+    // ANCHOR_END: advance_commit
 }
 
 #[cfg(test)]

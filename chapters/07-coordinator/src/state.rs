@@ -29,6 +29,7 @@ use crate::tree::{
     Version,
 };
 
+// ANCHOR: request
 /// A client's request that goes through the log: every write, and `sync`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
@@ -65,7 +66,9 @@ pub enum Request {
     /// the leader had when it took it, so reads after it are up to date.
     Sync,
 }
+// ANCHOR_END: request
 
+// ANCHOR: command
 /// What the Raft log carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -94,7 +97,9 @@ pub enum Command {
         request: Request,
     },
 }
+// ANCHOR_END: command
 
+// ANCHOR: log_entry
 /// One entry of the log: a command, and the leader's clock when it took it
 /// (so that every server computes the same stats).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +109,7 @@ pub struct LogEntry {
     /// The command.
     pub command: Command,
 }
+// ANCHOR_END: log_entry
 
 /// The answer to a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +171,7 @@ pub enum Outcome {
     Nothing,
 }
 
+// ANCHOR: session_info
 /// What the state remembers of a session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInfo {
@@ -173,6 +180,7 @@ pub struct SessionInfo {
     /// Its last request applied, and the answer.
     last: Option<(u64, Result<Response, RequestError>)>,
 }
+// ANCHOR_END: session_info
 
 /// The replicated state: the tree and the open sessions.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,6 +248,7 @@ impl State {
         }
     }
 
+    // ANCHOR: exactly_once
     fn request(
         &mut self,
         txn: Txn,
@@ -281,6 +290,7 @@ impl State {
         };
         (outcome, changes)
     }
+    // ANCHOR_END: exactly_once
 
     fn execute(
         &mut self,

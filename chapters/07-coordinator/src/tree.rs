@@ -134,6 +134,7 @@ impl Txn {
     }
 }
 
+// ANCHOR: stat
 /// A znode's metadata, with ZooKeeper's field names (but no `aversion`,
 /// since there are no ACLs).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,7 +164,9 @@ pub struct Stat {
     /// How many children it has.
     pub num_children: u32,
 }
+// ANCHOR_END: stat
 
+// ANCHOR: create_mode
 /// How to create a node. ZooKeeper's `CreateMode`, except that an ephemeral
 /// mode names its owner. In ZooKeeper the owner is the session that sent
 /// the request; here the server puts that session in the mode, so that the
@@ -179,6 +182,7 @@ pub enum CreateMode {
     /// Ephemeral, and its name gets a counter appended.
     EphemeralSequential(SessionId),
 }
+// ANCHOR_END: create_mode
 
 impl CreateMode {
     fn is_sequential(self) -> bool {
@@ -633,6 +637,7 @@ impl DataTree {
         })
     }
 
+    // ANCHOR: close_session
     /// Ends `session`: deletes every ephemeral node it owns, and returns
     /// their paths, sorted. Fails only for a stale zxid.
     pub fn close_session(
@@ -658,7 +663,9 @@ impl DataTree {
             changes,
         })
     }
+    // ANCHOR_END: close_session
 
+    // ANCHOR: begin
     /// Refuses a zxid that is not above the last one, else records it.
     fn begin(&mut self, txn: Txn) -> Result<(), TreeError> {
         if txn.zxid <= self.last_zxid {
@@ -670,6 +677,7 @@ impl DataTree {
         self.last_zxid = txn.zxid;
         Ok(())
     }
+    // ANCHOR_END: begin
 
     /// Applies one operation of a `multi`, and says how to take it back.
     fn apply_op(

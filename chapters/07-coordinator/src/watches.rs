@@ -62,6 +62,7 @@ impl Watches {
             .insert(client);
     }
 
+    // ANCHOR: fire
     /// The watches that `changes` fire, in the order of the changes, each
     /// removed (they are one-shot). A client gets each change at most
     /// once, even if both its watches on the path fire.
@@ -85,6 +86,7 @@ impl Watches {
         }
         fired
     }
+    // ANCHOR_END: fire
 
     /// Forgets every watch of `client` (it disconnected).
     pub fn remove_client(&mut self, client: ClientId) {
