@@ -29,26 +29,18 @@ impl Default for LocalCluster {
 }
 
 impl LocalCluster {
-    /// Three servers, server 1 elected (its timeout runs out first).
+    /// Three servers, server 1 elected: its election timeout is half the
+    /// others', so it runs out first.
     pub fn new() -> LocalCluster {
-        let config = RaftConfig {
-            election_timeout_ms: 100,
-            heartbeat_interval_ms: 10,
-            max_entries_per_message: 64,
-        };
         let servers = (1..=3)
             .map(|id| {
+                let config = RaftConfig {
+                    election_timeout_ms: if id == 1 { 50 } else { 100 },
+                    heartbeat_interval_ms: 10,
+                    max_entries_per_message: 64,
+                };
                 let hard = HardState::default();
-                Server::new(
-                    id,
-                    &[1, 2, 3],
-                    config.clone(),
-                    hard,
-                    None,
-                    Vec::new(),
-                    0,
-                    id.into(),
-                )
+                Server::new(id, &[1, 2, 3], config, hard, None, Vec::new(), 0, id.into())
             })
             .collect();
         let mut cluster = LocalCluster {
@@ -56,11 +48,10 @@ impl LocalCluster {
             now: 0,
             inbox: Vec::new(),
         };
-        // Server 1 times out first and is elected.
-        cluster.now = 1_000;
-        cluster.servers[0].on_tick(1_000);
-        cluster.settle();
-        assert_eq!(cluster.servers[0].role(), Role::Leader);
+        while cluster.servers[0].role() != Role::Leader {
+            assert!(cluster.now < 1_000, "server 1 was not elected");
+            cluster.pass(10);
+        }
         cluster
     }
 

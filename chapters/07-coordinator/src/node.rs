@@ -286,6 +286,8 @@ impl Server {
     /// A client's message.
     pub fn on_client(&mut self, client: ClientId, msg: ClientMessage, now: Millis) {
         self.now = now;
+        // Raft's deadlines count from its clock: keep it current.
+        self.raft.tick(now);
         let session = self.clients.get(&client).and_then(|c| c.session);
         if let Some(session) = session {
             self.touch(session);
@@ -362,6 +364,7 @@ impl Server {
     /// A peer's message.
     pub fn on_peer(&mut self, from: NodeId, msg: PeerMessage, now: Millis) {
         self.now = now;
+        self.raft.tick(now);
         match msg {
             PeerMessage::Raft(msg) => self.raft.step(from, msg),
             PeerMessage::Forward(command) => self.submit(command),
