@@ -29,7 +29,6 @@ fn set(size: usize, xid: u64) -> Request {
         data: vec![xid as u8; size],
         version: ANY_VERSION,
     }
-    .clone()
 }
 
 fn create() -> Request {
@@ -51,13 +50,25 @@ fn writes(c: &mut Criterion) {
                 session: SESSION,
                 timeout_ms: 60_000,
             };
-            state.apply(1, &LogEntry { time: 0, command: open });
+            state.apply(
+                1,
+                &LogEntry {
+                    time: 0,
+                    command: open,
+                },
+            );
             let request = Command::Request {
                 session: SESSION,
                 xid: 1,
                 request: create(),
             };
-            state.apply(2, &LogEntry { time: 0, command: request });
+            state.apply(
+                2,
+                &LogEntry {
+                    time: 0,
+                    command: request,
+                },
+            );
             let mut index = 2;
             b.iter(|| {
                 index += 1;

@@ -135,6 +135,9 @@ impl<M: Model> Search<'_, M> {
     // ANCHOR: explore
     /// Whether the operations not in `done` can be linearized from `state`.
     fn explore(&mut self, done: &Bits, state: &M::State) -> bool {
+        // exercise-hole: explore | Depth-first search. Done when every remaining operation is one that never returned. Skip a (done, state) pair seen before (memoization). Otherwise try as the next operation to take effect each remaining one called before the earliest return among the remaining ones: if the model accepts its output from `state`, push it on `self.order`, explore from the new state, and pop it; succeed if any branch does. Keep the longest `order` reached in `self.longest` for the report.
+        // exercise-hint: An operation called after some other remaining operation returned cannot go before it: real time orders them.
+        // exercise-hint: `let first_return = remaining.iter().map(|&i| self.history[i].returned()).min().unwrap_or(u64::MAX);` and skip `op.call > first_return`; `self.model.step(state, &op.input, op.output.as_ref().map(|(o, _)| o))` gives the next state or `None`.
         if self.order.len() > self.longest.len() {
             self.longest = self.order.clone();
         }
@@ -173,6 +176,7 @@ impl<M: Model> Search<'_, M> {
             }
         }
         false
+        // exercise-end
     }
     // ANCHOR_END: explore
 }

@@ -547,6 +547,9 @@ impl<C: Clone> Raft<C> {
 
     // ANCHOR: request_vote
     fn on_request_vote(&mut self, from: NodeId, term: Term, last_index: Index, last_term: Term) {
+        // exercise-hole: request_vote | Grant the vote only if the request is of our current term, we have not voted for someone else in it, and the candidate's log is at least as up to date as ours (the election restriction: compare (last_term, last_index) pairs). A granted vote is written (`set_hard_state` with `voted_for`) and resets our election deadline. Always answer with a `Vote` carrying our term.
+        // exercise-hint: `step` has already moved us to a later term if the request had one, so `term == self.hard.term` is the check for a stale request. Tuples compare element by element: `(last_term, last_index) >= (self.last_term(), self.last_index())`.
+        // exercise-hint: `let free = self.hard.voted_for.is_none_or(|v| v == from);` then, if granted, `self.set_hard_state(HardState { term, voted_for: Some(from) }); self.reset_election_deadline();` and `self.send(from, Message::Vote { term: self.hard.term, granted })`.
         // The election restriction (section 5.4.1): a vote only for a log at
         // least as up to date as ours, so a leader holds every committed
         // entry.
@@ -562,6 +565,7 @@ impl<C: Clone> Raft<C> {
         }
         let term = self.hard.term;
         self.send(from, Message::Vote { term, granted });
+        // exercise-end
     }
     // ANCHOR_END: request_vote
 
@@ -679,6 +683,9 @@ impl<C: Clone> Raft<C> {
         } else {
             (prev_index, prev_term, entries)
         };
+        // exercise-hole: log_matching | Log matching: if our log has no entry at `prev_index` with `prev_term`, answer failure with the last index we might match (`prev_index - 1`, at most our last index). Otherwise store the entries: skip those we already have with the same term, and at the first whose term differs drop it and everything after (`self.truncate_from`), then append the rest (to `self.log` and `self.ready.append`). Move the commit index to the leader's, but not past the last new entry. Answer success with `match_index` the last new entry's index.
+        // exercise-hint: Never truncate when the entries agree: an old, delayed `AppendEntries` may carry fewer entries than we have, and cutting would lose entries the leader already counted.
+        // exercise-hint: `for entry in entries { match self.term_at(entry.index) { Some(t) if t == entry.term => continue, Some(_) => self.truncate_from(entry.index), None => {} } self.log.push(entry.clone()); self.ready.append.push(entry); }` and `let last_new = prev_index + n;` where `n` is the number of entries.
         if self.term_at(prev_index) != Some(prev_term) {
             // Log matching fails at prev_index: ask for earlier entries.
             let match_index = prev_index.saturating_sub(1).min(self.last_index());
@@ -718,6 +725,7 @@ impl<C: Clone> Raft<C> {
                 match_index: last_new,
             },
         );
+        // exercise-end
     }
     // ANCHOR_END: append_entries
 
@@ -809,6 +817,9 @@ impl<C: Clone> Raft<C> {
     /// Moves the commit index to the highest entry of this term that a
     /// majority (this leader's synced log included) holds.
     fn advance_commit(&mut self) {
+        // exercise-hole: advance_commit | Find the highest index that a majority holds: each follower's `matched` and this leader's own `persisted` (not its whole log: only what is synced counts). Commit it only if it is above `self.commit` and the entry there is of the current term (Raft's figure 8: entries of earlier terms are committed only by committing one of this term).
+        // exercise-hint: Sort the matched indexes from high to low; the one at position `majority() - 1` is held by a majority.
+        // exercise-hint: `let mut matched: Vec<Index> = self.progress.values().map(|p| p.matched).collect(); matched.push(self.persisted); matched.sort_unstable_by(|a, b| b.cmp(a)); let candidate = matched[self.majority() - 1];` then check `self.term_at(candidate) == Some(self.hard.term)`.
         let mut matched: Vec<Index> = self.progress.values().map(|p| p.matched).collect();
         matched.push(self.persisted);
         matched.sort_unstable_by(|a, b| b.cmp(a));
@@ -816,6 +827,7 @@ impl<C: Clone> Raft<C> {
         if candidate > self.commit && self.term_at(candidate) == Some(self.hard.term) {
             self.commit = candidate;
         }
+        // exercise-end
     }
     // ANCHOR_END: advance_commit
 }

@@ -256,6 +256,9 @@ impl State {
         xid: u64,
         request: &Request,
     ) -> (Outcome, Vec<Change>) {
+        // exercise-hole: exactly_once | A request of a session that is not open is answered `SessionExpired`. A repeat of the session's last request (same `xid`) is answered from the session's memory, without applying it again; an older one than the last is `Outcome::Nothing`. Otherwise execute it (`self.execute`), remember `(xid, result)` in the session, and answer it; only then does it change the tree.
+        // exercise-hint: `self.sessions.get(&session)` gives the `SessionInfo`; its `last` is `Option<(u64, Result<Response, RequestError>)>`.
+        // exercise-hint: `match &info.last { Some((last, result)) if *last == xid => return (Outcome::Answered { session, xid, result: result.clone() }, Vec::new()), Some((last, _)) if *last > xid => return (Outcome::Nothing, Vec::new()), _ => {} }` then `let (result, changes) = self.execute(txn, session, request);`.
         let Some(info) = self.sessions.get(&session) else {
             let result = Err(RequestError::SessionExpired { session });
             let outcome = Outcome::Answered {
@@ -289,6 +292,7 @@ impl State {
             result,
         };
         (outcome, changes)
+        // exercise-end
     }
     // ANCHOR_END: exactly_once
 

@@ -67,6 +67,9 @@ impl Watches {
     /// removed (they are one-shot). A client gets each change at most
     /// once, even if both its watches on the path fire.
     pub fn fire(&mut self, changes: &[Change]) -> Vec<(ClientId, Change)> {
+        // exercise-hole: fire | For each change, in order: the kinds of watch it fires (NodeCreated and NodeDataChanged: data watches; NodeDeleted: data and child watches; NodeChildrenChanged: child watches) on its path. Remove those watches (they are one-shot) and tell each of their clients once, even if both its watches on the path fire.
+        // exercise-hint: `self.by_path.remove(&(path, kind))` takes the set of clients watching and removes the watch at once.
+        // exercise-hint: Keep a `BTreeSet` of clients told for this change: `if told.insert(client) { fired.push((client, change.clone())) }`.
         let mut fired = Vec::new();
         for change in changes {
             let kinds: &[WatchKind] = match change {
@@ -85,6 +88,7 @@ impl Watches {
             }
         }
         fired
+        // exercise-end
     }
     // ANCHOR_END: fire
 
