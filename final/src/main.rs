@@ -11,6 +11,8 @@
 //! | `kfs consume` | `kafka-console-consumer` |
 //! | `kfs groups list/describe` | `kafka-consumer-groups` |
 //! | `kfs perf produce/consume` | `kafka-producer-perf-test`, `kafka-consumer-perf-test` |
+//! | `kfs coordinator` | `zookeeper-server-start` (chapter 7's coordinator) |
+//! | `kfs zk` | `zookeeper-shell` |
 //!
 //! Until the final broker exists (chapter 8), `kfs` runs the newest
 //! chapter's broker and clients: today chapter 5's (chapter 4's broker with
@@ -24,6 +26,8 @@
 //! - `console.rs`: `kfs produce` and `kfs consume`, lines in and out.
 //! - `groups.rs`: `kfs groups`, members, committed offsets and lag.
 //! - `perf.rs`: `kfs perf`, throughput and latency percentiles.
+//! - `zk.rs`: `kfs coordinator` and `kfs zk`, chapter 7's coordinator
+//!   and its shell.
 //! - `signal.rs`: SIGINT and SIGTERM, on which `kfs broker` and
 //!   `kfs consume` stop cleanly.
 
@@ -33,6 +37,7 @@ mod groups;
 mod perf;
 mod signal;
 mod topics;
+mod zk;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -68,6 +73,10 @@ enum Command {
     /// kafka-consumer-perf-test).
     #[command(subcommand)]
     Perf(perf::PerfCommand),
+    /// Run a coordinator server (zookeeper-server-start).
+    Coordinator(zk::CoordinatorArgs),
+    /// Read and write the coordinator's tree (zookeeper-shell).
+    Zk(zk::ZkArgs),
 }
 
 /// How long a client waits for the broker's answer (`request.timeout.ms`).
@@ -104,6 +113,8 @@ fn main() -> ExitCode {
             Command::Consume(args) => console::consume(args).await,
             Command::Groups(command) => groups::run(command).await,
             Command::Perf(command) => perf::run(command).await,
+            Command::Coordinator(args) => zk::coordinator(args).await,
+            Command::Zk(args) => zk::zk(args).await,
         }
     });
     // Tasks still running (a perf recorder, a stdin reader) are dropped

@@ -281,6 +281,24 @@ const BENCHES: &[Bench] = &[
             ),
         ],
     },
+    Bench {
+        suite: "ch07",
+        name: "ch07_coordinator",
+        // A write through three servers' Raft in one thread against the
+        // same write applied to one copy of the state.
+        pairs: &[
+            pair(
+                "write through Raft, 100 B",
+                "ch07/baseline_apply/100",
+                "ch07/replicated_write/100",
+            ),
+            pair(
+                "write through Raft, 1 KiB",
+                "ch07/baseline_apply/1024",
+                "ch07/replicated_write/1024",
+            ),
+        ],
+    },
 ];
 
 /// The end-to-end harness's suite name, command and results file.

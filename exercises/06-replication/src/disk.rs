@@ -147,8 +147,8 @@ fn render(entries: &[String]) -> String {
 /// Replaces the file at `path` with `contents`, atomically and durably:
 /// a temporary file beside it, synced, renamed over it, and the directory
 /// synced (the rename is a change to the directory, and is only durable
-/// once the directory is).
-fn write_atomically(path: &Path, contents: &str) -> Result<(), CheckpointError> {
+/// once the directory is). Chapter 7's Raft storage uses it too.
+pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), CheckpointError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| CheckpointError::Io { path, source }
@@ -159,7 +159,7 @@ fn write_atomically(path: &Path, contents: &str) -> Result<(), CheckpointError> 
         .unwrap_or_default();
     let tmp = path.with_file_name(format!("{name}.tmp"));
     let mut file = File::create(&tmp).map_err(io(&tmp))?;
-    file.write_all(contents.as_bytes())
+    file.write_all(contents)
         .and_then(|()| file.sync_all())
         .map_err(io(&tmp))?;
     fs::rename(&tmp, path).map_err(io(path))?;
@@ -214,7 +214,7 @@ pub fn write_epoch_checkpoint(path: &Path, entries: &[EpochEntry]) -> Result<(),
         .iter()
         .map(|e| format!("{} {}", e.epoch, e.start_offset))
         .collect();
-    write_atomically(path, &render(&lines))
+    write_atomically(path, render(&lines).as_bytes())
 }
 
 /// Reads the high-watermark checkpoint (empty if there is none).
@@ -251,7 +251,7 @@ pub fn write_offset_checkpoint(
         .iter()
         .map(|(tp, offset)| format!("{} {} {offset}", tp.topic, tp.partition))
         .collect();
-    write_atomically(path, &render(&lines))
+    write_atomically(path, render(&lines).as_bytes())
 }
 
 /// A broker's replicated state on disk: chapter 3's store for the logs,

@@ -1,0 +1,425 @@
+//! The tokio shell: one coordinator server as a real process, its sans-IO
+//! [`Server`] driven by sockets, a clock and the disk.
+//!
+//! The server's state machine runs on one thread of its own (the *core*),
+//! which owns the [`Server`] and its [`Storage`] and does nothing but:
+//! take every input that is waiting, hand each to the server, write what
+//! the server asks, **sync once** for all of it, and only then send what
+//! waited for the sync. So many clients' writes share one `fsync`, and the
+//! core never waits for the network. Tokio tasks do the networking:
+//!
+//! - a listener for clients, with a reader and a writer task per client;
+//! - a listener for peers, with a reader task per inbound connection;
+//! - a sender task per peer, which connects (and reconnects) to it.
+//!
+//! Every message is a frame: a 4-byte big-endian length, then the message
+//! encoded with bincode. A frame longer than [`MAX_FRAME`] or that does not
+//! decode ends its connection; the server goes on.
+//!
+//! A real system would also bound each client's queue, authenticate peers,
+//! and take membership changes; this one has a fixed ensemble.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use ch06_replication::sim::NodeId;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::node::{ClientMessage, PeerMessage, Send, Server, ServerMessage};
+use crate::raft::RaftConfig;
+use crate::storage::{Storage, StorageError};
+use crate::watches::ClientId;
+
+/// The largest frame accepted: a znode's data (1 MiB) and then some.
+pub const MAX_FRAME: usize = 2 * 1024 * 1024;
+
+/// One server of the ensemble: its client and peer addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    /// Where clients connect.
+    pub client: SocketAddr,
+    /// Where the other servers connect.
+    pub peer: SocketAddr,
+}
+
+/// How to run a server.
+#[derive(Debug, Clone)]
+pub struct ShellConfig {
+    /// This server's id.
+    pub id: NodeId,
+    /// Every server, this one included.
+    pub ensemble: BTreeMap<NodeId, Member>,
+    /// Where its files go.
+    pub data_dir: PathBuf,
+    /// Raft's timing.
+    pub raft: RaftConfig,
+    /// How often the core ticks (and so, at the latest, syncs).
+    pub tick: Duration,
+}
+
+/// Why a server stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ShellError {
+    /// Its files could not be read or written.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A socket could not be opened.
+    #[error("{what}: {source}")]
+    Io {
+        /// What it was doing.
+        what: String,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+}
+
+/// What the network tasks hand the core.
+enum Input {
+    Client(ClientId, ClientMessage),
+    Connected(ClientId, mpsc::UnboundedSender<ServerMessage>),
+    Disconnected(ClientId),
+    Peer(NodeId, PeerMessage),
+    /// The server is stopping.
+    Stop,
+}
+
+/// Reads one frame and decodes it; `None` at a clean end of stream.
+pub async fn read_frame<T: DeserializeOwned>(
+    reader: &mut (impl AsyncRead + Unpin),
+) -> std::io::Result<Option<T>> {
+    let len = match reader.read_u32().await {
+        Ok(len) => len as usize,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if len > MAX_FRAME {
+        let message = format!("a frame of {len} bytes (at most {MAX_FRAME})");
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            message,
+        ));
+    }
+    let mut bytes = vec![0; len];
+    reader.read_exact(&mut bytes).await?;
+    bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
+        .map(|(value, _)| Some(value))
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// Encodes `value` and writes it as one frame.
+pub async fn write_frame<T: Serialize>(
+    writer: &mut (impl AsyncWrite + Unpin),
+    value: &T,
+) -> std::io::Result<()> {
+    let bytes = bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let mut frame = Vec::with_capacity(4 + bytes.len());
+    frame.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&bytes);
+    writer.write_all(&frame).await
+}
+
+/// Runs server `config.id` on the listeners given (bound already, so that
+/// a test can use port 0) until `shutdown` resolves.
+pub async fn run(
+    config: ShellConfig,
+    clients: TcpListener,
+    peers: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ShellError> {
+    let (storage, recovered) = Storage::open(&config.data_dir)?;
+    info!(
+        id = config.id,
+        entries = recovered.log.len(),
+        cut = recovered.cut_bytes,
+        "opened"
+    );
+    let members: Vec<NodeId> = config.ensemble.keys().copied().collect();
+    let seed = u64::from(config.id) ^ std::process::id() as u64;
+    let server = Server::new(
+        config.id,
+        &members,
+        config.raft.clone(),
+        recovered.hard,
+        recovered.snapshot,
+        recovered.log,
+        wall_clock_ms(),
+        seed,
+    );
+    let (inputs, input_rx) = std_mpsc::channel::<Input>();
+    // Every network task watches this, and ends when it turns true.
+    let (stop, stopping) = watch::channel(false);
+    // One sender task per peer.
+    let mut peer_senders = BTreeMap::new();
+    for (&id, member) in &config.ensemble {
+        if id != config.id {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(send_to_peer(config.id, member.peer, rx, stopping.clone()));
+            peer_senders.insert(id, tx);
+        }
+    }
+    let core = std::thread::spawn({
+        let tick = config.tick;
+        move || core(server, storage, input_rx, peer_senders, tick)
+    });
+    tokio::spawn(accept_clients(clients, inputs.clone(), stopping.clone()));
+    tokio::spawn(accept_peers(peers, inputs.clone(), stopping));
+    shutdown.await;
+    info!(id = config.id, "stopping");
+    // Nobody is listening for the answer: the tasks end either way.
+    let _ = stop.send(true);
+    let _ = inputs.send(Input::Stop);
+    tokio::task::spawn_blocking(move || core.join())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(Ok(()))
+}
+
+/// The core loop: inputs in, one sync, outputs out.
+fn core(
+    mut server: Server,
+    mut storage: Storage,
+    inputs: std_mpsc::Receiver<Input>,
+    peers: BTreeMap<NodeId, mpsc::UnboundedSender<PeerMessage>>,
+    tick: Duration,
+) -> Result<(), ShellError> {
+    let mut clients: BTreeMap<ClientId, mpsc::UnboundedSender<ServerMessage>> = BTreeMap::new();
+    let mut next_tick = Instant::now() + tick;
+    let now = wall_clock_ms;
+    loop {
+        let first = match inputs.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
+            Ok(input) => Some(input),
+            Err(std_mpsc::RecvTimeoutError::Timeout) => None,
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+        };
+        // Everything that is waiting goes into this round: one sync.
+        for input in first.into_iter().chain(inputs.try_iter()) {
+            match input {
+                Input::Client(client, msg) => server.on_client(client, msg, now()),
+                Input::Connected(client, tx) => {
+                    clients.insert(client, tx);
+                }
+                Input::Disconnected(client) => {
+                    clients.remove(&client);
+                    server.on_disconnect(client);
+                }
+                Input::Peer(from, msg) => server.on_peer(from, msg, now()),
+                Input::Stop => return Ok(()),
+            }
+        }
+        if Instant::now() >= next_tick {
+            server.on_tick(now());
+            next_tick = Instant::now() + tick;
+        }
+        let output = server.take_output();
+        let wrote = !output.writes.is_empty();
+        storage.write(&output.writes)?;
+        let mut sends = output.now;
+        if wrote {
+            let synced = storage.sync()?;
+            server.persisted(synced);
+        }
+        sends.extend(output.after_sync);
+        // `persisted` may have committed more.
+        let more = server.take_output();
+        if !more.writes.is_empty() {
+            storage.write(&more.writes)?;
+            let synced = storage.sync()?;
+            server.persisted(synced);
+        }
+        sends.extend(more.now);
+        sends.extend(more.after_sync);
+        for send in sends {
+            match send {
+                Send::Client(client, msg) => {
+                    if let Some(tx) = clients.get(&client) {
+                        // A client that went away is cleaned up when its
+                        // reader reports it.
+                        let _ = tx.send(msg);
+                    }
+                }
+                Send::Peer(to, msg) => {
+                    if let Some(tx) = peers.get(&to) {
+                        // The sender task lives as long as the server.
+                        let _ = tx.send(msg);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The time in ms since the Unix epoch: what the stats record, and what
+/// keeps session ids unique across a server's restarts.
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Whether the server is stopping (or already gone).
+async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone: stopped too.
+    let _ = stopping.wait_for(|&stop| stop).await;
+}
+
+async fn accept_clients(
+    listener: TcpListener,
+    inputs: std_mpsc::Sender<Input>,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let mut next_client: ClientId = 1;
+    loop {
+        let accepted = tokio::select! {
+            _ = stopped(&mut stopping) => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, addr) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                warn!(%e, "accepting a client");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // Requests are small and answers should not wait for more.
+        let _ = stream.set_nodelay(true);
+        let client = next_client;
+        next_client += 1;
+        debug!(client, %addr, "client connected");
+        let (mut reader, mut writer) = stream.into_split();
+        let (tx, mut rx) = mpsc::unbounded_channel::<ServerMessage>();
+        if inputs.send(Input::Connected(client, tx)).is_err() {
+            return;
+        }
+        let mut stop = stopping.clone();
+        tokio::spawn(async move {
+            loop {
+                let msg = tokio::select! {
+                    _ = stopped(&mut stop) => return,
+                    msg = rx.recv() => msg,
+                };
+                let Some(msg) = msg else { return };
+                if write_frame(&mut writer, &msg).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let inputs = inputs.clone();
+        let mut stop = stopping.clone();
+        tokio::spawn(async move {
+            loop {
+                let frame = tokio::select! {
+                    _ = stopped(&mut stop) => return,
+                    frame = read_frame::<ClientMessage>(&mut reader) => frame,
+                };
+                match frame {
+                    Ok(Some(msg)) => {
+                        if inputs.send(Input::Client(client, msg)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        warn!(client, %e, "closing a client connection");
+                        break;
+                    }
+                }
+            }
+            let _ = inputs.send(Input::Disconnected(client));
+        });
+    }
+}
+
+async fn accept_peers(
+    listener: TcpListener,
+    inputs: std_mpsc::Sender<Input>,
+    mut stopping: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stopped(&mut stopping) => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, _) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                warn!(%e, "accepting a peer");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let inputs = inputs.clone();
+        let mut stop = stopping.clone();
+        tokio::spawn(async move {
+            let mut stream = stream;
+            // A peer says who it is first.
+            let Ok(Some(from)) = read_frame::<NodeId>(&mut stream).await else {
+                return;
+            };
+            loop {
+                let frame = tokio::select! {
+                    _ = stopped(&mut stop) => return,
+                    frame = read_frame::<PeerMessage>(&mut stream) => frame,
+                };
+                match frame {
+                    Ok(Some(msg)) => {
+                        if inputs.send(Input::Peer(from, msg)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(e) => {
+                        warn!(from, %e, "closing a peer connection");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Keeps a connection to a peer and writes what the core sends it. Raft
+/// copes with lost messages, so a message that finds no connection is
+/// dropped rather than queued without bound.
+async fn send_to_peer(
+    me: NodeId,
+    addr: SocketAddr,
+    mut messages: mpsc::UnboundedReceiver<PeerMessage>,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let mut stream: Option<TcpStream> = None;
+    loop {
+        let msg = tokio::select! {
+            _ = stopped(&mut stopping) => return,
+            msg = messages.recv() => msg,
+        };
+        let Some(msg) = msg else { return };
+        if stream.is_none() {
+            match TcpStream::connect(addr).await {
+                Ok(mut s) => {
+                    let _ = s.set_nodelay(true);
+                    if write_frame(&mut s, &me).await.is_ok() {
+                        stream = Some(s);
+                    }
+                }
+                Err(e) => debug!(%addr, %e, "peer not reachable"),
+            }
+        }
+        if let Some(s) = stream.as_mut()
+            && write_frame(s, &msg).await.is_err()
+        {
+            stream = None;
+        }
+    }
+}

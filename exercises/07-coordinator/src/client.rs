@@ -1,0 +1,490 @@
+//! A client's session, sans-IO: the connection logic ZooKeeper's client
+//! library has, as a state machine the simulator and a tokio shell can both
+//! drive.
+//!
+//! A [`ClientSession`] keeps one session alive across servers:
+//!
+//! - it opens the session on one server, pings it, and when that server
+//!   stops answering it moves to the next and *resumes* the session there
+//!   (the session lives in the replicated state, so any server knows it);
+//! - it numbers requests and sends them one at a time, in order: a
+//!   session's writes must apply in the order it made them, and one in
+//!   flight keeps that order on a network that may reorder (ZooKeeper
+//!   pipelines them on one TCP connection instead);
+//! - a request in flight when the connection is lost fails with
+//!   [`ClientEvent::ConnectionLoss`]: it may or may not have taken effect
+//!   (ZooKeeper's `CONNECTIONLOSS`); the ones queued behind it go to the
+//!   next server;
+//! - if the session has expired (it was silent too long), every request
+//!   fails and [`ClientEvent::Expired`] says so; the application opens a
+//!   new session, and with it loses its ephemeral nodes and watches.
+//!
+//! Watches live on the server a client is connected to. ZooKeeper's client
+//! sets them again on the new server after it moves (`SetWatches`); this
+//! one reports [`ClientEvent::Reconnected`] instead, and the recipes read
+//! again, which sets them again and catches any change they missed.
+
+use std::collections::VecDeque;
+
+use ch06_replication::sim::{Millis, NodeId};
+
+use crate::node::{ClientMessage, Read, ReadResult, ServerMessage};
+use crate::state::{Request, RequestError, Response};
+use crate::tree::{Change, SessionId, TreeError};
+
+/// Timing of a session.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The session timeout asked for.
+    pub session_timeout_ms: u64,
+    /// How long to wait for a server's answer before trying the next.
+    pub request_timeout_ms: Millis,
+    /// How often to ping when idle.
+    pub ping_interval_ms: Millis,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            session_timeout_ms: 6_000,
+            request_timeout_ms: 2_000,
+            ping_interval_ms: 1_000,
+        }
+    }
+}
+
+/// What happened, for the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The session is open.
+    Connected(SessionId),
+    /// The session moved to another server and is still alive: watches set
+    /// on the old server are gone.
+    Reconnected(SessionId),
+    /// The session has expired: ephemeral nodes and watches are gone, and
+    /// every request of it failed.
+    Expired,
+    /// A write (or `sync`) was answered.
+    Written {
+        /// The request's number.
+        xid: u64,
+        /// The answer.
+        result: Result<Response, RequestError>,
+    },
+    /// A read was answered.
+    ReadDone {
+        /// The request's number.
+        xid: u64,
+        /// The answer.
+        result: Result<ReadResult, TreeError>,
+    },
+    /// A request was in flight when the connection was lost: it may or may
+    /// not have taken effect.
+    ConnectionLoss {
+        /// The request's number.
+        xid: u64,
+    },
+    /// A watch fired.
+    Watch(Change),
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Write(Request),
+    Read(Read),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Conn {
+    /// Waiting for `Connected` since this time.
+    Connecting(Millis),
+    /// Open on `server`.
+    Open,
+    /// The session is over.
+    Expired,
+}
+
+/// One client session.
+#[derive(Debug)]
+pub struct ClientSession {
+    servers: Vec<NodeId>,
+    server: usize,
+    config: ClientConfig,
+    session: Option<SessionId>,
+    conn: Conn,
+    next_xid: u64,
+    /// Requests not yet answered, oldest first; the first is in flight
+    /// once sent.
+    queue: VecDeque<(u64, Op)>,
+    /// When the first of `queue` was sent, if it was.
+    in_flight_since: Option<Millis>,
+    last_sent: Millis,
+    sends: Vec<(NodeId, ClientMessage)>,
+    events: Vec<ClientEvent>,
+}
+
+impl ClientSession {
+    /// A new session, to be opened on `servers[first]` (then the others in
+    /// turn).
+    pub fn new(servers: &[NodeId], first: usize, config: ClientConfig, now: Millis) -> Self {
+        let mut client = ClientSession {
+            servers: servers.to_vec(),
+            server: first % servers.len(),
+            config,
+            session: None,
+            conn: Conn::Connecting(now),
+            next_xid: 0,
+            queue: VecDeque::new(),
+            in_flight_since: None,
+            last_sent: now,
+            sends: Vec::new(),
+            events: Vec::new(),
+        };
+        client.send_connect(now);
+        client
+    }
+
+    /// The session, once open.
+    pub fn session(&self) -> Option<SessionId> {
+        self.session
+    }
+
+    /// The server it talks to.
+    pub fn server(&self) -> NodeId {
+        self.servers[self.server]
+    }
+
+    /// Whether it has expired.
+    pub fn is_expired(&self) -> bool {
+        self.conn == Conn::Expired
+    }
+
+    /// Whether no request is waiting for an answer.
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Queues a write (or `sync`); returns its request number.
+    pub fn write(&mut self, request: Request, now: Millis) -> u64 {
+        self.enqueue(Op::Write(request), now)
+    }
+
+    /// Queues a read; returns its request number.
+    pub fn read(&mut self, read: Read, now: Millis) -> u64 {
+        self.enqueue(Op::Read(read), now)
+    }
+
+    /// Ends the session (its ephemerals go at once, not at its timeout).
+    pub fn close(&mut self) {
+        if self.conn == Conn::Open {
+            self.sends.push((self.server(), ClientMessage::Close));
+        }
+    }
+
+    /// Takes the messages to send.
+    pub fn take_sends(&mut self) -> Vec<(NodeId, ClientMessage)> {
+        std::mem::take(&mut self.sends)
+    }
+
+    /// Takes what happened.
+    pub fn take_events(&mut self) -> Vec<ClientEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    fn enqueue(&mut self, op: Op, now: Millis) -> u64 {
+        self.next_xid += 1;
+        let xid = self.next_xid;
+        if self.conn == Conn::Expired {
+            self.events.push(Self::failure(xid, &op));
+        } else {
+            self.queue.push_back((xid, op));
+            self.send_next(now);
+        }
+        xid
+    }
+
+    /// The answer an expired session gets.
+    fn failure(xid: u64, op: &Op) -> ClientEvent {
+        match op {
+            Op::Write(_) => ClientEvent::Written {
+                xid,
+                result: Err(RequestError::SessionExpired { session: 0 }),
+            },
+            Op::Read(_) => ClientEvent::ConnectionLoss { xid },
+        }
+    }
+
+    fn send_connect(&mut self, now: Millis) {
+        self.conn = Conn::Connecting(now);
+        let msg = ClientMessage::Connect {
+            session: self.session,
+            timeout_ms: self.config.session_timeout_ms,
+        };
+        self.sends.push((self.server(), msg));
+        self.last_sent = now;
+    }
+
+    fn send_next(&mut self, now: Millis) {
+        if self.conn != Conn::Open || self.in_flight_since.is_some() {
+            return;
+        }
+        let Some((xid, op)) = self.queue.front().cloned() else {
+            return;
+        };
+        let msg = match op {
+            Op::Write(request) => ClientMessage::Write { xid, request },
+            Op::Read(read) => ClientMessage::Read { xid, read },
+        };
+        self.sends.push((self.server(), msg));
+        self.in_flight_since = Some(now);
+        self.last_sent = now;
+    }
+
+    /// The server did not answer in time: try the next one.
+    fn move_on(&mut self, now: Millis) {
+        if self.in_flight_since.take().is_some()
+            && let Some((xid, _)) = self.queue.pop_front()
+        {
+            self.events.push(ClientEvent::ConnectionLoss { xid });
+        }
+        self.server = (self.server + 1) % self.servers.len();
+        self.send_connect(now);
+    }
+
+    /// A message from server `from`.
+    pub fn on_message(&mut self, from: NodeId, msg: ServerMessage, now: Millis) {
+        if from != self.server() || self.conn == Conn::Expired {
+            // A late answer from a server it left: its requests were
+            // reported lost already.
+            return;
+        }
+        match msg {
+            ServerMessage::Connected { session } => {
+                if let Conn::Connecting(_) = self.conn {
+                    let event = match self.session {
+                        Some(_) => ClientEvent::Reconnected(session),
+                        None => ClientEvent::Connected(session),
+                    };
+                    self.session = Some(session);
+                    self.conn = Conn::Open;
+                    self.events.push(event);
+                    self.send_next(now);
+                }
+            }
+            ServerMessage::SessionExpired => self.expire(),
+            ServerMessage::NotReady => {
+                // The server has no leader or lost our session's link:
+                // try another.
+                self.move_on(now);
+            }
+            ServerMessage::WriteDone { xid, result } => {
+                if self.answer(xid) {
+                    if let Err(RequestError::SessionExpired { .. }) = result {
+                        self.expire();
+                        return;
+                    }
+                    self.events.push(ClientEvent::Written { xid, result });
+                    self.send_next(now);
+                }
+            }
+            ServerMessage::ReadDone { xid, result } => {
+                if self.answer(xid) {
+                    self.events.push(ClientEvent::ReadDone { xid, result });
+                    self.send_next(now);
+                }
+            }
+            ServerMessage::Watch(change) => self.events.push(ClientEvent::Watch(change)),
+            ServerMessage::Closed => self.expire(),
+        }
+    }
+
+    /// Whether `xid` is the request in flight; if so it is done.
+    fn answer(&mut self, xid: u64) -> bool {
+        if self.in_flight_since.is_some() && self.queue.front().is_some_and(|(x, _)| *x == xid) {
+            self.queue.pop_front();
+            self.in_flight_since = None;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expire(&mut self) {
+        self.conn = Conn::Expired;
+        self.in_flight_since = None;
+        for (xid, op) in std::mem::take(&mut self.queue) {
+            self.events.push(Self::failure(xid, &op));
+        }
+        self.events.push(ClientEvent::Expired);
+    }
+
+    /// Time passed: ping, or give up on a silent server.
+    pub fn on_tick(&mut self, now: Millis) {
+        match self.conn {
+            Conn::Expired => {}
+            Conn::Connecting(since) => {
+                if now >= since + self.config.request_timeout_ms {
+                    self.server = (self.server + 1) % self.servers.len();
+                    self.send_connect(now);
+                }
+            }
+            Conn::Open => {
+                if let Some(since) = self.in_flight_since {
+                    if now >= since + self.config.request_timeout_ms {
+                        self.move_on(now);
+                    }
+                } else if now >= self.last_sent + self.config.ping_interval_ms {
+                    self.sends.push((self.server(), ClientMessage::Ping));
+                    self.last_sent = now;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ClientConfig {
+        ClientConfig {
+            session_timeout_ms: 1_000,
+            request_timeout_ms: 100,
+            ping_interval_ms: 50,
+        }
+    }
+
+    fn open(client: &mut ClientSession, session: SessionId) {
+        let server = client.server();
+        client.on_message(server, ServerMessage::Connected { session }, 0);
+    }
+
+    #[test]
+    fn requests_go_one_at_a_time_in_order() {
+        let mut client = ClientSession::new(&[1, 2, 3], 0, config(), 0);
+        assert_eq!(client.take_sends().len(), 1);
+        let a = client.write(Request::Sync, 0);
+        open(&mut client, 7);
+        let b = client.write(Request::Sync, 0);
+        assert_eq!(
+            client.take_sends(),
+            vec![(
+                1,
+                ClientMessage::Write {
+                    xid: a,
+                    request: Request::Sync
+                }
+            )]
+        );
+        let done = ServerMessage::WriteDone {
+            xid: a,
+            result: Ok(Response::Synced),
+        };
+        client.on_message(1, done, 10);
+        assert_eq!(
+            client.take_sends(),
+            vec![(
+                1,
+                ClientMessage::Write {
+                    xid: b,
+                    request: Request::Sync
+                }
+            )]
+        );
+        assert_eq!(
+            client.take_events(),
+            vec![
+                ClientEvent::Connected(7),
+                ClientEvent::Written {
+                    xid: a,
+                    result: Ok(Response::Synced)
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_silent_server_is_left_and_the_session_resumed_on_the_next() {
+        let mut client = ClientSession::new(&[1, 2, 3], 0, config(), 0);
+        open(&mut client, 7);
+        let a = client.write(Request::Sync, 0);
+        let b = client.write(Request::Sync, 0);
+        client.take_sends();
+        client.take_events();
+        client.on_tick(100);
+        assert_eq!(
+            client.take_events(),
+            vec![ClientEvent::ConnectionLoss { xid: a }]
+        );
+        assert_eq!(
+            client.take_sends(),
+            vec![(
+                2,
+                ClientMessage::Connect {
+                    session: Some(7),
+                    timeout_ms: 1_000
+                }
+            )]
+        );
+        client.on_message(2, ServerMessage::Connected { session: 7 }, 110);
+        assert_eq!(client.take_events(), vec![ClientEvent::Reconnected(7)]);
+        // The queued request goes to the new server.
+        assert_eq!(
+            client.take_sends(),
+            vec![(
+                2,
+                ClientMessage::Write {
+                    xid: b,
+                    request: Request::Sync
+                }
+            )]
+        );
+        // A late answer from the old server is ignored.
+        let late = ServerMessage::WriteDone {
+            xid: a,
+            result: Ok(Response::Synced),
+        };
+        client.on_message(1, late, 120);
+        assert!(client.take_events().is_empty());
+    }
+
+    #[test]
+    fn an_expired_session_fails_everything() {
+        let mut client = ClientSession::new(&[1, 2], 0, config(), 0);
+        open(&mut client, 7);
+        let a = client.write(Request::Sync, 0);
+        client.on_message(1, ServerMessage::SessionExpired, 10);
+        let expired = Err(RequestError::SessionExpired { session: 0 });
+        assert_eq!(
+            client.take_events(),
+            vec![
+                ClientEvent::Connected(7),
+                ClientEvent::Written {
+                    xid: a,
+                    result: expired.clone()
+                },
+                ClientEvent::Expired
+            ]
+        );
+        let b = client.write(Request::Sync, 20);
+        assert_eq!(
+            client.take_events(),
+            vec![ClientEvent::Written {
+                xid: b,
+                result: expired
+            }]
+        );
+        assert!(client.is_expired());
+    }
+
+    #[test]
+    fn an_idle_session_pings() {
+        let mut client = ClientSession::new(&[1], 0, config(), 0);
+        open(&mut client, 7);
+        client.take_sends();
+        client.on_tick(30);
+        assert!(client.take_sends().is_empty());
+        client.on_tick(60);
+        assert_eq!(client.take_sends(), vec![(1, ClientMessage::Ping)]);
+    }
+}

@@ -1,0 +1,362 @@
+//! The client library: [`Coordinator`], a session with the ensemble over
+//! TCP, as ZooKeeper's `ZooKeeper` handle.
+//!
+//! A background task drives the sans-IO [`ClientSession`]: it keeps a
+//! connection to the session's current server, ticks the session's clock,
+//! and hands each answer to the call that waits for it. Watch events come
+//! on a channel ([`Coordinator::watches`]).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ch06_replication::sim::NodeId;
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::client::{ClientConfig, ClientEvent, ClientSession};
+use crate::node::{ClientMessage, Read, ReadResult, ServerMessage};
+use crate::shell::{read_frame, write_frame};
+use crate::state::{Request, RequestError, Response};
+use crate::tree::{Change, SessionId, Stat, TreeError, Version};
+
+/// Why a call failed, by ZooKeeper's names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CoordError {
+    /// The tree refused it (`NoNode`, `NodeExists`, `BadVersion`, ...).
+    #[error("{name}: {error}", name = zookeeper_name(.0), error = .0)]
+    Tree(#[from] TreeError),
+    /// A `multi` failed.
+    #[error("{0}")]
+    Multi(String),
+    /// The session has expired.
+    #[error("SessionExpired")]
+    SessionExpired,
+    /// The connection was lost with the call in flight: it may or may not
+    /// have taken effect.
+    #[error("ConnectionLoss")]
+    ConnectionLoss,
+}
+
+/// ZooKeeper's name for a tree error, as its shell prints it.
+fn zookeeper_name(error: &TreeError) -> &'static str {
+    match error {
+        TreeError::NoNode { .. } => "NoNode",
+        TreeError::NodeExists { .. } => "NodeExists",
+        TreeError::BadVersion { .. } => "BadVersion",
+        TreeError::NotEmpty { .. } => "NotEmpty",
+        TreeError::NoChildrenForEphemerals { .. } => "NoChildrenForEphemerals",
+        TreeError::BadArguments { .. } => "BadArguments",
+        TreeError::ZxidNotIncreasing { .. } => "RuntimeInconsistency",
+    }
+}
+
+impl From<RequestError> for CoordError {
+    fn from(error: RequestError) -> Self {
+        match error {
+            RequestError::Tree(e) => CoordError::Tree(e),
+            RequestError::Multi(e) => CoordError::Multi(e.to_string()),
+            RequestError::SessionExpired { .. } => CoordError::SessionExpired,
+        }
+    }
+}
+
+type Answer = Result<Reply, CoordError>;
+
+enum Reply {
+    Written(Response),
+    Read(ReadResult),
+}
+
+enum Call {
+    Write(Request, oneshot::Sender<Answer>),
+    Read(Read, oneshot::Sender<Answer>),
+    Close(oneshot::Sender<()>),
+}
+
+/// A session with a coordinator ensemble.
+#[derive(Debug)]
+pub struct Coordinator {
+    calls: mpsc::UnboundedSender<Call>,
+    session: SessionId,
+    watches: Option<mpsc::UnboundedReceiver<Change>>,
+}
+
+impl Coordinator {
+    /// Opens a session with the ensemble at `servers` (client addresses),
+    /// trying them in turn; fails with `ConnectionLoss` if none answers
+    /// within the session timeout.
+    pub async fn connect(
+        servers: &[SocketAddr],
+        config: ClientConfig,
+    ) -> Result<Coordinator, CoordError> {
+        let ids: Vec<NodeId> = (1..=servers.len() as NodeId).collect();
+        let addrs: BTreeMap<NodeId, SocketAddr> =
+            ids.iter().copied().zip(servers.iter().copied()).collect();
+        let timeout = Duration::from_millis(config.session_timeout_ms);
+        let session = ClientSession::new(&ids, 0, config, now_ms());
+        let (calls, rx) = mpsc::unbounded_channel();
+        let (watch_tx, watch_rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        tokio::spawn(drive(session, addrs, rx, watch_tx, ready_tx));
+        let session = tokio::time::timeout(timeout, ready_rx)
+            .await
+            .map_err(|_| CoordError::ConnectionLoss)?
+            .map_err(|_| CoordError::ConnectionLoss)??;
+        Ok(Coordinator {
+            calls,
+            session,
+            watches: Some(watch_rx),
+        })
+    }
+
+    /// The session's id.
+    pub fn session(&self) -> SessionId {
+        self.session
+    }
+
+    /// The watch events, in order (once: the receiver is handed out).
+    pub fn watches(&mut self) -> Option<mpsc::UnboundedReceiver<Change>> {
+        self.watches.take()
+    }
+
+    async fn call(&self, make: impl FnOnce(oneshot::Sender<Answer>) -> Call) -> Answer {
+        let (tx, rx) = oneshot::channel();
+        self.calls
+            .send(make(tx))
+            .map_err(|_| CoordError::SessionExpired)?;
+        rx.await.map_err(|_| CoordError::SessionExpired)?
+    }
+
+    async fn write(&self, request: Request) -> Result<Response, CoordError> {
+        match self.call(|tx| Call::Write(request, tx)).await? {
+            Reply::Written(response) => Ok(response),
+            Reply::Read(_) => unreachable!("a write is answered as a write"),
+        }
+    }
+
+    async fn read(&self, read: Read) -> Result<ReadResult, CoordError> {
+        match self.call(|tx| Call::Read(read, tx)).await? {
+            Reply::Read(result) => Ok(result),
+            Reply::Written(_) => unreachable!("a read is answered as a read"),
+        }
+    }
+
+    /// Creates a node; returns its path (with its counter if sequential).
+    pub async fn create(
+        &self,
+        path: &str,
+        data: &[u8],
+        ephemeral: bool,
+        sequential: bool,
+    ) -> Result<String, CoordError> {
+        let request = Request::Create {
+            path: path.to_string(),
+            data: data.to_vec(),
+            ephemeral,
+            sequential,
+        };
+        match self.write(request).await? {
+            Response::Created(path) => Ok(path),
+            other => unreachable!("a create answered {other:?}"),
+        }
+    }
+
+    /// Sets a node's data if its version is `version` (-1: any).
+    pub async fn set(&self, path: &str, data: &[u8], version: Version) -> Result<Stat, CoordError> {
+        let request = Request::SetData {
+            path: path.to_string(),
+            data: data.to_vec(),
+            version,
+        };
+        match self.write(request).await? {
+            Response::Set(stat) => Ok(stat),
+            other => unreachable!("a set answered {other:?}"),
+        }
+    }
+
+    /// Deletes a node if its version is `version` (-1: any).
+    pub async fn delete(&self, path: &str, version: Version) -> Result<(), CoordError> {
+        let request = Request::Delete {
+            path: path.to_string(),
+            version,
+        };
+        self.write(request).await.map(|_| ())
+    }
+
+    /// Makes this session's next reads see every write committed before
+    /// now.
+    pub async fn sync(&self) -> Result<(), CoordError> {
+        self.write(Request::Sync).await.map(|_| ())
+    }
+
+    /// A node's data and stat; `watch` sets a data watch.
+    pub async fn get(&self, path: &str, watch: bool) -> Result<(Vec<u8>, Stat), CoordError> {
+        let read = Read::GetData {
+            path: path.to_string(),
+            watch,
+        };
+        match self.read(read).await? {
+            ReadResult::Data(data, stat) => Ok((data, stat)),
+            other => unreachable!("get_data answered {other:?}"),
+        }
+    }
+
+    /// A node's stat, if it exists; `watch` sets a data watch.
+    pub async fn exists(&self, path: &str, watch: bool) -> Result<Option<Stat>, CoordError> {
+        let read = Read::Exists {
+            path: path.to_string(),
+            watch,
+        };
+        match self.read(read).await? {
+            ReadResult::Stat(stat) => Ok(stat),
+            other => unreachable!("exists answered {other:?}"),
+        }
+    }
+
+    /// A node's children, sorted; `watch` sets a child watch.
+    pub async fn children(&self, path: &str, watch: bool) -> Result<Vec<String>, CoordError> {
+        let read = Read::GetChildren {
+            path: path.to_string(),
+            watch,
+        };
+        match self.read(read).await? {
+            ReadResult::Children(names) => Ok(names),
+            other => unreachable!("get_children answered {other:?}"),
+        }
+    }
+
+    /// Ends the session: its ephemeral nodes go at once.
+    pub async fn close(self) {
+        let (tx, rx) = oneshot::channel();
+        if self.calls.send(Call::Close(tx)).is_ok() {
+            // No answer within a second: the session will expire anyway.
+            let _ = tokio::time::timeout(Duration::from_secs(1), rx).await;
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The background task: the session, its connection, its calls.
+async fn drive(
+    mut session: ClientSession,
+    addrs: BTreeMap<NodeId, SocketAddr>,
+    mut calls: mpsc::UnboundedReceiver<Call>,
+    watches: mpsc::UnboundedSender<Change>,
+    ready: oneshot::Sender<Result<SessionId, CoordError>>,
+) {
+    let mut ready = Some(ready);
+    let mut waiting: BTreeMap<u64, oneshot::Sender<Answer>> = BTreeMap::new();
+    let mut closing: Option<oneshot::Sender<()>> = None;
+    let (from_server, mut incoming) = mpsc::unbounded_channel::<(NodeId, ServerMessage)>();
+    let mut connection: Option<(NodeId, OwnedWriteHalf)> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        // Send what the session wants sent, on a connection to its server.
+        for (server, msg) in session.take_sends() {
+            if connection.as_ref().is_none_or(|(id, _)| *id != server) {
+                connection = connect(server, &addrs, from_server.clone()).await;
+            }
+            if let Some((_, writer)) = connection.as_mut()
+                && write_frame(writer, &msg).await.is_err()
+            {
+                connection = None;
+            }
+            if matches!(msg, ClientMessage::Close) {
+                if let Some(done) = closing.take() {
+                    let _ = done.send(());
+                }
+                return;
+            }
+        }
+        for event in session.take_events() {
+            match event {
+                ClientEvent::Connected(id) => {
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(Ok(id));
+                    }
+                }
+                ClientEvent::Reconnected(_) => {}
+                ClientEvent::Expired => {
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(Err(CoordError::SessionExpired));
+                    }
+                    for (_, tx) in std::mem::take(&mut waiting) {
+                        let _ = tx.send(Err(CoordError::SessionExpired));
+                    }
+                }
+                ClientEvent::Written { xid, result } => {
+                    if let Some(tx) = waiting.remove(&xid) {
+                        let _ = tx.send(result.map(Reply::Written).map_err(CoordError::from));
+                    }
+                }
+                ClientEvent::ReadDone { xid, result } => {
+                    if let Some(tx) = waiting.remove(&xid) {
+                        let _ = tx.send(result.map(Reply::Read).map_err(CoordError::from));
+                    }
+                }
+                ClientEvent::ConnectionLoss { xid } => {
+                    if let Some(tx) = waiting.remove(&xid) {
+                        let _ = tx.send(Err(CoordError::ConnectionLoss));
+                    }
+                }
+                ClientEvent::Watch(change) => {
+                    let _ = watches.send(change);
+                }
+            }
+        }
+        tokio::select! {
+            call = calls.recv() => match call {
+                Some(Call::Write(request, tx)) => {
+                    let xid = session.write(request, now_ms());
+                    waiting.insert(xid, tx);
+                }
+                Some(Call::Read(read, tx)) => {
+                    let xid = session.read(read, now_ms());
+                    waiting.insert(xid, tx);
+                }
+                Some(Call::Close(tx)) => {
+                    closing = Some(tx);
+                    session.close();
+                    if session.is_expired() {
+                        return;
+                    }
+                }
+                // Every handle is gone: the session ends with the task,
+                // and expires on its own.
+                None => return,
+            },
+            Some((from, msg)) = incoming.recv() => session.on_message(from, msg, now_ms()),
+            _ = tick.tick() => session.on_tick(now_ms()),
+        }
+    }
+}
+
+/// Connects to server `id`, and starts a task that reads its messages.
+async fn connect(
+    id: NodeId,
+    addrs: &BTreeMap<NodeId, SocketAddr>,
+    incoming: mpsc::UnboundedSender<(NodeId, ServerMessage)>,
+) -> Option<(NodeId, OwnedWriteHalf)> {
+    let addr = addrs.get(&id)?;
+    let stream = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr))
+        .await
+        .ok()?
+        .ok()?;
+    let _ = stream.set_nodelay(true);
+    let (mut reader, writer) = stream.into_split();
+    tokio::spawn(async move {
+        while let Ok(Some(msg)) = read_frame::<ServerMessage>(&mut reader).await {
+            if incoming.send((id, msg)).is_err() {
+                return;
+            }
+        }
+    });
+    Some((id, writer))
+}

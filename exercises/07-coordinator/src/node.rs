@@ -1,0 +1,736 @@
+//! One coordinator server, sans-IO: Raft, the replicated [`State`], its
+//! clients' sessions and watches, joined.
+//!
+//! A [`Server`] takes three inputs (a client's message, a peer's message,
+//! a tick of the clock) and collects its outputs; the shell takes them with
+//! [`Server::take_output`] and carries them out in the order Raft needs
+//! (see [`raft`](crate::raft)): persist and sync, then send what waited for
+//! the sync, with replies to clients in the order they were made.
+//!
+//! What each kind of request does, as in ZooKeeper:
+//!
+//! - **Reads** (`exists`, `get_data`, `get_children`) are answered at once
+//!   from this server's copy, which may be behind the leader's: reads are
+//!   sequentially consistent, not linearizable. A read may set a watch.
+//! - **Writes and `sync`** go to the leader (a follower forwards them),
+//!   through the log, and are answered by the client's own server once it
+//!   has applied them, so a client reads its own writes. `sync` then means:
+//!   this server has everything the leader had when it took the `sync`.
+//! - **Sessions** are opened and closed through the log. The leader ends a
+//!   session it has not heard of for its timeout, with a `CloseSession` in
+//!   the log; followers pass on which sessions they heard from at every
+//!   tick. A new leader gives every session a fresh timeout (it does not
+//!   know when the old leader last heard of them).
+//!
+//! A client has one write in flight at a time here: the simulated network
+//! may reorder messages, and a session's requests must apply in the order
+//! it sent them (ZooKeeper gets that order from TCP).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ch06_replication::sim::{Millis, NodeId};
+use serde::{Deserialize, Serialize};
+
+use crate::raft::{Entry, HardState, Index, Message, Raft, RaftConfig, Ready, Role, Snapshot};
+use crate::state::{Command, LogEntry, Outcome, Request, RequestError, Response, State};
+use crate::tree::{Change, SessionId, Stat, TreeError};
+use crate::watches::{ClientId, WatchKind, Watches};
+
+/// A read, answered by the server the client is connected to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Read {
+    /// The node's stat, if it exists; `watch` sets a data watch (which a
+    /// creation fires too).
+    Exists {
+        /// The node.
+        path: String,
+        /// Whether to watch it.
+        watch: bool,
+    },
+    /// The node's data and stat; `watch` sets a data watch.
+    GetData {
+        /// The node.
+        path: String,
+        /// Whether to watch it.
+        watch: bool,
+    },
+    /// The node's children, sorted; `watch` sets a child watch.
+    GetChildren {
+        /// The node.
+        path: String,
+        /// Whether to watch it.
+        watch: bool,
+    },
+}
+
+/// What a client sends its server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientMessage {
+    /// Opens a new session (`session: None`), or resumes one after moving
+    /// from another server.
+    Connect {
+        /// The session to resume.
+        session: Option<SessionId>,
+        /// The session's timeout, for a new one.
+        timeout_ms: u64,
+    },
+    /// Keeps the session alive.
+    Ping,
+    /// A read, numbered by the client.
+    Read {
+        /// The client's request number.
+        xid: u64,
+        /// The read.
+        read: Read,
+    },
+    /// A write or a `sync`.
+    Write {
+        /// The session's request number, increasing.
+        xid: u64,
+        /// The request.
+        request: Request,
+    },
+    /// Ends the session.
+    Close,
+}
+
+/// A read's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadResult {
+    /// For `exists`.
+    Stat(Option<Stat>),
+    /// For `get_data`.
+    Data(Vec<u8>, Stat),
+    /// For `get_children`.
+    Children(Vec<String>),
+}
+
+/// What a server sends a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerMessage {
+    /// The session is open (or resumed) on this server.
+    Connected {
+        /// Its id.
+        session: SessionId,
+    },
+    /// The session has ended; the client must open a new one.
+    SessionExpired,
+    /// This server cannot take the request now (it has no leader, or the
+    /// client has no session here): try again, or another server.
+    NotReady,
+    /// A read's answer.
+    ReadDone {
+        /// The request number.
+        xid: u64,
+        /// The answer.
+        result: Result<ReadResult, TreeError>,
+    },
+    /// A write's answer.
+    WriteDone {
+        /// The request number.
+        xid: u64,
+        /// The answer.
+        result: Result<Response, RequestError>,
+    },
+    /// A watch fired.
+    Watch(Change),
+    /// The session was closed at the client's request.
+    Closed,
+}
+
+/// What servers send each other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerMessage {
+    /// Raft's own.
+    Raft(Message<LogEntry>),
+    /// A follower passes a command to the leader.
+    Forward(Command),
+    /// A follower heard from these sessions' clients.
+    Touch(Vec<SessionId>),
+}
+
+/// Something the shell must send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Send {
+    /// To a client of this server.
+    Client(ClientId, ServerMessage),
+    /// To another server.
+    Peer(NodeId, PeerMessage),
+}
+
+/// One write to the server's disk. The shell makes them in order, and a
+/// crash may keep any prefix of those not yet synced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskWrite {
+    /// The term and vote.
+    Hard(HardState),
+    /// A snapshot; stored entries up to its last index may go.
+    Snapshot(Snapshot),
+    /// Drop stored entries from this index on.
+    Truncate(Index),
+    /// Append an entry.
+    Append(Entry<LogEntry>),
+}
+
+/// What the shell must do: make `writes`, sync them, then send
+/// `after_sync`; `now` may go at once (replies and forwards, which depend
+/// on nothing unsynced here).
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Writes to make, in order.
+    pub writes: Vec<DiskWrite>,
+    /// Sends that must wait until every write so far is synced.
+    pub after_sync: Vec<Send>,
+    /// Sends that may go now.
+    pub now: Vec<Send>,
+}
+
+/// What a client connected to this server is.
+#[derive(Debug, Clone, Copy)]
+struct Connection {
+    session: Option<SessionId>,
+}
+
+/// One coordinator server.
+#[derive(Debug)]
+pub struct Server {
+    id: NodeId,
+    members: Vec<NodeId>,
+    raft: Raft<LogEntry>,
+    state: State,
+    watches: Watches,
+    clients: BTreeMap<ClientId, Connection>,
+    /// Clients waiting for a session to open, by the session id given.
+    opening: BTreeMap<SessionId, ClientId>,
+    /// Writes waiting to be applied, by session and request number.
+    waiting: BTreeMap<(SessionId, u64), ClientId>,
+    /// The leader's view of session liveness: when each was last heard of.
+    last_heard: BTreeMap<SessionId, Millis>,
+    /// Sessions heard of since the last tick (a follower passes them on).
+    touched: BTreeSet<SessionId>,
+    /// Sessions the leader has asked to close, so it asks once.
+    closing: BTreeSet<SessionId>,
+    /// Session ids this server has handed out.
+    next_session: u64,
+    was_leader: bool,
+    now: Millis,
+    output: Output,
+}
+
+impl Server {
+    /// Starts server `id` of `members` from what it had on disk.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: NodeId,
+        members: &[NodeId],
+        config: RaftConfig,
+        hard: HardState,
+        snapshot: Option<Snapshot>,
+        log: Vec<Entry<LogEntry>>,
+        now: Millis,
+        seed: u64,
+    ) -> Self {
+        let state = snapshot
+            .as_ref()
+            .map(|s| decode_state(&s.data))
+            .unwrap_or_default();
+        let raft = Raft::new(id, members, config, hard, snapshot, log, now, seed);
+        Server {
+            id,
+            members: members.to_vec(),
+            raft,
+            state,
+            watches: Watches::new(),
+            clients: BTreeMap::new(),
+            opening: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            last_heard: BTreeMap::new(),
+            touched: BTreeSet::new(),
+            closing: BTreeSet::new(),
+            // Unique across this server's lives: the clock's milliseconds,
+            // times 1,000, leave room for many sessions a millisecond.
+            next_session: now * 1_000,
+            was_leader: false,
+            now,
+            output: Output::default(),
+        }
+    }
+
+    /// Its id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Its Raft role.
+    pub fn role(&self) -> Role {
+        self.raft.role()
+    }
+
+    /// Its current term.
+    pub fn term(&self) -> u64 {
+        self.raft.term()
+    }
+
+    /// Its copy of the replicated state.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// A snapshot of its state at the last applied entry, for the shell to
+    /// compact the log with.
+    pub fn compact(&mut self) -> Option<Snapshot> {
+        let index = self.raft.commit_index();
+        self.raft.compact(index, encode_state(&self.state))
+    }
+
+    /// A client's message.
+    pub fn on_client(&mut self, client: ClientId, msg: ClientMessage, now: Millis) {
+        self.now = now;
+        // Raft's deadlines count from its clock: keep it current.
+        self.raft.tick(now);
+        let session = self.clients.get(&client).and_then(|c| c.session);
+        if let Some(session) = session {
+            self.touch(session);
+        }
+        match msg {
+            ClientMessage::Connect {
+                session: Some(session),
+                ..
+            } => {
+                if self.state.sessions().contains_key(&session) {
+                    self.clients.insert(
+                        client,
+                        Connection {
+                            session: Some(session),
+                        },
+                    );
+                    self.touch(session);
+                    self.reply(client, ServerMessage::Connected { session });
+                } else {
+                    self.reply(client, ServerMessage::SessionExpired);
+                }
+            }
+            ClientMessage::Connect {
+                session: None,
+                timeout_ms,
+            } => {
+                // The id: this server's in the top byte, then a counter.
+                self.next_session += 1;
+                let session = (u64::from(self.id) << 56) | (self.next_session & ((1 << 56) - 1));
+                self.clients.insert(client, Connection { session: None });
+                self.opening.insert(session, client);
+                self.submit(Command::OpenSession {
+                    session,
+                    timeout_ms,
+                });
+            }
+            ClientMessage::Ping => {}
+            ClientMessage::Read { xid, read } => {
+                if session.is_none() {
+                    return self.reply(client, ServerMessage::NotReady);
+                }
+                let result = self.read(client, read);
+                self.reply(client, ServerMessage::ReadDone { xid, result });
+            }
+            ClientMessage::Write { xid, request } => {
+                let Some(session) = session else {
+                    return self.reply(client, ServerMessage::NotReady);
+                };
+                self.waiting.insert((session, xid), client);
+                self.submit(Command::Request {
+                    session,
+                    xid,
+                    request,
+                });
+            }
+            ClientMessage::Close => {
+                if let Some(session) = session {
+                    self.submit(Command::CloseSession { session });
+                }
+            }
+        }
+        self.drive();
+    }
+
+    /// A client disconnected: its watches go; its session stays until it
+    /// expires or the client comes back.
+    pub fn on_disconnect(&mut self, client: ClientId) {
+        self.clients.remove(&client);
+        self.watches.remove_client(client);
+        self.opening.retain(|_, c| *c != client);
+        self.waiting.retain(|_, c| *c != client);
+    }
+
+    /// A peer's message.
+    pub fn on_peer(&mut self, from: NodeId, msg: PeerMessage, now: Millis) {
+        self.now = now;
+        self.raft.tick(now);
+        match msg {
+            PeerMessage::Raft(msg) => self.raft.step(from, msg),
+            PeerMessage::Forward(command) => self.submit(command),
+            PeerMessage::Touch(sessions) => {
+                if self.raft.role() == Role::Leader {
+                    for session in sessions {
+                        self.last_heard.insert(session, now);
+                    }
+                }
+            }
+        }
+        self.drive();
+    }
+
+    /// Time passed.
+    pub fn on_tick(&mut self, now: Millis) {
+        self.now = now;
+        self.raft.tick(now);
+        if self.raft.role() == Role::Leader {
+            self.expire_sessions();
+        } else if !self.touched.is_empty()
+            && let Some(leader) = self.raft.leader()
+        {
+            let sessions = std::mem::take(&mut self.touched).into_iter().collect();
+            self.output
+                .now
+                .push(Send::Peer(leader, PeerMessage::Touch(sessions)));
+        }
+        self.drive();
+    }
+
+    /// The shell synced everything up to `index`.
+    pub fn persisted(&mut self, index: Index) {
+        self.raft.persisted(index);
+        self.drive();
+    }
+
+    /// Takes what the shell must do.
+    pub fn take_output(&mut self) -> Output {
+        std::mem::take(&mut self.output)
+    }
+
+    fn reply(&mut self, client: ClientId, msg: ServerMessage) {
+        self.output.now.push(Send::Client(client, msg));
+    }
+
+    fn touch(&mut self, session: SessionId) {
+        if self.raft.role() == Role::Leader {
+            self.last_heard.insert(session, self.now);
+        } else {
+            self.touched.insert(session);
+        }
+    }
+
+    /// Puts a command in the log if this server leads, else passes it to
+    /// the leader; with no leader known, it is dropped and its client will
+    /// time out and retry.
+    fn submit(&mut self, command: Command) {
+        if self.raft.role() == Role::Leader {
+            let entry = LogEntry {
+                time: self.now,
+                command,
+            };
+            // Only a leader proposes, and this one leads.
+            let _ = self.raft.propose(entry);
+        } else if let Some(leader) = self.raft.leader() {
+            self.output
+                .now
+                .push(Send::Peer(leader, PeerMessage::Forward(command)));
+        }
+    }
+
+    fn read(&mut self, client: ClientId, read: Read) -> Result<ReadResult, TreeError> {
+        let tree = self.state.tree();
+        let (path, watch, kind, result) = match read {
+            Read::Exists { path, watch } => {
+                let result = Ok(ReadResult::Stat(tree.exists(&path)));
+                (path, watch, WatchKind::Data, result)
+            }
+            Read::GetData { path, watch } => {
+                let result = tree
+                    .get_data(&path)
+                    .map(|(data, stat)| ReadResult::Data(data.to_vec(), stat));
+                (path, watch, WatchKind::Data, result)
+            }
+            Read::GetChildren { path, watch } => {
+                let result = tree.get_children(&path).map(ReadResult::Children);
+                (path, watch, WatchKind::Children, result)
+            }
+        };
+        // ZooKeeper sets an `exists` watch even on a node that is not
+        // there (its creation fires it); the other reads only on a node
+        // that is.
+        let exists_read = matches!(result, Ok(ReadResult::Stat(_)));
+        if watch && (result.is_ok() || exists_read) {
+            self.watches.add(client, &path, kind);
+        }
+        result
+    }
+
+    /// The leader ends the sessions it has not heard of in time.
+    fn expire_sessions(&mut self) {
+        if !self.was_leader {
+            // A new leader: every session gets a fresh timeout.
+            self.was_leader = true;
+            self.last_heard = self
+                .state
+                .sessions()
+                .keys()
+                .map(|&s| (s, self.now))
+                .collect();
+            self.closing.clear();
+        }
+        let expired: Vec<SessionId> = self
+            .state
+            .sessions()
+            .iter()
+            .filter(|(s, info)| {
+                let heard = self.last_heard.get(s).copied().unwrap_or(self.now);
+                self.now >= heard + info.timeout_ms && !self.closing.contains(s)
+            })
+            .map(|(&s, _)| s)
+            .collect();
+        for session in expired {
+            self.closing.insert(session);
+            self.submit(Command::CloseSession { session });
+        }
+    }
+
+    /// Applies what Raft committed, and routes Raft's messages.
+    fn drive(&mut self) {
+        if self.raft.role() != Role::Leader {
+            self.was_leader = false;
+        }
+        let ready: Ready<LogEntry> = self.raft.take_ready();
+        let writes = &mut self.output.writes;
+        if let Some(hard) = ready.hard_state {
+            writes.push(DiskWrite::Hard(hard));
+        }
+        if let Some(snapshot) = &ready.snapshot {
+            writes.push(DiskWrite::Snapshot(snapshot.clone()));
+        }
+        if let Some(from) = ready.truncate_from {
+            writes.push(DiskWrite::Truncate(from));
+        }
+        writes.extend(ready.append.into_iter().map(DiskWrite::Append));
+        for (to, msg) in ready.messages {
+            let send = Send::Peer(to, PeerMessage::Raft(msg));
+            self.output.after_sync.push(send);
+        }
+        if let Some(snapshot) = ready.snapshot {
+            // The leader's state replaces ours. Our clients' waiting writes
+            // inside it were applied there: they time out and ask again,
+            // and the session's memory answers them.
+            self.state = decode_state(&snapshot.data);
+        }
+        for entry in ready.committed {
+            self.apply(entry);
+        }
+    }
+
+    fn apply(&mut self, entry: Entry<LogEntry>) {
+        let Some(log_entry) = entry.command else {
+            return;
+        };
+        let (outcome, changes) = self.state.apply(entry.index, &log_entry);
+        // Watches first: a client hears of a change before any answer that
+        // shows it.
+        for (client, change) in self.watches.fire(&changes) {
+            self.reply(client, ServerMessage::Watch(change));
+        }
+        match outcome {
+            Outcome::SessionOpened(session) => {
+                self.last_heard.insert(session, self.now);
+                if let Some(client) = self.opening.remove(&session) {
+                    if let Some(c) = self.clients.get_mut(&client) {
+                        c.session = Some(session);
+                    }
+                    self.reply(client, ServerMessage::Connected { session });
+                }
+            }
+            Outcome::SessionClosed { session, .. } => {
+                self.last_heard.remove(&session);
+                self.closing.remove(&session);
+                let clients: Vec<ClientId> = self
+                    .clients
+                    .iter()
+                    .filter(|(_, c)| c.session == Some(session))
+                    .map(|(&id, _)| id)
+                    .collect();
+                for client in clients {
+                    self.clients.insert(client, Connection { session: None });
+                    self.reply(client, ServerMessage::SessionExpired);
+                }
+            }
+            Outcome::Answered {
+                session,
+                xid,
+                result,
+            } => {
+                if let Some(client) = self.waiting.remove(&(session, xid)) {
+                    self.reply(client, ServerMessage::WriteDone { xid, result });
+                }
+            }
+            Outcome::Nothing => {}
+        }
+    }
+
+    /// The ids of the group's members.
+    pub fn members(&self) -> &[NodeId] {
+        &self.members
+    }
+}
+
+fn encode_state(state: &State) -> Vec<u8> {
+    bincode::serde::encode_to_vec(state, bincode::config::standard()).expect("the state encodes")
+}
+
+fn decode_state(data: &[u8]) -> State {
+    bincode::serde::decode_from_slice(data, bincode::config::standard())
+        .map(|(state, _)| state)
+        .expect("a snapshot this server's peers wrote")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::local::LocalCluster as Cluster;
+    use crate::tree::ANY_VERSION;
+
+    fn create(path: &str, ephemeral: bool) -> Request {
+        Request::Create {
+            path: path.into(),
+            data: b"v".to_vec(),
+            ephemeral,
+            sequential: false,
+        }
+    }
+
+    fn get(path: &str, watch: bool) -> ClientMessage {
+        ClientMessage::Read {
+            xid: 0,
+            read: Read::GetData {
+                path: path.into(),
+                watch,
+            },
+        }
+    }
+
+    #[test]
+    fn a_client_of_a_follower_writes_through_the_leader_and_reads_its_write() {
+        let mut cluster = Cluster::new();
+        cluster.connect(2, 10);
+        let write = ClientMessage::Write {
+            xid: 1,
+            request: create("/a", false),
+        };
+        cluster.send(2, 10, write);
+        assert_eq!(
+            cluster.received(2, 10),
+            vec![ServerMessage::WriteDone {
+                xid: 1,
+                result: Ok(Response::Created("/a".into()))
+            }]
+        );
+        cluster.send(2, 10, get("/a", false));
+        let received = cluster.received(2, 10);
+        let [
+            ServerMessage::ReadDone {
+                result: Ok(ReadResult::Data(data, _)),
+                ..
+            },
+        ] = received.as_slice()
+        else {
+            panic!("expected the data, got {received:?}");
+        };
+        assert_eq!(data, b"v");
+    }
+
+    #[test]
+    fn a_session_moves_to_another_server_and_keeps_its_ephemerals() {
+        let mut cluster = Cluster::new();
+        let session = cluster.connect(2, 10);
+        let write = ClientMessage::Write {
+            xid: 1,
+            request: create("/e", true),
+        };
+        cluster.send(2, 10, write);
+        cluster.server(2).on_disconnect(10);
+        let resume = ClientMessage::Connect {
+            session: Some(session),
+            timeout_ms: 500,
+        };
+        cluster.send(3, 10, resume);
+        assert_eq!(
+            cluster.received(3, 10),
+            vec![ServerMessage::Connected { session }]
+        );
+        for _ in 0..5 {
+            cluster.send(3, 10, ClientMessage::Ping);
+            cluster.pass(200);
+        }
+        assert!(cluster.server(1).state().tree().exists("/e").is_some());
+    }
+
+    #[test]
+    fn a_silent_session_expires_its_ephemerals_go_and_watchers_hear_it() {
+        let mut cluster = Cluster::new();
+        cluster.connect(2, 10);
+        let write = ClientMessage::Write {
+            xid: 1,
+            request: create("/lock", true),
+        };
+        cluster.send(2, 10, write);
+        cluster.received(2, 10);
+        cluster.connect(3, 20);
+        cluster.send(3, 20, get("/lock", true));
+        cluster.received(3, 20);
+        // Client 20 keeps pinging; client 10 falls silent.
+        for _ in 0..10 {
+            cluster.send(3, 20, ClientMessage::Ping);
+            cluster.pass(100);
+        }
+        for id in 1..=3 {
+            assert!(cluster.server(id).state().tree().exists("/lock").is_none());
+        }
+        assert_eq!(cluster.received(2, 10), vec![ServerMessage::SessionExpired]);
+        assert_eq!(
+            cluster.received(3, 20),
+            vec![ServerMessage::Watch(Change::NodeDeleted("/lock".into()))]
+        );
+        // The watch was one-shot.
+        let recreate = ClientMessage::Write {
+            xid: 1,
+            request: create("/lock", false),
+        };
+        cluster.send(3, 20, recreate);
+        assert!(
+            cluster
+                .received(3, 20)
+                .iter()
+                .all(|m| !matches!(m, ServerMessage::Watch(_)))
+        );
+    }
+
+    #[test]
+    fn a_write_of_an_expired_session_is_refused() {
+        let mut cluster = Cluster::new();
+        let session = cluster.connect(1, 10);
+        cluster.pass(1_000);
+        assert!(!cluster.server(1).state().sessions().contains_key(&session));
+        cluster.received(1, 10);
+        let resume = ClientMessage::Connect {
+            session: Some(session),
+            timeout_ms: 500,
+        };
+        cluster.send(2, 10, resume);
+        assert_eq!(cluster.received(2, 10), vec![ServerMessage::SessionExpired]);
+        let write = ClientMessage::Write {
+            xid: 2,
+            request: Request::Delete {
+                path: "/".into(),
+                version: ANY_VERSION,
+            },
+        };
+        cluster.send(2, 10, write);
+        assert_eq!(cluster.received(2, 10), vec![ServerMessage::NotReady]);
+    }
+}
