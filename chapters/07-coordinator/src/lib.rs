@@ -1,50 +1,82 @@
 //! # Chapter 7: a ZooKeeper-like coordinator, replicated with Raft
 //!
-//! Work in progress: so far, the Raft core ([`raft`]) with snapshots, run
-//! in chapter 6's simulator by `tests/raft_sim.rs` and checked for
-//! linearizability ([`linearizability`]); ZooKeeper's data tree ([`tree`]);
-//! the replicated state with sessions ([`state`]); and watches
-//! ([`watches`]). The server node that joins them (session expiry,
-//! forwarding to the leader, reads and `sync`), the client library and
-//! recipes, the tokio shell and the book chapter come next.
+//! A small, strongly consistent store for a cluster's decisions: ZooKeeper's
+//! tree of znodes, sessions and watches, kept on every server of an
+//! ensemble by a Raft log. Chapter 8 elects Kafka's controller on it.
 //!
 //! ## Layout
 //!
-//! - [`raft`]: Raft as a sans-IO state machine: elections, log replication,
-//!   commit by majority, snapshots, and what must be synced before a message
-//!   leaves.
-//! - [`client`]: a client's session, sans-IO: opened on one server,
-//!   resumed on the next when that one falls silent, requests in order.
-//! - [`coordinator`]: the client library over TCP, [`coordinator::Coordinator`],
-//!   ZooKeeper's handle: create, get, set, delete, children, sync, watches.
-//! - [`linearizability`]: a checker that a history of concurrent operations
-//!   could have come from one copy doing one thing at a time.
-//! - [`local`]: three servers in one thread, on a perfect network, for
-//!   examples, benchmarks and tests.
-//! - [`node`]: one coordinator server, sans-IO: Raft, the state, sessions
-//!   (opened, resumed on another server, expired by the leader), reads and
-//!   watches, and writes forwarded to the leader.
-//! - [`recipes`]: what applications build on it; so far the lock, with
-//!   its fencing token.
-//! - [`shell`]: the tokio shell: one server as a process, its core on a
-//!   thread of its own (inputs, one sync, outputs), tokio tasks for the
-//!   sockets.
+//! Sans-IO cores (start reading at [`raft`]), then the shells:
+//!
+//! - [`raft`]: Raft as a state machine: elections, log replication,
+//!   commit by majority, snapshots, and what must be synced before a
+//!   message leaves (its `Ready`).
+//! - [`tree`]: ZooKeeper's data tree: znodes and their stats, ephemeral and
+//!   sequential nodes, conditional writes, `multi`, and the changes each
+//!   write makes, for the watches.
 //! - [`state`]: what the log carries ([`state::Command`]) and the
-//!   replicated state it changes: the tree and the sessions, with each
-//!   session's last request remembered so that a repeat is applied once.
-//! - [`storage`]: a server's files: hard state, snapshot and log, torn
-//!   tails cut on open, one `fsync` for every write since the last.
-//! - [`tree`]: the state machine Raft replicates, ZooKeeper's data tree:
-//!   znodes and their stats, ephemeral and sequential nodes, conditional
-//!   writes, `multi`, and the changes each write makes, for the watches.
-//! - [`watches`]: each server's one-shot data and child watches, fired by
-//!   the changes of the entries it applies.
+//!   replicated state it changes: the tree and the sessions, each session
+//!   remembering its last request so that a repeat applies once.
+//! - [`watches`]: each server's one-shot data and child watches.
+//! - [`node`]: one coordinator server: Raft, the state, sessions (opened
+//!   through the log, resumed on another server, expired by the leader),
+//!   local reads, writes forwarded to the leader.
+//! - [`client`]: a client's session: opened on one server, resumed on the
+//!   next when that one falls silent, requests in order.
+//! - [`recipes`]: a lock (with a fencing token), an election (with an
+//!   epoch) and group membership, built on a session.
+//! - [`linearizability`]: the checker the simulation tests use.
+//! - [`storage`]: a server's files: hard state, snapshot and log, a torn
+//!   tail cut on open, one `fsync` for everything since the last.
+//! - [`shell`]: the tokio shell: one server as a process.
+//! - [`coordinator`]: the client library over TCP,
+//!   [`coordinator::Coordinator`].
+//! - [`local`]: three servers in one thread, for the example, the benchmark
+//!   and unit tests.
+//!
+//! ## Guarantees
+//!
+//! ZooKeeper's, each tested:
+//!
+//! - **Writes are linearizable**: every write, compare-and-set included,
+//!   takes effect at one instant between its call and its answer, in one
+//!   order every server agrees on (`tests/raft_sim.rs`,
+//!   `tests/coordinator_sim.rs`: a linearizability checker over histories
+//!   with crashes, power losses and partitions).
+//! - **A client's operations apply in the order it sent them**: a session
+//!   sends one request at a time, and its server answers in log order
+//!   ([`client`]'s tests; the simulation histories).
+//! - **Reads are served by the client's own server** and may be behind the
+//!   leader (sequentially consistent, not linearizable: the simulation
+//!   finds a stale read at once if `sync` is left out); **`sync` then read
+//!   is current**: the read sees every write committed before the `sync`
+//!   began (`tests/coordinator_sim.rs`).
+//! - **A session's ephemeral nodes go when it ends**, at one point of the
+//!   log on every server, and **a watch fires once**, before the client can
+//!   see the change ([`node`]'s and [`watches`]'s tests, `tests/ensemble.rs`).
+//! - **Nothing acknowledged is lost** while a majority keeps its disk: the
+//!   term, vote and log are synced before any message that depends on them
+//!   leaves ([`storage`]; the simulator's crashes lose what was not synced).
 //!
 //! ## How this differs from real Kafka
 //!
-//! Kafka's KRaft (KIP-500, KIP-595) replicates its metadata log with a
-//! Raft variant whose followers pull (`Fetch`) instead of being pushed
-//! (`AppendEntries`); this chapter follows the Raft paper.
+//! Kafka kept this in ZooKeeper until 4.0, and now in KRaft ([KIP-500]): a
+//! metadata log replicated by a Raft variant ([KIP-595]) whose followers
+//! *pull* with `Fetch` and truncate by diverging epoch, with snapshots
+//! fetched by `FetchSnapshot` ([KIP-630]), pre-vote ([KIP-996]) and dynamic
+//! voters ([KIP-853]). This chapter follows the Raft paper instead (the
+//! leader pushes `AppendEntries`, one `InstallSnapshot`, a fixed ensemble),
+//! and serves a ZooKeeper-like tree rather than KRaft's typed metadata
+//! records. Against ZooKeeper itself: no ACLs, quotas, TTL or container
+//! nodes, no persistent watches, one request in flight per session, and
+//! ZooKeeper's own protocol (Zab) logs the leader's results rather than the
+//! requests (the book compares them).
+//!
+//! [KIP-500]: https://cwiki.apache.org/confluence/display/KAFKA/KIP-500%3A+Replace+ZooKeeper+with+a+Self-Managed+Metadata+Quorum
+//! [KIP-595]: https://cwiki.apache.org/confluence/display/KAFKA/KIP-595%3A+A+Raft+Protocol+for+the+Metadata+Quorum
+//! [KIP-630]: https://cwiki.apache.org/confluence/display/KAFKA/KIP-630%3A+Kafka+Raft+Snapshot
+//! [KIP-853]: https://cwiki.apache.org/confluence/display/KAFKA/KIP-853%3A+KRaft+Controller+Membership+Changes
+//! [KIP-996]: https://cwiki.apache.org/confluence/display/KAFKA/KIP-996%3A+Pre-Vote
 
 pub mod client;
 pub mod coordinator;
