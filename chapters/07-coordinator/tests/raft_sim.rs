@@ -20,7 +20,7 @@
 //! What the checkers caught when the code was broken on purpose:
 //!
 //! - the shell sending Raft's messages before its sync: two different
-//!   commands applied at one index (seed 708);
+//!   commands applied at one index (seed 182);
 //! - no deduplication of requests: the network delivers a request twice,
 //!   the log holds it twice, and a compare-and-set takes effect twice (not
 //!   linearizable, seed 78);
@@ -33,11 +33,14 @@
 
 use std::collections::BTreeMap;
 
-use ch06_replication::sim::{Ctx, Disk, Millis, Nemesis, NodeId, Sim, SimConfig, run_seeds};
+mod common;
+
+use ch06_replication::sim::{Ctx, Millis, Nemesis, NodeId, Sim, SimConfig};
 use ch07_coordinator::linearizability::{self, Model, Operation};
 use ch07_coordinator::raft::{
-    Entry, HardState, Index, Message, ProposeError, Raft, RaftConfig, Ready, Role, Snapshot,
+    DiskWrite, Entry, Index, Message, ProposeError, Raft, RaftConfig, Role,
 };
+use common::SimDisk;
 use serde::{Deserialize, Serialize};
 
 const SERVERS: [NodeId; 5] = [1, 2, 3, 4, 5];
@@ -119,91 +122,8 @@ impl Model for KvModel {
     }
 }
 
-/// One write to a server's disk, in the order the shell made them.
-#[derive(Debug, Clone)]
-enum Write {
-    Hard(HardState),
-    Snapshot(Snapshot),
-    Truncate(u64),
-    Append(Entry<Cmd>),
-}
-
-/// A server's disk. Writes go to `unsynced` first; the shell syncs once a
-/// tick, all pending writes with one `fsync` (group commit). A crash keeps
-/// what was synced and a random prefix of the rest.
-#[derive(Debug, Default, Clone)]
-struct RaftDisk {
-    hard: HardState,
-    snapshot: Option<Snapshot>,
-    /// The entries after the snapshot.
-    log: Vec<Entry<Cmd>>,
-    unsynced: Vec<Write>,
-    syncs: u64,
-}
-
-impl RaftDisk {
-    fn write(&mut self, ready: &Ready<Cmd>) {
-        if let Some(hard) = ready.hard_state {
-            self.unsynced.push(Write::Hard(hard));
-        }
-        if let Some(snapshot) = &ready.snapshot {
-            self.unsynced.push(Write::Snapshot(snapshot.clone()));
-        }
-        if let Some(from) = ready.truncate_from {
-            self.unsynced.push(Write::Truncate(from));
-        }
-        self.unsynced
-            .extend(ready.append.iter().cloned().map(Write::Append));
-    }
-
-    fn store(&mut self, write: Write) {
-        match write {
-            Write::Hard(hard) => self.hard = hard,
-            Write::Snapshot(snapshot) => {
-                self.log.retain(|e| e.index > snapshot.last_index);
-                self.snapshot = Some(snapshot);
-            }
-            Write::Truncate(from) => self.log.retain(|e| e.index < from),
-            Write::Append(entry) => {
-                let last = self.last_index();
-                if entry.index > last {
-                    assert_eq!(entry.index, last + 1, "a gap in the log");
-                    self.log.push(entry);
-                }
-            }
-        }
-    }
-
-    fn last_index(&self) -> Index {
-        self.log
-            .last()
-            .map(|e| e.index)
-            .or(self.snapshot.as_ref().map(|s| s.last_index))
-            .unwrap_or(0)
-    }
-
-    /// Syncs every pending write; returns whether there were any.
-    fn sync(&mut self) -> bool {
-        if self.unsynced.is_empty() {
-            return false;
-        }
-        for write in std::mem::take(&mut self.unsynced) {
-            self.store(write);
-        }
-        self.syncs += 1;
-        true
-    }
-}
-
-impl Disk for RaftDisk {
-    fn crash(&mut self, rng: &mut fastrand::Rng) {
-        let kept = rng.usize(0..=self.unsynced.len());
-        let writes = std::mem::take(&mut self.unsynced);
-        for write in writes.into_iter().take(kept) {
-            self.store(write);
-        }
-    }
-}
+/// A server's disk: the shell syncs it every few ticks (group commit).
+type RaftDisk = SimDisk<Cmd>;
 
 #[derive(Debug, Clone)]
 enum Msg {
@@ -351,7 +271,7 @@ impl Server {
             ctx.record(Event::Loaded { index });
         }
         let ready = self.raft.take_ready();
-        disk.write(&ready);
+        disk.unsynced.extend(ready.writes());
         if let Some(snapshot) = &ready.snapshot {
             let state = decode(&snapshot.data);
             self.kv = state.kv;
@@ -377,7 +297,7 @@ impl Server {
                 sessions: self.sessions.clone(),
             };
             if let Some(snapshot) = self.raft.compact(applied, encode(&state)) {
-                disk.unsynced.push(Write::Snapshot(snapshot));
+                disk.unsynced.push(DiskWrite::Snapshot(snapshot));
             }
         }
         if self.raft.role() == Role::Leader && !leader_before {
@@ -424,7 +344,7 @@ impl Server {
     fn sync(&mut self, ctx: &mut Ctx<'_, Msg, Event>, disk: &mut RaftDisk) {
         if disk.sync() {
             self.release(ctx);
-            self.raft.persisted(disk.log.len() as u64);
+            self.raft.persisted(disk.last_index());
         }
     }
 }
@@ -665,19 +585,5 @@ fn run(seed: u64) -> Result<(), String> {
 
 #[test]
 fn raft_is_safe_and_live_under_faults() {
-    let seeds = std::env::var("RAFT_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200);
-    let replay = |seed| format!("RAFT_SEED={seed} cargo test -p ch07-coordinator --test raft_sim");
-    if let Ok(seed) = std::env::var("RAFT_SEED") {
-        let seed: u64 = seed.parse().expect("RAFT_SEED is a number");
-        if let Err(e) = run(seed) {
-            panic!("seed {seed}: {e}");
-        }
-        return;
-    }
-    if let Err(failure) = run_seeds(0..seeds, run, replay) {
-        panic!("{failure}");
-    }
+    common::seeds("RAFT", "raft_sim", 200, run);
 }

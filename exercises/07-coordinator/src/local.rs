@@ -5,7 +5,8 @@
 
 use ch06_replication::sim::{Millis, NodeId};
 
-use crate::node::{ClientMessage, DiskWrite, Send, Server, ServerMessage};
+use crate::node::{ClientMessage, Send, Server, ServerMessage};
+use crate::raft::DiskWrite;
 use crate::raft::{HardState, RaftConfig, Role};
 use crate::tree::SessionId;
 use crate::watches::ClientId;

@@ -31,7 +31,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use ch06_replication::sim::{Millis, NodeId};
 use serde::{Deserialize, Serialize};
 
-use crate::raft::{Entry, HardState, Index, Message, Raft, RaftConfig, Ready, Role, Snapshot};
+use crate::raft::{
+    DiskWrite, Entry, HardState, Index, Message, Raft, RaftConfig, Ready, Role, Snapshot,
+};
 use crate::state::{Command, LogEntry, Outcome, Request, RequestError, Response, State};
 use crate::tree::{Change, SessionId, Stat, TreeError};
 use crate::watches::{ClientId, WatchKind, Watches};
@@ -158,27 +160,13 @@ pub enum Send {
     Peer(NodeId, PeerMessage),
 }
 
-/// One write to the server's disk. The shell makes them in order, and a
-/// crash may keep any prefix of those not yet synced.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DiskWrite {
-    /// The term and vote.
-    Hard(HardState),
-    /// A snapshot; stored entries up to its last index may go.
-    Snapshot(Snapshot),
-    /// Drop stored entries from this index on.
-    Truncate(Index),
-    /// Append an entry.
-    Append(Entry<LogEntry>),
-}
-
 /// What the shell must do: make `writes`, sync them, then send
 /// `after_sync`; `now` may go at once (replies and forwards, which depend
 /// on nothing unsynced here).
 #[derive(Debug, Default)]
 pub struct Output {
     /// Writes to make, in order.
-    pub writes: Vec<DiskWrite>,
+    pub writes: Vec<DiskWrite<LogEntry>>,
     /// Sends that must wait until every write so far is synced.
     pub after_sync: Vec<Send>,
     /// Sends that may go now.
@@ -500,17 +488,7 @@ impl Server {
             self.was_leader = false;
         }
         let ready: Ready<LogEntry> = self.raft.take_ready();
-        let writes = &mut self.output.writes;
-        if let Some(hard) = ready.hard_state {
-            writes.push(DiskWrite::Hard(hard));
-        }
-        if let Some(snapshot) = &ready.snapshot {
-            writes.push(DiskWrite::Snapshot(snapshot.clone()));
-        }
-        if let Some(from) = ready.truncate_from {
-            writes.push(DiskWrite::Truncate(from));
-        }
-        writes.extend(ready.append.into_iter().map(DiskWrite::Append));
+        self.output.writes.extend(ready.writes());
         for (to, msg) in ready.messages {
             let send = Send::Peer(to, PeerMessage::Raft(msg));
             self.output.after_sync.push(send);

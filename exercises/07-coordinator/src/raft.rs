@@ -197,6 +197,40 @@ impl<C> Ready<C> {
     }
 }
 
+/// One write to a server's disk. A shell makes them in order, and a crash
+/// may keep any prefix of those not yet synced (Raft allows that: nothing
+/// that depends on them has been sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskWrite<C> {
+    /// The term and vote.
+    Hard(HardState),
+    /// A snapshot; stored entries up to its last index may go.
+    Snapshot(Snapshot),
+    /// Drop stored entries from this index on.
+    Truncate(Index),
+    /// Append an entry.
+    Append(Entry<C>),
+}
+
+impl<C: Clone> Ready<C> {
+    /// The writes this asks for, in the order to make them: the hard
+    /// state, the snapshot, the truncation, then the new entries.
+    pub fn writes(&self) -> Vec<DiskWrite<C>> {
+        let mut writes = Vec::new();
+        if let Some(hard) = self.hard_state {
+            writes.push(DiskWrite::Hard(hard));
+        }
+        if let Some(snapshot) = &self.snapshot {
+            writes.push(DiskWrite::Snapshot(snapshot.clone()));
+        }
+        if let Some(from) = self.truncate_from {
+            writes.push(DiskWrite::Truncate(from));
+        }
+        writes.extend(self.append.iter().cloned().map(DiskWrite::Append));
+        writes
+    }
+}
+
 /// Why a command was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ProposeError {

@@ -36,8 +36,7 @@ use ch06_replication::disk::{CheckpointError, write_atomically};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::node::DiskWrite;
-use crate::raft::{Entry, HardState, Index, Snapshot};
+use crate::raft::{DiskWrite, Entry, HardState, Index, Snapshot};
 use crate::state::LogEntry;
 
 /// What can go wrong with a server's files.
@@ -212,7 +211,7 @@ impl Storage {
     }
 
     /// Makes `writes`, in order; durable only after [`Storage::sync`].
-    pub fn write(&mut self, writes: &[DiskWrite]) -> Result<()> {
+    pub fn write(&mut self, writes: &[DiskWrite<LogEntry>]) -> Result<()> {
         let log_path = self.dir.join("log");
         for write in writes {
             match write {
@@ -313,7 +312,7 @@ mod tests {
         }
     }
 
-    fn appends(range: std::ops::RangeInclusive<Index>, term: u64) -> Vec<DiskWrite> {
+    fn appends(range: std::ops::RangeInclusive<Index>, term: u64) -> Vec<DiskWrite<LogEntry>> {
         range.map(|i| DiskWrite::Append(entry(term, i))).collect()
     }
 

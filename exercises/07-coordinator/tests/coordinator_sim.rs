@@ -10,23 +10,26 @@
 //! - liveness: after the faults, every client finishes its operations.
 //!
 //! Broken on purpose, it fails: reads without the `sync` before them (as
-//! ZooKeeper's reads are by default) are not linearizable at seed 21, and
+//! ZooKeeper's reads are by default) are not linearizable at seed 2, and
 //! without the sessions' memory of their last request, a write the network
-//! delivered twice applies twice (seed 4).
+//! delivered twice applies twice (seed 11).
 //!
 //! `COORD_SEEDS` sets how many seeds run (default 100); `COORD_SEED=N`
 //! replays one.
 
 use std::collections::BTreeMap;
 
-use ch06_replication::sim::{Ctx, Disk, Millis, Nemesis, NodeId, Sim, SimConfig, run_seeds};
+mod common;
+
+use ch06_replication::sim::{Ctx, Millis, Nemesis, NodeId, Sim, SimConfig};
 use ch07_coordinator::linearizability::{self, Model, Operation};
 use ch07_coordinator::node::{
-    ClientMessage, DiskWrite, PeerMessage, Read, ReadResult, Send, Server, ServerMessage,
+    ClientMessage, PeerMessage, Read, ReadResult, Send, Server, ServerMessage,
 };
-use ch07_coordinator::raft::{Entry, HardState, Index, RaftConfig, Snapshot};
+use ch07_coordinator::raft::{DiskWrite, Index, RaftConfig};
 use ch07_coordinator::state::{LogEntry, Request, RequestError, Response};
 use ch07_coordinator::tree::{ANY_VERSION, SessionId, TreeError, Version};
+use common::SimDisk;
 
 const SERVERS: [NodeId; 5] = [1, 2, 3, 4, 5];
 const CLIENTS: [NodeId; 3] = [100, 101, 102];
@@ -44,48 +47,8 @@ const REGISTER: &str = "/r";
 // ---------------------------------------------------------------------------
 // The servers' disks and shell.
 
-#[derive(Debug, Default, Clone)]
-struct ServerDisk {
-    hard: HardState,
-    snapshot: Option<Snapshot>,
-    log: Vec<Entry<LogEntry>>,
-    unsynced: Vec<DiskWrite>,
-}
-
-impl ServerDisk {
-    fn store(&mut self, write: DiskWrite) {
-        match write {
-            DiskWrite::Hard(hard) => self.hard = hard,
-            DiskWrite::Snapshot(snapshot) => {
-                self.log.retain(|e| e.index > snapshot.last_index);
-                self.snapshot = Some(snapshot);
-            }
-            DiskWrite::Truncate(from) => self.log.retain(|e| e.index < from),
-            DiskWrite::Append(entry) => {
-                if entry.index > self.last_index() {
-                    self.log.push(entry);
-                }
-            }
-        }
-    }
-
-    fn last_index(&self) -> Index {
-        self.log
-            .last()
-            .map(|e| e.index)
-            .or(self.snapshot.as_ref().map(|s| s.last_index))
-            .unwrap_or(0)
-    }
-}
-
-impl Disk for ServerDisk {
-    fn crash(&mut self, rng: &mut fastrand::Rng) {
-        let kept = rng.usize(0..=self.unsynced.len());
-        for write in std::mem::take(&mut self.unsynced).into_iter().take(kept) {
-            self.store(write);
-        }
-    }
-}
+/// A server's disk: the shell syncs it every few ticks (group commit).
+type ServerDisk = SimDisk<LogEntry>;
 
 #[derive(Debug, Clone)]
 enum Msg {
@@ -151,11 +114,8 @@ impl ServerShell {
     }
 
     fn sync(&mut self, ctx: &mut Ctx<'_, Msg, Event>, disk: &mut ServerDisk) {
-        if disk.unsynced.is_empty() {
+        if !disk.sync() {
             return;
-        }
-        for write in std::mem::take(&mut disk.unsynced) {
-            disk.store(write);
         }
         for send in self.held.drain(..) {
             deliver(ctx, send);
@@ -577,20 +537,5 @@ fn check(sim: &Sim<Node>) -> Result<(), String> {
 
 #[test]
 fn the_coordinator_is_linearizable_and_expires_sessions_under_faults() {
-    let replay =
-        |seed| format!("COORD_SEED={seed} cargo test -p ch07-coordinator --test coordinator_sim");
-    if let Ok(seed) = std::env::var("COORD_SEED") {
-        let seed: u64 = seed.parse().expect("COORD_SEED is a number");
-        if let Err(e) = run(seed) {
-            panic!("seed {seed}: {e}");
-        }
-        return;
-    }
-    let seeds = std::env::var("COORD_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100);
-    if let Err(failure) = run_seeds(0..seeds, run, replay) {
-        panic!("{failure}");
-    }
+    common::seeds("COORD", "coordinator_sim", 100, run);
 }
