@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::client::{ClientConfig, ClientEvent, ClientSession};
 use crate::node::{ClientMessage, Read, ReadResult, ServerMessage};
-use crate::shell::{read_frame, write_frame};
+use crate::shell::{read_frame, wall_clock_ms as now_ms, write_frame};
 use crate::state::{Request, RequestError, Response};
 use crate::tree::{Change, SessionId, Stat, TreeError, Version};
 
@@ -235,12 +235,6 @@ impl Coordinator {
             let _ = tokio::time::timeout(Duration::from_secs(1), rx).await;
         }
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The background task: the session, its connection, its calls.

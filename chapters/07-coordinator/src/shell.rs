@@ -258,9 +258,10 @@ fn core(
     }
 }
 
-/// The time in ms since the Unix epoch: what the stats record, and what
-/// keeps session ids unique across a server's restarts.
-fn wall_clock_ms() -> u64 {
+/// The time in ms since the Unix epoch: what the stats record, what keeps
+/// session ids unique across a server's restarts, and the client library's
+/// clock.
+pub fn wall_clock_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
