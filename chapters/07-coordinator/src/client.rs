@@ -19,18 +19,24 @@
 //!   fails and [`ClientEvent::Expired`] says so; the application opens a
 //!   new session, and with it loses its ephemeral nodes and watches.
 //!
-//! Watches live on the server a client is connected to. ZooKeeper's client
-//! sets them again on the new server after it moves (`SetWatches`); this
-//! one reports [`ClientEvent::Reconnected`] instead, and the recipes read
-//! again, which sets them again and catches any change they missed.
+//! Watches live on the server a client is connected to, so the client
+//! remembers the ones it has (a read that set one was answered, its event
+//! has not come) and the highest zxid it has seen. When it resumes the
+//! session on another server it sends both, as ZooKeeper's client does with
+//! `SetWatches`: the new server sets them again, and fires at once those
+//! whose node changed after that zxid. A watch survives the move, and no
+//! change is missed across it. (The one a read in flight at the move may
+//! have set is not known here: that read fails with
+//! [`ClientEvent::ConnectionLoss`], and the application reads again.)
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use ch06_replication::sim::{Millis, NodeId};
 
 use crate::node::{ClientMessage, Read, ReadResult, ServerMessage};
 use crate::state::{Request, RequestError, Response};
-use crate::tree::{Change, SessionId, TreeError};
+use crate::tree::{Change, SessionId, TreeError, Zxid};
+use crate::watches::SetWatches;
 
 /// Timing of a session.
 #[derive(Debug, Clone)]
@@ -58,8 +64,8 @@ impl Default for ClientConfig {
 pub enum ClientEvent {
     /// The session is open.
     Connected(SessionId),
-    /// The session moved to another server and is still alive: watches set
-    /// on the old server are gone.
+    /// The session moved to another server and is still alive; its watches
+    /// were set again there (any whose node changed meanwhile has fired).
     Reconnected(SessionId),
     /// The session has expired: ephemeral nodes and watches are gone, and
     /// every request of it failed.
@@ -104,6 +110,67 @@ enum Conn {
     Expired,
 }
 
+// ANCHOR: client_watches
+/// The watches a client has: set by a read that was answered, not yet
+/// fired. The client keeps them to set them again on its next server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct ClientWatches {
+    /// `get_data`, or `exists` on a node that was there.
+    data: BTreeSet<String>,
+    /// `exists` on a node that was not there.
+    exist: BTreeSet<String>,
+    /// `get_children`.
+    children: BTreeSet<String>,
+}
+
+impl ClientWatches {
+    /// `read` was answered with `result`: the watch it set, if any.
+    fn set(&mut self, read: &Read, result: &Result<ReadResult, TreeError>) {
+        match (read, result) {
+            (Read::Exists { path, watch: true }, Ok(ReadResult::Stat(None))) => {
+                self.exist.insert(path.clone());
+            }
+            (Read::Exists { path, watch: true }, Ok(_))
+            | (Read::GetData { path, watch: true }, Ok(_)) => {
+                self.data.insert(path.clone());
+            }
+            (Read::GetChildren { path, watch: true }, Ok(_)) => {
+                self.children.insert(path.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// `change` fired the watches it concerns: they are gone.
+    fn fired(&mut self, change: &Change) {
+        let path = change.path();
+        match change {
+            Change::NodeCreated(_) | Change::NodeDataChanged(_) => {
+                self.data.remove(path);
+                self.exist.remove(path);
+            }
+            Change::NodeDeleted(_) => {
+                self.data.remove(path);
+                self.exist.remove(path);
+                self.children.remove(path);
+            }
+            Change::NodeChildrenChanged(_) => {
+                self.children.remove(path);
+            }
+        }
+    }
+
+    /// What to send the next server.
+    fn to_set_again(&self) -> SetWatches {
+        SetWatches {
+            data: self.data.iter().cloned().collect(),
+            exist: self.exist.iter().cloned().collect(),
+            children: self.children.iter().cloned().collect(),
+        }
+    }
+}
+// ANCHOR_END: client_watches
+
 /// One client session.
 #[derive(Debug)]
 pub struct ClientSession {
@@ -121,6 +188,9 @@ pub struct ClientSession {
     last_sent: Millis,
     sends: Vec<(NodeId, ClientMessage)>,
     events: Vec<ClientEvent>,
+    /// The highest zxid any answer or event has carried.
+    last_zxid: Zxid,
+    watches: ClientWatches,
 }
 
 impl ClientSession {
@@ -139,6 +209,8 @@ impl ClientSession {
             last_sent: now,
             sends: Vec::new(),
             events: Vec::new(),
+            last_zxid: 0,
+            watches: ClientWatches::default(),
         };
         client.send_connect(now);
         client
@@ -152,6 +224,12 @@ impl ClientSession {
     /// The server it talks to.
     pub fn server(&self) -> NodeId {
         self.servers[self.server]
+    }
+
+    /// The highest zxid it has seen: its next server must have applied at
+    /// least this much.
+    pub fn last_zxid(&self) -> Zxid {
+        self.last_zxid
     }
 
     /// Whether it has expired.
@@ -216,10 +294,14 @@ impl ClientSession {
 
     fn send_connect(&mut self, now: Millis) {
         self.conn = Conn::Connecting(now);
+        // ANCHOR: send_connect
         let msg = ClientMessage::Connect {
             session: self.session,
             timeout_ms: self.config.session_timeout_ms,
+            last_zxid: self.last_zxid,
+            watches: self.watches.to_set_again(),
         };
+        // ANCHOR_END: send_connect
         self.sends.push((self.server(), msg));
         self.last_sent = now;
     }
@@ -259,8 +341,10 @@ impl ClientSession {
             return;
         }
         match msg {
-            ServerMessage::Connected { session } => {
+            ServerMessage::Connected { session, zxid } => {
                 if let Conn::Connecting(_) = self.conn {
+                    // The events of the watches set again came first.
+                    self.see(zxid);
                     let event = match self.session {
                         Some(_) => ClientEvent::Reconnected(session),
                         None => ClientEvent::Connected(session),
@@ -277,40 +361,53 @@ impl ClientSession {
                 // try another.
                 self.move_on(now);
             }
-            ServerMessage::WriteDone { xid, result } => {
-                if self.answer(xid) {
-                    if let Err(RequestError::SessionExpired { .. }) = result {
+            ServerMessage::WriteDone { xid, zxid, result } => {
+                if self.answer(xid).is_some() {
+                    self.see(zxid);
+                    let expired = matches!(result, Err(RequestError::SessionExpired { .. }));
+                    self.events.push(ClientEvent::Written { xid, result });
+                    if expired {
                         self.expire();
                         return;
                     }
-                    self.events.push(ClientEvent::Written { xid, result });
                     self.send_next(now);
                 }
             }
-            ServerMessage::ReadDone { xid, result } => {
-                if self.answer(xid) {
+            ServerMessage::ReadDone { xid, zxid, result } => {
+                if let Some(Op::Read(read)) = self.answer(xid) {
+                    self.see(zxid);
+                    self.watches.set(&read, &result);
                     self.events.push(ClientEvent::ReadDone { xid, result });
                     self.send_next(now);
                 }
             }
-            ServerMessage::Watch(change) => self.events.push(ClientEvent::Watch(change)),
+            ServerMessage::Watch { zxid, change } => {
+                self.see(zxid);
+                self.watches.fired(&change);
+                self.events.push(ClientEvent::Watch(change));
+            }
             ServerMessage::Closed => self.expire(),
         }
     }
 
-    /// Whether `xid` is the request in flight; if so it is done.
-    fn answer(&mut self, xid: u64) -> bool {
+    /// If `xid` is the request in flight, it is done: returns it.
+    fn answer(&mut self, xid: u64) -> Option<Op> {
         if self.in_flight_since.is_some() && self.queue.front().is_some_and(|(x, _)| *x == xid) {
-            self.queue.pop_front();
             self.in_flight_since = None;
-            true
+            self.queue.pop_front().map(|(_, op)| op)
         } else {
-            false
+            None
         }
+    }
+
+    /// A message carried `zxid`: the client has seen the tree that far.
+    fn see(&mut self, zxid: Zxid) {
+        self.last_zxid = self.last_zxid.max(zxid);
     }
 
     fn expire(&mut self) {
         self.conn = Conn::Expired;
+        self.watches = ClientWatches::default();
         self.in_flight_since = None;
         for (xid, op) in std::mem::take(&mut self.queue) {
             self.events.push(Self::failure(xid, &op));
@@ -356,7 +453,7 @@ mod tests {
 
     fn open(client: &mut ClientSession, session: SessionId) {
         let server = client.server();
-        client.on_message(server, ServerMessage::Connected { session }, 0);
+        client.on_message(server, ServerMessage::Connected { session, zxid: 1 }, 0);
     }
 
     #[test]
@@ -378,6 +475,7 @@ mod tests {
         );
         let done = ServerMessage::WriteDone {
             xid: a,
+            zxid: 2,
             result: Ok(Response::Synced),
         };
         client.on_message(1, done, 10);
@@ -422,11 +520,13 @@ mod tests {
                 2,
                 ClientMessage::Connect {
                     session: Some(7),
-                    timeout_ms: 1_000
+                    timeout_ms: 1_000,
+                    last_zxid: 1,
+                    watches: SetWatches::default(),
                 }
             )]
         );
-        client.on_message(2, ServerMessage::Connected { session: 7 }, 110);
+        client.on_message(2, ServerMessage::Connected { session: 7, zxid: 1 }, 110);
         assert_eq!(client.take_events(), vec![ClientEvent::Reconnected(7)]);
         // The queued request goes to the new server.
         assert_eq!(
@@ -442,6 +542,7 @@ mod tests {
         // A late answer from the old server is ignored.
         let late = ServerMessage::WriteDone {
             xid: a,
+            zxid: 2,
             result: Ok(Response::Synced),
         };
         client.on_message(1, late, 120);

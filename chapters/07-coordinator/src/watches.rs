@@ -6,9 +6,10 @@
 //! concerns it fires it, once, and it is gone: a client that wants to keep
 //! watching reads again (and so sees the new state, and sets the next
 //! watch). Watches are kept by the server the client is connected to, not
-//! replicated: a client that moves to another server sets them again there
-//! (ZooKeeper's client library does that for you, and so does this
-//! chapter's).
+//! replicated: a client that moves to another server hands it the watches
+//! it still has, with the last zxid it saw ([`SetWatches`], ZooKeeper's
+//! message of that name), and the server fires at once those whose node
+//! changed after that zxid ([`Watches::set_again`]).
 //!
 //! Which change fires which watch, as in ZooKeeper:
 //!
@@ -22,11 +23,17 @@
 //! The server sends a watch's event to its client before it answers any
 //! read that would show the change: it applies the log in order, fires the
 //! watches of each entry as it applies it, and a connection delivers in
-//! order. So a client never sees the new state before the event.
+//! order. So a client never sees the new state before the event. Two
+//! places jump over changes instead of applying them one by one, and both
+//! compare stats to find what the jump changed: a client's watches set
+//! again after a move ([`Watches::set_again`]), and a server's state
+//! replaced by the leader's snapshot ([`Watches::fire_jump`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::tree::Change;
+use serde::{Deserialize, Serialize};
+
+use crate::tree::{Change, DataTree, Zxid};
 
 /// Who set a watch: a client connected to this server.
 pub type ClientId = u64;
@@ -39,6 +46,22 @@ pub enum WatchKind {
     /// Set by `get_children`.
     Children,
 }
+
+// ANCHOR: set_watches
+/// The watches a client still has when it moves to another server, by
+/// path, as ZooKeeper's `SetWatches` sends them. It keeps apart the
+/// `exists` watches on a node that was not there: for those, the node's
+/// being there now is the news.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetWatches {
+    /// Data watches (`get_data`, or `exists` on a node that was there).
+    pub data: Vec<String>,
+    /// `exists` watches on a node that was not there.
+    pub exist: Vec<String>,
+    /// Child watches (`get_children`).
+    pub children: Vec<String>,
+}
+// ANCHOR_END: set_watches
 
 /// The watches of one server's clients.
 #[derive(Debug, Default)]
@@ -91,6 +114,95 @@ impl Watches {
         // exercise-end
     }
     // ANCHOR_END: fire
+
+    // ANCHOR: set_again
+    /// A client that moved here sets `watches` again; it has seen
+    /// everything up to `seen` (the last zxid it saw). A watch whose node
+    /// changed after `seen` fires at once: the client missed that change
+    /// while it moved. The others are set, to fire later. Returns the
+    /// changes to send the client, each path's at most once.
+    pub fn set_again(
+        &mut self,
+        client: ClientId,
+        watches: &SetWatches,
+        seen: Zxid,
+        tree: &DataTree,
+    ) -> Vec<Change> {
+        let mut fired = Vec::new();
+        let mut told = BTreeSet::new();
+        let mut tell = |change: Change, fired: &mut Vec<Change>| {
+            if told.insert(change.path().to_string()) {
+                fired.push(change);
+            }
+        };
+        for path in &watches.data {
+            match tree.exists(path) {
+                None => tell(Change::NodeDeleted(path.clone()), &mut fired),
+                Some(stat) if stat.mzxid > seen => {
+                    tell(Change::NodeDataChanged(path.clone()), &mut fired)
+                }
+                Some(_) => self.add(client, path, WatchKind::Data),
+            }
+        }
+        for path in &watches.exist {
+            match tree.exists(path) {
+                Some(_) => tell(Change::NodeCreated(path.clone()), &mut fired),
+                None => self.add(client, path, WatchKind::Data),
+            }
+        }
+        for path in &watches.children {
+            match tree.exists(path) {
+                None => tell(Change::NodeDeleted(path.clone()), &mut fired),
+                Some(stat) if stat.pzxid > seen => {
+                    tell(Change::NodeChildrenChanged(path.clone()), &mut fired)
+                }
+                Some(_) => self.add(client, path, WatchKind::Children),
+            }
+        }
+        // A path told of is watched no more, by either kind.
+        for change in &fired {
+            for kind in [WatchKind::Data, WatchKind::Children] {
+                let key = (change.path().to_string(), kind);
+                if let Some(clients) = self.by_path.get_mut(&key) {
+                    clients.remove(&client);
+                    if clients.is_empty() {
+                        self.by_path.remove(&key);
+                    }
+                }
+            }
+        }
+        fired
+    }
+    // ANCHOR_END: set_again
+
+    /// The server's tree jumped from `old` to `new` (it installed the
+    /// leader's snapshot) without applying the changes in between one by
+    /// one: fires every watch whose node the jump changed, as
+    /// [`Watches::fire`] would have, by comparing the two trees' stats.
+    pub fn fire_jump(&mut self, old: &DataTree, new: &DataTree) -> Vec<(ClientId, Change)> {
+        let mut changes = Vec::new();
+        for (path, kind) in self.by_path.keys() {
+            let change = match (kind, old.exists(path), new.exists(path)) {
+                (_, Some(_), None) => Change::NodeDeleted(path.clone()),
+                (WatchKind::Data, None, Some(_)) => Change::NodeCreated(path.clone()),
+                (WatchKind::Data, Some(before), Some(after))
+                    if (before.czxid, before.mzxid) != (after.czxid, after.mzxid) =>
+                {
+                    Change::NodeDataChanged(path.clone())
+                }
+                (WatchKind::Children, Some(before), Some(after))
+                    if (before.czxid, before.pzxid) != (after.czxid, after.pzxid) =>
+                {
+                    Change::NodeChildrenChanged(path.clone())
+                }
+                _ => continue,
+            };
+            if !changes.contains(&change) {
+                changes.push(change);
+            }
+        }
+        self.fire(&changes)
+    }
 
     /// Forgets every watch of `client` (it disconnected).
     pub fn remove_client(&mut self, client: ClientId) {
