@@ -588,4 +588,224 @@ mod tests {
         client.on_tick(60);
         assert_eq!(client.take_sends(), vec![(1, ClientMessage::Ping)]);
     }
+
+    // Watches across a move, against three real servers in one thread
+    // (`LocalCluster`). Client 10's session starts on server 2; client 20
+    // (on server 1, raw messages) makes the changes.
+
+    use crate::local::LocalCluster;
+    use crate::node::Read;
+    use crate::tree::ANY_VERSION;
+
+    /// Carries out `client`'s sends and hands it its server's answers, as
+    /// `LocalCluster::drive` does, except that server `cut` is unreachable
+    /// (what goes to it, or comes from it, is lost).
+    fn drive(
+        cluster: &mut LocalCluster,
+        client: &mut ClientSession,
+        cut: Option<NodeId>,
+    ) -> Vec<ClientEvent> {
+        for (server, msg) in client.take_sends() {
+            if Some(server) != cut {
+                let now = cluster.now;
+                cluster.server(server).on_client(10, msg, now);
+                cluster.settle();
+            }
+        }
+        cluster.pass(20);
+        let mine: Vec<_>;
+        (mine, cluster.inbox) = std::mem::take(&mut cluster.inbox)
+            .into_iter()
+            .partition(|(_, c, _)| *c == 10);
+        for (server, _, msg) in mine {
+            if Some(server) != cut {
+                client.on_message(server, msg, cluster.now);
+            }
+        }
+        client.on_tick(cluster.now);
+        client.take_events()
+    }
+
+    /// A cluster with `/a`, client 20 on server 1, and client 10's
+    /// session on server 2 with a data watch on `/a`, a child watch on `/`
+    /// and an `exists` watch on the missing `/b`.
+    fn watching() -> (LocalCluster, ClientSession) {
+        let mut cluster = LocalCluster::new();
+        cluster.connect(1, 20);
+        change(&mut cluster, 1, create("/a"));
+        let mut client = ClientSession::new(&[1, 2, 3], 1, config(), cluster.now);
+        let reads = [
+            Read::GetData {
+                path: "/a".into(),
+                watch: true,
+            },
+            Read::GetChildren {
+                path: "/".into(),
+                watch: true,
+            },
+            Read::Exists {
+                path: "/b".into(),
+                watch: true,
+            },
+        ];
+        for read in reads {
+            client.read(read, cluster.now);
+        }
+        let mut answered = 0;
+        for _ in 0..10 {
+            for event in drive(&mut cluster, &mut client, None) {
+                answered += usize::from(matches!(event, ClientEvent::ReadDone { .. }));
+            }
+        }
+        assert_eq!(answered, 3);
+        assert_eq!(client.server(), 2);
+        (cluster, client)
+    }
+
+    fn create(path: &str) -> Request {
+        Request::Create {
+            path: path.into(),
+            data: Vec::new(),
+            ephemeral: false,
+            sequential: false,
+        }
+    }
+
+    fn set(path: &str) -> Request {
+        Request::SetData {
+            path: path.into(),
+            data: b"new".to_vec(),
+            version: ANY_VERSION,
+        }
+    }
+
+    /// Client 20 makes request number `xid`.
+    fn change(cluster: &mut LocalCluster, xid: u64, request: Request) {
+        cluster.send(1, 20, ClientMessage::Write { xid, request });
+        let answers = cluster.received(1, 20);
+        assert!(
+            answers
+                .iter()
+                .any(|m| matches!(m, ServerMessage::WriteDone { result: Ok(_), .. })),
+            "{answers:?}"
+        );
+    }
+
+    /// Moves client 10 off server 2: a `sync` there is not answered, and
+    /// the client resumes on server 3. Returns the events until then.
+    fn move_off_server_2(cluster: &mut LocalCluster, client: &mut ClientSession) -> Vec<ClientEvent> {
+        client.write(Request::Sync, cluster.now);
+        let mut events = Vec::new();
+        for _ in 0..20 {
+            events.extend(drive(cluster, client, Some(2)));
+            if events.contains(&ClientEvent::Reconnected(client.session().unwrap())) {
+                break;
+            }
+        }
+        assert_eq!(client.server(), 3);
+        events
+    }
+
+    fn watch_events(events: &[ClientEvent]) -> Vec<Change> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::Watch(change) => Some(change.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn watches_set_again_fire_for_the_changes_made_while_the_client_moved() {
+        let (mut cluster, mut client) = watching();
+        let seen = client.last_zxid();
+        // Server 2 falls out of reach; the changes happen while the
+        // client is still on its way to server 3.
+        let events = drive(&mut cluster, &mut client, Some(2));
+        assert!(watch_events(&events).is_empty());
+        change(&mut cluster, 2, set("/a"));
+        change(&mut cluster, 3, create("/b"));
+        let events = move_off_server_2(&mut cluster, &mut client);
+        let session = client.session().unwrap();
+        // Each missed change is told once, before the `Reconnected`: the
+        // creation of `/b` fires the child watch on `/` too.
+        let reconnected = events
+            .iter()
+            .position(|e| *e == ClientEvent::Reconnected(session))
+            .unwrap();
+        let mut fired = watch_events(&events[..reconnected]);
+        fired.sort_by(|a, b| a.path().cmp(b.path()));
+        assert_eq!(
+            fired,
+            vec![
+                Change::NodeChildrenChanged("/".into()),
+                Change::NodeDataChanged("/a".into()),
+                Change::NodeCreated("/b".into()),
+            ]
+        );
+        assert!(watch_events(&events[reconnected..]).is_empty());
+        assert!(client.last_zxid() > seen);
+        // They were one-shot: more changes tell the client nothing.
+        change(&mut cluster, 4, set("/a"));
+        change(&mut cluster, 5, set("/b"));
+        change(&mut cluster, 6, create("/c"));
+        let events = drive(&mut cluster, &mut client, Some(2));
+        assert!(watch_events(&events).is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn a_watch_whose_node_did_not_change_is_set_again_and_fires_later_once() {
+        let (mut cluster, mut client) = watching();
+        let events = move_off_server_2(&mut cluster, &mut client);
+        assert!(watch_events(&events).is_empty(), "{events:?}");
+        // Now on server 3, which has the watches: a change fires them.
+        change(&mut cluster, 2, set("/a"));
+        let events = drive(&mut cluster, &mut client, Some(2));
+        assert_eq!(
+            watch_events(&events),
+            vec![Change::NodeDataChanged("/a".into())]
+        );
+        change(&mut cluster, 3, set("/a"));
+        let events = drive(&mut cluster, &mut client, Some(2));
+        assert!(watch_events(&events).is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn a_watch_that_fired_is_not_set_again_so_it_never_fires_twice() {
+        let (mut cluster, mut client) = watching();
+        // Fired on server 2 before the move.
+        change(&mut cluster, 2, set("/a"));
+        let events = drive(&mut cluster, &mut client, None);
+        assert_eq!(
+            watch_events(&events),
+            vec![Change::NodeDataChanged("/a".into())]
+        );
+        // The move sets only the other two again...
+        client.write(Request::Sync, cluster.now);
+        client.take_sends();
+        client.on_tick(cluster.now + 100);
+        let connect = client.take_sends();
+        let [(3, ClientMessage::Connect { watches, last_zxid, .. })] = connect.as_slice() else {
+            panic!("expected a Connect to server 3, got {connect:?}");
+        };
+        assert_eq!(*last_zxid, client.last_zxid());
+        assert_eq!(
+            *watches,
+            SetWatches {
+                data: Vec::new(),
+                exist: vec!["/b".into()],
+                children: vec!["/".into()],
+            }
+        );
+        // ...so a change to `/a` after it tells nothing, from either server.
+        let now = cluster.now;
+        cluster
+            .server(3)
+            .on_client(10, connect[0].1.clone(), now);
+        cluster.settle();
+        change(&mut cluster, 3, set("/a"));
+        let events = drive(&mut cluster, &mut client, None);
+        assert!(watch_events(&events).is_empty(), "{events:?}");
+    }
 }

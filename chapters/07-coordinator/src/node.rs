@@ -800,4 +800,27 @@ mod tests {
         cluster.send(2, 10, write);
         assert_eq!(cluster.received(2, 10), vec![ServerMessage::NotReady]);
     }
+
+    #[test]
+    fn a_server_behind_the_client_refuses_to_resume_its_session() {
+        let mut cluster = Cluster::new();
+        let session = cluster.connect(1, 10);
+        let seen = cluster.server(1).zxid();
+        let resume = |last_zxid| ClientMessage::Connect {
+            session: Some(session),
+            timeout_ms: 500,
+            last_zxid,
+            watches: SetWatches::default(),
+        };
+        // A client that has seen more than server 2 has applied would see
+        // the past there: it is sent on.
+        cluster.send(2, 10, resume(seen + 100));
+        assert_eq!(cluster.received(2, 10), vec![ServerMessage::NotReady]);
+        cluster.send(2, 10, resume(seen));
+        let received = cluster.received(2, 10);
+        assert!(
+            matches!(received.as_slice(), [ServerMessage::Connected { zxid, .. }] if *zxid >= seen),
+            "{received:?}"
+        );
+    }
 }

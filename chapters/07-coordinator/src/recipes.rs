@@ -206,10 +206,12 @@ impl Lock {
                 self.list(client, now);
                 None
             }
-            // A move to another server loses the watch, and maybe its
-            // event: look again.
-            (ClientEvent::Reconnected(_), Phase::Waiting { .. })
-            | (ClientEvent::ConnectionLoss { .. }, Phase::Watching { .. }) => {
+            // The read that sets the watch was lost with its connection:
+            // whether the watch was set is not known, so look again. (A
+            // watch that *was* set survives a move: the client library
+            // sets it again on its next server, so `Waiting` needs nothing
+            // when the session moves.)
+            (ClientEvent::ConnectionLoss { xid }, Phase::Watching { xid: x, .. }) if *xid == x => {
                 self.list(client, now);
                 None
             }
@@ -437,10 +439,6 @@ impl Election {
                 self.create(client, now);
                 None
             }
-            (ClientEvent::Reconnected(_), Race::Following) => {
-                self.read_leader(client, now);
-                None
-            }
             (ClientEvent::ReadDone { xid, result }, Race::ReadingEpoch { xid: x }) if *xid == x => {
                 let Ok(ReadResult::Data(data, stat)) = result else {
                     self.race = Race::Idle;
@@ -588,10 +586,6 @@ impl Membership {
                 Some(MembershipEvent::Members(names.clone()))
             }
             ClientEvent::Watch(Change::NodeChildrenChanged(path)) if *path == self.dir => {
-                self.list(client, now);
-                None
-            }
-            ClientEvent::Reconnected(_) | ClientEvent::ConnectionLoss { .. } if self.joined => {
                 self.list(client, now);
                 None
             }

@@ -129,44 +129,45 @@ impl Watches {
         tree: &DataTree,
     ) -> Vec<Change> {
         let mut fired = Vec::new();
-        let mut told = BTreeSet::new();
-        let mut tell = |change: Change, fired: &mut Vec<Change>| {
-            if told.insert(change.path().to_string()) {
-                fired.push(change);
-            }
-        };
         for path in &watches.data {
             match tree.exists(path) {
-                None => tell(Change::NodeDeleted(path.clone()), &mut fired),
-                Some(stat) if stat.mzxid > seen => {
-                    tell(Change::NodeDataChanged(path.clone()), &mut fired)
-                }
+                None => fired.push(Change::NodeDeleted(path.clone())),
+                Some(stat) if stat.mzxid > seen => fired.push(Change::NodeDataChanged(path.clone())),
                 Some(_) => self.add(client, path, WatchKind::Data),
             }
         }
         for path in &watches.exist {
             match tree.exists(path) {
-                Some(_) => tell(Change::NodeCreated(path.clone()), &mut fired),
+                Some(_) => fired.push(Change::NodeCreated(path.clone())),
                 None => self.add(client, path, WatchKind::Data),
             }
         }
         for path in &watches.children {
             match tree.exists(path) {
-                None => tell(Change::NodeDeleted(path.clone()), &mut fired),
+                None => fired.push(Change::NodeDeleted(path.clone())),
                 Some(stat) if stat.pzxid > seen => {
-                    tell(Change::NodeChildrenChanged(path.clone()), &mut fired)
+                    fired.push(Change::NodeChildrenChanged(path.clone()))
                 }
                 Some(_) => self.add(client, path, WatchKind::Children),
             }
         }
-        // A path told of is watched no more, by either kind.
+        // A node deleted under both a data and a child watch is told once,
+        // and a deletion ends every watch on the path.
+        let mut told: Vec<Change> = Vec::new();
+        fired.retain(|change| {
+            let first = !told.contains(change);
+            told.push(change.clone());
+            first
+        });
         for change in &fired {
-            for kind in [WatchKind::Data, WatchKind::Children] {
-                let key = (change.path().to_string(), kind);
-                if let Some(clients) = self.by_path.get_mut(&key) {
-                    clients.remove(&client);
-                    if clients.is_empty() {
-                        self.by_path.remove(&key);
+            if let Change::NodeDeleted(path) = change {
+                for kind in [WatchKind::Data, WatchKind::Children] {
+                    let key = (path.clone(), kind);
+                    if let Some(clients) = self.by_path.get_mut(&key) {
+                        clients.remove(&client);
+                        if clients.is_empty() {
+                            self.by_path.remove(&key);
+                        }
                     }
                 }
             }
@@ -309,5 +310,82 @@ mod tests {
         let fired = watches.fire(&[Change::NodeDataChanged("/a".into())]);
         assert_eq!(fired.len(), 1);
         assert_eq!(fired[0].0, 2);
+    }
+
+    use crate::tree::{ANY_VERSION, CreateMode, Txn};
+
+    /// A tree with `/a` (created at zxid 1) and `/a/x` (at 2).
+    fn tree() -> DataTree {
+        let mut tree = DataTree::new();
+        tree.create(Txn::new(1, 0), "/a", Vec::new(), CreateMode::Persistent)
+            .unwrap();
+        tree.create(Txn::new(2, 0), "/a/x", Vec::new(), CreateMode::Persistent)
+            .unwrap();
+        tree
+    }
+
+    #[test]
+    fn watches_set_again_fire_at_once_for_what_changed_after_the_clients_zxid() {
+        let mut changed = tree();
+        changed.set_data(Txn::new(3, 0), "/a/x", b"v".to_vec(), ANY_VERSION).unwrap();
+        changed.create(Txn::new(4, 0), "/b", Vec::new(), CreateMode::Persistent).unwrap();
+        changed.delete(Txn::new(5, 0), "/a/x", ANY_VERSION).unwrap();
+        let set = SetWatches {
+            data: vec!["/a".into(), "/a/x".into()],
+            exist: vec!["/b".into(), "/c".into()],
+            children: vec!["/a".into(), "/a/x".into()],
+        };
+        // Seen up to 2: everything after it is news.
+        let mut watches = Watches::new();
+        let fired = watches.set_again(1, &set, 2, &changed);
+        assert_eq!(
+            fired,
+            vec![
+                Change::NodeDeleted("/a/x".into()),
+                Change::NodeCreated("/b".into()),
+                Change::NodeChildrenChanged("/a".into()),
+            ]
+        );
+        // What did not fire is set: `/a`'s data, `/c`'s creation.
+        assert_eq!(watches.len(), 2);
+        let later = [
+            Change::NodeDataChanged("/a".into()),
+            Change::NodeCreated("/c".into()),
+        ];
+        assert_eq!(watches.fire(&later).len(), 2);
+        assert!(watches.is_empty());
+        // Seen up to 5: nothing is news, all is set.
+        let mut watches = Watches::new();
+        let set = SetWatches {
+            data: vec!["/a".into()],
+            exist: vec!["/c".into()],
+            children: vec!["/a".into()],
+        };
+        assert!(watches.set_again(1, &set, 5, &changed).is_empty());
+        assert_eq!(watches.len(), 3);
+    }
+
+    #[test]
+    fn a_jump_to_a_snapshot_fires_the_watches_on_what_it_changed() {
+        let old = tree();
+        let mut new = tree();
+        new.set_data(Txn::new(3, 0), "/a", b"v".to_vec(), ANY_VERSION).unwrap();
+        new.create(Txn::new(4, 0), "/b", Vec::new(), CreateMode::Persistent).unwrap();
+        let mut watches = Watches::new();
+        watches.add(1, "/a", WatchKind::Data);
+        watches.add(1, "/a", WatchKind::Children);
+        watches.add(2, "/b", WatchKind::Data);
+        watches.add(3, "/a/x", WatchKind::Data);
+        let mut fired = watches.fire_jump(&old, &new);
+        fired.sort_by_key(|(client, _)| *client);
+        assert_eq!(
+            fired,
+            vec![
+                (1, Change::NodeDataChanged("/a".into())),
+                (2, Change::NodeCreated("/b".into())),
+            ]
+        );
+        // The child watch on `/a` and the watch on `/a/x` are untouched.
+        assert_eq!(watches.len(), 2);
     }
 }
