@@ -381,10 +381,14 @@ impl ClientSession {
                     self.send_next(now);
                 }
             }
-            ServerMessage::Watch { zxid, change } => {
+            ServerMessage::Watch { zxid, changes } => {
+                // Every event up to `zxid` is in this message: the client
+                // may tell its next server it has seen that far.
                 self.see(zxid);
-                self.watches.fired(&change);
-                self.events.push(ClientEvent::Watch(change));
+                for change in changes {
+                    self.watches.fired(&change);
+                    self.events.push(ClientEvent::Watch(change));
+                }
             }
             ServerMessage::Closed => self.expire(),
         }
@@ -526,7 +530,14 @@ mod tests {
                 }
             )]
         );
-        client.on_message(2, ServerMessage::Connected { session: 7, zxid: 1 }, 110);
+        client.on_message(
+            2,
+            ServerMessage::Connected {
+                session: 7,
+                zxid: 1,
+            },
+            110,
+        );
         assert_eq!(client.take_events(), vec![ClientEvent::Reconnected(7)]);
         // The queued request goes to the new server.
         assert_eq!(
@@ -693,7 +704,10 @@ mod tests {
 
     /// Moves client 10 off server 2: a `sync` there is not answered, and
     /// the client resumes on server 3. Returns the events until then.
-    fn move_off_server_2(cluster: &mut LocalCluster, client: &mut ClientSession) -> Vec<ClientEvent> {
+    fn move_off_server_2(
+        cluster: &mut LocalCluster,
+        client: &mut ClientSession,
+    ) -> Vec<ClientEvent> {
         client.write(Request::Sync, cluster.now);
         let mut events = Vec::new();
         for _ in 0..20 {
@@ -786,7 +800,15 @@ mod tests {
         client.take_sends();
         client.on_tick(cluster.now + 100);
         let connect = client.take_sends();
-        let [(3, ClientMessage::Connect { watches, last_zxid, .. })] = connect.as_slice() else {
+        let [
+            (
+                3,
+                ClientMessage::Connect {
+                    watches, last_zxid, ..
+                },
+            ),
+        ] = connect.as_slice()
+        else {
             panic!("expected a Connect to server 3, got {connect:?}");
         };
         assert_eq!(*last_zxid, client.last_zxid());
@@ -800,9 +822,7 @@ mod tests {
         );
         // ...so a change to `/a` after it tells nothing, from either server.
         let now = cluster.now;
-        cluster
-            .server(3)
-            .on_client(10, connect[0].1.clone(), now);
+        cluster.server(3).on_client(10, connect[0].1.clone(), now);
         cluster.settle();
         change(&mut cluster, 3, set("/a"));
         let events = drive(&mut cluster, &mut client, None);

@@ -152,14 +152,16 @@ pub enum ServerMessage {
         /// The answer.
         result: Result<Response, RequestError>,
     },
-    /// A watch fired.
+    /// Watches fired: all that one log entry fired for this client, in one
+    /// message, so that a client that has seen `zxid` has had every event
+    /// up to it (it sends that zxid to its next server).
     Watch {
-        /// The zxid of the change (for a change found when watches were
-        /// set again, or in a snapshot, the server's zxid then: the change
-        /// is at or before it).
+        /// The zxid of the entry that made the changes (for changes found
+        /// when watches were set again, or in a snapshot, the server's zxid
+        /// then: they are at or before it).
         zxid: Zxid,
-        /// What changed.
-        change: Change,
+        /// What changed, in order.
+        changes: Vec<Change>,
     },
     /// The session was closed at the client's request.
     Closed,
@@ -398,11 +400,11 @@ impl Server {
         // A connection starts with no watches but those it brings.
         self.watches.remove_client(client);
         let zxid = self.applied;
-        let missed = self
+        let changes = self
             .watches
             .set_again(client, watches, last_zxid, self.state.tree());
-        for change in missed {
-            self.reply(client, ServerMessage::Watch { zxid, change });
+        if !changes.is_empty() {
+            self.reply(client, ServerMessage::Watch { zxid, changes });
         }
         self.reply(client, ServerMessage::Connected { session, zxid });
     }
@@ -569,13 +571,22 @@ impl Server {
             let old = std::mem::replace(&mut self.state, decode_state(&snapshot.data));
             self.applied = snapshot.last_index;
             let fired = self.watches.fire_jump(old.tree(), self.state.tree());
-            for (client, change) in fired {
-                let zxid = self.applied;
-                self.reply(client, ServerMessage::Watch { zxid, change });
-            }
+            self.tell(self.applied, fired);
         }
         for entry in ready.committed {
             self.apply(entry);
+        }
+    }
+
+    /// Sends each client the changes `fired` for it at `zxid`, in one
+    /// message.
+    fn tell(&mut self, zxid: Zxid, fired: Vec<(ClientId, Change)>) {
+        let mut by_client: BTreeMap<ClientId, Vec<Change>> = BTreeMap::new();
+        for (client, change) in fired {
+            by_client.entry(client).or_default().push(change);
+        }
+        for (client, changes) in by_client {
+            self.reply(client, ServerMessage::Watch { zxid, changes });
         }
     }
 
@@ -588,9 +599,8 @@ impl Server {
         let (outcome, changes) = self.state.apply(zxid, &log_entry);
         // Watches first: a client hears of a change before any answer that
         // shows it.
-        for (client, change) in self.watches.fire(&changes) {
-            self.reply(client, ServerMessage::Watch { zxid, change });
-        }
+        let fired = self.watches.fire(&changes);
+        self.tell(zxid, fired);
         match outcome {
             Outcome::SessionOpened(session) => {
                 self.last_heard.insert(session, self.now);
@@ -753,10 +763,10 @@ mod tests {
         }
         assert_eq!(cluster.received(2, 10), vec![ServerMessage::SessionExpired]);
         let received = cluster.received(3, 20);
-        let [ServerMessage::Watch { zxid, change }] = received.as_slice() else {
+        let [ServerMessage::Watch { zxid, changes }] = received.as_slice() else {
             panic!("expected one watch event, got {received:?}");
         };
-        assert_eq!(*change, Change::NodeDeleted("/lock".into()));
+        assert_eq!(*changes, vec![Change::NodeDeleted("/lock".into())]);
         // The event carries the zxid of the change: the entry that closed
         // the session.
         let deleted_at = cluster.server(3).state().tree().last_zxid();

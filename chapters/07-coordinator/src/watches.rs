@@ -132,7 +132,9 @@ impl Watches {
         for path in &watches.data {
             match tree.exists(path) {
                 None => fired.push(Change::NodeDeleted(path.clone())),
-                Some(stat) if stat.mzxid > seen => fired.push(Change::NodeDataChanged(path.clone())),
+                Some(stat) if stat.mzxid > seen => {
+                    fired.push(Change::NodeDataChanged(path.clone()))
+                }
                 Some(_) => self.add(client, path, WatchKind::Data),
             }
         }
@@ -327,8 +329,12 @@ mod tests {
     #[test]
     fn watches_set_again_fire_at_once_for_what_changed_after_the_clients_zxid() {
         let mut changed = tree();
-        changed.set_data(Txn::new(3, 0), "/a/x", b"v".to_vec(), ANY_VERSION).unwrap();
-        changed.create(Txn::new(4, 0), "/b", Vec::new(), CreateMode::Persistent).unwrap();
+        changed
+            .set_data(Txn::new(3, 0), "/a/x", b"v".to_vec(), ANY_VERSION)
+            .unwrap();
+        changed
+            .create(Txn::new(4, 0), "/b", Vec::new(), CreateMode::Persistent)
+            .unwrap();
         changed.delete(Txn::new(5, 0), "/a/x", ANY_VERSION).unwrap();
         let set = SetWatches {
             data: vec!["/a".into(), "/a/x".into()],
@@ -369,8 +375,10 @@ mod tests {
     fn a_jump_to_a_snapshot_fires_the_watches_on_what_it_changed() {
         let old = tree();
         let mut new = tree();
-        new.set_data(Txn::new(3, 0), "/a", b"v".to_vec(), ANY_VERSION).unwrap();
-        new.create(Txn::new(4, 0), "/b", Vec::new(), CreateMode::Persistent).unwrap();
+        new.set_data(Txn::new(3, 0), "/a", b"v".to_vec(), ANY_VERSION)
+            .unwrap();
+        new.create(Txn::new(4, 0), "/b", Vec::new(), CreateMode::Persistent)
+            .unwrap();
         let mut watches = Watches::new();
         watches.add(1, "/a", WatchKind::Data);
         watches.add(1, "/a", WatchKind::Children);
