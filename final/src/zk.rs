@@ -116,7 +116,12 @@ pub(crate) struct ZkArgs {
     /// The session's timeout in ms: how long the ensemble keeps the
     /// session (and its ephemeral nodes) after it last heard from this
     /// command (zkCli's `-timeout`).
-    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    #[arg(
+        long,
+        default_value_t = 10_000,
+        value_name = "MS",
+        value_parser = clap::value_parser!(u64).range(100..)
+    )]
     session_timeout: u64,
     #[command(subcommand)]
     command: ZkCommand,

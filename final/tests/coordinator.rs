@@ -190,16 +190,39 @@ impl Ensemble {
     }
 }
 
-/// Six free loopback ports (bound, then released: another process could
-/// take one in between, which is unlikely on a test machine).
+impl Drop for Ensemble {
+    fn drop(&mut self) {
+        // A failed test shows what the servers said.
+        if std::thread::panicking() {
+            for id in 1..=3 {
+                let log = std::fs::read_to_string(self.log(id)).unwrap_or_default();
+                eprintln!("--- server {id}'s log ---\n{log}");
+            }
+        }
+    }
+}
+
+/// Six free loopback ports, below the range the kernel picks a client's
+/// own port from. A server's port in that range could be taken while the
+/// server is down: by any client, or by a client of that very server, since
+/// Linux may connect a socket to itself when its destination is its own
+/// port and nothing listens. The server then could not start again.
 fn free_ports() -> Vec<u16> {
-    let listeners: Vec<_> = (0..6)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+    let first_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768)
+        .max(20_000);
+    let mut ports = Vec::new();
+    while ports.len() < 6 {
+        let port = fastrand::u16(10_000..first_ephemeral);
+        // Free now (another process could take it before the server
+        // does, which is unlikely on a test machine).
+        if !ports.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            ports.push(port);
+        }
+    }
+    ports
 }
 
 fn zk(servers: &str, args: &[&str]) -> Output {
