@@ -113,6 +113,16 @@ pub(crate) struct ZkArgs {
     /// The ensemble's client addresses, comma-separated.
     #[arg(long, default_value = "127.0.0.1:2181")]
     server: String,
+    /// The session's timeout in ms: how long the ensemble keeps the
+    /// session (and its ephemeral nodes) after it last heard from this
+    /// command (zkCli's `-timeout`).
+    #[arg(
+        long,
+        default_value_t = 10_000,
+        value_name = "MS",
+        value_parser = clap::value_parser!(u64).range(100..)
+    )]
+    session_timeout: u64,
     #[command(subcommand)]
     command: ZkCommand,
 }
@@ -121,7 +131,11 @@ pub(crate) struct ZkArgs {
 enum ZkCommand {
     /// Create a node; prints its path.
     Create {
-        /// Delete it when this command's session ends.
+        /// Make it ephemeral: it lives as long as this command's session,
+        /// so the command keeps the session open after printing the path,
+        /// until Ctrl-C or SIGTERM, and then ends it (the node goes at
+        /// once). Killed any other way, the command leaves the node until
+        /// the session times out (`--session-timeout`).
         #[arg(long)]
         ephemeral: bool,
         /// Append a counter to its name.
@@ -197,10 +211,13 @@ pub(crate) async fn zk(args: ZkArgs) -> Result<()> {
             .ok_or_else(|| format!("cannot resolve {addr}"))?;
         servers.push(resolved);
     }
+    // As ZooKeeper's client: ping when idle for a third of the timeout,
+    // and give up on a silent server well before the session would expire.
+    let timeout = args.session_timeout;
     let config = ClientConfig {
-        session_timeout_ms: 10_000,
-        request_timeout_ms: 3_000,
-        ping_interval_ms: 2_000,
+        session_timeout_ms: timeout,
+        request_timeout_ms: (timeout * 2 / 3).min(3_000),
+        ping_interval_ms: timeout / 3,
     };
     let mut zk = Coordinator::connect(&servers, config)
         .await
@@ -218,6 +235,13 @@ pub(crate) async fn zk(args: ZkArgs) -> Result<()> {
                 .create(&path, data.as_bytes(), ephemeral, sequential)
                 .await?;
             println!("Created {created}");
+            if ephemeral {
+                // An ephemeral node lives as long as the session, as in
+                // ZooKeeper's shell: hold it until asked to stop. (A real
+                // shell would also notice the session expiring.)
+                std::io::stdout().flush()?;
+                signal::stop().await;
+            }
             Ok(())
         }
         ZkCommand::Get { path } => {
