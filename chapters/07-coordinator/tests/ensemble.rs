@@ -310,6 +310,8 @@ async fn a_bad_frame_ends_its_connection_and_the_server_serves_on() {
         raw.write_all(&frame_of(&ClientMessage::Connect {
             session: None,
             timeout_ms: 3_000,
+            last_zxid: 0,
+            watches: Default::default(),
         }))
         .await
         .unwrap();
