@@ -352,6 +352,15 @@ impl Server {
                 let Some(session) = session else {
                     return self.reply(client, ServerMessage::NotReady);
                 };
+                // A request the tree would refuse whatever its state is
+                // answered now, not logged and replicated first. (The
+                // session has one request in flight, so this answer cannot
+                // pass an earlier one.)
+                if let Err(error) = request.check() {
+                    let zxid = self.applied;
+                    let result = Err(error);
+                    return self.reply(client, ServerMessage::WriteDone { xid, zxid, result });
+                }
                 self.waiting.insert((session, xid), client);
                 self.submit(Command::Request {
                     session,
@@ -709,6 +718,54 @@ mod tests {
             panic!("expected the data, got {received:?}");
         };
         assert_eq!(data, b"v");
+    }
+
+    #[test]
+    fn a_write_no_tree_would_take_is_refused_before_it_is_logged() {
+        let mut cluster = Cluster::new();
+        cluster.connect(2, 10);
+        let before: Vec<Zxid> = (1..=3).map(|id| cluster.server(id).zxid()).collect();
+        let bad_path = ClientMessage::Write {
+            xid: 1,
+            request: create("/a//b", false),
+        };
+        cluster.send(2, 10, bad_path);
+        let too_big = ClientMessage::Write {
+            xid: 2,
+            request: Request::Multi(vec![
+                crate::tree::Op::Check {
+                    path: "/".into(),
+                    version: ANY_VERSION,
+                },
+                crate::tree::Op::SetData {
+                    path: "/a".into(),
+                    data: vec![0; crate::tree::MAX_DATA + 1],
+                    version: ANY_VERSION,
+                },
+            ]),
+        };
+        cluster.send(2, 10, too_big);
+        let received = cluster.received(2, 10);
+        let [
+            ServerMessage::WriteDone {
+                xid: 1,
+                result: Err(RequestError::Tree(TreeError::BadArguments { .. })),
+                ..
+            },
+            ServerMessage::WriteDone {
+                xid: 2,
+                result: Err(RequestError::Multi(multi)),
+                ..
+            },
+        ] = received.as_slice()
+        else {
+            panic!("expected two refusals, got {received:?}");
+        };
+        assert_eq!(multi.index, 1);
+        assert!(matches!(multi.error, TreeError::BadArguments { .. }));
+        // Nothing was logged: no server applied anything more.
+        let after: Vec<Zxid> = (1..=3).map(|id| cluster.server(id).zxid()).collect();
+        assert_eq!(after, before);
     }
 
     #[test]

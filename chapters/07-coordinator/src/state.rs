@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::tree::{
     Change, CreateMode, DataTree, MultiError, Op, OpResult, SessionId, Stat, TreeError, Txn,
-    Version,
+    Version, check_create, check_set, validate_path,
 };
 
 // ANCHOR: request
@@ -67,6 +67,28 @@ pub enum Request {
     Sync,
 }
 // ANCHOR_END: request
+
+impl Request {
+    /// What a server refuses before logging the request, without looking
+    /// at the tree ([`Op::check`]): a bad path or data over the limit.
+    pub fn check(&self) -> Result<(), RequestError> {
+        match self {
+            Request::Create {
+                path,
+                data,
+                sequential,
+                ..
+            } => Ok(check_create(path, data, *sequential)?),
+            Request::Delete { path, .. } => Ok(validate_path(path)?),
+            Request::SetData { path, data, .. } => Ok(check_set(path, data)?),
+            Request::Multi(ops) => ops.iter().enumerate().try_for_each(|(index, op)| {
+                op.check()
+                    .map_err(|error| MultiError { index, error }.into())
+            }),
+            Request::Sync => Ok(()),
+        }
+    }
+}
 
 // ANCHOR: command
 /// What the Raft log carries.
