@@ -119,12 +119,18 @@ pub async fn write_frame<T: Serialize>(
     writer: &mut (impl AsyncWrite + Unpin),
     value: &T,
 ) -> std::io::Result<()> {
+    let mut frame = Vec::new();
+    encode_frame(value, &mut frame)?;
+    writer.write_all(&frame).await
+}
+
+/// Encodes `value` as a frame at the end of `out`.
+fn encode_frame<T: Serialize>(value: &T, out: &mut Vec<u8>) -> std::io::Result<()> {
     let bytes = bincode::serde::encode_to_vec(value, bincode::config::standard())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    let mut frame = Vec::with_capacity(4 + bytes.len());
-    frame.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&bytes);
-    writer.write_all(&frame).await
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(&bytes);
+    Ok(())
 }
 
 /// Runs server `config.id` on the listeners given (bound already, so that
@@ -223,12 +229,15 @@ fn core(
         let output = server.take_output();
         let wrote = !output.writes.is_empty();
         storage.write(&output.writes)?;
-        let mut sends = output.now;
+        // What may go now goes before the sync: answers to clients rest
+        // only on entries committed already, and a write's answer would
+        // otherwise wait for the next group's `fsync` as well as its own.
+        deliver(output.now, &clients, &peers);
         if wrote {
             let synced = storage.sync()?;
             server.persisted(synced);
         }
-        sends.extend(output.after_sync);
+        deliver(output.after_sync, &clients, &peers);
         // `persisted` may have committed more.
         let more = server.take_output();
         if !more.writes.is_empty() {
@@ -236,22 +245,30 @@ fn core(
             let synced = storage.sync()?;
             server.persisted(synced);
         }
-        sends.extend(more.now);
-        sends.extend(more.after_sync);
-        for send in sends {
-            match send {
-                Send::Client(client, msg) => {
-                    if let Some(tx) = clients.get(&client) {
-                        // A client that went away is cleaned up when its
-                        // reader reports it.
-                        let _ = tx.send(msg);
-                    }
+        deliver(more.now, &clients, &peers);
+        deliver(more.after_sync, &clients, &peers);
+    }
+}
+
+/// Hands each send to its connection's task.
+fn deliver(
+    sends: Vec<Send>,
+    clients: &BTreeMap<ClientId, mpsc::UnboundedSender<ServerMessage>>,
+    peers: &BTreeMap<NodeId, mpsc::UnboundedSender<PeerMessage>>,
+) {
+    for send in sends {
+        match send {
+            Send::Client(client, msg) => {
+                if let Some(tx) = clients.get(&client) {
+                    // A client that went away is cleaned up when its
+                    // reader reports it.
+                    let _ = tx.send(msg);
                 }
-                Send::Peer(to, msg) => {
-                    if let Some(tx) = peers.get(&to) {
-                        // The sender task lives as long as the server.
-                        let _ = tx.send(msg);
-                    }
+            }
+            Send::Peer(to, msg) => {
+                if let Some(tx) = peers.get(&to) {
+                    // The sender task lives as long as the server.
+                    let _ = tx.send(msg);
                 }
             }
         }
@@ -406,6 +423,20 @@ async fn send_to_peer(
             msg = messages.recv() => msg,
         };
         let Some(msg) = msg else { return };
+        // Everything queued for the peer goes in one write: a follower
+        // forwards each of its clients' writes to the leader, and a round
+        // of them should cost one system call, not one each.
+        let mut frames = Vec::new();
+        let mut encoded = encode_frame(&msg, &mut frames);
+        while encoded.is_ok()
+            && let Ok(msg) = messages.try_recv()
+        {
+            encoded = encode_frame(&msg, &mut frames);
+        }
+        if let Err(e) = encoded {
+            warn!(%addr, %e, "a message to a peer did not encode");
+            continue;
+        }
         if stream.is_none() {
             match TcpStream::connect(addr).await {
                 Ok(mut s) => {
@@ -418,7 +449,7 @@ async fn send_to_peer(
             }
         }
         if let Some(s) = stream.as_mut()
-            && write_frame(s, &msg).await.is_err()
+            && s.write_all(&frames).await.is_err()
         {
             stream = None;
         }
