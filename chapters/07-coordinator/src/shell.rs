@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use ch06_replication::sim::NodeId;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -314,7 +314,10 @@ async fn accept_clients(
         let client = next_client;
         next_client += 1;
         debug!(client, %addr, "client connected");
-        let (mut reader, mut writer) = stream.into_split();
+        let (reader, mut writer) = stream.into_split();
+        // Buffered: a frame's length and body in one system call, and
+        // several frames in one when they come together.
+        let mut reader = BufReader::new(reader);
         let (tx, mut rx) = mpsc::unbounded_channel::<ServerMessage>();
         if inputs.send(Input::Connected(client, tx)).is_err() {
             return;
@@ -380,7 +383,8 @@ async fn accept_peers(
         let inputs = inputs.clone();
         let mut stop = stopping.clone();
         tokio::spawn(async move {
-            let mut stream = stream;
+            // Buffered, as a client's connection is.
+            let mut stream = BufReader::new(stream);
             // A peer says who it is first.
             let Ok(Some(from)) = read_frame::<NodeId>(&mut stream).await else {
                 return;
