@@ -279,9 +279,13 @@ if [ "$with_etcd" = 1 ]; then
     # lines), which is a result here, not a failure of the harness.
     etcd_out=$(ETCDCTL_API=3 timeout 600 etcdctl --endpoints="$endpoints" check perf --load=l \
         2>&1) || true
-    echo "$etcd_out" >&2
+    # Its verdicts, without the progress bar: "PASS: Throughput is N
+    # writes/s" (or "FAIL: Throughput too low: N writes/s"), "PASS: Slowest
+    # request took Ts", "PASS: Stddev is Ts".
+    echo "$etcd_out" | grep -E '^(PASS|FAIL)' >&2
     check_nodes "${etcd_pids[@]}"
-    etcd_throughput=$(echo "$etcd_out" | sed -n 's/.*Throughput is \([0-9.]*\) writes\/s.*/\1/p')
+    etcd_throughput=$(echo "$etcd_out" |
+        sed -n 's/.*Throughput[^0-9]*\([0-9.]*\) writes\/s.*/\1/p')
     etcd_slowest_ms=$(echo "$etcd_out" |
         sed -n 's/.*Slowest request took \([0-9.]*\)s.*/\1/p' |
         awk '{ printf "%.2f", $1 * 1000 }')
