@@ -1,15 +1,17 @@
 //! `kfs perf`: end-to-end throughput and latency, modelled on Kafka's
 //! `kafka-producer-perf-test` and `kafka-consumer-perf-test` (same flags
-//! where they exist, and a similar report).
+//! where they exist, and a similar report), and `kfs perf coordinator`
+//! for chapter 7's coordinator (in `perf/coordinator.rs`), which reports
+//! the same way.
+
+mod coordinator;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ch02_segments::Record;
 use ch03_partitions::TopicPartition;
-use ch04_network::{
-    ClientError, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig, SeekTo,
-};
+use ch04_network::{Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig, SeekTo};
 use clap::{Args, Subcommand};
 use tokio::time::Instant;
 
@@ -23,6 +25,9 @@ pub(crate) enum PerfCommand {
     Produce(ProducePerfArgs),
     /// Read a topic from its beginning; report records/s and MB/s.
     Consume(ConsumePerfArgs),
+    /// Load a coordinator ensemble from many sessions; report requests/s
+    /// and latency percentiles.
+    Coordinator(coordinator::CoordinatorPerfArgs),
 }
 
 /// `kfs perf produce`'s flags.
@@ -91,6 +96,7 @@ pub(crate) async fn run(command: PerfCommand) -> Result<()> {
     match command {
         PerfCommand::Produce(args) => produce(args).await,
         PerfCommand::Consume(args) => consume(args).await,
+        PerfCommand::Coordinator(args) => coordinator::run(args).await,
     }
 }
 
@@ -169,7 +175,11 @@ async fn produce(args: ProducePerfArgs) -> Result<()> {
         .map(|_| fastrand::u8(b'A'..=b'Z'))
         .collect();
     let start = Instant::now();
-    let recorder = Arc::new(Mutex::new(Recorder::new(start, args.num_records as usize)));
+    let recorder = Arc::new(Mutex::new(Recorder::new(
+        "records",
+        start,
+        args.num_records as usize,
+    )));
     let progress = tokio::spawn(print_progress(
         recorder.clone(),
         Duration::from_millis(args.reporting_interval_ms),
@@ -210,9 +220,11 @@ async fn produce(args: ProducePerfArgs) -> Result<()> {
 }
 // ANCHOR_END: produce
 
-/// Every record's latency and the running totals, filled in by the
-/// producer's callbacks.
+/// Every record's (or request's) latency and the running totals, filled
+/// in by the producer's callbacks or the coordinator's sessions.
 struct Recorder {
+    /// What is counted, in the report: `records`, `requests`.
+    noun: &'static str,
     /// Every latency, in µs: 4 bytes a record, and exact percentiles.
     latencies: Vec<u32>,
     total: Window,
@@ -225,8 +237,9 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn new(start: Instant, expected: usize) -> Recorder {
+    fn new(noun: &'static str, start: Instant, expected: usize) -> Recorder {
         Recorder {
+            noun,
             latencies: Vec::with_capacity(expected),
             total: Window::new(start),
             window: Window::new(start),
@@ -236,11 +249,11 @@ impl Recorder {
         }
     }
 
-    fn record(
+    fn record<E: std::fmt::Display>(
         &mut self,
         sent_at: Instant,
         bytes: u64,
-        result: std::result::Result<(), ClientError>,
+        result: std::result::Result<(), E>,
     ) {
         let now = Instant::now();
         self.last = now;
@@ -265,8 +278,9 @@ impl Recorder {
         let mut sorted = self.latencies.clone();
         sorted.sort_unstable();
         let (records, mb) = self.total.rates(self.last);
+        let noun = self.noun;
         format!(
-            "{} records sent, {records:.1} records/sec ({mb:.2} MB/sec), \
+            "{} {noun} sent, {records:.1} {noun}/sec ({mb:.2} MB/sec), \
              {:.2} ms avg latency, {:.2} ms max latency, {:.2} ms 50th, \
              {:.2} ms 95th, {:.2} ms 99th, {:.2} ms 99.9th.",
             self.total.records,
@@ -289,8 +303,9 @@ async fn print_progress(recorder: Arc<Mutex<Recorder>>, interval: Duration) {
             let mut recorder = recorder.lock().unwrap();
             let window = std::mem::replace(&mut recorder.window, Window::new(now));
             let (records, mb) = window.rates(now);
+            let noun = recorder.noun;
             format!(
-                "{} records sent, {records:.1} records/sec ({mb:.2} MB/sec), \
+                "{} {noun} sent, {records:.1} {noun}/sec ({mb:.2} MB/sec), \
                  {:.2} ms avg latency, {:.2} ms max latency.",
                 window.records,
                 window.average_latency_ms(),

@@ -95,7 +95,7 @@ pub(crate) async fn coordinator(args: CoordinatorArgs) -> Result<()> {
         raft: RaftConfig {
             election_timeout_ms: 1_000,
             heartbeat_interval_ms: 100,
-            max_entries_per_message: 256,
+            max_entries_per_message: 4096,
         },
         tick: Duration::from_millis(10),
     };

@@ -3,7 +3,8 @@
 //! processes add to the in-process tests: a leader killed with SIGKILL
 //! under load, a leader paused with SIGSTOP and resumed, an ephemeral node
 //! outliving its killed shell until the session times out, and all three
-//! servers killed and started again from their files.
+//! servers killed and started again from their files; and `kfs perf
+//! coordinator` loading them.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
@@ -602,4 +603,76 @@ fn a_paused_leader_is_replaced_and_when_resumed_serves_the_latest_write() {
     send_signal(ensemble.pid(leader), "CONT");
     let read = until_ok(&ensemble.servers(&[leader]), &["get", "/n"]);
     assert_eq!(stdout(&read), "v2\n");
+}
+
+/// Runs `kfs perf coordinator` against `servers`; its output.
+fn perf(servers: &str, args: &[&str]) -> Output {
+    Command::cargo_bin("kfs")
+        .unwrap()
+        .args(["perf", "coordinator", "--servers", servers])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The rate in the last line of a report: "N requests sent, R
+/// requests/sec (...)".
+fn reported(output: &Output, sent: u64) -> f64 {
+    let text = stdout(output);
+    let last = text.lines().last().unwrap_or_default().to_string();
+    let prefix = format!("{sent} requests sent, ");
+    assert!(last.starts_with(&prefix), "{text}");
+    for part in ["ms avg latency", "ms 50th", "ms 99th", "ms max latency"] {
+        assert!(last.contains(part), "{last}");
+    }
+    last[prefix.len()..]
+        .split(' ')
+        .next()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no rate in {last:?}"))
+}
+
+#[test]
+fn perf_coordinator_reports_sets_and_gets_and_keeps_to_its_rate() {
+    let ensemble = Ensemble::start();
+    let all = ensemble.servers(&[1, 2, 3]);
+    until_ok(&all, &["stat", "/"]);
+
+    // Sets from six sessions, two on each server: exactly the requests
+    // asked for, and each session's node holds the tool's 100-byte value.
+    let sets = perf(
+        &all,
+        &["--sessions", "6", "--op", "set", "--requests", "300"],
+    );
+    assert!(sets.status.success(), "{}", stderr(&sets));
+    assert!(reported(&sets, 300) > 0.0);
+    let value = stdout(&zk(&all, &["get", "/kfs-perf/n5"]));
+    let value = value.trim_end();
+    assert_eq!(value.len(), 100, "{value:?}");
+    assert!(value.bytes().all(|b| b.is_ascii_uppercase()), "{value:?}");
+
+    // Gets, each session from its own server.
+    let gets = perf(
+        &all,
+        &["--sessions", "6", "--op", "get", "--requests", "300"],
+    );
+    assert!(gets.status.success(), "{}", stderr(&gets));
+    assert!(reported(&gets, 300) > 0.0);
+
+    // Held to 200 a second, 100 requests take at least the 0.495 s their
+    // schedule spans: the rate reported cannot exceed 100 / 0.495.
+    let started = Instant::now();
+    let paced = perf(
+        &all,
+        &["--sessions", "4", "--requests", "100", "--rate", "200"],
+    );
+    assert!(paced.status.success(), "{}", stderr(&paced));
+    assert!(started.elapsed() >= Duration::from_millis(495));
+    let rate = reported(&paced, 100);
+    assert!(rate <= 100.0 / 0.495 + 0.5, "{rate}");
+
+    // A bad flag is an error naming it.
+    let bad = perf(&all, &["--duration", "0"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("--duration"), "{}", stderr(&bad));
 }

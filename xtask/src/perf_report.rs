@@ -13,10 +13,12 @@
 //!   `mean` otherwise.
 //! - `benches/e2e.sh` writes `target/e2e/results.tsv`, one row per run, its
 //!   loopback baseline first; `benches/e2e-replication.sh` writes
-//!   `target/e2e/replication.tsv`, one row per run, its baseline last.
+//!   `target/e2e/replication.tsv`, one row per run, its baseline last;
+//!   `benches/e2e-coordinator.sh` writes `target/e2e/coordinator.tsv`, its
+//!   runs, the disk's fsync baseline, and etcd's figures when asked.
 //!
-//! For each suite (a chapter's criterion benchmark `chNN`, `e2e` or
-//! `e2e-replication`) it writes `book/src/perf/<suite>.md`, which `performance.md` includes: a
+//! For each suite (a chapter's criterion benchmark `chNN`, `e2e`,
+//! `e2e-replication` or `e2e-coordinator`) it writes `book/src/perf/<suite>.md`, which `performance.md` includes: a
 //! header naming the run (date, commit, CPU, cores, rustc, the exact
 //! command), the ratios to baseline and every raw time; and
 //! `book/src/images/perf/<suite>.svg`, a bar chart of the ratios.
@@ -311,6 +313,17 @@ const REPLICATION: &str = "e2e-replication";
 const REPLICATION_COMMAND: &str = "benches/e2e-replication.sh";
 const REPLICATION_RESULTS: &str = "e2e/replication.tsv";
 
+/// The coordinator harness's (chapter 7's ensemble, end to end).
+const COORDINATOR: &str = "e2e-coordinator";
+const COORDINATOR_COMMAND: &str = "benches/e2e-coordinator.sh";
+const COORDINATOR_RESULTS: &str = "e2e/coordinator.tsv";
+
+/// The coordinator's goals (issue 14): linearizable writes/s and reads/s
+/// at the peak, and the p99 of writes at half the peak write rate, in ms.
+const COORDINATOR_WRITES_GOAL: f64 = 50_000.0;
+const COORDINATOR_READS_GOAL: f64 = 200_000.0;
+const COORDINATOR_P99_GOAL_MS: f64 = 10.0;
+
 /// What a ratio of two replication runs compares.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Compared {
@@ -400,7 +413,7 @@ const REPLICATION_RATIOS: &[RunRatio] = &[
 /// What `cargo xtask perf-report` was asked to do.
 pub(crate) struct Options {
     /// Suites as the user named them (`01`, `3`, `ch02`, `e2e`,
-    /// `e2e-replication`); empty: all.
+    /// `e2e-replication`, `e2e-coordinator`); empty: all.
     pub(crate) suites: Vec<String>,
     /// Run each suite's command first, and record the run.
     pub(crate) run: bool,
@@ -474,7 +487,11 @@ fn select(wanted: &[String]) -> Result<Vec<String>, String> {
     let all: Vec<String> = BENCHES
         .iter()
         .map(|b| b.suite.to_string())
-        .chain([E2E.to_string(), REPLICATION.to_string()])
+        .chain([
+            E2E.to_string(),
+            REPLICATION.to_string(),
+            COORDINATOR.to_string(),
+        ])
         .collect();
     if wanted.is_empty() {
         return Ok(all);
@@ -511,10 +528,10 @@ fn command_of(suite: &str) -> String {
 
 /// The script of a suite that is not a criterion benchmark.
 fn script_of(suite: &str) -> &'static str {
-    if suite == REPLICATION {
-        REPLICATION_COMMAND
-    } else {
-        E2E_COMMAND
+    match suite {
+        REPLICATION => REPLICATION_COMMAND,
+        COORDINATOR => COORDINATOR_COMMAND,
+        _ => E2E_COMMAND,
     }
 }
 
@@ -779,6 +796,30 @@ struct ReplicationRun {
     bytes: Option<f64>,
 }
 
+/// One row of `target/e2e/coordinator.tsv`.
+#[derive(Debug, Clone, Default)]
+struct CoordinatorRun {
+    /// `writes_peak`, `reads_peak`, `writes_half_peak`, `fsync_baseline`,
+    /// `etcd_check_perf`.
+    id: String,
+    label: String,
+    /// How many sessions loaded the ensemble.
+    sessions: Option<f64>,
+    /// The `--rate` a latency run was held to.
+    target_rate: Option<f64>,
+    requests_per_s: Option<f64>,
+    /// Average, p50, p99 and maximum latency, in ms, each if measured (the
+    /// baseline has an average, etcd a maximum).
+    latency: [Option<f64>; 4],
+    /// The three servers' CPU time per request, in µs.
+    cpu_us_per_request: Option<f64>,
+    /// Writes/s times the fsync's time: how many writes shared one fsync,
+    /// at the least.
+    writes_per_fsync: Option<f64>,
+    /// What measured a row not made by `kfs perf coordinator`.
+    command: Option<String>,
+}
+
 /// Everything found under `target/`.
 struct Results {
     criterion: Vec<Measurement>,
@@ -788,6 +829,9 @@ struct Results {
     replication: Vec<ReplicationRun>,
     /// When the replication results were written.
     replication_written: Option<u64>,
+    coordinator: Vec<CoordinatorRun>,
+    /// When the coordinator results were written.
+    coordinator_written: Option<u64>,
 }
 
 impl Results {
@@ -800,12 +844,16 @@ impl Results {
         let (e2e, e2e_written) = read_table(&target.join(E2E_RESULTS), parse_e2e)?;
         let (replication, replication_written) =
             read_table(&target.join(REPLICATION_RESULTS), parse_replication)?;
+        let (coordinator, coordinator_written) =
+            read_table(&target.join(COORDINATOR_RESULTS), parse_coordinator)?;
         Ok(Results {
             criterion,
             e2e,
             e2e_written,
             replication,
             replication_written,
+            coordinator,
+            coordinator_written,
         })
     }
 
@@ -825,6 +873,7 @@ impl Results {
         match suite {
             E2E => self.e2e.is_empty(),
             REPLICATION => self.replication.is_empty(),
+            COORDINATOR => self.coordinator.is_empty(),
             _ => self.of(suite).next().is_none(),
         }
     }
@@ -836,6 +885,10 @@ impl Results {
             REPLICATION => Some(
                 self.replication_written
                     .filter(|_| !self.replication.is_empty()),
+            ),
+            COORDINATOR => Some(
+                self.coordinator_written
+                    .filter(|_| !self.coordinator.is_empty()),
             ),
             _ => None,
         };
@@ -1088,6 +1141,46 @@ fn parse_replication(text: &str) -> Result<Vec<ReplicationRun>, String> {
         .collect()
 }
 
+/// Parses `e2e-coordinator.sh`'s table, as `e2e.sh`'s.
+fn parse_coordinator(text: &str) -> Result<Vec<CoordinatorRun>, String> {
+    let table = Tsv::parse(text)?;
+    let [id, label, sessions, rate, rps] =
+        table.columns(["id", "label", "sessions", "target_rate", "requests_per_s"])?;
+    let [avg, p50, p99, max] = table.columns([
+        "latency_avg_ms",
+        "latency_p50_ms",
+        "latency_p99_ms",
+        "latency_max_ms",
+    ])?;
+    let [cpu, per_fsync, command] =
+        table.columns(["ensemble_cpu_us_per_request", "writes_per_fsync", "command"])?;
+    table
+        .rows()
+        .map(|row| {
+            let command = match row.text(command) {
+                "-" | "" => None,
+                c => Some(c.to_string()),
+            };
+            Ok(CoordinatorRun {
+                id: row.text(id).to_string(),
+                label: row.text(label).to_string(),
+                sessions: row.number(sessions)?,
+                target_rate: row.number(rate)?,
+                requests_per_s: row.number(rps)?,
+                latency: [
+                    row.number(avg)?,
+                    row.number(p50)?,
+                    row.number(p99)?,
+                    row.number(max)?,
+                ],
+                cpu_us_per_request: row.number(cpu)?,
+                writes_per_fsync: row.number(per_fsync)?,
+                command,
+            })
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------------------
 // Writing the fragments and the plots
 
@@ -1110,6 +1203,7 @@ impl Output {
         let (md, svg) = match provenance {
             Some(p) if suite == E2E => e2e_report(suite, &results.e2e, p),
             Some(p) if suite == REPLICATION => replication_report(suite, &results.replication, p),
+            Some(p) if suite == COORDINATOR => coordinator_report(suite, &results.coordinator, p),
             Some(p) => chapter_report(suite, results, p),
             None => (not_measured(suite), None),
         };
@@ -1448,6 +1542,120 @@ fn replication_report(
     (md, svg)
 }
 
+fn coordinator_report(
+    suite: &str,
+    runs: &[CoordinatorRun],
+    p: &Provenance,
+) -> (String, Option<String>) {
+    let get = |id: &str| runs.iter().find(|r| r.id == id);
+    let rate = |id: &str| get(id).and_then(|r| r.requests_per_s);
+    let mut md = header(p);
+    // Each goal, what was measured, and the measurement as a fraction of
+    // the goal (for a latency, the goal over the measurement): 1.0 or more
+    // meets it.
+    let half = get("writes_half_peak");
+    let half_p99 = half.and_then(|r| r.latency[2]);
+    let goals = [
+        (
+            format!("linearizable writes/s ≥ {}", count(COORDINATOR_WRITES_GOAL)),
+            rate("writes_peak").map(|w| (format!("{}/s", count(w)), w / COORDINATOR_WRITES_GOAL)),
+        ),
+        (
+            format!("reads/s ≥ {}", count(COORDINATOR_READS_GOAL)),
+            rate("reads_peak").map(|r| (format!("{}/s", count(r)), r / COORDINATOR_READS_GOAL)),
+        ),
+        (
+            format!("write p99 ≤ {COORDINATOR_P99_GOAL_MS} ms at half the peak"),
+            half_p99.filter(|p99| *p99 > 0.0).map(|p99| {
+                let at = half
+                    .and_then(|r| r.target_rate)
+                    .map_or(String::new(), |r| format!(" at {}/s", count(r)));
+                (format!("{p99} ms{at}"), COORDINATOR_P99_GOAL_MS / p99)
+            }),
+        ),
+    ];
+    let mut table =
+        String::from("| goal | measured | measured ÷ goal | met |\n| --- | ---: | ---: | --- |\n");
+    let mut bars = Vec::new();
+    for (goal, measured) in &goals {
+        match measured {
+            Some((shown, ratio)) => {
+                let met = if *ratio >= 1.0 { "**yes**" } else { "**no**" };
+                let _ = writeln!(
+                    table,
+                    "| {goal} | {shown} | {} | {met} |",
+                    ratio_text(*ratio)
+                );
+                bars.push((goal.clone(), *ratio));
+            }
+            None => {
+                let _ = writeln!(table, "| {goal} | not measured | | |");
+            }
+        }
+    }
+    let subtitle = match get("fsync_baseline").and_then(|r| r.latency[0]) {
+        Some(ms) => format!("{} · one fdatasync {ms} ms", plot_subtitle(p)),
+        None => plot_subtitle(p),
+    };
+    let svg = (!bars.is_empty()).then(|| {
+        svg_bars(
+            "Coordinator end to end: each figure against its goal",
+            &subtitle,
+            &Scale {
+                reference: "goal",
+                caption: "measured ÷ goal (a latency: goal ÷ measured): 1.0 or more meets it",
+            },
+            &bars,
+        )
+    });
+    if svg.is_some() {
+        let _ = writeln!(
+            md,
+            "![Coordinator end to end: each figure as a fraction of its goal](images/perf/{suite}.svg)\n"
+        );
+    }
+    md.push_str(&table);
+    md.push('\n');
+    md.push_str(
+        "Every run, the baseline and etcd (when measured) in one table. The CPU time is \
+         the three servers'; writes per fsync is writes/s times one fsync's time, the \
+         fewest writes that must have shared each fsync.\n\n\
+         | run | sessions | requests/s | latency avg / p50 / p99 / max (ms) | servers' CPU µs/request | writes per fsync |\n\
+         | --- | ---: | ---: | --- | ---: | ---: |\n",
+    );
+    for run in runs {
+        let number = |v: Option<f64>, f: fn(f64) -> String| v.map_or(String::new(), f);
+        let latency = if run.latency.iter().any(Option::is_some) {
+            run.latency
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match (i, v) {
+                    (2, Some(v)) => format!("**{v}**"),
+                    (_, Some(v)) => v.to_string(),
+                    (_, None) => "–".to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(" / ")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            md,
+            "| {}{}{} | {} | {} | {latency} | {} | {} |",
+            run.label,
+            number(run.target_rate, |r| format!(" at {}/s", count(r))),
+            run.command
+                .as_ref()
+                .map_or(String::new(), |c| format!(" (`{c}`)")),
+            number(run.sessions, |s| format!("{s:.0}")),
+            number(run.requests_per_s, count),
+            number(run.cpu_us_per_request, |c| format!("{c:.1}")),
+            number(run.writes_per_fsync, |w| format!("{w:.1}")),
+        );
+    }
+    (md, svg)
+}
+
 /// `rebalance` from `ch05/rebalance/2`: the id without group and value.
 fn function_name(id: &str) -> &str {
     let mut parts = id.rsplit('/');
@@ -1676,8 +1884,10 @@ mod tests {
     use super::*;
 
     /// Criterion's output from a real run (`ch03/partitioner`, filtered),
-    /// a hand-made `e2e.sh` table, and the table of a short real run of
-    /// `e2e-replication.sh` (`20000 16`, a loaded machine).
+    /// a hand-made `e2e.sh` table, the table of a short real run of
+    /// `e2e-replication.sh` (`20000 16`, a loaded machine), and of
+    /// `e2e-coordinator.sh 5` (a loaded machine) with a hand-made etcd row
+    /// (the issue's figures).
     fn fixture() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/perf-report/target")
     }
@@ -1821,6 +2031,69 @@ mod tests {
     }
 
     #[test]
+    fn the_coordinator_table_has_its_goals_the_fsync_baseline_and_etcd() {
+        let results = Results::load(&fixture()).unwrap();
+        assert_eq!(results.coordinator.len(), 5);
+        let p = provenance_for(COORDINATOR, &results);
+        let (md, svg) = coordinator_report(COORDINATOR, &results.coordinator, &p);
+        // 21,210 writes/s of 50,000; 71,608 reads/s of 200,000; a p99 of
+        // 30.45 ms against 10.
+        assert!(
+            md.contains("| linearizable writes/s ≥ 50.0 K | 21.2 K/s | 0.42 | **no** |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| reads/s ≥ 200 K | 71.6 K/s | 0.36 | **no** |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| write p99 ≤ 10 ms at half the peak | 30.45 ms at 10.6 K/s | 0.33 | **no** |"
+            ),
+            "{md}"
+        );
+        // Every run, with what it cost and how many writes an fsync carried.
+        assert!(
+            md.contains(
+                "| linearizable writes (set), 100 B | 256 | 21.2 K | 12.02 / 11.35 / **26.73** \
+                 / 36.3 | 34.0 | 53.3 |"
+            ),
+            "{md}"
+        );
+        // The baseline and etcd, each with its command and what it measured.
+        assert!(
+            md.contains(
+                "| disk: 100 B write + fdatasync (baseline) (`dd if=/dev/zero bs=100 count=500 \
+                 oflag=dsync`) |  | 398 | 2.512 / – / – / – |  |  |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| etcd 3.4, three members: puts (`etcdctl check perf --load=l`) |  | 2.73 K \
+                 | – / – / – / 700 |  |  |"
+            ),
+            "{md}"
+        );
+        let svg = svg.unwrap();
+        assert!(svg.contains("one fdatasync 2.512 ms"));
+        assert!(svg.contains(">goal</text>"));
+        assert_eq!(svg.matches("<rect").count(), 1 + 3);
+        assert_well_formed(&svg);
+
+        // A goal met says so; one not measured is there, unmarked.
+        let mut runs = results.coordinator.clone();
+        runs.retain(|r| r.id != "reads_peak");
+        runs[0].requests_per_s = Some(61_000.0);
+        let (md, _) = coordinator_report(COORDINATOR, &runs, &p);
+        assert!(md.contains("| 61.0 K/s | 1.22 | **yes** |"), "{md}");
+        assert!(
+            md.contains("| reads/s ≥ 200 K | not measured | | |"),
+            "{md}"
+        );
+    }
+
+    #[test]
     fn writes_the_files_and_says_what_is_missing() {
         let results = Results::load(&fixture()).unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -1842,7 +2115,7 @@ mod tests {
         // No results at all: nothing to read is not an error until asked for.
         let empty = Results::load(&dir.path().join("no-target")).unwrap();
         assert!(empty.is_empty_for("ch03") && empty.is_empty_for(E2E));
-        assert!(empty.is_empty_for(REPLICATION));
+        assert!(empty.is_empty_for(REPLICATION) && empty.is_empty_for(COORDINATOR));
         out.write(REPLICATION, &empty, None).unwrap();
         let md = fs::read_to_string(dir.path().join("perf/e2e-replication.md")).unwrap();
         assert!(
@@ -1889,7 +2162,12 @@ mod tests {
             select(&["3".into(), "e2e".into(), "ch01".into()]).unwrap(),
             ["ch01", "ch03", "e2e"]
         );
-        assert_eq!(select(&[]).unwrap().len(), BENCHES.len() + 2);
+        assert_eq!(select(&[]).unwrap().len(), BENCHES.len() + 3);
+        assert_eq!(
+            select(&["e2e-coordinator".into(), "7".into()]).unwrap(),
+            ["ch07", "e2e-coordinator"]
+        );
+        assert_eq!(command_of(COORDINATOR), "benches/e2e-coordinator.sh");
         assert_eq!(
             select(&["e2e-replication".into(), "6".into()]).unwrap(),
             ["ch06", "e2e-replication"]

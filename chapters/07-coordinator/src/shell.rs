@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use ch06_replication::sim::NodeId;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -300,12 +300,15 @@ fn core(
         let output = server.take_output();
         let wrote = !output.writes.is_empty();
         storage.write(&output.writes)?;
-        let mut sends = output.now;
+        // What may go now goes before the sync: answers to clients rest
+        // only on entries committed already, and a write's answer would
+        // otherwise wait for the next group's `fsync` as well as its own.
+        deliver(output.now, &clients, &peers);
         if wrote {
             let synced = storage.sync()?;
             server.persisted(synced);
         }
-        sends.extend(output.after_sync);
+        deliver(output.after_sync, &clients, &peers);
         // `persisted` may have committed more.
         let more = server.take_output();
         if !more.writes.is_empty() {
@@ -313,22 +316,30 @@ fn core(
             let synced = storage.sync()?;
             server.persisted(synced);
         }
-        sends.extend(more.now);
-        sends.extend(more.after_sync);
-        for send in sends {
-            match send {
-                Send::Client(client, msg) => {
-                    if let Some(tx) = clients.get(&client) {
-                        // A client that went away is cleaned up when its
-                        // reader reports it.
-                        let _ = tx.send(msg);
-                    }
+        deliver(more.now, &clients, &peers);
+        deliver(more.after_sync, &clients, &peers);
+    }
+}
+
+/// Hands each send to its connection's task.
+fn deliver(
+    sends: Vec<Send>,
+    clients: &BTreeMap<ClientId, mpsc::UnboundedSender<ServerMessage>>,
+    peers: &BTreeMap<NodeId, mpsc::UnboundedSender<PeerMessage>>,
+) {
+    for send in sends {
+        match send {
+            Send::Client(client, msg) => {
+                if let Some(tx) = clients.get(&client) {
+                    // A client that went away is cleaned up when its
+                    // reader reports it.
+                    let _ = tx.send(msg);
                 }
-                Send::Peer(to, msg) => {
-                    if let Some(tx) = peers.get(&to) {
-                        // The sender task lives as long as the server.
-                        let _ = tx.send(msg);
-                    }
+            }
+            Send::Peer(to, msg) => {
+                if let Some(tx) = peers.get(&to) {
+                    // The sender task lives as long as the server.
+                    let _ = tx.send(msg);
                 }
             }
         }
@@ -374,7 +385,10 @@ async fn accept_clients(
         let client = next_client;
         next_client += 1;
         debug!(client, %addr, "client connected");
-        let (mut reader, mut writer) = stream.into_split();
+        let (reader, mut writer) = stream.into_split();
+        // Buffered: a frame's length and body in one system call, and
+        // several frames in one when they come together.
+        let mut reader = BufReader::new(reader);
         let (tx, mut rx) = mpsc::unbounded_channel::<ServerMessage>();
         if inputs.send(Input::Connected(client, tx)).is_err() {
             return;
@@ -440,7 +454,8 @@ async fn accept_peers(
         let inputs = inputs.clone();
         let mut stop = stopping.clone();
         tokio::spawn(async move {
-            let mut stream = stream;
+            // Buffered, as a client's connection is.
+            let mut stream = BufReader::new(stream);
             // A peer says who it is first.
             let Ok(Some(from)) = read_frame::<NodeId>(&mut stream).await else {
                 return;
@@ -483,6 +498,17 @@ async fn send_to_peer(
             msg = messages.recv() => msg,
         };
         let Some(msg) = msg else { return };
+        // Everything queued for the peer goes in one write: a follower
+        // forwards each of its clients' writes to the leader, and a round
+        // of them should cost one system call, not one each.
+        let mut bytes = Vec::new();
+        let queued = std::iter::from_fn(|| messages.try_recv().ok());
+        for msg in std::iter::once(msg).chain(queued) {
+            match peer_frames(msg) {
+                Ok(frames) => frames.iter().for_each(|f| bytes.extend_from_slice(f)),
+                Err(e) => warn!(%addr, %e, "cannot encode a message to a peer"),
+            }
+        }
         if stream.is_none() {
             match TcpStream::connect(addr).await {
                 Ok(mut s) => {
@@ -494,19 +520,10 @@ async fn send_to_peer(
                 Err(e) => debug!(%addr, %e, "peer not reachable"),
             }
         }
-        let Some(s) = stream.as_mut() else { continue };
-        let frames = match peer_frames(msg) {
-            Ok(frames) => frames,
-            Err(e) => {
-                warn!(%addr, %e, "cannot encode a message to a peer");
-                continue;
-            }
-        };
-        for frame in frames {
-            if s.write_all(&frame).await.is_err() {
-                stream = None;
-                break;
-            }
+        if let Some(s) = stream.as_mut()
+            && s.write_all(&bytes).await.is_err()
+        {
+            stream = None;
         }
     }
 }
