@@ -19,18 +19,24 @@
 //!   fails and [`ClientEvent::Expired`] says so; the application opens a
 //!   new session, and with it loses its ephemeral nodes and watches.
 //!
-//! Watches live on the server a client is connected to. ZooKeeper's client
-//! sets them again on the new server after it moves (`SetWatches`); this
-//! one reports [`ClientEvent::Reconnected`] instead, and the recipes read
-//! again, which sets them again and catches any change they missed.
+//! Watches live on the server a client is connected to, so the client
+//! remembers the ones it has (a read that set one was answered, its event
+//! has not come) and the highest zxid it has seen. When it resumes the
+//! session on another server it sends both, as ZooKeeper's client does with
+//! `SetWatches`: the new server sets them again, and fires at once those
+//! whose node changed after that zxid. A watch survives the move, and no
+//! change is missed across it. (The one a read in flight at the move may
+//! have set is not known here: that read fails with
+//! [`ClientEvent::ConnectionLoss`], and the application reads again.)
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use ch06_replication::sim::{Millis, NodeId};
 
 use crate::node::{ClientMessage, Read, ReadResult, ServerMessage};
 use crate::state::{Request, RequestError, Response};
-use crate::tree::{Change, SessionId, TreeError};
+use crate::tree::{Change, SessionId, TreeError, Zxid};
+use crate::watches::SetWatches;
 
 /// Timing of a session.
 #[derive(Debug, Clone)]
@@ -58,8 +64,8 @@ impl Default for ClientConfig {
 pub enum ClientEvent {
     /// The session is open.
     Connected(SessionId),
-    /// The session moved to another server and is still alive: watches set
-    /// on the old server are gone.
+    /// The session moved to another server and is still alive; its watches
+    /// were set again there (any whose node changed meanwhile has fired).
     Reconnected(SessionId),
     /// The session has expired: ephemeral nodes and watches are gone, and
     /// every request of it failed.
@@ -104,6 +110,65 @@ enum Conn {
     Expired,
 }
 
+/// The watches a client has: set by a read that was answered, not yet
+/// fired. The client keeps them to set them again on its next server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct ClientWatches {
+    /// `get_data`, or `exists` on a node that was there.
+    data: BTreeSet<String>,
+    /// `exists` on a node that was not there.
+    exist: BTreeSet<String>,
+    /// `get_children`.
+    children: BTreeSet<String>,
+}
+
+impl ClientWatches {
+    /// `read` was answered with `result`: the watch it set, if any.
+    fn set(&mut self, read: &Read, result: &Result<ReadResult, TreeError>) {
+        match (read, result) {
+            (Read::Exists { path, watch: true }, Ok(ReadResult::Stat(None))) => {
+                self.exist.insert(path.clone());
+            }
+            (Read::Exists { path, watch: true }, Ok(_))
+            | (Read::GetData { path, watch: true }, Ok(_)) => {
+                self.data.insert(path.clone());
+            }
+            (Read::GetChildren { path, watch: true }, Ok(_)) => {
+                self.children.insert(path.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// `change` fired the watches it concerns: they are gone.
+    fn fired(&mut self, change: &Change) {
+        let path = change.path();
+        match change {
+            Change::NodeCreated(_) | Change::NodeDataChanged(_) => {
+                self.data.remove(path);
+                self.exist.remove(path);
+            }
+            Change::NodeDeleted(_) => {
+                self.data.remove(path);
+                self.exist.remove(path);
+                self.children.remove(path);
+            }
+            Change::NodeChildrenChanged(_) => {
+                self.children.remove(path);
+            }
+        }
+    }
+
+    /// What to send the next server.
+    fn to_set_again(&self) -> SetWatches {
+        SetWatches {
+            data: self.data.iter().cloned().collect(),
+            exist: self.exist.iter().cloned().collect(),
+            children: self.children.iter().cloned().collect(),
+        }
+    }
+}
+
 /// One client session.
 #[derive(Debug)]
 pub struct ClientSession {
@@ -121,6 +186,9 @@ pub struct ClientSession {
     last_sent: Millis,
     sends: Vec<(NodeId, ClientMessage)>,
     events: Vec<ClientEvent>,
+    /// The highest zxid any answer or event has carried.
+    last_zxid: Zxid,
+    watches: ClientWatches,
 }
 
 impl ClientSession {
@@ -139,6 +207,8 @@ impl ClientSession {
             last_sent: now,
             sends: Vec::new(),
             events: Vec::new(),
+            last_zxid: 0,
+            watches: ClientWatches::default(),
         };
         client.send_connect(now);
         client
@@ -152,6 +222,12 @@ impl ClientSession {
     /// The server it talks to.
     pub fn server(&self) -> NodeId {
         self.servers[self.server]
+    }
+
+    /// The highest zxid it has seen: its next server must have applied at
+    /// least this much.
+    pub fn last_zxid(&self) -> Zxid {
+        self.last_zxid
     }
 
     /// Whether it has expired.
@@ -219,6 +295,8 @@ impl ClientSession {
         let msg = ClientMessage::Connect {
             session: self.session,
             timeout_ms: self.config.session_timeout_ms,
+            last_zxid: self.last_zxid,
+            watches: self.watches.to_set_again(),
         };
         self.sends.push((self.server(), msg));
         self.last_sent = now;
@@ -259,8 +337,10 @@ impl ClientSession {
             return;
         }
         match msg {
-            ServerMessage::Connected { session } => {
+            ServerMessage::Connected { session, zxid } => {
                 if let Conn::Connecting(_) = self.conn {
+                    // The events of the watches set again came first.
+                    self.see(zxid);
                     let event = match self.session {
                         Some(_) => ClientEvent::Reconnected(session),
                         None => ClientEvent::Connected(session),
@@ -277,40 +357,57 @@ impl ClientSession {
                 // try another.
                 self.move_on(now);
             }
-            ServerMessage::WriteDone { xid, result } => {
-                if self.answer(xid) {
-                    if let Err(RequestError::SessionExpired { .. }) = result {
+            ServerMessage::WriteDone { xid, zxid, result } => {
+                if self.answer(xid).is_some() {
+                    self.see(zxid);
+                    let expired = matches!(result, Err(RequestError::SessionExpired { .. }));
+                    self.events.push(ClientEvent::Written { xid, result });
+                    if expired {
                         self.expire();
                         return;
                     }
-                    self.events.push(ClientEvent::Written { xid, result });
                     self.send_next(now);
                 }
             }
-            ServerMessage::ReadDone { xid, result } => {
-                if self.answer(xid) {
+            ServerMessage::ReadDone { xid, zxid, result } => {
+                if let Some(Op::Read(read)) = self.answer(xid) {
+                    self.see(zxid);
+                    self.watches.set(&read, &result);
                     self.events.push(ClientEvent::ReadDone { xid, result });
                     self.send_next(now);
                 }
             }
-            ServerMessage::Watch(change) => self.events.push(ClientEvent::Watch(change)),
+            ServerMessage::Watch { zxid, changes } => {
+                // Every event up to `zxid` is in this message: the client
+                // may tell its next server it has seen that far.
+                self.see(zxid);
+                for change in changes {
+                    self.watches.fired(&change);
+                    self.events.push(ClientEvent::Watch(change));
+                }
+            }
             ServerMessage::Closed => self.expire(),
         }
     }
 
-    /// Whether `xid` is the request in flight; if so it is done.
-    fn answer(&mut self, xid: u64) -> bool {
+    /// If `xid` is the request in flight, it is done: returns it.
+    fn answer(&mut self, xid: u64) -> Option<Op> {
         if self.in_flight_since.is_some() && self.queue.front().is_some_and(|(x, _)| *x == xid) {
-            self.queue.pop_front();
             self.in_flight_since = None;
-            true
+            self.queue.pop_front().map(|(_, op)| op)
         } else {
-            false
+            None
         }
+    }
+
+    /// A message carried `zxid`: the client has seen the tree that far.
+    fn see(&mut self, zxid: Zxid) {
+        self.last_zxid = self.last_zxid.max(zxid);
     }
 
     fn expire(&mut self) {
         self.conn = Conn::Expired;
+        self.watches = ClientWatches::default();
         self.in_flight_since = None;
         for (xid, op) in std::mem::take(&mut self.queue) {
             self.events.push(Self::failure(xid, &op));
@@ -356,7 +453,7 @@ mod tests {
 
     fn open(client: &mut ClientSession, session: SessionId) {
         let server = client.server();
-        client.on_message(server, ServerMessage::Connected { session }, 0);
+        client.on_message(server, ServerMessage::Connected { session, zxid: 1 }, 0);
     }
 
     #[test]
@@ -378,6 +475,7 @@ mod tests {
         );
         let done = ServerMessage::WriteDone {
             xid: a,
+            zxid: 2,
             result: Ok(Response::Synced),
         };
         client.on_message(1, done, 10);
@@ -422,11 +520,20 @@ mod tests {
                 2,
                 ClientMessage::Connect {
                     session: Some(7),
-                    timeout_ms: 1_000
+                    timeout_ms: 1_000,
+                    last_zxid: 1,
+                    watches: SetWatches::default(),
                 }
             )]
         );
-        client.on_message(2, ServerMessage::Connected { session: 7 }, 110);
+        client.on_message(
+            2,
+            ServerMessage::Connected {
+                session: 7,
+                zxid: 1,
+            },
+            110,
+        );
         assert_eq!(client.take_events(), vec![ClientEvent::Reconnected(7)]);
         // The queued request goes to the new server.
         assert_eq!(
@@ -442,6 +549,7 @@ mod tests {
         // A late answer from the old server is ignored.
         let late = ServerMessage::WriteDone {
             xid: a,
+            zxid: 2,
             result: Ok(Response::Synced),
         };
         client.on_message(1, late, 120);
@@ -486,5 +594,234 @@ mod tests {
         assert!(client.take_sends().is_empty());
         client.on_tick(60);
         assert_eq!(client.take_sends(), vec![(1, ClientMessage::Ping)]);
+    }
+
+    // Watches across a move, against three real servers in one thread
+    // (`LocalCluster`). Client 10's session starts on server 2; client 20
+    // (on server 1, raw messages) makes the changes.
+
+    use crate::local::LocalCluster;
+    use crate::node::Read;
+    use crate::tree::ANY_VERSION;
+
+    /// Carries out `client`'s sends and hands it its server's answers, as
+    /// `LocalCluster::drive` does, except that server `cut` is unreachable
+    /// (what goes to it, or comes from it, is lost).
+    fn drive(
+        cluster: &mut LocalCluster,
+        client: &mut ClientSession,
+        cut: Option<NodeId>,
+    ) -> Vec<ClientEvent> {
+        for (server, msg) in client.take_sends() {
+            if Some(server) != cut {
+                let now = cluster.now;
+                cluster.server(server).on_client(10, msg, now);
+                cluster.settle();
+            }
+        }
+        cluster.pass(20);
+        let mine: Vec<_>;
+        (mine, cluster.inbox) = std::mem::take(&mut cluster.inbox)
+            .into_iter()
+            .partition(|(_, c, _)| *c == 10);
+        for (server, _, msg) in mine {
+            if Some(server) != cut {
+                client.on_message(server, msg, cluster.now);
+            }
+        }
+        client.on_tick(cluster.now);
+        client.take_events()
+    }
+
+    /// A cluster with `/a`, client 20 on server 1, and client 10's
+    /// session on server 2 with a data watch on `/a`, a child watch on `/`
+    /// and an `exists` watch on the missing `/b`.
+    fn watching() -> (LocalCluster, ClientSession) {
+        let mut cluster = LocalCluster::new();
+        cluster.connect(1, 20);
+        change(&mut cluster, 1, create("/a"));
+        let mut client = ClientSession::new(&[1, 2, 3], 1, config(), cluster.now);
+        let reads = [
+            Read::GetData {
+                path: "/a".into(),
+                watch: true,
+            },
+            Read::GetChildren {
+                path: "/".into(),
+                watch: true,
+            },
+            Read::Exists {
+                path: "/b".into(),
+                watch: true,
+            },
+        ];
+        for read in reads {
+            client.read(read, cluster.now);
+        }
+        let mut answered = 0;
+        for _ in 0..10 {
+            for event in drive(&mut cluster, &mut client, None) {
+                answered += usize::from(matches!(event, ClientEvent::ReadDone { .. }));
+            }
+        }
+        assert_eq!(answered, 3);
+        assert_eq!(client.server(), 2);
+        (cluster, client)
+    }
+
+    fn create(path: &str) -> Request {
+        Request::Create {
+            path: path.into(),
+            data: Vec::new(),
+            ephemeral: false,
+            sequential: false,
+        }
+    }
+
+    fn set(path: &str) -> Request {
+        Request::SetData {
+            path: path.into(),
+            data: b"new".to_vec(),
+            version: ANY_VERSION,
+        }
+    }
+
+    /// Client 20 makes request number `xid`.
+    fn change(cluster: &mut LocalCluster, xid: u64, request: Request) {
+        cluster.send(1, 20, ClientMessage::Write { xid, request });
+        let answers = cluster.received(1, 20);
+        assert!(
+            answers
+                .iter()
+                .any(|m| matches!(m, ServerMessage::WriteDone { result: Ok(_), .. })),
+            "{answers:?}"
+        );
+    }
+
+    /// Moves client 10 off server 2: a `sync` there is not answered, and
+    /// the client resumes on server 3. Returns the events until then.
+    fn move_off_server_2(
+        cluster: &mut LocalCluster,
+        client: &mut ClientSession,
+    ) -> Vec<ClientEvent> {
+        client.write(Request::Sync, cluster.now);
+        let mut events = Vec::new();
+        for _ in 0..20 {
+            events.extend(drive(cluster, client, Some(2)));
+            if events.contains(&ClientEvent::Reconnected(client.session().unwrap())) {
+                break;
+            }
+        }
+        assert_eq!(client.server(), 3);
+        events
+    }
+
+    fn watch_events(events: &[ClientEvent]) -> Vec<Change> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::Watch(change) => Some(change.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn watches_set_again_fire_for_the_changes_made_while_the_client_moved() {
+        let (mut cluster, mut client) = watching();
+        let seen = client.last_zxid();
+        // Server 2 falls out of reach; the changes happen while the
+        // client is still on its way to server 3.
+        let events = drive(&mut cluster, &mut client, Some(2));
+        assert!(watch_events(&events).is_empty());
+        change(&mut cluster, 2, set("/a"));
+        change(&mut cluster, 3, create("/b"));
+        let events = move_off_server_2(&mut cluster, &mut client);
+        let session = client.session().unwrap();
+        // Each missed change is told once, before the `Reconnected`: the
+        // creation of `/b` fires the child watch on `/` too.
+        let reconnected = events
+            .iter()
+            .position(|e| *e == ClientEvent::Reconnected(session))
+            .unwrap();
+        let mut fired = watch_events(&events[..reconnected]);
+        fired.sort_by(|a, b| a.path().cmp(b.path()));
+        assert_eq!(
+            fired,
+            vec![
+                Change::NodeChildrenChanged("/".into()),
+                Change::NodeDataChanged("/a".into()),
+                Change::NodeCreated("/b".into()),
+            ]
+        );
+        assert!(watch_events(&events[reconnected..]).is_empty());
+        assert!(client.last_zxid() > seen);
+        // They were one-shot: more changes tell the client nothing.
+        change(&mut cluster, 4, set("/a"));
+        change(&mut cluster, 5, set("/b"));
+        change(&mut cluster, 6, create("/c"));
+        let events = drive(&mut cluster, &mut client, Some(2));
+        assert!(watch_events(&events).is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn a_watch_whose_node_did_not_change_is_set_again_and_fires_later_once() {
+        let (mut cluster, mut client) = watching();
+        let events = move_off_server_2(&mut cluster, &mut client);
+        assert!(watch_events(&events).is_empty(), "{events:?}");
+        // Now on server 3, which has the watches: a change fires them.
+        change(&mut cluster, 2, set("/a"));
+        let events = drive(&mut cluster, &mut client, Some(2));
+        assert_eq!(
+            watch_events(&events),
+            vec![Change::NodeDataChanged("/a".into())]
+        );
+        change(&mut cluster, 3, set("/a"));
+        let events = drive(&mut cluster, &mut client, Some(2));
+        assert!(watch_events(&events).is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn a_watch_that_fired_is_not_set_again_so_it_never_fires_twice() {
+        let (mut cluster, mut client) = watching();
+        // Fired on server 2 before the move.
+        change(&mut cluster, 2, set("/a"));
+        let events = drive(&mut cluster, &mut client, None);
+        assert_eq!(
+            watch_events(&events),
+            vec![Change::NodeDataChanged("/a".into())]
+        );
+        // The move sets only the other two again...
+        client.write(Request::Sync, cluster.now);
+        client.take_sends();
+        client.on_tick(cluster.now + 100);
+        let connect = client.take_sends();
+        let [
+            (
+                3,
+                ClientMessage::Connect {
+                    watches, last_zxid, ..
+                },
+            ),
+        ] = connect.as_slice()
+        else {
+            panic!("expected a Connect to server 3, got {connect:?}");
+        };
+        assert_eq!(*last_zxid, client.last_zxid());
+        assert_eq!(
+            *watches,
+            SetWatches {
+                data: Vec::new(),
+                exist: vec!["/b".into()],
+                children: vec!["/".into()],
+            }
+        );
+        // ...so a change to `/a` after it tells nothing, from either server.
+        let now = cluster.now;
+        cluster.server(3).on_client(10, connect[0].1.clone(), now);
+        cluster.settle();
+        change(&mut cluster, 3, set("/a"));
+        let events = drive(&mut cluster, &mut client, None);
+        assert!(watch_events(&events).is_empty(), "{events:?}");
     }
 }

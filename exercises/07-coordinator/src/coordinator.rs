@@ -248,16 +248,23 @@ async fn drive(
     let mut ready = Some(ready);
     let mut waiting: BTreeMap<u64, oneshot::Sender<Answer>> = BTreeMap::new();
     let mut closing: Option<oneshot::Sender<()>> = None;
-    let (from_server, mut incoming) = mpsc::unbounded_channel::<(NodeId, ServerMessage)>();
-    let mut connection: Option<(NodeId, OwnedWriteHalf)> = None;
+    let (from_server, mut incoming) = mpsc::unbounded_channel::<(NodeId, u64, ServerMessage)>();
+    // The current connection: its server, its number, its writing half.
+    let mut connection: Option<(NodeId, u64, OwnedWriteHalf)> = None;
+    let mut connections = 0;
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
         // Send what the session wants sent, on a connection to its server.
         for (server, msg) in session.take_sends() {
-            if connection.as_ref().is_none_or(|(id, _)| *id != server) {
-                connection = connect(server, &addrs, from_server.clone()).await;
+            // A `Connect` opens a new connection, even to the same server:
+            // what the server sends on it is in order, and nothing from an
+            // older one (a late answer, a watch set there) can follow.
+            let new = matches!(msg, ClientMessage::Connect { .. });
+            if new || connection.as_ref().is_none_or(|(id, _, _)| *id != server) {
+                connections += 1;
+                connection = connect(server, connections, &addrs, from_server.clone()).await;
             }
-            if let Some((_, writer)) = connection.as_mut()
+            if let Some((_, _, writer)) = connection.as_mut()
                 && write_frame(writer, &msg).await.is_err()
             {
                 connection = None;
@@ -326,18 +333,24 @@ async fn drive(
                 // and expires on its own.
                 None => return,
             },
-            Some((from, msg)) = incoming.recv() => session.on_message(from, msg, now_ms()),
+            Some((from, number, msg)) = incoming.recv() => {
+                if connection.as_ref().is_some_and(|(_, n, _)| *n == number) {
+                    session.on_message(from, msg, now_ms());
+                }
+            }
             _ = tick.tick() => session.on_tick(now_ms()),
         }
     }
 }
 
-/// Connects to server `id`, and starts a task that reads its messages.
+/// Connects to server `id`, as connection number `number`, and starts a
+/// task that reads its messages.
 async fn connect(
     id: NodeId,
+    number: u64,
     addrs: &BTreeMap<NodeId, SocketAddr>,
-    incoming: mpsc::UnboundedSender<(NodeId, ServerMessage)>,
-) -> Option<(NodeId, OwnedWriteHalf)> {
+    incoming: mpsc::UnboundedSender<(NodeId, u64, ServerMessage)>,
+) -> Option<(NodeId, u64, OwnedWriteHalf)> {
     let addr = addrs.get(&id)?;
     let stream = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr))
         .await
@@ -347,10 +360,10 @@ async fn connect(
     let (mut reader, writer) = stream.into_split();
     tokio::spawn(async move {
         while let Ok(Some(msg)) = read_frame::<ServerMessage>(&mut reader).await {
-            if incoming.send((id, msg)).is_err() {
+            if incoming.send((id, number, msg)).is_err() {
                 return;
             }
         }
     });
-    Some((id, writer))
+    Some((id, number, writer))
 }

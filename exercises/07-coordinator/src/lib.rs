@@ -17,12 +17,14 @@
 //! - [`state`]: what the log carries ([`state::Command`]) and the
 //!   replicated state it changes: the tree and the sessions, each session
 //!   remembering its last request so that a repeat applies once.
-//! - [`watches`]: each server's one-shot data and child watches.
+//! - [`watches`]: each server's one-shot data and child watches, and
+//!   setting a moved client's watches again.
 //! - [`node`]: one coordinator server: Raft, the state, sessions (opened
 //!   through the log, resumed on another server, expired by the leader),
 //!   local reads, writes forwarded to the leader.
 //! - [`client`]: a client's session: opened on one server, resumed on the
-//!   next when that one falls silent, requests in order.
+//!   next when that one falls silent (its watches set again there),
+//!   requests in order.
 //! - [`recipes`]: a lock (with a fencing token), an election (with an
 //!   epoch) and group membership, built on a session.
 //! - [`linearizability`]: the checker the simulation tests use.
@@ -51,9 +53,18 @@
 //!   finds a stale read at once if `sync` is left out); **`sync` then read
 //!   is current**: the read sees every write committed before the `sync`
 //!   began (`tests/coordinator_sim.rs`).
+//! - **A client never goes back in time**: every answer carries the
+//!   server's zxid, and a server that has applied less than the client has
+//!   seen refuses to resume its session ([`node`]'s tests; the simulation's
+//!   watch checker: the zxids a session hears never go down).
 //! - **A session's ephemeral nodes go when it ends**, at one point of the
 //!   log on every server, and **a watch fires once**, before the client can
-//!   see the change ([`node`]'s and [`watches`]'s tests, `tests/ensemble.rs`).
+//!   see the change, even across a move to another server: the client sets
+//!   its watches again there with the last zxid it saw, and those whose
+//!   node changed after it fire at once ([`node`]'s, [`watches`]'s and
+//!   [`client`]'s tests, `tests/ensemble.rs`, and `tests/coordinator_sim.rs`,
+//!   whose checker finds a watch fired twice, out of zxid order, after an
+//!   answer that showed its change, or never for a change a read shows).
 //! - **Nothing acknowledged is lost** while a majority keeps its disk: the
 //!   term, vote and log are synced before any message that depends on them
 //!   leaves ([`storage`]; the simulator's crashes lose what was not synced).

@@ -144,10 +144,12 @@ impl LocalCluster {
         let connect = ClientMessage::Connect {
             session: None,
             timeout_ms: 500,
+            last_zxid: 0,
+            watches: Default::default(),
         };
         self.send(server, client, connect);
         match self.received(server, client).as_slice() {
-            [ServerMessage::Connected { session }] => *session,
+            [ServerMessage::Connected { session, .. }] => *session,
             other => panic!("expected Connected, got {other:?}"),
         }
     }

@@ -22,6 +22,13 @@
 //!   tick. A new leader gives every session a fresh timeout (it does not
 //!   know when the old leader last heard of them).
 //!
+//! Every answer carries the server's *zxid*, the index of the last log
+//! entry it has applied, and a client remembers the highest it has seen.
+//! A server behind that refuses to resume the session (ZooKeeper does the
+//! same), so a client never sees the tree go back in time when it moves;
+//! and the zxid tells the next server which watch events the client may
+//! have missed ([`SetWatches`]).
+//!
 //! A client has one write in flight at a time here: the simulated network
 //! may reorder messages, and a session's requests must apply in the order
 //! it sent them (ZooKeeper gets that order from TCP).
@@ -35,8 +42,8 @@ use crate::raft::{
     DiskWrite, Entry, HardState, Index, Message, Raft, RaftConfig, Ready, Role, Snapshot,
 };
 use crate::state::{Command, LogEntry, Outcome, Request, RequestError, Response, State};
-use crate::tree::{Change, SessionId, Stat, TreeError};
-use crate::watches::{ClientId, WatchKind, Watches};
+use crate::tree::{Change, SessionId, Stat, TreeError, Zxid};
+use crate::watches::{ClientId, SetWatches, WatchKind, Watches};
 
 /// A read, answered by the server the client is connected to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +82,11 @@ pub enum ClientMessage {
         session: Option<SessionId>,
         /// The session's timeout, for a new one.
         timeout_ms: u64,
+        /// The highest zxid the client has seen (0 for a new session): a
+        /// server that has not applied that far refuses it.
+        last_zxid: Zxid,
+        /// The watches the client still has, to set again here.
+        watches: SetWatches,
     },
     /// Keeps the session alive.
     Ping,
@@ -114,6 +126,8 @@ pub enum ServerMessage {
     Connected {
         /// Its id.
         session: SessionId,
+        /// The server's zxid.
+        zxid: Zxid,
     },
     /// The session has ended; the client must open a new one.
     SessionExpired,
@@ -124,6 +138,8 @@ pub enum ServerMessage {
     ReadDone {
         /// The request number.
         xid: u64,
+        /// The server's zxid: the read shows the tree as of this entry.
+        zxid: Zxid,
         /// The answer.
         result: Result<ReadResult, TreeError>,
     },
@@ -131,11 +147,22 @@ pub enum ServerMessage {
     WriteDone {
         /// The request number.
         xid: u64,
+        /// The server's zxid, the write's own or later.
+        zxid: Zxid,
         /// The answer.
         result: Result<Response, RequestError>,
     },
-    /// A watch fired.
-    Watch(Change),
+    /// Watches fired: all that one log entry fired for this client, in one
+    /// message, so that a client that has seen `zxid` has had every event
+    /// up to it (it sends that zxid to its next server).
+    Watch {
+        /// The zxid of the entry that made the changes (for changes found
+        /// when watches were set again, or in a snapshot, the server's zxid
+        /// then: they are at or before it).
+        zxid: Zxid,
+        /// What changed, in order.
+        changes: Vec<Change>,
+    },
     /// The session was closed at the client's request.
     Closed,
 }
@@ -186,6 +213,9 @@ pub struct Server {
     members: Vec<NodeId>,
     raft: Raft<LogEntry>,
     state: State,
+    /// The index of the last log entry applied to `state`: the zxid every
+    /// answer carries.
+    applied: Index,
     watches: Watches,
     clients: BTreeMap<ClientId, Connection>,
     /// Clients waiting for a session to open, by the session id given.
@@ -222,12 +252,14 @@ impl Server {
             .as_ref()
             .map(|s| decode_state(&s.data))
             .unwrap_or_default();
+        let applied = snapshot.as_ref().map_or(0, |s| s.last_index);
         let raft = Raft::new(id, members, config, hard, snapshot, log, now, seed);
         Server {
             id,
             members: members.to_vec(),
             raft,
             state,
+            applied,
             watches: Watches::new(),
             clients: BTreeMap::new(),
             opening: BTreeMap::new(),
@@ -259,6 +291,11 @@ impl Server {
         self.raft.term()
     }
 
+    /// Its zxid: the index of the last log entry it has applied.
+    pub fn zxid(&self) -> Zxid {
+        self.applied
+    }
+
     /// Its copy of the replicated state.
     pub fn state(&self) -> &State {
         &self.state
@@ -283,24 +320,14 @@ impl Server {
         match msg {
             ClientMessage::Connect {
                 session: Some(session),
+                last_zxid,
+                watches,
                 ..
-            } => {
-                if self.state.sessions().contains_key(&session) {
-                    self.clients.insert(
-                        client,
-                        Connection {
-                            session: Some(session),
-                        },
-                    );
-                    self.touch(session);
-                    self.reply(client, ServerMessage::Connected { session });
-                } else {
-                    self.reply(client, ServerMessage::SessionExpired);
-                }
-            }
+            } => self.resume(client, session, last_zxid, &watches),
             ClientMessage::Connect {
                 session: None,
                 timeout_ms,
+                ..
             } => {
                 // The id: this server's in the top byte, then a counter.
                 self.next_session += 1;
@@ -318,12 +345,22 @@ impl Server {
                     return self.reply(client, ServerMessage::NotReady);
                 }
                 let result = self.read(client, read);
-                self.reply(client, ServerMessage::ReadDone { xid, result });
+                let zxid = self.applied;
+                self.reply(client, ServerMessage::ReadDone { xid, zxid, result });
             }
             ClientMessage::Write { xid, request } => {
                 let Some(session) = session else {
                     return self.reply(client, ServerMessage::NotReady);
                 };
+                // A request the tree would refuse whatever its state is
+                // answered now, not logged and replicated first. (The
+                // session has one request in flight, so this answer cannot
+                // pass an earlier one.)
+                if let Err(error) = request.check() {
+                    let zxid = self.applied;
+                    let result = Err(error);
+                    return self.reply(client, ServerMessage::WriteDone { xid, zxid, result });
+                }
                 self.waiting.insert((session, xid), client);
                 self.submit(Command::Request {
                     session,
@@ -338,6 +375,46 @@ impl Server {
             }
         }
         self.drive();
+    }
+
+    /// A client that moved here resumes `session`. It has seen the tree as
+    /// of `last_zxid`; a server that has not applied that far would show it
+    /// the past (a node it saw created, gone again), so it is sent on to
+    /// another server, as ZooKeeper refuses it. Otherwise its watches are
+    /// set again, and those whose node changed after `last_zxid` fire
+    /// before the `Connected`, like any event before the answer after it.
+    fn resume(
+        &mut self,
+        client: ClientId,
+        session: SessionId,
+        last_zxid: Zxid,
+        watches: &SetWatches,
+    ) {
+        if last_zxid > self.applied {
+            return self.reply(client, ServerMessage::NotReady);
+        }
+        // The check comes second: a server behind the client may not have
+        // applied the session's opening yet.
+        if !self.state.sessions().contains_key(&session) {
+            return self.reply(client, ServerMessage::SessionExpired);
+        }
+        self.clients.insert(
+            client,
+            Connection {
+                session: Some(session),
+            },
+        );
+        self.touch(session);
+        // A connection starts with no watches but those it brings.
+        self.watches.remove_client(client);
+        let zxid = self.applied;
+        let changes = self
+            .watches
+            .set_again(client, watches, last_zxid, self.state.tree());
+        if !changes.is_empty() {
+            self.reply(client, ServerMessage::Watch { zxid, changes });
+        }
+        self.reply(client, ServerMessage::Connected { session, zxid });
     }
 
     /// A client disconnected: its watches go; its session stays until it
@@ -496,24 +573,41 @@ impl Server {
         if let Some(snapshot) = ready.snapshot {
             // The leader's state replaces ours. Our clients' waiting writes
             // inside it were applied there: they time out and ask again,
-            // and the session's memory answers them.
-            self.state = decode_state(&snapshot.data);
+            // and the session's memory answers them. Their watches on what
+            // the jump changed fire now, before any answer shows it.
+            let old = std::mem::replace(&mut self.state, decode_state(&snapshot.data));
+            self.applied = snapshot.last_index;
+            let fired = self.watches.fire_jump(old.tree(), self.state.tree());
+            self.tell(self.applied, fired);
         }
         for entry in ready.committed {
             self.apply(entry);
         }
     }
 
+    /// Sends each client the changes `fired` for it at `zxid`, in one
+    /// message.
+    fn tell(&mut self, zxid: Zxid, fired: Vec<(ClientId, Change)>) {
+        let mut by_client: BTreeMap<ClientId, Vec<Change>> = BTreeMap::new();
+        for (client, change) in fired {
+            by_client.entry(client).or_default().push(change);
+        }
+        for (client, changes) in by_client {
+            self.reply(client, ServerMessage::Watch { zxid, changes });
+        }
+    }
+
     fn apply(&mut self, entry: Entry<LogEntry>) {
+        self.applied = entry.index;
         let Some(log_entry) = entry.command else {
             return;
         };
-        let (outcome, changes) = self.state.apply(entry.index, &log_entry);
+        let zxid = entry.index;
+        let (outcome, changes) = self.state.apply(zxid, &log_entry);
         // Watches first: a client hears of a change before any answer that
         // shows it.
-        for (client, change) in self.watches.fire(&changes) {
-            self.reply(client, ServerMessage::Watch(change));
-        }
+        let fired = self.watches.fire(&changes);
+        self.tell(zxid, fired);
         match outcome {
             Outcome::SessionOpened(session) => {
                 self.last_heard.insert(session, self.now);
@@ -521,7 +615,7 @@ impl Server {
                     if let Some(c) = self.clients.get_mut(&client) {
                         c.session = Some(session);
                     }
-                    self.reply(client, ServerMessage::Connected { session });
+                    self.reply(client, ServerMessage::Connected { session, zxid });
                 }
             }
             Outcome::SessionClosed { session, .. } => {
@@ -544,7 +638,7 @@ impl Server {
                 result,
             } => {
                 if let Some(client) = self.waiting.remove(&(session, xid)) {
-                    self.reply(client, ServerMessage::WriteDone { xid, result });
+                    self.reply(client, ServerMessage::WriteDone { xid, zxid, result });
                 }
             }
             Outcome::Nothing => {}
@@ -601,10 +695,12 @@ mod tests {
             request: create("/a", false),
         };
         cluster.send(2, 10, write);
+        let zxid = cluster.server(2).zxid();
         assert_eq!(
             cluster.received(2, 10),
             vec![ServerMessage::WriteDone {
                 xid: 1,
+                zxid,
                 result: Ok(Response::Created("/a".into()))
             }]
         );
@@ -623,6 +719,54 @@ mod tests {
     }
 
     #[test]
+    fn a_write_no_tree_would_take_is_refused_before_it_is_logged() {
+        let mut cluster = Cluster::new();
+        cluster.connect(2, 10);
+        let before: Vec<Zxid> = (1..=3).map(|id| cluster.server(id).zxid()).collect();
+        let bad_path = ClientMessage::Write {
+            xid: 1,
+            request: create("/a//b", false),
+        };
+        cluster.send(2, 10, bad_path);
+        let too_big = ClientMessage::Write {
+            xid: 2,
+            request: Request::Multi(vec![
+                crate::tree::Op::Check {
+                    path: "/".into(),
+                    version: ANY_VERSION,
+                },
+                crate::tree::Op::SetData {
+                    path: "/a".into(),
+                    data: vec![0; crate::tree::MAX_DATA + 1],
+                    version: ANY_VERSION,
+                },
+            ]),
+        };
+        cluster.send(2, 10, too_big);
+        let received = cluster.received(2, 10);
+        let [
+            ServerMessage::WriteDone {
+                xid: 1,
+                result: Err(RequestError::Tree(TreeError::BadArguments { .. })),
+                ..
+            },
+            ServerMessage::WriteDone {
+                xid: 2,
+                result: Err(RequestError::Multi(multi)),
+                ..
+            },
+        ] = received.as_slice()
+        else {
+            panic!("expected two refusals, got {received:?}");
+        };
+        assert_eq!(multi.index, 1);
+        assert!(matches!(multi.error, TreeError::BadArguments { .. }));
+        // Nothing was logged: no server applied anything more.
+        let after: Vec<Zxid> = (1..=3).map(|id| cluster.server(id).zxid()).collect();
+        assert_eq!(after, before);
+    }
+
+    #[test]
     fn a_session_moves_to_another_server_and_keeps_its_ephemerals() {
         let mut cluster = Cluster::new();
         let session = cluster.connect(2, 10);
@@ -635,11 +779,14 @@ mod tests {
         let resume = ClientMessage::Connect {
             session: Some(session),
             timeout_ms: 500,
+            last_zxid: 0,
+            watches: SetWatches::default(),
         };
         cluster.send(3, 10, resume);
+        let zxid = cluster.server(3).zxid();
         assert_eq!(
             cluster.received(3, 10),
-            vec![ServerMessage::Connected { session }]
+            vec![ServerMessage::Connected { session, zxid }]
         );
         for _ in 0..5 {
             cluster.send(3, 10, ClientMessage::Ping);
@@ -670,10 +817,15 @@ mod tests {
             assert!(cluster.server(id).state().tree().exists("/lock").is_none());
         }
         assert_eq!(cluster.received(2, 10), vec![ServerMessage::SessionExpired]);
-        assert_eq!(
-            cluster.received(3, 20),
-            vec![ServerMessage::Watch(Change::NodeDeleted("/lock".into()))]
-        );
+        let received = cluster.received(3, 20);
+        let [ServerMessage::Watch { zxid, changes }] = received.as_slice() else {
+            panic!("expected one watch event, got {received:?}");
+        };
+        assert_eq!(*changes, vec![Change::NodeDeleted("/lock".into())]);
+        // The event carries the zxid of the change: the entry that closed
+        // the session.
+        let deleted_at = cluster.server(3).state().tree().last_zxid();
+        assert_eq!(*zxid, deleted_at);
         // The watch was one-shot.
         let recreate = ClientMessage::Write {
             xid: 1,
@@ -684,7 +836,7 @@ mod tests {
             cluster
                 .received(3, 20)
                 .iter()
-                .all(|m| !matches!(m, ServerMessage::Watch(_)))
+                .all(|m| !matches!(m, ServerMessage::Watch { .. }))
         );
     }
 
@@ -698,6 +850,8 @@ mod tests {
         let resume = ClientMessage::Connect {
             session: Some(session),
             timeout_ms: 500,
+            last_zxid: 0,
+            watches: SetWatches::default(),
         };
         cluster.send(2, 10, resume);
         assert_eq!(cluster.received(2, 10), vec![ServerMessage::SessionExpired]);
@@ -710,5 +864,28 @@ mod tests {
         };
         cluster.send(2, 10, write);
         assert_eq!(cluster.received(2, 10), vec![ServerMessage::NotReady]);
+    }
+
+    #[test]
+    fn a_server_behind_the_client_refuses_to_resume_its_session() {
+        let mut cluster = Cluster::new();
+        let session = cluster.connect(1, 10);
+        let seen = cluster.server(1).zxid();
+        let resume = |last_zxid| ClientMessage::Connect {
+            session: Some(session),
+            timeout_ms: 500,
+            last_zxid,
+            watches: SetWatches::default(),
+        };
+        // A client that has seen more than server 2 has applied would see
+        // the past there: it is sent on.
+        cluster.send(2, 10, resume(seen + 100));
+        assert_eq!(cluster.received(2, 10), vec![ServerMessage::NotReady]);
+        cluster.send(2, 10, resume(seen));
+        let received = cluster.received(2, 10);
+        assert!(
+            matches!(received.as_slice(), [ServerMessage::Connected { zxid, .. }] if *zxid >= seen),
+            "{received:?}"
+        );
     }
 }

@@ -206,10 +206,12 @@ impl Lock {
                 self.list(client, now);
                 None
             }
-            // A move to another server loses the watch, and maybe its
-            // event: look again.
-            (ClientEvent::Reconnected(_), Phase::Waiting { .. })
-            | (ClientEvent::ConnectionLoss { .. }, Phase::Watching { .. }) => {
+            // The read that sets the watch was lost with its connection:
+            // whether the watch was set is not known, so look again. (A
+            // watch that *was* set survives a move: the client library
+            // sets it again on its next server, so `Waiting` needs nothing
+            // when the session moves.)
+            (ClientEvent::ConnectionLoss { xid }, Phase::Watching { xid: x, .. }) if *xid == x => {
                 self.list(client, now);
                 None
             }
@@ -437,10 +439,6 @@ impl Election {
                 self.create(client, now);
                 None
             }
-            (ClientEvent::Reconnected(_), Race::Following) => {
-                self.read_leader(client, now);
-                None
-            }
             (ClientEvent::ReadDone { xid, result }, Race::ReadingEpoch { xid: x }) if *xid == x => {
                 let Ok(ReadResult::Data(data, stat)) = result else {
                     self.race = Race::Idle;
@@ -591,10 +589,6 @@ impl Membership {
                 self.list(client, now);
                 None
             }
-            ClientEvent::Reconnected(_) | ClientEvent::ConnectionLoss { .. } if self.joined => {
-                self.list(client, now);
-                None
-            }
             _ => None,
         }
     }
@@ -714,6 +708,76 @@ mod tests {
         run(&mut cluster, &mut [&mut a], 3);
         assert_eq!(a.events.last(), Some(&LockEvent::Lost));
         assert!(!a.lock.is_held());
+    }
+
+    #[test]
+    fn a_waiting_contender_keeps_its_watch_when_its_session_moves() {
+        let mut cluster = cluster_with_lock_dir();
+        let mut a = Contender::new(&cluster, 10, 0);
+        let mut b = Contender::new(&cluster, 20, 2);
+        run(&mut cluster, &mut [&mut a, &mut b], 3);
+        let now = cluster.now;
+        a.lock.acquire(&mut a.client, now);
+        run(&mut cluster, &mut [&mut a, &mut b], 5);
+        let now = cluster.now;
+        b.lock.acquire(&mut b.client, now);
+        run(&mut cluster, &mut [&mut a, &mut b], 5);
+        assert!(a.lock.is_held() && !b.lock.is_held());
+        // Server 3 falls out of B's reach: a `sync` there goes unanswered
+        // and B's session moves to server 1, taking its watch along.
+        let now = cluster.now;
+        b.client.write(Request::Sync, now);
+        let mut heard = Vec::new();
+        for _ in 0..20 {
+            a.step(&mut cluster);
+            for (server, msg) in b.client.take_sends() {
+                if server != 3 {
+                    let now = cluster.now;
+                    cluster.server(server).on_client(20, msg, now);
+                    cluster.settle();
+                }
+            }
+            cluster.pass(20);
+            let mine: Vec<_>;
+            (mine, cluster.inbox) = std::mem::take(&mut cluster.inbox)
+                .into_iter()
+                .partition(|(_, c, _)| *c == 20);
+            for (server, _, msg) in mine {
+                if server != 3 {
+                    b.client.on_message(server, msg, cluster.now);
+                }
+            }
+            b.client.on_tick(cluster.now);
+            for event in b.client.take_events() {
+                heard.push(event.clone());
+                if let Some(e) = b.lock.on_event(&mut b.client, &event, cluster.now) {
+                    b.events.push(e);
+                }
+            }
+        }
+        assert_eq!(b.client.server(), 1);
+        assert!(!b.lock.is_held());
+        // A lets go: the watch set again on server 1 tells B, and B takes
+        // the lock without having read anything when it moved.
+        let now = cluster.now;
+        a.lock.release(&mut a.client, now);
+        run(&mut cluster, &mut [&mut a], 2);
+        let before = heard.len();
+        for _ in 0..8 {
+            cluster.drive(20, &mut b.client);
+            for event in b.client.take_events() {
+                heard.push(event.clone());
+                if let Some(e) = b.lock.on_event(&mut b.client, &event, cluster.now) {
+                    b.events.push(e);
+                }
+            }
+        }
+        assert!(b.lock.is_held(), "{heard:?}");
+        assert!(
+            matches!(&heard[before], ClientEvent::Watch(Change::NodeDeleted(path)) if path.starts_with("/lock/c10")),
+            "{:?}",
+            &heard[before..]
+        );
     }
 
     fn mkdir(cluster: &mut Cluster, xid: u64, path: &str) {

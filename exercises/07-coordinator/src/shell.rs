@@ -13,8 +13,11 @@
 //! - a sender task per peer, which connects (and reconnects) to it.
 //!
 //! Every message is a frame: a 4-byte big-endian length, then the message
-//! encoded with bincode. A frame longer than [`MAX_FRAME`] or that does not
-//! decode ends its connection; the server goes on.
+//! encoded with bincode. A client's frame longer than [`MAX_FRAME`] (a
+//! peer's longer than [`MAX_PEER_FRAME`]) or that does not decode ends its
+//! connection; the server goes on. Raft batches entries by count, so an
+//! `AppendEntries` of a few large entries can outgrow a frame: the shell
+//! sends it as several (see `peer_frames`).
 //!
 //! A real system would also bound each client's queue, authenticate peers,
 //! and take membership changes; this one has a fixed ensemble.
@@ -28,18 +31,23 @@ use std::time::{Duration, Instant};
 use ch06_replication::sim::NodeId;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::node::{ClientMessage, PeerMessage, Send, Server, ServerMessage};
-use crate::raft::RaftConfig;
+use crate::raft::{Message, RaftConfig, Role};
 use crate::storage::{Storage, StorageError};
 use crate::watches::ClientId;
 
-/// The largest frame accepted: a znode's data (1 MiB) and then some.
+/// The largest frame accepted from a client: a znode's data (1 MiB) and
+/// then some.
 pub const MAX_FRAME: usize = 2 * 1024 * 1024;
+
+/// The largest frame accepted from a peer: one log entry carries one
+/// client request (at most [`MAX_FRAME`]) and a few numbers more.
+pub const MAX_PEER_FRAME: usize = MAX_FRAME + 4 * 1024;
 
 /// One server of the ensemble: its client and peer addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,17 +99,27 @@ enum Input {
     Stop,
 }
 
-/// Reads one frame and decodes it; `None` at a clean end of stream.
+/// Reads one frame of at most [`MAX_FRAME`] bytes and decodes it; `None`
+/// at a clean end of stream.
 pub async fn read_frame<T: DeserializeOwned>(
     reader: &mut (impl AsyncRead + Unpin),
+) -> std::io::Result<Option<T>> {
+    read_frame_up_to(reader, MAX_FRAME).await
+}
+
+/// Reads one frame of at most `max` bytes and decodes it; `None` at a
+/// clean end of stream.
+async fn read_frame_up_to<T: DeserializeOwned>(
+    reader: &mut (impl AsyncRead + Unpin),
+    max: usize,
 ) -> std::io::Result<Option<T>> {
     let len = match reader.read_u32().await {
         Ok(len) => len as usize,
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     };
-    if len > MAX_FRAME {
-        let message = format!("a frame of {len} bytes (at most {MAX_FRAME})");
+    if len > max {
+        let message = format!("a frame of {len} bytes (at most {max})");
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             message,
@@ -119,12 +137,59 @@ pub async fn write_frame<T: Serialize>(
     writer: &mut (impl AsyncWrite + Unpin),
     value: &T,
 ) -> std::io::Result<()> {
-    let bytes = bincode::serde::encode_to_vec(value, bincode::config::standard())
+    writer.write_all(&frame(value)?).await
+}
+
+/// `value` as a frame: its length, then its encoding.
+fn frame<T: Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
+    let mut frame = vec![0; 4];
+    bincode::serde::encode_into_std_write(value, &mut frame, bincode::config::standard())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    let mut frame = Vec::with_capacity(4 + bytes.len());
-    frame.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&bytes);
-    writer.write_all(&frame).await
+    let len = (frame.len() - 4) as u32;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(frame)
+}
+
+/// A message to a peer as frames: one, or for an `AppendEntries` longer
+/// than [`MAX_FRAME`], one per run of its entries, each run's `prev_index`
+/// the entry before it. The follower stores the runs one after the other
+/// as if they had come in separate rounds, and never takes `commit` past
+/// the last entry it has. A single entry goes alone, however long (up to
+/// [`MAX_PEER_FRAME`]). Splitting in halves encodes some entries more than
+/// once; it happens only for entries of hundreds of kilobytes.
+fn peer_frames(msg: PeerMessage) -> std::io::Result<Vec<Vec<u8>>> {
+    let whole = frame(&msg)?;
+    match msg {
+        PeerMessage::Raft(Message::AppendEntries {
+            term,
+            prev_index,
+            prev_term,
+            mut entries,
+            commit,
+        }) if whole.len() - 4 > MAX_FRAME && entries.len() > 1 => {
+            let second = entries.split_off(entries.len() / 2);
+            let last = entries.last().expect("the first half of two or more");
+            let (middle_index, middle_term) = (last.index, last.term);
+            let first = Message::AppendEntries {
+                term,
+                prev_index,
+                prev_term,
+                entries,
+                commit,
+            };
+            let second = Message::AppendEntries {
+                term,
+                prev_index: middle_index,
+                prev_term: middle_term,
+                entries: second,
+                commit,
+            };
+            let mut frames = peer_frames(PeerMessage::Raft(first))?;
+            frames.extend(peer_frames(PeerMessage::Raft(second))?);
+            Ok(frames)
+        }
+        _ => Ok(vec![whole]),
+    }
 }
 
 /// Runs server `config.id` on the listeners given (bound already, so that
@@ -195,6 +260,9 @@ fn core(
     let mut clients: BTreeMap<ClientId, mpsc::UnboundedSender<ServerMessage>> = BTreeMap::new();
     let mut next_tick = Instant::now() + tick;
     let now = wall_clock_ms;
+    // Whether it led after the last round: an operator (and the process
+    // tests) read who leads from the log.
+    let mut leading = false;
     loop {
         let first = match inputs.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
             Ok(input) => Some(input),
@@ -220,15 +288,27 @@ fn core(
             server.on_tick(now());
             next_tick = Instant::now() + tick;
         }
+        if leading != (server.role() == Role::Leader) {
+            leading = !leading;
+            let term = server.term();
+            if leading {
+                info!(id = server.id(), "became leader in term {term}");
+            } else {
+                info!(id = server.id(), "stopped leading in term {term}");
+            }
+        }
         let output = server.take_output();
         let wrote = !output.writes.is_empty();
         storage.write(&output.writes)?;
-        let mut sends = output.now;
+        // What may go now goes before the sync: answers to clients rest
+        // only on entries committed already, and a write's answer would
+        // otherwise wait for the next group's `fsync` as well as its own.
+        deliver(output.now, &clients, &peers);
         if wrote {
             let synced = storage.sync()?;
             server.persisted(synced);
         }
-        sends.extend(output.after_sync);
+        deliver(output.after_sync, &clients, &peers);
         // `persisted` may have committed more.
         let more = server.take_output();
         if !more.writes.is_empty() {
@@ -236,22 +316,30 @@ fn core(
             let synced = storage.sync()?;
             server.persisted(synced);
         }
-        sends.extend(more.now);
-        sends.extend(more.after_sync);
-        for send in sends {
-            match send {
-                Send::Client(client, msg) => {
-                    if let Some(tx) = clients.get(&client) {
-                        // A client that went away is cleaned up when its
-                        // reader reports it.
-                        let _ = tx.send(msg);
-                    }
+        deliver(more.now, &clients, &peers);
+        deliver(more.after_sync, &clients, &peers);
+    }
+}
+
+/// Hands each send to its connection's task.
+fn deliver(
+    sends: Vec<Send>,
+    clients: &BTreeMap<ClientId, mpsc::UnboundedSender<ServerMessage>>,
+    peers: &BTreeMap<NodeId, mpsc::UnboundedSender<PeerMessage>>,
+) {
+    for send in sends {
+        match send {
+            Send::Client(client, msg) => {
+                if let Some(tx) = clients.get(&client) {
+                    // A client that went away is cleaned up when its
+                    // reader reports it.
+                    let _ = tx.send(msg);
                 }
-                Send::Peer(to, msg) => {
-                    if let Some(tx) = peers.get(&to) {
-                        // The sender task lives as long as the server.
-                        let _ = tx.send(msg);
-                    }
+            }
+            Send::Peer(to, msg) => {
+                if let Some(tx) = peers.get(&to) {
+                    // The sender task lives as long as the server.
+                    let _ = tx.send(msg);
                 }
             }
         }
@@ -297,7 +385,10 @@ async fn accept_clients(
         let client = next_client;
         next_client += 1;
         debug!(client, %addr, "client connected");
-        let (mut reader, mut writer) = stream.into_split();
+        let (reader, mut writer) = stream.into_split();
+        // Buffered: a frame's length and body in one system call, and
+        // several frames in one when they come together.
+        let mut reader = BufReader::new(reader);
         let (tx, mut rx) = mpsc::unbounded_channel::<ServerMessage>();
         if inputs.send(Input::Connected(client, tx)).is_err() {
             return;
@@ -363,7 +454,8 @@ async fn accept_peers(
         let inputs = inputs.clone();
         let mut stop = stopping.clone();
         tokio::spawn(async move {
-            let mut stream = stream;
+            // Buffered, as a client's connection is.
+            let mut stream = BufReader::new(stream);
             // A peer says who it is first.
             let Ok(Some(from)) = read_frame::<NodeId>(&mut stream).await else {
                 return;
@@ -371,7 +463,7 @@ async fn accept_peers(
             loop {
                 let frame = tokio::select! {
                     _ = stopped(&mut stop) => return,
-                    frame = read_frame::<PeerMessage>(&mut stream) => frame,
+                    frame = read_frame_up_to::<PeerMessage>(&mut stream, MAX_PEER_FRAME) => frame,
                 };
                 match frame {
                     Ok(Some(msg)) => {
@@ -406,6 +498,17 @@ async fn send_to_peer(
             msg = messages.recv() => msg,
         };
         let Some(msg) = msg else { return };
+        // Everything queued for the peer goes in one write: a follower
+        // forwards each of its clients' writes to the leader, and a round
+        // of them should cost one system call, not one each.
+        let mut bytes = Vec::new();
+        let queued = std::iter::from_fn(|| messages.try_recv().ok());
+        for msg in std::iter::once(msg).chain(queued) {
+            match peer_frames(msg) {
+                Ok(frames) => frames.iter().for_each(|f| bytes.extend_from_slice(f)),
+                Err(e) => warn!(%addr, %e, "cannot encode a message to a peer"),
+            }
+        }
         if stream.is_none() {
             match TcpStream::connect(addr).await {
                 Ok(mut s) => {
@@ -418,9 +521,93 @@ async fn send_to_peer(
             }
         }
         if let Some(s) = stream.as_mut()
-            && write_frame(s, &msg).await.is_err()
+            && s.write_all(&bytes).await.is_err()
         {
             stream = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::Entry;
+    use crate::state::{Command, LogEntry, Request};
+    use crate::tree::MAX_DATA;
+
+    fn big_entry(index: u64) -> Entry<LogEntry> {
+        let request = Request::Create {
+            path: format!("/big-{index}"),
+            data: vec![index as u8; MAX_DATA],
+            ephemeral: false,
+            sequential: false,
+        };
+        Entry {
+            term: 2,
+            index,
+            command: Some(LogEntry {
+                time: 0,
+                command: Command::Request {
+                    session: 1,
+                    xid: index,
+                    request,
+                },
+            }),
+        }
+    }
+
+    #[test]
+    fn an_append_too_long_for_a_frame_goes_as_runs_that_chain() {
+        // Five entries of 1 MiB after entry 10 (of term 1): over two
+        // frames' worth.
+        let entries: Vec<_> = (11..=15).map(big_entry).collect();
+        let msg = PeerMessage::Raft(Message::AppendEntries {
+            term: 2,
+            prev_index: 10,
+            prev_term: 1,
+            entries: entries.clone(),
+            commit: 12,
+        });
+        let frames = peer_frames(msg).unwrap();
+        assert!(frames.len() > 1, "{} frame(s)", frames.len());
+        let mut expected_prev = (10, 1);
+        let mut received = Vec::new();
+        for frame in frames {
+            let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+            assert_eq!(len, frame.len() - 4);
+            assert!(len <= MAX_PEER_FRAME, "a frame of {len} bytes");
+            let (msg, _): (PeerMessage, usize) =
+                bincode::serde::decode_from_slice(&frame[4..], bincode::config::standard())
+                    .unwrap();
+            let PeerMessage::Raft(Message::AppendEntries {
+                term,
+                prev_index,
+                prev_term,
+                entries,
+                commit,
+            }) = msg
+            else {
+                panic!("not an AppendEntries: {msg:?}");
+            };
+            assert_eq!((term, commit), (2, 12));
+            assert_eq!((prev_index, prev_term), expected_prev);
+            let last = entries.last().unwrap();
+            expected_prev = (last.index, last.term);
+            received.extend(entries);
+        }
+        assert_eq!(received, entries);
+    }
+
+    #[test]
+    fn a_message_that_fits_is_one_frame() {
+        let msg = PeerMessage::Raft(Message::AppendEntries {
+            term: 2,
+            prev_index: 10,
+            prev_term: 1,
+            entries: vec![big_entry(11)],
+            commit: 10,
+        });
+        let frames = peer_frames(msg.clone()).unwrap();
+        assert_eq!(frames, vec![frame(&msg).unwrap()]);
     }
 }

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::tree::{
     Change, CreateMode, DataTree, MultiError, Op, OpResult, SessionId, Stat, TreeError, Txn,
-    Version,
+    Version, check_create, check_set, validate_path,
 };
 
 /// A client's request that goes through the log: every write, and `sync`.
@@ -64,6 +64,28 @@ pub enum Request {
     /// Changes nothing. Once a server has applied it, it has everything
     /// the leader had when it took it, so reads after it are up to date.
     Sync,
+}
+
+impl Request {
+    /// What a server refuses before logging the request, without looking
+    /// at the tree ([`Op::check`]): a bad path or data over the limit.
+    pub fn check(&self) -> Result<(), RequestError> {
+        match self {
+            Request::Create {
+                path,
+                data,
+                sequential,
+                ..
+            } => Ok(check_create(path, data, *sequential)?),
+            Request::Delete { path, .. } => Ok(validate_path(path)?),
+            Request::SetData { path, data, .. } => Ok(check_set(path, data)?),
+            Request::Multi(ops) => ops.iter().enumerate().try_for_each(|(index, op)| {
+                op.check()
+                    .map_err(|error| MultiError { index, error }.into())
+            }),
+            Request::Sync => Ok(()),
+        }
+    }
 }
 
 /// What the Raft log carries.

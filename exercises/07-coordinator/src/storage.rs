@@ -213,6 +213,10 @@ impl Storage {
     /// Makes `writes`, in order; durable only after [`Storage::sync`].
     pub fn write(&mut self, writes: &[DiskWrite<LogEntry>]) -> Result<()> {
         let log_path = self.dir.join("log");
+        // A group of appends goes to the file in one `write` call: their
+        // frames are collected here, and written before a truncation and
+        // at the end.
+        let mut frames = Vec::new();
         for write in writes {
             match write {
                 DiskWrite::Hard(hard) => {
@@ -225,6 +229,8 @@ impl Storage {
                     self.snapshot_dirty = true;
                 }
                 DiskWrite::Truncate(from) => {
+                    self.log.write_all(&frames).map_err(io_error(&log_path))?;
+                    frames.clear();
                     let keep = self.positions.partition_point(|&(i, _)| i < *from);
                     if let Some(&(_, position)) = self.positions.get(keep) {
                         self.log.set_len(position).map_err(io_error(&log_path))?;
@@ -237,15 +243,15 @@ impl Storage {
                     if entry.index <= self.last_index() {
                         continue;
                     }
-                    let mut bytes = Vec::new();
-                    frame::encode(&encode(entry), &mut bytes);
-                    self.log.write_all(&bytes).map_err(io_error(&log_path))?;
+                    let start = frames.len();
+                    frame::encode(&encode(entry), &mut frames);
                     self.positions.push((entry.index, self.log_len));
-                    self.log_len += bytes.len() as u64;
+                    self.log_len += (frames.len() - start) as u64;
                     self.log_dirty = true;
                 }
             }
         }
+        self.log.write_all(&frames).map_err(io_error(&log_path))?;
         Ok(())
     }
 

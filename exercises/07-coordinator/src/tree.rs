@@ -276,6 +276,21 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// What can be refused without looking at the tree: a path that is not
+    /// a ZooKeeper path, data over [`MAX_DATA`]. A server checks this before
+    /// logging a write (as ZooKeeper's `PrepRequestProcessor` does), so a
+    /// bad request costs no replication; the tree checks it again when it
+    /// applies one.
+    pub fn check(&self) -> Result<(), TreeError> {
+        match self {
+            Op::Create { path, data, mode } => check_create(path, data, mode.is_sequential()),
+            Op::SetData { path, data, .. } => check_set(path, data),
+            Op::Delete { path, .. } | Op::Check { path, .. } => validate_path(path),
+        }
+    }
+}
+
 /// The result of one operation of a successful [`DataTree::multi`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OpResult {
@@ -712,18 +727,7 @@ impl DataTree {
         changes: &mut Vec<Change>,
     ) -> Result<(String, Undo), TreeError> {
         let sequential = mode.is_sequential();
-        // A sequential path is checked with a counter in place, as
-        // ZooKeeper does: `/lock/` is a fine prefix, since the node will be
-        // `/lock/0000000000`.
-        let checked = if sequential {
-            format!("{path}0")
-        } else {
-            path.to_string()
-        };
-        if let Some(reason) = path_problem(&checked) {
-            return Err(bad_arguments(path, reason));
-        }
-        check_data(path, &data)?;
+        check_create(path, &data, sequential)?;
         let owner = match mode.owner() {
             Some(0) => {
                 return Err(bad_arguments(
@@ -954,6 +958,27 @@ fn path_problem(path: &str) -> Option<String> {
                 '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{e000}'..='\u{f8ff}' | '\u{fff0}'..='\u{ffff}')
         })
         .map(|c| format!("a path must not contain the character {c:?}"))
+}
+
+/// A create's path and data, as [`Op::check`]. A sequential path is
+/// checked with a counter in place, as ZooKeeper does: `/lock/` is a fine
+/// prefix, since the node will be `/lock/0000000000`.
+pub fn check_create(path: &str, data: &[u8], sequential: bool) -> Result<(), TreeError> {
+    let checked = if sequential {
+        format!("{path}0")
+    } else {
+        path.to_string()
+    };
+    if let Some(reason) = path_problem(&checked) {
+        return Err(bad_arguments(path, reason));
+    }
+    check_data(path, data)
+}
+
+/// A set's path and data, as [`Op::check`].
+pub fn check_set(path: &str, data: &[u8]) -> Result<(), TreeError> {
+    validate_path(path)?;
+    check_data(path, data)
 }
 
 fn check_data(path: &str, data: &[u8]) -> Result<(), TreeError> {

@@ -6,9 +6,10 @@
 //! concerns it fires it, once, and it is gone: a client that wants to keep
 //! watching reads again (and so sees the new state, and sets the next
 //! watch). Watches are kept by the server the client is connected to, not
-//! replicated: a client that moves to another server sets them again there
-//! (ZooKeeper's client library does that for you, and so does this
-//! chapter's).
+//! replicated: a client that moves to another server hands it the watches
+//! it still has, with the last zxid it saw ([`SetWatches`], ZooKeeper's
+//! message of that name), and the server fires at once those whose node
+//! changed after that zxid ([`Watches::set_again`]).
 //!
 //! Which change fires which watch, as in ZooKeeper:
 //!
@@ -22,11 +23,17 @@
 //! The server sends a watch's event to its client before it answers any
 //! read that would show the change: it applies the log in order, fires the
 //! watches of each entry as it applies it, and a connection delivers in
-//! order. So a client never sees the new state before the event.
+//! order. So a client never sees the new state before the event. Two
+//! places jump over changes instead of applying them one by one, and both
+//! compare stats to find what the jump changed: a client's watches set
+//! again after a move ([`Watches::set_again`]), and a server's state
+//! replaced by the leader's snapshot ([`Watches::fire_jump`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::tree::Change;
+use serde::{Deserialize, Serialize};
+
+use crate::tree::{Change, DataTree, Zxid};
 
 /// Who set a watch: a client connected to this server.
 pub type ClientId = u64;
@@ -38,6 +45,20 @@ pub enum WatchKind {
     Data,
     /// Set by `get_children`.
     Children,
+}
+
+/// The watches a client still has when it moves to another server, by
+/// path, as ZooKeeper's `SetWatches` sends them. It keeps apart the
+/// `exists` watches on a node that was not there: for those, the node's
+/// being there now is the news.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetWatches {
+    /// Data watches (`get_data`, or `exists` on a node that was there).
+    pub data: Vec<String>,
+    /// `exists` watches on a node that was not there.
+    pub exist: Vec<String>,
+    /// Child watches (`get_children`).
+    pub children: Vec<String>,
 }
 
 /// The watches of one server's clients.
@@ -67,6 +88,96 @@ impl Watches {
     /// once, even if both its watches on the path fire.
     pub fn fire(&mut self, changes: &[Change]) -> Vec<(ClientId, Change)> {
         todo!("exercise `fire`: For each change, in order: the kinds of watch it fires (NodeCreated and NodeDataChanged: data watches; NodeDeleted: data and child watches; NodeChildrenChanged: child watches) on its path. Remove those watches (they are one-shot) and tell each of their clients once, even if both its watches on the path fire.")
+    }
+
+    /// A client that moved here sets `watches` again; it has seen
+    /// everything up to `seen` (the last zxid it saw). A watch whose node
+    /// changed after `seen` fires at once: the client missed that change
+    /// while it moved. The others are set, to fire later. Returns the
+    /// changes to send the client, each path's at most once.
+    pub fn set_again(
+        &mut self,
+        client: ClientId,
+        watches: &SetWatches,
+        seen: Zxid,
+        tree: &DataTree,
+    ) -> Vec<Change> {
+        let mut fired = Vec::new();
+        for path in &watches.data {
+            match tree.exists(path) {
+                None => fired.push(Change::NodeDeleted(path.clone())),
+                Some(stat) if stat.mzxid > seen => {
+                    fired.push(Change::NodeDataChanged(path.clone()))
+                }
+                Some(_) => self.add(client, path, WatchKind::Data),
+            }
+        }
+        for path in &watches.exist {
+            match tree.exists(path) {
+                Some(_) => fired.push(Change::NodeCreated(path.clone())),
+                None => self.add(client, path, WatchKind::Data),
+            }
+        }
+        for path in &watches.children {
+            match tree.exists(path) {
+                None => fired.push(Change::NodeDeleted(path.clone())),
+                Some(stat) if stat.pzxid > seen => {
+                    fired.push(Change::NodeChildrenChanged(path.clone()))
+                }
+                Some(_) => self.add(client, path, WatchKind::Children),
+            }
+        }
+        // A node deleted under both a data and a child watch is told once,
+        // and a deletion ends every watch on the path.
+        let mut told: Vec<Change> = Vec::new();
+        fired.retain(|change| {
+            let first = !told.contains(change);
+            told.push(change.clone());
+            first
+        });
+        for change in &fired {
+            if let Change::NodeDeleted(path) = change {
+                for kind in [WatchKind::Data, WatchKind::Children] {
+                    let key = (path.clone(), kind);
+                    if let Some(clients) = self.by_path.get_mut(&key) {
+                        clients.remove(&client);
+                        if clients.is_empty() {
+                            self.by_path.remove(&key);
+                        }
+                    }
+                }
+            }
+        }
+        fired
+    }
+
+    /// The server's tree jumped from `old` to `new` (it installed the
+    /// leader's snapshot) without applying the changes in between one by
+    /// one: fires every watch whose node the jump changed, as
+    /// [`Watches::fire`] would have, by comparing the two trees' stats.
+    pub fn fire_jump(&mut self, old: &DataTree, new: &DataTree) -> Vec<(ClientId, Change)> {
+        let mut changes = Vec::new();
+        for (path, kind) in self.by_path.keys() {
+            let change = match (kind, old.exists(path), new.exists(path)) {
+                (_, Some(_), None) => Change::NodeDeleted(path.clone()),
+                (WatchKind::Data, None, Some(_)) => Change::NodeCreated(path.clone()),
+                (WatchKind::Data, Some(before), Some(after))
+                    if (before.czxid, before.mzxid) != (after.czxid, after.mzxid) =>
+                {
+                    Change::NodeDataChanged(path.clone())
+                }
+                (WatchKind::Children, Some(before), Some(after))
+                    if (before.czxid, before.pzxid) != (after.czxid, after.pzxid) =>
+                {
+                    Change::NodeChildrenChanged(path.clone())
+                }
+                _ => continue,
+            };
+            if !changes.contains(&change) {
+                changes.push(change);
+            }
+        }
+        self.fire(&changes)
     }
 
     /// Forgets every watch of `client` (it disconnected).
@@ -174,5 +285,88 @@ mod tests {
         let fired = watches.fire(&[Change::NodeDataChanged("/a".into())]);
         assert_eq!(fired.len(), 1);
         assert_eq!(fired[0].0, 2);
+    }
+
+    use crate::tree::{ANY_VERSION, CreateMode, Txn};
+
+    /// A tree with `/a` (created at zxid 1) and `/a/x` (at 2).
+    fn tree() -> DataTree {
+        let mut tree = DataTree::new();
+        tree.create(Txn::new(1, 0), "/a", Vec::new(), CreateMode::Persistent)
+            .unwrap();
+        tree.create(Txn::new(2, 0), "/a/x", Vec::new(), CreateMode::Persistent)
+            .unwrap();
+        tree
+    }
+
+    #[test]
+    fn watches_set_again_fire_at_once_for_what_changed_after_the_clients_zxid() {
+        let mut changed = tree();
+        changed
+            .set_data(Txn::new(3, 0), "/a/x", b"v".to_vec(), ANY_VERSION)
+            .unwrap();
+        changed
+            .create(Txn::new(4, 0), "/b", Vec::new(), CreateMode::Persistent)
+            .unwrap();
+        changed.delete(Txn::new(5, 0), "/a/x", ANY_VERSION).unwrap();
+        let set = SetWatches {
+            data: vec!["/a".into(), "/a/x".into()],
+            exist: vec!["/b".into(), "/c".into()],
+            children: vec!["/a".into(), "/a/x".into()],
+        };
+        // Seen up to 2: everything after it is news.
+        let mut watches = Watches::new();
+        let fired = watches.set_again(1, &set, 2, &changed);
+        assert_eq!(
+            fired,
+            vec![
+                Change::NodeDeleted("/a/x".into()),
+                Change::NodeCreated("/b".into()),
+                Change::NodeChildrenChanged("/a".into()),
+            ]
+        );
+        // What did not fire is set: `/a`'s data, `/c`'s creation.
+        assert_eq!(watches.len(), 2);
+        let later = [
+            Change::NodeDataChanged("/a".into()),
+            Change::NodeCreated("/c".into()),
+        ];
+        assert_eq!(watches.fire(&later).len(), 2);
+        assert!(watches.is_empty());
+        // Seen up to 5: nothing is news, all is set.
+        let mut watches = Watches::new();
+        let set = SetWatches {
+            data: vec!["/a".into()],
+            exist: vec!["/c".into()],
+            children: vec!["/a".into()],
+        };
+        assert!(watches.set_again(1, &set, 5, &changed).is_empty());
+        assert_eq!(watches.len(), 3);
+    }
+
+    #[test]
+    fn a_jump_to_a_snapshot_fires_the_watches_on_what_it_changed() {
+        let old = tree();
+        let mut new = tree();
+        new.set_data(Txn::new(3, 0), "/a", b"v".to_vec(), ANY_VERSION)
+            .unwrap();
+        new.create(Txn::new(4, 0), "/b", Vec::new(), CreateMode::Persistent)
+            .unwrap();
+        let mut watches = Watches::new();
+        watches.add(1, "/a", WatchKind::Data);
+        watches.add(1, "/a", WatchKind::Children);
+        watches.add(2, "/b", WatchKind::Data);
+        watches.add(3, "/a/x", WatchKind::Data);
+        let mut fired = watches.fire_jump(&old, &new);
+        fired.sort_by_key(|(client, _)| *client);
+        assert_eq!(
+            fired,
+            vec![
+                (1, Change::NodeDataChanged("/a".into())),
+                (2, Change::NodeCreated("/b".into())),
+            ]
+        );
+        // The child watch on `/a` and the watch on `/a/x` are untouched.
+        assert_eq!(watches.len(), 2);
     }
 }

@@ -1,18 +1,39 @@
 //! The coordinator in chapter 6's simulator: five servers (`node::Server`
 //! with a simulated disk that syncs every 30 ms and loses what was not
-//! synced in a crash), three clients with sessions, and the nemesis
-//! (partitions, crashes, power losses, clock jumps). Checkers:
+//! synced in a crash), three clients, each a `client::ClientSession` (the
+//! client library itself: it moves to another server when one falls
+//! silent, and sets its watches again there), and the nemesis (partitions,
+//! crashes, power losses, clock jumps). Checkers:
 //!
-//! - writes, compare-and-sets and *synced* reads (a `sync`, then a read on
-//!   the same server) of one znode are linearizable;
+//! - writes, compare-and-sets, deletes and *synced* reads (a `sync`, then a
+//!   read on the same server) of one znode are linearizable;
+//! - watches, per session: each watch a read set fires at most once; the
+//!   zxids the session hears never go down (not even when it moves to a
+//!   server that is behind); an event comes before any answer that shows
+//!   the change, and no read shows a change to a watched node whose event
+//!   has not come (a change missed across a move, say);
 //! - when the clients stop, their sessions expire everywhere and their
 //!   ephemeral nodes go, whatever the faults did to the leaders;
 //! - liveness: after the faults, every client finishes its operations.
 //!
+//! Between a client and a server the network is a *connection*, as TCP
+//! would give: in order, no duplicates, and a message lost stalls the
+//! connection until the client gives up on it and opens another (a real
+//! connection would break). ZooKeeper's ordering of watch events and
+//! answers holds per connection, so only there. Between servers, and
+//! between a client's successive connections, messages still reorder.
+//!
 //! Broken on purpose, it fails: reads without the `sync` before them (as
-//! ZooKeeper's reads are by default) are not linearizable at seed 2, and
-//! without the sessions' memory of their last request, a write the network
-//! delivered twice applies twice (seed 11).
+//! ZooKeeper's reads are by default) are not linearizable at seed 88;
+//! without the sessions' memory of their last request, a write that
+//! reached the log twice applies twice (seed 5). The watch checker fails
+//! with a watch that is not one-shot (seed 0: a second event with no watch
+//! set), with watches set again after a move without firing those whose
+//! node changed (seed 5: a read shows a change whose event never came),
+//! with a client that sets none again (seed 0, the same), with a snapshot
+//! installed without firing the watches on what it changed (seed 348),
+//! and with a server that resumes a session it is behind (seed 7: an
+//! answer older than one the session had seen).
 //!
 //! `COORD_SEEDS` sets how many seeds run (default 100); `COORD_SEED=N`
 //! replays one.
@@ -22,20 +43,22 @@ use std::collections::BTreeMap;
 mod common;
 
 use ch06_replication::sim::{Ctx, Millis, Nemesis, NodeId, Sim, SimConfig};
+use ch07_coordinator::client::{ClientConfig, ClientEvent, ClientSession};
 use ch07_coordinator::linearizability::{self, Model, Operation};
 use ch07_coordinator::node::{
     ClientMessage, PeerMessage, Read, ReadResult, Send, Server, ServerMessage,
 };
 use ch07_coordinator::raft::{DiskWrite, Index, RaftConfig};
 use ch07_coordinator::state::{LogEntry, Request, RequestError, Response};
-use ch07_coordinator::tree::{ANY_VERSION, SessionId, TreeError, Version};
+use ch07_coordinator::tree::{ANY_VERSION, Change, TreeError, Version, Zxid};
+use ch07_coordinator::watches::ClientId;
 use common::SimDisk;
 
 const SERVERS: [NodeId; 5] = [1, 2, 3, 4, 5];
 const CLIENTS: [NodeId; 3] = [100, 101, 102];
 const OPS_PER_CLIENT: u64 = 25;
 const SESSION_TIMEOUT_MS: u64 = 2_000;
-/// A client with no answer after this long gives up on the request.
+/// A client with no answer after this long gives up on the server.
 const CLIENT_TIMEOUT_MS: Millis = 1_000;
 const PING_EVERY_MS: Millis = 300;
 /// How many ticks (10 ms each) one sync takes.
@@ -45,7 +68,7 @@ const SNAPSHOT_EVERY: Index = 20;
 const REGISTER: &str = "/r";
 
 // ---------------------------------------------------------------------------
-// The servers' disks and shell.
+// The servers' disks, the connections and the servers' shell.
 
 /// A server's disk: the shell syncs it every few ticks (group commit).
 type ServerDisk = SimDisk<LogEntry>;
@@ -53,8 +76,18 @@ type ServerDisk = SimDisk<LogEntry>;
 #[derive(Debug, Clone)]
 enum Msg {
     Peer(PeerMessage),
-    FromClient(ClientMessage),
-    ToClient(ServerMessage),
+    /// The `seq`th message on a client's connection number `conn`.
+    FromClient {
+        conn: u64,
+        seq: u64,
+        msg: ClientMessage,
+    },
+    /// The `seq`th message back on connection `conn`.
+    ToClient {
+        conn: u64,
+        seq: u64,
+        msg: ServerMessage,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -65,12 +98,78 @@ enum Event {
     Return { out: RegOut },
     /// It gave up on it (no answer).
     GaveUp,
+    /// The client's session number `session` (its first, second, ...)
+    /// took in a message carrying `zxid`.
+    Heard {
+        session: u64,
+        zxid: Zxid,
+        what: Heard,
+    },
+}
+
+/// What a client heard, for the watch checker.
+#[derive(Debug, Clone)]
+enum Heard {
+    /// Watch events, of one entry.
+    Watch(Vec<Change>),
+    /// A read's answer: what it asked, what it got.
+    Read(Read, Result<ReadResult, TreeError>),
+    /// Another answer (`Connected`, a write's).
+    Answer,
+}
+
+/// The receiving end of a connection: messages are handed on in the order
+/// they were sent, each once; one that is early waits for those before it.
+#[derive(Debug)]
+struct Inbound<M> {
+    next: u64,
+    early: BTreeMap<u64, M>,
+}
+
+impl<M> Default for Inbound<M> {
+    fn default() -> Self {
+        Inbound {
+            next: 0,
+            early: BTreeMap::new(),
+        }
+    }
+}
+
+impl<M> Inbound<M> {
+    /// Message `seq` arrived: the messages now in order.
+    fn receive(&mut self, seq: u64, msg: M) -> Vec<M> {
+        if seq < self.next {
+            // A duplicate.
+            return Vec::new();
+        }
+        self.early.insert(seq, msg);
+        let mut ready = Vec::new();
+        while let Some(msg) = self.early.remove(&self.next) {
+            ready.push(msg);
+            self.next += 1;
+        }
+        ready
+    }
+}
+
+/// The server's name for a client's connection: the client's id and the
+/// connection's number.
+fn client_id(client: NodeId, conn: u64) -> ClientId {
+    (u64::from(client) << 32) | conn
+}
+
+/// A server's end of one connection.
+#[derive(Debug, Default)]
+struct ServerConn {
+    inbound: Inbound<ClientMessage>,
+    sent: u64,
 }
 
 struct ServerShell {
     server: Server,
     held: Vec<Send>,
     ticks: u64,
+    conns: BTreeMap<ClientId, ServerConn>,
 }
 
 impl ServerShell {
@@ -94,6 +193,38 @@ impl ServerShell {
             server,
             held: Vec::new(),
             ticks: 0,
+            conns: BTreeMap::new(),
+        }
+    }
+
+    /// A message on connection `conn` of client `from`.
+    fn on_client(
+        &mut self,
+        ctx: &mut Ctx<'_, Msg, Event>,
+        from: NodeId,
+        conn: u64,
+        seq: u64,
+        msg: ClientMessage,
+    ) {
+        let id = client_id(from, conn);
+        let first = client_id(from, 0);
+        let last = client_id(from, u64::from(u32::MAX));
+        if !self.conns.contains_key(&id) {
+            if self.conns.range(id..=last).next().is_some() {
+                // A late message on a connection the client has left.
+                return;
+            }
+            // A new connection: the client has given up on its older ones
+            // (TCP would close them).
+            let older: Vec<ClientId> = self.conns.range(first..id).map(|(&c, _)| c).collect();
+            for old in older {
+                self.conns.remove(&old);
+                self.server.on_disconnect(old);
+            }
+        }
+        let ready = self.conns.entry(id).or_default().inbound.receive(seq, msg);
+        for msg in ready {
+            self.server.on_client(id, msg, ctx.now());
         }
     }
 
@@ -104,11 +235,11 @@ impl ServerShell {
         disk.unsynced.extend(output.writes);
         self.held.extend(output.after_sync);
         for send in output.now {
-            deliver(ctx, send);
+            self.deliver(ctx, send);
         }
         if disk.unsynced.is_empty() {
-            for send in self.held.drain(..) {
-                deliver(ctx, send);
+            for send in std::mem::take(&mut self.held) {
+                self.deliver(ctx, send);
             }
         }
     }
@@ -117,8 +248,8 @@ impl ServerShell {
         if !disk.sync() {
             return;
         }
-        for send in self.held.drain(..) {
-            deliver(ctx, send);
+        for send in std::mem::take(&mut self.held) {
+            self.deliver(ctx, send);
         }
         self.server.persisted(disk.last_index());
         let base = disk.snapshot.as_ref().map_or(0, |s| s.last_index);
@@ -128,12 +259,21 @@ impl ServerShell {
             disk.unsynced.push(DiskWrite::Snapshot(snapshot));
         }
     }
-}
 
-fn deliver(ctx: &mut Ctx<'_, Msg, Event>, send: Send) {
-    match send {
-        Send::Client(client, msg) => ctx.send(client as NodeId, Msg::ToClient(msg)),
-        Send::Peer(to, msg) => ctx.send(to, Msg::Peer(msg)),
+    fn deliver(&mut self, ctx: &mut Ctx<'_, Msg, Event>, send: Send) {
+        match send {
+            Send::Client(id, msg) => {
+                // A connection this server has closed takes nothing more.
+                if let Some(conn) = self.conns.get_mut(&id) {
+                    let seq = conn.sent;
+                    conn.sent += 1;
+                    let to = (id >> 32) as NodeId;
+                    let conn = id & u64::from(u32::MAX);
+                    ctx.send(to, Msg::ToClient { conn, seq, msg });
+                }
+            }
+            Send::Peer(to, msg) => ctx.send(to, Msg::Peer(msg)),
+        }
     }
 }
 
@@ -143,6 +283,7 @@ fn deliver(ctx: &mut Ctx<'_, Msg, Event>, send: Send) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RegOp {
     Create(u8),
+    Delete,
     Set(u8),
     /// Set if the version is this.
     Cas(u8, Version),
@@ -154,6 +295,7 @@ enum RegOp {
 enum RegOut {
     Created,
     Exists,
+    Deleted,
     Set(Version),
     BadVersion,
     NoNode,
@@ -180,6 +322,8 @@ impl Model for Register {
         let (next, answer) = match (*input, *state) {
             (RegOp::Create(v), None) => (Some((v, 0)), RegOut::Created),
             (RegOp::Create(_), s) => (s, RegOut::Exists),
+            (RegOp::Delete, Some(_)) => (None, RegOut::Deleted),
+            (RegOp::Delete, None) => (None, RegOut::NoNode),
             (RegOp::Set(_) | RegOp::Cas(..), None) => (None, RegOut::NoNode),
             (RegOp::Set(v), Some((_, version))) => {
                 (Some((v, version + 1)), RegOut::Set(version + 1))
@@ -209,153 +353,279 @@ enum Step {
     Sync {
         xid: u64,
     },
-    Read,
+    Read {
+        xid: u64,
+    },
+    /// A read that sets a watch, outside the register's history.
+    Watch {
+        xid: u64,
+    },
 }
 
 struct Client {
-    server: NodeId,
-    session: Option<SessionId>,
-    connecting_since: Option<Millis>,
-    xid: u64,
+    /// The session, from the first tick on; a new one when it expires.
+    session: Option<ClientSession>,
+    /// How many sessions it has had.
+    sessions: u64,
+    /// Its connection: the number, the server, what was sent on it and
+    /// what came back.
+    conn: u64,
+    conn_server: NodeId,
+    sent: u64,
+    inbound: Inbound<ServerMessage>,
+    /// The reads asked, by request number, for the record.
+    reads: BTreeMap<u64, Read>,
     ops: u64,
-    step: Option<(Step, Millis)>,
-    last_ping: Millis,
+    step: Option<Step>,
     /// Once true, the client goes silent (as if it had died).
     stopped: bool,
 }
 
 impl Client {
-    fn connect(&mut self, ctx: &mut Ctx<'_, Msg, Event>) {
-        self.connecting_since = Some(ctx.now());
-        let msg = ClientMessage::Connect {
-            session: self.session,
-            timeout_ms: SESSION_TIMEOUT_MS,
-        };
-        ctx.send(self.server, Msg::FromClient(msg));
-    }
-
-    fn move_server(&mut self, ctx: &mut Ctx<'_, Msg, Event>) {
-        let others: Vec<NodeId> = SERVERS.into_iter().filter(|&s| s != self.server).collect();
-        self.server = others[ctx.rng().usize(..others.len())];
-        self.give_up(ctx);
-        self.connect(ctx);
-    }
-
-    fn give_up(&mut self, ctx: &mut Ctx<'_, Msg, Event>) {
-        if self.step.take().is_some() {
-            ctx.record(Event::GaveUp);
+    fn new() -> Client {
+        Client {
+            session: None,
+            sessions: 0,
+            conn: 0,
+            conn_server: 0,
+            sent: 0,
+            inbound: Inbound::default(),
+            reads: BTreeMap::new(),
+            ops: 0,
+            step: None,
+            stopped: false,
         }
     }
 
+    fn new_session(&mut self, ctx: &mut Ctx<'_, Msg, Event>) {
+        let config = ClientConfig {
+            session_timeout_ms: SESSION_TIMEOUT_MS,
+            request_timeout_ms: CLIENT_TIMEOUT_MS,
+            ping_interval_ms: PING_EVERY_MS,
+        };
+        let first = ctx.rng().usize(..SERVERS.len());
+        self.session = Some(ClientSession::new(&SERVERS, first, config, ctx.now()));
+        self.sessions += 1;
+        self.reads.clear();
+    }
+
+    /// Sends what the session asks (a `Connect` opens a new connection)
+    /// and acts on what it reports, until neither is left.
+    fn pump(&mut self, ctx: &mut Ctx<'_, Msg, Event>) {
+        loop {
+            let Some(session) = self.session.as_mut() else {
+                return;
+            };
+            let sends = session.take_sends();
+            let events = session.take_events();
+            if sends.is_empty() && events.is_empty() {
+                return;
+            }
+            for (server, msg) in sends {
+                if let ClientMessage::Connect { .. } = msg {
+                    self.conn += 1;
+                    self.conn_server = server;
+                    self.sent = 0;
+                    self.inbound = Inbound::default();
+                }
+                let (conn, seq) = (self.conn, self.sent);
+                self.sent += 1;
+                ctx.send(server, Msg::FromClient { conn, seq, msg });
+            }
+            for event in events {
+                self.on_event(ctx, event);
+            }
+        }
+    }
+
+    fn give_up(&mut self, ctx: &mut Ctx<'_, Msg, Event>) {
+        if let Some(Step::Write { .. } | Step::Sync { .. } | Step::Read { .. }) = self.step {
+            ctx.record(Event::GaveUp);
+        }
+        self.step = None;
+    }
+
+    fn read(&mut self, ctx: &mut Ctx<'_, Msg, Event>, read: Read) -> u64 {
+        let session = self.session.as_mut().expect("a session");
+        let xid = session.read(read.clone(), ctx.now());
+        self.reads.insert(xid, read);
+        xid
+    }
+
     fn start_op(&mut self, ctx: &mut Ctx<'_, Msg, Event>) {
+        if ctx.rng().bool() {
+            // A read that sets a watch: on the register's data, its
+            // existence, or the root's children.
+            let path = REGISTER.to_string();
+            let read = match ctx.rng().u8(..3) {
+                0 => Read::GetData { path, watch: true },
+                1 => Read::Exists { path, watch: true },
+                _ => Read::GetChildren {
+                    path: "/".into(),
+                    watch: true,
+                },
+            };
+            let xid = self.read(ctx, read);
+            self.step = Some(Step::Watch { xid });
+            return;
+        }
         let value = ctx.rng().u8(1..=9);
-        let op = match ctx.rng().u8(..4) {
+        let op = match ctx.rng().u8(..5) {
             0 => RegOp::Create(value),
             1 => RegOp::Set(value),
             2 => RegOp::Cas(value, ctx.rng().i32(0..=3)),
+            3 => RegOp::Delete,
             _ => RegOp::SyncedRead,
         };
         self.ops += 1;
-        self.xid += 1;
-        let xid = self.xid;
         ctx.record(Event::Call { op });
-        let (request, step) = match op {
-            RegOp::Create(v) => (
-                Request::Create {
-                    path: REGISTER.into(),
-                    data: vec![v],
-                    ephemeral: false,
-                    sequential: false,
-                },
-                Step::Write { xid, op },
-            ),
+        let request = match op {
+            RegOp::Create(v) => Request::Create {
+                path: REGISTER.into(),
+                data: vec![v],
+                ephemeral: false,
+                sequential: false,
+            },
             RegOp::Set(v) | RegOp::Cas(v, _) => {
                 let version = match op {
                     RegOp::Cas(_, version) => version,
                     _ => ANY_VERSION,
                 };
-                let request = Request::SetData {
+                Request::SetData {
                     path: REGISTER.into(),
                     data: vec![v],
                     version,
-                };
-                (request, Step::Write { xid, op })
+                }
             }
-            RegOp::SyncedRead => (Request::Sync, Step::Sync { xid }),
+            RegOp::Delete => Request::Delete {
+                path: REGISTER.into(),
+                version: ANY_VERSION,
+            },
+            RegOp::SyncedRead => Request::Sync,
         };
-        self.step = Some((step, ctx.now()));
-        ctx.send(
-            self.server,
-            Msg::FromClient(ClientMessage::Write { xid, request }),
-        );
+        let session = self.session.as_mut().expect("a session");
+        let xid = session.write(request, ctx.now());
+        self.step = Some(match op {
+            RegOp::SyncedRead => Step::Sync { xid },
+            _ => Step::Write { xid, op },
+        });
     }
 
-    fn on_message(&mut self, ctx: &mut Ctx<'_, Msg, Event>, from: NodeId, msg: ServerMessage) {
-        if self.stopped || from != self.server {
+    fn on_event(&mut self, ctx: &mut Ctx<'_, Msg, Event>, event: ClientEvent) {
+        match (event, self.step) {
+            (ClientEvent::Written { xid, result }, Some(Step::Write { xid: w, op }))
+                if w == xid =>
+            {
+                let out = match (op, result) {
+                    (RegOp::Create(_), Ok(_)) => RegOut::Created,
+                    (RegOp::Create(_), Err(RequestError::Tree(TreeError::NodeExists { .. }))) => {
+                        RegOut::Exists
+                    }
+                    (RegOp::Delete, Ok(Response::Deleted)) => RegOut::Deleted,
+                    (_, Ok(Response::Set(stat))) => RegOut::Set(stat.version),
+                    (_, Err(RequestError::Tree(TreeError::BadVersion { .. }))) => {
+                        RegOut::BadVersion
+                    }
+                    (_, Err(RequestError::Tree(TreeError::NoNode { .. }))) => RegOut::NoNode,
+                    // The session ended under it: it may or may not have
+                    // happened.
+                    (_, Err(RequestError::SessionExpired { .. })) => return self.give_up(ctx),
+                    (op, other) => panic!("{op:?} answered {other:?}"),
+                };
+                ctx.record(Event::Return { out });
+                self.step = None;
+            }
+            (ClientEvent::Written { xid, result }, Some(Step::Sync { xid: s })) if s == xid => {
+                if result.is_err() {
+                    return self.give_up(ctx);
+                }
+                // The read goes to the same server: the session sends it
+                // at once, on the connection the `sync` was answered on.
+                let read = Read::GetData {
+                    path: REGISTER.into(),
+                    watch: false,
+                };
+                let xid = self.read(ctx, read);
+                self.step = Some(Step::Read { xid });
+            }
+            (ClientEvent::ReadDone { xid, result }, Some(Step::Read { xid: r })) if r == xid => {
+                let value = match result {
+                    Ok(ReadResult::Data(data, stat)) => Some((data[0], stat.version)),
+                    Err(TreeError::NoNode { .. }) => None,
+                    other => panic!("a read answered {other:?}"),
+                };
+                ctx.record(Event::Return {
+                    out: RegOut::Read(value),
+                });
+                self.step = None;
+            }
+            (ClientEvent::ReadDone { xid, .. }, Some(Step::Watch { xid: w })) if w == xid => {
+                self.step = None;
+            }
+            (ClientEvent::ConnectionLoss { xid }, Some(step)) => {
+                let current = match step {
+                    Step::Write { xid, .. }
+                    | Step::Sync { xid }
+                    | Step::Read { xid }
+                    | Step::Watch { xid } => xid,
+                };
+                if current == xid {
+                    self.give_up(ctx);
+                }
+            }
+            (ClientEvent::Expired, _) => {
+                // A new session, with no watches.
+                self.give_up(ctx);
+                self.new_session(ctx);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        ctx: &mut Ctx<'_, Msg, Event>,
+        from: NodeId,
+        conn: u64,
+        seq: u64,
+        msg: ServerMessage,
+    ) {
+        if self.stopped || conn != self.conn || from != self.conn_server {
+            // The client has left that connection.
             return;
         }
-        match msg {
-            ServerMessage::Connected { session } => {
-                self.session = Some(session);
-                self.connecting_since = None;
-            }
-            ServerMessage::SessionExpired => {
-                self.session = None;
-                self.give_up(ctx);
-                self.connect(ctx);
-            }
-            ServerMessage::NotReady => {}
-            ServerMessage::WriteDone { xid, result } => match self.step {
-                Some((Step::Write { xid: w, op }, _)) if w == xid => {
-                    let out = match (op, result) {
-                        (RegOp::Create(_), Ok(_)) => RegOut::Created,
-                        (
-                            RegOp::Create(_),
-                            Err(RequestError::Tree(TreeError::NodeExists { .. })),
-                        ) => RegOut::Exists,
-                        (_, Ok(Response::Set(stat))) => RegOut::Set(stat.version),
-                        (_, Err(RequestError::Tree(TreeError::BadVersion { .. }))) => {
-                            RegOut::BadVersion
-                        }
-                        (_, Err(RequestError::Tree(TreeError::NoNode { .. }))) => RegOut::NoNode,
-                        // The session ended under it: it may or may not
-                        // have happened; the client asks for a new one.
-                        (_, Err(RequestError::SessionExpired { .. })) => return self.give_up(ctx),
-                        (op, other) => panic!("{op:?} answered {other:?}"),
-                    };
-                    ctx.record(Event::Return { out });
-                    self.step = None;
+        for msg in self.inbound.receive(seq, msg) {
+            let heard = match &msg {
+                ServerMessage::Watch { zxid, changes } => {
+                    Some((*zxid, Heard::Watch(changes.clone())))
                 }
-                Some((Step::Sync { xid: s }, _)) if s == xid => {
-                    if result.is_err() {
-                        return self.give_up(ctx);
-                    }
-                    let read = Read::GetData {
-                        path: REGISTER.into(),
-                        watch: false,
-                    };
-                    self.step = Some((Step::Read, ctx.now()));
-                    ctx.send(
-                        self.server,
-                        Msg::FromClient(ClientMessage::Read { xid, read }),
-                    );
+                ServerMessage::ReadDone { xid, zxid, result } => self
+                    .reads
+                    .get(xid)
+                    .map(|read| (*zxid, Heard::Read(read.clone(), result.clone()))),
+                ServerMessage::WriteDone { zxid, .. } | ServerMessage::Connected { zxid, .. } => {
+                    Some((*zxid, Heard::Answer))
                 }
-                _ => {}
-            },
-            ServerMessage::ReadDone { result, .. } => {
-                if let Some((Step::Read, _)) = self.step {
-                    let value = match result {
-                        Ok(ReadResult::Data(data, stat)) => Some((data[0], stat.version)),
-                        Err(TreeError::NoNode { .. }) => None,
-                        other => panic!("a read answered {other:?}"),
-                    };
-                    ctx.record(Event::Return {
-                        out: RegOut::Read(value),
-                    });
-                    self.step = None;
-                }
+                _ => None,
+            };
+            if let Some((zxid, what)) = heard {
+                let session = self.sessions;
+                ctx.record(Event::Heard {
+                    session,
+                    zxid,
+                    what,
+                });
             }
-            ServerMessage::Watch(_) | ServerMessage::Closed => {}
+            let Some(session) = self.session.as_mut() else {
+                return;
+            };
+            session.on_message(from, msg, ctx.now());
+            self.pump(ctx);
+            if conn != self.conn {
+                // The session left this connection (it expired, or the
+                // server sent it on): the rest is not for it.
+                return;
+            }
         }
     }
 
@@ -363,24 +633,16 @@ impl Client {
         if self.stopped {
             return;
         }
-        let now = ctx.now();
-        if let Some(since) = self.connecting_since {
-            if now >= since + CLIENT_TIMEOUT_MS {
-                self.move_server(ctx);
-            }
-            return;
+        if self.session.is_none() {
+            self.new_session(ctx);
         }
-        if let Some((_, since)) = self.step {
-            if now >= since + CLIENT_TIMEOUT_MS {
-                self.move_server(ctx);
-            }
-        } else if self.ops < OPS_PER_CLIENT {
+        if self.step.is_none() && self.ops < OPS_PER_CLIENT {
             self.start_op(ctx);
         }
-        if now >= self.last_ping + PING_EVERY_MS {
-            self.last_ping = now;
-            ctx.send(self.server, Msg::FromClient(ClientMessage::Ping));
+        if let Some(session) = self.session.as_mut() {
+            session.on_tick(ctx.now());
         }
+        self.pump(ctx);
     }
 }
 
@@ -408,11 +670,13 @@ impl ch06_replication::sim::Node for Node {
                 shell.server.on_peer(from, msg, ctx.now());
                 shell.flush(ctx, disk);
             }
-            (Node::Server(shell), Msg::FromClient(msg)) => {
-                shell.server.on_client(u64::from(from), msg, ctx.now());
+            (Node::Server(shell), Msg::FromClient { conn, seq, msg }) => {
+                shell.on_client(ctx, from, conn, seq, msg);
                 shell.flush(ctx, disk);
             }
-            (Node::Client(client), Msg::ToClient(msg)) => client.on_message(ctx, from, msg),
+            (Node::Client(client), Msg::ToClient { conn, seq, msg }) => {
+                client.on_message(ctx, from, conn, seq, msg)
+            }
             _ => {}
         }
     }
@@ -450,19 +714,9 @@ fn run(seed: u64) -> Result<(), String> {
             Node::Server(Box::new(ServerShell::start(id, disk, now)))
         });
     }
-    for (i, id) in CLIENTS.into_iter().enumerate() {
-        sim.add_node(id, ServerDisk::default(), false, move |_, _, _| {
-            Node::Client(Box::new(Client {
-                server: SERVERS[i],
-                session: None,
-                // The first tick connects.
-                connecting_since: Some(0),
-                xid: 0,
-                ops: 0,
-                step: None,
-                last_ping: 0,
-                stopped: false,
-            }))
+    for id in CLIENTS {
+        sim.add_node(id, ServerDisk::default(), false, |_, _, _| {
+            Node::Client(Box::new(Client::new()))
         });
     }
     sim.run_for(6_000);
@@ -474,6 +728,7 @@ fn run(seed: u64) -> Result<(), String> {
     };
     let live = sim.run_until(finished, 60_000);
     check(&sim)?;
+    check_watches(&sim)?;
     if !live {
         return Err("the clients did not finish after the faults stopped".into());
     }
@@ -517,6 +772,7 @@ fn check(sim: &Sim<Node>) -> Result<(), String> {
             Event::GaveUp => {
                 open.remove(&node);
             }
+            Event::Heard { .. } => {}
         }
     }
     linearizability::check(&Register, &history).map_err(|violation| {
@@ -533,6 +789,185 @@ fn check(sim: &Sim<Node>) -> Result<(), String> {
             history.len()
         )
     })
+}
+
+// ---------------------------------------------------------------------------
+// The watch checker.
+
+/// The kinds of watch a client sets, as its library keeps them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    /// `get_data`, or `exists` on a node that was there.
+    Data,
+    /// `exists` on a node that was not there.
+    Exist,
+    /// `get_children`.
+    Children,
+}
+
+/// What the read that set a watch showed, to tell a later read that shows
+/// a change from one that does not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    /// The node's `mzxid`.
+    Data(Zxid),
+    /// Not there.
+    Missing,
+    /// The children.
+    Children(Vec<String>),
+}
+
+/// One session's watches, as its answers and events tell them.
+#[derive(Debug, Default)]
+struct Watcher {
+    /// The watches set and not yet fired, with what their read showed.
+    set: BTreeMap<(String, Kind), Seen>,
+    /// The highest zxid of an event, and of an answer, heard so far.
+    last_event: Zxid,
+    last_answer: Zxid,
+}
+
+impl Watcher {
+    fn heard(&mut self, zxid: Zxid, what: &Heard) -> Result<(), String> {
+        match what {
+            Heard::Watch(changes) => {
+                for change in changes {
+                    self.fired(zxid, change)?;
+                }
+                self.last_event = zxid;
+            }
+            Heard::Answer => self.answer(zxid)?,
+            Heard::Read(read, result) => {
+                self.answer(zxid)?;
+                self.read(zxid, read, result)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `change` came in an event at `zxid`.
+    fn fired(&mut self, zxid: Zxid, change: &Change) -> Result<(), String> {
+        if zxid < self.last_event {
+            return Err(format!(
+                "event {change:?} at zxid {zxid} after one at {}",
+                self.last_event
+            ));
+        }
+        // An answer at or after the change showed the tree with
+        // it: the event had to come first.
+        if zxid <= self.last_answer {
+            return Err(format!(
+                "event {change:?} at zxid {zxid} after an answer at {} showed it",
+                self.last_answer
+            ));
+        }
+        let path = change.path().to_string();
+        let kinds: &[Kind] = match change {
+            Change::NodeCreated(_) | Change::NodeDataChanged(_) => &[Kind::Data, Kind::Exist],
+            Change::NodeDeleted(_) => &[Kind::Data, Kind::Exist, Kind::Children],
+            Change::NodeChildrenChanged(_) => &[Kind::Children],
+        };
+        let fired = kinds
+            .iter()
+            .filter(|&&kind| self.set.remove(&(path.clone(), kind)).is_some())
+            .count();
+        if fired == 0 {
+            return Err(format!(
+                "event {change:?} at zxid {zxid} with no watch set for it (fired twice?)"
+            ));
+        }
+        Ok(())
+    }
+
+    /// An answer at `zxid`: the session never goes back in time.
+    fn answer(&mut self, zxid: Zxid) -> Result<(), String> {
+        let seen = self.last_answer.max(self.last_event);
+        if zxid < seen {
+            return Err(format!(
+                "an answer at zxid {zxid} after the session saw {seen}"
+            ));
+        }
+        self.last_answer = zxid;
+        Ok(())
+    }
+
+    /// A read at `zxid` showed the node at its path; no change it shows
+    /// may be one of a watch that has not fired. Then it sets its watch.
+    fn read(
+        &mut self,
+        zxid: Zxid,
+        read: &Read,
+        result: &Result<ReadResult, TreeError>,
+    ) -> Result<(), String> {
+        let (path, watch) = match read {
+            Read::Exists { path, watch }
+            | Read::GetData { path, watch }
+            | Read::GetChildren { path, watch } => (path.clone(), *watch),
+        };
+        let shown = match result {
+            Ok(ReadResult::Stat(Some(stat)) | ReadResult::Data(_, stat)) => Seen::Data(stat.mzxid),
+            Ok(ReadResult::Stat(None)) | Err(TreeError::NoNode { .. }) => Seen::Missing,
+            Ok(ReadResult::Children(children)) => Seen::Children(children.clone()),
+            Err(e) => return Err(format!("read {read:?} failed: {e}")),
+        };
+        for ((_, kind), seen) in self
+            .set
+            .range((path.clone(), Kind::Data)..=(path.clone(), Kind::Children))
+        {
+            let changed = match (kind, seen, &shown) {
+                (Kind::Data | Kind::Children, _, Seen::Missing) => true,
+                (Kind::Exist, _, Seen::Data(_) | Seen::Children(_)) => true,
+                (Kind::Data, Seen::Data(before), Seen::Data(now)) => now != before,
+                (Kind::Children, Seen::Children(before), Seen::Children(now)) => now != before,
+                _ => false,
+            };
+            if changed {
+                return Err(format!(
+                    "read {read:?} at zxid {zxid} shows {shown:?}, but the {kind:?} watch set \
+                     when it was {seen:?} has not fired"
+                ));
+            }
+        }
+        if watch {
+            let kind = match (read, &shown) {
+                (_, Seen::Missing) if !matches!(read, Read::Exists { .. }) => return Ok(()),
+                (Read::Exists { .. }, Seen::Missing) => Kind::Exist,
+                (Read::GetChildren { .. }, _) => Kind::Children,
+                _ => Kind::Data,
+            };
+            self.set.entry((path, kind)).or_insert(shown);
+        }
+        Ok(())
+    }
+}
+
+/// What one session heard, in order: when, at which zxid, what.
+type Record<'a> = Vec<(Millis, Zxid, &'a Heard)>;
+
+/// Checks every session's watch events against its answers.
+fn check_watches(sim: &Sim<Node>) -> Result<(), String> {
+    let mut watchers: BTreeMap<(NodeId, u64), Watcher> = BTreeMap::new();
+    let mut heard: BTreeMap<(NodeId, u64), Record<'_>> = BTreeMap::new();
+    for &(at, node, ref event) in sim.history() {
+        if let Event::Heard {
+            session,
+            zxid,
+            ref what,
+        } = *event
+        {
+            let before = heard.entry((node, session)).or_default();
+            before.push((at, zxid, what));
+            watchers
+                .entry((node, session))
+                .or_default()
+                .heard(zxid, what)
+                .map_err(|e| {
+                    let last = &before[before.len().saturating_sub(6)..];
+                    format!("client {node}, session {session}, at {at} ms: {e}; the last heard: {last:?}")
+                })?;
+        }
+    }
+    Ok(())
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! Three coordinator servers (the tokio shell) on loopback in one process,
 //! and clients using the client library: the operations, their errors by
-//! ZooKeeper's names, ephemeral nodes, watches, and a server stopping under
-//! a client.
+//! ZooKeeper's names, ephemeral nodes, watches, a server stopping under a
+//! client, and bad input: bytes that are not a frame, frames too long, cut
+//! short or naming no operation, paths ZooKeeper refuses and data over the
+//! limit.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -9,11 +11,14 @@ use std::time::Duration;
 
 use ch07_coordinator::client::ClientConfig;
 use ch07_coordinator::coordinator::{CoordError, Coordinator};
+use ch07_coordinator::node::{ClientMessage, Read, ServerMessage};
 use ch07_coordinator::raft::RaftConfig;
-use ch07_coordinator::shell::{self, Member, ShellConfig};
-use ch07_coordinator::tree::{ANY_VERSION, Change, TreeError};
+use ch07_coordinator::shell::{self, MAX_FRAME, Member, ShellConfig};
+use ch07_coordinator::state::Request;
+use ch07_coordinator::tree::{ANY_VERSION, Change, MAX_DATA, TreeError};
 use tempfile::TempDir;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 struct Ensemble {
@@ -23,6 +28,11 @@ struct Ensemble {
 }
 
 async fn ensemble() -> Ensemble {
+    let raft = RaftConfig {
+        election_timeout_ms: 300,
+        heartbeat_interval_ms: 50,
+        max_entries_per_message: 64,
+    };
     let mut listeners = BTreeMap::new();
     let mut members = BTreeMap::new();
     for id in 1..=3u32 {
@@ -43,11 +53,7 @@ async fn ensemble() -> Ensemble {
             id,
             ensemble: members.clone(),
             data_dir: dir.path().to_path_buf(),
-            raft: RaftConfig {
-                election_timeout_ms: 300,
-                heartbeat_interval_ms: 50,
-                max_entries_per_message: 64,
-            },
+            raft: raft.clone(),
             tick: Duration::from_millis(10),
         };
         let (stop, stopped) = oneshot::channel::<()>();
@@ -86,8 +92,7 @@ where
     loop {
         match f().await {
             Ok(value) => return value,
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                let _ = e;
+            Err(_) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => panic!("still failing after 10 s: {e}"),
@@ -96,12 +101,12 @@ where
 }
 
 async fn connect(servers: &[SocketAddr]) -> Coordinator {
+    let config = config();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        match Coordinator::connect(servers, config()).await {
+        match Coordinator::connect(servers, config.clone()).await {
             Ok(c) => return c,
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                let _ = e;
+            Err(_) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => panic!("cannot connect: {e}"),
@@ -190,4 +195,207 @@ async fn a_client_carries_on_when_its_server_stops() {
         matches!(alone, Err(CoordError::ConnectionLoss)),
         "{alone:?}"
     );
+}
+
+// Bad input. A server reads each client's frames on its own task: a frame
+// it cannot take ends that connection (the session, if any, stays, as
+// after any lost connection), and nothing else.
+
+/// What `connect` and `write_frame` would send for `msg`: its frame.
+fn frame_of(msg: &ClientMessage) -> Vec<u8> {
+    let body = bincode::serde::encode_to_vec(msg, bincode::config::standard()).unwrap();
+    frame(&body)
+}
+
+/// A 4-byte big-endian length, then `body`.
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(body);
+    frame
+}
+
+/// Asserts that the server closes `stream` without answering: the next
+/// read ends (or is reset, if the server left bytes unread) within 10 s.
+async fn assert_closed_without_answer(stream: &mut TcpStream, what: &str) {
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the connection is still open after 10 s"));
+    match read {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Ok(n) => panic!("{what}: the server answered {:?}", &buf[..n]),
+        Err(e) => panic!("{what}: {e}"),
+    }
+}
+
+/// Asserts that the ensemble still serves: `client` writes `data` to
+/// `/kept`, and a new client of server 1 alone reads it after a `sync`.
+async fn assert_still_serving(ensemble: &Ensemble, client: &Coordinator, data: &str) {
+    eventually(|| client.set("/kept", data.as_bytes(), ANY_VERSION)).await;
+    let fresh = connect(&ensemble.clients[..1]).await;
+    fresh.sync().await.unwrap();
+    let (read, _) = fresh.get("/kept", false).await.unwrap();
+    assert_eq!(read, data.as_bytes(), "after {data}");
+    fresh.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_frame_ends_its_connection_and_the_server_serves_on() {
+    let ensemble = ensemble().await;
+    // The client talks to server 1, the one the bad input goes to.
+    let client = connect(&ensemble.clients).await;
+    eventually(|| client.create("/kept", b"before", false, false)).await;
+
+    // `Write { xid: 1, request: Sync }` is three bytes: the message's
+    // variant, the xid, the request's variant. A variant no enum has is an
+    // operation the server does not know.
+    let sync = frame_of(&ClientMessage::Write {
+        xid: 1,
+        request: Request::Sync,
+    });
+    assert_eq!(sync.len(), 4 + 3, "{sync:?}");
+    let mut unknown_request = sync.clone();
+    unknown_request[6] = 200;
+    let unknown_message = frame(&[200]);
+    let too_long = (MAX_FRAME as u32 + 1).to_be_bytes().to_vec();
+    let huge = u32::MAX.to_be_bytes().to_vec();
+    let garbage = b"GET / HTTP/1.1\r\nHost: coordinator\r\n\r\n".to_vec();
+    let not_bincode = frame(&[0xff; 16]);
+    // The length promises 100 bytes; 10 come, then the end of the stream.
+    let mut cut_short = 100u32.to_be_bytes().to_vec();
+    cut_short.extend_from_slice(&[3; 10]);
+
+    for (what, bytes) in [
+        ("garbage", garbage),
+        ("a frame longer than MAX_FRAME", too_long),
+        ("a frame of 4 GiB", huge),
+        ("an unknown message", unknown_message),
+        ("an unknown operation", unknown_request),
+        ("a frame that does not decode", not_bincode),
+        ("a frame cut short", cut_short),
+    ] {
+        let mut raw = TcpStream::connect(ensemble.clients[0]).await.unwrap();
+        // A session first, as a real client would have.
+        raw.write_all(&frame_of(&ClientMessage::Connect {
+            session: None,
+            timeout_ms: 3_000,
+            last_zxid: 0,
+            watches: Default::default(),
+        }))
+        .await
+        .unwrap();
+        let answer: Option<ServerMessage> = shell::read_frame(&mut raw).await.unwrap();
+        assert!(
+            matches!(answer, Some(ServerMessage::Connected { .. })),
+            "{answer:?}"
+        );
+        raw.write_all(&bytes).await.unwrap();
+        // The end of the stream, for the frame cut short: the server
+        // waits for the rest until then.
+        // The server may have closed the connection already (it reads no
+        // further than a bad length): then there is nothing to end.
+        let _ = raw.shutdown().await;
+        assert_closed_without_answer(&mut raw, what).await;
+        assert_still_serving(&ensemble, &client, what).await;
+    }
+
+    // A frame cut short on a connection left open: the server waits for
+    // the rest (a real server would time it out), serving everyone else.
+    let mut stuck = TcpStream::connect(ensemble.clients[0]).await.unwrap();
+    stuck.write_all(&100u32.to_be_bytes()).await.unwrap();
+    let mut buf = [0u8; 1];
+    let waited = tokio::time::timeout(Duration::from_millis(300), stuck.read(&mut buf)).await;
+    assert!(waited.is_err(), "the server answered {waited:?}");
+    assert_still_serving(&ensemble, &client, "a frame left open").await;
+
+    // A well-formed read without a session has a defined answer.
+    let mut early = TcpStream::connect(ensemble.clients[0]).await.unwrap();
+    let read = ClientMessage::Read {
+        xid: 1,
+        read: Read::Exists {
+            path: "/kept".into(),
+            watch: false,
+        },
+    };
+    early.write_all(&frame_of(&read)).await.unwrap();
+    let answer: Option<ServerMessage> = shell::read_frame(&mut early).await.unwrap();
+    assert_eq!(answer, Some(ServerMessage::NotReady));
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_paths_and_data_over_the_limit_are_refused_and_nothing_is_lost() {
+    let ensemble = ensemble().await;
+    let client = connect(&ensemble.clients).await;
+    eventually(|| client.create("/kept", b"before", false, false)).await;
+
+    let is_bad_arguments =
+        |e: &CoordError| matches!(e, CoordError::Tree(TreeError::BadArguments { .. }));
+    for path in [
+        "",
+        "kept",
+        "/kept/",
+        "//kept",
+        "/kept//a",
+        "/kept/.",
+        "/kept/../a",
+        "/a\u{0}b",
+        "/a\u{1f}b",
+        "/\u{e000}",
+    ] {
+        let created = client.create(path, b"x", false, false).await.unwrap_err();
+        assert!(is_bad_arguments(&created), "create {path:?}: {created}");
+        assert!(
+            created.to_string().starts_with("BadArguments: "),
+            "{created}"
+        );
+        let set = client.set(path, b"x", ANY_VERSION).await.unwrap_err();
+        assert!(is_bad_arguments(&set), "set {path:?}: {set}");
+        let deleted = client.delete(path, ANY_VERSION).await.unwrap_err();
+        assert!(is_bad_arguments(&deleted), "delete {path:?}: {deleted}");
+        let read = client.get(path, false).await.unwrap_err();
+        assert!(is_bad_arguments(&read), "get {path:?}: {read}");
+        let listed = client.children(path, false).await.unwrap_err();
+        assert!(is_bad_arguments(&listed), "children {path:?}: {listed}");
+        // `exists` answers only whether there is such a node: none.
+        assert_eq!(client.exists(path, false).await.unwrap(), None, "{path:?}");
+    }
+
+    // Data over the limit: refused before it is logged, the node untouched.
+    let over = vec![7; MAX_DATA + 1];
+    let created = client
+        .create("/big", &over, false, false)
+        .await
+        .unwrap_err();
+    assert!(is_bad_arguments(&created), "{created}");
+    let set = client.set("/kept", &over, ANY_VERSION).await.unwrap_err();
+    assert!(is_bad_arguments(&set), "{set}");
+
+    // A request larger than a frame may be never reaches the tree: the
+    // server closes the connection, as ZooKeeper does past its
+    // `jute.maxbuffer`, and the call fails with `ConnectionLoss` (the
+    // client cannot know whether it took effect); the session carries on
+    // on another server.
+    let impatient = connect(&ensemble.clients).await;
+    let way_over = vec![7; MAX_FRAME + 1];
+    let lost = impatient
+        .create("/huge", &way_over, false, false)
+        .await
+        .unwrap_err();
+    assert_eq!(lost, CoordError::ConnectionLoss);
+    eventually(|| impatient.sync()).await;
+    assert_eq!(impatient.exists("/huge", false).await.unwrap(), None);
+    impatient.close().await;
+
+    // Nothing stored was lost, on any server.
+    for server in &ensemble.clients {
+        let reader = connect(std::slice::from_ref(server)).await;
+        reader.sync().await.unwrap();
+        let (kept, _) = reader.get("/kept", false).await.unwrap();
+        assert_eq!(kept, b"before", "{server}");
+        assert_eq!(reader.exists("/big", false).await.unwrap(), None);
+        reader.close().await;
+    }
+    client.close().await;
 }
