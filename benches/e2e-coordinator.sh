@@ -58,39 +58,8 @@ cargo build --release --quiet -p kfs --bin kfs
 mkdir -p target
 work=$(mktemp -d "$PWD/target/e2e-coordinator.XXXXXX")
 
-# Every process started and not yet stopped, and each one's log.
-pids=()
-declare -A node_log
-
-# Whether PID runs: it is there, and not a zombie (an exited child not yet
-# waited for, which `kill -0` still finds).
-running() { # pid
-    [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null || echo Z)" != Z ]
-}
-
-# Stops the given processes: SIGCONT, then SIGTERM, a clean shutdown; one
-# still running 20 s later gets SIGKILL, so a hung one cannot hang the
-# harness.
-stop_nodes() { # pid...
-    [ $# -gt 0 ] || return 0
-    kill -CONT "$@" 2>/dev/null || true
-    kill -TERM "$@" 2>/dev/null || true
-    local deadline=$((SECONDS + 20)) pid
-    for pid in "$@"; do
-        while running "$pid"; do
-            if [ "$SECONDS" -ge "$deadline" ]; then kill -KILL "$pid" 2>/dev/null || true; fi
-            sleep 0.05
-        done
-        wait "$pid" 2>/dev/null || true
-    done
-}
-cleanup() {
-    stop_nodes "${pids[@]}"
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-now() { date +%s.%N; }
+# `pids`, `node_log`, `running`, `stop_nodes`, `now`, and the cleanup on exit.
+source benches/processes.sh
 
 # Whether something listens on 127.0.0.1:PORT.
 port_used() { # port
@@ -98,12 +67,14 @@ port_used() { # port
 }
 
 # Sets `ports` to N ports nobody listens on, consecutive from a random
-# base (a process that takes one between here and its use fails to start,
-# and the harness with it: not a wrong figure).
+# base below the kernel's range for clients' own ports (usually from
+# 32768), so no client connection can hold a server's port (a process that
+# takes one between here and its use fails to start, and the harness with
+# it: not a wrong figure).
 free_ports() { # n
     local n=$1 base i
     for _ in $(seq 50); do
-        base=$((20000 + RANDOM % 20000))
+        base=$((10000 + RANDOM % 20000))
         ports=()
         for ((i = 0; i < n; i++)); do
             port_used $((base + i)) && break
