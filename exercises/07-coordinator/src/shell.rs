@@ -29,8 +29,8 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use ch06_replication::sim::NodeId;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -50,12 +50,26 @@ pub const MAX_FRAME: usize = 2 * 1024 * 1024;
 pub const MAX_PEER_FRAME: usize = MAX_FRAME + 4 * 1024;
 
 /// One server of the ensemble: its client and peer addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     /// Where clients connect.
     pub client: SocketAddr,
     /// Where the other servers connect.
     pub peer: SocketAddr,
+}
+
+/// What a server says first on a connection to a peer: who it is, and the
+/// ensemble it was configured with. A peer refuses a server of another
+/// ensemble (two ensembles on one host, a port reused after a server
+/// stopped, a wrong `--ensemble`): otherwise it would take part in the
+/// other ensemble's elections. (Kafka's brokers check a `cluster.id`; a
+/// ZooKeeper server accepts only the server ids in its configuration.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The sender's id.
+    pub id: NodeId,
+    /// The sender's ensemble: every server's id and addresses.
+    pub ensemble: BTreeMap<NodeId, Member>,
 }
 
 /// How to run a server.
@@ -227,7 +241,11 @@ pub async fn run(
     for (&id, member) in &config.ensemble {
         if id != config.id {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(send_to_peer(config.id, member.peer, rx, stopping.clone()));
+            let hello = Hello {
+                id: config.id,
+                ensemble: config.ensemble.clone(),
+            };
+            tokio::spawn(send_to_peer(hello, member.peer, rx, stopping.clone()));
             peer_senders.insert(id, tx);
         }
     }
@@ -236,7 +254,11 @@ pub async fn run(
         move || core(server, storage, input_rx, peer_senders, tick)
     });
     tokio::spawn(accept_clients(clients, inputs.clone(), stopping.clone()));
-    tokio::spawn(accept_peers(peers, inputs.clone(), stopping));
+    let me = Hello {
+        id: config.id,
+        ensemble: config.ensemble.clone(),
+    };
+    tokio::spawn(accept_peers(me, peers, inputs.clone(), stopping));
     shutdown.await;
     info!(id = config.id, "stopping");
     // Nobody is listening for the answer: the tasks end either way.
@@ -433,6 +455,7 @@ async fn accept_clients(
 }
 
 async fn accept_peers(
+    me: Hello,
     listener: TcpListener,
     inputs: std_mpsc::Sender<Input>,
     mut stopping: watch::Receiver<bool>,
@@ -453,13 +476,20 @@ async fn accept_peers(
         let _ = stream.set_nodelay(true);
         let inputs = inputs.clone();
         let mut stop = stopping.clone();
+        let ensemble = me.ensemble.clone();
+        let my_id = me.id;
         tokio::spawn(async move {
             // Buffered, as a client's connection is.
             let mut stream = BufReader::new(stream);
-            // A peer says who it is first.
-            let Ok(Some(from)) = read_frame::<NodeId>(&mut stream).await else {
+            // A peer says who it is first, and must be of this ensemble.
+            let Ok(Some(hello)) = read_frame::<Hello>(&mut stream).await else {
                 return;
             };
+            if hello.ensemble != ensemble || hello.id == my_id {
+                warn!(from = hello.id, "refusing a peer of another ensemble");
+                return;
+            }
+            let from = hello.id;
             loop {
                 let frame = tokio::select! {
                     _ = stopped(&mut stop) => return,
@@ -486,7 +516,7 @@ async fn accept_peers(
 /// copes with lost messages, so a message that finds no connection is
 /// dropped rather than queued without bound.
 async fn send_to_peer(
-    me: NodeId,
+    hello: Hello,
     addr: SocketAddr,
     mut messages: mpsc::UnboundedReceiver<PeerMessage>,
     mut stopping: watch::Receiver<bool>,
@@ -513,7 +543,7 @@ async fn send_to_peer(
             match TcpStream::connect(addr).await {
                 Ok(mut s) => {
                     let _ = s.set_nodelay(true);
-                    if write_frame(&mut s, &me).await.is_ok() {
+                    if write_frame(&mut s, &hello).await.is_ok() {
                         stream = Some(s);
                     }
                 }

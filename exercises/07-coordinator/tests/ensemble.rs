@@ -3,7 +3,7 @@
 //! ZooKeeper's names, ephemeral nodes, watches, a server stopping under a
 //! client, and bad input: bytes that are not a frame, frames too long, cut
 //! short or naming no operation, paths ZooKeeper refuses and data over the
-//! limit.
+//! limit, a peer of another ensemble.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use ch07_coordinator::client::ClientConfig;
 use ch07_coordinator::coordinator::{CoordError, Coordinator};
-use ch07_coordinator::node::{ClientMessage, Read, ServerMessage};
-use ch07_coordinator::raft::RaftConfig;
-use ch07_coordinator::shell::{self, MAX_FRAME, Member, ShellConfig};
+use ch07_coordinator::node::{ClientMessage, PeerMessage, Read, ServerMessage};
+use ch07_coordinator::raft::{Message, RaftConfig};
+use ch07_coordinator::shell::{self, Hello, MAX_FRAME, Member, ShellConfig};
 use ch07_coordinator::state::Request;
 use ch07_coordinator::tree::{ANY_VERSION, Change, MAX_DATA, TreeError};
 use tempfile::TempDir;
@@ -23,6 +23,7 @@ use tokio::sync::oneshot;
 
 struct Ensemble {
     clients: Vec<SocketAddr>,
+    members: BTreeMap<u32, Member>,
     stops: BTreeMap<u32, oneshot::Sender<()>>,
     _dirs: Vec<TempDir>,
 }
@@ -68,6 +69,7 @@ async fn ensemble() -> Ensemble {
     }
     Ensemble {
         clients: members.values().map(|m| m.client).collect(),
+        members,
         stops,
         _dirs: dirs,
     }
@@ -202,7 +204,7 @@ async fn a_client_carries_on_when_its_server_stops() {
 // after any lost connection), and nothing else.
 
 /// What `connect` and `write_frame` would send for `msg`: its frame.
-fn frame_of(msg: &ClientMessage) -> Vec<u8> {
+fn frame_of(msg: &impl serde::Serialize) -> Vec<u8> {
     let body = bincode::serde::encode_to_vec(msg, bincode::config::standard()).unwrap();
     frame(&body)
 }
@@ -395,6 +397,44 @@ async fn bad_paths_and_data_over_the_limit_are_refused_and_nothing_is_lost() {
         let (kept, _) = reader.get("/kept", false).await.unwrap();
         assert_eq!(kept, b"before", "{server}");
         assert_eq!(reader.exists("/big", false).await.unwrap(), None);
+        reader.close().await;
+    }
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_refuses_a_peer_of_another_ensemble() {
+    let ensemble = ensemble().await;
+    let client = connect(&ensemble.clients).await;
+    eventually(|| client.create("/kept", b"v1", false, false)).await;
+
+    // Server 2 of another ensemble (one member's address differs) calls
+    // server 1's peer port, and asks for a vote in a far later term: it is
+    // refused at its hello, and the vote request is never heard.
+    let mut other = ensemble.members.clone();
+    other.get_mut(&3).unwrap().client = "127.0.0.1:9".parse().unwrap();
+    let hello = Hello {
+        id: 2,
+        ensemble: other,
+    };
+    let vote = PeerMessage::Raft(Message::RequestVote {
+        term: 1_000_000,
+        last_index: u64::MAX,
+        last_term: 1_000_000,
+    });
+    let mut raw = TcpStream::connect(ensemble.members[&1].peer).await.unwrap();
+    let mut bytes = frame_of(&hello);
+    bytes.extend(frame_of(&vote));
+    raw.write_all(&bytes).await.unwrap();
+    assert_closed_without_answer(&mut raw, "another ensemble's hello").await;
+
+    // The ensemble carries on, every server with what was written.
+    eventually(|| client.set("/kept", b"v2", ANY_VERSION)).await;
+    for server in &ensemble.clients {
+        let reader = connect(std::slice::from_ref(server)).await;
+        eventually(|| reader.sync()).await;
+        let (kept, _) = reader.get("/kept", false).await.unwrap();
+        assert_eq!(kept, b"v2", "{server}");
         reader.close().await;
     }
     client.close().await;
