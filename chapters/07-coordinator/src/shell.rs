@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::node::{ClientMessage, PeerMessage, Send, Server, ServerMessage};
-use crate::raft::{DiskWrite, Message, RaftConfig, Role};
+use crate::raft::{Message, RaftConfig, Role};
 use crate::storage::{Storage, StorageError};
 use crate::watches::ClientId;
 
@@ -85,10 +85,6 @@ pub struct ShellConfig {
     pub raft: RaftConfig,
     /// How often the core ticks (and so, at the latest, syncs).
     pub tick: Duration,
-    /// After this many log entries past the last snapshot, the server
-    /// writes a snapshot of its state and drops the log before it
-    /// (ZooKeeper's `snapCount`, 100,000 there).
-    pub snapshot_every: u64,
 }
 
 /// Why a server stopped.
@@ -254,17 +250,8 @@ pub async fn run(
         }
     }
     let core = std::thread::spawn({
-        let (tick, snapshot_every) = (config.tick, config.snapshot_every);
-        move || {
-            core(
-                server,
-                storage,
-                input_rx,
-                peer_senders,
-                tick,
-                snapshot_every,
-            )
-        }
+        let tick = config.tick;
+        move || core(server, storage, input_rx, peer_senders, tick)
     });
     tokio::spawn(accept_clients(clients, inputs.clone(), stopping.clone()));
     let me = Hello {
@@ -291,7 +278,6 @@ fn core(
     inputs: std_mpsc::Receiver<Input>,
     peers: BTreeMap<NodeId, mpsc::UnboundedSender<PeerMessage>>,
     tick: Duration,
-    snapshot_every: u64,
 ) -> Result<(), ShellError> {
     let mut clients: BTreeMap<ClientId, mpsc::UnboundedSender<ServerMessage>> = BTreeMap::new();
     let mut next_tick = Instant::now() + tick;
@@ -354,16 +340,6 @@ fn core(
         }
         deliver(more.now, &clients, &peers);
         deliver(more.after_sync, &clients, &peers);
-        // Log compaction, once enough has been logged since the last
-        // snapshot: the state as applied becomes the snapshot, and the log
-        // before it goes. (A real system would write a large snapshot in
-        // the background, as ZooKeeper does, rather than pause the round.)
-        if storage.last_index() >= storage.snapshot_index() + snapshot_every
-            && let Some(snapshot) = server.compact()
-        {
-            storage.write(&[DiskWrite::Snapshot(snapshot)])?;
-            storage.sync()?;
-        }
     }
 }
 

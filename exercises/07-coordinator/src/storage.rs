@@ -205,11 +205,6 @@ impl Storage {
         Ok((storage, recovered))
     }
 
-    /// The index of the last entry the snapshot covers (0: no snapshot).
-    pub fn snapshot_index(&self) -> Index {
-        self.base
-    }
-
     /// The index of the last entry written.
     pub fn last_index(&self) -> Index {
         self.positions.last().map_or(self.base, |&(i, _)| i)
