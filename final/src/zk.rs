@@ -34,6 +34,10 @@ pub(crate) struct CoordinatorArgs {
     /// (ZooKeeper's `server.N` lines). One entry runs a single server.
     #[arg(long, default_value = "1=127.0.0.1:2181:2881")]
     ensemble: String,
+    /// Log entries between snapshots: after this many, the server writes
+    /// a snapshot of its tree and drops the log before it (`snapCount`).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    snap_count: u64,
 }
 
 /// Parses `1=127.0.0.1:2181:2881,2=...`.
@@ -98,6 +102,7 @@ pub(crate) async fn coordinator(args: CoordinatorArgs) -> Result<()> {
             max_entries_per_message: 4096,
         },
         tick: Duration::from_millis(10),
+        snapshot_every: args.snap_count,
     };
     let shutdown = async {
         let name = signal::stop().await;

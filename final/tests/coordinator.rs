@@ -28,7 +28,13 @@ struct Server {
 impl Server {
     /// Starts server `id` on `data`, its stderr (the log) appended to
     /// `log`, and waits for it to listen.
-    fn start(id: u32, data: &std::path::Path, log: &std::path::Path, ensemble: &str) -> Server {
+    fn start(
+        id: u32,
+        data: &std::path::Path,
+        log: &std::path::Path,
+        ensemble: &str,
+        flags: &[String],
+    ) -> Server {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -42,6 +48,7 @@ impl Server {
                 "--ensemble",
                 ensemble,
             ])
+            .args(flags)
             .arg("--data-dir")
             .arg(data)
             // Plain lines, for `leader` to read.
@@ -90,10 +97,16 @@ struct Ensemble {
     spec: String,
     /// Server `id` at `id - 1`; `None` while it is down.
     servers: Vec<Option<Server>>,
+    /// More flags for every server.
+    flags: Vec<String>,
 }
 
 impl Ensemble {
     fn start() -> Ensemble {
+        Ensemble::start_with(&[])
+    }
+
+    fn start_with(flags: &[&str]) -> Ensemble {
         let dir = tempfile::tempdir().unwrap();
         let ports = free_ports();
         let spec = (1..=3)
@@ -108,6 +121,7 @@ impl Ensemble {
             ports,
             spec,
             servers: vec![None, None, None],
+            flags: flags.iter().map(|f| f.to_string()).collect(),
         };
         for id in 1..=3 {
             ensemble.start_server(id);
@@ -124,7 +138,7 @@ impl Ensemble {
     }
 
     fn start_server(&mut self, id: u32) {
-        let server = Server::start(id, &self.data(id), &self.log(id), &self.spec);
+        let server = Server::start(id, &self.data(id), &self.log(id), &self.spec, &self.flags);
         self.servers[id as usize - 1] = Some(server);
     }
 
@@ -429,7 +443,7 @@ fn a_leader_killed_under_load_loses_no_acknowledged_write() {
 #[test]
 fn a_full_restart_keeps_the_tree() {
     let rt = runtime();
-    let mut ensemble = Ensemble::start();
+    let mut ensemble = Ensemble::start_with(&["--snap-count", "10"]);
     let client = rt.block_on(connect(&ensemble.addrs(&[1, 2, 3])));
     let mut paths = Vec::new();
     rt.block_on(async {
@@ -467,7 +481,20 @@ fn a_full_restart_keeps_the_tree() {
     for id in 1..=3 {
         ensemble.kill(id);
     }
+    // With a snapshot every ten entries, each starts again from a
+    // snapshot and the log after it.
     for id in 1..=3 {
+        let snapshots = std::fs::read_dir(ensemble.data(id))
+            .unwrap()
+            .filter(|f| {
+                f.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("snapshot-")
+            })
+            .count();
+        assert!(snapshots > 0, "server {id} has no snapshot");
         ensemble.start_server(id);
     }
     rt.block_on(assert_all_there(&ensemble.addrs(&[1, 2, 3]), &paths));

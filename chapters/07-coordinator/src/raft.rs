@@ -271,10 +271,15 @@ pub struct Raft<C> {
     hard: HardState,
     role: Role,
     leader: Option<NodeId>,
-    /// The log after the snapshot, in memory (a real server keeps a window
-    /// of it and reads the rest from disk).
+    /// The log after `base`, in memory (a real server keeps a window of it
+    /// and reads the rest from disk).
     log: Vec<Entry<C>>,
-    /// The latest snapshot: the log before it is gone.
+    /// The index of the entry just before `log`, and its term. The entries
+    /// up to it are gone: the log starts after the previous snapshot (see
+    /// [`Raft::compact`]).
+    base: Index,
+    base_term: Term,
+    /// The latest snapshot, at or after `base`.
     snapshot: Option<Snapshot>,
     /// The last index the shell has synced.
     persisted: Index,
@@ -293,7 +298,7 @@ pub struct Raft<C> {
 impl<C: Clone> Raft<C> {
     /// Starts server `id` of a group of `members` (itself included) from
     /// what it had on disk: its hard state, its latest snapshot and the log
-    /// (entries the snapshot covers are skipped). `seed` drives its random
+    /// (which may begin before the snapshot). `seed` drives its random
     /// election timeouts.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -306,8 +311,21 @@ impl<C: Clone> Raft<C> {
         now: Millis,
         seed: u64,
     ) -> Self {
-        let base = snapshot.as_ref().map_or(0, |s| s.last_index);
-        log.retain(|e| e.index > base);
+        let covered = snapshot.as_ref().map_or(0, |s| s.last_index);
+        let (mut base, mut base_term) = snapshot
+            .as_ref()
+            .map_or((0, 0), |s| (s.last_index, s.last_term));
+        match (log.first(), log.last()) {
+            // Entries kept behind the snapshot (see `compact`): the first
+            // stands for the base, whose term log matching needs.
+            (Some(first), Some(last)) if first.index <= covered && last.index >= covered => {
+                (base, base_term) = (first.index, first.term);
+                log.remove(0);
+            }
+            // The log picks up where the snapshot ends, or the snapshot
+            // replaced it all.
+            _ => log.retain(|e| e.index > covered),
+        }
         let persisted = log.last().map_or(base, |e| e.index);
         let mut raft = Raft {
             id,
@@ -318,12 +336,14 @@ impl<C: Clone> Raft<C> {
             role: Role::Follower,
             leader: None,
             log,
+            base,
+            base_term,
             snapshot,
             persisted,
             // What the snapshot holds is committed and, once the shell has
             // loaded it, applied.
-            commit: base,
-            applied: base,
+            commit: covered,
+            applied: covered,
             votes: Vec::new(),
             progress: BTreeMap::new(),
             election_deadline: 0,
@@ -369,28 +389,23 @@ impl<C: Clone> Raft<C> {
 
     /// The index of its last entry.
     pub fn last_index(&self) -> Index {
-        self.log.last().map_or(self.base(), |e| e.index)
-    }
-
-    /// The index the log starts after: the snapshot's last, or 0.
-    fn base(&self) -> Index {
-        self.snapshot.as_ref().map_or(0, |s| s.last_index)
+        self.log.last().map_or(self.base, |e| e.index)
     }
 
     /// Where entry `index` (after the base) sits in `log`.
     fn position(&self, index: Index) -> usize {
-        (index - self.base() - 1) as usize
+        (index - self.base - 1) as usize
     }
 
     /// The term of the entry at `index` (0 for index 0), if it has it. An
-    /// entry inside the snapshot has no term any more, except the last.
+    /// entry before the log has no term any more, except the base.
     fn term_at(&self, index: Index) -> Option<Term> {
-        let base = self.base();
-        match &self.snapshot {
-            _ if index > base => self.log.get(self.position(index)).map(|e| e.term),
-            Some(snapshot) if index == base => Some(snapshot.last_term),
-            None => Some(0),
-            Some(_) => None,
+        if index > self.base {
+            self.log.get(self.position(index)).map(|e| e.term)
+        } else if index == self.base {
+            Some(self.base_term)
+        } else {
+            None
         }
     }
 
@@ -401,17 +416,25 @@ impl<C: Clone> Raft<C> {
 
     // ANCHOR: compact
     /// Compacts the log: the shell's state machine, encoded as `data`,
-    /// holds everything up to `index` (which it has applied), so the
-    /// entries up to it go. Returns the snapshot, which the shell stores
-    /// before it drops those entries from its disk; `None` if `index` is
-    /// not applied or already compacted.
+    /// holds everything up to `index` (which it has applied), and becomes
+    /// the snapshot. The entries up to the *previous* snapshot go: those
+    /// since stay, so that a follower a little behind still catches up
+    /// from the log, not from the whole snapshot. Returns the snapshot for
+    /// the shell to store; `None` if `index` is not applied or is not past
+    /// the latest snapshot.
     pub fn compact(&mut self, index: Index, data: Vec<u8>) -> Option<Snapshot> {
-        if index <= self.base() || index > self.applied {
+        let previous = self
+            .snapshot
+            .as_ref()
+            .map_or((0, 0), |s| (s.last_index, s.last_term));
+        if index <= previous.0 || index > self.applied {
             return None;
         }
         let last_term = self.term_at(index).expect("an applied entry is in the log");
-        let keep_from = self.position(index) + 1;
-        self.log.drain(..keep_from);
+        if previous.0 > self.base {
+            self.log.drain(..self.position(previous.0) + 1);
+            (self.base, self.base_term) = previous;
+        }
         let snapshot = Snapshot {
             last_index: index,
             last_term,
@@ -691,7 +714,7 @@ impl<C: Clone> Raft<C> {
             self.send(peer, Message::InstallSnapshot { term, snapshot });
             return;
         };
-        let from = (prev_index - self.base()) as usize;
+        let from = (prev_index - self.base) as usize;
         let to = (from + self.config.max_entries_per_message).min(self.log.len());
         let entries = self.log[from..to].to_vec();
         let msg = Message::AppendEntries {
@@ -730,13 +753,12 @@ impl<C: Clone> Raft<C> {
         // The leader of our term: a candidate of the same term steps down.
         self.become_follower(term, Some(from));
         self.reset_election_deadline();
-        // Entries inside our snapshot are committed, so they match the
-        // leader's: skip to the snapshot's edge.
-        let (prev_index, prev_term, entries) = if prev_index < self.base() {
-            let base = self.base();
+        // Entries up to our log's base are committed (a snapshot holds
+        // them), so they match the leader's: skip to the base.
+        let (prev_index, prev_term, entries) = if prev_index < self.base {
+            let base = self.base;
             let rest: Vec<_> = entries.into_iter().filter(|e| e.index > base).collect();
-            let base_term = self.term_at(base).expect("the snapshot's edge has a term");
-            (base, base_term, rest)
+            (base, self.base_term, rest)
         } else {
             (prev_index, prev_term, entries)
         };
@@ -802,18 +824,15 @@ impl<C: Clone> Raft<C> {
         self.reset_election_deadline();
         let last_index = snapshot.last_index;
         if last_index > self.commit {
-            if self.term_at(last_index) == Some(snapshot.last_term) {
-                // Our log goes on past the snapshot and agrees with it:
-                // keep what follows.
-                let keep_from = self.position(last_index) + 1;
-                self.log.drain(..keep_from);
-            } else {
+            if self.term_at(last_index) != Some(snapshot.last_term) {
                 // Our log is behind or disagrees: the snapshot replaces
-                // all of it.
-                let first = self.base() + 1;
+                // all of it, down to the first entry stored. (If it agrees,
+                // it all stays: the entries up to the snapshot are the
+                // ones it holds.)
                 self.log.clear();
+                (self.base, self.base_term) = (last_index, snapshot.last_term);
                 self.ready.append.clear();
-                self.ready.truncate_from = Some(first);
+                self.ready.truncate_from = Some(1);
             }
             self.persisted = self.persisted.max(last_index);
             self.commit = last_index;
@@ -1210,11 +1229,13 @@ mod tests {
     }
 
     #[test]
-    fn a_follower_behind_the_snapshot_is_sent_the_snapshot() {
+    fn a_follower_behind_the_log_is_sent_the_snapshot() {
         let mut leader = leader_with(9);
         assert_eq!(leader.commit_index(), 10);
+        leader.compact(4, b"state up to 4".to_vec());
         leader.compact(8, b"state up to 8".to_vec());
-        // Follower 3 has nothing: the leader backs up to it.
+        // The log now starts after the previous snapshot, at 5; follower 3
+        // has nothing, and the leader backs up to it.
         leader.step(
             3,
             Message::AppendResult {
@@ -1233,6 +1254,39 @@ mod tests {
             ready.messages,
             vec![(3, Message::InstallSnapshot { term: 1, snapshot })]
         );
+    }
+
+    #[test]
+    fn a_follower_a_little_behind_the_snapshot_is_sent_entries() {
+        let mut leader = leader_with(9);
+        leader.compact(4, b"state up to 4".to_vec());
+        leader.compact(8, b"state up to 8".to_vec());
+        // Follower 3 has up to 6: behind the snapshot, within the log.
+        leader.step(
+            3,
+            Message::AppendResult {
+                term: 1,
+                success: true,
+                match_index: 6,
+            },
+        );
+        let ready = leader.take_ready();
+        let [
+            (
+                3,
+                Message::AppendEntries {
+                    prev_index,
+                    entries,
+                    ..
+                },
+            ),
+        ] = &ready.messages[..]
+        else {
+            panic!("expected entries for 3, got {:?}", ready.messages);
+        };
+        assert_eq!(*prev_index, 6);
+        let indexes: Vec<_> = entries.iter().map(|e| e.index).collect();
+        assert_eq!(indexes, vec![7, 8, 9, 10]);
     }
 
     #[test]
@@ -1339,7 +1393,27 @@ mod tests {
         let restarted = Raft::new(2, &[1, 2, 3], config(), hard, Some(snapshot), log, 0, 2);
         assert_eq!(restarted.last_index(), 3);
         assert_eq!(restarted.commit_index(), 2);
-        assert_eq!(restarted.term_at(1), None);
+        // The log began before the snapshot: its first entry is the base.
+        assert_eq!(restarted.term_at(0), None);
+        assert_eq!(restarted.term_at(1), Some(1));
         assert_eq!(restarted.term_at(2), Some(1));
+    }
+
+    #[test]
+    fn a_log_that_ends_before_the_snapshot_is_dropped_on_restart() {
+        let snapshot = Snapshot {
+            last_index: 5,
+            last_term: 2,
+            data: vec![],
+        };
+        let log = vec![entry(1, 1, 1), entry(1, 2, 2)];
+        let hard = HardState {
+            term: 2,
+            voted_for: None,
+        };
+        let restarted = Raft::new(2, &[1, 2, 3], config(), hard, Some(snapshot), log, 0, 2);
+        assert_eq!(restarted.last_index(), 5);
+        assert_eq!(restarted.term_at(5), Some(2));
+        assert_eq!(restarted.term_at(2), None);
     }
 }

@@ -304,8 +304,7 @@ impl Server {
     /// A snapshot of its state at the last applied entry, for the shell to
     /// compact the log with.
     pub fn compact(&mut self) -> Option<Snapshot> {
-        let index = self.raft.commit_index();
-        self.raft.compact(index, encode_state(&self.state))
+        self.raft.compact(self.applied, encode_state(&self.state))
     }
 
     /// A client's message.

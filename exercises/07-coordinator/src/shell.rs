@@ -37,8 +37,8 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::node::{ClientMessage, PeerMessage, Send, Server, ServerMessage};
-use crate::raft::{Message, RaftConfig, Role};
-use crate::storage::{Storage, StorageError};
+use crate::raft::{Index, Message, RaftConfig, Role, Term};
+use crate::storage::{self, Storage, StorageError};
 use crate::watches::ClientId;
 
 /// The largest frame accepted from a client: a znode's data (1 MiB) and
@@ -85,6 +85,10 @@ pub struct ShellConfig {
     pub raft: RaftConfig,
     /// How often the core ticks (and so, at the latest, syncs).
     pub tick: Duration,
+    /// After this many log entries past the last snapshot, the server
+    /// takes a snapshot of its state, and the log the one before covers
+    /// goes (ZooKeeper's `snapCount`, 100,000 there).
+    pub snapshot_every: u64,
 }
 
 /// Why a server stopped.
@@ -109,6 +113,12 @@ enum Input {
     Connected(ClientId, mpsc::UnboundedSender<ServerMessage>),
     Disconnected(ClientId),
     Peer(NodeId, PeerMessage),
+    /// The snapshot up to `index` (of `term`) is written, or could not be.
+    SnapshotWritten {
+        index: Index,
+        term: Term,
+        result: Result<(), StorageError>,
+    },
     /// The server is stopping.
     Stop,
 }
@@ -250,8 +260,13 @@ pub async fn run(
         }
     }
     let core = std::thread::spawn({
+        let snapshots = Snapshots {
+            dir: config.data_dir.clone(),
+            every: config.snapshot_every,
+            done: inputs.clone(),
+        };
         let tick = config.tick;
-        move || core(server, storage, input_rx, peer_senders, tick)
+        move || core(server, storage, input_rx, peer_senders, tick, snapshots)
     });
     tokio::spawn(accept_clients(clients, inputs.clone(), stopping.clone()));
     let me = Hello {
@@ -271,6 +286,16 @@ pub async fn run(
         .unwrap_or(Ok(()))
 }
 
+/// How the core takes snapshots.
+struct Snapshots {
+    /// Where they go.
+    dir: PathBuf,
+    /// Entries logged between two.
+    every: u64,
+    /// Where the thread that writes one says it is done.
+    done: std_mpsc::Sender<Input>,
+}
+
 /// The core loop: inputs in, one sync, outputs out.
 fn core(
     mut server: Server,
@@ -278,6 +303,7 @@ fn core(
     inputs: std_mpsc::Receiver<Input>,
     peers: BTreeMap<NodeId, mpsc::UnboundedSender<PeerMessage>>,
     tick: Duration,
+    snapshots: Snapshots,
 ) -> Result<(), ShellError> {
     let mut clients: BTreeMap<ClientId, mpsc::UnboundedSender<ServerMessage>> = BTreeMap::new();
     let mut next_tick = Instant::now() + tick;
@@ -285,6 +311,8 @@ fn core(
     // Whether it led after the last round: an operator (and the process
     // tests) read who leads from the log.
     let mut leading = false;
+    // Whether a snapshot is being written.
+    let mut snapshotting = false;
     loop {
         let first = match inputs.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
             Ok(input) => Some(input),
@@ -303,6 +331,16 @@ fn core(
                     server.on_disconnect(client);
                 }
                 Input::Peer(from, msg) => server.on_peer(from, msg, now()),
+                Input::SnapshotWritten {
+                    index,
+                    term,
+                    result,
+                } => {
+                    snapshotting = false;
+                    result?;
+                    storage.snapshot_written(index, term)?;
+                    debug!(id = server.id(), index, "snapshot written");
+                }
                 Input::Stop => return Ok(()),
             }
         }
@@ -340,6 +378,30 @@ fn core(
         }
         deliver(more.now, &clients, &peers);
         deliver(more.after_sync, &clients, &peers);
+        // Log compaction, once enough is logged since the last snapshot:
+        // the state as applied becomes the next one. Encoding it pauses
+        // the core; writing it, the slow part, is another thread's work,
+        // and the log it makes unneeded goes when it is on disk. (A real
+        // system would not pause at all: ZooKeeper writes a "fuzzy"
+        // snapshot while it goes on applying.)
+        if !snapshotting
+            && storage.last_index() >= storage.snapshot_index() + snapshots.every
+            && let Some(snapshot) = server.compact()
+        {
+            snapshotting = true;
+            let (dir, done) = (snapshots.dir.clone(), snapshots.done.clone());
+            std::thread::spawn(move || {
+                let result = storage::write_snapshot(&dir, &snapshot);
+                let (index, term) = (snapshot.last_index, snapshot.last_term);
+                // A core that stopped meanwhile takes the snapshot in on
+                // its next start.
+                let _ = done.send(Input::SnapshotWritten {
+                    index,
+                    term,
+                    result,
+                });
+            });
+        }
     }
 }
 

@@ -4,27 +4,43 @@
 //!
 //! ## Layout
 //!
-//! Three files in the server's data directory:
+//! Files in the server's data directory:
 //!
 //! - `hard-state`: the term and vote, rewritten whole (atomically: a
 //!   temporary file, synced, renamed over the old one, the directory
 //!   synced) whenever they change;
-//! - `snapshot`: the latest snapshot, rewritten the same way;
-//! - `log`: the entries after the snapshot, each in a chapter 1 frame
-//!   (length, CRC, bytes) so that a torn or damaged tail is found and cut on
-//!   open. A truncation cuts the file; a snapshot rewrites it without the
-//!   entries it covers.
+//! - `snapshot-<index>`: the latest snapshot, named by the last index it
+//!   covers (20 digits), written the same way. An older one is deleted
+//!   once a newer one is on disk;
+//! - `log-<index>`: the log, in segments named by their first entry's
+//!   index, each entry in a chapter 1 frame (length, CRC, bytes) so that a
+//!   torn or damaged tail is found and cut on open.
+//!
+//! A new segment starts after each snapshot, and a snapshot deletes the
+//! segments that the *previous* one covers whole: the log keeps the entries
+//! since the snapshot before the latest, as [`Raft::compact`] does in
+//! memory, and compaction is the deletion of a file, never a rewrite (as
+//! Kafka deletes whole segments, and ZooKeeper whole transaction logs). A
+//! truncation cuts the segment it falls in and deletes those after it.
+//!
+//! [`Raft::compact`]: crate::raft::Raft::compact
 //!
 //! ## When things are durable
 //!
-//! [`Storage::write`] only hands the writes to the operating system.
-//! [`Storage::sync`] makes them all durable: the hard state and snapshot
-//! first, then one `fsync` of the log. Raft's shell sends nothing that
-//! depends on a write until `sync` returns. A crash before then may keep
-//! any prefix of the log's unsynced entries (a torn last frame is cut),
-//! which Raft allows: none of them was promised to anyone.
+//! [`Storage::write`] only hands the writes to the operating system, except
+//! a snapshot, which is on disk when `write` returns (a truncation that may
+//! follow it must never reach the disk first). [`Storage::sync`] makes the
+//! rest durable: the hard state, the directory (for a new segment), then
+//! one `fsync` of the log. Raft's shell sends nothing that depends on a
+//! write until `sync` returns. A crash before then may keep any prefix of
+//! the log's unsynced entries (a torn last frame is cut), which Raft
+//! allows: none of them was promised to anyone.
 //!
-//! A damaged `hard-state` or `snapshot` is an error, not a reason to start
+//! A snapshot can also be written by another thread
+//! ([`write_snapshot`]), so that a large one does not stop the server;
+//! [`Storage::snapshot_written`] then drops the log it makes unneeded.
+//!
+//! A damaged `hard-state` or snapshot is an error, not a reason to start
 //! empty: a server that forgot its vote could vote twice in one term.
 
 use std::fs::{self, File, OpenOptions};
@@ -36,7 +52,7 @@ use ch06_replication::disk::{CheckpointError, write_atomically};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::raft::{DiskWrite, Entry, HardState, Index, Snapshot};
+use crate::raft::{DiskWrite, Entry, HardState, Index, Snapshot, Term};
 use crate::state::LogEntry;
 
 /// What can go wrong with a server's files.
@@ -78,26 +94,46 @@ pub struct Recovered {
     pub hard: HardState,
     /// Its latest snapshot.
     pub snapshot: Option<Snapshot>,
-    /// The log after the snapshot.
+    /// The log: it reaches the snapshot, and may begin before it.
     pub log: Vec<Entry<LogEntry>>,
     /// Bytes cut from the log's tail: a torn or damaged last write.
     pub cut_bytes: u64,
+}
+
+/// One file of the log.
+#[derive(Debug)]
+struct Segment {
+    /// The index of its first entry, which names it.
+    first: Index,
+    path: PathBuf,
+    file: File,
+    /// Each entry's term, and where its frame starts.
+    entries: Vec<(Term, u64)>,
+    len: u64,
+}
+
+impl Segment {
+    /// The index of its last entry (`first - 1` if it has none).
+    fn last(&self) -> Index {
+        self.first + self.entries.len() as Index - 1
+    }
 }
 
 /// A server's files.
 #[derive(Debug)]
 pub struct Storage {
     dir: PathBuf,
-    log: File,
-    /// Each entry's index and where its frame starts, in order.
-    positions: Vec<(Index, u64)>,
-    log_len: u64,
-    /// The snapshot's last index, below which entries are not kept.
-    base: Index,
+    /// The log's segments, in order.
+    segments: Vec<Segment>,
+    /// Whether the next entry starts a new segment.
+    roll: bool,
+    /// The last index the snapshot on disk covers (0: none).
+    snapshot_index: Index,
     hard: HardState,
     hard_dirty: bool,
-    snapshot: Option<Snapshot>,
-    snapshot_dirty: bool,
+    /// Whether files were created since the last sync.
+    dir_dirty: bool,
+    /// Whether the last segment has unsynced writes.
     log_dirty: bool,
 }
 
@@ -130,6 +166,45 @@ fn read_file(path: &Path) -> Result<Option<Vec<u8>>> {
     }
 }
 
+fn remove(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error(path)(e)),
+        _ => Ok(()),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error(dir))
+}
+
+fn snapshot_path(dir: &Path, index: Index) -> PathBuf {
+    dir.join(format!("snapshot-{index:020}"))
+}
+
+/// Writes `snapshot` to `dir`, durably, under its own name; any thread may
+/// call it. The server's [`Storage`] learns of it by
+/// [`Storage::snapshot_written`].
+pub fn write_snapshot(dir: &Path, snapshot: &Snapshot) -> Result<()> {
+    write_atomically(&snapshot_path(dir, snapshot.last_index), &encode(snapshot))?;
+    Ok(())
+}
+
+/// The files in `dir` named `prefix` and an index, by index.
+fn numbered(dir: &Path, prefix: &str) -> Result<Vec<(Index, PathBuf)>> {
+    let mut found = Vec::new();
+    for dir_entry in fs::read_dir(dir).map_err(io_error(dir))? {
+        let path = dir_entry.map_err(io_error(dir))?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if let Some(index) = name.strip_prefix(prefix).and_then(|n| n.parse().ok()) {
+            found.push((index, path));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
 impl Storage {
     /// Opens (or creates) the files in `dir`, cutting a torn or damaged log
     /// tail, and returns what they hold.
@@ -140,62 +215,104 @@ impl Storage {
             Some(bytes) => decode(&hard_path, &bytes)?,
             None => HardState::default(),
         };
-        let snapshot_path = dir.join("snapshot");
-        let snapshot: Option<Snapshot> = match read_file(&snapshot_path)? {
-            Some(bytes) => Some(decode(&snapshot_path, &bytes)?),
+        // The newest snapshot; older ones are left from a crash before
+        // they were deleted.
+        let snapshot: Option<Snapshot> = match numbered(dir, "snapshot-")?.pop() {
+            Some((_, path)) => Some(decode(&path, &fs::read(&path).map_err(io_error(&path))?)?),
             None => None,
         };
-        let base = snapshot.as_ref().map_or(0, |s| s.last_index);
-        let log_path = dir.join("log");
-        let bytes = read_file(&log_path)?.unwrap_or_default();
-        let scan = frame::scan(&bytes);
-        let mut log = Vec::new();
-        let mut positions = Vec::new();
-        for &position in &scan.positions {
-            let frame::Decoded::Frame { payload, .. } = frame::decode(&bytes[position as usize..])
-            else {
-                unreachable!("scan found a whole frame here");
-            };
-            let entry: Entry<LogEntry> = decode(&log_path, payload)?;
-            let expected = log.last().map_or(base, |e: &Entry<LogEntry>| e.index) + 1;
-            if entry.index <= base {
-                // Covered by the snapshot: a rewrite of the log was cut
-                // short by a crash. Skip it.
-                continue;
-            }
-            if entry.index != expected {
-                return Err(StorageError::Damaged {
-                    path: log_path,
-                    detail: format!("entry {} where {expected} should be", entry.index),
-                });
-            }
-            positions.push((entry.index, position));
-            log.push(entry);
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io_error(&log_path))?;
-        let cut_bytes = bytes.len() as u64 - scan.valid_len;
-        if cut_bytes > 0 {
-            file.set_len(scan.valid_len)
-                .and_then(|()| file.sync_all())
-                .map_err(io_error(&log_path))?;
-        }
-        let storage = Storage {
+        let snapshot_index = snapshot.as_ref().map_or(0, |s| s.last_index);
+        let mut storage = Storage {
             dir: dir.to_path_buf(),
-            log: file,
-            positions,
-            log_len: scan.valid_len,
-            base,
+            segments: Vec::new(),
+            roll: true,
+            snapshot_index,
             hard,
             hard_dirty: false,
-            snapshot: snapshot.clone(),
-            snapshot_dirty: false,
+            dir_dirty: false,
             log_dirty: false,
         };
+        let mut log: Vec<Entry<LogEntry>> = Vec::new();
+        let mut cut_bytes = 0;
+        for (first, path) in numbered(dir, "log-")? {
+            // Segments are deleted from the last, and the deletion is
+            // synced before anything else is written: what a crash leaves
+            // is still one run of entries.
+            if let Some(previous) = storage.segments.last()
+                && first != previous.last() + 1
+            {
+                return Err(StorageError::Damaged {
+                    path,
+                    detail: format!("starts at {first}, after entry {}", previous.last()),
+                });
+            }
+            let bytes = fs::read(&path).map_err(io_error(&path))?;
+            let scan = frame::scan(&bytes);
+            let mut entries = Vec::new();
+            for &position in &scan.positions {
+                let frame::Decoded::Frame { payload, .. } =
+                    frame::decode(&bytes[position as usize..])
+                else {
+                    unreachable!("scan found a whole frame here");
+                };
+                let entry: Entry<LogEntry> = decode(&path, payload)?;
+                let expected = first + entries.len() as Index;
+                if entry.index != expected {
+                    return Err(StorageError::Damaged {
+                        path,
+                        detail: format!("entry {} where {expected} should be", entry.index),
+                    });
+                }
+                entries.push((entry.term, position));
+                log.push(entry);
+            }
+            let file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(&path)
+                .map_err(io_error(&path))?;
+            let cut = bytes.len() as u64 - scan.valid_len;
+            if cut > 0 {
+                file.set_len(scan.valid_len)
+                    .and_then(|()| file.sync_all())
+                    .map_err(io_error(&path))?;
+                cut_bytes += cut;
+            }
+            if entries.is_empty() {
+                // Started, but its first entry never reached the disk.
+                remove(&path)?;
+                continue;
+            }
+            storage.segments.push(Segment {
+                first,
+                path,
+                file,
+                entries,
+                len: scan.valid_len,
+            });
+        }
+        if let Some(snapshot) = &snapshot {
+            let first = storage
+                .segments
+                .first()
+                .map_or(snapshot_index + 1, |s| s.first);
+            if first > snapshot_index + 1 {
+                return Err(StorageError::Damaged {
+                    path: dir.join(format!("log-{first:020}")),
+                    detail: format!(
+                        "the log starts at {first}, after the snapshot's {snapshot_index}"
+                    ),
+                });
+            }
+            // A log that does not reach the snapshot, or disagrees with it
+            // (a snapshot from the leader, written before the truncation
+            // that was to follow it), is replaced by it.
+            if storage.term_at(snapshot_index) != Some(snapshot.last_term) {
+                storage.remove_segments(0)?;
+                log.clear();
+            }
+        }
+        storage.roll = storage.segments.is_empty();
         let recovered = Recovered {
             hard,
             snapshot,
@@ -205,17 +322,54 @@ impl Storage {
         Ok((storage, recovered))
     }
 
-    /// The index of the last entry written.
+    /// The index of the last entry written (or the snapshot's last).
     pub fn last_index(&self) -> Index {
-        self.positions.last().map_or(self.base, |&(i, _)| i)
+        self.segments
+            .last()
+            .map_or(0, Segment::last)
+            .max(self.snapshot_index)
     }
 
-    /// Makes `writes`, in order; durable only after [`Storage::sync`].
+    /// The last index the snapshot on disk covers (0: no snapshot).
+    pub fn snapshot_index(&self) -> Index {
+        self.snapshot_index
+    }
+
+    /// The term of the stored entry at `index`, if there is one.
+    fn term_at(&self, index: Index) -> Option<Term> {
+        let at = self
+            .segments
+            .partition_point(|s| s.first <= index)
+            .checked_sub(1)?;
+        let segment = &self.segments[at];
+        segment
+            .entries
+            .get((index - segment.first) as usize)
+            .map(|&(term, _)| term)
+    }
+
+    /// Deletes the segments from position `from` on, the last first, and
+    /// makes that durable at once: a crash leaves the ones before.
+    fn remove_segments(&mut self, from: usize) -> Result<()> {
+        if from >= self.segments.len() {
+            return Ok(());
+        }
+        for segment in self.segments.drain(from..).rev() {
+            remove(&segment.path)?;
+        }
+        sync_dir(&self.dir)?;
+        self.roll = true;
+        // What was not synced was in the last segment, which is gone.
+        self.log_dirty = false;
+        Ok(())
+    }
+
+    /// Makes `writes`, in order; durable only after [`Storage::sync`] (a
+    /// snapshot at once).
     pub fn write(&mut self, writes: &[DiskWrite<LogEntry>]) -> Result<()> {
-        let log_path = self.dir.join("log");
-        // A group of appends goes to the file in one `write` call: their
-        // frames are collected here, and written before a truncation and
-        // at the end.
+        // A group of appends goes to a segment in one `write` call: their
+        // frames are collected here, and written before anything else
+        // touches the files, and at the end.
         let mut frames = Vec::new();
         for write in writes {
             match write {
@@ -224,34 +378,124 @@ impl Storage {
                     self.hard_dirty = true;
                 }
                 DiskWrite::Snapshot(snapshot) => {
-                    self.base = self.base.max(snapshot.last_index);
-                    self.snapshot = Some(snapshot.clone());
-                    self.snapshot_dirty = true;
+                    self.flush(&mut frames)?;
+                    write_snapshot(&self.dir, snapshot)?;
+                    self.snapshot_written(snapshot.last_index, snapshot.last_term)?;
                 }
                 DiskWrite::Truncate(from) => {
-                    self.log.write_all(&frames).map_err(io_error(&log_path))?;
-                    frames.clear();
-                    let keep = self.positions.partition_point(|&(i, _)| i < *from);
-                    if let Some(&(_, position)) = self.positions.get(keep) {
-                        self.log.set_len(position).map_err(io_error(&log_path))?;
-                        self.log_len = position;
-                        self.positions.truncate(keep);
-                        self.log_dirty = true;
-                    }
+                    self.flush(&mut frames)?;
+                    self.truncate(*from)?;
                 }
                 DiskWrite::Append(entry) => {
                     if entry.index <= self.last_index() {
                         continue;
                     }
+                    if self.roll {
+                        self.flush(&mut frames)?;
+                        self.start_segment(entry.index)?;
+                    }
+                    let segment = self.segments.last_mut().expect("a segment was started");
                     let start = frames.len();
                     frame::encode(&encode(entry), &mut frames);
-                    self.positions.push((entry.index, self.log_len));
-                    self.log_len += (frames.len() - start) as u64;
+                    segment.entries.push((entry.term, segment.len));
+                    segment.len += (frames.len() - start) as u64;
                     self.log_dirty = true;
                 }
             }
         }
-        self.log.write_all(&frames).map_err(io_error(&log_path))?;
+        self.flush(&mut frames)
+    }
+
+    /// Writes the collected `frames` to the last segment.
+    fn flush(&mut self, frames: &mut Vec<u8>) -> Result<()> {
+        if let Some(segment) = self.segments.last_mut()
+            && !frames.is_empty()
+        {
+            segment
+                .file
+                .write_all(frames)
+                .map_err(io_error(&segment.path))?;
+            frames.clear();
+        }
+        Ok(())
+    }
+
+    /// Starts a segment whose first entry is `first`. The one before is
+    /// synced first, so that `sync` has only the last one to sync.
+    fn start_segment(&mut self, first: Index) -> Result<()> {
+        if let Some(segment) = self.segments.last()
+            && self.log_dirty
+        {
+            segment.file.sync_data().map_err(io_error(&segment.path))?;
+        }
+        let path = self.dir.join(format!("log-{first:020}"));
+        // Appends go at the end, after a truncation too. (A file of that
+        // name can only be left from a crash: it starts empty.)
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|file| file.set_len(0).map(|()| file))
+            .map_err(io_error(&path))?;
+        self.segments.push(Segment {
+            first,
+            path,
+            file,
+            entries: Vec::new(),
+            len: 0,
+        });
+        self.roll = false;
+        self.dir_dirty = true;
+        Ok(())
+    }
+
+    /// Drops the stored entries from index `from` on.
+    fn truncate(&mut self, from: Index) -> Result<()> {
+        let keep = self.segments.partition_point(|s| s.first < from);
+        self.remove_segments(keep)?;
+        if let Some(segment) = self.segments.last_mut()
+            && from <= segment.last()
+        {
+            let cut = (from - segment.first) as usize;
+            let position = segment.entries[cut].1;
+            segment
+                .file
+                .set_len(position)
+                .map_err(io_error(&segment.path))?;
+            segment.entries.truncate(cut);
+            segment.len = position;
+            self.roll = false;
+            self.log_dirty = true;
+        }
+        Ok(())
+    }
+
+    /// A snapshot up to `index` (of `term`) is on disk: older snapshots and
+    /// the segments the previous one covers go, and the log goes on in a
+    /// new segment. If the log does not agree with the snapshot at its
+    /// edge, the snapshot replaces all of it.
+    pub fn snapshot_written(&mut self, index: Index, term: Term) -> Result<()> {
+        if index <= self.snapshot_index {
+            // Overtaken by a newer one (a leader's, while this one was
+            // being written).
+            return remove(&snapshot_path(&self.dir, index));
+        }
+        let previous = self.snapshot_index;
+        self.snapshot_index = index;
+        for (older, path) in numbered(&self.dir, "snapshot-")? {
+            if older < index {
+                remove(&path)?;
+            }
+        }
+        if self.term_at(index) != Some(term) {
+            return self.remove_segments(0);
+        }
+        // From the first: a crash leaves the ones after.
+        let covered = self.segments.partition_point(|s| s.last() <= previous);
+        for segment in self.segments.drain(..covered) {
+            remove(&segment.path)?;
+        }
+        self.roll = true;
         Ok(())
     }
 
@@ -261,44 +505,17 @@ impl Storage {
             write_atomically(&self.dir.join("hard-state"), &encode(&self.hard))?;
             self.hard_dirty = false;
         }
-        if self.snapshot_dirty
-            && let Some(snapshot) = &self.snapshot
-        {
-            write_atomically(&self.dir.join("snapshot"), &encode(snapshot))?;
-            self.snapshot_dirty = false;
-            self.compact()?;
+        if self.dir_dirty {
+            sync_dir(&self.dir)?;
+            self.dir_dirty = false;
         }
-        if self.log_dirty {
-            let path = self.dir.join("log");
-            self.log.sync_data().map_err(io_error(&path))?;
+        if self.log_dirty
+            && let Some(segment) = self.segments.last()
+        {
+            segment.file.sync_data().map_err(io_error(&segment.path))?;
             self.log_dirty = false;
         }
         Ok(self.last_index())
-    }
-
-    /// Rewrites the log without the entries the snapshot covers.
-    fn compact(&mut self) -> Result<()> {
-        let path = self.dir.join("log");
-        let bytes = fs::read(&path).map_err(io_error(&path))?;
-        let keep = self.positions.partition_point(|&(i, _)| i <= self.base);
-        let from = self
-            .positions
-            .get(keep)
-            .map_or(bytes.len() as u64, |&(_, p)| p);
-        let tail = &bytes[from as usize..];
-        write_atomically(&path, tail)?;
-        self.log = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_error(&path))?;
-        self.positions = self.positions[keep..]
-            .iter()
-            .map(|&(i, p)| (i, p - from))
-            .collect();
-        self.log_len = tail.len() as u64;
-        self.log_dirty = false;
-        Ok(())
     }
 }
 
@@ -355,7 +572,7 @@ mod tests {
         frame::encode(&encode(&entry(1, 4)), &mut torn);
         let mut file = OpenOptions::new()
             .append(true)
-            .open(dir.path().join("log"))
+            .open(dir.path().join(format!("log-{:020}", 1)))
             .unwrap();
         file.write_all(&torn[..torn.len() / 2]).unwrap();
         drop(file);
@@ -386,27 +603,113 @@ mod tests {
         assert_eq!(terms, vec![(1, 1), (2, 1), (3, 2), (4, 2)]);
     }
 
+    fn snapshot(last_index: Index, last_term: u64) -> Snapshot {
+        Snapshot {
+            last_index,
+            last_term,
+            data: format!("state up to {last_index}").into_bytes(),
+        }
+    }
+
+    /// The names of the files in `dir`, sorted.
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".tmp"))
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
-    fn a_snapshot_drops_the_entries_it_covers() {
+    fn a_snapshot_deletes_the_segments_the_previous_one_covers() {
         let dir = tempfile::tempdir().unwrap();
         let (mut storage, _) = Storage::open(dir.path()).unwrap();
         storage.write(&appends(1..=6, 1)).unwrap();
-        storage.sync().unwrap();
-        let snapshot = Snapshot {
-            last_index: 4,
-            last_term: 1,
-            data: b"state".to_vec(),
-        };
         storage
-            .write(&[DiskWrite::Snapshot(snapshot.clone())])
+            .write(&[DiskWrite::Snapshot(snapshot(4, 1))])
             .unwrap();
-        storage.write(&appends(7..=7, 1)).unwrap();
+        storage.write(&appends(7..=10, 1)).unwrap();
+        storage
+            .write(&[DiskWrite::Snapshot(snapshot(8, 1))])
+            .unwrap();
+        // Nothing went yet: the first segment holds entries after 4.
+        storage.write(&appends(11..=12, 1)).unwrap();
+        storage
+            .write(&[DiskWrite::Snapshot(snapshot(12, 1))])
+            .unwrap();
         storage.sync().unwrap();
+        let names = files(dir.path());
+        let log = |i: u64| format!("log-{i:020}");
+        assert_eq!(names, vec![log(7), log(11), format!("snapshot-{:020}", 12)]);
         drop(storage);
         let (_, recovered) = Storage::open(dir.path()).unwrap();
-        assert_eq!(recovered.snapshot, Some(snapshot));
+        assert_eq!(recovered.snapshot, Some(snapshot(12, 1)));
+        // The log keeps the entries since the previous snapshot (8), and
+        // a little more: whole segments go.
         let indexes: Vec<_> = recovered.log.iter().map(|e| e.index).collect();
-        assert_eq!(indexes, vec![5, 6, 7]);
+        assert_eq!(indexes, (7..=12).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_snapshot_written_by_another_thread_is_taken_in_afterwards() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut storage, _) = Storage::open(dir.path()).unwrap();
+        storage.write(&appends(1..=3, 1)).unwrap();
+        storage.sync().unwrap();
+        let path = dir.path().to_path_buf();
+        std::thread::spawn(move || write_snapshot(&path, &snapshot(3, 1)))
+            .join()
+            .unwrap()
+            .unwrap();
+        storage.write(&appends(4..=5, 1)).unwrap();
+        storage.snapshot_written(3, 1).unwrap();
+        storage.write(&appends(6..=6, 1)).unwrap();
+        storage.sync().unwrap();
+        assert_eq!(storage.snapshot_index(), 3);
+        drop(storage);
+        let (_, recovered) = Storage::open(dir.path()).unwrap();
+        assert_eq!(recovered.snapshot, Some(snapshot(3, 1)));
+        assert_eq!(recovered.log.len(), 6);
+    }
+
+    #[test]
+    fn a_snapshot_the_log_disagrees_with_replaces_it_even_without_the_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut storage, _) = Storage::open(dir.path()).unwrap();
+        storage.write(&appends(1..=12, 1)).unwrap();
+        storage.sync().unwrap();
+        // A leader's snapshot of term 2 at 9, and a crash before the
+        // truncation that follows it.
+        storage
+            .write(&[DiskWrite::Snapshot(snapshot(9, 2))])
+            .unwrap();
+        drop(storage);
+        let (storage, recovered) = Storage::open(dir.path()).unwrap();
+        assert_eq!(recovered.snapshot, Some(snapshot(9, 2)));
+        assert!(recovered.log.is_empty());
+        assert_eq!(storage.last_index(), 9);
+    }
+
+    #[test]
+    fn a_missing_segment_is_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut storage, _) = Storage::open(dir.path()).unwrap();
+        storage.write(&appends(1..=3, 1)).unwrap();
+        storage
+            .write(&[DiskWrite::Snapshot(snapshot(2, 1))])
+            .unwrap();
+        storage.write(&appends(4..=5, 1)).unwrap();
+        storage
+            .write(&[DiskWrite::Snapshot(snapshot(4, 1))])
+            .unwrap();
+        storage.write(&appends(6..=7, 1)).unwrap();
+        storage.sync().unwrap();
+        drop(storage);
+        fs::remove_file(dir.path().join(format!("log-{:020}", 4))).unwrap();
+        let error = Storage::open(dir.path()).unwrap_err();
+        assert!(matches!(error, StorageError::Damaged { .. }), "{error}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use ch07_coordinator::node::{ClientMessage, PeerMessage, Read, ServerMessage};
 use ch07_coordinator::raft::{Message, RaftConfig};
 use ch07_coordinator::shell::{self, Hello, MAX_FRAME, Member, ShellConfig};
 use ch07_coordinator::state::Request;
+use ch07_coordinator::storage::Storage;
 use ch07_coordinator::tree::{ANY_VERSION, Change, MAX_DATA, TreeError};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,7 +26,10 @@ struct Ensemble {
     clients: Vec<SocketAddr>,
     members: BTreeMap<u32, Member>,
     stops: BTreeMap<u32, oneshot::Sender<()>>,
-    _dirs: Vec<TempDir>,
+    /// Each server's task, which ends when it has stopped.
+    tasks: BTreeMap<u32, tokio::task::JoinHandle<()>>,
+    /// Each server's data directory.
+    dirs: Vec<TempDir>,
 }
 
 async fn ensemble() -> Ensemble {
@@ -47,6 +51,7 @@ async fn ensemble() -> Ensemble {
         listeners.insert(id, (clients, peers));
     }
     let mut stops = BTreeMap::new();
+    let mut tasks = BTreeMap::new();
     let mut dirs = Vec::new();
     for (id, (clients, peers)) in listeners {
         let dir = tempfile::tempdir().unwrap();
@@ -56,22 +61,26 @@ async fn ensemble() -> Ensemble {
             data_dir: dir.path().to_path_buf(),
             raft: raft.clone(),
             tick: Duration::from_millis(10),
+            // Small, so that every test here compacts the log.
+            snapshot_every: 20,
         };
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let shutdown = async {
                 let _ = stopped.await;
             };
             shell::run(config, clients, peers, shutdown).await.unwrap();
         });
         stops.insert(id, stop);
+        tasks.insert(id, task);
         dirs.push(dir);
     }
     Ensemble {
         clients: members.values().map(|m| m.client).collect(),
         members,
         stops,
-        _dirs: dirs,
+        tasks,
+        dirs,
     }
 }
 
@@ -438,4 +447,34 @@ async fn a_server_refuses_a_peer_of_another_ensemble() {
         reader.close().await;
     }
     client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_server_compacts_its_log_into_a_snapshot() {
+    let mut ensemble = ensemble().await;
+    let client = connect(&ensemble.clients).await;
+    for i in 0..100 {
+        let path = format!("/n{i}");
+        eventually(|| client.create(&path, b"v", false, false)).await;
+    }
+    eventually(|| client.sync()).await;
+    client.close().await;
+    for (id, stop) in std::mem::take(&mut ensemble.stops) {
+        // Nobody else stops it: the server is there to hear this.
+        stop.send(()).unwrap();
+        ensemble.tasks.remove(&id).unwrap().await.unwrap();
+    }
+    // What each server would start again from: a snapshot that covers
+    // nearly everything, and a log that reaches it from about the
+    // snapshot before (20 entries between snapshots here, plus what one
+    // round may add).
+    for dir in &ensemble.dirs {
+        let (_, recovered) = Storage::open(dir.path()).unwrap();
+        let snapshot = recovered.snapshot.expect("a snapshot");
+        assert!(snapshot.last_index >= 80, "{}", snapshot.last_index);
+        assert!(recovered.log.len() < 80, "{} entries", recovered.log.len());
+        let first = recovered.log.first().expect("a log").index;
+        let last = recovered.log.last().expect("a log").index;
+        assert!(first <= snapshot.last_index + 1 && last >= snapshot.last_index);
+    }
 }

@@ -11,7 +11,7 @@ use ch07_coordinator::raft::{DiskWrite, Entry, HardState, Index, Snapshot};
 pub(crate) struct SimDisk<C> {
     pub(crate) hard: HardState,
     pub(crate) snapshot: Option<Snapshot>,
-    /// The entries after the snapshot.
+    /// The log: it reaches the snapshot, and may begin before it.
     pub(crate) log: Vec<Entry<C>>,
     pub(crate) unsynced: Vec<DiskWrite<C>>,
     /// How many syncs it has had (a seed for the server's randomness).
@@ -35,7 +35,19 @@ impl<C> SimDisk<C> {
         match write {
             DiskWrite::Hard(hard) => self.hard = hard,
             DiskWrite::Snapshot(snapshot) => {
-                self.log.retain(|e| e.index > snapshot.last_index);
+                // As `Storage` does: the log keeps the entries since the
+                // previous snapshot, unless it disagrees with this one at
+                // its edge; then the snapshot replaces all of it.
+                let previous = self.snapshot.as_ref().map_or(0, |s| s.last_index);
+                let agrees = self
+                    .log
+                    .iter()
+                    .any(|e| e.index == snapshot.last_index && e.term == snapshot.last_term);
+                if agrees {
+                    self.log.retain(|e| e.index > previous);
+                } else {
+                    self.log.clear();
+                }
                 self.snapshot = Some(snapshot);
             }
             DiskWrite::Truncate(from) => self.log.retain(|e| e.index < from),
