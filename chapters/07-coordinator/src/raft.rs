@@ -62,6 +62,7 @@ pub struct Snapshot {
     /// That entry's term, for log matching at the snapshot's edge.
     pub last_term: Term,
     /// The state machine, as the shell encoded it.
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
 

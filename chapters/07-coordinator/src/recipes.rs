@@ -652,6 +652,22 @@ mod tests {
         cluster
     }
 
+    /// Two contenders, A (on the server at position `a_server` of its
+    /// list) and B: A asks for the lock and gets it, then B asks and waits.
+    fn a_holds_and_b_waits(a_server: usize) -> (Cluster, Contender, Contender) {
+        let mut cluster = cluster_with_lock_dir();
+        let mut a = Contender::new(&cluster, 10, a_server);
+        let mut b = Contender::new(&cluster, 20, 2);
+        run(&mut cluster, &mut [&mut a, &mut b], 3);
+        let now = cluster.now;
+        a.lock.acquire(&mut a.client, now);
+        run(&mut cluster, &mut [&mut a, &mut b], 5);
+        let now = cluster.now;
+        b.lock.acquire(&mut b.client, now);
+        run(&mut cluster, &mut [&mut a, &mut b], 5);
+        (cluster, a, b)
+    }
+
     fn run(cluster: &mut Cluster, contenders: &mut [&mut Contender], rounds: usize) {
         for _ in 0..rounds {
             for c in contenders.iter_mut() {
@@ -662,16 +678,7 @@ mod tests {
 
     #[test]
     fn the_lock_goes_to_one_contender_then_to_the_next_on_release() {
-        let mut cluster = cluster_with_lock_dir();
-        let mut a = Contender::new(&cluster, 10, 1);
-        let mut b = Contender::new(&cluster, 20, 2);
-        run(&mut cluster, &mut [&mut a, &mut b], 3);
-        let now = cluster.now;
-        a.lock.acquire(&mut a.client, now);
-        run(&mut cluster, &mut [&mut a, &mut b], 5);
-        let now = cluster.now;
-        b.lock.acquire(&mut b.client, now);
-        run(&mut cluster, &mut [&mut a, &mut b], 5);
+        let (mut cluster, mut a, mut b) = a_holds_and_b_waits(1);
         assert!(a.lock.is_held());
         assert!(!b.lock.is_held());
         let first = a.events.clone();
@@ -689,16 +696,7 @@ mod tests {
 
     #[test]
     fn a_holder_that_falls_silent_loses_the_lock_to_the_next() {
-        let mut cluster = cluster_with_lock_dir();
-        let mut a = Contender::new(&cluster, 10, 1);
-        let mut b = Contender::new(&cluster, 20, 2);
-        run(&mut cluster, &mut [&mut a, &mut b], 3);
-        let now = cluster.now;
-        a.lock.acquire(&mut a.client, now);
-        run(&mut cluster, &mut [&mut a, &mut b], 5);
-        let now = cluster.now;
-        b.lock.acquire(&mut b.client, now);
-        run(&mut cluster, &mut [&mut a, &mut b], 5);
+        let (mut cluster, mut a, mut b) = a_holds_and_b_waits(1);
         assert!(a.lock.is_held());
         // A stops: no pings. Its session expires; B's watch fires.
         run(&mut cluster, &mut [&mut b], 40);
@@ -712,16 +710,7 @@ mod tests {
 
     #[test]
     fn a_waiting_contender_keeps_its_watch_when_its_session_moves() {
-        let mut cluster = cluster_with_lock_dir();
-        let mut a = Contender::new(&cluster, 10, 0);
-        let mut b = Contender::new(&cluster, 20, 2);
-        run(&mut cluster, &mut [&mut a, &mut b], 3);
-        let now = cluster.now;
-        a.lock.acquire(&mut a.client, now);
-        run(&mut cluster, &mut [&mut a, &mut b], 5);
-        let now = cluster.now;
-        b.lock.acquire(&mut b.client, now);
-        run(&mut cluster, &mut [&mut a, &mut b], 5);
+        let (mut cluster, mut a, mut b) = a_holds_and_b_waits(0);
         assert!(a.lock.is_held() && !b.lock.is_held());
         // Server 3 falls out of B's reach: a `sync` there goes unanswered
         // and B's session moves to server 1, taking its watch along.

@@ -38,6 +38,9 @@ pub enum Request {
         /// Its path (a sequential node's name prefix).
         path: String,
         /// Its data.
+        // As bytes: one copy, not one serializer call per byte (and so
+        // wherever data is kept or sent).
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
         /// Whether it goes with its session.
         ephemeral: bool,
@@ -56,6 +59,7 @@ pub enum Request {
         /// The node.
         path: String,
         /// The new data.
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
         /// The version it must have.
         version: Version,

@@ -249,6 +249,7 @@ pub enum Op {
         /// The path (for a sequential node, the prefix of its name).
         path: String,
         /// Its data.
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
         /// How to create it.
         mode: CreateMode,
@@ -265,6 +266,7 @@ pub enum Op {
         /// The node to update.
         path: String,
         /// Its new data.
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
         /// The version it must have, or [`ANY_VERSION`].
         version: Version,
@@ -390,6 +392,7 @@ pub struct MultiError {
 /// One node of the tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Znode {
+    #[serde(with = "serde_bytes")]
     data: Vec<u8>,
     czxid: Zxid,
     mzxid: Zxid,

@@ -114,7 +114,7 @@ pub enum ReadResult {
     /// For `exists`.
     Stat(Option<Stat>),
     /// For `get_data`.
-    Data(Vec<u8>, Stat),
+    Data(#[serde(with = "serde_bytes")] Vec<u8>, Stat),
     /// For `get_children`.
     Children(Vec<String>),
 }

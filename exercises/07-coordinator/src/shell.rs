@@ -166,12 +166,20 @@ pub async fn write_frame<T: Serialize>(
 
 /// `value` as a frame: its length, then its encoding.
 fn frame<T: Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
-    let mut frame = vec![0; 4];
-    bincode::serde::encode_into_std_write(value, &mut frame, bincode::config::standard())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    let len = (frame.len() - 4) as u32;
-    frame[..4].copy_from_slice(&len.to_be_bytes());
+    let mut frame = Vec::new();
+    frame_into(value, &mut frame)?;
     Ok(frame)
+}
+
+/// Appends `value`'s frame to `out`.
+fn frame_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    bincode::serde::encode_into_std_write(value, out, bincode::config::standard())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(())
 }
 
 /// A message to a peer as frames: one, or for an `AppendEntries` longer
@@ -181,8 +189,13 @@ fn frame<T: Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
 /// the last entry it has. A single entry goes alone, however long (up to
 /// [`MAX_PEER_FRAME`]). Splitting in halves encodes some entries more than
 /// once; it happens only for entries of hundreds of kilobytes.
-fn peer_frames(msg: PeerMessage) -> std::io::Result<Vec<Vec<u8>>> {
-    let whole = frame(&msg)?;
+///
+/// The frames are appended to `out`, the buffer of everything queued for
+/// the peer.
+fn peer_frames(msg: PeerMessage, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let start = out.len();
+    frame_into(&msg, out)?;
+    let len = out.len() - start - 4;
     match msg {
         PeerMessage::Raft(Message::AppendEntries {
             term,
@@ -190,7 +203,8 @@ fn peer_frames(msg: PeerMessage) -> std::io::Result<Vec<Vec<u8>>> {
             prev_term,
             mut entries,
             commit,
-        }) if whole.len() - 4 > MAX_FRAME && entries.len() > 1 => {
+        }) if len > MAX_FRAME && entries.len() > 1 => {
+            out.truncate(start);
             let second = entries.split_off(entries.len() / 2);
             let last = entries.last().expect("the first half of two or more");
             let (middle_index, middle_term) = (last.index, last.term);
@@ -208,11 +222,10 @@ fn peer_frames(msg: PeerMessage) -> std::io::Result<Vec<Vec<u8>>> {
                 entries: second,
                 commit,
             };
-            let mut frames = peer_frames(PeerMessage::Raft(first))?;
-            frames.extend(peer_frames(PeerMessage::Raft(second))?);
-            Ok(frames)
+            peer_frames(PeerMessage::Raft(first), out)?;
+            peer_frames(PeerMessage::Raft(second), out)
         }
-        _ => Ok(vec![whole]),
+        _ => Ok(()),
     }
 }
 
@@ -596,9 +609,12 @@ async fn send_to_peer(
         let mut bytes = Vec::new();
         let queued = std::iter::from_fn(|| messages.try_recv().ok());
         for msg in std::iter::once(msg).chain(queued) {
-            match peer_frames(msg) {
-                Ok(frames) => frames.iter().for_each(|f| bytes.extend_from_slice(f)),
-                Err(e) => warn!(%addr, %e, "cannot encode a message to a peer"),
+            let start = bytes.len();
+            if let Err(e) = peer_frames(msg, &mut bytes) {
+                // Nothing of it goes: a frame cut short would end the
+                // connection.
+                bytes.truncate(start);
+                warn!(%addr, %e, "cannot encode a message to a peer");
             }
         }
         if stream.is_none() {
@@ -660,7 +676,9 @@ mod tests {
             entries: entries.clone(),
             commit: 12,
         });
-        let frames = peer_frames(msg).unwrap();
+        let mut bytes = Vec::new();
+        peer_frames(msg, &mut bytes).unwrap();
+        let frames = split(&bytes);
         assert!(frames.len() > 1, "{} frame(s)", frames.len());
         let mut expected_prev = (10, 1);
         let mut received = Vec::new();
@@ -699,7 +717,21 @@ mod tests {
             entries: vec![big_entry(11)],
             commit: 10,
         });
-        let frames = peer_frames(msg.clone()).unwrap();
-        assert_eq!(frames, vec![frame(&msg).unwrap()]);
+        let mut bytes = b"queued before".to_vec();
+        peer_frames(msg.clone(), &mut bytes).unwrap();
+        assert_eq!(bytes[..13], *b"queued before");
+        assert_eq!(split(&bytes[13..]), vec![&frame(&msg).unwrap()[..]]);
+    }
+
+    /// The frames one after the other in `bytes`.
+    fn split(mut bytes: &[u8]) -> Vec<&[u8]> {
+        let mut frames = Vec::new();
+        while !bytes.is_empty() {
+            let len = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
+            let (frame, rest) = bytes.split_at(4 + len);
+            frames.push(frame);
+            bytes = rest;
+        }
+        frames
     }
 }

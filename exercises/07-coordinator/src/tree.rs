@@ -245,6 +245,7 @@ pub enum Op {
         /// The path (for a sequential node, the prefix of its name).
         path: String,
         /// Its data.
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
         /// How to create it.
         mode: CreateMode,
@@ -261,6 +262,7 @@ pub enum Op {
         /// The node to update.
         path: String,
         /// Its new data.
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
         /// The version it must have, or [`ANY_VERSION`].
         version: Version,
@@ -386,6 +388,7 @@ pub struct MultiError {
 /// One node of the tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Znode {
+    #[serde(with = "serde_bytes")]
     data: Vec<u8>,
     czxid: Zxid,
     mzxid: Zxid,
