@@ -842,6 +842,52 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_installed_on_a_follower_fires_the_watches_it_jumps_over() {
+        // Two copies of one ensemble, the same up to here: /w exists, and
+        // client 20 watches its data on server 3.
+        let copy = || {
+            let mut cluster = Cluster::new();
+            cluster.connect(2, 10);
+            let write = ClientMessage::Write {
+                xid: 1,
+                request: create("/w", false),
+            };
+            cluster.send(2, 10, write);
+            cluster.connect(3, 20);
+            cluster.send(3, 20, get("/w", true));
+            cluster.inbox.clear();
+            cluster
+        };
+        let (mut changed, mut behind) = (copy(), copy());
+        // In one, /w changes; its leader's snapshot holds the change.
+        let set = ClientMessage::Write {
+            xid: 2,
+            request: Request::SetData {
+                path: "/w".into(),
+                data: b"new".to_vec(),
+                version: ANY_VERSION,
+            },
+        };
+        changed.send(2, 10, set);
+        let snapshot = changed.server(1).compact().expect("a snapshot");
+        let term = changed.server(1).term();
+        // The other's server 3 never heard of it, and gets the snapshot.
+        let now = behind.now;
+        let install = PeerMessage::Raft(Message::InstallSnapshot { term, snapshot });
+        behind.server(3).on_peer(1, install, now);
+        behind.settle();
+        assert_eq!(
+            behind.server(3).state().tree().get_data("/w").unwrap().0,
+            b"new"
+        );
+        let received = behind.received(3, 20);
+        let [ServerMessage::Watch { changes, .. }] = received.as_slice() else {
+            panic!("expected one watch event, got {received:?}");
+        };
+        assert_eq!(*changes, vec![Change::NodeDataChanged("/w".into())]);
+    }
+
+    #[test]
     fn a_write_of_an_expired_session_is_refused() {
         let mut cluster = Cluster::new();
         let session = cluster.connect(1, 10);

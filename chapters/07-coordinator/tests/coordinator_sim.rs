@@ -35,7 +35,9 @@
 //! than one the session had seen). A snapshot installed without firing the
 //! watches on what it changed is not caught in 20,000 seeds: a follower a
 //! little behind gets entries, not a snapshot, so in those runs a snapshot
-//! is installed 96 times and changes a watched node once.
+//! is installed 96 times and changes a watched node once. A unit test in
+//! `node.rs` (`a_snapshot_installed_on_a_follower_fires_the_watches_it_jumps_over`)
+//! catches that break.
 //!
 //! `COORD_SEEDS` sets how many seeds run (default 100); `COORD_SEED=N`
 //! replays one.

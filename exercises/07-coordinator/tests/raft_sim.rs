@@ -20,12 +20,13 @@
 //! What the checkers caught when the code was broken on purpose:
 //!
 //! - the shell sending Raft's messages before its sync: two different
-//!   commands applied at one index (seed 182);
+//!   commands applied at one index (seed 690);
 //! - no deduplication of requests: the network delivers a request twice,
-//!   the log holds it twice, and a compare-and-set takes effect twice (not
-//!   linearizable, seed 78);
+//!   the log holds it twice, and a compare-and-set is applied twice: it
+//!   succeeds, then fails on its own change, and its client is told it
+//!   failed (not linearizable, seed 12);
 //! - reads answered from a server's own copy instead of through the log, as
-//!   ZooKeeper does by default: not linearizable at seed 1. (That is why
+//!   ZooKeeper does by default: not linearizable at seed 19. (That is why
 //!   ZooKeeper has `sync`.)
 //!
 //! `RAFT_SEEDS` sets how many seeds run (default 200); `RAFT_SEED=N` replays
