@@ -34,6 +34,7 @@
 //! it sent them (ZooKeeper gets that order from TCP).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use ch06_replication::sim::{Millis, NodeId};
 use serde::{Deserialize, Serialize};
@@ -171,7 +172,7 @@ pub enum ServerMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PeerMessage {
     /// Raft's own.
-    Raft(Message<LogEntry>),
+    Raft(Message<Arc<LogEntry>>),
     /// A follower passes a command to the leader.
     Forward(Command),
     /// A follower heard from these sessions' clients.
@@ -193,7 +194,7 @@ pub enum Send {
 #[derive(Debug, Default)]
 pub struct Output {
     /// Writes to make, in order.
-    pub writes: Vec<DiskWrite<LogEntry>>,
+    pub writes: Vec<DiskWrite<Arc<LogEntry>>>,
     /// Sends that must wait until every write so far is synced.
     pub after_sync: Vec<Send>,
     /// Sends that may go now.
@@ -211,7 +212,10 @@ struct Connection {
 pub struct Server {
     id: NodeId,
     members: Vec<NodeId>,
-    raft: Raft<LogEntry>,
+    /// Raft, whose commands are shared: the log, the writes to disk, each
+    /// follower's `AppendEntries` and the entries to apply hold one copy
+    /// of a command, not one each.
+    raft: Raft<Arc<LogEntry>>,
     state: State,
     /// The index of the last log entry applied to `state`: the zxid every
     /// answer carries.
@@ -244,7 +248,7 @@ impl Server {
         config: RaftConfig,
         hard: HardState,
         snapshot: Option<Snapshot>,
-        log: Vec<Entry<LogEntry>>,
+        log: Vec<Entry<Arc<LogEntry>>>,
         now: Millis,
         seed: u64,
     ) -> Self {
@@ -495,7 +499,7 @@ impl Server {
                 command,
             };
             // Only a leader proposes, and this one leads.
-            let _ = self.raft.propose(entry);
+            let _ = self.raft.propose(Arc::new(entry));
         } else if let Some(leader) = self.raft.leader() {
             self.output
                 .now
@@ -565,7 +569,7 @@ impl Server {
         if self.raft.role() != Role::Leader {
             self.was_leader = false;
         }
-        let ready: Ready<LogEntry> = self.raft.take_ready();
+        let ready: Ready<Arc<LogEntry>> = self.raft.take_ready();
         self.output.writes.extend(ready.writes());
         for (to, msg) in ready.messages {
             let send = Send::Peer(to, PeerMessage::Raft(msg));
@@ -598,7 +602,7 @@ impl Server {
         }
     }
 
-    fn apply(&mut self, entry: Entry<LogEntry>) {
+    fn apply(&mut self, entry: Entry<Arc<LogEntry>>) {
         self.applied = entry.index;
         let Some(log_entry) = entry.command else {
             return;

@@ -643,7 +643,7 @@ mod tests {
     use crate::state::{Command, LogEntry, Request};
     use crate::tree::MAX_DATA;
 
-    fn big_entry(index: u64) -> Entry<LogEntry> {
+    fn big_entry(index: u64) -> Entry<std::sync::Arc<LogEntry>> {
         let request = Request::Create {
             path: format!("/big-{index}"),
             data: vec![index as u8; MAX_DATA],
@@ -653,14 +653,14 @@ mod tests {
         Entry {
             term: 2,
             index,
-            command: Some(LogEntry {
+            command: Some(std::sync::Arc::new(LogEntry {
                 time: 0,
                 command: Command::Request {
                     session: 1,
                     xid: index,
                     request,
                 },
-            }),
+            })),
         }
     }
 

@@ -53,6 +53,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::raft::{DiskWrite, Entry, HardState, Index, Snapshot, Term};
+use std::sync::Arc;
+
 use crate::state::LogEntry;
 
 /// What can go wrong with a server's files.
@@ -95,7 +97,7 @@ pub struct Recovered {
     /// Its latest snapshot.
     pub snapshot: Option<Snapshot>,
     /// The log: it reaches the snapshot, and may begin before it.
-    pub log: Vec<Entry<LogEntry>>,
+    pub log: Vec<Entry<Arc<LogEntry>>>,
     /// Bytes cut from the log's tail: a torn or damaged last write.
     pub cut_bytes: u64,
 }
@@ -232,7 +234,7 @@ impl Storage {
             dir_dirty: false,
             log_dirty: false,
         };
-        let mut log: Vec<Entry<LogEntry>> = Vec::new();
+        let mut log: Vec<Entry<Arc<LogEntry>>> = Vec::new();
         let mut cut_bytes = 0;
         for (first, path) in numbered(dir, "log-")? {
             // Segments are deleted from the last, and the deletion is
@@ -255,7 +257,7 @@ impl Storage {
                 else {
                     unreachable!("scan found a whole frame here");
                 };
-                let entry: Entry<LogEntry> = decode(&path, payload)?;
+                let entry: Entry<Arc<LogEntry>> = decode(&path, payload)?;
                 let expected = first + entries.len() as Index;
                 if entry.index != expected {
                     return Err(StorageError::Damaged {
@@ -366,7 +368,7 @@ impl Storage {
 
     /// Makes `writes`, in order; durable only after [`Storage::sync`] (a
     /// snapshot at once).
-    pub fn write(&mut self, writes: &[DiskWrite<LogEntry>]) -> Result<()> {
+    pub fn write(&mut self, writes: &[DiskWrite<Arc<LogEntry>>]) -> Result<()> {
         // A group of appends goes to a segment in one `write` call: their
         // frames are collected here, and written before anything else
         // touches the files, and at the end.
@@ -524,18 +526,18 @@ mod tests {
     use super::*;
     use crate::state::Command;
 
-    fn entry(term: u64, index: Index) -> Entry<LogEntry> {
+    fn entry(term: u64, index: Index) -> Entry<Arc<LogEntry>> {
         Entry {
             term,
             index,
-            command: Some(LogEntry {
+            command: Some(Arc::new(LogEntry {
                 time: index,
                 command: Command::CloseSession { session: index },
-            }),
+            })),
         }
     }
 
-    fn appends(range: std::ops::RangeInclusive<Index>, term: u64) -> Vec<DiskWrite<LogEntry>> {
+    fn appends(range: std::ops::RangeInclusive<Index>, term: u64) -> Vec<DiskWrite<Arc<LogEntry>>> {
         range.map(|i| DiskWrite::Append(entry(term, i))).collect()
     }
 

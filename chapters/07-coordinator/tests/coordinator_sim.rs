@@ -75,7 +75,7 @@ const REGISTER: &str = "/r";
 // The servers' disks, the connections and the servers' shell.
 
 /// A server's disk: the shell syncs it every few ticks (group commit).
-type ServerDisk = SimDisk<LogEntry>;
+type ServerDisk = SimDisk<std::sync::Arc<LogEntry>>;
 
 #[derive(Debug, Clone)]
 enum Msg {
