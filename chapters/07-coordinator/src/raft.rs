@@ -1229,23 +1229,30 @@ mod tests {
         leader
     }
 
-    #[test]
-    fn a_follower_behind_the_log_is_sent_the_snapshot() {
+    /// What `leader_with(9)` sends follower 3 after it compacted at 4 and
+    /// then at 8 (so its log starts after 4), when 3 answers `success`
+    /// with `match_index`.
+    fn compacted_leader_answers(success: bool, match_index: Index) -> Ready<u32> {
         let mut leader = leader_with(9);
         assert_eq!(leader.commit_index(), 10);
         leader.compact(4, b"state up to 4".to_vec());
         leader.compact(8, b"state up to 8".to_vec());
-        // The log now starts after the previous snapshot, at 5; follower 3
-        // has nothing, and the leader backs up to it.
         leader.step(
             3,
             Message::AppendResult {
                 term: 1,
-                success: false,
-                match_index: 0,
+                success,
+                match_index,
             },
         );
-        let ready = leader.take_ready();
+        leader.take_ready()
+    }
+
+    #[test]
+    fn a_follower_behind_the_log_is_sent_the_snapshot() {
+        // Follower 3 has nothing, and the leader backs up to it: its log
+        // starts after the previous snapshot, at 5.
+        let ready = compacted_leader_answers(false, 0);
         let snapshot = Snapshot {
             last_index: 8,
             last_term: 1,
@@ -1259,19 +1266,8 @@ mod tests {
 
     #[test]
     fn a_follower_a_little_behind_the_snapshot_is_sent_entries() {
-        let mut leader = leader_with(9);
-        leader.compact(4, b"state up to 4".to_vec());
-        leader.compact(8, b"state up to 8".to_vec());
         // Follower 3 has up to 6: behind the snapshot, within the log.
-        leader.step(
-            3,
-            Message::AppendResult {
-                term: 1,
-                success: true,
-                match_index: 6,
-            },
-        );
-        let ready = leader.take_ready();
+        let ready = compacted_leader_answers(true, 6);
         let [
             (
                 3,
