@@ -113,12 +113,6 @@ enum Input {
     Connected(ClientId, mpsc::UnboundedSender<ServerMessage>),
     Disconnected(ClientId),
     Peer(NodeId, PeerMessage),
-    /// The snapshot up to `index` (of `term`) is written, or could not be.
-    SnapshotWritten {
-        index: Index,
-        term: Term,
-        result: Result<(), StorageError>,
-    },
     /// The server is stopping.
     Stop,
 }
@@ -273,13 +267,8 @@ pub async fn run(
         }
     }
     let core = std::thread::spawn({
-        let snapshots = Snapshots {
-            dir: config.data_dir.clone(),
-            every: config.snapshot_every,
-            done: inputs.clone(),
-        };
-        let tick = config.tick;
-        move || core(server, storage, input_rx, peer_senders, tick, snapshots)
+        let (tick, dir, every) = (config.tick, config.data_dir.clone(), config.snapshot_every);
+        move || core(server, storage, input_rx, peer_senders, tick, (dir, every))
     });
     tokio::spawn(accept_clients(clients, inputs.clone(), stopping.clone()));
     let me = Hello {
@@ -299,15 +288,9 @@ pub async fn run(
         .unwrap_or(Ok(()))
 }
 
-/// How the core takes snapshots.
-struct Snapshots {
-    /// Where they go.
-    dir: PathBuf,
-    /// Entries logged between two.
-    every: u64,
-    /// Where the thread that writes one says it is done.
-    done: std_mpsc::Sender<Input>,
-}
+/// The thread writing a snapshot: it returns the snapshot's last index
+/// and term once it is on disk.
+type SnapshotWriter = std::thread::JoinHandle<Result<(Index, Term), StorageError>>;
 
 /// The core loop: inputs in, one sync, outputs out.
 fn core(
@@ -316,7 +299,7 @@ fn core(
     inputs: std_mpsc::Receiver<Input>,
     peers: BTreeMap<NodeId, mpsc::UnboundedSender<PeerMessage>>,
     tick: Duration,
-    snapshots: Snapshots,
+    (snapshot_dir, snapshot_every): (PathBuf, u64),
 ) -> Result<(), ShellError> {
     let mut clients: BTreeMap<ClientId, mpsc::UnboundedSender<ServerMessage>> = BTreeMap::new();
     let mut next_tick = Instant::now() + tick;
@@ -324,8 +307,8 @@ fn core(
     // Whether it led after the last round: an operator (and the process
     // tests) read who leads from the log.
     let mut leading = false;
-    // Whether a snapshot is being written.
-    let mut snapshotting = false;
+    // The snapshot being written, if one is.
+    let mut writer: Option<SnapshotWriter> = None;
     loop {
         let first = match inputs.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
             Ok(input) => Some(input),
@@ -344,16 +327,6 @@ fn core(
                     server.on_disconnect(client);
                 }
                 Input::Peer(from, msg) => server.on_peer(from, msg, now()),
-                Input::SnapshotWritten {
-                    index,
-                    term,
-                    result,
-                } => {
-                    snapshotting = false;
-                    result?;
-                    storage.snapshot_written(index, term)?;
-                    debug!(id = server.id(), index, "snapshot written");
-                }
                 Input::Stop => return Ok(()),
             }
         }
@@ -397,23 +370,23 @@ fn core(
         // and the log it makes unneeded goes when it is on disk. (A real
         // system would not pause at all: ZooKeeper writes a "fuzzy"
         // snapshot while it goes on applying.)
-        if !snapshotting
-            && storage.last_index() >= storage.snapshot_index() + snapshots.every
+        // The core wakes at least once a tick, so it sees the writer
+        // finish within one. (A core that stops first takes the snapshot
+        // in on its next start.)
+        if let Some(done) = writer.take_if(|w| w.is_finished()) {
+            let (index, term) = done.join().expect("the snapshot writer does not panic")?;
+            storage.snapshot_written(index, term)?;
+            debug!(id = server.id(), index, "snapshot written");
+        }
+        if writer.is_none()
+            && storage.last_index() >= storage.snapshot_index() + snapshot_every
             && let Some(snapshot) = server.compact()
         {
-            snapshotting = true;
-            let (dir, done) = (snapshots.dir.clone(), snapshots.done.clone());
-            std::thread::spawn(move || {
-                let result = storage::write_snapshot(&dir, &snapshot);
-                let (index, term) = (snapshot.last_index, snapshot.last_term);
-                // A core that stopped meanwhile takes the snapshot in on
-                // its next start.
-                let _ = done.send(Input::SnapshotWritten {
-                    index,
-                    term,
-                    result,
-                });
-            });
+            let dir = snapshot_dir.clone();
+            writer = Some(std::thread::spawn(move || {
+                storage::write_snapshot(&dir, &snapshot)?;
+                Ok((snapshot.last_index, snapshot.last_term))
+            }));
         }
     }
 }

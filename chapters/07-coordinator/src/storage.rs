@@ -477,10 +477,13 @@ impl Storage {
     /// new segment. If the log does not agree with the snapshot at its
     /// edge, the snapshot replaces all of it.
     pub fn snapshot_written(&mut self, index: Index, term: Term) -> Result<()> {
-        if index <= self.snapshot_index {
+        if index < self.snapshot_index {
             // Overtaken by a newer one (a leader's, while this one was
             // being written).
             return remove(&snapshot_path(&self.dir, index));
+        }
+        if index == self.snapshot_index {
+            return Ok(());
         }
         let previous = self.snapshot_index;
         self.snapshot_index = index;
