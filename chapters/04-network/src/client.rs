@@ -424,6 +424,23 @@ impl Client {
         request: &Req,
         large: &[&[u8]],
     ) -> Result<Resp, ClientError> {
+        self.write_request(api, request, large)
+            .await?
+            .response()
+            .await
+    }
+
+    /// Writes a request (`large` as in [`Client::call_spliced`]) and
+    /// returns its answer, to wait for later. Requests one task writes one
+    /// after another reach the broker in that order; requests that tasks
+    /// write at the same time go in whichever order the tasks get there.
+    /// (That is why the producer writes its requests from one task.)
+    pub async fn write_request<Req: Serialize>(
+        &self,
+        api: impl Into<u16>,
+        request: &Req,
+        large: &[&[u8]],
+    ) -> Result<Answer, ClientError> {
         let connection = self.connection().await?;
         let (id, frame) = self.frame(api, request, large)?;
         // Registered before the request is written: its response may be
@@ -431,31 +448,19 @@ impl Client {
         let response = connection
             .register(id)
             .map_err(|lost| lost.error(&self.addr))?;
-        // exercise-hole: call | Write the frame (`connection.write`; a failure is `lost.error(&self.addr)`), then wait for `response` under `self.config.request_timeout`: a body is the answer; a dropped sender means the connection is gone (`connection.lost()`); a timeout is `ClientError::Timeout`, after `connection.forget(id)`. Decode the body as `Result<Resp, ErrorResponse>` (`protocol::decode_body`): `Err` is the broker's `ClientError::Broker`.
-        // exercise-hint: The reader task (`read_responses`) does the matching: this call only waits on its own one-shot receiver. `tokio::time::timeout(timeout, response).await` gives three cases: `Ok(Ok(body))`, `Ok(Err(_))` (the reader dropped the sender: the connection broke) and `Err(_)` (timed out). A timeout does not close the connection: other calls on it may be fine.
-        // exercise-hint: After the wait: `match protocol::decode_body::<Result<Resp, ErrorResponse>>(&body) { Ok(Ok(r)) => Ok(r), Ok(Err(e)) => Err(ClientError::Broker { code: e.error, message: e.message }), Err(e) => Err(ClientError::Protocol(e)) }`.
+        // exercise-hole: call | Write the frame (`connection.write`; a failure is `lost.error(&self.addr)`), then return the `Answer` to wait for: the connection, the id, the `response` receiver, this client's address and `self.config.request_timeout`.
+        // exercise-hint: `connection.write(&frame).await.map_err(|lost| lost.error(&self.addr))?;` then `Ok(Answer { connection, id, response, addr: self.addr.clone(), timeout: self.config.request_timeout })`.
         connection
             .write(&frame)
             .await
             .map_err(|lost| lost.error(&self.addr))?;
-        let timeout = self.config.request_timeout;
-        let body = match tokio::time::timeout(timeout, response).await {
-            Ok(Ok(body)) => body,
-            // The reader dropped the sender: the connection is gone.
-            Ok(Err(_)) => return Err(connection.lost().error(&self.addr)),
-            Err(_) => {
-                connection.forget(id);
-                return Err(ClientError::Timeout(timeout.as_millis() as u64));
-            }
-        };
-        match protocol::decode_body::<Result<Resp, ErrorResponse>>(&body) {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => Err(ClientError::Broker {
-                code: e.error,
-                message: e.message,
-            }),
-            Err(e) => Err(ClientError::Protocol(e)),
-        }
+        Ok(Answer {
+            connection,
+            id,
+            response,
+            addr: self.addr.clone(),
+            timeout: self.config.request_timeout,
+        })
         // exercise-end
     }
     // ANCHOR_END: call
@@ -508,6 +513,44 @@ impl Client {
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         Ok((id, frame))
     }
+}
+
+/// The answer to a request [`Client::write_request`] wrote, not yet read.
+pub struct Answer {
+    connection: Arc<Connection>,
+    id: u32,
+    response: oneshot::Receiver<Bytes>,
+    addr: String,
+    timeout: Duration,
+}
+
+impl Answer {
+    // ANCHOR: answer
+    /// Waits for the response, at most `request.timeout.ms`, and decodes it.
+    pub async fn response<Resp: DeserializeOwned>(self) -> Result<Resp, ClientError> {
+        // exercise-hole: answer | Wait for `self.response` under `self.timeout`: a body is the answer; a dropped sender means the connection is gone (`self.connection.lost()`, as `.error(&self.addr)`); a timeout is `ClientError::Timeout`, after `self.connection.forget(self.id)`. Decode the body as `Result<Resp, ErrorResponse>` (`protocol::decode_body`): `Err` is the broker's `ClientError::Broker`.
+        // exercise-hint: The reader task (`read_responses`) does the matching: this call only waits on its own one-shot receiver. `tokio::time::timeout(self.timeout, self.response).await` gives three cases: `Ok(Ok(body))`, `Ok(Err(_))` (the reader dropped the sender: the connection broke) and `Err(_)` (timed out). A timeout does not close the connection: other calls on it may be fine.
+        // exercise-hint: After the wait: `match protocol::decode_body::<Result<Resp, ErrorResponse>>(&body) { Ok(Ok(r)) => Ok(r), Ok(Err(e)) => Err(ClientError::Broker { code: e.error, message: e.message }), Err(e) => Err(ClientError::Protocol(e)) }`.
+        let body = match tokio::time::timeout(self.timeout, self.response).await {
+            Ok(Ok(body)) => body,
+            // The reader dropped the sender: the connection is gone.
+            Ok(Err(_)) => return Err(self.connection.lost().error(&self.addr)),
+            Err(_) => {
+                self.connection.forget(self.id);
+                return Err(ClientError::Timeout(self.timeout.as_millis() as u64));
+            }
+        };
+        match protocol::decode_body::<Result<Resp, ErrorResponse>>(&body) {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(ClientError::Broker {
+                code: e.error,
+                message: e.message,
+            }),
+            Err(e) => Err(ClientError::Protocol(e)),
+        }
+        // exercise-end
+    }
+    // ANCHOR_END: answer
 }
 
 /// Turns a per-topic or per-partition error code into a `Result`.

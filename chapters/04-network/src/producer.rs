@@ -406,11 +406,11 @@ struct Sender {
 impl Sender {
     // ANCHOR: sender
     async fn run(mut self, mut flushes: mpsc::Receiver<oneshot::Sender<()>>) {
-        // exercise-hole: sender | Loop: send what is ready (`self.send_ready()`), then wait for whichever comes first: a wake-up (`self.shared.wake.notified()`), the linger deadline of the oldest open record (`state.oldest` + `self.config.linger`; then close every open batch with `close_open_batches`), a flush request (`flushes.recv()`: `self.flush().await`, then answer it; `None` means the producer is closing: stop), or a request in flight finishing (`self.in_flight.join_next()`, which makes room for the next).
+        // exercise-hole: sender | Loop: send what is ready (`self.send_ready().await`), then wait for whichever comes first: a wake-up (`self.shared.wake.notified()`), the linger deadline of the oldest open record (`state.oldest` + `self.config.linger`; then close every open batch with `close_open_batches`), a flush request (`flushes.recv()`: `self.flush().await`, then answer it; `None` means the producer is closing: stop), or a request in flight finishing (`self.in_flight.join_next()`, which makes room for the next).
         // exercise-hint: One `tokio::select!` in a loop. The linger arm only exists while a record is open: `sleep_until(linger_until), if linger_until.is_some()`. The `join_next` arm likewise only while requests are in flight (`if !self.in_flight.is_empty()`), or it would return `None` at once, forever.
         // exercise-hint: Read `linger_until` under the lock before the `select!`: `state.oldest.map(|t| t + self.config.linger)`. The flush arm: `flush = flushes.recv() => { self.flush().await; match flush { Some(flushed) => { let _ = flushed.send(()); } None => break } }`.
         loop {
-            self.send_ready();
+            self.send_ready().await;
             let linger_until = {
                 let state = self.shared.state.lock().unwrap();
                 state.oldest.map(|t| t + self.config.linger)
@@ -438,13 +438,13 @@ impl Sender {
 
     /// Sends ready batches, one request after another, while fewer than
     /// `max_in_flight` requests wait for their answers.
-    fn send_ready(&mut self) {
+    async fn send_ready(&mut self) {
         while self.in_flight.len() < self.config.max_in_flight.max(1) {
             let batches = self.shared.state.lock().unwrap().drain();
             if batches.is_empty() {
                 return;
             }
-            self.dispatch(batches);
+            self.dispatch(batches).await;
         }
     }
 
@@ -460,7 +460,7 @@ impl Sender {
         };
         loop {
             if self.shared.state.lock().unwrap().waiting_before(upto) {
-                self.send_ready();
+                self.send_ready().await;
             } else if self.in_flight.is_empty() {
                 return;
             }
@@ -469,19 +469,28 @@ impl Sender {
     }
     // ANCHOR_END: sender
 
+    // ANCHOR: dispatch
     /// Sends one request's batches in a task of its own, so that more
-    /// requests can be in flight while it waits.
-    fn dispatch(&mut self, batches: Vec<Pending>) {
+    /// requests can be in flight while it waits, and returns once the
+    /// request is written. Requests therefore leave in the order their
+    /// batches were closed: were the next one sent before this one was
+    /// written, either task could reach the socket first, and a partition's
+    /// later batch could be stored before its earlier one.
+    async fn dispatch(&mut self, batches: Vec<Pending>) {
         let records: usize = batches.iter().map(|b| b.deliveries.len()).sum();
         let client = self.client.clone();
         let config = self.config.clone();
         let shared = self.shared.clone();
+        let (written, was_written) = oneshot::channel();
         self.in_flight.spawn(async move {
-            produce(client, config, batches).await;
+            produce(client, config, batches, written).await;
             // Answered: room for as many new records.
             shared.room.add_permits(records);
         });
+        // A dropped sender means the same: the task wrote, or gave up.
+        let _ = was_written.await;
     }
+    // ANCHOR_END: dispatch
 }
 
 /// One batch on its way, with the deliveries of its records.
@@ -555,12 +564,19 @@ fn request_of(acks: i8, batches: &mut [Pending]) -> (ProduceRequest, Vec<(usize,
 /// answer: success, an error that will not pass, or no retries left. A
 /// batch to retry goes again whole, with the others of this request that
 /// failed, and nothing else: so with `max_in_flight` 1, nothing of its
-/// partition can overtake it.
-async fn produce(client: Arc<Client>, config: ProducerConfig, mut batches: Vec<Pending>) {
-    // exercise-hole: produce | Loop: build the request (`request_of`) and send it, its batches spliced (`client.call_spliced` with the batches' bytes as `large`; with acks 0, `client.send` and resolve every batch with `None`). Take each batch's bytes back from the request. Then per batch, by its partition's answer: resolve it with `base_offset` on success; keep it for a retry on a retriable code, or on a retriable client error, while `may_retry`; otherwise resolve it with the error. If any are kept, sleep `retry_backoff` and send those again, whole.
+/// partition can overtake it. `written` hears once the first attempt is
+/// written (or failed to be), so the sender can write the next request.
+async fn produce(
+    client: Arc<Client>,
+    config: ProducerConfig,
+    mut batches: Vec<Pending>,
+    written: oneshot::Sender<()>,
+) {
+    // exercise-hole: produce | Loop: build the request (`request_of`) and write it, its batches spliced (`client.write_request` with the batches' bytes as `large`; with acks 0, `client.send` and resolve every batch with `None`). Once the first attempt is written, tell `written`; then wait for the answer (`Answer::response`). Take each batch's bytes back from the request. Then per batch, by its partition's answer: resolve it with `base_offset` on success; keep it for a retry on a retriable code, or on a retriable client error, while `may_retry`; otherwise resolve it with the error. If any are kept, sleep `retry_backoff` and send those again, whole.
     // exercise-hint: A request holds one batch per partition, so the answer's `(topic, partition)` entries map one to one onto batches: collect them in a map keyed by `TopicPartition` and look each batch up. `ErrorCode::is_retriable` and `ClientError::is_retriable` say what may pass; a broken connection or a timeout may or may not have stored the batch, and resending is the only way to be sure (at least once).
-    // exercise-hint: The loop keeps `attempt` and `batches`; each round ends with `if retry.is_empty() { return; } batches = retry; attempt += 1; tokio::time::sleep(config.retry_backoff).await;`. Resolve failures with `b.resolve(Err(e.duplicate()))` (a `ClientError` is not `Clone`) and successes with `b.resolve(Ok(Some(base)))`.
+    // exercise-hint: The loop keeps `attempt` and `batches`; each round ends with `if retry.is_empty() { return; } batches = retry; attempt += 1; tokio::time::sleep(config.retry_backoff).await;`. Keep `written` as an `Option` and tell it once: `if let Some(w) = written.take() { let _ = w.send(()); }`. Resolve failures with `b.resolve(Err(e.duplicate()))` (a `ClientError` is not `Clone`) and successes with `b.resolve(Ok(Some(base)))`.
     let mut attempt = 0;
+    let mut written = Some(written);
     loop {
         let (mut request, places) = request_of(config.acks, &mut batches);
         // The batches go out from where they are, not copied into a frame.
@@ -578,8 +594,17 @@ async fn produce(client: Arc<Client>, config: ProducerConfig, mut batches: Vec<P
             return;
         }
         let answer = client
-            .call_spliced::<_, ProduceResponse>(ApiKey::Produce, &request, &large)
+            .write_request(ApiKey::Produce, &request, &large)
             .await;
+        // Written, or it failed: the sender may write its next request.
+        // (Only the first attempt holds it up: a retry goes when it goes.)
+        if let Some(written) = written.take() {
+            let _ = written.send(());
+        }
+        let answer = match answer {
+            Ok(answer) => answer.response::<ProduceResponse>().await,
+            Err(e) => Err(e),
+        };
         // Each batch takes its bytes back, in case it is retried.
         for (b, &(t, p)) in batches.iter_mut().zip(&places) {
             b.bytes = std::mem::take(&mut request.topics[t].partitions[p].batch);

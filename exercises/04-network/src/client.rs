@@ -371,6 +371,23 @@ impl Client {
         request: &Req,
         large: &[&[u8]],
     ) -> Result<Resp, ClientError> {
+        self.write_request(api, request, large)
+            .await?
+            .response()
+            .await
+    }
+
+    /// Writes a request (`large` as in [`Client::call_spliced`]) and
+    /// returns its answer, to wait for later. Requests one task writes one
+    /// after another reach the broker in that order; requests that tasks
+    /// write at the same time go in whichever order the tasks get there.
+    /// (That is why the producer writes its requests from one task.)
+    pub async fn write_request<Req: Serialize>(
+        &self,
+        api: impl Into<u16>,
+        request: &Req,
+        large: &[&[u8]],
+    ) -> Result<Answer, ClientError> {
         let connection = self.connection().await?;
         let (id, frame) = self.frame(api, request, large)?;
         // Registered before the request is written: its response may be
@@ -378,7 +395,7 @@ impl Client {
         let response = connection
             .register(id)
             .map_err(|lost| lost.error(&self.addr))?;
-        todo!("exercise `call`: Write the frame (`connection.write`; a failure is `lost.error(&self.addr)`), then wait for `response` under `self.config.request_timeout`: a body is the answer; a dropped sender means the connection is gone (`connection.lost()`); a timeout is `ClientError::Timeout`, after `connection.forget(id)`. Decode the body as `Result<Resp, ErrorResponse>` (`protocol::decode_body`): `Err` is the broker's `ClientError::Broker`.")
+        todo!("exercise `call`: Write the frame (`connection.write`; a failure is `lost.error(&self.addr)`), then return the `Answer` to wait for: the connection, the id, the `response` receiver, this client's address and `self.config.request_timeout`.")
     }
 
     /// One topic's metadata (its partitions and their leaders), or the
@@ -428,6 +445,22 @@ impl Client {
         let frame = protocol::encode_request_in_pieces(header, request, large)
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         Ok((id, frame))
+    }
+}
+
+/// The answer to a request [`Client::write_request`] wrote, not yet read.
+pub struct Answer {
+    connection: Arc<Connection>,
+    id: u32,
+    response: oneshot::Receiver<Bytes>,
+    addr: String,
+    timeout: Duration,
+}
+
+impl Answer {
+    /// Waits for the response, at most `request.timeout.ms`, and decodes it.
+    pub async fn response<Resp: DeserializeOwned>(self) -> Result<Resp, ClientError> {
+        todo!("exercise `answer`: Wait for `self.response` under `self.timeout`: a body is the answer; a dropped sender means the connection is gone (`self.connection.lost()`, as `.error(&self.addr)`); a timeout is `ClientError::Timeout`, after `self.connection.forget(self.id)`. Decode the body as `Result<Resp, ErrorResponse>` (`protocol::decode_body`): `Err` is the broker's `ClientError::Broker`.")
     }
 }
 

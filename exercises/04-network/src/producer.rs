@@ -356,18 +356,18 @@ struct Sender {
 
 impl Sender {
     async fn run(mut self, mut flushes: mpsc::Receiver<oneshot::Sender<()>>) {
-        todo!("exercise `sender`: Loop: send what is ready (`self.send_ready()`), then wait for whichever comes first: a wake-up (`self.shared.wake.notified()`), the linger deadline of the oldest open record (`state.oldest` + `self.config.linger`; then close every open batch with `close_open_batches`), a flush request (`flushes.recv()`: `self.flush().await`, then answer it; `None` means the producer is closing: stop), or a request in flight finishing (`self.in_flight.join_next()`, which makes room for the next).")
+        todo!("exercise `sender`: Loop: send what is ready (`self.send_ready().await`), then wait for whichever comes first: a wake-up (`self.shared.wake.notified()`), the linger deadline of the oldest open record (`state.oldest` + `self.config.linger`; then close every open batch with `close_open_batches`), a flush request (`flushes.recv()`: `self.flush().await`, then answer it; `None` means the producer is closing: stop), or a request in flight finishing (`self.in_flight.join_next()`, which makes room for the next).")
     }
 
     /// Sends ready batches, one request after another, while fewer than
     /// `max_in_flight` requests wait for their answers.
-    fn send_ready(&mut self) {
+    async fn send_ready(&mut self) {
         while self.in_flight.len() < self.config.max_in_flight.max(1) {
             let batches = self.shared.state.lock().unwrap().drain();
             if batches.is_empty() {
                 return;
             }
-            self.dispatch(batches);
+            self.dispatch(batches).await;
         }
     }
 
@@ -383,7 +383,7 @@ impl Sender {
         };
         loop {
             if self.shared.state.lock().unwrap().waiting_before(upto) {
-                self.send_ready();
+                self.send_ready().await;
             } else if self.in_flight.is_empty() {
                 return;
             }
@@ -392,17 +392,24 @@ impl Sender {
     }
 
     /// Sends one request's batches in a task of its own, so that more
-    /// requests can be in flight while it waits.
-    fn dispatch(&mut self, batches: Vec<Pending>) {
+    /// requests can be in flight while it waits, and returns once the
+    /// request is written. Requests therefore leave in the order their
+    /// batches were closed: were the next one sent before this one was
+    /// written, either task could reach the socket first, and a partition's
+    /// later batch could be stored before its earlier one.
+    async fn dispatch(&mut self, batches: Vec<Pending>) {
         let records: usize = batches.iter().map(|b| b.deliveries.len()).sum();
         let client = self.client.clone();
         let config = self.config.clone();
         let shared = self.shared.clone();
+        let (written, was_written) = oneshot::channel();
         self.in_flight.spawn(async move {
-            produce(client, config, batches).await;
+            produce(client, config, batches, written).await;
             // Answered: room for as many new records.
             shared.room.add_permits(records);
         });
+        // A dropped sender means the same: the task wrote, or gave up.
+        let _ = was_written.await;
     }
 }
 
@@ -476,9 +483,15 @@ fn request_of(acks: i8, batches: &mut [Pending]) -> (ProduceRequest, Vec<(usize,
 /// answer: success, an error that will not pass, or no retries left. A
 /// batch to retry goes again whole, with the others of this request that
 /// failed, and nothing else: so with `max_in_flight` 1, nothing of its
-/// partition can overtake it.
-async fn produce(client: Arc<Client>, config: ProducerConfig, mut batches: Vec<Pending>) {
-    todo!("exercise `produce`: Loop: build the request (`request_of`) and send it, its batches spliced (`client.call_spliced` with the batches' bytes as `large`; with acks 0, `client.send` and resolve every batch with `None`). Take each batch's bytes back from the request. Then per batch, by its partition's answer: resolve it with `base_offset` on success; keep it for a retry on a retriable code, or on a retriable client error, while `may_retry`; otherwise resolve it with the error. If any are kept, sleep `retry_backoff` and send those again, whole.")
+/// partition can overtake it. `written` hears once the first attempt is
+/// written (or failed to be), so the sender can write the next request.
+async fn produce(
+    client: Arc<Client>,
+    config: ProducerConfig,
+    mut batches: Vec<Pending>,
+    written: oneshot::Sender<()>,
+) {
+    todo!("exercise `produce`: Loop: build the request (`request_of`) and write it, its batches spliced (`client.write_request` with the batches' bytes as `large`; with acks 0, `client.send` and resolve every batch with `None`). Once the first attempt is written, tell `written`; then wait for the answer (`Answer::response`). Take each batch's bytes back from the request. Then per batch, by its partition's answer: resolve it with `base_offset` on success; keep it for a retry on a retriable code, or on a retriable client error, while `may_retry`; otherwise resolve it with the error. If any are kept, sleep `retry_backoff` and send those again, whole.")
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
