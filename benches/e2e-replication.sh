@@ -8,8 +8,9 @@
 #   records/s, and the CPU time of every node (brokers and controller) per
 #   record, since here three brokers share the machine's cores;
 # - p99 latency at half the replicated (RF3, 100 B) peak rate;
-# - a follower catching up 1 GiB it missed, against the loopback baseline
-#   (`loopback-baseline`: the same bytes over loopback TCP into a file);
+# - the 1 KiB runs against the loopback baseline (`loopback-baseline`: the
+#   same bytes over loopback TCP into a file), once and three times at once;
+# - a follower catching up 1 GiB it missed, against the loopback baseline;
 # - RF3 again on brokers that sync before acknowledging
 #   (`--flush before-ack`), against the default (`--flush os`).
 #
@@ -246,6 +247,15 @@ rf3_100=$(produce rf3-100 3 100 "$records")
 rf1_1k=$(produce rf1-1k 1 1024 "$records_1k")
 rf3_1k=$(produce rf3-1k 3 1024 "$records_1k")
 
+# What the machine allows the 1 KiB runs: their payload over loopback into
+# a file once (all RF1 must move), and three times at once (all RF3 must
+# move: producer to leader, leader to each follower, each into a log, on
+# the same cores). Each prints one stream's MB/s.
+echo "== loopback baselines for the 1 KiB runs: one stream, and three at once" >&2
+loopback_1k=$("$bin/loopback-baseline" $((records_1k * 1024)) "$work")
+loopback_1k_x3=$("$bin/loopback-baseline" $((records_1k * 1024)) "$work" 3)
+echo "loopback: $loopback_1k MB/sec alone, $loopback_1k_x3 MB/sec each of three" >&2
+
 echo "== RF3, 100 B, at half the RF3 peak" >&2
 half=$(awk -v p="$(echo "$rf3_100" | rate)" 'BEGIN { printf "%d", p / 2 }')
 rf3_half=$(produce rf3-half 3 100 "$records" --throughput "$half")
@@ -331,6 +341,10 @@ summary=$work/replication.tsv
         -v c=$((c1 - c0)) -v l=$((l1 - l0)) -v hz="$hz" -v bytes="$moved" 'BEGIN {
             printf "%s\tfollower catch-up, 1 KiB records\t3\tos\t%s\t1024\t-\t-\t%s\t-\t-\t-\t%.2f\t%.2f\t%s\t-\t-\t%s\n",
                 id, records, mbps, c / hz, l / hz, s, bytes }'
+    printf 'loopback_1KiB\tloopback TCP to a file, the bytes of the 1 KiB runs\t-\t-\t-\t-\t-\t-\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t%s\n' \
+        "$loopback_1k" $((records_1k * 1024))
+    printf 'loopback_1KiB_x3\tthe same, three streams at once (each)\t-\t-\t-\t-\t-\t-\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t%s\n' \
+        "$loopback_1k_x3" $((records_1k * 1024))
     printf 'baseline\tloopback TCP to a file (baseline)\t-\t-\t-\t-\t-\t-\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t%s\n' \
         "$baseline" "$moved"
 } >"$summary"

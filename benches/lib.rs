@@ -15,26 +15,42 @@ use std::time::{Duration, Instant};
 /// long that took. Panics on any I/O error: this is a measurement, not a
 /// server.
 pub fn loopback_to_file(bytes: usize, dir: &Path) -> Duration {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    let addr = listener.local_addr().expect("a bound address");
-    let path = dir.join("baseline");
-    let receiver = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().expect("accept");
-        let mut file = File::create(&path).expect("create the baseline file");
-        let mut buf = vec![0; 64 * 1024];
-        let mut received = 0;
-        while received < bytes {
-            let n = stream.read(&mut buf).expect("read");
-            assert!(n > 0, "the sender hung up early");
-            file.write_all(&buf[..n]).expect("write");
-            received += n;
-        }
-        stream.write_all(&[1]).expect("confirm");
-        drop(file);
-        let _ = std::fs::remove_file(&path);
-    });
-    let chunk = vec![0xab; 64 * 1024];
+    loopback_to_files(bytes, dir, 1)
+}
+
+/// [`loopback_to_file`] over `streams` connections at once, each carrying
+/// `bytes` to a file of its own: what the machine allows when every byte
+/// must cross loopback and reach a file `streams` times, as a write
+/// replicated three times on one machine must (the producer to the leader,
+/// the leader to each follower, each into a log). Returns how long the last
+/// stream took.
+pub fn loopback_to_files(bytes: usize, dir: &Path, streams: usize) -> Duration {
+    let listeners: Vec<_> = (0..streams)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind loopback"))
+        .collect();
     let start = Instant::now();
+    let streams: Vec<_> = listeners
+        .into_iter()
+        .enumerate()
+        .map(|(i, listener)| {
+            let addr = listener.local_addr().expect("a bound address");
+            let path = dir.join(format!("baseline-{i}"));
+            let receiver = std::thread::spawn(move || receive_to_file(listener, &path, bytes));
+            let sender = std::thread::spawn(move || send(addr, bytes));
+            (sender, receiver)
+        })
+        .collect();
+    for (sender, receiver) in streams {
+        sender.join().expect("a sender thread");
+        receiver.join().expect("a receiver thread");
+    }
+    start.elapsed()
+}
+
+/// Sends `bytes` to `addr` in 64 KiB writes, and waits for the receiver to
+/// confirm it has written them all.
+fn send(addr: std::net::SocketAddr, bytes: usize) {
+    let chunk = vec![0xab; 64 * 1024];
     let mut stream = TcpStream::connect(addr).expect("connect");
     let mut sent = 0;
     while sent < bytes {
@@ -44,7 +60,23 @@ pub fn loopback_to_file(bytes: usize, dir: &Path) -> Duration {
     }
     let mut done = [0; 1];
     stream.read_exact(&mut done).expect("the confirmation");
-    let elapsed = start.elapsed();
-    receiver.join().expect("the receiver thread");
-    elapsed
+}
+
+/// Accepts one connection, appends `bytes` from it to a new file at
+/// `path`, confirms with one byte, and deletes the file.
+fn receive_to_file(listener: TcpListener, path: &Path, bytes: usize) {
+    let (mut stream, _) = listener.accept().expect("accept");
+    let mut file = File::create(path).expect("create the baseline file");
+    let mut buf = vec![0; 64 * 1024];
+    let mut received = 0;
+    while received < bytes {
+        let n = stream.read(&mut buf).expect("read");
+        assert!(n > 0, "the sender hung up early");
+        file.write_all(&buf[..n]).expect("write");
+        received += n;
+    }
+    stream.write_all(&[1]).expect("confirm");
+    drop(file);
+    // A leftover file is only disk space in a scratch directory.
+    let _ = std::fs::remove_file(path);
 }

@@ -363,8 +363,10 @@ const fn run_ratio(
 /// The replication harness's ratios. Replicated (`acks=all`, three
 /// replicas) against unreplicated, in records/s and in the leader's CPU
 /// per record (on three machines the leader alone would bound the rate,
-/// its followers having cores of their own); a follower's catch-up against
-/// the loopback baseline; syncing before acknowledging against not.
+/// its followers having cores of their own); the 1 KiB runs against what
+/// loopback allows them on one machine (RF1 moves each byte once, RF3
+/// three times at once); a follower's catch-up against the loopback
+/// baseline; syncing before acknowledging against not.
 const REPLICATION_RATIOS: &[RunRatio] = &[
     run_ratio(
         "records/s, RF3 ÷ RF1, 100 B",
@@ -377,6 +379,18 @@ const REPLICATION_RATIOS: &[RunRatio] = &[
         "rf1_1KiB",
         "rf3_1KiB",
         Compared::Records,
+    ),
+    run_ratio(
+        "MB/s, RF1 ÷ loopback, 1 KiB",
+        "loopback_1KiB",
+        "rf1_1KiB",
+        Compared::Megabytes,
+    ),
+    run_ratio(
+        "MB/s, RF3 ÷ loopback three at once, 1 KiB",
+        "loopback_1KiB_x3",
+        "rf3_1KiB",
+        Compared::Megabytes,
     ),
     run_ratio(
         "leader CPU/record, RF1 ÷ RF3, 100 B",
@@ -1983,12 +1997,24 @@ mod tests {
     #[test]
     fn the_replication_table_has_its_ratios_the_half_peak_p99_and_cpu_per_record() {
         let results = Results::load(&fixture()).unwrap();
-        assert_eq!(results.replication.len(), 9);
+        assert_eq!(results.replication.len(), 11);
         let p = provenance_for(REPLICATION, &results);
         let (md, svg) = replication_report(REPLICATION, &results.replication, &p);
         // 726,182 records/s against 1,909,979.
         assert!(
             md.contains("| records/s, RF3 ÷ RF1, 100 B | 1.91 M/s | 726 K/s | **0.38** |"),
+            "{md}"
+        );
+        // 297.01 and 83.66 MB/s against loopback once (310) and three
+        // streams at once (120 each).
+        assert!(
+            md.contains("| MB/s, RF1 ÷ loopback, 1 KiB | 310 MB/s | 297 MB/s | **0.96** |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| MB/s, RF3 ÷ loopback three at once, 1 KiB | 120 MB/s | 83.7 MB/s | **0.70** |"
+            ),
             "{md}"
         );
         // 332.87 MB/s against the baseline's 1585.03.
@@ -2022,9 +2048,10 @@ mod tests {
         let svg = svg.unwrap();
         assert!(svg.contains("p99 at half the RF3 peak 2.41 ms"));
         assert!(svg.contains(">reference</text>") && !svg.contains("baseline</text>"));
+        // The background and seven bars: the two CPU ratios are left out.
         assert_eq!(
             svg.matches("<rect").count(),
-            1 + 5,
+            1 + 7,
             "the CPU ratios left out"
         );
         assert_well_formed(&svg);

@@ -24,7 +24,7 @@ use crate::protocol::{
     ProducePartitionResponse, ProduceResponse, RequestHeader, StoredBytes, TopicMetadata,
     TopicResults,
 };
-use crate::server::{Server, ServerConfig, Service, every, long_poll};
+use crate::server::{Handled, Server, ServerConfig, Service, every, long_poll};
 
 /// This broker's id in metadata responses (one broker until chapter 8).
 pub const BROKER_ID: u32 = 0;
@@ -87,8 +87,8 @@ pub async fn bind(
 impl Service for Broker {
     type Error = StoreError;
 
-    async fn handle(&self, header: RequestHeader, body: BytesMut) -> Option<BytesMut> {
-        Broker::handle(self, header, body).await
+    async fn handle(&self, header: RequestHeader, body: BytesMut) -> Handled {
+        Broker::handle(self, header, body).await.into()
     }
 
     /// Retention, every `retention_check_interval`, until a shutdown begins.

@@ -17,10 +17,11 @@
 //!   including fetch long polling; retention on its own timer; and
 //!   [`broker::bind`], which puts a broker behind a server.
 //! - [`server`]: [`Server`], the tokio shell around any [`Service`]: accept
-//!   loop, a task per connection, pipelined requests served one at a time
-//!   in order,
-//!   bounded memory, idle timeouts, the service's background work on a task
-//!   of its own, graceful shutdown.
+//!   loop, tasks per connection (a reader, a responder, a writer),
+//!   pipelined requests served one at a time in order and answered in that
+//!   order ([`Handled`]: a response now, none, or later), bounded memory,
+//!   idle timeouts, the service's background work on a task of its own,
+//!   graceful shutdown.
 //! - [`client`]: [`Client`], one connection shared by many tasks, matching
 //!   responses to calls by correlation id, and made again after a backoff
 //!   when it breaks ([`ClientConfig`]).
@@ -50,7 +51,9 @@
 //! - **Requests are read ahead.** Both serve one request per connection at
 //!   a time, in order; Kafka also stops reading the connection ("mutes"
 //!   it) until the response is sent, where this server reads up to
-//!   `max_in_flight` requests ahead into a bounded queue.
+//!   `max_in_flight` requests ahead into a bounded queue, and serves the
+//!   next request while a response that comes later ([`Handled::Later`],
+//!   chapter 6's `acks=all`) waits, as Redpanda does.
 //! - **One lock for the whole store**: reads share it, appends and topic
 //!   changes take it alone. Kafka locks per partition and runs a pool of
 //!   request handler threads (`num.io.threads`) behind network threads
@@ -132,4 +135,4 @@ pub use client::{Client, ClientConfig};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, SeekTo};
 pub use error::{ClientError, ErrorCode};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, RecordMetadata};
-pub use server::{Server, ServerConfig, Service};
+pub use server::{Handled, Server, ServerConfig, Service};

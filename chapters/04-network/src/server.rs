@@ -10,6 +10,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,12 +38,10 @@ pub trait Service: Send + Sync + 'static {
     /// What a failed close reports.
     type Error: std::error::Error + Send + Sync + 'static;
 
-    /// Serves one request; `None` when it wants no response.
-    fn handle(
-        &self,
-        header: RequestHeader,
-        body: BytesMut,
-    ) -> impl Future<Output = Option<BytesMut>> + Send;
+    /// Serves one request: whatever it changes has changed when the
+    /// returned future completes, and the [`Handled`] says what goes back.
+    fn handle(&self, header: RequestHeader, body: BytesMut)
+    -> impl Future<Output = Handled> + Send;
 
     /// The service's own periodic work (retention, a clock). The server
     /// runs it on a task of its own from the start, never in the accept
@@ -59,6 +58,26 @@ pub trait Service: Send + Sync + 'static {
     /// Called once every connection and the background work have ended:
     /// close cleanly (the broker closes its store).
     fn shutdown(self: Arc<Self>) -> Result<(), Self::Error>;
+}
+
+/// What a service gives back for a request.
+pub enum Handled {
+    /// The response frame.
+    Now(BytesMut),
+    /// No response: the client asked for none (a produce with `acks` 0).
+    Nothing,
+    /// The request is served, but its response waits for something outside
+    /// this connection (chapter 6: followers copying an `acks=all` batch).
+    /// The connection serves its next request meanwhile, and writes this
+    /// response, when it comes, before the next one's (`None`: no response
+    /// after all).
+    Later(Pin<Box<dyn Future<Output = Option<BytesMut>> + Send>>),
+}
+
+impl From<Option<BytesMut>> for Handled {
+    fn from(response: Option<BytesMut>) -> Handled {
+        response.map_or(Handled::Nothing, Handled::Now)
+    }
 }
 // ANCHOR_END: service
 
@@ -207,7 +226,17 @@ struct Queued {
     body: BytesMut,
     /// Released once the response is written: the bytes it accounts for
     /// are then no longer held.
-    _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    permits: Permits,
+}
+
+/// A request's share of its connection's byte budget and the server's.
+type Permits = (OwnedSemaphorePermit, OwnedSemaphorePermit);
+
+/// A served request: what the service gave back, waiting to be written.
+struct Served {
+    handled: Handled,
+    /// The request's permits, held until its response is written.
+    _permits: Permits,
 }
 
 struct Connection<S> {
@@ -221,30 +250,30 @@ struct Connection<S> {
 impl<S: Service> Connection<S> {
     // ANCHOR: connection
     /// Reads requests ahead while a responder task serves them one at a
-    /// time, in the order they came, writing each response before it starts
-    /// the next. Clients may pipeline (send more before the first answer),
-    /// and reading ahead hides the network's latency, but two requests of
-    /// one connection are never served at once: as in Kafka, what a client
-    /// sent in order (two batches of one partition, say) happens in order.
-    /// Different connections are served in parallel.
+    /// time, in the order they came, and a writer task writes their
+    /// responses in that same order. Clients may pipeline (send more before
+    /// the first answer), and reading ahead hides the network's latency,
+    /// but two requests of one connection are never served at once: as in
+    /// Kafka, what a client sent in order (two batches of one partition,
+    /// say) happens in order. Different connections are served in
+    /// parallel.
     async fn serve(mut self, stream: TcpStream) {
         // Only latency is at stake: the connection works without it.
         let _ = stream.set_nodelay(true);
         let (mut reader, writer) = stream.into_split();
         let (queue, requests) = mpsc::channel::<Queued>(self.config.max_in_flight);
-        let responder = tokio::spawn(Self::respond(
-            self.service.clone(),
-            requests,
-            writer,
-            self.peer,
-        ));
+        let (replies, served) = mpsc::channel::<Served>(self.config.max_in_flight);
+        let responder = tokio::spawn(Self::respond(self.service.clone(), requests, replies));
+        let writer = tokio::spawn(write_responses(served, writer, self.peer));
         self.read_requests(&mut reader, &queue).await;
         // Requests already read are still answered: the responder drains
-        // the queue, then the socket closes. (Its result is only whether
-        // it ended by a panic in `handle`; the connection is over either
-        // way, and the panic has already been reported.)
+        // the queue, the writer writes what it served, then the socket
+        // closes. (Their results are only whether they ended by a panic in
+        // the service; the connection is over either way, and the panic
+        // has already been reported.)
         drop(queue);
         let _ = responder.await;
+        let _ = writer.await;
         debug!(peer = %self.peer, "connection closed");
     }
 
@@ -252,30 +281,29 @@ impl<S: Service> Connection<S> {
 
     // ANCHOR: respond
     /// The responder: serves a connection's requests one at a time, in the
-    /// order they were read, and writes each response before it takes the
-    /// next, until the reader is done and the queue is empty, or a write
-    /// fails.
+    /// order they were read, and hands what each gives back to the writer,
+    /// until the reader is done and the queue is empty, or the writer has
+    /// stopped.
     async fn respond(
         service: Arc<S>,
         mut requests: mpsc::Receiver<Queued>,
-        mut writer: OwnedWriteHalf,
-        peer: SocketAddr,
+        replies: mpsc::Sender<Served>,
     ) {
-        // exercise-hole: respond | Take each request off the queue (`requests.recv()`, `None` once the reader is done), await `service.handle(header, body)`, and write the response, if there is one, with `writer.write_all`; stop at the first write that fails. The request's permits go when it does, once its response is written.
+        // exercise-hole: respond | Take each request off the queue (`requests.recv()`, `None` once the reader is done), await `service.handle(header, body)`, and hand what it gives to the writer (`replies.send`, with the request's permits); stop when the writer is gone (the send fails).
         // exercise-hint: `while let Some(request) = requests.recv().await { ... }`: awaiting each `handle` before the next `recv` is what keeps one connection's requests in order, and one at a time.
-        // exercise-hint: In the loop: `let response = service.handle(request.header, request.body).await;` then `if let Some(bytes) = response && let Err(e) = writer.write_all(&bytes).await { debug!(...); return; }`. `request._permits` stays alive to the end of the iteration.
+        // exercise-hint: In the loop: `let handled = service.handle(request.header, request.body).await;` then `if replies.send(Served { handled, _permits: request.permits }).await.is_err() { return; }`.
         while let Some(request) = requests.recv().await {
-            let response = service.handle(request.header, request.body).await;
-            if let Some(bytes) = response
-                && let Err(e) = writer.write_all(&bytes).await
-            {
-                debug!(%peer, error = %e, "write failed; closing the connection");
-                return;
+            let handled = service.handle(request.header, request.body).await;
+            let served = Served {
+                handled,
+                _permits: request.permits,
+            };
+            if replies.send(served).await.is_err() {
+                return; // the writer is gone: the peer went away
             }
         }
         // exercise-end
     }
-
     // ANCHOR_END: respond
 
     // ANCHOR: read_requests
@@ -286,7 +314,7 @@ impl<S: Service> Connection<S> {
     async fn read_requests(&mut self, reader: &mut OwnedReadHalf, queue: &mpsc::Sender<Queued>) {
         // exercise-hole: read_requests | Make a read buffer (`BytesMut`) and this connection's byte budget (a `Semaphore` of `max_connection_bytes` permits). Loop: first queue every whole frame already in the buffer (`protocol::take_frame`, then `protocol::parse_request`; a bad frame or header ends the connection), each after taking permits for its bytes from the connection's budget and the server's, `self.total` (`acquire`); then read more (`reader.read_buf`), under `self.config.idle_timeout`, and return on end of stream, a read error, the idle timeout, or `self.stop.changed()`.
         // exercise-hint: Two nested loops: the inner one takes frames off the buffer until `take_frame` says `Ok(None)` (read more); the outer one reads into the buffer with `tokio::select!` between the read (wrapped in `tokio::time::timeout`) and the shutdown signal. Back-pressure is simply not reading: await both permits *before* the next read, and the socket fills up behind you.
-        // exercise-hint: Per frame: `let len = body.len() + protocol::REQUEST_HEADER_LEN;` then `let permits = (acquire(&connection_bytes, len, self.config.max_connection_bytes).await, acquire(&self.total, len, self.config.max_total_bytes).await);` and `queue.send(Queued { header, body, _permits: permits }).await` (an error means the responder is gone). A read of `Ok(Ok(0))` is the peer hanging up.
+        // exercise-hint: Per frame: `let len = body.len() + protocol::REQUEST_HEADER_LEN;` then `let permits = (acquire(&connection_bytes, len, self.config.max_connection_bytes).await, acquire(&self.total, len, self.config.max_total_bytes).await);` and `queue.send(Queued { header, body, permits }).await` (an error means the responder is gone). A read of `Ok(Ok(0))` is the peer hanging up.
         let peer = self.peer;
         let connection_bytes = Arc::new(Semaphore::new(self.config.max_connection_bytes));
         let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -318,7 +346,7 @@ impl<S: Service> Connection<S> {
                 let request = Queued {
                     header,
                     body,
-                    _permits: permits,
+                    permits,
                 };
                 if queue.send(request).await.is_err() {
                     return; // the responder is gone: the peer went away
@@ -350,6 +378,36 @@ impl<S: Service> Connection<S> {
     }
     // ANCHOR_END: read_requests
 }
+
+// ANCHOR: write_responses
+/// The writer: writes each served request's response, in the order the
+/// responder served them, until the responder is done or a write fails. A
+/// response still on its way ([`Handled::Later`]) holds up the responses
+/// behind it, never the requests behind it: those are served meanwhile.
+async fn write_responses(
+    mut served: mpsc::Receiver<Served>,
+    mut writer: OwnedWriteHalf,
+    peer: SocketAddr,
+) {
+    // exercise-hole: write_responses | Take each served request off `served` (`None` once the responder is done); its response is the frame (`Handled::Now`), nothing (`Handled::Nothing`), or what the future gives (`Handled::Later`, awaited here). Write it, if there is one, with `writer.write_all`; stop at the first write that fails. The request's permits go when it does, once its response is written.
+    // exercise-hint: `while let Some(Served { handled, _permits }) = served.recv().await { ... }`: awaiting a `Later` response before taking the next keeps the responses in request order.
+    // exercise-hint: `let response = match handled { Handled::Now(bytes) => Some(bytes), Handled::Nothing => None, Handled::Later(later) => later.await };` then `if let Some(bytes) = response && let Err(e) = writer.write_all(&bytes).await { debug!(...); return; }`.
+    while let Some(Served { handled, _permits }) = served.recv().await {
+        let response = match handled {
+            Handled::Now(bytes) => Some(bytes),
+            Handled::Nothing => None,
+            Handled::Later(later) => later.await,
+        };
+        if let Some(bytes) = response
+            && let Err(e) = writer.write_all(&bytes).await
+        {
+            debug!(%peer, error = %e, "write failed; closing the connection");
+            return;
+        }
+    }
+    // exercise-end
+}
+// ANCHOR_END: write_responses
 
 /// Runs `work` every `period`, the first time one period from now, until
 /// `stopping` turns true: what a service's [`Service::background`] is made

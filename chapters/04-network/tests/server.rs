@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use ch04_network::protocol::{self, ApiKey, MetadataRequest, MetadataResponse, RequestHeader};
-use ch04_network::{Client, Server, ServerConfig, Service};
-use tokio::io::AsyncWriteExt;
+use ch04_network::{Client, Handled, Server, ServerConfig, Service};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
@@ -18,12 +18,16 @@ use tokio::time::Instant;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Every service here answers any request with an empty metadata response.
-fn answer(header: RequestHeader) -> Option<BytesMut> {
+fn answer(header: RequestHeader) -> Handled {
+    Handled::Now(empty_response(header))
+}
+
+fn empty_response(header: RequestHeader) -> BytesMut {
     let empty = MetadataResponse {
         brokers: Vec::new(),
         topics: Vec::new(),
     };
-    Some(protocol::ok_response(header.correlation_id, &empty))
+    protocol::ok_response(header.correlation_id, &empty)
 }
 
 async fn ask(addr: &str) -> MetadataResponse {
@@ -49,7 +53,7 @@ impl Recorder {
 impl Service for Recorder {
     type Error = Infallible;
 
-    async fn handle(&self, header: RequestHeader, _body: BytesMut) -> Option<BytesMut> {
+    async fn handle(&self, header: RequestHeader, _body: BytesMut) -> Handled {
         answer(header)
     }
 
@@ -135,7 +139,7 @@ struct Stuck {
 impl Service for Stuck {
     type Error = Infallible;
 
-    async fn handle(&self, header: RequestHeader, _body: BytesMut) -> Option<BytesMut> {
+    async fn handle(&self, header: RequestHeader, _body: BytesMut) -> Handled {
         answer(header)
     }
 
@@ -204,7 +208,7 @@ struct InOrder {
 impl Service for InOrder {
     type Error = Infallible;
 
-    async fn handle(&self, header: RequestHeader, _body: BytesMut) -> Option<BytesMut> {
+    async fn handle(&self, header: RequestHeader, _body: BytesMut) -> Handled {
         let first = {
             let mut log = self.log.lock().unwrap();
             log.push(format!("start {}", header.correlation_id));
@@ -261,7 +265,7 @@ impl Service for ArcService {
         &self,
         header: RequestHeader,
         body: BytesMut,
-    ) -> impl Future<Output = Option<BytesMut>> + Send {
+    ) -> impl Future<Output = Handled> + Send {
         self.0.handle(header, body)
     }
 
@@ -314,7 +318,7 @@ struct Gate {
 impl Service for Gate {
     type Error = Infallible;
 
-    async fn handle(&self, header: RequestHeader, _body: BytesMut) -> Option<BytesMut> {
+    async fn handle(&self, header: RequestHeader, _body: BytesMut) -> Handled {
         // The test may have stopped listening.
         let _ = self.started.send(header.correlation_id);
         if header.correlation_id == 1 {
@@ -418,4 +422,82 @@ async fn a_connection_over_its_byte_budget_is_not_read_further() {
     let mut b = TcpStream::connect(&addr).await.unwrap();
     b.write_all(&request_of_len(3, 1000)).await.unwrap();
     assert_eq!(next_started(&mut starts).await, 3);
+}
+
+/// Tells the test which request it serves; request 1's response comes
+/// later (`Handled::Later`), once the test lets it go.
+struct Later {
+    served: tokio::sync::mpsc::UnboundedSender<u32>,
+    release: watch::Receiver<bool>,
+}
+
+impl Service for Later {
+    type Error = Infallible;
+
+    async fn handle(&self, header: RequestHeader, _body: BytesMut) -> Handled {
+        // The test may have stopped listening.
+        let _ = self.served.send(header.correlation_id);
+        if header.correlation_id != 1 {
+            return answer(header);
+        }
+        let mut release = self.release.clone();
+        Handled::Later(Box::pin(async move {
+            // An error means the test is over: nothing left to hold for.
+            let _ = release.wait_for(|release| *release).await;
+            Some(empty_response(header))
+        }))
+    }
+
+    async fn background(self: Arc<Self>) {}
+
+    fn begin_shutdown(&self) {}
+
+    fn shutdown(self: Arc<Self>) -> Result<(), Infallible> {
+        Ok(())
+    }
+}
+
+/// Reads one response frame off `stream` and returns its correlation id.
+async fn read_response_id(stream: &mut TcpStream) -> u32 {
+    let mut len = [0; 4];
+    stream.read_exact(&mut len).await.unwrap();
+    let mut frame = vec![0; u32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut frame).await.unwrap();
+    let (id, _) = protocol::parse_response(frame.into()).unwrap();
+    id
+}
+
+#[tokio::test]
+async fn a_reply_that_comes_later_holds_the_responses_behind_it_but_not_the_requests() {
+    let (served, mut serves) = tokio::sync::mpsc::unbounded_channel();
+    let (release, released) = watch::channel(false);
+    let server = Server::bind_with(
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default(),
+        move |_| Later {
+            served,
+            release: released,
+        },
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr().to_string();
+    tokio::spawn(server.run(std::future::pending()));
+    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    let mut three = request_of_len(1, 100);
+    three.extend(request_of_len(2, 100));
+    three.extend(request_of_len(3, 100));
+    stream.write_all(&three).await.unwrap();
+    // Requests 2 and 3 are served while request 1's response waits...
+    assert_eq!(next_started(&mut serves).await, 1);
+    assert_eq!(next_started(&mut serves).await, 2);
+    assert_eq!(next_started(&mut serves).await, 3);
+    // ...but their responses, ready, wait behind it.
+    let early = tokio::time::timeout(Duration::from_millis(200), stream.read_u8()).await;
+    assert!(early.is_err(), "a response overtook request 1's: {early:?}");
+    release.send_replace(true);
+    for id in 1..=3 {
+        let read = tokio::time::timeout(TIMEOUT, read_response_id(&mut stream)).await;
+        assert_eq!(read.expect("a response in time"), id);
+    }
 }

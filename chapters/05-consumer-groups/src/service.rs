@@ -16,7 +16,7 @@ use ch03_partitions::{StoreError, TopicStore};
 use ch04_network::broker::{BROKER_ID, error_code};
 use ch04_network::protocol::{self, API_VERSION, RequestHeader};
 use ch04_network::server::every;
-use ch04_network::{Broker, BrokerConfig, ErrorCode, Server, ServerConfig, Service};
+use ch04_network::{Broker, BrokerConfig, ErrorCode, Handled, Server, ServerConfig, Service};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{oneshot, watch};
@@ -352,23 +352,23 @@ impl GroupBroker {
 impl Service for GroupBroker {
     type Error = StoreError;
 
-    async fn handle(&self, header: RequestHeader, body: BytesMut) -> Option<BytesMut> {
+    async fn handle(&self, header: RequestHeader, body: BytesMut) -> Handled {
         // Not a group API: chapter 4's broker's.
         let Some(api) = GroupApi::from_u16(header.api_key) else {
-            return self.broker.handle(header, body).await;
+            return self.broker.handle(header, body).await.into();
         };
         if header.api_version != API_VERSION {
             let message = format!(
                 "{api:?} version {} (this broker speaks 0)",
                 header.api_version
             );
-            return Some(protocol::error_response(
+            return Handled::Now(protocol::error_response(
                 header.correlation_id,
                 ErrorCode::UnsupportedVersion,
                 message,
             ));
         }
-        Some(self.handle_group(header, api, &body).await)
+        Handled::Now(self.handle_group(header, api, &body).await)
     }
 
     /// The broker's retention, the coordinator's clock and the cleaner,

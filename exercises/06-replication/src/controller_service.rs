@@ -26,7 +26,7 @@ use ch04_network::protocol::{
     self, API_VERSION, ApiKey, MetadataRequest, MetadataResponse, RequestHeader, TopicMetadata,
 };
 use ch04_network::server::every;
-use ch04_network::{ErrorCode, Server, ServerConfig, Service};
+use ch04_network::{ErrorCode, Handled, Server, ServerConfig, Service};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -315,19 +315,19 @@ impl ControllerService {
 impl Service for ControllerService {
     type Error = std::convert::Infallible;
 
-    async fn handle(&self, header: RequestHeader, body: BytesMut) -> Option<BytesMut> {
+    async fn handle(&self, header: RequestHeader, body: BytesMut) -> Handled {
         if header.api_version != API_VERSION {
             let message = format!(
                 "API key {} version {} (this controller speaks 0)",
                 header.api_key, header.api_version
             );
-            return Some(protocol::error_response(
+            return Handled::Now(protocol::error_response(
                 header.correlation_id,
                 ErrorCode::UnsupportedVersion,
                 message,
             ));
         }
-        Some(self.dispatch(header, &body).unwrap_or_else(|message| {
+        Handled::Now(self.dispatch(header, &body).unwrap_or_else(|message| {
             warn!(api_key = header.api_key, correlation_id = header.correlation_id, %message, "undecodable request body");
             protocol::error_response(header.correlation_id, ErrorCode::InvalidRequest, message)
         }))

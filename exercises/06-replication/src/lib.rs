@@ -86,6 +86,12 @@
 //!   machine**; the tokio shell holds it (long polling). Kafka has
 //!   `num.replica.fetchers` threads per source broker and fetch sessions
 //!   (KIP-227).
+//! - **A connection goes on while its `acks=all` produce waits**: the batch
+//!   is appended, and the answer comes later (chapter 4's
+//!   `Handled::Later`) while the connection serves the next request.
+//!   Kafka's broker mutes the connection until the answer is sent, so one
+//!   connection moves one batch per replication round trip; Redpanda
+//!   pipelines as this chapter does.
 //! - **The consumer offsets topic is not replicated** in this chapter.
 
 pub mod client;

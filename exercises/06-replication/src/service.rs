@@ -46,7 +46,7 @@ use ch04_network::protocol::{
     TopicResults,
 };
 use ch04_network::server::{every, long_poll};
-use ch04_network::{ClientConfig, ClientError, ErrorCode, Server, ServerConfig, Service};
+use ch04_network::{ClientConfig, ClientError, ErrorCode, Handled, Server, ServerConfig, Service};
 use ch05_consumer_groups::{BindError, GroupBroker, GroupConfig, OffsetStore};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -358,16 +358,21 @@ impl ReplicatedBroker {
 // Requests.
 impl ReplicatedBroker {
     /// A produce to replicated topics: each partition's batch through the
-    /// manager, which appends it if this broker leads. With `acks=all`, the
-    /// answer waits (without any lock) for the manager to complete it:
-    /// when the high watermark passes the batch, the leader changes, or the
-    /// request times out. A shutdown answers it at once with
-    /// `NOT_LEADER_OR_FOLLOWER`: the producer will find the next leader.
-    async fn produce(
+    /// manager, which appends it if this broker leads, before this returns,
+    /// so the connection's next request comes after it. With `acks=all`,
+    /// the answer is a [`Handled::Later`] that waits (without any lock) for
+    /// the manager to complete it: when the high watermark passes the
+    /// batch, the leader changes, or the request times out. Meanwhile the
+    /// connection serves its next request, so a producer's next batch is
+    /// appended while the followers copy this one, and one fetch carries
+    /// both. A shutdown answers it at once with `NOT_LEADER_OR_FOLLOWER`:
+    /// the producer will find the next leader.
+    fn produce(
         &self,
+        header: RequestHeader,
         request: ProduceInPlace,
         mut body: BytesMut,
-    ) -> Option<ProduceResponse> {
+    ) -> Handled {
         let acks = Acks::from_i8(request.acks);
         let now = self.now();
         let mut answers = Vec::new();
@@ -393,32 +398,32 @@ impl ReplicatedBroker {
         });
         // New records for the followers' held fetches.
         self.appended.notify_waiters();
-        let mut topics: Vec<(String, Vec<ProducePartitionResponse>)> = Vec::new();
-        let mut stopping = self.stopping.subscribe();
-        for (tp, answer) in answers {
-            let result = match answer {
-                Ok(result) => result,
-                Err(reply) => tokio::select! {
-                    // A dropped channel: the manager let go of it.
-                    reply = reply => reply.unwrap_or(Err(ErrorCode::NotLeaderOrFollower)),
-                    _ = stopping.wait_for(|stopping| *stopping) => Err(ErrorCode::NotLeaderOrFollower),
-                },
-            };
-            let (error, base_offset) = match result {
-                Ok(info) => (ErrorCode::None, info.base_offset),
-                Err(code) => (code, 0),
-            };
-            let response = ProducePartitionResponse {
-                partition: tp.partition,
-                error,
-                base_offset,
-            };
-            match topics.last_mut() {
-                Some((topic, partitions)) if *topic == tp.topic => partitions.push(response),
-                _ => topics.push((tp.topic, vec![response])),
-            }
+        if acks == Some(Acks::None) {
+            return Handled::Nothing;
         }
-        (acks != Some(Acks::None)).then_some(ProduceResponse { topics })
+        if answers.iter().all(|(_, answer)| answer.is_ok()) {
+            // Every partition answered already: nothing to wait for.
+            let results = answers
+                .into_iter()
+                .filter_map(|(tp, answer)| answer.ok().map(|result| (tp, result)));
+            return Handled::Now(ok(header, &produce_response(results)));
+        }
+        let mut stopping = self.stopping.subscribe();
+        Handled::Later(Box::pin(async move {
+            let mut results = Vec::with_capacity(answers.len());
+            for (tp, answer) in answers {
+                let result = match answer {
+                    Ok(result) => result,
+                    Err(reply) => tokio::select! {
+                        // A dropped channel: the manager let go of it.
+                        reply = reply => reply.unwrap_or(Err(ErrorCode::NotLeaderOrFollower)),
+                        _ = stopping.wait_for(|stopping| *stopping) => Err(ErrorCode::NotLeaderOrFollower),
+                    },
+                };
+                results.push((tp, result));
+            }
+            Some(ok(header, &produce_response(results)))
+        }))
     }
 
     /// One pass over a consumer's fetch, without waiting: each partition's
@@ -670,6 +675,30 @@ impl ReplicatedBroker {
     }
 }
 
+/// A produce's answer: each partition's result, grouped by topic in the
+/// order the request named them.
+fn produce_response(
+    results: impl IntoIterator<Item = (TopicPartition, Result<AppendInfo, ErrorCode>)>,
+) -> ProduceResponse {
+    let mut topics: Vec<(String, Vec<ProducePartitionResponse>)> = Vec::new();
+    for (tp, result) in results {
+        let (error, base_offset) = match result {
+            Ok(info) => (ErrorCode::None, info.base_offset),
+            Err(code) => (code, 0),
+        };
+        let response = ProducePartitionResponse {
+            partition: tp.partition,
+            error,
+            base_offset,
+        };
+        match topics.last_mut() {
+            Some((topic, partitions)) if *topic == tp.topic => partitions.push(response),
+            _ => topics.push((tp.topic, vec![response])),
+        }
+    }
+    ProduceResponse { topics }
+}
+
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     protocol::decode_body(body)
 }
@@ -681,35 +710,34 @@ fn ok<T: Serialize>(header: RequestHeader, body: &T) -> BytesMut {
 impl Service for ReplicatedBroker {
     type Error = ShutdownError;
 
-    async fn handle(&self, header: RequestHeader, body: BytesMut) -> Option<BytesMut> {
+    async fn handle(&self, header: RequestHeader, body: BytesMut) -> Handled {
         if let Some(api) = ReplicationApi::from_u16(header.api_key) {
             if header.api_version != API_VERSION {
                 let message = format!(
                     "{api:?} version {} (this broker speaks 0)",
                     header.api_version
                 );
-                return Some(protocol::error_response(
+                return Handled::Now(protocol::error_response(
                     header.correlation_id,
                     ErrorCode::UnsupportedVersion,
                     message,
                 ));
             }
-            return Some(self.handle_replication(header, api, &body).await);
+            return Handled::Now(self.handle_replication(header, api, &body).await);
         }
         // Another version is the group broker's to refuse.
         let api = ApiKey::from_u16(header.api_key).filter(|_| header.api_version == API_VERSION);
         match api {
             Some(ApiKey::Metadata) => {
                 if let Ok(request) = decode(&body) {
-                    return Some(ok(header, &self.metadata(request)));
+                    return Handled::Now(ok(header, &self.metadata(request)));
                 }
             }
             Some(ApiKey::Produce) => {
                 if let Ok(request) = ProduceInPlace::decode(&body)
                     && request.topics.iter().any(|(t, _)| self.is_replicated(t))
                 {
-                    let response = self.produce(request, body).await;
-                    return response.map(|r| ok(header, &r));
+                    return self.produce(header, request, body);
                 }
             }
             Some(ApiKey::Fetch) => {
@@ -719,7 +747,7 @@ impl Service for ReplicatedBroker {
                         .iter()
                         .any(|p| self.is_replicated(&p.topic))
                 {
-                    return Some(ok(header, &self.fetch(request).await));
+                    return Handled::Now(ok(header, &self.fetch(request).await));
                 }
             }
             Some(ApiKey::CreateTopics) => {
@@ -728,7 +756,7 @@ impl Service for ReplicatedBroker {
                     if let Some(refused) =
                         self.refuse_replicated(names, ErrorCode::TopicAlreadyExists)
                     {
-                        return Some(ok(header, &refused));
+                        return Handled::Now(ok(header, &refused));
                     }
                 }
             }
@@ -737,7 +765,7 @@ impl Service for ReplicatedBroker {
                     && let Some(refused) =
                         self.refuse_replicated(request.topics, ErrorCode::InvalidRequest)
                 {
-                    return Some(ok(header, &refused));
+                    return Handled::Now(ok(header, &refused));
                 }
             }
             Some(ApiKey::ListOffsets) => {
@@ -747,7 +775,7 @@ impl Service for ReplicatedBroker {
                         .iter()
                         .any(|(t, _, _)| self.is_replicated(t))
                 {
-                    return Some(ok(header, &self.list_offsets(request)));
+                    return Handled::Now(ok(header, &self.list_offsets(request)));
                 }
             }
             _ => {}

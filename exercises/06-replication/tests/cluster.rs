@@ -45,10 +45,9 @@ async fn create_topic(cluster: &Cluster, client: &ClusterClient) -> BrokerId {
     leader
 }
 
-/// One record to `addr` with `acks`, answered by that broker.
-async fn produce_to(addr: &str, value: &str, acks: i8) -> ProducePartitionResponse {
-    let client = Client::connect(addr, Duration::from_secs(5)).await.unwrap();
-    let request = ProduceRequest {
+/// A produce of one record with `acks`.
+fn produce_request(value: &str, acks: i8) -> ProduceRequest {
+    ProduceRequest {
         acks,
         topics: vec![ProduceTopic {
             name: tp().topic,
@@ -57,7 +56,13 @@ async fn produce_to(addr: &str, value: &str, acks: i8) -> ProducePartitionRespon
                 batch: batch::encode(&[Record::new(value)]).unwrap(),
             }],
         }],
-    };
+    }
+}
+
+/// One record to `addr` with `acks`, answered by that broker.
+async fn produce_to(addr: &str, value: &str, acks: i8) -> ProducePartitionResponse {
+    let client = Client::connect(addr, Duration::from_secs(5)).await.unwrap();
+    let request = produce_request(value, acks);
     let response: ProduceResponse = client.call(ApiKey::Produce, &request).await.unwrap();
     response.topics[0].1[0].clone()
 }
@@ -173,6 +178,56 @@ async fn consumers_see_only_committed_records_and_acks_all_waits_for_the_followe
         cluster.controller.partition(&tp()).unwrap().isr.len() == 3
     })
     .await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_goes_on_while_its_acks_all_produce_waits() {
+    let mut cluster = Cluster::start_with_session_timeout(3, 60_000, |config| {
+        config.manager.replica.replica_lag_time_max_ms = 60_000;
+        config.manager.request_timeout_ms = 30_000;
+    })
+    .await;
+    let client = cluster.client();
+    let leader = create_topic(&cluster, &client).await;
+    let followers: Vec<BrokerId> = (1..=3).filter(|id| *id != leader).collect();
+    for id in &followers {
+        cluster.stop(*id).await;
+    }
+    // Two acks=all produces, one after the other on one connection.
+    let connection = Client::connect(&cluster.brokers[&leader].addr, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let mut answers = Vec::new();
+    for value in ["first", "second"] {
+        let request = produce_request(value, -1);
+        let written = connection
+            .write_request(ApiKey::Produce, &request, &[])
+            .await;
+        answers.push(written.unwrap());
+    }
+    // Both wait in the purgatory: the second was appended while the first
+    // waited for the followers. (Kafka's broker would not read it before
+    // the first was answered.)
+    let replicas = cluster.brokers[&leader].replicas.clone();
+    wait_until("both produces to wait in the purgatory", WAIT, async || {
+        replicas.waiting() == 2
+    })
+    .await;
+    for id in &followers {
+        cluster.restart(*id).await;
+    }
+    // Answered in the order they were sent, each with its own offset.
+    for (answer, offset) in answers.into_iter().zip(0..) {
+        let response: ProduceResponse = answer.response().await.unwrap();
+        let partition = &response.topics[0].1[0];
+        assert_eq!(
+            (partition.error, partition.base_offset),
+            (ErrorCode::None, offset)
+        );
+    }
+    let (values, _) = read(&client).await;
+    assert_eq!(values, ["first", "second"]);
     cluster.shutdown().await;
 }
 
