@@ -59,6 +59,17 @@ fn produce_request(value: &str, acks: i8) -> ProduceRequest {
     }
 }
 
+/// Three brokers whose sessions and lag are long enough that nobody leaves
+/// the ISR during a test: followers stopped are gone, but still counted in
+/// sync, so an `acks=all` produce waits for them.
+async fn patient_cluster() -> Cluster {
+    Cluster::start_with_session_timeout(3, 60_000, |config| {
+        config.manager.replica.replica_lag_time_max_ms = 60_000;
+        config.manager.request_timeout_ms = 30_000;
+    })
+    .await
+}
+
 /// One record to `addr` with `acks`, answered by that broker.
 async fn produce_to(addr: &str, value: &str, acks: i8) -> ProducePartitionResponse {
     let client = Client::connect(addr, Duration::from_secs(5)).await.unwrap();
@@ -107,13 +118,7 @@ async fn records_are_replicated_and_every_replica_agrees_on_the_high_watermark()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumers_see_only_committed_records_and_acks_all_waits_for_the_followers() {
-    // Sessions and lag long enough that nobody leaves the ISR during the
-    // test: the followers are gone, but still counted in sync.
-    let mut cluster = Cluster::start_with_session_timeout(3, 60_000, |config| {
-        config.manager.replica.replica_lag_time_max_ms = 60_000;
-        config.manager.request_timeout_ms = 30_000;
-    })
-    .await;
+    let mut cluster = patient_cluster().await;
     let client = cluster.client();
     let leader = create_topic(&cluster, &client).await;
     assert_eq!(
@@ -183,11 +188,7 @@ async fn consumers_see_only_committed_records_and_acks_all_waits_for_the_followe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_goes_on_while_its_acks_all_produce_waits() {
-    let mut cluster = Cluster::start_with_session_timeout(3, 60_000, |config| {
-        config.manager.replica.replica_lag_time_max_ms = 60_000;
-        config.manager.request_timeout_ms = 30_000;
-    })
-    .await;
+    let mut cluster = patient_cluster().await;
     let client = cluster.client();
     let leader = create_topic(&cluster, &client).await;
     let followers: Vec<BrokerId> = (1..=3).filter(|id| *id != leader).collect();
