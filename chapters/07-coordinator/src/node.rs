@@ -189,8 +189,8 @@ pub enum Send {
 }
 
 /// What the shell must do: make `writes`, sync them, then send
-/// `after_sync`; `now` may go at once (replies and forwards, which depend
-/// on nothing unsynced here).
+/// `after_sync`; `now` may go at once (replies, forwards and a leader's
+/// `AppendEntries`, which depend on nothing unsynced here).
 #[derive(Debug, Default)]
 pub struct Output {
     /// Writes to make, in order.
@@ -572,8 +572,13 @@ impl Server {
         let ready: Ready<Arc<LogEntry>> = self.raft.take_ready();
         self.output.writes.extend(ready.writes());
         for (to, msg) in ready.messages {
+            let early = msg.may_precede_sync();
             let send = Send::Peer(to, PeerMessage::Raft(msg));
-            self.output.after_sync.push(send);
+            if early {
+                self.output.now.push(send);
+            } else {
+                self.output.after_sync.push(send);
+            }
         }
         if let Some(snapshot) = ready.snapshot {
             // The leader's state replaces ours. Our clients' waiting writes
@@ -689,6 +694,57 @@ mod tests {
                 watch,
             },
         }
+    }
+
+    /// Whether `send` is a Raft message to a peer that `matches`.
+    fn raft_send(send: &Send, matches: impl Fn(&Message<Arc<LogEntry>>) -> bool) -> bool {
+        matches!(send, Send::Peer(_, PeerMessage::Raft(msg)) if matches(msg))
+    }
+
+    #[test]
+    fn a_leaders_appends_leave_before_its_sync_and_a_followers_answer_after_its_own() {
+        let mut cluster = Cluster::new();
+        cluster.connect(1, 10);
+        let now = cluster.now;
+        let write = ClientMessage::Write {
+            xid: 1,
+            request: create("/a", false),
+        };
+        let leader = cluster.server(1);
+        leader.on_client(10, write, now);
+        let output = leader.take_output();
+        assert!(!output.writes.is_empty(), "{output:?}");
+        let appends: Vec<(NodeId, Message<Arc<LogEntry>>)> = output
+            .now
+            .into_iter()
+            .filter_map(|send| match send {
+                Send::Peer(to, PeerMessage::Raft(msg @ Message::AppendEntries { .. })) => {
+                    Some((to, msg))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(appends.len(), 2, "one to each follower, before the sync");
+        let append = |msg: &Message<_>| matches!(msg, Message::AppendEntries { .. });
+        assert!(!output.after_sync.iter().any(|send| raft_send(send, append)));
+        // The follower's acknowledgement vouches for its disk: it waits.
+        let (_, to_two) = appends.into_iter().find(|(to, _)| *to == 2).unwrap();
+        let follower = cluster.server(2);
+        follower.on_peer(1, PeerMessage::Raft(to_two), now);
+        let answer = follower.take_output();
+        let acknowledged =
+            |msg: &Message<_>| matches!(msg, Message::AppendResult { success: true, .. });
+        assert!(
+            answer
+                .after_sync
+                .iter()
+                .any(|send| raft_send(send, acknowledged)),
+            "{answer:?}"
+        );
+        assert!(
+            !answer.now.iter().any(|send| raft_send(send, |_| true)),
+            "{answer:?}"
+        );
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //!
 //! 1. write `hard_state` and the log changes to disk, and sync them, all
 //!    with one `fsync` (this is how several writes share one sync);
-//! 2. only then send `messages`: a vote or an "appended" that a crash could
-//!    take back would break the protocol's safety;
+//!    a leader's `AppendEntries` may leave meanwhile
+//!    ([`Message::may_precede_sync`]);
+//! 2. only then send the other `messages`: a vote or an "appended" that a
+//!    crash could take back would break the protocol's safety;
 //! 3. apply `committed` entries to the state machine, in order;
 //! 4. tell the core what is now on disk ([`Raft::persisted`]).
 //!
@@ -122,6 +124,20 @@ pub enum Message<C> {
 }
 
 impl<C> Message<C> {
+    // ANCHOR: may_precede_sync
+    /// Whether the message may leave before the sender's writes so far are
+    /// synced. A leader's `AppendEntries` may: it claims nothing about the
+    /// leader's disk (the leader counts its own copy towards a majority
+    /// only once `persisted`, and the commit index it carries rests on
+    /// that), so the leader can write its entries and send them to its
+    /// followers at the same time, as the Raft dissertation allows
+    /// (section 10.2.1). Every other message vouches for the sender's disk
+    /// (a vote, an acknowledgement of entries) and must wait for the sync.
+    pub fn may_precede_sync(&self) -> bool {
+        matches!(self, Message::AppendEntries { .. })
+    }
+    // ANCHOR_END: may_precede_sync
+
     /// The sender's term.
     pub fn term(&self) -> Term {
         match self {
@@ -183,7 +199,8 @@ pub struct Ready<C> {
     pub truncate_from: Option<Index>,
     /// Entries to append to the stored log.
     pub append: Vec<Entry<C>>,
-    /// Messages to send once the above is synced.
+    /// Messages to send: those that [`Message::may_precede_sync`] at once,
+    /// the others once the above is synced.
     pub messages: Vec<(NodeId, Message<C>)>,
     /// Entries now committed, to apply in order.
     pub committed: Vec<Entry<C>>,

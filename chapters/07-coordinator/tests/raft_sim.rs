@@ -19,14 +19,15 @@
 //! what was not synced, so a server that answered before syncing is caught.
 //! What the checkers caught when the code was broken on purpose:
 //!
-//! - the shell sending Raft's messages before its sync: two different
-//!   commands applied at one index (seed 690);
-//! - no deduplication of requests: the network delivers a request twice,
-//!   the log holds it twice, and a compare-and-set is applied twice: it
-//!   succeeds, then fails on its own change, and its client is told it
-//!   failed (not linearizable, seed 12);
+//! - the shell sending every Raft message before its sync (votes and
+//!   acknowledgements too, not only a leader's `AppendEntries`): two
+//!   different commands applied at one index (seed 690);
+//! - no deduplication of requests: the network delivers a write twice, the
+//!   log holds it twice, and the second copy undoes a compare-and-set made
+//!   between the two, so a later read sees the write's value again (not
+//!   linearizable, seed 15);
 //! - reads answered from a server's own copy instead of through the log, as
-//!   ZooKeeper does by default: not linearizable at seed 19. (That is why
+//!   ZooKeeper does by default: not linearizable at seed 12. (That is why
 //!   ZooKeeper has `sync`.)
 //!
 //! `RAFT_SEEDS` sets how many seeds run (default 200); `RAFT_SEED=N` replays
@@ -265,8 +266,9 @@ impl Node {
 }
 
 impl Server {
-    /// The shell's order: write, hold the messages until the writes before
-    /// them are synced, apply what is committed.
+    /// The shell's order: write, send what may go before the sync (a
+    /// leader's `AppendEntries`), hold the other messages until the writes
+    /// before them are synced, apply what is committed.
     fn drive(&mut self, ctx: &mut Ctx<'_, Msg, Event>, disk: &mut RaftDisk, leader_before: bool) {
         if let Some(index) = self.started_at.take() {
             ctx.record(Event::Loaded { index });
@@ -281,7 +283,13 @@ impl Server {
                 index: snapshot.last_index,
             });
         }
-        self.held.extend(ready.messages);
+        for (to, msg) in ready.messages {
+            if msg.may_precede_sync() {
+                ctx.send(to, Msg::Raft(msg));
+            } else {
+                self.held.push((to, msg));
+            }
+        }
         if disk.unsynced.is_empty() {
             self.release(ctx);
         }
