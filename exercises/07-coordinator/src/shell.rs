@@ -348,7 +348,8 @@ fn core(
         storage.write(&output.writes)?;
         // What may go now goes before the sync: answers to clients rest
         // only on entries committed already, and a write's answer would
-        // otherwise wait for the next group's `fsync` as well as its own.
+        // otherwise wait for the next group's `fsync` as well as its own;
+        // a leader's `AppendEntries` lets its followers write meanwhile.
         deliver(output.now, &clients, &peers);
         if wrote {
             let synced = storage.sync()?;
