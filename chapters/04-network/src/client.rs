@@ -440,7 +440,7 @@ impl Client {
         api: impl Into<u16>,
         request: &Req,
         large: &[&[u8]],
-    ) -> Result<Answer, ClientError> {
+    ) -> Result<Answer<'_>, ClientError> {
         let connection = self.connection().await?;
         let (id, frame) = self.frame(api, request, large)?;
         // Registered before the request is written: its response may be
@@ -448,18 +448,17 @@ impl Client {
         let response = connection
             .register(id)
             .map_err(|lost| lost.error(&self.addr))?;
-        // exercise-hole: call | Write the frame (`connection.write`; a failure is `lost.error(&self.addr)`), then return the `Answer` to wait for: the connection, the id, the `response` receiver, this client's address and `self.config.request_timeout`.
-        // exercise-hint: `connection.write(&frame).await.map_err(|lost| lost.error(&self.addr))?;` then `Ok(Answer { connection, id, response, addr: self.addr.clone(), timeout: self.config.request_timeout })`.
+        // exercise-hole: call | Write the frame (`connection.write`; a failure is `lost.error(&self.addr)`), then return the `Answer` to wait for: this client, the connection, the id and the `response` receiver.
+        // exercise-hint: `connection.write(&frame).await.map_err(|lost| lost.error(&self.addr))?;` then `Ok(Answer { client: self, connection, id, response })`.
         connection
             .write(&frame)
             .await
             .map_err(|lost| lost.error(&self.addr))?;
         Ok(Answer {
+            client: self,
             connection,
             id,
             response,
-            addr: self.addr.clone(),
-            timeout: self.config.request_timeout,
         })
         // exercise-end
     }
@@ -516,28 +515,30 @@ impl Client {
 }
 
 /// The answer to a request [`Client::write_request`] wrote, not yet read.
-pub struct Answer {
+pub struct Answer<'a> {
+    /// The client that wrote it: its address and request timeout.
+    client: &'a Client,
+    /// The connection it was written on, which the answer comes back on.
     connection: Arc<Connection>,
     id: u32,
     response: oneshot::Receiver<Bytes>,
-    addr: String,
-    timeout: Duration,
 }
 
-impl Answer {
+impl Answer<'_> {
     // ANCHOR: answer
     /// Waits for the response, at most `request.timeout.ms`, and decodes it.
     pub async fn response<Resp: DeserializeOwned>(self) -> Result<Resp, ClientError> {
-        // exercise-hole: answer | Wait for `self.response` under `self.timeout`: a body is the answer; a dropped sender means the connection is gone (`self.connection.lost()`, as `.error(&self.addr)`); a timeout is `ClientError::Timeout`, after `self.connection.forget(self.id)`. Decode the body as `Result<Resp, ErrorResponse>` (`protocol::decode_body`): `Err` is the broker's `ClientError::Broker`.
-        // exercise-hint: The reader task (`read_responses`) does the matching: this call only waits on its own one-shot receiver. `tokio::time::timeout(self.timeout, self.response).await` gives three cases: `Ok(Ok(body))`, `Ok(Err(_))` (the reader dropped the sender: the connection broke) and `Err(_)` (timed out). A timeout does not close the connection: other calls on it may be fine.
+        // exercise-hole: answer | Wait for `self.response` under the client's `config.request_timeout`: a body is the answer; a dropped sender means the connection is gone (`self.connection.lost()`, as `.error(&self.client.addr)`); a timeout is `ClientError::Timeout`, after `self.connection.forget(self.id)`. Decode the body as `Result<Resp, ErrorResponse>` (`protocol::decode_body`): `Err` is the broker's `ClientError::Broker`.
+        // exercise-hint: The reader task (`read_responses`) does the matching: this call only waits on its own one-shot receiver. `tokio::time::timeout(timeout, self.response).await` gives three cases: `Ok(Ok(body))`, `Ok(Err(_))` (the reader dropped the sender: the connection broke) and `Err(_)` (timed out). A timeout does not close the connection: other calls on it may be fine.
         // exercise-hint: After the wait: `match protocol::decode_body::<Result<Resp, ErrorResponse>>(&body) { Ok(Ok(r)) => Ok(r), Ok(Err(e)) => Err(ClientError::Broker { code: e.error, message: e.message }), Err(e) => Err(ClientError::Protocol(e)) }`.
-        let body = match tokio::time::timeout(self.timeout, self.response).await {
+        let timeout = self.client.config.request_timeout;
+        let body = match tokio::time::timeout(timeout, self.response).await {
             Ok(Ok(body)) => body,
             // The reader dropped the sender: the connection is gone.
-            Ok(Err(_)) => return Err(self.connection.lost().error(&self.addr)),
+            Ok(Err(_)) => return Err(self.connection.lost().error(&self.client.addr)),
             Err(_) => {
                 self.connection.forget(self.id);
-                return Err(ClientError::Timeout(self.timeout.as_millis() as u64));
+                return Err(ClientError::Timeout(timeout.as_millis() as u64));
             }
         };
         match protocol::decode_body::<Result<Resp, ErrorResponse>>(&body) {

@@ -387,7 +387,7 @@ impl Client {
         api: impl Into<u16>,
         request: &Req,
         large: &[&[u8]],
-    ) -> Result<Answer, ClientError> {
+    ) -> Result<Answer<'_>, ClientError> {
         let connection = self.connection().await?;
         let (id, frame) = self.frame(api, request, large)?;
         // Registered before the request is written: its response may be
@@ -395,7 +395,7 @@ impl Client {
         let response = connection
             .register(id)
             .map_err(|lost| lost.error(&self.addr))?;
-        todo!("exercise `call`: Write the frame (`connection.write`; a failure is `lost.error(&self.addr)`), then return the `Answer` to wait for: the connection, the id, the `response` receiver, this client's address and `self.config.request_timeout`.")
+        todo!("exercise `call`: Write the frame (`connection.write`; a failure is `lost.error(&self.addr)`), then return the `Answer` to wait for: this client, the connection, the id and the `response` receiver.")
     }
 
     /// One topic's metadata (its partitions and their leaders), or the
@@ -449,18 +449,19 @@ impl Client {
 }
 
 /// The answer to a request [`Client::write_request`] wrote, not yet read.
-pub struct Answer {
+pub struct Answer<'a> {
+    /// The client that wrote it: its address and request timeout.
+    client: &'a Client,
+    /// The connection it was written on, which the answer comes back on.
     connection: Arc<Connection>,
     id: u32,
     response: oneshot::Receiver<Bytes>,
-    addr: String,
-    timeout: Duration,
 }
 
-impl Answer {
+impl Answer<'_> {
     /// Waits for the response, at most `request.timeout.ms`, and decodes it.
     pub async fn response<Resp: DeserializeOwned>(self) -> Result<Resp, ClientError> {
-        todo!("exercise `answer`: Wait for `self.response` under `self.timeout`: a body is the answer; a dropped sender means the connection is gone (`self.connection.lost()`, as `.error(&self.addr)`); a timeout is `ClientError::Timeout`, after `self.connection.forget(self.id)`. Decode the body as `Result<Resp, ErrorResponse>` (`protocol::decode_body`): `Err` is the broker's `ClientError::Broker`.")
+        todo!("exercise `answer`: Wait for `self.response` under the client's `config.request_timeout`: a body is the answer; a dropped sender means the connection is gone (`self.connection.lost()`, as `.error(&self.client.addr)`); a timeout is `ClientError::Timeout`, after `self.connection.forget(self.id)`. Decode the body as `Result<Resp, ErrorResponse>` (`protocol::decode_body`): `Err` is the broker's `ClientError::Broker`.")
     }
 }
 

@@ -309,10 +309,12 @@ async fn different_connections_are_served_at_the_same_time() {
 }
 
 /// Tells the test which request it starts serving, and holds request 1
-/// until the test lets it go.
+/// until the test lets it go: inside `handle`, or, with `later`, in a
+/// response that comes later (`Handled::Later`).
 struct Gate {
     started: tokio::sync::mpsc::UnboundedSender<u32>,
     release: watch::Receiver<bool>,
+    later: bool,
 }
 
 impl Service for Gate {
@@ -321,12 +323,20 @@ impl Service for Gate {
     async fn handle(&self, header: RequestHeader, _body: BytesMut) -> Handled {
         // The test may have stopped listening.
         let _ = self.started.send(header.correlation_id);
-        if header.correlation_id == 1 {
-            let mut release = self.release.clone();
+        if header.correlation_id != 1 {
+            return answer(header);
+        }
+        let mut release = self.release.clone();
+        let held = async move {
             // An error means the test is over: nothing left to hold for.
             let _ = release.wait_for(|release| *release).await;
+            empty_response(header)
+        };
+        if self.later {
+            Handled::Later(Box::pin(async move { Some(held.await) }))
+        } else {
+            Handled::Now(held.await)
         }
-        answer(header)
     }
 
     async fn background(self: Arc<Self>) {}
@@ -342,6 +352,7 @@ impl Service for Gate {
 /// it starts serving, and the switch that lets request 1 go.
 async fn serve_gated(
     config: ServerConfig,
+    later: bool,
 ) -> (
     String,
     tokio::sync::mpsc::UnboundedReceiver<u32>,
@@ -352,6 +363,7 @@ async fn serve_gated(
     let server = Server::bind_with("127.0.0.1:0".parse().unwrap(), config, move |_| Gate {
         started,
         release: released,
+        later,
     })
     .await
     .unwrap();
@@ -382,11 +394,11 @@ async fn next_started(starts: &mut tokio::sync::mpsc::UnboundedReceiver<u32>) ->
 
 #[tokio::test]
 async fn a_request_waits_for_room_in_the_servers_byte_budget() {
-    let (addr, mut starts, release) = serve_gated(ServerConfig {
+    let config = ServerConfig {
         max_total_bytes: 1000,
         ..ServerConfig::default()
-    })
-    .await;
+    };
+    let (addr, mut starts, release) = serve_gated(config, false).await;
     let mut a = TcpStream::connect(&addr).await.unwrap();
     a.write_all(&request_of_len(1, 1000)).await.unwrap();
     assert_eq!(next_started(&mut starts).await, 1);
@@ -403,12 +415,12 @@ async fn a_request_waits_for_room_in_the_servers_byte_budget() {
 #[tokio::test]
 async fn a_connection_over_its_byte_budget_is_not_read_further() {
     // Each connection may hold 1000 bytes of requests, the server 2000.
-    let (addr, mut starts, _release) = serve_gated(ServerConfig {
+    let config = ServerConfig {
         max_connection_bytes: 1000,
         max_total_bytes: 2000,
         ..ServerConfig::default()
-    })
-    .await;
+    };
+    let (addr, mut starts, _release) = serve_gated(config, false).await;
     // Connection A pipelines two requests; the first is held.
     let mut a = TcpStream::connect(&addr).await.unwrap();
     let mut two = request_of_len(1, 1000);
@@ -424,39 +436,6 @@ async fn a_connection_over_its_byte_budget_is_not_read_further() {
     assert_eq!(next_started(&mut starts).await, 3);
 }
 
-/// Tells the test which request it serves; request 1's response comes
-/// later (`Handled::Later`), once the test lets it go.
-struct Later {
-    served: tokio::sync::mpsc::UnboundedSender<u32>,
-    release: watch::Receiver<bool>,
-}
-
-impl Service for Later {
-    type Error = Infallible;
-
-    async fn handle(&self, header: RequestHeader, _body: BytesMut) -> Handled {
-        // The test may have stopped listening.
-        let _ = self.served.send(header.correlation_id);
-        if header.correlation_id != 1 {
-            return answer(header);
-        }
-        let mut release = self.release.clone();
-        Handled::Later(Box::pin(async move {
-            // An error means the test is over: nothing left to hold for.
-            let _ = release.wait_for(|release| *release).await;
-            Some(empty_response(header))
-        }))
-    }
-
-    async fn background(self: Arc<Self>) {}
-
-    fn begin_shutdown(&self) {}
-
-    fn shutdown(self: Arc<Self>) -> Result<(), Infallible> {
-        Ok(())
-    }
-}
-
 /// Reads one response frame off `stream` and returns its correlation id.
 async fn read_response_id(stream: &mut TcpStream) -> u32 {
     let mut len = [0; 4];
@@ -469,20 +448,7 @@ async fn read_response_id(stream: &mut TcpStream) -> u32 {
 
 #[tokio::test]
 async fn a_reply_that_comes_later_holds_the_responses_behind_it_but_not_the_requests() {
-    let (served, mut serves) = tokio::sync::mpsc::unbounded_channel();
-    let (release, released) = watch::channel(false);
-    let server = Server::bind_with(
-        "127.0.0.1:0".parse().unwrap(),
-        ServerConfig::default(),
-        move |_| Later {
-            served,
-            release: released,
-        },
-    )
-    .await
-    .unwrap();
-    let addr = server.local_addr().to_string();
-    tokio::spawn(server.run(std::future::pending()));
+    let (addr, mut serves, release) = serve_gated(ServerConfig::default(), true).await;
     let mut stream = TcpStream::connect(&addr).await.unwrap();
     let mut three = request_of_len(1, 100);
     three.extend(request_of_len(2, 100));
