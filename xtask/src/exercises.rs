@@ -189,21 +189,28 @@ fn check_each_hole(root: &Path, catalogue: &[Exercise], timeout: Duration) -> Re
     let mut unnoticed = Vec::new();
     for exercise in catalogue {
         let chapter = &exercise.chapter;
-        let mut cuts: Vec<(String, Cut<'_>)> = Vec::new();
+        let mut cuts: Vec<(String, Cut<'_>, &str)> = Vec::new();
         for hole in &exercise.holes {
-            cuts.push((format!("hole `{}`", hole.id), Cut::Hole(&hole.id)));
+            let file = hole.file.as_str();
+            cuts.push((format!("hole `{}`", hole.id), Cut::Hole(&hole.id), file));
             for rule in &hole.rules {
                 let what = format!("rule `{rule}` of hole `{}`", hole.id);
-                cuts.push((what, Cut::Rule(&hole.id, rule)));
+                cuts.push((what, Cut::Rule(&hole.id, rule), file));
             }
         }
-        for (what, cut) in cuts {
+        for (what, cut, file) in cuts {
             let one = Instant::now();
             let files = chapter_files(chapter, cut)?;
             let manifest = scratch_workspace(root, &scratch, chapter, files)?;
             let package = chapter.exercise_package();
-            let results = runner::run(root, &manifest, &package, Mode::UntilFailure, timeout)
-                .map_err(|e| format!("{} with its {what} cut: {e}", chapter.dir_name))?;
+            let results = runner::run(
+                root,
+                &manifest,
+                &package,
+                Mode::UntilFailure(Some(file)),
+                timeout,
+            )
+            .map_err(|e| format!("{} with its {what} cut: {e}", chapter.dir_name))?;
             let failing: Vec<String> = results
                 .values()
                 .flat_map(|tests| tests.iter())

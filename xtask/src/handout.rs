@@ -150,7 +150,7 @@ mod tests {
             &root,
             &dir.join("Cargo.toml"),
             "ex01-commit-log",
-            Mode::UntilFailure,
+            Mode::UntilFailure(None),
             Duration::from_secs(60),
         )
         .unwrap();

@@ -59,13 +59,16 @@ struct Binary {
 
 /// How much of the package to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
+pub(crate) enum Mode<'a> {
     /// Only list the tests (`Outcome::Passed` for each, `Ignored` where marked).
     List,
     /// Run everything.
     All,
-    /// Stop after the first binary with a failing test.
-    UntilFailure,
+    /// Stop after the first binary with a failing test, trying the unit
+    /// tests first and then the integration tests named like this source
+    /// file (`tests/member.rs` for `src/member.rs`), if any: the likeliest
+    /// to fail quickly when a hole in that file is cut.
+    UntilFailure(Option<&'a str>),
 }
 
 /// Builds the tests of `package` in the workspace of `manifest` and lists
@@ -74,18 +77,38 @@ pub(crate) fn run(
     root: &Path,
     manifest: &Path,
     package: &str,
-    mode: Mode,
+    mode: Mode<'_>,
     timeout: Duration,
 ) -> Result<Results, String> {
     let package_dir = package_dir(manifest, package)?;
-    let binaries = build(root, manifest, package, &package_dir)?;
     let mut results = Results::new();
-    for binary in binaries {
-        let outcomes = run_binary(&binary, &package_dir, mode, timeout)?;
-        let failed = outcomes.values().any(|o| !is_fine(o));
-        results.entry(binary.group).or_default().extend(outcomes);
-        if failed && mode == Mode::UntilFailure {
-            return Ok(results);
+    // Until a failure, the unit tests are built and run alone first: a cut
+    // they catch then needs no integration test built (a compile and a
+    // link each). And a cut in src/member.rs tries tests/member.rs before
+    // a slower test that would only hang on it until the timeout. Chapter
+    // 5's cuts took 157 s this way instead of 309 s.
+    let stages: &[&[&str]] = match mode {
+        Mode::UntilFailure(_) => &[&["--lib"], &[]],
+        Mode::List | Mode::All => &[&[]],
+    };
+    for targets in stages {
+        let mut binaries = build(root, manifest, package, &package_dir, targets)?;
+        if let Mode::UntilFailure(Some(file)) = mode {
+            let namesake = Path::new(file)
+                .file_name()
+                .map(|name| Path::new("tests").join(name).display().to_string());
+            binaries.sort_by_key(|b| Some(&b.group) != namesake.as_ref());
+        }
+        for binary in binaries {
+            if results.contains_key(&binary.group) {
+                continue;
+            }
+            let outcomes = run_binary(&binary, &package_dir, mode, timeout)?;
+            let failed = outcomes.values().any(|o| !is_fine(o));
+            results.entry(binary.group).or_default().extend(outcomes);
+            if failed && matches!(mode, Mode::UntilFailure(_)) {
+                return Ok(results);
+            }
         }
     }
     let docs = doc_tests(root, manifest, package, mode, timeout)?;
@@ -119,27 +142,27 @@ fn package_dir(manifest: &Path, package: &str) -> Result<PathBuf, String> {
     .ok_or_else(|| format!("no folder for package {package} in {}", workspace.display()))
 }
 
-/// `cargo test --no-run`, reading the test binaries from its JSON messages.
+/// `cargo test --no-run` of `targets` (all of them when empty), reading
+/// the test binaries from its JSON messages.
 fn build(
     root: &Path,
     manifest: &Path,
     package: &str,
     package_dir: &Path,
+    targets: &[&str],
 ) -> Result<Vec<Binary>, String> {
-    let output = cargo(
-        root,
-        manifest,
-        &[
-            "test",
-            "--no-run",
-            "--package",
-            package,
-            "--message-format=json-render-diagnostics",
-        ],
-    )
-    .stderr(Stdio::piped())
-    .output()
-    .map_err(|e| format!("cargo: {e}"))?;
+    let mut args = vec![
+        "test",
+        "--no-run",
+        "--package",
+        package,
+        "--message-format=json-render-diagnostics",
+    ];
+    args.extend(targets);
+    let output = cargo(root, manifest, &args)
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("cargo: {e}"))?;
     if !output.status.success() {
         return Err(format!(
             "the tests do not compile:\n{}",
@@ -181,7 +204,7 @@ fn build(
 fn run_binary(
     binary: &Binary,
     dir: &Path,
-    mode: Mode,
+    mode: Mode<'_>,
     timeout: Duration,
 ) -> Result<BTreeMap<String, Outcome>, String> {
     let listed = list(binary, dir, &[])?;
@@ -413,7 +436,7 @@ fn doc_tests(
     root: &Path,
     manifest: &Path,
     package: &str,
-    mode: Mode,
+    mode: Mode<'_>,
     timeout: Duration,
 ) -> Result<BTreeMap<String, Outcome>, String> {
     let mut command = cargo(root, manifest, &["test", "--doc", "--package", package]);
