@@ -57,6 +57,10 @@ pub(crate) struct ProducePerfArgs {
     /// The producer's linger.ms.
     #[arg(long, default_value_t = 5)]
     linger_ms: u64,
+    /// The producer's max.in.flight.requests.per.connection: how many
+    /// produce requests may wait for their answers at once.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    max_in_flight: u16,
     /// How often to print a progress line.
     #[arg(long, default_value_t = 5000)]
     reporting_interval_ms: u64,
@@ -165,6 +169,7 @@ async fn produce(args: ProducePerfArgs) -> Result<()> {
         acks: args.acks,
         batch_size: args.batch_size,
         linger: Duration::from_millis(args.linger_ms),
+        max_in_flight: usize::from(args.max_in_flight),
         request_timeout: REQUEST_TIMEOUT,
         ..ProducerConfig::default()
     };

@@ -478,7 +478,8 @@ fn perf_produce_and_consume_report_rates_and_latency_percentiles() {
     assert_one_line_error(&output, "only 5000 of 6000 records arrived");
 
     // `acks=all`, for chapter 6's replicated broker; chapter 5's broker,
-    // which has no replicas, answers it as `acks=1`.
+    // which has no replicas, answers it as `acks=1`. With one request in
+    // flight at a time, each batch waits for the answer to the one before.
     let output = broker
         .kfs(&[
             "perf",
@@ -489,6 +490,8 @@ fn perf_produce_and_consume_report_rates_and_latency_percentiles() {
             "100",
             "--acks",
             "-1",
+            "--max-in-flight",
+            "1",
         ])
         .output()
         .unwrap();
