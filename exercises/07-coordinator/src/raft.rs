@@ -169,6 +169,18 @@ pub struct RaftConfig {
     pub max_entries_per_message: usize,
 }
 
+impl RaftConfig {
+    /// How long a leader waits for a follower's answer before it takes
+    /// its message as lost and sends it again: half the election timeout
+    /// (and at least a heartbeat), so that a follower whose message was
+    /// lost hears from the leader again before it would start an
+    /// election. (etcd's leader likewise sends a busy follower nothing
+    /// more until its inflight window drains, and only heartbeats it.)
+    pub fn resend_after_ms(&self) -> Millis {
+        (self.election_timeout_ms / 2).max(self.heartbeat_interval_ms)
+    }
+}
+
 impl Default for RaftConfig {
     fn default() -> Self {
         RaftConfig {
@@ -271,6 +283,13 @@ struct Progress {
     /// under load, one message (and one follower `fsync`) per round trip
     /// for every write proposed meanwhile, not one per write.
     waiting: bool,
+    /// The `match_index` the answer to the last message sent will carry:
+    /// its last entry. An answer below it is to an older message (a
+    /// message sent again), and does not end the wait.
+    awaited: Index,
+    /// When the last message was sent: one unanswered for
+    /// [`RaftConfig::resend_after_ms`] is taken as lost and sent again.
+    sent_at: Millis,
 }
 
 /// One server of a Raft group.
@@ -647,6 +666,8 @@ impl<C: Clone> Raft<C> {
                     next,
                     matched: 0,
                     waiting: false,
+                    awaited: 0,
+                    sent_at: self.now,
                 };
                 (p, progress)
             })
@@ -668,10 +689,22 @@ impl<C: Clone> Raft<C> {
         self.last_index()
     }
 
+    /// The heartbeat: an `AppendEntries` to every follower, except one
+    /// still busy with the last message sent to it, which already resets
+    /// its election timer. Sending that one the same entries again every
+    /// heartbeat, when it is slow to answer, would make it slower: it
+    /// must decode every copy, and each answer would send another.
     fn broadcast_append(&mut self) {
         self.heartbeat_due = self.now + self.config.heartbeat_interval_ms;
+        let resend_after = self.config.resend_after_ms();
         for peer in self.peers.clone() {
-            self.send_append(peer);
+            let busy = self
+                .progress
+                .get(&peer)
+                .is_some_and(|p| p.waiting && self.now.saturating_sub(p.sent_at) < resend_after);
+            if !busy {
+                self.send_append(peer);
+            }
         }
         self.advance_commit();
     }
@@ -681,7 +714,7 @@ impl<C: Clone> Raft<C> {
             return;
         };
         progress.waiting = true;
-        let progress = *progress;
+        progress.sent_at = self.now;
         let prev_index = progress.next - 1;
         let Some(prev_term) = self.term_at(prev_index) else {
             // The follower needs entries this leader compacted away.
@@ -689,6 +722,7 @@ impl<C: Clone> Raft<C> {
                 .snapshot
                 .clone()
                 .expect("only a snapshot removes entries");
+            self.await_answer(peer, snapshot.last_index);
             let term = self.hard.term;
             self.send(peer, Message::InstallSnapshot { term, snapshot });
             return;
@@ -696,6 +730,7 @@ impl<C: Clone> Raft<C> {
         let from = (prev_index - self.base) as usize;
         let to = (from + self.config.max_entries_per_message).min(self.log.len());
         let entries = self.log[from..to].to_vec();
+        self.await_answer(peer, prev_index + entries.len() as Index);
         let msg = Message::AppendEntries {
             term: self.hard.term,
             prev_index,
@@ -704,6 +739,14 @@ impl<C: Clone> Raft<C> {
             commit: self.commit,
         };
         self.send(peer, msg);
+    }
+
+    /// Records the `match_index` the answer to the message being sent to
+    /// `peer` will carry.
+    fn await_answer(&mut self, peer: NodeId, last: Index) {
+        if let Some(progress) = self.progress.get_mut(&peer) {
+            progress.awaited = last;
+        }
     }
 
     fn on_append_entries(
@@ -803,15 +846,23 @@ impl<C: Clone> Raft<C> {
         let Some(progress) = self.progress.get_mut(&from) else {
             return;
         };
-        progress.waiting = false;
         if success {
             progress.matched = progress.matched.max(match_index.min(last));
             progress.next = progress.next.max(progress.matched + 1);
+            // An answer to a message sent before the last one (sent again
+            // after a silence) is not the end of the wait: the last one's
+            // answer is still to come, and sending more now would put a
+            // second copy of its entries on the way.
+            let current = match_index >= progress.awaited;
+            if current {
+                progress.waiting = false;
+            }
             self.advance_commit();
-            if self.progress[&from].next <= last {
+            if current && self.progress[&from].next <= last {
                 self.send_append(from);
             }
         } else {
+            progress.waiting = false;
             // Back up to where the follower says it might match, at least
             // one entry, and try again.
             // A late refusal never takes it back below what it matches.
@@ -1146,6 +1197,56 @@ mod tests {
         );
         leader.take_ready();
         leader
+    }
+
+    /// The entries of each `AppendEntries` in `ready` to `peer`.
+    fn appends_to(ready: &Ready<u32>, peer: NodeId) -> Vec<Vec<Index>> {
+        ready
+            .messages
+            .iter()
+            .filter_map(|(to, msg)| match msg {
+                Message::AppendEntries { entries, .. } if *to == peer => {
+                    Some(entries.iter().map(|e| e.index).collect())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_follower_slow_to_answer_is_sent_its_entries_again_only_once_its_answer_is_overdue() {
+        // Follower 3 has not answered the leader's first message (its
+        // empty entry, index 1) and entries 2 to 4 wait for that answer.
+        let mut leader = leader_with(3);
+        let resend_after = config().resend_after_ms();
+        assert!(resend_after > config().heartbeat_interval_ms);
+        let answer = |match_index| Message::AppendResult {
+            term: 1,
+            success: true,
+            match_index,
+        };
+        // Heartbeats before the answer is overdue: follower 2, which
+        // answers each, gets every one; follower 3 nothing. Sending 3 the
+        // same entries every heartbeat would make a slow follower slower.
+        for now in (1_010..1_000 + resend_after).step_by(10) {
+            leader.tick(now);
+            let ready = leader.take_ready();
+            assert_eq!(appends_to(&ready, 2), vec![Vec::<Index>::new()], "at {now}");
+            assert!(appends_to(&ready, 3).is_empty(), "at {now}");
+            leader.step(2, answer(4));
+        }
+        // Overdue: the message is taken as lost, and everything is sent.
+        leader.tick(1_000 + resend_after);
+        assert_eq!(appends_to(&leader.take_ready(), 3), vec![vec![1, 2, 3, 4]]);
+        // The answer to the first message comes after all: the one sent
+        // again is still on its way, so nothing more is sent.
+        leader.step(3, answer(1));
+        assert!(appends_to(&leader.take_ready(), 3).is_empty());
+        // Its answer ends the wait: the next entry goes at once.
+        leader.step(3, answer(4));
+        leader.take_ready();
+        leader.propose(9).unwrap();
+        assert_eq!(appends_to(&leader.take_ready(), 3), vec![vec![5]]);
     }
 
     /// What `leader_with(9)` sends follower 3 after it compacted at 4 and
