@@ -21,13 +21,12 @@
 //!
 //! - the shell sending every Raft message before its sync (votes and
 //!   acknowledgements too, not only a leader's `AppendEntries`): two
-//!   different commands applied at one index (seed 690);
+//!   different entries applied at one index (seed 803);
 //! - no deduplication of requests: the network delivers a write twice, the
-//!   log holds it twice, and the second copy undoes a compare-and-set made
-//!   between the two, so a later read sees the write's value again (not
-//!   linearizable, seed 15);
+//!   log holds it twice, and the second copy, applied after operations that
+//!   came between the two, undoes them (not linearizable, seed 1);
 //! - reads answered from a server's own copy instead of through the log, as
-//!   ZooKeeper does by default: not linearizable at seed 12. (That is why
+//!   ZooKeeper does by default: not linearizable at seed 1. (That is why
 //!   ZooKeeper has `sync`.)
 //!
 //! `RAFT_SEEDS` sets how many seeds run (default 200); `RAFT_SEED=N` replays
