@@ -2,8 +2,9 @@
 # End to end for chapter 7's coordinator, on loopback: three `kfs
 # coordinator` processes (a release build, their data on the build's disk,
 # an fsync before every acknowledgement, as shipped), loaded by `kfs perf
-# coordinator` from many sessions (a session has one request in flight, so
-# many requests in flight means many sessions). It measures, in one run:
+# coordinator` from a few sessions, each with many requests in flight (the
+# client library pipelines them, as ZooKeeper's does). It measures, in one
+# run:
 #
 # - peak linearizable writes (`setData` of 100 B on each session's own
 #   node), requests/s and latency percentiles;
@@ -23,8 +24,8 @@
 #
 #   benches/e2e-coordinator.sh [--with-etcd] [SECONDS]
 #       SECONDS of load per run (default 20).
-#   KFS_BENCH_SESSIONS: sessions of the write runs (default 256);
-#   KFS_BENCH_READ_SESSIONS: of the read run (default 64).
+#   KFS_BENCH_SESSIONS: how many sessions (default 8), each with
+#   KFS_BENCH_IN_FLIGHT requests in flight (default 256).
 #
 # Prints each run's report, and writes a summary to
 # target/e2e/coordinator.tsv (tab-separated, a header row, `-` for an
@@ -42,10 +43,10 @@ if [ "${1:-}" = --with-etcd ]; then
     shift
 fi
 seconds=${1:-20}
-write_sessions=${KFS_BENCH_SESSIONS:-256}
-read_sessions=${KFS_BENCH_READ_SESSIONS:-64}
-if ! [[ $seconds =~ ^[0-9]+([.][0-9]+)?$ && $write_sessions =~ ^[1-9][0-9]*$ &&
-    $read_sessions =~ ^[1-9][0-9]*$ ]]; then
+sessions=${KFS_BENCH_SESSIONS:-8}
+in_flight=${KFS_BENCH_IN_FLIGHT:-256}
+if ! [[ $seconds =~ ^[0-9]+([.][0-9]+)?$ && $sessions =~ ^[1-9][0-9]*$ &&
+    $in_flight =~ ^[1-9][0-9]*$ ]]; then
     echo "usage: benches/e2e-coordinator.sh [--with-etcd] [SECONDS]" >&2
     exit 2
 fi
@@ -193,15 +194,16 @@ run_limit=$(awk -v s="$seconds" 'BEGIN { printf "%d", s + 300 }')
 # Runs `kfs perf coordinator` against the ensemble; prints its report's
 # last line, then "|ensemble CPU s|wall s". The CPU is the three
 # servers'; the wall time counts from the first request of the run.
-load() { # name op sessions [more flags]
-    local name=$1 op=$2 sessions=$3
-    shift 3
+load() { # name op [more flags]
+    local name=$1 op=$2
+    shift 2
     local c0 w0 line
     c0=$(ticks "${zk_pids[@]}")
     w0=$(now)
     # The report shown as it comes, on stderr, and kept for its last line.
     timeout "$run_limit" "$bin/kfs" perf coordinator --servers "$servers" --op "$op" \
-        --sessions "$sessions" --value-size 100 --duration "$seconds" "$@" |
+        --sessions "$sessions" --in-flight "$in_flight" --value-size 100 \
+        --duration "$seconds" "$@" |
         tee "$work/$name.perf" >&2
     line=$(tail -1 "$work/$name.perf")
     local c1 w1
@@ -219,14 +221,14 @@ rate() { sed -n 's/.* \([0-9.]*\) requests\/sec.*/\1/p' | tail -1; }
 field() { tr ',' '\n' | sed -n "s/^ *\([0-9.]*\) ms $1.*/\1/p" | tail -1; }
 dash() { if [ -n "$1" ]; then echo "$1"; else echo -; fi; }
 
-echo "== peak writes: set, 100 B, $write_sessions sessions" >&2
-writes=$(load writes set "$write_sessions")
-echo "== peak reads: get, 100 B, $read_sessions sessions" >&2
-reads=$(load reads get "$read_sessions")
+echo "== peak writes: set, 100 B, $sessions sessions, $in_flight in flight on each" >&2
+writes=$(load writes set)
+echo "== peak reads: get, 100 B, $sessions sessions, $in_flight in flight on each" >&2
+reads=$(load reads get)
 half=$(awk -v p="$(echo "$writes" | rate)" 'BEGIN { printf "%d", p / 2 }')
 [ "$half" -ge 1 ] || { echo "no writes at peak: no half-peak run" >&2; exit 1; }
-echo "== writes at half the peak: $half/s from $write_sessions sessions" >&2
-writes_half=$(load writes-half set "$write_sessions" --rate "$half")
+echo "== writes at half the peak: $half/s" >&2
+writes_half=$(load writes-half set --rate "$half")
 stop_nodes "${zk_pids[@]}"
 pids=()
 
@@ -295,15 +297,16 @@ fi
 
 # ---------------------------------------------------------------------------
 # One row of the summary (the header is below, where it is written).
-row() { # id label op sessions target_rate "report|cpu|wall"
-    local id=$1 label=$2 op=$3 sessions=$4 target=$5 run=$6
+row() { # id label op target_rate "report|cpu|wall"
+    local id=$1 label=$2 op=$3 target=$4 run=$5
     local line=${run%%|*} numbers=${run#*|}
     local cpu wall count per_s
     IFS='|' read -r cpu wall <<<"$numbers"
     count=$(echo "$line" | sent)
     per_s=$(echo "$line" | rate)
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
-        "$id" "$label" "$op" "$sessions" "$target" "$(dash "$count")" "$(dash "$per_s")" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+        "$id" "$label" "$op" "$sessions" "$in_flight" "$target" "$(dash "$count")" \
+        "$(dash "$per_s")" \
         "$(dash "$(echo "$line" | field avg)")" "$(dash "$(echo "$line" | field 50th)")" \
         "$(dash "$(echo "$line" | field 99th)")" "$(dash "$(echo "$line" | field max)")" \
         "$cpu" "$wall" \
@@ -315,18 +318,17 @@ row() { # id label op sessions target_rate "report|cpu|wall"
 
 summary=$work/coordinator.tsv
 {
-    printf 'id\tlabel\top\tsessions\ttarget_rate\trequests\trequests_per_s\t'
+    printf 'id\tlabel\top\tsessions\tin_flight\ttarget_rate\trequests\trequests_per_s\t'
     printf 'latency_avg_ms\tlatency_p50_ms\tlatency_p99_ms\tlatency_max_ms\t'
     printf 'ensemble_cpu_s\twall_s\tensemble_cpu_us_per_request\twrites_per_fsync\tcommand\n'
-    row writes_peak "linearizable writes (set), 100 B" set "$write_sessions" - "$writes"
-    row reads_peak "reads (get) from each server, 100 B" get "$read_sessions" - "$reads"
-    row writes_half_peak "linearizable writes (set), 100 B" set "$write_sessions" "$half" \
-        "$writes_half"
-    printf 'fsync_baseline\tdisk: 100 B write + fdatasync (baseline)\t-\t-\t-\t%s\t%s\t%s\t-\t-\t-\t-\t-\t-\t-\t%s\n' \
+    row writes_peak "linearizable writes (set), 100 B" set - "$writes"
+    row reads_peak "reads (get) from each server, 100 B" get - "$reads"
+    row writes_half_peak "linearizable writes (set), 100 B" set "$half" "$writes_half"
+    printf 'fsync_baseline\tdisk: 100 B write + fdatasync (baseline)\t-\t-\t-\t-\t%s\t%s\t%s\t-\t-\t-\t-\t-\t-\t-\t%s\n' \
         "$fsync_count" "$fsyncs_per_s" "$fsync_ms" \
         "dd if=/dev/zero bs=100 count=$fsync_count oflag=dsync"
     if [ "$with_etcd" = 1 ]; then
-        printf 'etcd_check_perf\tetcd 3.4, three members: puts\tput\t-\t-\t-\t%s\t-\t-\t-\t%s\t-\t-\t-\t-\t%s\n' \
+        printf 'etcd_check_perf\tetcd 3.4, three members: puts\tput\t-\t-\t-\t-\t%s\t-\t-\t-\t%s\t-\t-\t-\t-\t%s\n' \
             "$etcd_throughput" "$(dash "$etcd_slowest_ms")" "$etcd_command"
     fi
 } >"$summary"

@@ -60,6 +60,7 @@ fn writes(c: &mut Criterion) {
             let request = Command::Request {
                 session: SESSION,
                 xid: 1,
+                after: None,
                 request: create(),
             };
             state.apply(
@@ -75,6 +76,7 @@ fn writes(c: &mut Criterion) {
                 let command = Command::Request {
                     session: SESSION,
                     xid: index,
+                    after: None,
                     request: set(size, index),
                 };
                 black_box(state.apply(index, &LogEntry { time: 0, command }));

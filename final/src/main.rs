@@ -96,8 +96,15 @@ fn main() -> ExitCode {
     // command on this thread and its background tasks (the producer's
     // sender, the perf latency recorder) on one worker: enough to overlap
     // the two, and it leaves the other cores to a broker on this machine.
+    // `kfs perf coordinator` is the exception: its many sessions' calls
+    // and answers are small and many, and one worker could not keep up
+    // with three servers (it would measure itself, not the ensemble).
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if !matches!(cli.command, Command::Broker(_)) {
+    let on_every_core = matches!(
+        cli.command,
+        Command::Broker(_) | Command::Perf(perf::PerfCommand::Coordinator(_))
+    );
+    if !on_every_core {
         runtime.worker_threads(1);
     }
     let runtime = runtime.enable_all().build();

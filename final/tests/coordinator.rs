@@ -686,6 +686,32 @@ fn perf_coordinator_reports_sets_and_gets_and_keeps_to_its_rate() {
     assert!(gets.status.success(), "{}", stderr(&gets));
     assert!(reported(&gets, 300) > 0.0);
 
+    // Creates from two sessions with eight requests in flight on each:
+    // every one made a node of its own.
+    let creates = perf(
+        &all,
+        &[
+            "--sessions",
+            "2",
+            "--in-flight",
+            "8",
+            "--op",
+            "create",
+            "--requests",
+            "200",
+        ],
+    );
+    assert!(creates.status.success(), "{}", stderr(&creates));
+    assert!(reported(&creates, 200) > 0.0);
+    // As ZooKeeper's shell prints it: `[a, b, ...]`.
+    let listed = stdout(&zk(&all, &["ls", "/kfs-perf"]));
+    let names = listed.trim().trim_start_matches('[').trim_end_matches(']');
+    let created = names
+        .split(", ")
+        .filter(|name| !name.starts_with('n'))
+        .count();
+    assert_eq!(created, 200, "{listed}");
+
     // Held to 200 a second, 100 requests take at least the 0.495 s their
     // schedule spans: the rate reported cannot exceed 100 / 0.495.
     let started = Instant::now();

@@ -819,6 +819,8 @@ struct CoordinatorRun {
     label: String,
     /// How many sessions loaded the ensemble.
     sessions: Option<f64>,
+    /// How many requests each session had in flight.
+    in_flight: Option<f64>,
     /// The `--rate` a latency run was held to.
     target_rate: Option<f64>,
     requests_per_s: Option<f64>,
@@ -1158,8 +1160,14 @@ fn parse_replication(text: &str) -> Result<Vec<ReplicationRun>, String> {
 /// Parses `e2e-coordinator.sh`'s table, as `e2e.sh`'s.
 fn parse_coordinator(text: &str) -> Result<Vec<CoordinatorRun>, String> {
     let table = Tsv::parse(text)?;
-    let [id, label, sessions, rate, rps] =
-        table.columns(["id", "label", "sessions", "target_rate", "requests_per_s"])?;
+    let [id, label, sessions, in_flight, rate, rps] = table.columns([
+        "id",
+        "label",
+        "sessions",
+        "in_flight",
+        "target_rate",
+        "requests_per_s",
+    ])?;
     let [avg, p50, p99, max] = table.columns([
         "latency_avg_ms",
         "latency_p50_ms",
@@ -1179,6 +1187,7 @@ fn parse_coordinator(text: &str) -> Result<Vec<CoordinatorRun>, String> {
                 id: row.text(id).to_string(),
                 label: row.text(label).to_string(),
                 sessions: row.number(sessions)?,
+                in_flight: row.number(in_flight)?,
                 target_rate: row.number(rate)?,
                 requests_per_s: row.number(rps)?,
                 latency: [
@@ -1634,7 +1643,7 @@ fn coordinator_report(
         "Every run, the baseline and etcd (when measured) in one table. The CPU time is \
          the three servers'; writes per fsync is writes/s times one fsync's time, the \
          fewest writes that must have shared each fsync.\n\n\
-         | run | sessions | requests/s | latency avg / p50 / p99 / max (ms) | servers' CPU µs/request | writes per fsync |\n\
+         | run | sessions × in flight | requests/s | latency avg / p50 / p99 / max (ms) | servers' CPU µs/request | writes per fsync |\n\
          | --- | ---: | ---: | --- | ---: | ---: |\n",
     );
     for run in runs {
@@ -1661,7 +1670,10 @@ fn coordinator_report(
             run.command
                 .as_ref()
                 .map_or(String::new(), |c| format!(" (`{c}`)")),
-            number(run.sessions, |s| format!("{s:.0}")),
+            match (run.sessions, run.in_flight) {
+                (Some(s), Some(f)) => format!("{s:.0} × {f:.0}"),
+                (s, _) => number(s, |s| format!("{s:.0}")),
+            },
             number(run.requests_per_s, count),
             number(run.cpu_us_per_request, |c| format!("{c:.1}")),
             number(run.writes_per_fsync, |w| format!("{w:.1}")),
@@ -2082,7 +2094,7 @@ mod tests {
         // Every run, with what it cost and how many writes an fsync carried.
         assert!(
             md.contains(
-                "| linearizable writes (set), 100 B | 256 | 21.2 K | 12.02 / 11.35 / **26.73** \
+                "| linearizable writes (set), 100 B | 256 × 1 | 21.2 K | 12.02 / 11.35 / **26.73** \
                  / 36.3 | 34.0 | 53.3 |"
             ),
             "{md}"

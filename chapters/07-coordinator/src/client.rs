@@ -7,14 +7,17 @@
 //! - it opens the session on one server, pings it, and when that server
 //!   stops answering it moves to the next and *resumes* the session there
 //!   (the session lives in the replicated state, so any server knows it);
-//! - it numbers requests and sends them one at a time, in order: a
-//!   session's writes must apply in the order it made them, and one in
-//!   flight keeps that order on a network that may reorder (ZooKeeper
-//!   pipelines them on one TCP connection instead);
-//! - a request in flight when the connection is lost fails with
-//!   [`ClientEvent::ConnectionLoss`]: it may or may not have taken effect
-//!   (ZooKeeper's `CONNECTIONLOSS`); the ones queued behind it go to the
-//!   next server;
+//! - it numbers requests and *pipelines* them, as ZooKeeper's client
+//!   does: each goes as soon as it is made, without waiting for the answer
+//!   to the one before, on a connection that keeps their order (TCP). The
+//!   server answers a session's requests in the order they came (it holds
+//!   a read back behind a write of the same session; see
+//!   [`node`](crate::node)), so answers come back in order too, and the
+//!   client matches each to the oldest request in flight;
+//! - the requests in flight when the connection is lost fail with
+//!   [`ClientEvent::ConnectionLoss`]: each may or may not have taken
+//!   effect (ZooKeeper's `CONNECTIONLOSS`); the ones not sent yet go to
+//!   the next server;
 //! - if the session has expired (it was silent too long), every request
 //!   fails and [`ClientEvent::Expired`] says so; the application opens a
 //!   new session, and with it loses its ephemeral nodes and watches.
@@ -180,11 +183,14 @@ pub struct ClientSession {
     session: Option<SessionId>,
     conn: Conn,
     next_xid: u64,
-    /// Requests not yet answered, oldest first; the first is in flight
-    /// once sent.
+    /// Requests not yet answered, oldest first; the first `sent` of them
+    /// are in flight on the current connection.
     queue: VecDeque<(u64, Op)>,
-    /// When the first of `queue` was sent, if it was.
-    in_flight_since: Option<Millis>,
+    sent: usize,
+    /// Since when the server has owed an answer: the oldest request in
+    /// flight went, or the last answer came, at this time. A server that
+    /// stays silent longer than the request timeout is left.
+    owed_since: Millis,
     last_sent: Millis,
     sends: Vec<(NodeId, ClientMessage)>,
     events: Vec<ClientEvent>,
@@ -205,7 +211,8 @@ impl ClientSession {
             conn: Conn::Connecting(now),
             next_xid: 0,
             queue: VecDeque::new(),
-            in_flight_since: None,
+            sent: 0,
+            owed_since: now,
             last_sent: now,
             sends: Vec::new(),
             events: Vec::new(),
@@ -276,7 +283,7 @@ impl ClientSession {
             self.events.push(Self::failure(xid, &op));
         } else {
             self.queue.push_back((xid, op));
-            self.send_next(now);
+            self.send_queued(now);
         }
         xid
     }
@@ -306,29 +313,36 @@ impl ClientSession {
         self.last_sent = now;
     }
 
-    fn send_next(&mut self, now: Millis) {
-        if self.conn != Conn::Open || self.in_flight_since.is_some() {
+    // ANCHOR: send_queued
+    /// Sends every queued request not sent yet: they go one after the
+    /// other, without waiting for answers.
+    fn send_queued(&mut self, now: Millis) {
+        if self.conn != Conn::Open || self.sent == self.queue.len() {
             return;
         }
-        let Some((xid, op)) = self.queue.front().cloned() else {
-            return;
-        };
-        let msg = match op {
-            Op::Write(request) => ClientMessage::Write { xid, request },
-            Op::Read(read) => ClientMessage::Read { xid, read },
-        };
-        self.sends.push((self.server(), msg));
-        self.in_flight_since = Some(now);
+        if self.sent == 0 {
+            // Nothing was owed: the clock starts now.
+            self.owed_since = now;
+        }
+        for (xid, op) in self.queue.iter().skip(self.sent).cloned() {
+            let msg = match op {
+                Op::Write(request) => ClientMessage::Write { xid, request },
+                Op::Read(read) => ClientMessage::Read { xid, read },
+            };
+            self.sends.push((self.servers[self.server], msg));
+        }
+        self.sent = self.queue.len();
         self.last_sent = now;
     }
+    // ANCHOR_END: send_queued
 
-    /// The server did not answer in time: try the next one.
+    /// The server did not answer in time: every request in flight is
+    /// lost; try the next server.
     fn move_on(&mut self, now: Millis) {
-        if self.in_flight_since.take().is_some()
-            && let Some((xid, _)) = self.queue.pop_front()
-        {
+        for (xid, _) in self.queue.drain(..self.sent) {
             self.events.push(ClientEvent::ConnectionLoss { xid });
         }
+        self.sent = 0;
         self.server = (self.server + 1) % self.servers.len();
         self.send_connect(now);
     }
@@ -352,7 +366,7 @@ impl ClientSession {
                     self.session = Some(session);
                     self.conn = Conn::Open;
                     self.events.push(event);
-                    self.send_next(now);
+                    self.send_queued(now);
                 }
             }
             ServerMessage::SessionExpired => self.expire(),
@@ -362,7 +376,7 @@ impl ClientSession {
                 self.move_on(now);
             }
             ServerMessage::WriteDone { xid, zxid, result } => {
-                if self.answer(xid).is_some() {
+                if self.answer(xid, now).is_some() {
                     self.see(zxid);
                     let expired = matches!(result, Err(RequestError::SessionExpired { .. }));
                     self.events.push(ClientEvent::Written { xid, result });
@@ -370,15 +384,15 @@ impl ClientSession {
                         self.expire();
                         return;
                     }
-                    self.send_next(now);
+                    self.send_queued(now);
                 }
             }
             ServerMessage::ReadDone { xid, zxid, result } => {
-                if let Some(Op::Read(read)) = self.answer(xid) {
+                if let Some(Op::Read(read)) = self.answer(xid, now) {
                     self.see(zxid);
                     self.watches.set(&read, &result);
                     self.events.push(ClientEvent::ReadDone { xid, result });
-                    self.send_next(now);
+                    self.send_queued(now);
                 }
             }
             ServerMessage::Watch { zxid, changes } => {
@@ -394,10 +408,13 @@ impl ClientSession {
         }
     }
 
-    /// If `xid` is the request in flight, it is done: returns it.
-    fn answer(&mut self, xid: u64) -> Option<Op> {
-        if self.in_flight_since.is_some() && self.queue.front().is_some_and(|(x, _)| *x == xid) {
-            self.in_flight_since = None;
+    /// If `xid` is the oldest request in flight, it is done: returns it.
+    /// (Answers come in the order the requests went; any other is a late
+    /// one from an earlier connection.)
+    fn answer(&mut self, xid: u64, now: Millis) -> Option<Op> {
+        if self.sent > 0 && self.queue.front().is_some_and(|(x, _)| *x == xid) {
+            self.sent -= 1;
+            self.owed_since = now;
             self.queue.pop_front().map(|(_, op)| op)
         } else {
             None
@@ -412,7 +429,7 @@ impl ClientSession {
     fn expire(&mut self) {
         self.conn = Conn::Expired;
         self.watches = ClientWatches::default();
-        self.in_flight_since = None;
+        self.sent = 0;
         for (xid, op) in std::mem::take(&mut self.queue) {
             self.events.push(Self::failure(xid, &op));
         }
@@ -430,8 +447,8 @@ impl ClientSession {
                 }
             }
             Conn::Open => {
-                if let Some(since) = self.in_flight_since {
-                    if now >= since + self.config.request_timeout_ms {
+                if self.sent > 0 {
+                    if now >= self.owed_since + self.config.request_timeout_ms {
                         self.move_on(now);
                     }
                 } else if now >= self.last_sent + self.config.ping_interval_ms {
@@ -460,48 +477,66 @@ mod tests {
         client.on_message(server, ServerMessage::Connected { session, zxid: 1 }, 0);
     }
 
-    #[test]
-    fn requests_go_one_at_a_time_in_order() {
-        let mut client = ClientSession::new(&[1, 2, 3], 0, config(), 0);
-        assert_eq!(client.take_sends().len(), 1);
-        let a = client.write(Request::Sync, 0);
-        open(&mut client, 7);
-        let b = client.write(Request::Sync, 0);
-        assert_eq!(
-            client.take_sends(),
-            vec![(
-                1,
-                ClientMessage::Write {
-                    xid: a,
-                    request: Request::Sync
-                }
-            )]
-        );
-        let done = ServerMessage::WriteDone {
-            xid: a,
+    fn sync(xid: u64) -> ClientMessage {
+        ClientMessage::Write {
+            xid,
+            request: Request::Sync,
+        }
+    }
+
+    fn synced(xid: u64) -> ServerMessage {
+        ServerMessage::WriteDone {
+            xid,
             zxid: 2,
             result: Ok(Response::Synced),
+        }
+    }
+
+    #[test]
+    fn requests_are_pipelined_and_answered_in_order() {
+        let mut client = ClientSession::new(&[1, 2, 3], 0, config(), 0);
+        assert_eq!(client.take_sends().len(), 1);
+        // Made before the session is open: it waits for it.
+        let a = client.write(Request::Sync, 0);
+        assert!(client.take_sends().is_empty());
+        open(&mut client, 7);
+        // Made while `a` is in flight: it goes at once, behind it.
+        let b = client.write(Request::Sync, 0);
+        assert_eq!(client.take_sends(), vec![(1, sync(a)), (1, sync(b))]);
+        // An answer that is not to the oldest request in flight is a late
+        // one from elsewhere: ignored.
+        client.on_message(1, synced(b), 10);
+        client.on_message(1, synced(a), 10);
+        client.on_message(1, synced(b), 10);
+        let written = |xid| ClientEvent::Written {
+            xid,
+            result: Ok(Response::Synced),
         };
-        client.on_message(1, done, 10);
-        assert_eq!(
-            client.take_sends(),
-            vec![(
-                1,
-                ClientMessage::Write {
-                    xid: b,
-                    request: Request::Sync
-                }
-            )]
-        );
         assert_eq!(
             client.take_events(),
-            vec![
-                ClientEvent::Connected(7),
-                ClientEvent::Written {
-                    xid: a,
-                    result: Ok(Response::Synced)
-                }
-            ]
+            vec![ClientEvent::Connected(7), written(a), written(b)]
+        );
+        assert!(client.is_idle());
+    }
+
+    #[test]
+    fn a_server_is_left_only_when_silent_for_the_timeout_since_its_last_answer() {
+        let mut client = ClientSession::new(&[1, 2, 3], 0, config(), 0);
+        open(&mut client, 7);
+        let a = client.write(Request::Sync, 0);
+        let b = client.write(Request::Sync, 0);
+        client.take_events();
+        // `a` is answered late, but answered: the server is working.
+        client.on_message(1, synced(a), 90);
+        client.on_tick(150);
+        assert_eq!(client.server(), 1);
+        client.take_events();
+        // Nothing more for a whole timeout: `b` is lost.
+        client.on_tick(190);
+        assert_eq!(client.server(), 2);
+        assert_eq!(
+            client.take_events(),
+            vec![ClientEvent::ConnectionLoss { xid: b }]
         );
     }
 
@@ -514,9 +549,13 @@ mod tests {
         client.take_sends();
         client.take_events();
         client.on_tick(100);
+        // Both were in flight: either may have taken effect.
         assert_eq!(
             client.take_events(),
-            vec![ClientEvent::ConnectionLoss { xid: a }]
+            vec![
+                ClientEvent::ConnectionLoss { xid: a },
+                ClientEvent::ConnectionLoss { xid: b }
+            ]
         );
         assert_eq!(
             client.take_sends(),
@@ -530,6 +569,9 @@ mod tests {
                 }
             )]
         );
+        // Made while it moves: it waits for the new server.
+        let c = client.write(Request::Sync, 105);
+        assert!(client.take_sends().is_empty());
         client.on_message(
             2,
             ServerMessage::Connected {
@@ -539,24 +581,9 @@ mod tests {
             110,
         );
         assert_eq!(client.take_events(), vec![ClientEvent::Reconnected(7)]);
-        // The queued request goes to the new server.
-        assert_eq!(
-            client.take_sends(),
-            vec![(
-                2,
-                ClientMessage::Write {
-                    xid: b,
-                    request: Request::Sync
-                }
-            )]
-        );
+        assert_eq!(client.take_sends(), vec![(2, sync(c))]);
         // A late answer from the old server is ignored.
-        let late = ServerMessage::WriteDone {
-            xid: a,
-            zxid: 2,
-            result: Ok(Response::Synced),
-        };
-        client.on_message(1, late, 120);
+        client.on_message(1, synced(a), 120);
         assert!(client.take_events().is_empty());
     }
 

@@ -11,13 +11,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ch06_replication::sim::NodeId;
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::client::{ClientConfig, ClientEvent, ClientSession};
 use crate::node::{ClientMessage, Read, ReadResult, ServerMessage};
-use crate::shell::{read_frame, wall_clock_ms as now_ms, write_frame};
+use crate::shell::{frame_into, read_frame, wall_clock_ms as now_ms};
 use crate::state::{Request, RequestError, Response};
 use crate::tree::{Change, SessionId, Stat, TreeError, Version};
 
@@ -237,7 +238,21 @@ impl Coordinator {
     }
 }
 
+/// At most this many calls and answers are taken in one round.
+const MAX_ROUND: usize = 1024;
+
+/// What woke the background task.
+enum Wake {
+    Call(Option<Call>),
+    Message(NodeId, u64, ServerMessage),
+    Tick,
+}
+
 /// The background task: the session, its connection, its calls.
+///
+/// Each round it takes in everything that is waiting (calls, answers),
+/// then writes all the session has to send in one system call: many
+/// callers' requests, pipelined, cost one write between them.
 async fn drive(
     mut session: ClientSession,
     addrs: BTreeMap<NodeId, SocketAddr>,
@@ -253,6 +268,7 @@ async fn drive(
     let mut connection: Option<(NodeId, u64, OwnedWriteHalf)> = None;
     let mut connections = 0;
     let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut bytes = Vec::new();
     loop {
         // Send what the session wants sent, on a connection to its server.
         for (server, msg) in session.take_sends() {
@@ -261,21 +277,24 @@ async fn drive(
             // older one (a late answer, a watch set there) can follow.
             let new = matches!(msg, ClientMessage::Connect { .. });
             if new || connection.as_ref().is_none_or(|(id, _, _)| *id != server) {
+                flush(&mut connection, &mut bytes).await;
                 connections += 1;
                 connection = connect(server, connections, &addrs, from_server.clone()).await;
             }
-            if let Some((_, _, writer)) = connection.as_mut()
-                && write_frame(writer, &msg).await.is_err()
-            {
-                connection = None;
+            if frame_into(&msg, &mut bytes).is_err() {
+                // A request that cannot be encoded is never answered: the
+                // session gives up on it at its timeout.
+                continue;
             }
             if matches!(msg, ClientMessage::Close) {
+                flush(&mut connection, &mut bytes).await;
                 if let Some(done) = closing.take() {
                     let _ = done.send(());
                 }
                 return;
             }
         }
+        flush(&mut connection, &mut bytes).await;
         for event in session.take_events() {
             match event {
                 ClientEvent::Connected(id) => {
@@ -312,17 +331,29 @@ async fn drive(
                 }
             }
         }
-        tokio::select! {
-            call = calls.recv() => match call {
-                Some(Call::Write(request, tx)) => {
+        let first = tokio::select! {
+            call = calls.recv() => Wake::Call(call),
+            Some((from, number, msg)) = incoming.recv() => Wake::Message(from, number, msg),
+            _ = tick.tick() => Wake::Tick,
+        };
+        // Whatever else is waiting joins this round (up to a bound, so
+        // that a flood of calls does not hold back the sending).
+        let more = std::iter::from_fn(|| match incoming.try_recv() {
+            Ok((from, number, msg)) => Some(Wake::Message(from, number, msg)),
+            Err(_) => calls.try_recv().ok().map(|call| Wake::Call(Some(call))),
+        })
+        .take(MAX_ROUND);
+        for wake in std::iter::once(first).chain(more) {
+            match wake {
+                Wake::Call(Some(Call::Write(request, tx))) => {
                     let xid = session.write(request, now_ms());
                     waiting.insert(xid, tx);
                 }
-                Some(Call::Read(read, tx)) => {
+                Wake::Call(Some(Call::Read(read, tx))) => {
                     let xid = session.read(read, now_ms());
                     waiting.insert(xid, tx);
                 }
-                Some(Call::Close(tx)) => {
+                Wake::Call(Some(Call::Close(tx))) => {
                     closing = Some(tx);
                     session.close();
                     if session.is_expired() {
@@ -331,16 +362,30 @@ async fn drive(
                 }
                 // Every handle is gone: the session ends with the task,
                 // and expires on its own.
-                None => return,
-            },
-            Some((from, number, msg)) = incoming.recv() => {
-                if connection.as_ref().is_some_and(|(_, n, _)| *n == number) {
-                    session.on_message(from, msg, now_ms());
+                Wake::Call(None) => return,
+                Wake::Message(from, number, msg) => {
+                    if connection.as_ref().is_some_and(|(_, n, _)| *n == number) {
+                        session.on_message(from, msg, now_ms());
+                    }
                 }
+                Wake::Tick => session.on_tick(now_ms()),
             }
-            _ = tick.tick() => session.on_tick(now_ms()),
         }
     }
+}
+
+/// Writes `bytes` (whole frames) on the connection, if there is one, and
+/// empties it; a connection that fails to take them is dropped.
+async fn flush(connection: &mut Option<(NodeId, u64, OwnedWriteHalf)>, bytes: &mut Vec<u8>) {
+    if bytes.is_empty() {
+        return;
+    }
+    if let Some((_, _, writer)) = connection.as_mut()
+        && writer.write_all(bytes).await.is_err()
+    {
+        *connection = None;
+    }
+    bytes.clear();
 }
 
 /// Connects to server `id`, as connection number `number`, and starts a
@@ -357,7 +402,9 @@ async fn connect(
         .ok()?
         .ok()?;
     let _ = stream.set_nodelay(true);
-    let (mut reader, writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
+    // Buffered: pipelined answers come several to a system call.
+    let mut reader = BufReader::new(reader);
     tokio::spawn(async move {
         while let Ok(Some(msg)) = read_frame::<ServerMessage>(&mut reader).await {
             if incoming.send((id, number, msg)).is_err() {

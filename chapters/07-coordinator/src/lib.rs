@@ -21,10 +21,11 @@
 //!   setting a moved client's watches again.
 //! - [`node`]: one coordinator server: Raft, the state, sessions (opened
 //!   through the log, resumed on another server, expired by the leader),
-//!   local reads, writes forwarded to the leader.
+//!   local reads (held behind the session's writes), writes forwarded to
+//!   the leader.
 //! - [`client`]: a client's session: opened on one server, resumed on the
 //!   next when that one falls silent (its watches set again there),
-//!   requests in order.
+//!   requests pipelined, answered in order.
 //! - [`recipes`]: a lock (with a fencing token), an election (with an
 //!   epoch) and group membership, built on a session.
 //! - [`linearizability`]: the checker the simulation tests use.
@@ -45,9 +46,13 @@
 //!   order every server agrees on (`tests/raft_sim.rs`,
 //!   `tests/coordinator_sim.rs`: a linearizability checker over histories
 //!   with crashes, power losses and partitions).
-//! - **A client's operations apply in the order it sent them**: a session
-//!   sends one request at a time, and its server answers in log order
-//!   ([`client`]'s tests; the simulation histories).
+//! - **A client's operations apply in the order it sent them**, though it
+//!   pipelines them: its server holds a read back behind the writes sent
+//!   before it, and a write names the one before it, so that the state
+//!   drops it if that one did not take effect; answers come in the order
+//!   the requests went ([`node`]'s, [`state`]'s and [`client`]'s tests,
+//!   `tests/ensemble.rs`; the simulation checks the order of every
+//!   connection's answers).
 //! - **Reads are served by the client's own server** and may be behind the
 //!   leader (sequentially consistent, not linearizable: the simulation
 //!   finds a stale read at once if `sync` is left out); **`sync` then read
@@ -79,9 +84,11 @@
 //! leader pushes `AppendEntries`, one `InstallSnapshot`, a fixed ensemble),
 //! and serves a ZooKeeper-like tree rather than KRaft's typed metadata
 //! records. Against ZooKeeper itself: no ACLs, quotas, TTL or container
-//! nodes, no persistent watches, one request in flight per session, and
-//! ZooKeeper's own protocol (Zab) logs the leader's results rather than the
-//! requests (the book compares them).
+//! nodes, no persistent watches, and ZooKeeper's own protocol (Zab) logs
+//! the leader's results rather than the requests (the book compares them).
+//! ZooKeeper keeps a session's writes in order with its TCP link to the
+//! leader (a follower drops its clients when that link breaks); here a
+//! write names the one it must follow.
 //!
 //! [KIP-500]: https://cwiki.apache.org/confluence/display/KAFKA/KIP-500%3A+Replace+ZooKeeper+with+a+Self-Managed+Metadata+Quorum
 //! [KIP-595]: https://cwiki.apache.org/confluence/display/KAFKA/KIP-595%3A+A+Raft+Protocol+for+the+Metadata+Quorum

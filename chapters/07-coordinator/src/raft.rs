@@ -219,6 +219,17 @@ pub struct Ready<C> {
 }
 // ANCHOR_END: ready
 
+/// What [`Raft::compact`] made.
+#[derive(Debug)]
+pub struct Compacted<C> {
+    /// The snapshot, for the shell to store.
+    pub snapshot: Snapshot,
+    /// The entries the log let go of. Freeing a hundred thousand of them
+    /// takes tens of milliseconds: a shell that must not pause for that
+    /// drops them on another thread.
+    pub released: Vec<Entry<C>>,
+}
+
 impl<C> Ready<C> {
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
@@ -457,9 +468,9 @@ impl<C: Clone> Raft<C> {
     /// the snapshot. The entries up to the *previous* snapshot go: those
     /// since stay, so that a follower a little behind still catches up
     /// from the log, not from the whole snapshot. Returns the snapshot for
-    /// the shell to store; `None` if `index` is not applied or is not past
-    /// the latest snapshot.
-    pub fn compact(&mut self, index: Index, data: Vec<u8>) -> Option<Snapshot> {
+    /// the shell to store, and the entries let go of; `None` if `index` is
+    /// not applied or is not past the latest snapshot.
+    pub fn compact(&mut self, index: Index, data: Vec<u8>) -> Option<Compacted<C>> {
         let previous = self
             .snapshot
             .as_ref()
@@ -468,8 +479,9 @@ impl<C: Clone> Raft<C> {
             return None;
         }
         let last_term = self.term_at(index).expect("an applied entry is in the log");
+        let mut released = Vec::new();
         if previous.0 > self.base {
-            self.log.drain(..self.position(previous.0) + 1);
+            released = self.log.drain(..self.position(previous.0) + 1).collect();
             (self.base, self.base_term) = previous;
         }
         let snapshot = Snapshot {
@@ -478,7 +490,7 @@ impl<C: Clone> Raft<C> {
             data,
         };
         self.snapshot = Some(snapshot.clone());
-        Some(snapshot)
+        Some(Compacted { snapshot, released })
     }
     // ANCHOR_END: compact
 
@@ -1345,6 +1357,23 @@ mod tests {
         leader.take_ready();
         leader.propose(9).unwrap();
         assert_eq!(appends_to(&leader.take_ready(), 3), vec![vec![5]]);
+    }
+
+    #[test]
+    fn compacting_lets_go_of_the_entries_up_to_the_previous_snapshot() {
+        let mut leader = leader_with(9);
+        let first = leader.compact(4, b"state up to 4".to_vec()).unwrap();
+        assert_eq!(first.snapshot.last_index, 4);
+        assert!(first.released.is_empty(), "the log still starts at 1");
+        let second = leader.compact(8, b"state up to 8".to_vec()).unwrap();
+        let released: Vec<Index> = second.released.iter().map(|e| e.index).collect();
+        assert_eq!(released, vec![1, 2, 3, 4]);
+        assert_eq!(
+            leader.term_at(4),
+            Some(1),
+            "the edge is the first snapshot's"
+        );
+        assert_eq!(leader.term_at(3), None);
     }
 
     /// What `leader_with(9)` sends follower 3 after it compacted at 4 and

@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::node::{ClientMessage, PeerMessage, Send, Server, ServerMessage};
-use crate::raft::{Index, Message, RaftConfig, Role, Term};
+use crate::raft::{Compacted, Index, Message, RaftConfig, Role, Term};
 use crate::storage::{self, Storage, StorageError};
 use crate::watches::ClientId;
 
@@ -166,7 +166,7 @@ fn frame<T: Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
 }
 
 /// Appends `value`'s frame to `out`.
-fn frame_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> std::io::Result<()> {
+pub fn frame_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> std::io::Result<()> {
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
     bincode::serde::encode_into_std_write(value, out, bincode::config::standard())
@@ -374,17 +374,29 @@ fn core(
         // The core wakes at least once a tick, so it sees the writer
         // finish within one. (A core that stops first takes the snapshot
         // in on its next start.)
+        // Two things here take tens of milliseconds, and are not the
+        // core's work: freeing the entries the log lets go of, and deleting
+        // the files the snapshot makes unneeded. The writer frees the
+        // entries; the files go on a thread of their own.
         if let Some(done) = writer.take_if(|w| w.is_finished()) {
             let (index, term) = done.join().expect("the snapshot writer does not panic")?;
-            storage.snapshot_written(index, term)?;
+            let obsolete = storage.snapshot_written(index, term)?;
+            std::thread::spawn(move || {
+                if let Err(e) = storage::remove_files(&obsolete) {
+                    // Harmless: the next open finds the files covered by
+                    // the snapshot.
+                    warn!(%e, "removing files a snapshot made unneeded");
+                }
+            });
             debug!(id = server.id(), index, "snapshot written");
         }
         if writer.is_none()
             && storage.last_index() >= storage.snapshot_index() + snapshot_every
-            && let Some(snapshot) = server.compact()
+            && let Some(Compacted { snapshot, released }) = server.compact()
         {
             let dir = snapshot_dir.clone();
             writer = Some(std::thread::spawn(move || {
+                drop(released);
                 storage::write_snapshot(&dir, &snapshot)?;
                 Ok((snapshot.last_index, snapshot.last_term))
             }));
@@ -466,13 +478,23 @@ async fn accept_clients(
         }
         let mut stop = stopping.clone();
         tokio::spawn(async move {
+            let mut bytes = Vec::new();
             loop {
                 let msg = tokio::select! {
                     _ = stopped(&mut stop) => return,
                     msg = rx.recv() => msg,
                 };
                 let Some(msg) = msg else { return };
-                if write_frame(&mut writer, &msg).await.is_err() {
+                // Every answer queued goes in one write: a client that
+                // pipelines gets a round's answers for one system call.
+                bytes.clear();
+                let queued = std::iter::from_fn(|| rx.try_recv().ok());
+                for msg in std::iter::once(msg).chain(queued) {
+                    if frame_into(&msg, &mut bytes).is_err() {
+                        return;
+                    }
+                }
+                if writer.write_all(&bytes).await.is_err() {
                     return;
                 }
             }
@@ -632,6 +654,7 @@ mod tests {
                 command: Command::Request {
                     session: 1,
                     xid: index,
+                    after: None,
                     request,
                 },
             })),

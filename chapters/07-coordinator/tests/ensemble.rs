@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use ch07_coordinator::client::ClientConfig;
@@ -164,6 +166,65 @@ async fn operations_and_their_errors_by_zookeeper_names() {
         "{not_empty}"
     );
     client.close().await;
+}
+
+/// Polls every future in turn, first to last, until all are done: each
+/// call is made (and its request sent) in the order of the list.
+async fn in_order<T>(mut calls: Vec<Pin<Box<dyn Future<Output = T> + '_>>>) -> Vec<T> {
+    let mut done: Vec<Option<T>> = calls.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (call, out) in calls.iter_mut().zip(done.iter_mut()) {
+            if out.is_none() {
+                match call.as_mut().poll(cx) {
+                    Poll::Ready(value) => *out = Some(value),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    done.into_iter().flatten().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sessions_pipelined_requests_take_effect_in_the_order_they_were_made() {
+    let ensemble = ensemble().await;
+    // A session on each server in turn: on a follower, its writes go to
+    // the leader and its reads wait for them.
+    for first in 0..ensemble.clients.len() {
+        let mut servers = ensemble.clients.clone();
+        servers.rotate_left(first);
+        let client = connect(&servers).await;
+        let dir = format!("/fifo-{first}");
+        eventually(|| client.create(&dir, b"", false, false)).await;
+        // Forty calls at once, none waiting for an answer: a write, then a
+        // read of what the writes so far made, twenty times.
+        let mut calls: Vec<Pin<Box<dyn Future<Output = String> + '_>>> = Vec::new();
+        let mut expected = Vec::new();
+        for i in 0..20 {
+            let (client, dir) = (&client, dir.as_str());
+            calls.push(Box::pin(async move {
+                let prefix = format!("{dir}/n-");
+                client.create(&prefix, b"", false, true).await.unwrap()
+            }));
+            calls.push(Box::pin(async move {
+                let names = client.children(dir, false).await.unwrap();
+                format!("{} children", names.len())
+            }));
+            expected.push(format!("{dir}/n-{i:010}"));
+            expected.push(format!("{} children", i + 1));
+        }
+        // Each write took effect after the one made before it, and each
+        // read saw the write before it and none after.
+        assert_eq!(in_order(calls).await, expected);
+        client.close().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,18 +29,30 @@
 //! and the zxid tells the next server which watch events the client may
 //! have missed ([`SetWatches`]).
 //!
-//! A client has one write in flight at a time here: the simulated network
-//! may reorder messages, and a session's requests must apply in the order
-//! it sent them (ZooKeeper gets that order from TCP).
+//! A client pipelines its requests on one connection, and a session's
+//! requests must take effect in the order it sent them:
+//!
+//! - A write goes to the log at once, even with the connection's earlier
+//!   writes not answered yet. It names the last of those (`after`): on its
+//!   way to the leader it may overtake it (between servers the simulated
+//!   network reorders), or that one may be lost; either way the state
+//!   machine drops it rather than apply it out of order. ZooKeeper gets
+//!   the order from its TCP link to the leader, and drops a follower's
+//!   clients when the link breaks.
+//! - A read is answered from this server's copy, at once, so it would pass
+//!   a write sent before it: it waits until that write is answered
+//!   (ZooKeeper's `CommitProcessor` holds a session's reads behind its
+//!   pending writes the same way), and so does a write refused without the
+//!   log.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use ch06_replication::sim::{Millis, NodeId};
 use serde::{Deserialize, Serialize};
 
 use crate::raft::{
-    DiskWrite, Entry, HardState, Index, Message, Raft, RaftConfig, Ready, Role, Snapshot,
+    Compacted, DiskWrite, Entry, HardState, Index, Message, Raft, RaftConfig, Ready, Role, Snapshot,
 };
 use crate::state::{Command, LogEntry, Outcome, Request, RequestError, Response, State};
 use crate::tree::{Change, SessionId, Stat, TreeError, Zxid};
@@ -202,9 +214,23 @@ pub struct Output {
 }
 
 /// What a client connected to this server is.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 struct Connection {
     session: Option<SessionId>,
+    /// Its writes in the log, not answered yet, oldest first.
+    writing: VecDeque<u64>,
+    /// Requests to be answered without the log that came while writes
+    /// were in it, each held back until the last write then is answered:
+    /// that write's number and the request, in order.
+    held: VecDeque<(u64, Direct)>,
+}
+
+/// A request answered without the log: a read, or a write the tree would
+/// refuse whatever its state (a bad path, data over the limit).
+#[derive(Debug, Clone)]
+enum Direct {
+    Read(u64, Read),
+    Refused(u64, RequestError),
 }
 
 /// One coordinator server.
@@ -306,8 +332,8 @@ impl Server {
     }
 
     /// A snapshot of its state at the last applied entry, for the shell to
-    /// compact the log with.
-    pub fn compact(&mut self) -> Option<Snapshot> {
+    /// compact the log with, and the entries the log let go of.
+    pub fn compact(&mut self) -> Option<Compacted<Arc<LogEntry>>> {
         self.raft.compact(self.applied, encode_state(&self.state))
     }
 
@@ -335,7 +361,7 @@ impl Server {
                 // The id: this server's in the top byte, then a counter.
                 self.next_session += 1;
                 let session = (u64::from(self.id) << 56) | (self.next_session & ((1 << 56) - 1));
-                self.clients.insert(client, Connection { session: None });
+                self.clients.insert(client, Connection::default());
                 self.opening.insert(session, client);
                 self.submit(Command::OpenSession {
                     session,
@@ -343,33 +369,11 @@ impl Server {
                 });
             }
             ClientMessage::Ping => {}
-            ClientMessage::Read { xid, read } => {
-                if session.is_none() {
-                    return self.reply(client, ServerMessage::NotReady);
-                }
-                let result = self.read(client, read);
-                let zxid = self.applied;
-                self.reply(client, ServerMessage::ReadDone { xid, zxid, result });
-            }
-            ClientMessage::Write { xid, request } => {
+            ClientMessage::Read { .. } | ClientMessage::Write { .. } => {
                 let Some(session) = session else {
                     return self.reply(client, ServerMessage::NotReady);
                 };
-                // A request the tree would refuse whatever its state is
-                // answered now, not logged and replicated first. (The
-                // session has one request in flight, so this answer cannot
-                // pass an earlier one.)
-                if let Err(error) = request.check() {
-                    let zxid = self.applied;
-                    let result = Err(error);
-                    return self.reply(client, ServerMessage::WriteDone { xid, zxid, result });
-                }
-                self.waiting.insert((session, xid), client);
-                self.submit(Command::Request {
-                    session,
-                    xid,
-                    request,
-                });
+                self.serve(client, session, msg);
             }
             ClientMessage::Close => {
                 if let Some(session) = session {
@@ -378,6 +382,75 @@ impl Server {
             }
         }
         self.drive();
+    }
+
+    /// Serves a read or write of `client`'s `session`: a write goes to
+    /// the log at once, behind the connection's writes there; anything
+    /// else is answered now, or, with writes in the log, once the last of
+    /// them is answered.
+    fn serve(&mut self, client: ClientId, session: SessionId, msg: ClientMessage) {
+        let Some(c) = self.clients.get_mut(&client) else {
+            return;
+        };
+        let direct = match msg {
+            ClientMessage::Read { xid, read } => Direct::Read(xid, read),
+            // A request the tree would refuse whatever its state is gets
+            // no place in the log: it is answered like a read.
+            ClientMessage::Write { xid, request } => match request.check() {
+                Err(error) => Direct::Refused(xid, error),
+                Ok(()) => {
+                    let after = c.writing.back().copied();
+                    c.writing.push_back(xid);
+                    self.waiting.insert((session, xid), client);
+                    return self.submit(Command::Request {
+                        session,
+                        xid,
+                        after,
+                        request,
+                    });
+                }
+            },
+            _ => return,
+        };
+        match c.writing.back() {
+            Some(&last) => c.held.push_back((last, direct)),
+            None => self.answer(client, direct),
+        }
+    }
+
+    /// Answers a request without the log, from this server's copy.
+    fn answer(&mut self, client: ClientId, direct: Direct) {
+        let zxid = self.applied;
+        let msg = match direct {
+            Direct::Read(xid, read) => {
+                let result = self.read(client, read);
+                ServerMessage::ReadDone { xid, zxid, result }
+            }
+            Direct::Refused(xid, error) => ServerMessage::WriteDone {
+                xid,
+                zxid,
+                result: Err(error),
+            },
+        };
+        self.reply(client, msg);
+    }
+
+    /// `client`'s write `xid` was answered: what was held behind it is
+    /// answered now, in order, showing the tree just after it.
+    fn release(&mut self, client: ClientId, xid: u64) {
+        let Some(c) = self.clients.get_mut(&client) else {
+            return;
+        };
+        c.writing.retain(|&w| w != xid);
+        let mut ready = Vec::new();
+        while let Some((behind, _)) = c.held.front()
+            && !c.writing.contains(behind)
+        {
+            ready.extend(c.held.pop_front().map(|(_, direct)| direct));
+        }
+        for direct in ready {
+            self.answer(client, direct);
+        }
     }
 
     /// A client that moved here resumes `session`. It has seen the tree as
@@ -405,6 +478,7 @@ impl Server {
             client,
             Connection {
                 session: Some(session),
+                ..Connection::default()
             },
         );
         self.touch(session);
@@ -636,7 +710,7 @@ impl Server {
                     .map(|(&id, _)| id)
                     .collect();
                 for client in clients {
-                    self.clients.insert(client, Connection { session: None });
+                    self.clients.insert(client, Connection::default());
                     self.reply(client, ServerMessage::SessionExpired);
                 }
             }
@@ -647,6 +721,7 @@ impl Server {
             } => {
                 if let Some(client) = self.waiting.remove(&(session, xid)) {
                     self.reply(client, ServerMessage::WriteDone { xid, zxid, result });
+                    self.release(client, xid);
                 }
             }
             Outcome::Nothing => {}
@@ -775,6 +850,88 @@ mod tests {
             panic!("expected the data, got {received:?}");
         };
         assert_eq!(data, b"v");
+    }
+
+    /// A pipelined round of a client of server 2: create `/a`, read it,
+    /// set it, read it again.
+    fn pipelined_round(cluster: &mut Cluster) {
+        let read = |xid| ClientMessage::Read {
+            xid,
+            read: Read::GetData {
+                path: "/a".into(),
+                watch: false,
+            },
+        };
+        let create = ClientMessage::Write {
+            xid: 1,
+            request: create("/a", false),
+        };
+        let set = ClientMessage::Write {
+            xid: 3,
+            request: Request::SetData {
+                path: "/a".into(),
+                data: b"w".to_vec(),
+                version: ANY_VERSION,
+            },
+        };
+        let now = cluster.now;
+        for msg in [create, read(2), set, read(4)] {
+            cluster.server(2).on_client(10, msg, now);
+        }
+    }
+
+    #[test]
+    fn a_connections_pipelined_requests_are_answered_in_order_behind_its_writes() {
+        let mut cluster = Cluster::new();
+        cluster.connect(2, 10);
+        pipelined_round(&mut cluster);
+        cluster.settle();
+        cluster.pass(20);
+        let answers: Vec<String> = cluster
+            .received(2, 10)
+            .into_iter()
+            .map(|msg| match msg {
+                ServerMessage::WriteDone {
+                    xid,
+                    result: Ok(Response::Set(stat)),
+                    ..
+                } => format!("{xid}: version {}", stat.version),
+                ServerMessage::WriteDone { xid, result, .. } => format!("{xid}: {result:?}"),
+                ServerMessage::ReadDone {
+                    xid,
+                    result: Ok(ReadResult::Data(data, _)),
+                    ..
+                } => format!("{xid}: {}", String::from_utf8_lossy(&data)),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        // Each read shows the write before it.
+        assert_eq!(
+            answers,
+            ["1: Ok(Created(\"/a\"))", "2: v", "3: version 1", "4: w"]
+        );
+    }
+
+    #[test]
+    fn a_sessions_writes_go_to_the_log_at_once_each_behind_the_one_before() {
+        let mut cluster = Cluster::new();
+        cluster.connect(2, 10);
+        pipelined_round(&mut cluster);
+        let output = cluster.server(2).take_output();
+        let forwarded: Vec<(u64, Option<u64>)> = output
+            .now
+            .iter()
+            .filter_map(|send| match send {
+                Send::Peer(_, PeerMessage::Forward(Command::Request { xid, after, .. })) => {
+                    Some((*xid, *after))
+                }
+                _ => None,
+            })
+            .collect();
+        // The set names the create: on a network that reorders, it must
+        // not take effect without it.
+        assert_eq!(forwarded, vec![(1, None), (3, Some(1))]);
+        assert!(!output.now.iter().any(|s| matches!(s, Send::Client(..))));
     }
 
     #[test]
@@ -927,7 +1084,7 @@ mod tests {
             },
         };
         changed.send(2, 10, set);
-        let snapshot = changed.server(1).compact().expect("a snapshot");
+        let snapshot = changed.server(1).compact().expect("a snapshot").snapshot;
         let term = changed.server(1).term();
         // The other's server 3 never heard of it, and gets the snapshot.
         let now = behind.now;

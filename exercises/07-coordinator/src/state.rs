@@ -116,6 +116,11 @@ pub enum Command {
         session: SessionId,
         /// The session's request number, increasing.
         xid: u64,
+        /// The request of the session that must take effect just before
+        /// this one: the last write its client had pipelined on the same
+        /// connection, not yet answered when this one came (`None` if
+        /// there was none).
+        after: Option<u64>,
         /// What.
         request: Request,
     },
@@ -261,8 +266,9 @@ impl State {
             Command::Request {
                 session,
                 xid,
+                after,
                 request,
-            } => self.request(txn, *session, *xid, request),
+            } => self.request(txn, *session, (*xid, *after), request),
         }
     }
 
@@ -270,10 +276,10 @@ impl State {
         &mut self,
         txn: Txn,
         session: SessionId,
-        xid: u64,
+        (xid, after): (u64, Option<u64>),
         request: &Request,
     ) -> (Outcome, Vec<Change>) {
-        todo!("exercise `exactly_once`: A request of a session that is not open is answered `SessionExpired`. A repeat of the session's last request (same `xid`) is answered from the session's memory, without applying it again; an older one than the last is `Outcome::Nothing`. Otherwise execute it (`self.execute`), remember `(xid, result)` in the session, and answer it; only then does it change the tree.")
+        todo!("exercise `exactly_once`: A request of a session that is not open is answered `SessionExpired`. A repeat of the session's last request (same `xid`) is answered from the session's memory, without applying it again; an older one than the last is `Outcome::Nothing`. So is one that must come `after` a request that is not the session's last (that one never made it: this one goes too). Otherwise execute it (`self.execute`), remember `(xid, result)` in the session, and answer it; only then does it change the tree.")
     }
 
     fn execute(
@@ -371,6 +377,7 @@ mod tests {
         entry(Command::Request {
             session,
             xid,
+            after: None,
             request,
         })
     }
@@ -439,6 +446,30 @@ mod tests {
             state.apply(5, &request(7, 1, Request::Sync)).0,
             Outcome::Nothing
         );
+    }
+
+    #[test]
+    fn a_request_pipelined_behind_one_that_never_made_it_goes_too() {
+        let mut state = State::new();
+        opened(&mut state, 1, 7);
+        let behind = |xid, after| {
+            entry(Command::Request {
+                session: 7,
+                xid,
+                after: Some(after),
+                request: create(&format!("/n{xid}"), false),
+            })
+        };
+        state.apply(2, &request(7, 1, create("/n1", false)));
+        // Request 2 never reached the log: 3, sent behind it, is dropped,
+        // and 4, behind 3, with it.
+        assert_eq!(state.apply(3, &behind(3, 2)).0, Outcome::Nothing);
+        assert_eq!(state.apply(4, &behind(4, 3)).0, Outcome::Nothing);
+        assert_eq!(state.tree().get_children("/").unwrap(), vec!["n1"]);
+        // Behind the session's last, it is applied.
+        let (outcome, _) = state.apply(5, &behind(5, 1));
+        assert!(matches!(outcome, Outcome::Answered { xid: 5, .. }));
+        assert_eq!(state.tree().get_children("/").unwrap(), vec!["n1", "n5"]);
     }
 
     #[test]

@@ -175,6 +175,12 @@ fn remove(path: &Path) -> Result<()> {
     }
 }
 
+/// Removes files no longer needed, in order ([`Storage::snapshot_written`]
+/// says which).
+pub fn remove_files(paths: &[PathBuf]) -> Result<()> {
+    paths.iter().try_for_each(|path| remove(path))
+}
+
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -382,7 +388,9 @@ impl Storage {
                 DiskWrite::Snapshot(snapshot) => {
                     self.flush(&mut frames)?;
                     write_snapshot(&self.dir, snapshot)?;
-                    self.snapshot_written(snapshot.last_index, snapshot.last_term)?;
+                    let obsolete =
+                        self.snapshot_written(snapshot.last_index, snapshot.last_term)?;
+                    remove_files(&obsolete)?;
                 }
                 DiskWrite::Truncate(from) => {
                     self.flush(&mut frames)?;
@@ -473,35 +481,40 @@ impl Storage {
     }
 
     /// A snapshot up to `index` (of `term`) is on disk: older snapshots and
-    /// the segments the previous one covers go, and the log goes on in a
-    /// new segment. If the log does not agree with the snapshot at its
-    /// edge, the snapshot replaces all of it.
-    pub fn snapshot_written(&mut self, index: Index, term: Term) -> Result<()> {
+    /// the segments the previous one covers are no longer needed, and the
+    /// log goes on in a new segment. If the log does not agree with the
+    /// snapshot at its edge, the snapshot replaces all of it.
+    ///
+    /// Returns the files no longer needed, in the order to remove them
+    /// ([`remove_files`]): deleting a segment of a hundred thousand
+    /// entries takes milliseconds, which a caller that must not pause
+    /// spends on another thread.
+    pub fn snapshot_written(&mut self, index: Index, term: Term) -> Result<Vec<PathBuf>> {
         if index < self.snapshot_index {
             // Overtaken by a newer one (a leader's, while this one was
             // being written).
-            return remove(&snapshot_path(&self.dir, index));
+            return Ok(vec![snapshot_path(&self.dir, index)]);
         }
         if index == self.snapshot_index {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let previous = self.snapshot_index;
         self.snapshot_index = index;
-        for (older, path) in numbered(&self.dir, "snapshot-")? {
-            if older < index {
-                remove(&path)?;
-            }
-        }
+        let mut obsolete: Vec<PathBuf> = numbered(&self.dir, "snapshot-")?
+            .into_iter()
+            .filter(|&(older, _)| older < index)
+            .map(|(_, path)| path)
+            .collect();
         if self.term_at(index) != Some(term) {
-            return self.remove_segments(0);
+            self.remove_segments(0)?;
+            return Ok(obsolete);
         }
-        // From the first: a crash leaves the ones after.
+        // From the first: a crash leaves the ones after, which the next
+        // open finds covered by the snapshot.
         let covered = self.segments.partition_point(|s| s.last() <= previous);
-        for segment in self.segments.drain(..covered) {
-            remove(&segment.path)?;
-        }
+        obsolete.extend(self.segments.drain(..covered).map(|s| s.path));
         self.roll = true;
-        Ok(())
+        Ok(obsolete)
     }
 
     /// Makes every write so far durable; returns the last index synced.
@@ -669,7 +682,8 @@ mod tests {
             .unwrap()
             .unwrap();
         storage.write(&appends(4..=5, 1)).unwrap();
-        storage.snapshot_written(3, 1).unwrap();
+        let obsolete = storage.snapshot_written(3, 1).unwrap();
+        remove_files(&obsolete).unwrap();
         storage.write(&appends(6..=6, 1)).unwrap();
         storage.sync().unwrap();
         assert_eq!(storage.snapshot_index(), 3);
@@ -677,6 +691,36 @@ mod tests {
         let (_, recovered) = Storage::open(dir.path()).unwrap();
         assert_eq!(recovered.snapshot, Some(snapshot(3, 1)));
         assert_eq!(recovered.log.len(), 6);
+    }
+
+    #[test]
+    fn the_files_a_snapshot_makes_unneeded_may_outlive_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut storage, _) = Storage::open(dir.path()).unwrap();
+        storage.write(&appends(1..=3, 1)).unwrap();
+        storage.sync().unwrap();
+        write_snapshot(dir.path(), &snapshot(3, 1)).unwrap();
+        assert!(storage.snapshot_written(3, 1).unwrap().is_empty());
+        storage.write(&appends(4..=6, 1)).unwrap();
+        storage.sync().unwrap();
+        write_snapshot(dir.path(), &snapshot(6, 1)).unwrap();
+        // The first snapshot, and the segment it covers.
+        let obsolete = storage.snapshot_written(6, 1).unwrap();
+        let names: Vec<_> = obsolete
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [format!("snapshot-{:020}", 3), format!("log-{:020}", 1)]
+        );
+        // A crash before they were removed: the newest snapshot wins, and
+        // the log is still one run.
+        drop(storage);
+        let (_, recovered) = Storage::open(dir.path()).unwrap();
+        assert_eq!(recovered.snapshot, Some(snapshot(6, 1)));
+        let indexes: Vec<_> = recovered.log.iter().map(|e| e.index).collect();
+        assert_eq!(indexes, (1..=6).collect::<Vec<_>>());
     }
 
     #[test]

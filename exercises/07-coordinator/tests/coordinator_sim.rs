@@ -104,6 +104,8 @@ enum Event {
     Return { out: RegOut },
     /// It gave up on it (no answer).
     GaveUp,
+    /// The answer to its request `xid` came on its connection `conn`.
+    Answered { conn: u64, xid: u64 },
     /// The client's session number `session` (its first, second, ...)
     /// took in a message carrying `zxid`.
     Heard {
@@ -260,9 +262,9 @@ impl ServerShell {
         self.server.persisted(disk.last_index());
         let base = disk.snapshot.as_ref().map_or(0, |s| s.last_index);
         if disk.last_index() >= base + SNAPSHOT_EVERY
-            && let Some(snapshot) = self.server.compact()
+            && let Some(compacted) = self.server.compact()
         {
-            disk.unsynced.push(DiskWrite::Snapshot(snapshot));
+            disk.unsynced.push(DiskWrite::Snapshot(compacted.snapshot));
         }
     }
 
@@ -355,9 +357,11 @@ enum Step {
         xid: u64,
         op: RegOp,
     },
-    /// Waiting for the `sync` (request `xid`), then the read.
+    /// Waiting for the `sync` (request `xid`), and then for the read
+    /// (request `read`), pipelined behind it.
     Sync {
         xid: u64,
+        read: u64,
     },
     Read {
         xid: u64,
@@ -512,7 +516,17 @@ impl Client {
         let session = self.session.as_mut().expect("a session");
         let xid = session.write(request, ctx.now());
         self.step = Some(match op {
-            RegOp::SyncedRead => Step::Sync { xid },
+            // The read goes at once, right behind the `sync`, on the same
+            // connection: its server holds it until the `sync` is
+            // answered.
+            RegOp::SyncedRead => {
+                let read = Read::GetData {
+                    path: REGISTER.into(),
+                    watch: false,
+                };
+                let read = self.read(ctx, read);
+                Step::Sync { xid, read }
+            }
             _ => Step::Write { xid, op },
         });
     }
@@ -541,18 +555,13 @@ impl Client {
                 ctx.record(Event::Return { out });
                 self.step = None;
             }
-            (ClientEvent::Written { xid, result }, Some(Step::Sync { xid: s })) if s == xid => {
+            (ClientEvent::Written { xid, result }, Some(Step::Sync { xid: s, read }))
+                if s == xid =>
+            {
                 if result.is_err() {
                     return self.give_up(ctx);
                 }
-                // The read goes to the same server: the session sends it
-                // at once, on the connection the `sync` was answered on.
-                let read = Read::GetData {
-                    path: REGISTER.into(),
-                    watch: false,
-                };
-                let xid = self.read(ctx, read);
-                self.step = Some(Step::Read { xid });
+                self.step = Some(Step::Read { xid: read });
             }
             (ClientEvent::ReadDone { xid, result }, Some(Step::Read { xid: r })) if r == xid => {
                 let value = match result {
@@ -571,7 +580,7 @@ impl Client {
             (ClientEvent::ConnectionLoss { xid }, Some(step)) => {
                 let current = match step {
                     Step::Write { xid, .. }
-                    | Step::Sync { xid }
+                    | Step::Sync { xid, .. }
                     | Step::Read { xid }
                     | Step::Watch { xid } => xid,
                 };
@@ -601,6 +610,10 @@ impl Client {
             return;
         }
         for msg in self.inbound.receive(seq, msg) {
+            if let ServerMessage::ReadDone { xid, .. } | ServerMessage::WriteDone { xid, .. } = msg
+            {
+                ctx.record(Event::Answered { conn, xid });
+            }
             let heard = match &msg {
                 ServerMessage::Watch { zxid, changes } => {
                     Some((*zxid, Heard::Watch(changes.clone())))
@@ -735,6 +748,7 @@ fn run(seed: u64) -> Result<(), String> {
     let live = sim.run_until(finished, 60_000);
     check(&sim)?;
     check_watches(&sim)?;
+    check_answer_order(&sim)?;
     if !live {
         return Err("the clients did not finish after the faults stopped".into());
     }
@@ -778,7 +792,7 @@ fn check(sim: &Sim<Node>) -> Result<(), String> {
             Event::GaveUp => {
                 open.remove(&node);
             }
-            Event::Heard { .. } => {}
+            Event::Heard { .. } | Event::Answered { .. } => {}
         }
     }
     linearizability::check(&Register, &history).map_err(|violation| {
@@ -971,6 +985,25 @@ fn check_watches(sim: &Sim<Node>) -> Result<(), String> {
                     let last = &before[before.len().saturating_sub(6)..];
                     format!("client {node}, session {session}, at {at} ms: {e}; the last heard: {last:?}")
                 })?;
+        }
+    }
+    Ok(())
+}
+
+/// A connection's answers come in the order its requests were sent
+/// (ZooKeeper's FIFO client order): the client pipelines them, and takes
+/// each answer for the oldest request in flight.
+fn check_answer_order(sim: &Sim<Node>) -> Result<(), String> {
+    let mut last: BTreeMap<(NodeId, u64), u64> = BTreeMap::new();
+    for &(at, node, ref event) in sim.history() {
+        if let Event::Answered { conn, xid } = *event
+            && let Some(before) = last.insert((node, conn), xid)
+            && before >= xid
+        {
+            return Err(format!(
+                "client {node}, connection {conn}, at {at} ms: the answer to request {xid} \
+                 came after the answer to request {before}"
+            ));
         }
     }
     Ok(())

@@ -304,8 +304,8 @@ impl Server {
                 kv: self.kv,
                 sessions: self.sessions.clone(),
             };
-            if let Some(snapshot) = self.raft.compact(applied, encode(&state)) {
-                disk.unsynced.push(DiskWrite::Snapshot(snapshot));
+            if let Some(compacted) = self.raft.compact(applied, encode(&state)) {
+                disk.unsynced.push(DiskWrite::Snapshot(compacted.snapshot));
             }
         }
         if self.raft.role() == Role::Leader && !leader_before {

@@ -1,19 +1,22 @@
 //! `kfs perf coordinator`: load for chapter 7's coordinator ensemble, as
 //! `kfs perf produce` is for a broker, with the same report.
 //!
-//! A session has one request in flight (the client library sends the next
-//! only when the last is answered, as ZooKeeper's sessions keep their
-//! order), so "many requests in flight" means many sessions: `--sessions`
-//! of them, session `i` opened on server `i mod servers`, each with its
-//! own node `/kfs-perf/n<i>`. Every request is timed from its call to its
-//! answer.
+//! `--sessions` sessions, session `i` opened on server `i mod servers`,
+//! each with its own node `/kfs-perf/n<i>`, and `--in-flight` requests in
+//! flight on each: the client library pipelines a session's requests as
+//! ZooKeeper's does (a server answers them in order, holding a read back
+//! behind a write of the same session). Every request is timed from its
+//! call to its answer.
 //!
 //! - `--op set`: each session sets its node (created first if missing):
 //!   a linearizable write through the leader's log.
 //! - `--op create`: each session creates new nodes
-//!   (`/kfs-perf/<session>-<k>`): writes that grow the tree.
+//!   (`/kfs-perf/<session>-<lane>-<k>`): writes that grow the tree.
 //! - `--op get`: each session syncs once, then reads its node from its own
 //!   server: ZooKeeper's reads, served locally without the log.
+//!
+//! A session's writes go through the log one at a time (see chapter 7's
+//! `node.rs`), so `--in-flight` helps writes little; reads pipeline fully.
 //!
 //! With `--rate`, the sessions together aim at that many requests a second,
 //! each on its own schedule, as `kfs perf produce --throughput` does: a
@@ -56,11 +59,15 @@ pub(crate) struct CoordinatorPerfArgs {
     /// The ensemble's client addresses, comma-separated.
     #[arg(long, default_value = "127.0.0.1:2181")]
     servers: String,
-    /// How many sessions, each with one request in flight; session i is
-    /// opened on server i mod the number of servers.
+    /// How many sessions; session i is opened on server i mod the number
+    /// of servers.
     #[arg(long, default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     sessions: u32,
+    /// How many requests each session has in flight.
+    #[arg(long, default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    in_flight: u32,
     /// What each request is.
     #[arg(long, value_enum, default_value_t = Op::Set)]
     op: Op,
@@ -115,7 +122,8 @@ fn parse_servers(text: &str) -> Result<Vec<SocketAddr>> {
 /// What every session's loop shares.
 struct Plan {
     op: Op,
-    sessions: u64,
+    /// How many request loops run: `in_flight` on each session.
+    lanes: u64,
     value: Vec<u8>,
     start: Instant,
     /// When to stop, for `--duration`.
@@ -204,9 +212,10 @@ pub(crate) async fn run(args: CoordinatorPerfArgs) -> Result<()> {
         (None, None) => Some(10.0),
         (None, Some(_)) => None,
     };
+    let in_flight = u64::from(args.in_flight);
     let plan = Arc::new(Plan {
         op: args.op,
-        sessions,
+        lanes: sessions * in_flight,
         value,
         start,
         deadline: duration.map(|s| start + Duration::from_secs_f64(s)),
@@ -216,7 +225,7 @@ pub(crate) async fn run(args: CoordinatorPerfArgs) -> Result<()> {
         recorder: recorder.clone(),
     });
     eprintln!(
-        "{:?} from {sessions} sessions, {} B values{}",
+        "{:?} from {sessions} sessions, {in_flight} in flight on each, {} B values{}",
         args.op,
         args.value_size,
         args.rate.map_or(String::new(), |r| format!(", at {r}/s"))
@@ -225,13 +234,16 @@ pub(crate) async fn run(args: CoordinatorPerfArgs) -> Result<()> {
         recorder.clone(),
         Duration::from_millis(args.reporting_interval_ms),
     ));
+    let zks: Vec<Arc<Coordinator>> = zks.into_iter().flatten().map(Arc::new).collect();
     let mut running = JoinSet::new();
-    for (i, zk) in zks.into_iter().flatten().enumerate() {
-        running.spawn(session_loop(i as u64, zk, plan.clone()));
+    for (i, zk) in zks.iter().enumerate() {
+        for lane in 0..in_flight {
+            let lane = i as u64 * in_flight + lane;
+            running.spawn(request_loop(lane, in_flight, zk.clone(), plan.clone()));
+        }
     }
-    let mut done = Vec::new();
     while let Some(joined) = running.join_next().await {
-        done.push(joined?);
+        joined?;
     }
     progress.abort();
     let (summary, failed) = {
@@ -245,7 +257,8 @@ pub(crate) async fn run(args: CoordinatorPerfArgs) -> Result<()> {
     // Sessions end now rather than expire later (a `create` run's nodes
     // stay: they are persistent).
     let mut closing = JoinSet::new();
-    for zk in done {
+    // Every loop has ended and dropped its handle.
+    for zk in zks.into_iter().filter_map(Arc::into_inner) {
         closing.spawn(zk.close());
     }
     while closing.join_next().await.is_some() {}
@@ -255,17 +268,17 @@ pub(crate) async fn run(args: CoordinatorPerfArgs) -> Result<()> {
     }
 }
 
-/// One session's requests, until the plan says stop; returns the session
-/// to be closed.
-async fn session_loop(i: u64, zk: Coordinator, plan: Arc<Plan>) -> Coordinator {
-    let path = own_node(i);
+/// One of a session's request loops (`lane`, of `in_flight` on each
+/// session), until the plan says stop.
+async fn request_loop(lane: u64, in_flight: u64, zk: Arc<Coordinator>, plan: Arc<Plan>) {
+    let path = own_node(lane / in_flight);
     let bytes = plan.value.len() as u64;
     let mut k = 0u64;
     loop {
         if let Some(interval) = plan.interval {
-            // The sessions' schedules interleave: together, one request
+            // The loops' schedules interleave: together, one request
             // every `interval`.
-            let due = plan.start + interval.mul_f64((k * plan.sessions + i) as f64);
+            let due = plan.start + interval.mul_f64((k * plan.lanes + lane) as f64);
             if plan.deadline.is_some_and(|d| due >= d) {
                 break;
             }
@@ -284,7 +297,7 @@ async fn session_loop(i: u64, zk: Coordinator, plan: Arc<Plan>) -> Coordinator {
         let result = match plan.op {
             Op::Set => zk.set(&path, &plan.value, ANY_VERSION).await.map(drop),
             Op::Create => {
-                let path = format!("{ROOT}/{:x}-{k}", zk.session());
+                let path = format!("{ROOT}/{:x}-{lane}-{k}", zk.session());
                 zk.create(&path, &plan.value, false, false).await.map(drop)
             }
             Op::Get => zk.get(&path, false).await.map(drop),
@@ -292,7 +305,6 @@ async fn session_loop(i: u64, zk: Coordinator, plan: Arc<Plan>) -> Coordinator {
         plan.recorder.lock().unwrap().record(sent_at, bytes, result);
         k += 1;
     }
-    zk
 }
 
 #[cfg(test)]
