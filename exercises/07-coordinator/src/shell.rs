@@ -239,7 +239,7 @@ pub async fn run(
         "opened"
     );
     let members: Vec<NodeId> = config.ensemble.keys().copied().collect();
-    let seed = u64::from(config.id) ^ std::process::id() as u64;
+    let seed = raft_seed(config.id, std::process::id());
     let server = Server::new(
         config.id,
         &members,
@@ -286,6 +286,18 @@ pub async fn run(
         .ok()
         .and_then(Result::ok)
         .unwrap_or(Ok(()))
+}
+
+/// The seed of server `id`'s randomness (its election timeouts) when it
+/// runs as process `pid`. Elections end because the servers' timeouts
+/// differ: two servers that drew the same ones, having heard the same
+/// leader at the same moments, would stand together in every election
+/// after it and split the votes forever. So no two servers of an ensemble
+/// may share a seed: the id is its low half, and the process id, which
+/// makes a restarted server draw anew, its high half. (`id ^ pid` was not
+/// enough: servers 1 and 2 as processes 4000 and 4003 both got 4001.)
+fn raft_seed(id: NodeId, pid: u32) -> u64 {
+    (u64::from(pid) << 32) | u64::from(id)
 }
 
 /// The thread writing a snapshot: it returns the snapshot's last index
@@ -635,7 +647,7 @@ async fn send_to_peer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft::Entry;
+    use crate::raft::{Entry, HardState, Raft};
     use crate::state::{Command, LogEntry, Request};
     use crate::tree::MAX_DATA;
 
@@ -718,6 +730,76 @@ mod tests {
         peer_frames(msg.clone(), &mut bytes).unwrap();
         assert_eq!(bytes[..13], *b"queued before");
         assert_eq!(split(&bytes[13..]), vec![&frame(&msg).unwrap()[..]]);
+    }
+
+    /// Whether servers 1 and 2, with the seeds they get as processes
+    /// `pids`, elect one of them within a minute once their leader, server
+    /// 3, is gone. All three start together; 3 times out first and leads
+    /// for a while, and 1 and 2, hearing each of its messages at the same
+    /// moments, draw their election timeouts the same number of times. The
+    /// clock moves a millisecond at a time; a message arrives within that
+    /// millisecond and a write is synced at once.
+    fn survivors_elect(pids: [u32; 2]) -> bool {
+        let raft = |id: NodeId, timeout: u64, seed: u64| {
+            let config = RaftConfig {
+                election_timeout_ms: timeout,
+                ..RaftConfig::default()
+            };
+            let hard = HardState::default();
+            Raft::<u32>::new(id, &[1, 2, 3], config, hard, None, Vec::new(), 0, seed)
+        };
+        let mut servers = vec![
+            raft(1, 1_000, raft_seed(1, pids[0])),
+            raft(2, 1_000, raft_seed(2, pids[1])),
+            raft(3, 300, raft_seed(3, pids[1] + 1)),
+        ];
+        let dies = 3_000;
+        for now in 1..dies + 60_000 {
+            if now == dies {
+                assert_eq!(servers[2].role(), Role::Leader);
+                servers.pop();
+            }
+            for server in &mut servers {
+                server.tick(now);
+            }
+            loop {
+                let mut messages = Vec::new();
+                for server in &mut servers {
+                    server.persisted(server.last_index());
+                    let ready = server.take_ready();
+                    messages.extend(
+                        ready
+                            .messages
+                            .into_iter()
+                            .map(|(to, m)| (server.id(), to, m)),
+                    );
+                }
+                if messages.is_empty() {
+                    break;
+                }
+                for (from, to, msg) in messages {
+                    if let Some(server) = servers.iter_mut().find(|s| s.id() == to) {
+                        server.step(from, msg);
+                    }
+                }
+            }
+            if now > dies && servers.iter().any(|s| s.role() == Role::Leader) {
+                return true;
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn the_survivors_of_a_dead_leader_elect_one_of_them_whatever_their_process_ids() {
+        // Processes started one after the other, a few ids apart (each
+        // thread of the one started before takes an id too).
+        for first in 4_000..4_004 {
+            for gap in 1..=4 {
+                let pids = [first, first + gap];
+                assert!(survivors_elect(pids), "as processes {pids:?}");
+            }
+        }
     }
 
     /// The frames one after the other in `bytes`.
