@@ -24,8 +24,8 @@
 #
 #   benches/e2e-coordinator.sh [--with-etcd] [SECONDS]
 #       SECONDS of load per run (default 20).
-#   KFS_BENCH_SESSIONS: how many sessions (default 8), each with
-#   KFS_BENCH_IN_FLIGHT requests in flight (default 256).
+#   KFS_BENCH_SESSIONS: how many sessions (default 3, one on each server),
+#   each with KFS_BENCH_IN_FLIGHT requests in flight (default 512).
 #
 # Prints each run's report, and writes a summary to
 # target/e2e/coordinator.tsv (tab-separated, a header row, `-` for an
@@ -43,8 +43,8 @@ if [ "${1:-}" = --with-etcd ]; then
     shift
 fi
 seconds=${1:-20}
-sessions=${KFS_BENCH_SESSIONS:-8}
-in_flight=${KFS_BENCH_IN_FLIGHT:-256}
+sessions=${KFS_BENCH_SESSIONS:-3}
+in_flight=${KFS_BENCH_IN_FLIGHT:-512}
 if ! [[ $seconds =~ ^[0-9]+([.][0-9]+)?$ && $sessions =~ ^[1-9][0-9]*$ &&
     $in_flight =~ ^[1-9][0-9]*$ ]]; then
     echo "usage: benches/e2e-coordinator.sh [--with-etcd] [SECONDS]" >&2
