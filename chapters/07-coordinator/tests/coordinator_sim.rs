@@ -26,13 +26,16 @@
 //! Broken on purpose, it fails: reads without the `sync` before them (as
 //! ZooKeeper's reads are by default) are not linearizable at seed 12;
 //! without the sessions' memory of their last request, a write that
-//! reached the log twice applies twice (not linearizable, seed 10). The
+//! reached the log twice applies twice (not linearizable, seed 2). The
 //! watch checker fails with a watch that is not one-shot (seed 0: a second
 //! event with no watch set), with watches set again after a move without
-//! firing those whose node changed (seed 1: a read shows a change whose
-//! event never came), with a client that sets none again (seed 1, the
-//! same), and with a server that resumes a session it is behind (seed 6:
-//! an answer older than one the session had seen). A snapshot installed without firing the
+//! firing those whose node changed (seed 0: a read shows a change whose
+//! event never came), with a client that sets none again (seed 0, the
+//! same), and with a server that resumes a session it is behind (seed 10:
+//! an answer older than one the session had seen). The check that a
+//! connection's answers come in order fails with reads answered before
+//! the writes their connection sent before them (seed 0: an answer out of
+//! order). A snapshot installed without firing the
 //! watches on what it changed is not caught in 20,000 seeds: a follower a
 //! little behind gets entries, not a snapshot, so in those runs a snapshot
 //! was installed 96 times and changed a watched node once (counted before
