@@ -6,7 +6,8 @@
 //! crashes, power losses, clock jumps). Checkers:
 //!
 //! - writes, compare-and-sets, deletes and *synced* reads (a `sync`, then a
-//!   read on the same server) of one znode are linearizable;
+//!   read pipelined behind it) of one znode are linearizable;
+//! - every connection's answers come in the order its requests went;
 //! - watches, per session: each watch a read set fires at most once; the
 //!   zxids the session hears never go down (not even when it moves to a
 //!   server that is behind); an event comes before any answer that shows
