@@ -324,12 +324,13 @@ impl ClientSession {
             // Nothing was owed: the clock starts now.
             self.owed_since = now;
         }
+        let server = self.server();
         for (xid, op) in self.queue.iter().skip(self.sent).cloned() {
             let msg = match op {
                 Op::Write(request) => ClientMessage::Write { xid, request },
                 Op::Read(read) => ClientMessage::Read { xid, read },
             };
-            self.sends.push((self.servers[self.server], msg));
+            self.sends.push((server, msg));
         }
         self.sent = self.queue.len();
         self.last_sent = now;

@@ -15,8 +15,10 @@
 //! - `--op get`: each session syncs once, then reads its node from its own
 //!   server: ZooKeeper's reads, served locally without the log.
 //!
-//! A session's writes go through the log one at a time (see chapter 7's
-//! `node.rs`), so `--in-flight` helps writes little; reads pipeline fully.
+//! Writes and reads both pipeline: a session's writes go to the log one
+//! after the other without waiting, each naming the one before it (see
+//! chapter 7's `node.rs`). Few sessions with many requests in flight give
+//! the most: a connection's requests and answers travel in batches.
 //!
 //! With `--rate`, the sessions together aim at that many requests a second,
 //! each on its own schedule, as `kfs perf produce --throughput` does: a
