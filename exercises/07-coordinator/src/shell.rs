@@ -390,14 +390,15 @@ fn core(
         // core's work: freeing the entries the log lets go of, and deleting
         // the files the snapshot makes unneeded. The writer frees the
         // entries (slowly: see `free_slowly`); the files go on a thread of
-        // their own.
+        // their own, slowly too, or every `fsync` on the disk would wait
+        // for their blocks to be freed (see `remove_files_slowly`).
         if let Some(done) = writer.take_if(|w| w.is_finished()) {
             let (index, term) = done.join().expect("the snapshot writer does not panic")?;
             let obsolete = storage.snapshot_written(index, term)?;
             std::thread::spawn(move || {
-                if let Err(e) = storage::remove_files(&obsolete) {
+                if let Err(e) = storage::remove_files_slowly(&obsolete) {
                     // Harmless: the next open finds the files covered by
-                    // the snapshot.
+                    // the snapshot, or in the trash.
                     warn!(%e, "removing files a snapshot made unneeded");
                 }
             });
