@@ -34,8 +34,10 @@ pub(crate) struct CoordinatorArgs {
     /// (ZooKeeper's `server.N` lines). One entry runs a single server.
     #[arg(long, default_value = "1=127.0.0.1:2181:2881")]
     ensemble: String,
-    /// Log entries between snapshots: after this many, the server writes
-    /// a snapshot of its tree and drops the log before it (`snapCount`).
+    /// Log entries between snapshots: after half this many to this many
+    /// (a point drawn anew each time, so the servers do not all pause at
+    /// once), the server writes a snapshot of its tree and drops the log
+    /// before it (`snapCount`).
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     snap_count: u64,
 }

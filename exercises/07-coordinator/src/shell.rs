@@ -85,9 +85,11 @@ pub struct ShellConfig {
     pub raft: RaftConfig,
     /// How often the core ticks (and so, at the latest, syncs).
     pub tick: Duration,
-    /// After this many log entries past the last snapshot, the server
-    /// takes a snapshot of its state, and the log the one before covers
-    /// goes (ZooKeeper's `snapCount`, 100,000 there).
+    /// After about this many log entries past the last snapshot (from
+    /// half of it to all of it, drawn anew each time, so that the servers
+    /// do not all pause at once), the server takes a snapshot of its
+    /// state, and the log the one before covers goes (ZooKeeper's
+    /// `snapCount`, 100,000 there).
     pub snapshot_every: u64,
 }
 
@@ -321,6 +323,9 @@ fn core(
     let mut leading = false;
     // The snapshot being written, if one is.
     let mut writer: Option<SnapshotWriter> = None;
+    // How far past the last snapshot the next one is due.
+    let mut rng = fastrand::Rng::new();
+    let mut gap = snapshot_gap(snapshot_every, &mut rng);
     loop {
         let first = match inputs.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
             Ok(input) => Some(input),
@@ -405,9 +410,10 @@ fn core(
             debug!(id = server.id(), index, "snapshot written");
         }
         if writer.is_none()
-            && storage.last_index() >= storage.snapshot_index() + snapshot_every
+            && storage.last_index() >= storage.snapshot_index() + gap
             && let Some(Compacted { snapshot, released }) = server.compact()
         {
+            gap = snapshot_gap(snapshot_every, &mut rng);
             let dir = snapshot_dir.clone();
             writer = Some(std::thread::spawn(move || {
                 storage::write_snapshot(&dir, &snapshot)?;
@@ -416,6 +422,17 @@ fn core(
             }));
         }
     }
+}
+
+/// How many entries past its last snapshot a server takes the next: from
+/// half of `every` to all of it, drawn anew each time (ZooKeeper draws its
+/// snapshot point the same way, from `snapCount`). Otherwise every server
+/// would take its snapshots at the same index, and so pause at the same
+/// moment: the core while it encodes the state, the disk they share while
+/// the old files go. With no majority left to commit, every write would
+/// wait. Staggered, two servers of three go on while the third pauses.
+fn snapshot_gap(every: u64, rng: &mut fastrand::Rng) -> u64 {
+    (every / 2 + rng.u64(..=every - every / 2)).max(1)
 }
 
 /// Frees the entries a compaction let go of, a thousand at a time with a
@@ -756,6 +773,16 @@ mod tests {
     /// moments, draw their election timeouts the same number of times. The
     /// clock moves a millisecond at a time; a message arrives within that
     /// millisecond and a write is synced at once.
+    #[test]
+    fn servers_take_their_snapshots_at_points_of_their_own() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let gaps: Vec<u64> = (0..100).map(|_| snapshot_gap(100_000, &mut rng)).collect();
+        assert!(gaps.iter().all(|gap| (50_000..=100_000).contains(gap)));
+        // Not all at one point: that is the whole idea.
+        assert!(gaps.iter().any(|&gap| gap != gaps[0]));
+        assert_eq!(snapshot_gap(1, &mut rng), 1);
+    }
+
     fn survivors_elect(pids: [u32; 2]) -> bool {
         let raft = |id: NodeId, timeout: u64, seed: u64| {
             let config = RaftConfig {
