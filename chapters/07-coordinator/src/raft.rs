@@ -835,7 +835,7 @@ impl<C: Clone> Raft<C> {
         } else {
             (prev_index, prev_term, entries)
         };
-        // exercise-hole: log_matching | Log matching: if our log has no entry at `prev_index` with `prev_term`, answer failure with the last index we might match (`prev_index - 1`, at most our last index). Otherwise store the entries: skip those we already have with the same term, and at the first whose term differs drop it and everything after (`self.truncate_from`), then append the rest (to `self.log` and `self.ready.append`). Move the commit index to the leader's, but not past the last new entry. Answer success with `match_index` the last new entry's index.
+        // exercise-hole: log_matching | Log matching: if our log has no entry at `prev_index` with `prev_term`, answer failure with the last index we might match (`prev_index - 1`, at most our last index). Otherwise store the entries: skip those we already have with the same term, and at the first whose term differs drop it and everything after (`self.truncate_from`), then append the rest (to `self.log` and `self.ready.append`). Move the commit index up to the leader's, but not past the last new entry, and never back. Answer success with `match_index` the last new entry's index.
         // exercise-hint: Never truncate when the entries agree: an old, delayed `AppendEntries` may carry fewer entries than we have, and cutting would lose entries the leader already counted.
         // exercise-hint: `for entry in entries { match self.term_at(entry.index) { Some(t) if t == entry.term => continue, Some(_) => self.truncate_from(entry.index), None => {} } self.log.push(entry.clone()); self.ready.append.push(entry); }` and `let last_new = prev_index + n;` where `n` is the number of entries.
         if self.term_at(prev_index) != Some(prev_term) {
@@ -866,9 +866,11 @@ impl<C: Clone> Raft<C> {
             self.log.push(entry.clone());
             self.ready.append.push(entry);
         }
-        if commit > self.commit {
-            self.commit = commit.min(last_new);
-        }
+        // The leader's commit index, but no further than the entries this
+        // message shows we share with it, and never back: a message sent
+        // again from where the leader last knew us to be may reach less
+        // far than an earlier one.
+        self.commit = self.commit.max(commit.min(last_new));
         self.send(
             from,
             Message::AppendResult {
@@ -1145,6 +1147,51 @@ mod tests {
         assert_eq!(ready.append, vec![entry(2, 2, 20)]);
         assert_eq!(follower.last_index(), 2);
         assert_eq!(ready.committed, vec![entry(1, 1, 1), entry(2, 2, 20)]);
+    }
+
+    #[test]
+    fn an_append_that_reaches_less_far_never_takes_the_commit_index_back() {
+        let log: Vec<_> = (1..=5).map(|i| entry(1, i, i as u32)).collect();
+        let mut follower = server(
+            2,
+            HardState {
+                term: 1,
+                voted_for: None,
+            },
+            log,
+        );
+        let append = |prev_index: Index, commit: Index| Message::AppendEntries {
+            term: 1,
+            prev_index,
+            prev_term: 1,
+            entries: Vec::new(),
+            commit,
+        };
+        follower.step(1, append(5, 4));
+        assert_eq!(follower.commit_index(), 4);
+        // The leader has committed more, but this message (one it sent
+        // again after a silence, from where it last knew the follower to
+        // be) vouches only for the entries up to 2: the follower's commit
+        // index stays where it was.
+        follower.step(1, append(2, 5));
+        assert_eq!(follower.commit_index(), 4);
+        let applied: Vec<Index> = follower
+            .take_ready()
+            .committed
+            .iter()
+            .map(|e| e.index)
+            .collect();
+        assert_eq!(applied, [1, 2, 3, 4]);
+        follower.step(1, append(5, 5));
+        assert_eq!(follower.commit_index(), 5);
+        // Each entry is applied once.
+        let applied: Vec<Index> = follower
+            .take_ready()
+            .committed
+            .iter()
+            .map(|e| e.index)
+            .collect();
+        assert_eq!(applied, [5]);
     }
 
     #[test]

@@ -794,7 +794,7 @@ impl<C: Clone> Raft<C> {
         } else {
             (prev_index, prev_term, entries)
         };
-        todo!("exercise `log_matching`: Log matching: if our log has no entry at `prev_index` with `prev_term`, answer failure with the last index we might match (`prev_index - 1`, at most our last index). Otherwise store the entries: skip those we already have with the same term, and at the first whose term differs drop it and everything after (`self.truncate_from`), then append the rest (to `self.log` and `self.ready.append`). Move the commit index to the leader's, but not past the last new entry. Answer success with `match_index` the last new entry's index.")
+        todo!("exercise `log_matching`: Log matching: if our log has no entry at `prev_index` with `prev_term`, answer failure with the last index we might match (`prev_index - 1`, at most our last index). Otherwise store the entries: skip those we already have with the same term, and at the first whose term differs drop it and everything after (`self.truncate_from`), then append the rest (to `self.log` and `self.ready.append`). Move the commit index up to the leader's, but not past the last new entry, and never back. Answer success with `match_index` the last new entry's index.")
     }
 
     fn on_install_snapshot(&mut self, from: NodeId, term: Term, snapshot: Snapshot) {
@@ -1047,6 +1047,51 @@ mod tests {
         assert_eq!(ready.append, vec![entry(2, 2, 20)]);
         assert_eq!(follower.last_index(), 2);
         assert_eq!(ready.committed, vec![entry(1, 1, 1), entry(2, 2, 20)]);
+    }
+
+    #[test]
+    fn an_append_that_reaches_less_far_never_takes_the_commit_index_back() {
+        let log: Vec<_> = (1..=5).map(|i| entry(1, i, i as u32)).collect();
+        let mut follower = server(
+            2,
+            HardState {
+                term: 1,
+                voted_for: None,
+            },
+            log,
+        );
+        let append = |prev_index: Index, commit: Index| Message::AppendEntries {
+            term: 1,
+            prev_index,
+            prev_term: 1,
+            entries: Vec::new(),
+            commit,
+        };
+        follower.step(1, append(5, 4));
+        assert_eq!(follower.commit_index(), 4);
+        // The leader has committed more, but this message (one it sent
+        // again after a silence, from where it last knew the follower to
+        // be) vouches only for the entries up to 2: the follower's commit
+        // index stays where it was.
+        follower.step(1, append(2, 5));
+        assert_eq!(follower.commit_index(), 4);
+        let applied: Vec<Index> = follower
+            .take_ready()
+            .committed
+            .iter()
+            .map(|e| e.index)
+            .collect();
+        assert_eq!(applied, [1, 2, 3, 4]);
+        follower.step(1, append(5, 5));
+        assert_eq!(follower.commit_index(), 5);
+        // Each entry is applied once.
+        let applied: Vec<Index> = follower
+            .take_ready()
+            .committed
+            .iter()
+            .map(|e| e.index)
+            .collect();
+        assert_eq!(applied, [5]);
     }
 
     #[test]
