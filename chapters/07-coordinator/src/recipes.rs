@@ -29,8 +29,8 @@ use ch06_replication::sim::Millis;
 
 use crate::client::{ClientEvent, ClientSession};
 use crate::node::{Read, ReadResult};
-use crate::state::{Request, Response};
-use crate::tree::{ANY_VERSION, Change};
+use crate::state::{Request, RequestError, Response};
+use crate::tree::{ANY_VERSION, Change, TreeError};
 
 /// What a [`Lock`] tells its owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -522,8 +522,11 @@ impl Membership {
         }
     }
 
-    /// Joins: creates the member's node. A name already taken is refused
-    /// (a second broker with the same id), as [`MembershipEvent::Lost`].
+    /// Joins: creates the member's node. A name already taken by another
+    /// session is refused (a second broker with the same id), as
+    /// [`MembershipEvent::Lost`]. When the answer is lost, or says the name
+    /// is taken, the node's owner tells whether the join happened: a name
+    /// is not enough (Kafka's `checkedEphemeralCreate` checks the same).
     pub fn join(&mut self, client: &mut ClientSession, now: Millis) {
         let request = Request::Create {
             path: format!("{}/{}", self.dir, self.name),
@@ -538,6 +541,16 @@ impl Membership {
         let read = Read::GetChildren {
             path: self.dir.clone(),
             watch: true,
+        };
+        self.pending = Some(client.read(read, now));
+    }
+
+    /// Asks whose the member's node is, after a join whose answer was
+    /// lost, or that found the name taken.
+    fn check(&mut self, client: &mut ClientSession, now: Millis) {
+        let read = Read::Exists {
+            path: format!("{}/{}", self.dir, self.name),
+            watch: false,
         };
         self.pending = Some(client.read(read, now));
     }
@@ -557,33 +570,55 @@ impl Membership {
             }
             ClientEvent::Written { xid, result } if self.pending == Some(*xid) => {
                 self.pending = None;
-                if result.is_ok() {
-                    self.joined = true;
-                    self.list(client, now);
-                    None
-                } else {
-                    Some(MembershipEvent::Lost)
+                match result {
+                    Ok(_) => {
+                        self.joined = true;
+                        self.list(client, now);
+                        None
+                    }
+                    // Taken: by another member, or by this one, in a join
+                    // that happened though its answer was lost on the way.
+                    Err(RequestError::Tree(TreeError::NodeExists { .. })) => {
+                        self.check(client, now);
+                        None
+                    }
+                    Err(_) => Some(MembershipEvent::Lost),
                 }
             }
             ClientEvent::ConnectionLoss { xid } if self.pending == Some(*xid) => {
-                // A lost join may have happened: the list tells.
-                self.list(client, now);
+                // A lost join may have happened or not: the node's owner
+                // tells. (Its name alone would not: another member with
+                // the same name, a second broker with the same id, may
+                // hold it.)
+                if self.joined {
+                    self.list(client, now);
+                } else {
+                    self.check(client, now);
+                }
                 None
             }
             ClientEvent::ReadDone { xid, result } if self.pending == Some(*xid) => {
                 self.pending = None;
-                let Ok(ReadResult::Children(names)) = result else {
-                    return None;
-                };
-                if !self.joined {
-                    if names.contains(&self.name) {
+                match result {
+                    Ok(ReadResult::Stat(Some(stat)))
+                        if Some(stat.ephemeral_owner) == client.session() =>
+                    {
                         self.joined = true;
-                    } else {
-                        self.join(client, now);
-                        return None;
+                        self.list(client, now);
+                        None
                     }
+                    // Another session's: the name is taken, as a join
+                    // would have been told.
+                    Ok(ReadResult::Stat(Some(_))) => Some(MembershipEvent::Lost),
+                    Ok(ReadResult::Stat(None)) => {
+                        self.join(client, now);
+                        None
+                    }
+                    Ok(ReadResult::Children(names)) => {
+                        Some(MembershipEvent::Members(names.clone()))
+                    }
+                    _ => None,
                 }
-                Some(MembershipEvent::Members(names.clone()))
             }
             ClientEvent::Watch(Change::NodeChildrenChanged(path)) if *path == self.dir => {
                 self.list(client, now);
@@ -866,6 +901,60 @@ mod tests {
         };
         assert_eq!(seen_a, vec![members(&["1"]), members(&["1", "2"])]);
         assert_eq!(seen_b, vec![members(&["1", "2"]), members(&["2"])]);
+    }
+
+    #[test]
+    fn a_member_whose_join_answer_was_lost_checks_whose_node_it_is() {
+        let mut cluster = cluster_with_lock_dir();
+        mkdir(&mut cluster, 2, "/ids");
+        let mut a = Contender::new(&cluster, 10, 1);
+        let mut b = Contender::new(&cluster, 20, 2);
+        let mut c = Contender::new(&cluster, 30, 3);
+        // B asks for A's name: a second broker with the same id.
+        let mut ma = Membership::new("/ids", "1");
+        let mut mb = Membership::new("/ids", "1");
+        let mut mc = Membership::new("/ids", "3");
+        let (mut seen_a, mut seen_b, mut seen_c) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..40 {
+            if round == 3 {
+                ma.join(&mut a.client, cluster.now);
+            }
+            if round == 10 {
+                mb.join(&mut b.client, cluster.now);
+                mc.join(&mut c.client, cluster.now);
+            }
+            for (contender, membership, seen) in [
+                (&mut a, &mut ma, &mut seen_a),
+                (&mut b, &mut mb, &mut seen_b),
+                (&mut c, &mut mc, &mut seen_c),
+            ] {
+                // B's and C's joins are made, but their answers are lost
+                // on the way back.
+                let joining = membership
+                    .pending
+                    .filter(|_| round >= 10 && !membership.joined);
+                cluster.drive(contender.id, &mut contender.client);
+                for event in contender.client.take_events() {
+                    let event = match event {
+                        ClientEvent::Written { xid, .. }
+                            if contender.id != 10 && joining == Some(xid) =>
+                        {
+                            ClientEvent::ConnectionLoss { xid }
+                        }
+                        event => event,
+                    };
+                    seen.extend(membership.on_event(&mut contender.client, &event, cluster.now));
+                }
+            }
+        }
+        let members = |names: &[&str]| {
+            MembershipEvent::Members(names.iter().map(|s| s.to_string()).collect())
+        };
+        // B never takes A's node for its own; C finds its own.
+        assert_eq!(seen_b, vec![MembershipEvent::Lost]);
+        assert!(!mb.joined);
+        assert_eq!(seen_c, vec![members(&["1", "3"])]);
+        assert_eq!(seen_a.last(), Some(&members(&["1", "3"])));
     }
 
     #[test]
