@@ -20,7 +20,7 @@ use crate::client::{ClientConfig, ClientEvent, ClientSession};
 use crate::node::{ClientMessage, Read, ReadResult, ServerMessage};
 use crate::shell::{frame_into, read_frame, wall_clock_ms as now_ms};
 use crate::state::{Request, RequestError, Response};
-use crate::tree::{Change, SessionId, Stat, TreeError, Version};
+use crate::tree::{Change, MultiError, Op, OpResult, SessionId, Stat, TreeError, Version};
 
 /// Why a call failed, by ZooKeeper's names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,9 +28,10 @@ pub enum CoordError {
     /// The tree refused it (`NoNode`, `NodeExists`, `BadVersion`, ...).
     #[error("{name}: {error}", name = zookeeper_name(.0), error = .0)]
     Tree(#[from] TreeError),
-    /// A `multi` failed.
-    #[error("{0}")]
-    Multi(String),
+    /// A `multi` failed at one of its operations, which changed nothing
+    /// (ZooKeeper names the failing operation's error).
+    #[error("{name}: {error}", name = zookeeper_name(&.0.error), error = .0)]
+    Multi(MultiError),
     /// The session has expired.
     #[error("SessionExpired")]
     SessionExpired,
@@ -57,7 +58,7 @@ impl From<RequestError> for CoordError {
     fn from(error: RequestError) -> Self {
         match error {
             RequestError::Tree(e) => CoordError::Tree(e),
-            RequestError::Multi(e) => CoordError::Multi(e.to_string()),
+            RequestError::Multi(e) => CoordError::Multi(e),
             RequestError::SessionExpired { .. } => CoordError::SessionExpired,
         }
     }
@@ -184,6 +185,18 @@ impl Coordinator {
             version,
         };
         self.write(request).await.map(|_| ())
+    }
+
+    /// Makes `ops` all at once, or none of them: their results, in order,
+    /// or the first that failed ([`CoordError::Multi`]). An `Op::Check`
+    /// makes the others depend on a node's version without writing it;
+    /// an ephemeral node created here belongs to this session, whatever
+    /// session its `CreateMode` names.
+    pub async fn multi(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, CoordError> {
+        match self.write(Request::Multi(ops)).await? {
+            Response::Multi(results) => Ok(results),
+            other => unreachable!("a multi answered {other:?}"),
+        }
     }
 
     /// Makes this session's next reads see every write committed before

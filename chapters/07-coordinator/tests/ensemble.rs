@@ -18,7 +18,9 @@ use ch07_coordinator::raft::{Message, RaftConfig};
 use ch07_coordinator::shell::{self, Hello, MAX_FRAME, Member, ShellConfig};
 use ch07_coordinator::state::Request;
 use ch07_coordinator::storage::Storage;
-use ch07_coordinator::tree::{ANY_VERSION, Change, MAX_DATA, TreeError};
+use ch07_coordinator::tree::{
+    ANY_VERSION, Change, CreateMode, MAX_DATA, MultiError, Op, OpResult, TreeError,
+};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -225,6 +227,64 @@ async fn a_sessions_pipelined_requests_take_effect_in_the_order_they_were_made()
         assert_eq!(in_order(calls).await, expected);
         client.close().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_makes_all_its_operations_or_none() {
+    let ensemble = ensemble().await;
+    let client = connect(&ensemble.clients).await;
+    eventually(|| client.create("/epoch", b"1", false, false)).await;
+    let epoch = client.exists("/epoch", false).await.unwrap().unwrap();
+    // Writes that hold only while `/epoch` is unchanged: as a controller
+    // fences its writes with its epoch.
+    let fenced = |version, data: &[u8]| {
+        vec![
+            Op::Check {
+                path: "/epoch".into(),
+                version,
+            },
+            Op::Create {
+                path: "/state".into(),
+                data: data.to_vec(),
+                mode: CreateMode::Persistent,
+            },
+            Op::Create {
+                path: "/mine".into(),
+                data: Vec::new(),
+                mode: CreateMode::Ephemeral(0),
+            },
+        ]
+    };
+    let results = client.multi(fenced(epoch.version, b"a")).await.unwrap();
+    assert_eq!(
+        results,
+        [
+            OpResult::Check,
+            OpResult::Create {
+                path: "/state".into()
+            },
+            OpResult::Create {
+                path: "/mine".into()
+            }
+        ]
+    );
+    let mine = client.exists("/mine", false).await.unwrap().unwrap();
+    assert_eq!(mine.ephemeral_owner, client.session());
+    // The epoch moved on: the same writes change nothing, and the error
+    // names the operation that failed.
+    client.set("/epoch", b"2", ANY_VERSION).await.unwrap();
+    client.delete("/mine", ANY_VERSION).await.unwrap();
+    let stale = client.multi(fenced(epoch.version, b"b")).await;
+    match stale {
+        Err(CoordError::Multi(MultiError {
+            index: 0,
+            error: TreeError::BadVersion { .. },
+        })) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(client.get("/state", false).await.unwrap().0, b"a");
+    assert_eq!(client.exists("/mine", false).await.unwrap(), None);
+    client.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
