@@ -5,6 +5,10 @@
 //! connection to the session's current server, ticks the session's clock,
 //! and hands each answer to the call that waits for it. Watch events come
 //! on a channel ([`Coordinator::watches`]).
+//!
+//! [`SessionLink`] does the same networking for a caller that drives the
+//! session itself: the recipes, written against the sans-IO session, run
+//! over TCP on one.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -276,38 +280,15 @@ async fn drive(
     let mut ready = Some(ready);
     let mut waiting: BTreeMap<u64, oneshot::Sender<Answer>> = BTreeMap::new();
     let mut closing: Option<oneshot::Sender<()>> = None;
-    let (from_server, mut incoming) = mpsc::unbounded_channel::<(NodeId, u64, ServerMessage)>();
-    // The current connection: its server, its number, its writing half.
-    let mut connection: Option<(NodeId, u64, OwnedWriteHalf)> = None;
-    let mut connections = 0;
-    let mut tick = tokio::time::interval(Duration::from_millis(50));
-    let mut bytes = Vec::new();
+    let mut link = Link::new(addrs);
+    let mut tick = tokio::time::interval(TICK);
     loop {
-        // Send what the session wants sent, on a connection to its server.
-        for (server, msg) in session.take_sends() {
-            // A `Connect` opens a new connection, even to the same server:
-            // what the server sends on it is in order, and nothing from an
-            // older one (a late answer, a watch set there) can follow.
-            let new = matches!(msg, ClientMessage::Connect { .. });
-            if new || connection.as_ref().is_none_or(|(id, _, _)| *id != server) {
-                flush(&mut connection, &mut bytes).await;
-                connections += 1;
-                connection = connect(server, connections, &addrs, from_server.clone()).await;
+        if link.send(&mut session).await {
+            if let Some(done) = closing.take() {
+                let _ = done.send(());
             }
-            if frame_into(&msg, &mut bytes).is_err() {
-                // A request that cannot be encoded is never answered: the
-                // session gives up on it at its timeout.
-                continue;
-            }
-            if matches!(msg, ClientMessage::Close) {
-                flush(&mut connection, &mut bytes).await;
-                if let Some(done) = closing.take() {
-                    let _ = done.send(());
-                }
-                return;
-            }
+            return;
         }
-        flush(&mut connection, &mut bytes).await;
         for event in session.take_events() {
             match event {
                 ClientEvent::Connected(id) => {
@@ -346,12 +327,13 @@ async fn drive(
         }
         let first = tokio::select! {
             call = calls.recv() => Wake::Call(call),
-            Some((from, number, msg)) = incoming.recv() => Wake::Message(from, number, msg),
+            Some((from, number, msg)) = link.incoming.recv() => Wake::Message(from, number, msg),
             _ = tick.tick() => Wake::Tick,
         };
         // Whatever else is waiting joins this round (up to a bound, so
         // that a flood of calls does not hold back the sending).
-        let more = std::iter::from_fn(|| match incoming.try_recv() {
+        let current = link.current();
+        let more = std::iter::from_fn(|| match link.incoming.try_recv() {
             Ok((from, number, msg)) => Some(Wake::Message(from, number, msg)),
             Err(_) => calls.try_recv().ok().map(|call| Wake::Call(Some(call))),
         })
@@ -377,12 +359,145 @@ async fn drive(
                 // and expires on its own.
                 Wake::Call(None) => return,
                 Wake::Message(from, number, msg) => {
-                    if connection.as_ref().is_some_and(|(_, n, _)| *n == number) {
-                        session.on_message(from, msg, now_ms());
-                    }
+                    deliver(&mut session, current, (from, number, msg))
                 }
                 Wake::Tick => session.on_tick(now_ms()),
             }
+        }
+    }
+}
+
+/// How often a session's clock ticks (pings, timeouts).
+const TICK: Duration = Duration::from_millis(50);
+
+/// A session's side of the network: a connection to its current server (a
+/// new one for each `Connect`), and what comes back on it.
+struct Link {
+    addrs: BTreeMap<NodeId, SocketAddr>,
+    /// The current connection: its server, its number, its writing half.
+    connection: Option<(NodeId, u64, OwnedWriteHalf)>,
+    connections: u64,
+    /// Frames waiting to be written.
+    bytes: Vec<u8>,
+    from_server: mpsc::UnboundedSender<(NodeId, u64, ServerMessage)>,
+    /// What the servers sent, on which connection.
+    incoming: mpsc::UnboundedReceiver<(NodeId, u64, ServerMessage)>,
+}
+
+impl Link {
+    fn new(addrs: BTreeMap<NodeId, SocketAddr>) -> Link {
+        let (from_server, incoming) = mpsc::unbounded_channel();
+        Link {
+            addrs,
+            connection: None,
+            connections: 0,
+            bytes: Vec::new(),
+            from_server,
+            incoming,
+        }
+    }
+
+    /// Sends what `session` wants sent, on a connection to its server, in
+    /// as few system calls as it can; returns whether it sent a `Close`.
+    async fn send(&mut self, session: &mut ClientSession) -> bool {
+        for (server, msg) in session.take_sends() {
+            // A `Connect` opens a new connection, even to the same server:
+            // what the server sends on it is in order, and nothing from an
+            // older one (a late answer, a watch set there) can follow.
+            let new = matches!(msg, ClientMessage::Connect { .. });
+            if new
+                || self
+                    .connection
+                    .as_ref()
+                    .is_none_or(|(id, _, _)| *id != server)
+            {
+                flush(&mut self.connection, &mut self.bytes).await;
+                self.connections += 1;
+                self.connection = connect(
+                    server,
+                    self.connections,
+                    &self.addrs,
+                    self.from_server.clone(),
+                )
+                .await;
+            }
+            if frame_into(&msg, &mut self.bytes).is_err() {
+                // A request that cannot be encoded is never answered: the
+                // session gives up on it at its timeout.
+                continue;
+            }
+            if matches!(msg, ClientMessage::Close) {
+                flush(&mut self.connection, &mut self.bytes).await;
+                return true;
+            }
+        }
+        flush(&mut self.connection, &mut self.bytes).await;
+        false
+    }
+
+    /// The number of the current connection, if there is one.
+    fn current(&self) -> Option<u64> {
+        self.connection.as_ref().map(|&(_, number, _)| number)
+    }
+}
+
+/// Hands `session` a message that came on connection `number`, unless that
+/// is not `current`: nothing from an older connection may follow.
+fn deliver(
+    session: &mut ClientSession,
+    current: Option<u64>,
+    (from, number, msg): (NodeId, u64, ServerMessage),
+) {
+    if current == Some(number) {
+        session.on_message(from, msg, now_ms());
+    }
+}
+
+/// A session over TCP whose [`ClientSession`] the caller drives, for code
+/// written against the sans-IO session: the recipes ([`crate::recipes`]:
+/// leader election, group membership, a lock) run over the network this
+/// way, as they run in [`crate::local::LocalCluster`] and in the
+/// simulation. [`SessionLink::step`] sends what the session wants sent,
+/// waits for the next thing to happen, and hands it to the session;
+/// [`ClientSession::take_events`] then has what came of it.
+pub struct SessionLink {
+    session: ClientSession,
+    link: Link,
+    tick: tokio::time::Interval,
+}
+
+impl SessionLink {
+    /// A session with the ensemble at `servers` (client addresses). It
+    /// opens on the first [`SessionLink::step`]s.
+    pub fn new(servers: &[SocketAddr], config: ClientConfig) -> SessionLink {
+        let ids: Vec<NodeId> = (1..=servers.len() as NodeId).collect();
+        let addrs = ids.iter().copied().zip(servers.iter().copied()).collect();
+        SessionLink {
+            session: ClientSession::new(&ids, 0, config, now_ms()),
+            link: Link::new(addrs),
+            tick: tokio::time::interval(TICK),
+        }
+    }
+
+    /// The session, to make requests on and to take events from.
+    pub fn session(&mut self) -> &mut ClientSession {
+        &mut self.session
+    }
+
+    /// Sends what the session wants sent, then waits for a message from
+    /// its server or the next tick of its clock, and hands that (and any
+    /// other message already waiting) to the session.
+    pub async fn step(&mut self) {
+        if self.link.send(&mut self.session).await {
+            return;
+        }
+        let current = self.link.current();
+        tokio::select! {
+            Some(msg) = self.link.incoming.recv() => deliver(&mut self.session, current, msg),
+            _ = self.tick.tick() => self.session.on_tick(now_ms()),
+        }
+        while let Ok(msg) = self.link.incoming.try_recv() {
+            deliver(&mut self.session, current, msg);
         }
     }
 }

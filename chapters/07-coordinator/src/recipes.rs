@@ -4,6 +4,9 @@
 //! events: a lock ([`Lock`]), an election ([`Election`]) and group
 //! membership ([`Membership`]). Chapter 8 uses all three: brokers register
 //! as members, race for the controller's node, and fence with its epoch.
+//! In one thread they run on [`crate::local::LocalCluster`], in the
+//! simulation on its sessions, and over TCP on a
+//! [`crate::coordinator::SessionLink`].
 //!
 //! ## The lock
 //!

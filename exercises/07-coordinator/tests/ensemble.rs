@@ -12,9 +12,10 @@ use std::task::Poll;
 use std::time::Duration;
 
 use ch07_coordinator::client::ClientConfig;
-use ch07_coordinator::coordinator::{CoordError, Coordinator};
+use ch07_coordinator::coordinator::{CoordError, Coordinator, SessionLink};
 use ch07_coordinator::node::{ClientMessage, PeerMessage, Read, ServerMessage};
 use ch07_coordinator::raft::{Message, RaftConfig};
+use ch07_coordinator::recipes::{Election, ElectionEvent};
 use ch07_coordinator::shell::{self, Hello, MAX_FRAME, Member, ShellConfig};
 use ch07_coordinator::state::Request;
 use ch07_coordinator::storage::Storage;
@@ -285,6 +286,56 @@ async fn a_multi_makes_all_its_operations_or_none() {
     assert_eq!(client.get("/state", false).await.unwrap().0, b"a");
     assert_eq!(client.exists("/mine", false).await.unwrap(), None);
     client.close().await;
+}
+
+/// Steps `link` until `election` has something to say, for at most 10 s.
+async fn next_election_event(link: &mut SessionLink, election: &mut Election) -> ElectionEvent {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no election event in 10 s"
+        );
+        link.step().await;
+        let events = link.session().take_events();
+        for event in events {
+            if let Some(heard) = election.on_event(link.session(), &event, shell::wall_clock_ms()) {
+                return heard;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recipes_run_over_tcp_an_election_and_its_next_leader() {
+    let ensemble = ensemble().await;
+    let admin = connect(&ensemble.clients).await;
+    eventually(|| admin.create("/controller_epoch", b"", false, false)).await;
+    let mut a = SessionLink::new(&ensemble.clients, config());
+    let mut b = SessionLink::new(&ensemble.clients, config());
+    let mut ea = Election::new("/controller", "/controller_epoch", b"a");
+    let mut eb = Election::new("/controller", "/controller_epoch", b"b");
+    ea.run(a.session(), shell::wall_clock_ms());
+    assert_eq!(
+        next_election_event(&mut a, &mut ea).await,
+        ElectionEvent::Elected { epoch: 1 }
+    );
+    eb.run(b.session(), shell::wall_clock_ms());
+    assert_eq!(
+        next_election_event(&mut b, &mut eb).await,
+        ElectionEvent::Follower {
+            leader: b"a".to_vec()
+        }
+    );
+    // A ends its session: its node goes at once, and B, watching it,
+    // takes over in a greater epoch.
+    a.session().close();
+    a.step().await;
+    assert_eq!(
+        next_election_event(&mut b, &mut eb).await,
+        ElectionEvent::Elected { epoch: 2 }
+    );
+    admin.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
