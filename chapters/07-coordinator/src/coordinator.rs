@@ -330,6 +330,11 @@ async fn drive(
             Some((from, number, msg)) = link.incoming.recv() => Wake::Message(from, number, msg),
             _ = tick.tick() => Wake::Tick,
         };
+        if matches!(first, Wake::Call(Some(_))) && !waiting.is_empty() {
+            // A call made while others are in flight waits a moment for
+            // the calls that follow it, to go in one write with them.
+            tokio::time::sleep(LINGER).await;
+        }
         // Whatever else is waiting joins this round (up to a bound, so
         // that a flood of calls does not hold back the sending).
         let current = link.current();
@@ -369,6 +374,17 @@ async fn drive(
 
 /// How often a session's clock ticks (pings, timeouts).
 const TICK: Duration = Duration::from_millis(50);
+
+/// How long a call made while others are in flight waits for more calls
+/// to send with it (a lone call goes at once). Without it, a session with
+/// hundreds of requests in flight settled into waves of two: each write
+/// carried about two requests, so each server round answered two, so two
+/// callers woke and made their next calls, and so on, each step paying for
+/// its own system calls and wake-ups on both sides. Waiting a fraction of
+/// a millisecond breaks the waves (reads from 3 sessions × 512 in flight:
+/// about three times as many a second). Kafka's producer waits the same
+/// way for a batch to fill, `linger.ms`.
+const LINGER: Duration = Duration::from_micros(200);
 
 /// A session's side of the network: a connection to its current server (a
 /// new one for each `Connect`), and what comes back on it.
