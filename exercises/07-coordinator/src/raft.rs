@@ -1049,6 +1049,17 @@ mod tests {
         assert_eq!(ready.committed, vec![entry(1, 1, 1), entry(2, 2, 20)]);
     }
 
+    /// The indexes of the entries `server` has committed since it was last
+    /// asked.
+    fn applied(server: &mut Raft<u32>) -> Vec<Index> {
+        server
+            .take_ready()
+            .committed
+            .iter()
+            .map(|e| e.index)
+            .collect()
+    }
+
     #[test]
     fn an_append_that_reaches_less_far_never_takes_the_commit_index_back() {
         let log: Vec<_> = (1..=5).map(|i| entry(1, i, i as u32)).collect();
@@ -1075,23 +1086,11 @@ mod tests {
         // index stays where it was.
         follower.step(1, append(2, 5));
         assert_eq!(follower.commit_index(), 4);
-        let applied: Vec<Index> = follower
-            .take_ready()
-            .committed
-            .iter()
-            .map(|e| e.index)
-            .collect();
-        assert_eq!(applied, [1, 2, 3, 4]);
+        assert_eq!(applied(&mut follower), [1, 2, 3, 4]);
         follower.step(1, append(5, 5));
         assert_eq!(follower.commit_index(), 5);
         // Each entry is applied once.
-        let applied: Vec<Index> = follower
-            .take_ready()
-            .committed
-            .iter()
-            .map(|e| e.index)
-            .collect();
-        assert_eq!(applied, [5]);
+        assert_eq!(applied(&mut follower), [5]);
     }
 
     #[test]

@@ -525,6 +525,11 @@ impl Membership {
         }
     }
 
+    /// The member's node.
+    fn node(&self) -> String {
+        format!("{}/{}", self.dir, self.name)
+    }
+
     /// Joins: creates the member's node. A name already taken by another
     /// session is refused (a second broker with the same id), as
     /// [`MembershipEvent::Lost`]. When the answer is lost, or says the name
@@ -532,7 +537,7 @@ impl Membership {
     /// is not enough (Kafka's `checkedEphemeralCreate` checks the same).
     pub fn join(&mut self, client: &mut ClientSession, now: Millis) {
         let request = Request::Create {
-            path: format!("{}/{}", self.dir, self.name),
+            path: self.node(),
             data: Vec::new(),
             ephemeral: true,
             sequential: false,
@@ -552,7 +557,7 @@ impl Membership {
     /// lost, or that found the name taken.
     fn check(&mut self, client: &mut ClientSession, now: Millis) {
         let read = Read::Exists {
-            path: format!("{}/{}", self.dir, self.name),
+            path: self.node(),
             watch: false,
         };
         self.pending = Some(client.read(read, now));
