@@ -7,6 +7,8 @@
 //! every skeleton and requires its tests to fail, then cuts each hole (and
 //! each rule) *alone*, the rest solved, and requires a test to fail: a hole
 //! or rule no test notices is a hint that asks for something nobody checks.
+//! It builds each chapter once for all its cuts, each behind a switch the
+//! tests turn on as they run ([`Cut::Switch`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -189,28 +191,28 @@ fn check_each_hole(root: &Path, catalogue: &[Exercise], timeout: Duration) -> Re
     let mut unnoticed = Vec::new();
     for exercise in catalogue {
         let chapter = &exercise.chapter;
-        let mut cuts: Vec<(String, Cut<'_>, &str)> = Vec::new();
+        // (what is cut, the value of the switch that cuts it, its file)
+        let mut cuts: Vec<(String, String, &str)> = Vec::new();
         for hole in &exercise.holes {
             let file = hole.file.as_str();
-            cuts.push((format!("hole `{}`", hole.id), Cut::Hole(&hole.id), file));
+            cuts.push((format!("hole `{}`", hole.id), hole.id.clone(), file));
             for rule in &hole.rules {
                 let what = format!("rule `{rule}` of hole `{}`", hole.id);
-                cuts.push((what, Cut::Rule(&hole.id, rule), file));
+                cuts.push((what, markers::rule_switch(&hole.id, rule), file));
             }
         }
-        for (what, cut, file) in cuts {
+        // One build for every cut: each is switched on as the tests run.
+        let files = chapter_files(chapter, Cut::Switch)?;
+        let manifest = scratch_workspace(root, &scratch, chapter, files)?;
+        let package = chapter.exercise_package();
+        for (what, switch, file) in cuts {
             let one = Instant::now();
-            let files = chapter_files(chapter, cut)?;
-            let manifest = scratch_workspace(root, &scratch, chapter, files)?;
-            let package = chapter.exercise_package();
-            let results = runner::run(
-                root,
-                &manifest,
-                &package,
-                Mode::UntilFailure(Some(file)),
-                timeout,
-            )
-            .map_err(|e| format!("{} with its {what} cut: {e}", chapter.dir_name))?;
+            let mode = Mode::UntilFailure {
+                first: Some(file),
+                switch: Some(&switch),
+            };
+            let results = runner::run(root, &manifest, &package, mode, timeout)
+                .map_err(|e| format!("{} with its {what} cut: {e}", chapter.dir_name))?;
             let failing: Vec<String> = results
                 .values()
                 .flat_map(|tests| tests.iter())
@@ -403,7 +405,7 @@ fn book_order(root: &Path, chapter: &Chapter) -> Vec<String> {
 
 /// The chapter's files with `cut` applied to its Rust sources and its
 /// manifest renamed to the exercise's, relative to the chapter's folder.
-pub(crate) fn chapter_files(chapter: &Chapter, cut: Cut<'_>) -> Result<Files, String> {
+pub(crate) fn chapter_files(chapter: &Chapter, cut: Cut) -> Result<Files, String> {
     let mut files = Files::new();
     for relative in source_files(&chapter.path)? {
         let source = chapter.path.join(&relative);
@@ -731,12 +733,14 @@ fn instructors_readme(catalogue: &[Exercise]) -> String {
          {END}\n\
          ```\n\n\
          A region is the whole rest of a block (it is replaced by `todo!()`, which \
-         stands in for the block's value). The book never shows the markers: its preprocessor \
+         stands in for the block's value), and a rule's lines are whole statements. The book never shows the markers: its preprocessor \
          (`cargo xtask mdbook-preprocessor`) drops them and folds each listing that holds a \
          hole under *Show the solution*. `cargo xtask exercises` regenerates this folder; \
          `cargo xtask exercises --check`, run by CI, fails if it is out of date, if a skeleton \
          does not compile, if a skeleton's tests all pass, or if cutting any one hole or rule \
-         alone (the rest solved) makes no test fail.\n"
+         alone (the rest solved) makes no test fail. It builds each chapter once for that, \
+         with every hole and rule behind a switch its tests turn on, one cut at a time \
+         (`KFS_EXERCISE_CUT=<hole>` or `<hole>/<rule>`).\n"
     )
 }
 

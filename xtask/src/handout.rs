@@ -150,7 +150,10 @@ mod tests {
             &root,
             &dir.join("Cargo.toml"),
             "ex01-commit-log",
-            Mode::UntilFailure(None),
+            Mode::UntilFailure {
+                first: None,
+                switch: None,
+            },
             Duration::from_secs(60),
         )
         .unwrap();

@@ -17,10 +17,18 @@
 //! `todo!("exercise `scan`: <hint>")`. A region must be the whole rest of a
 //! block (typically a function body after its argument checks), because
 //! `todo!()` stands in for its value. A *rule* names one behaviour of the
-//! solution that the hints ask for: `cargo xtask exercises --check` deletes
-//! each rule's lines alone and requires a test to fail, so no hint asks for
-//! something no test checks. Every marker line is dropped from the book and
-//! from the skeletons.
+//! solution that the hints ask for: `cargo xtask exercises --check` takes
+//! each rule's lines away alone and requires a test to fail, so no hint asks
+//! for something no test checks. A rule's lines must be whole statements,
+//! since that check runs them in a block of their own. Every marker line is
+//! dropped from the book and from the skeletons.
+//!
+//! That check cuts every hole and every rule alone, the rest solved. It
+//! builds the chapter once for all of them, with each cut behind a switch
+//! read when the program runs ([`Cut::Switch`]): a hole that is switched on
+//! reaches its `todo!()` before its solution, as the skeleton would, and a
+//! rule switched on skips its lines. One build instead of one a cut: the
+//! builds were most of the check's time.
 
 use std::fmt::Write as _;
 
@@ -60,13 +68,33 @@ pub struct Hole {
 
 /// What [`cut`] cuts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cut<'a> {
+pub enum Cut {
     /// Every hole: the learner's skeleton.
     All,
-    /// Only this hole; the others keep their solution.
-    Hole(&'a str),
-    /// Only this rule's lines, of this hole; everything else is solved.
-    Rule(&'a str, &'a str),
+    /// Nothing cut yet: every hole starts with a `todo!()` that runs when
+    /// the environment variable [`SWITCH`] names the hole (`scan`) when the
+    /// program runs, and every rule's lines are skipped when it names the
+    /// rule (`append/flush_when_full`). Unset, everything is solved.
+    Switch,
+}
+
+/// The environment variable that picks the one cut of a [`Cut::Switch`]
+/// build.
+pub const SWITCH: &str = "KFS_EXERCISE_CUT";
+
+/// The name [`SWITCH`] takes to cut rule `rule` of hole `hole`.
+pub fn rule_switch(hole: &str, rule: &str) -> String {
+    format!("{hole}/{rule}")
+}
+
+/// An expression that is true when [`SWITCH`] is `name`; the variable is
+/// read once, as the program runs, not on every call (holes sit on hot
+/// paths, like a frame's decoding).
+fn switched_on(name: &str) -> String {
+    format!(
+        "{{ static CUT: ::std::sync::OnceLock<bool> = ::std::sync::OnceLock::new(); \
+         *CUT.get_or_init(|| ::std::env::var_os(\"{SWITCH}\").is_some_and(|cut| cut == \"{name}\")) }}"
+    )
 }
 
 /// The message of the `todo!()` that stands in for hole `id`. The grader
@@ -76,16 +104,17 @@ pub fn todo_message(id: &str, hint: &str) -> String {
 }
 
 /// Applies `what` to `source` (the text of `file`): cut regions become a
-/// `todo!()` carrying their first hint, every marker line and mdBook
-/// `ANCHOR` line goes. Returns the result and every hole of the file (cut or
+/// `todo!()` carrying their first hint (or, for [`Cut::Switch`], keep their
+/// solution behind a switch), every marker line and mdBook `ANCHOR` line
+/// goes. Returns the result and every hole of the file (cut or
 /// not). Errors name `file:line`.
-pub fn cut(source: &str, file: &str, what: Cut<'_>) -> Result<(String, Vec<Hole>), String> {
+pub fn cut(source: &str, file: &str, what: Cut) -> Result<(String, Vec<Hole>), String> {
     let mut out = String::with_capacity(source.len());
     let mut holes: Vec<Hole> = Vec::new();
     // The line the open hole started at, and whether it is being cut.
     let mut open: Option<(usize, bool)> = None;
-    // The line the open rule started at, and whether it is being cut.
-    let mut rule: Option<(usize, bool)> = None;
+    // The line the open rule started at.
+    let mut rule: Option<usize> = None;
     // The line of the last `// exercise-end`, until the line after it is seen.
     let mut just_closed: Option<usize> = None;
     for (index, line) in source.lines().enumerate() {
@@ -116,15 +145,14 @@ pub fn cut(source: &str, file: &str, what: Cut<'_>) -> Result<(String, Vec<Hole>
             if holes.iter().any(|h| h.id == id) {
                 return Err(format!("{file}:{number}: a second hole named `{id}`"));
             }
-            let cutting = match what {
-                Cut::All => true,
-                Cut::Hole(wanted) => wanted == id,
-                Cut::Rule(..) => false,
-            };
-            if cutting {
-                let indent = &line[..line.len() - trimmed.len()];
-                let message = escape_format(&todo_message(&id, &hint));
-                writeln!(out, "{indent}todo!(\"{message}\")").unwrap();
+            let cutting = what == Cut::All;
+            let indent = &line[..line.len() - trimmed.len()];
+            let todo = format!("todo!(\"{}\")", escape_format(&todo_message(&id, &hint)));
+            match what {
+                Cut::All => writeln!(out, "{indent}{todo}").unwrap(),
+                Cut::Switch => {
+                    writeln!(out, "{indent}if {} {{ {todo} }}", switched_on(&id)).unwrap();
+                }
             }
             holes.push(Hole {
                 file: file.to_string(),
@@ -156,15 +184,23 @@ pub fn cut(source: &str, file: &str, what: Cut<'_>) -> Result<(String, Vec<Hole>
             if hole.rules.contains(&name) {
                 return Err(format!("{file}:{number}: a second rule named `{name}`"));
             }
-            let cutting = what == Cut::Rule(&hole.id, &name);
+            if what == Cut::Switch {
+                let indent = &line[..line.len() - trimmed.len()];
+                let on = switched_on(&rule_switch(&hole.id, &name));
+                writeln!(out, "{indent}if !{on} {{").unwrap();
+            }
             hole.rules.push(name);
-            rule = Some((number, cutting));
+            rule = Some(number);
         } else if trimmed.starts_with(RULE_END) {
             if rule.take().is_none() {
                 return Err(format!("{file}:{number}: `{RULE_END}` without a rule"));
             }
+            if what == Cut::Switch {
+                let indent = &line[..line.len() - trimmed.len()];
+                writeln!(out, "{indent}}}").unwrap();
+            }
         } else if trimmed.starts_with(END) {
-            if let Some((at, _)) = rule {
+            if let Some(at) = rule {
                 return Err(format!("{file}:{at}: the rule is never closed"));
             }
             if open.take().is_none() {
@@ -180,9 +216,7 @@ pub fn cut(source: &str, file: &str, what: Cut<'_>) -> Result<(String, Vec<Hole>
             {
                 hole.code_lines += 1;
             }
-            let cut_by_hole = open.is_some_and(|(_, cutting)| cutting);
-            let cut_by_rule = rule.is_some_and(|(_, cutting)| cutting);
-            if !cut_by_hole && !cut_by_rule {
+            if !open.is_some_and(|(_, cutting)| cutting) {
                 out.push_str(line);
                 out.push('\n');
             }
@@ -256,8 +290,9 @@ fn f() -> u32 {
     // exercise-hole: add | Add {one} to \"x\".
     // exercise-hint: Use `+`.
     // exercise-hint: `x + 1`.
+    let mut y = x;
     // exercise-rule: plus | adds
-    let y = x + 1;
+    y += 1;
     // exercise-rule-end
     y
     // exercise-end
@@ -289,20 +324,27 @@ fn f() -> u32 {
                     "`x + 1`.".into()
                 ],
                 rules: vec!["plus".into()],
-                code_lines: 2,
+                code_lines: 3,
             }]
         );
     }
 
     #[test]
-    fn a_hole_or_a_rule_can_be_cut_alone() {
-        let (solved, _) = cut(SOURCE, "f.rs", Cut::Hole("other")).unwrap();
+    fn a_switch_build_keeps_every_solution_behind_its_switch() {
+        let (out, holes) = cut(SOURCE, "f.rs", Cut::Switch).unwrap();
+        let on = |name: &str| switched_on(name);
         assert_eq!(
-            solved,
-            "fn f() -> u32 {\n    let x = 1;\n    let y = x + 1;\n    y\n}\n"
+            out,
+            format!(
+                "fn f() -> u32 {{\n    let x = 1;\n    \
+                 if {} {{ todo!(\"exercise `add`: Add {{{{one}}}} to \\\"x\\\".\") }}\n    \
+                 let mut y = x;\n    if !{} {{\n    y += 1;\n    }}\n    y\n}}\n",
+                on("add"),
+                on("add/plus")
+            )
         );
-        let (rule_cut, _) = cut(SOURCE, "f.rs", Cut::Rule("add", "plus")).unwrap();
-        assert_eq!(rule_cut, "fn f() -> u32 {\n    let x = 1;\n    y\n}\n");
+        assert_eq!(holes[0].rules, ["plus"]);
+        assert_eq!(rule_switch("add", "plus"), "add/plus");
     }
 
     #[test]

@@ -21,11 +21,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::cargo::{cargo, run_captured};
+use xtask::markers::SWITCH;
 
 /// How many tests of one binary may time out before the rest are not run.
 const MAX_TIMEOUTS: usize = 3;
@@ -64,11 +65,28 @@ pub(crate) enum Mode<'a> {
     List,
     /// Run everything.
     All,
-    /// Stop after the first binary with a failing test, trying the unit
-    /// tests first and then the integration tests named like this source
-    /// file (`tests/member.rs` for `src/member.rs`), if any: the likeliest
-    /// to fail quickly when a hole in that file is cut.
-    UntilFailure(Option<&'a str>),
+    /// Stop at the first failing test, trying the unit tests first and
+    /// then the integration tests named like the source file `first`
+    /// (`tests/member.rs` for `src/member.rs`), if any: the likeliest to
+    /// fail quickly when a hole in that file is cut. `switch`, for a
+    /// [`Cut::Switch`](xtask::markers::Cut::Switch) build, is the cut to
+    /// switch on: the tests run with [`SWITCH`] set to it.
+    UntilFailure {
+        first: Option<&'a str>,
+        switch: Option<&'a str>,
+    },
+}
+
+impl Mode<'_> {
+    /// The value of [`SWITCH`] the tests run with, if any.
+    fn switch(self) -> Option<(&'static str, String)> {
+        match self {
+            Mode::UntilFailure {
+                switch: Some(cut), ..
+            } => Some((SWITCH, cut.to_string())),
+            _ => None,
+        }
+    }
 }
 
 /// Builds the tests of `package` in the workspace of `manifest` and lists
@@ -88,12 +106,15 @@ pub(crate) fn run(
     // a slower test that would only hang on it until the timeout. Chapter
     // 5's cuts took 157 s this way instead of 309 s.
     let stages: &[&[&str]] = match mode {
-        Mode::UntilFailure(_) => &[&["--lib"], &[]],
+        Mode::UntilFailure { .. } => &[&["--lib"], &[]],
         Mode::List | Mode::All => &[&[]],
     };
     for targets in stages {
         let mut binaries = build(root, manifest, package, &package_dir, targets)?;
-        if let Mode::UntilFailure(Some(file)) = mode {
+        if let Mode::UntilFailure {
+            first: Some(file), ..
+        } = mode
+        {
             let namesake = Path::new(file)
                 .file_name()
                 .map(|name| Path::new("tests").join(name).display().to_string());
@@ -106,7 +127,7 @@ pub(crate) fn run(
             let outcomes = run_binary(&binary, &package_dir, mode, timeout)?;
             let failed = outcomes.values().any(|o| !is_fine(o));
             results.entry(binary.group).or_default().extend(outcomes);
-            if failed && matches!(mode, Mode::UntilFailure(_)) {
+            if failed && matches!(mode, Mode::UntilFailure { .. }) {
                 return Ok(results);
             }
         }
@@ -220,7 +241,11 @@ fn run_binary(
         }
         return Ok(outcomes);
     }
-    outcomes.extend(watch(binary, dir, None, timeout)?.outcomes);
+    let until_failure = matches!(mode, Mode::UntilFailure { .. });
+    outcomes.extend(watch(binary, dir, None, mode, timeout)?.outcomes);
+    if until_failure && outcomes.values().any(|o| !is_fine(o)) {
+        return Ok(outcomes);
+    }
     let mut timeouts = 0;
     // Unfinished tests, and (when grading) failures not traced to a hole.
     let again: Vec<&String> = listed
@@ -241,7 +266,7 @@ fn run_binary(
             outcomes: mut outcomes_alone,
             killed,
             output,
-        } = watch(binary, dir, Some(name), timeout)?;
+        } = watch(binary, dir, Some(name), mode, timeout)?;
         let alone = match outcomes_alone.remove(name) {
             Some(Outcome::Failed(_)) => Outcome::Failed(output),
             Some(outcome) => outcome,
@@ -264,7 +289,11 @@ fn run_binary(
             }
             (Some(earlier), _) => earlier,
         };
+        let fine = is_fine(&outcome);
         outcomes.insert(name.clone(), outcome);
+        if until_failure && !fine {
+            break;
+        }
     }
     Ok(outcomes)
 }
@@ -296,14 +325,17 @@ fn list(binary: &Binary, dir: &Path, extra: &[&str]) -> Result<Vec<String>, Stri
 }
 
 /// Runs the binary's tests, or only the test `alone` (uncaptured, reading
-/// its stderr too), killing it once no test has finished for `timeout`.
+/// its stderr too), killing it once no test has finished for `timeout`, or
+/// as soon as a test fails if `mode` runs until a failure.
 fn watch(
     binary: &Binary,
     dir: &Path,
     alone: Option<&str>,
+    mode: Mode<'_>,
     timeout: Duration,
 ) -> Result<Watched, String> {
     let mut command = Command::new(&binary.executable);
+    command.envs(mode.switch());
     if let Some(name) = alone {
         // Two test threads keep libtest printing `test name ... result` as
         // one line once the test is done, whatever the test prints meanwhile.
@@ -336,15 +368,23 @@ fn watch(
         match lines.recv_timeout(left) {
             Ok(line) => {
                 // `test name ... ok`, not libtest's "has been running long" notes.
-                if line.starts_with("test ") && line.contains(" ... ") {
+                let finished = line.starts_with("test ") && line.contains(" ... ");
+                if finished {
                     last_progress = Instant::now();
                 }
+                let failed = finished && line.ends_with(" ... FAILED");
                 output.push(line);
+                // Running until a failure needs only the failing test's
+                // name, not the rest of the binary (some of it may hang
+                // until the timeout) nor the panic message at its end.
+                if failed && alone.is_none() && matches!(mode, Mode::UntilFailure { .. }) {
+                    kill_tree(&mut child);
+                    killed = true;
+                    break;
+                }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                // The child's grandchildren (a crash test's writer) may hold
-                // stdout open, so the reader is not joined after a kill.
-                let _ = child.kill();
+                kill_tree(&mut child);
                 killed = true;
                 break;
             }
@@ -352,6 +392,8 @@ fn watch(
         }
     }
     let _ = child.wait();
+    // A grandchild that outlived the kill could still hold stdout open, so
+    // the readers are not joined after one.
     if !killed {
         for reader in readers {
             let _ = reader.join();
@@ -366,6 +408,56 @@ fn watch(
             String::new()
         },
     })
+}
+
+/// Kills `child` and every process under it: a test's servers, a crash
+/// test's writer, which would otherwise run on with nobody to stop them.
+/// Each is stopped first (`SIGSTOP`), parents before their children, so that
+/// none can start another process meanwhile; then they are all killed. The
+/// processes under it are found in Linux's `/proc`; elsewhere only `child`
+/// itself is killed.
+fn kill_tree(child: &mut Child) {
+    let mut tree = vec![child.id()];
+    signal("STOP", &tree);
+    let mut newest = tree.clone();
+    while !newest.is_empty() {
+        newest = children_of(&newest);
+        signal("STOP", &newest);
+        tree.extend(&newest);
+    }
+    signal("KILL", &tree);
+    let _ = child.kill();
+}
+
+/// Sends signal `name` to `pids` with the `kill` command (the standard
+/// library signals only its own children, and with `SIGKILL` only).
+fn signal(name: &str, pids: &[u32]) {
+    if pids.is_empty() {
+        return;
+    }
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .args(pids.iter().map(u32::to_string))
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// The processes whose parent is one of `parents`, from each
+/// `/proc/PID/stat` (its fourth field; the second, the command's name in
+/// parentheses, may hold spaces).
+fn children_of(parents: &[u32]) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let after_name = &stat[stat.rfind(')')? + 1..];
+            let parent: u32 = after_name.split_whitespace().nth(1)?.parse().ok()?;
+            parents.contains(&parent).then_some(pid)
+        })
+        .collect()
 }
 
 /// Sends each line `from` prints to `to`, on a thread of its own.
@@ -440,6 +532,7 @@ fn doc_tests(
     timeout: Duration,
 ) -> Result<BTreeMap<String, Outcome>, String> {
     let mut command = cargo(root, manifest, &["test", "--doc", "--package", package]);
+    command.envs(mode.switch());
     if mode == Mode::List {
         command.args(["--", "--list", "--format", "terse"]);
         let (_, output) = run_captured(command)?;
@@ -458,7 +551,7 @@ fn doc_tests(
     let text = match done.recv_timeout(timeout * 3) {
         Ok(text) => text,
         Err(_) => {
-            let _ = child.kill();
+            kill_tree(&mut child);
             let _ = child.wait();
             return Ok(BTreeMap::from([(
                 "(all doc tests)".to_string(),
@@ -551,6 +644,66 @@ test result: FAILED. 1 passed; 1 failed; 1 ignored"
     /// `join` in a task of their own: `a` then fails, `b` waits forever.
     /// Run together, the binary is stopped before libtest prints what it
     /// captured; run alone, each one's panic is read from its stderr.
+    /// Until a failure, a binary is stopped at its first failing test, with
+    /// whatever it started (here a `sleep` standing for a test's server),
+    /// and its tests see the cut that is switched on.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn running_until_a_failure_stops_the_binary_and_what_it_started() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("fake-tests");
+        std::fs::write(
+            &script,
+            format!(
+                r#"#!/bin/sh
+case "$*" in
+  *--ignored*) exit 0 ;;
+  *--list*) echo "a: test"; echo "b: test"; exit 0 ;;
+esac
+echo "${SWITCH}" > switch
+sleep 300 &
+echo $! > server
+echo "test a ... FAILED"
+exec sleep 300
+"#
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let binary = Binary {
+            group: "tests/c.rs".into(),
+            executable: script,
+        };
+        let mode = Mode::UntilFailure {
+            first: None,
+            switch: Some("scan"),
+        };
+        // Had it not stopped at `a`, `b` would have run alone after the
+        // timeout, and timed out.
+        let outcomes = run_binary(&binary, dir.path(), mode, Duration::from_secs(60)).unwrap();
+        assert_eq!(outcomes.keys().collect::<Vec<_>>(), ["a"]);
+        assert!(matches!(outcomes["a"], Outcome::Failed(_)));
+        let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+        assert_eq!(read("switch").trim(), "scan");
+        // Killed, then reaped by whoever adopted it: gone, or a zombie.
+        let server = read("server").trim().to_string();
+        let running = || {
+            std::fs::read_to_string(format!("/proc/{server}/stat")).is_ok_and(|stat| {
+                !stat[stat.rfind(')').unwrap() + 1..]
+                    .trim_start()
+                    .starts_with('Z')
+            })
+        };
+        for _ in 0..100 {
+            if !running() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!running(), "the test binary's child {server} runs on");
+    }
+
     #[test]
     #[cfg(unix)]
     fn a_hole_hit_in_another_thread_is_traced_even_when_the_binary_is_stopped() {
