@@ -47,6 +47,64 @@ fn random_faults_lose_no_acknowledged_write() {
     assert_eq!(lost, 0);
 }
 
+/// A paused leader is replaced, and wakes up with produce requests and
+/// fetches to answer as the leader it no longer is: leader epochs fence it,
+/// and nothing acknowledged is lost.
+#[test]
+fn brokers_paused_and_resumed_lose_no_acknowledged_write() {
+    let (acknowledged, lost) = run_all(Scenario {
+        faults: Faults::Pauses,
+        ..Scenario::default()
+    });
+    assert!(acknowledged > 1000);
+    assert_eq!(lost, 0);
+}
+
+/// The pauses make zombies: in some runs a leader is paused, another
+/// broker is elected while it sleeps, and it wakes up after that. Without
+/// such runs the test above would prove little.
+#[test]
+fn a_paused_leader_is_replaced_and_wakes_up_a_zombie() {
+    use ch06_replication::lab::nodes::Event;
+    let scenario = Scenario {
+        faults: Faults::Pauses,
+        ..Scenario::default()
+    };
+    let zombies = (0..50).filter(|&seed| {
+        let (sim, result) = lab::run_traced(seed, &scenario, false);
+        result.expect("no loss");
+        // (time, broker) of every pause and resume, from the trace.
+        let faults = |verb: &str| -> Vec<(u64, u32)> {
+            let lines = sim.trace().iter();
+            let found = lines.filter_map(|line| {
+                let mut words = line.split_whitespace();
+                let at = words.next()?.parse().ok()?;
+                (words.next()? == verb).then_some((at, words.next()?.parse().ok()?))
+            });
+            found.collect()
+        };
+        let leader_at = |at: u64| {
+            let history = sim.history().iter();
+            let elected = history.take_while(|(when, _, _)| *when < at);
+            let leaders = elected.filter_map(|(_, _, event)| match event {
+                Event::Elected { leader, .. } => Some(*leader),
+                _ => None,
+            });
+            leaders.last().flatten()
+        };
+        let resumes = faults("resume");
+        faults("pause").into_iter().any(|(paused_at, broker)| {
+            let woke = resumes
+                .iter()
+                .find(|&&(at, b)| b == broker && at > paused_at);
+            woke.is_some_and(|&(woke_at, _)| {
+                leader_at(paused_at + 1) == Some(broker) && leader_at(woke_at) != Some(broker)
+            })
+        })
+    });
+    assert!(zombies.count() > 0, "no paused leader woke up replaced");
+}
+
 #[test]
 fn flushing_before_acknowledging_survives_a_power_loss() {
     let (acknowledged, lost) = run_all(Scenario {

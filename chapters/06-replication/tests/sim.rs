@@ -2,7 +2,7 @@
 //! trusted to find bugs in replication, it must be shown to do what it
 //! claims (be deterministic, lose, duplicate and reorder messages at the
 //! rates it is told, cut links one way, lose exactly the unsynced writes in
-//! a crash, move one node's clock) and nothing else.
+//! a crash, move one node's clock, pause a node) and nothing else.
 
 use std::collections::BTreeSet;
 
@@ -413,6 +413,93 @@ fn a_clock_jump_moves_one_nodes_clock_only() {
     sim.restart(1);
     assert_eq!(sim.node(1).unwrap().started_at, sim.now() + 5_000);
     assert_eq!(sim.node(2).unwrap().started_at, 0);
+}
+
+#[test]
+fn a_paused_node_misses_its_ticks_and_gets_what_waited_in_order_when_resumed() {
+    // One delay for every message, so that the network keeps their order.
+    let config = SimConfig {
+        min_delay_ms: 5,
+        max_delay_ms: 5,
+        ..SimConfig::default()
+    };
+    let mut sim = quiet(6, config, 2);
+    sim.run_for(100);
+    sim.pause(1);
+    assert!(sim.is_paused(1) && !sim.is_paused(2));
+    let paused_at = sim.now();
+    // Sent while it is paused: they wait for it, they are not lost (a
+    // stopped process's socket still takes bytes).
+    for n in 1..=3 {
+        sim.send_as(2, 1, Msg::Ping(n));
+    }
+    assert!(sim.deliver(2, 1, Msg::Ping(4)));
+    sim.run_for(1_000);
+    assert_eq!(pings(&sim, 2, 1), [], "nothing handled while paused");
+    let ticked_while_paused = sim
+        .history()
+        .iter()
+        .any(|(at, id, event)| *id == 1 && *at > paused_at && matches!(event, Event::Ticked(_)));
+    assert!(!ticked_while_paused);
+
+    // Resumed: what waited comes first, in the order it arrived (the poke
+    // was first), then the node goes on with its clock a second later.
+    sim.resume(1);
+    assert!(!sim.is_paused(1));
+    assert_eq!(pings(&sim, 2, 1), [4, 1, 2, 3]);
+    sim.run_for(100);
+    assert_eq!(received(&sim, 1, 2).len(), 4, "each ping answered");
+    let first_tick = sim
+        .history()
+        .iter()
+        .find_map(|(at, id, event)| match event {
+            Event::Ticked(clock) if *id == 1 && *at > paused_at => Some(*clock),
+            _ => None,
+        });
+    assert!(first_tick.is_some_and(|clock| clock > paused_at + 1_000));
+    assert!(
+        sim.trace()
+            .iter()
+            .any(|line| line.ends_with("resume 1 (4 messages waiting)"))
+    );
+
+    // A paused node can be killed: what waited dies with it.
+    sim.pause(2);
+    sim.send_as(1, 2, Msg::Ping(5));
+    sim.run_for(100);
+    sim.crash(2);
+    sim.restart(2);
+    assert!(!sim.is_paused(2));
+    sim.run_for(100);
+    assert_eq!(pings(&sim, 1, 2), []);
+}
+
+#[test]
+fn the_nemesis_pauses_and_resumes_within_its_limits() {
+    let config = SimConfig {
+        nemesis: Some(Nemesis {
+            crash: 0,
+            pause: 4,
+            resume: 3,
+            ..Nemesis::default()
+        }),
+        ..SimConfig::faulty()
+    };
+    let mut sim = cluster(12, config, 3);
+    let (mut most_paused, mut samples_paused) = (0, 0);
+    for _ in 0..600 {
+        sim.run_for(100);
+        let paused = sim.ids().filter(|&id| sim.is_paused(id)).count();
+        most_paused = most_paused.max(paused);
+        samples_paused += usize::from(paused > 0);
+    }
+    assert_eq!(most_paused, 1, "max_crashed counts the paused");
+    assert!(
+        samples_paused > 60 && samples_paused < 540,
+        "{samples_paused}"
+    );
+    sim.heal_all_and_settle(1_000);
+    assert!(sim.ids().all(|id| !sim.is_paused(id)));
 }
 
 #[test]

@@ -34,6 +34,9 @@ struct Args {
     /// End the faults with every broker losing power at once.
     #[arg(long)]
     power_loss: bool,
+    /// Pause and resume brokers too (`SIGSTOP`, `SIGCONT`).
+    #[arg(long, conflicts_with = "power_loss")]
+    pauses: bool,
     /// When replicas sync their logs.
     #[arg(long, value_enum, default_value_t = FlushArg::Os)]
     flush: FlushArg,
@@ -68,6 +71,8 @@ fn main() -> ExitCode {
     let scenario = Scenario {
         faults: if args.power_loss {
             Faults::PowerLoss
+        } else if args.pauses {
+            Faults::Pauses
         } else {
             Faults::Random
         },

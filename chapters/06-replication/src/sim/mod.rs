@@ -17,7 +17,8 @@
 //!   minute;
 //! - faults are cheap and common: messages dropped, duplicated, reordered; a
 //!   partition, one-way too; a crash that loses what was not synced; a clock
-//!   that leaps forward.
+//!   that leaps forward; a node paused and resumed, which wakes up to a
+//!   cluster that went on without it.
 //!
 //! The pieces: [`Node`], [`Disk`] and [`Ctx`] (this file) are the contract
 //! with the state machines; [`Sim`] (`world.rs`) is the event loop and the

@@ -135,6 +135,13 @@ struct Slot<N: Node> {
     /// was down is lost even if it restarts before the message would
     /// arrive (nobody was listening when it was sent).
     incarnation: u64,
+    /// Whether the node is paused: it runs no handler, and the messages
+    /// that reach it wait in `held`.
+    paused: bool,
+    /// The messages that reached the node while it was paused, in the order
+    /// they arrived (a stopped process's socket buffers), with their
+    /// senders.
+    held: Vec<(NodeId, N::Msg)>,
 }
 
 /// A deterministic simulation of nodes of type `N`: same seed, same run.
@@ -204,6 +211,8 @@ impl<N: Node> Sim<N> {
             crashable,
             clock_offset: 0,
             incarnation: 0,
+            paused: false,
+            held: Vec::new(),
         };
         assert!(
             self.slots.insert(id, slot).is_none(),
@@ -268,23 +277,28 @@ impl<N: Node> Sim<N> {
                     self.note(format_args!("{verb} {from}->{to} {msg:?}"));
                 }
                 if arrives {
-                    self.with_node(to, |node, ctx, disk| node.on_message(ctx, disk, from, msg));
+                    self.receive(to, from, msg);
                 }
             }
             Event::Tick { id, incarnation } => {
                 // A tick for an earlier life of the node ends its chain: a
                 // crash stops a node's timers with the rest of its memory.
-                if self.slots[&id].incarnation == incarnation {
-                    self.with_node(id, |node, ctx, disk| node.on_tick(ctx, disk));
+                // A paused node keeps its chain but misses the ticks.
+                let slot = &self.slots[&id];
+                if slot.incarnation == incarnation {
+                    if !slot.paused {
+                        self.with_node(id, |node, ctx, disk| node.on_tick(ctx, disk));
+                    }
                     self.schedule(self.tick_ms, Event::Tick { id, incarnation });
                 }
             }
             Event::Fault => {
                 if let Some(nemesis) = self.nemesis {
                     let all: Vec<NodeId> = self.slots.keys().copied().collect();
-                    let up = self.ids_where(|slot| slot.crashable && slot.node.is_some());
+                    let up = self.ids_where(|s| s.crashable && s.node.is_some() && !s.paused);
                     let down = self.ids_where(|slot| slot.node.is_none());
-                    if let Some(fault) = nemesis.pick(&mut self.rng, &all, &up, &down) {
+                    let paused = self.ids_where(|slot| slot.paused);
+                    if let Some(fault) = nemesis.pick(&mut self.rng, &all, &up, &down, &paused) {
                         self.inflict(fault);
                     }
                     let next = nemesis.interval(&mut self.rng);
@@ -294,6 +308,17 @@ impl<N: Node> Sim<N> {
         }
     }
     // ANCHOR_END: step
+
+    /// Hands `msg` from `from` to node `id`, or holds it there if the node
+    /// is paused.
+    fn receive(&mut self, id: NodeId, from: NodeId, msg: N::Msg) {
+        let slot = self.slots.get_mut(&id).unwrap_or_else(|| unknown(id));
+        if slot.paused {
+            slot.held.push((from, msg));
+        } else {
+            self.with_node(id, |node, ctx, disk| node.on_message(ctx, disk, from, msg));
+        }
+    }
 
     /// Runs `f` on node `id` (if it is running) with a fresh [`Ctx`], then
     /// records the events it recorded and sends what it sent.
@@ -356,6 +381,8 @@ impl<N: Node> Sim<N> {
             Fault::Restart(id) => self.restart(id),
             Fault::CrashAll => self.crash_all(),
             Fault::ClockJump(id, by) => self.jump_clock(id, by),
+            Fault::Pause(id) => self.pause(id),
+            Fault::Resume(id) => self.resume(id),
         }
     }
 
@@ -427,8 +454,11 @@ impl<N: Node> Sim<N> {
         }
         // Its ticks and the messages on their way to it were meant for this
         // life; no other sees them, as a restarted process never sees what
-        // was sent on its old connections.
+        // was sent on its old connections. A paused process dies as well
+        // (`SIGKILL` needs no `SIGCONT`), with what it had not read.
         slot.incarnation += 1;
+        slot.paused = false;
+        slot.held.clear();
         slot.disk.crash(&mut self.rng);
         self.note(format_args!("crash {id}"));
     }
@@ -470,8 +500,47 @@ impl<N: Node> Sim<N> {
         self.note(format_args!("clock of {id} jumps {by} ms"));
     }
 
+    /// Pauses node `id`, if it is running: it keeps its memory and its
+    /// disk, but handles nothing until [`Sim::resume`]; messages that reach
+    /// it wait. Its clock goes on, so when it resumes every timeout it was
+    /// waiting for has passed at once, and it acts on what it knew before:
+    /// a leader that does not know it was replaced, a controller that does
+    /// not know it was deposed. What a process stopped with `SIGSTOP`, or
+    /// stalled by a long garbage collection, does when it wakes.
+    pub fn pause(&mut self, id: NodeId) {
+        let slot = self.slots.get_mut(&id).unwrap_or_else(|| unknown(id));
+        if slot.node.is_some() && !slot.paused {
+            slot.paused = true;
+            self.note(format_args!("pause {id}"));
+        }
+    }
+
+    /// Resumes node `id`, if it is paused: it handles, in order, the
+    /// messages that reached it meanwhile, then goes on as before.
+    pub fn resume(&mut self, id: NodeId) {
+        let slot = self.slots.get_mut(&id).unwrap_or_else(|| unknown(id));
+        if !slot.paused {
+            return;
+        }
+        slot.paused = false;
+        let held = std::mem::take(&mut slot.held);
+        self.note(format_args!(
+            "resume {id} ({} messages waiting)",
+            held.len()
+        ));
+        for (from, msg) in held {
+            self.with_node(id, |node, ctx, disk| node.on_message(ctx, disk, from, msg));
+        }
+    }
+
+    /// Whether node `id` is paused.
+    pub fn is_paused(&self, id: NodeId) -> bool {
+        self.slot(id).paused
+    }
+
     /// Ends the faults and lets the cluster recover: stops the nemesis for
-    /// good, heals every link, restarts every crashed node, and runs for
+    /// good, heals every link, resumes every paused node, restarts every
+    /// crashed node, and runs for
     /// `ms`. A checker then tests *liveness*: with the faults gone, has
     /// every acknowledged write become readable? (Random drops and
     /// duplicates go on: a healthy network still loses a packet now and
@@ -479,6 +548,9 @@ impl<N: Node> Sim<N> {
     pub fn heal_all_and_settle(&mut self, ms: Millis) {
         self.nemesis = None;
         self.heal();
+        for id in self.ids_where(|slot| slot.paused) {
+            self.resume(id);
+        }
         for id in self.ids_where(|slot| slot.node.is_none()) {
             self.restart(id);
         }
@@ -487,10 +559,12 @@ impl<N: Node> Sim<N> {
 
     /// Delivers `msg` from `from` to `to` now, bypassing the network: a
     /// test's way to poke a node. Returns false if `to` is crashed (the
-    /// message is then lost).
+    /// message is then lost); a paused node gets it when it resumes.
     pub fn deliver(&mut self, from: NodeId, to: NodeId, msg: N::Msg) -> bool {
         let running = self.node(to).is_some();
-        self.with_node(to, |node, ctx, disk| node.on_message(ctx, disk, from, msg));
+        if running {
+            self.receive(to, from, msg);
+        }
         running
     }
 

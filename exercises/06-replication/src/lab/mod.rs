@@ -36,6 +36,11 @@ pub enum Faults {
     Random,
     /// The same, and then every broker loses power at once.
     PowerLoss,
+    /// The random faults, and brokers paused and resumed (as with
+    /// `SIGSTOP` and `SIGCONT`): a leader paused long enough is replaced,
+    /// and wakes up still believing it leads, with writes to answer and
+    /// followers to serve. Leader epochs must fence it.
+    Pauses,
 }
 
 /// One kind of run.
@@ -121,6 +126,16 @@ pub fn build(seed: u64, scenario: &Scenario, trace_messages: bool) -> Sim<LabNod
     sim_config.nemesis = Some(Nemesis {
         // A power loss is the scenario's own, at a moment it picks.
         crash_all: 0,
+        pause: if scenario.faults == Faults::Pauses {
+            2
+        } else {
+            0
+        },
+        resume: if scenario.faults == Faults::Pauses {
+            3
+        } else {
+            0
+        },
         max_crashed: 1,
         ..Nemesis::default()
     });
@@ -156,7 +171,7 @@ pub fn run_traced(
 ) -> (Sim<LabNode>, Result<Report, String>) {
     let mut sim = build(seed, scenario, trace_messages);
     match scenario.faults {
-        Faults::Random => sim.run_for(scenario.fault_ms),
+        Faults::Random | Faults::Pauses => sim.run_for(scenario.fault_ms),
         Faults::PowerLoss => {
             let at = sim.rng().u64(scenario.fault_ms / 4..scenario.fault_ms);
             sim.run_for(at);
@@ -218,8 +233,10 @@ fn final_replicas(sim: &Sim<LabNode>) -> Result<(FinalReplica, Vec<FinalReplica>
 pub fn replay_command(seed: u64, scenario: &Scenario) -> String {
     let mut command =
         format!("cargo run --release -p ch06-replication --bin simulate -- --seed {seed}");
-    if scenario.faults == Faults::PowerLoss {
-        command.push_str(" --power-loss");
+    match scenario.faults {
+        Faults::Random => {}
+        Faults::PowerLoss => command.push_str(" --power-loss"),
+        Faults::Pauses => command.push_str(" --pauses"),
     }
     if scenario.flush == Flush::BeforeAck {
         command.push_str(" --flush before-ack");

@@ -40,9 +40,17 @@ pub struct Nemesis {
     pub crash_all: u32,
     /// Weight of jumping one node's clock forward.
     pub clock_jump: u32,
-    /// The most nodes the nemesis keeps crashed at once (a crash fault picked
-    /// when that many are down does nothing). A cluster of three replicas
-    /// promises to survive one failure, not two.
+    /// Weight of pausing one crashable node: `SIGSTOP`, a long garbage
+    /// collection, a virtual machine descheduled. It loses nothing and does
+    /// nothing until resumed, then finds that time has passed and the
+    /// cluster has moved on without it: the zombie that epochs must fence.
+    /// Off by default.
+    pub pause: u32,
+    /// Weight of resuming one paused node. Off by default.
+    pub resume: u32,
+    /// The most nodes the nemesis keeps crashed or paused at once (a crash
+    /// or pause picked when that many are down does nothing). A cluster of
+    /// three replicas promises to survive one failure, not two.
     pub max_crashed: usize,
     /// The largest clock jump.
     pub max_clock_jump_ms: Millis,
@@ -64,6 +72,8 @@ impl Default for Nemesis {
             restart: 3,
             crash_all: 0,
             clock_jump: 1,
+            pause: 0,
+            resume: 0,
             max_crashed: 1,
             max_clock_jump_ms: 1_000,
         }
@@ -87,6 +97,10 @@ pub(super) enum Fault {
     CrashAll,
     /// Move this node's clock forward by so many milliseconds.
     ClockJump(NodeId, Millis),
+    /// Pause this node.
+    Pause(NodeId),
+    /// Resume this node.
+    Resume(NodeId),
 }
 
 /// The kinds of fault, to pick one by weight before choosing its victims.
@@ -99,6 +113,8 @@ enum Kind {
     Restart,
     CrashAll,
     ClockJump,
+    Pause,
+    Resume,
 }
 
 impl Nemesis {
@@ -108,14 +124,16 @@ impl Nemesis {
     }
 
     /// Picks the next fault, given every node, the crashable nodes that are
-    /// running and the nodes that are down; `None` if the fault drawn has no
-    /// victim (a restart with nothing down).
+    /// running (and not paused), the nodes that are down and those that are
+    /// paused; `None` if the fault drawn has no victim (a restart with
+    /// nothing down).
     pub(super) fn pick(
         &self,
         rng: &mut fastrand::Rng,
         all: &[NodeId],
         crashable_up: &[NodeId],
         down: &[NodeId],
+        paused: &[NodeId],
     ) -> Option<Fault> {
         let kinds = [
             (self.partition, Kind::Partition),
@@ -125,6 +143,10 @@ impl Nemesis {
             (self.restart, Kind::Restart),
             (self.crash_all, Kind::CrashAll),
             (self.clock_jump, Kind::ClockJump),
+            // Last, so that with their weights at 0 every other kind is
+            // drawn exactly as before they existed: old seeds replay.
+            (self.pause, Kind::Pause),
+            (self.resume, Kind::Resume),
         ];
         let total: u32 = kinds.iter().map(|(weight, _)| weight).sum();
         if total == 0 {
@@ -137,11 +159,12 @@ impl Nemesis {
             roll = roll.saturating_sub(weight);
             here
         })?;
+        let failed = down.len() + paused.len();
         match kind {
             Kind::Partition => split(rng, all).map(|(a, b)| Fault::Partition(a, b)),
             Kind::OneWay => split(rng, all).map(|(a, b)| Fault::OneWay(a, b)),
             Kind::Heal => Some(Fault::Heal),
-            Kind::Crash if down.len() >= self.max_crashed => None,
+            Kind::Crash | Kind::Pause if failed >= self.max_crashed => None,
             Kind::Crash => choose(rng, crashable_up).map(Fault::Crash),
             Kind::Restart => choose(rng, down).map(Fault::Restart),
             Kind::CrashAll => Some(Fault::CrashAll),
@@ -149,6 +172,8 @@ impl Nemesis {
                 let by = rng.u64(1..=self.max_clock_jump_ms);
                 choose(rng, all).map(|id| Fault::ClockJump(id, by))
             }
+            Kind::Pause => choose(rng, crashable_up).map(Fault::Pause),
+            Kind::Resume => choose(rng, paused).map(Fault::Resume),
         }
     }
 }
