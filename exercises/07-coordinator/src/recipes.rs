@@ -33,7 +33,7 @@ use ch06_replication::sim::Millis;
 use crate::client::{ClientEvent, ClientSession};
 use crate::node::{Read, ReadResult};
 use crate::state::{Request, RequestError, Response};
-use crate::tree::{ANY_VERSION, Change, TreeError};
+use crate::tree::{ANY_VERSION, Change, TreeError, Version};
 
 /// What a [`Lock`] tells its owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -310,9 +310,10 @@ enum Race {
         xid: u64,
         epoch: u64,
     },
-    /// Leading.
+    /// Leading, with the version of the epoch node that the bump left.
     Leading {
         epoch: u64,
+        version: Version,
     },
 }
 
@@ -346,7 +347,21 @@ impl Election {
     /// The epoch, while leading.
     pub fn leading(&self) -> Option<u64> {
         match self.race {
-            Race::Leading { epoch } => Some(epoch),
+            Race::Leading { epoch, .. } => Some(epoch),
+            _ => None,
+        }
+    }
+
+    /// While leading, the version of the epoch node that this leader's bump
+    /// left. A write made conditional on it (a `multi` that starts with
+    /// [`Op::Check`](crate::tree::Op::Check) of the epoch node at this
+    /// version) succeeds only while no later leader has bumped the epoch:
+    /// the coordinator itself refuses a deposed leader's writes, however
+    /// long it was paused. Kafka's controller has fenced its ZooKeeper
+    /// writes this way since 2.2 (KAFKA-6082).
+    pub fn epoch_version(&self) -> Option<Version> {
+        match self.race {
+            Race::Leading { version, .. } => Some(version),
             _ => None,
         }
     }
@@ -467,13 +482,18 @@ impl Election {
                 if *xid == x =>
             {
                 match result {
-                    Ok(_) => {
-                        self.race = Race::Leading { epoch };
+                    Ok(Response::Set(stat)) => {
+                        self.race = Race::Leading {
+                            epoch,
+                            version: stat.version,
+                        };
                         Some(ElectionEvent::Elected { epoch })
                     }
                     // Someone bumped it meanwhile (a leader before us, not
-                    // yet done): read it again and bump past it.
-                    Err(_) => {
+                    // yet done): read it again and bump past it. (A set is
+                    // always answered with `Set`; anything else is read as
+                    // a failure too.)
+                    _ => {
                         self.read_epoch(client, now);
                         None
                     }
@@ -642,6 +662,7 @@ mod tests {
     use super::*;
     use crate::client::ClientConfig;
     use crate::local::LocalCluster as Cluster;
+    use crate::tree::{CreateMode, MultiError, Op};
 
     /// A contender: its session and its lock.
     struct Contender {
@@ -872,6 +893,53 @@ mod tests {
                 },
                 ElectionEvent::Elected { epoch: 2 }
             ]
+        );
+
+        // Fencing in the coordinator: a write checked against A's epoch
+        // version (A never heard it lost) fails; against B's, it goes in.
+        let (stale, current) = (ea.epoch_version().unwrap(), eb.epoch_version().unwrap());
+        assert!(current > stale);
+        assert_eq!(eb.epoch_version(), Some(2), "created at 0, bumped twice");
+        let fenced_write = |version: Version| {
+            Request::Multi(vec![
+                Op::Check {
+                    path: "/controller_epoch".into(),
+                    version,
+                },
+                Op::Create {
+                    path: "/decision".into(),
+                    data: Vec::new(),
+                    mode: CreateMode::Persistent,
+                },
+            ])
+        };
+        let results = |b: &mut Contender, cluster: &mut Cluster, request: Request| {
+            let xid = b.client.write(request, cluster.now);
+            for _ in 0..5 {
+                cluster.drive(b.id, &mut b.client);
+            }
+            let events = b.client.take_events().into_iter();
+            let answers = events.filter_map(|event| match event {
+                ClientEvent::Written { xid: x, result } if x == xid => Some(result),
+                _ => None,
+            });
+            answers.collect::<Vec<_>>()
+        };
+        let refused = results(&mut b, &mut cluster, fenced_write(stale));
+        assert!(
+            matches!(
+                &refused[..],
+                [Err(RequestError::Multi(MultiError {
+                    index: 0,
+                    error: TreeError::BadVersion { .. }
+                }))]
+            ),
+            "{refused:?}"
+        );
+        let accepted = results(&mut b, &mut cluster, fenced_write(current));
+        assert!(
+            matches!(&accepted[..], [Ok(Response::Multi(_))]),
+            "{accepted:?}"
         );
     }
 
