@@ -384,9 +384,12 @@ impl Controller for SimpleController {
             .filter(|(_, b)| b.alive)
             .map(|(id, _)| *id)
             .collect();
-        let factor = replication_factor as usize;
-        if partitions == 0 || factor == 0 || factor > alive.len() {
+        if partitions == 0 {
             return Err(ErrorCode::InvalidPartitions);
+        }
+        let factor = replication_factor as usize;
+        if factor == 0 || factor > alive.len() {
+            return Err(ErrorCode::InvalidReplicationFactor);
         }
         for partition in 0..partitions {
             // Kafka's layout, without racks: partition p's replicas start

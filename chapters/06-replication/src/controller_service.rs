@@ -221,18 +221,27 @@ impl ControllerService {
                 log_changes(&before, state.controller.partitions());
                 answer(ErrorCode::None, String::new())
             }
-            Err(ErrorCode::InvalidPartitions) => {
+            Err(ErrorCode::InvalidReplicationFactor) => {
                 let alive = state
                     .addresses
                     .keys()
                     .filter(|id| state.controller.is_alive(**id))
                     .count();
-                let message = format!(
-                    "{} partitions with {} replicas each, and {alive} live brokers",
-                    request.partitions, request.replication_factor
-                );
-                answer(ErrorCode::InvalidPartitions, message)
+                // Kafka's messages, word for word.
+                let message = match request.replication_factor {
+                    0 => "Replication factor must be larger than 0.".to_string(),
+                    factor => {
+                        format!(
+                            "Replication factor: {factor} larger than available brokers: {alive}."
+                        )
+                    }
+                };
+                answer(ErrorCode::InvalidReplicationFactor, message)
             }
+            Err(ErrorCode::InvalidPartitions) => answer(
+                ErrorCode::InvalidPartitions,
+                "Number of partitions must be larger than 0.".into(),
+            ),
             Err(code) => answer(code, request.name),
         }
     }

@@ -91,6 +91,22 @@ async fn bad_replication_requests_get_defined_errors_and_lose_nothing() {
     })
     .await;
     client.create_topic("orders", 1, 3).await.unwrap();
+    // More replicas than brokers, or none: Kafka's error and message.
+    let too_many = client.create_topic("wide", 1, 4).await.unwrap_err();
+    assert_eq!(too_many.code(), Some(ErrorCode::InvalidReplicationFactor));
+    assert!(
+        too_many
+            .to_string()
+            .contains("Replication factor: 4 larger than available brokers: 3."),
+        "{too_many}"
+    );
+    let none = client.create_topic("wide", 1, 0).await.unwrap_err();
+    assert_eq!(none.code(), Some(ErrorCode::InvalidReplicationFactor));
+    assert!(none.to_string().contains("must be larger than 0"), "{none}");
+    assert_eq!(
+        client.create_topic("wide", 0, 1).await.unwrap_err().code(),
+        Some(ErrorCode::InvalidPartitions)
+    );
     for i in 0..5 {
         client
             .produce(&tp(), &[Record::new(format!("r{i}"))])

@@ -142,7 +142,11 @@ fn a_topic_needs_a_new_name_and_enough_live_brokers() {
     );
     assert_eq!(
         controller.create_topic("u", 1, 4),
-        Err(ErrorCode::InvalidPartitions)
+        Err(ErrorCode::InvalidReplicationFactor)
+    );
+    assert_eq!(
+        controller.create_topic("u", 1, 0),
+        Err(ErrorCode::InvalidReplicationFactor)
     );
     assert_eq!(
         controller.create_topic("u", 0, 1),
@@ -151,7 +155,7 @@ fn a_topic_needs_a_new_name_and_enough_live_brokers() {
     controller.fence(C);
     assert_eq!(
         controller.create_topic("u", 1, 3),
-        Err(ErrorCode::InvalidPartitions),
+        Err(ErrorCode::InvalidReplicationFactor),
         "only two brokers are alive"
     );
     controller.create_topic("u", 2, 2).unwrap();

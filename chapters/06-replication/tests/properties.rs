@@ -296,6 +296,7 @@ fn error() -> impl Strategy<Value = ErrorCode> {
         Just(ErrorCode::UnknownLeaderEpoch),
         Just(ErrorCode::InvalidUpdateVersion),
         Just(ErrorCode::IneligibleReplica),
+        Just(ErrorCode::InvalidReplicationFactor),
         Just(ErrorCode::UnknownTopicOrPartition),
         Just(ErrorCode::InvalidPartitions),
     ]

@@ -86,6 +86,8 @@ pub enum ErrorCode {
     InvalidUpdateVersion,
     /// A replica that may not join the in-sync set (its broker is fenced).
     IneligibleReplica,
+    /// A replication factor below 1, or above the number of live brokers.
+    InvalidReplicationFactor,
 }
 
 impl ErrorCode {
@@ -126,6 +128,7 @@ impl ErrorCode {
             ErrorCode::UnknownLeaderEpoch => 75,
             ErrorCode::InvalidUpdateVersion => 95,
             ErrorCode::IneligibleReplica => 107,
+            ErrorCode::InvalidReplicationFactor => 38,
         }
     }
 
@@ -166,6 +169,7 @@ impl ErrorCode {
             ErrorCode::UnknownLeaderEpoch => "UNKNOWN_LEADER_EPOCH",
             ErrorCode::InvalidUpdateVersion => "INVALID_UPDATE_VERSION",
             ErrorCode::IneligibleReplica => "INELIGIBLE_REPLICA",
+            ErrorCode::InvalidReplicationFactor => "INVALID_REPLICATION_FACTOR",
         }
     }
 
