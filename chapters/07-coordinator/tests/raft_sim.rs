@@ -29,8 +29,11 @@
 //!   ZooKeeper does by default: not linearizable at seed 1. (That is why
 //!   ZooKeeper has `sync`.)
 //!
-//! `RAFT_SEEDS` sets how many seeds run (default 200); `RAFT_SEED=N` replays
-//! one.
+//! A second run adds pauses: servers stopped (as with `SIGSTOP`) and
+//! resumed later, a leader among them, to wake up in a term that has moved
+//! on. `RAFT_SEEDS` sets how many seeds run (default 200, and 100 with
+//! pauses, `RAFT_PAUSES_SEEDS`); `RAFT_SEED=N` (or `RAFT_PAUSES_SEED=N`)
+//! replays one.
 
 use std::collections::BTreeMap;
 
@@ -544,6 +547,44 @@ fn check(sim: &Sim<Node>) -> Result<(), String> {
 }
 
 fn run(seed: u64) -> Result<(), String> {
+    run_with(seed, false).map(|_| ())
+}
+
+/// Whether a leader woke up replaced: the last server elected before a
+/// pause was the one paused, and another was elected before it resumed.
+fn zombie_woke(sim: &Sim<Node>) -> bool {
+    // (time, server) of every pause or resume in the trace.
+    let faults = |verb: &str| -> Vec<(u64, NodeId)> {
+        let found = sim.trace().iter().filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let at = words.next()?.parse().ok()?;
+            (words.next()? == verb).then_some((at, words.next()?.parse().ok()?))
+        });
+        found.collect()
+    };
+    let elected: Vec<(u64, NodeId)> = sim
+        .history()
+        .iter()
+        .filter(|(_, _, e)| matches!(e, Event::BecameLeader { .. }))
+        .map(|(at, id, _)| (*at, *id))
+        .collect();
+    let resumes = faults("resume");
+    faults("pause").into_iter().any(|(paused_at, id)| {
+        let leader_then = elected.iter().rev().find(|(at, _)| *at <= paused_at);
+        let woke_at = resumes.iter().find(|(at, r)| *r == id && *at > paused_at);
+        let (Some(&(_, leader)), Some(&(woke_at, _))) = (leader_then, woke_at) else {
+            return false;
+        };
+        leader == id
+            && elected
+                .iter()
+                .any(|&(at, other)| other != id && at > paused_at && at < woke_at)
+    })
+}
+
+/// A run; with `pauses`, servers are also paused and resumed. Returns
+/// whether a replaced leader woke up.
+fn run_with(seed: u64, pauses: bool) -> Result<bool, String> {
     // Raft syncs before it answers, so unlike Kafka's default it must
     // survive every server losing power at once, and a majority of five
     // survives two down.
@@ -552,6 +593,8 @@ fn run(seed: u64) -> Result<(), String> {
         max_interval_ms: 400,
         crash_all: 1,
         max_crashed: 2,
+        pause: if pauses { 2 } else { 0 },
+        resume: if pauses { 3 } else { 0 },
         ..Nemesis::default()
     };
     let config = SimConfig {
@@ -588,10 +631,28 @@ fn run(seed: u64) -> Result<(), String> {
     if !live || !answered_after_heal {
         return Err("the clients were not answered after the network healed".into());
     }
-    Ok(())
+    Ok(zombie_woke(&sim))
 }
 
 #[test]
 fn raft_is_safe_and_live_under_faults() {
     common::seeds("RAFT", "raft_sim", 200, run);
+}
+
+/// A leader paused long enough is replaced, and wakes up still leading in
+/// its old term, with requests that waited for it: the same checks hold.
+/// (And such zombies do wake up: without them this would prove little.)
+#[test]
+fn raft_is_safe_and_live_with_servers_paused() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let zombies = AtomicUsize::new(0);
+    let test = "raft_sim raft_is_safe_and_live_with_servers_paused";
+    common::seeds("RAFT_PAUSES", test, 100, |seed| {
+        let woke = run_with(seed, true)?;
+        zombies.fetch_add(usize::from(woke), Ordering::Relaxed);
+        Ok(())
+    });
+    if std::env::var("RAFT_PAUSES_SEED").is_err() {
+        assert!(zombies.into_inner() > 0, "no replaced leader woke up");
+    }
 }

@@ -45,8 +45,10 @@
 //! `node.rs` (`a_snapshot_installed_on_a_follower_fires_the_watches_it_jumps_over`)
 //! catches that break.
 //!
-//! `COORD_SEEDS` sets how many seeds run (default 100); `COORD_SEED=N`
-//! replays one.
+//! A second run adds pauses: servers stopped (as with `SIGSTOP`) and
+//! resumed later. `COORD_SEEDS` sets how many seeds run (default 100, and
+//! as many with pauses, `COORD_PAUSES_SEEDS`); `COORD_SEED=N` (or
+//! `COORD_PAUSES_SEED=N`) replays one.
 
 use std::collections::BTreeMap;
 
@@ -720,11 +722,18 @@ impl ch06_replication::sim::Node for Node {
 }
 
 fn run(seed: u64) -> Result<(), String> {
+    run_with(seed, false)
+}
+
+/// A run; with `pauses`, servers are also paused and resumed.
+fn run_with(seed: u64, pauses: bool) -> Result<(), String> {
     let nemesis = Nemesis {
         min_interval_ms: 100,
         max_interval_ms: 600,
         crash_all: 1,
         max_crashed: 2,
+        pause: if pauses { 2 } else { 0 },
+        resume: if pauses { 3 } else { 0 },
         ..Nemesis::default()
     };
     let config = SimConfig {
@@ -1016,4 +1025,12 @@ fn check_answer_order(sim: &Sim<Node>) -> Result<(), String> {
 #[test]
 fn the_coordinator_is_linearizable_and_expires_sessions_under_faults() {
     common::seeds("COORD", "coordinator_sim", 100, run);
+}
+
+/// Servers paused and resumed too: a leader that wakes up replaced, whose
+/// clock says its sessions have all gone silent, must not expire them.
+#[test]
+fn the_coordinator_keeps_its_guarantees_with_servers_paused() {
+    let test = "coordinator_sim the_coordinator_keeps_its_guarantees_with_servers_paused";
+    common::seeds("COORD_PAUSES", test, 100, |seed| run_with(seed, true));
 }
