@@ -635,3 +635,72 @@ fn the_runner_runs_real_simulations() {
     );
     assert_eq!(passed, Ok(20));
 }
+
+/// A node made of another: its messages and events wrap the part's.
+struct Composite {
+    part: Toy,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Wrapped {
+    Part(Msg),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum WrappedEvent {
+    Part(Event),
+}
+
+impl Node for Composite {
+    type Msg = Wrapped;
+    type Disk = ToyDisk;
+    type Event = WrappedEvent;
+
+    fn on_message(
+        &mut self,
+        ctx: &mut Ctx<'_, Wrapped, WrappedEvent>,
+        disk: &mut ToyDisk,
+        from: NodeId,
+        msg: Wrapped,
+    ) {
+        let Wrapped::Part(msg) = msg;
+        ctx.map(Wrapped::Part, WrappedEvent::Part, |ctx| {
+            self.part.on_message(ctx, disk, from, msg)
+        });
+    }
+
+    fn on_tick(&mut self, ctx: &mut Ctx<'_, Wrapped, WrappedEvent>, disk: &mut ToyDisk) {
+        let clock = ctx.now();
+        let seen = ctx.map(Wrapped::Part, WrappedEvent::Part, |ctx| {
+            self.part.on_tick(ctx, disk);
+            ctx.now()
+        });
+        assert_eq!(seen, clock, "the part sees the node's clock");
+    }
+}
+
+#[test]
+fn a_node_made_of_another_hands_it_a_context_of_its_own_kind() {
+    let mut sim: Sim<Composite> = Sim::new(13, SimConfig::default());
+    for id in [1, 2] {
+        let peer = 3 - id;
+        let start = toy(vec![peer], false);
+        sim.add_node(id, ToyDisk::default(), true, move |id, disk, now| {
+            Composite {
+                part: start(id, disk, now),
+            }
+        });
+    }
+    sim.run_for(100);
+    // The parts' sends went out wrapped, and came back as the parts' events.
+    let got = |at: NodeId, from: NodeId, msg: Msg| {
+        let wanted = WrappedEvent::Part(Event::Got(from, msg));
+        sim.history()
+            .iter()
+            .any(|(_, id, e)| *id == at && *e == wanted)
+    };
+    assert!(got(2, 1, Msg::Ping(0)) && got(1, 2, Msg::Pong(0)));
+    assert!(got(1, 2, Msg::Ping(0)) && got(2, 1, Msg::Pong(0)));
+    // And what the parts wrote reached the disks.
+    assert!(!sim.disk(1).contents().is_empty());
+}

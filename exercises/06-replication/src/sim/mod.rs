@@ -149,4 +149,30 @@ impl<M, E> Ctx<'_, M, E> {
     pub fn rng(&mut self) -> &mut fastrand::Rng {
         self.rng
     }
+
+    /// Runs `inner` with a context for another kind of node, whose messages
+    /// and events become this one's through `msg` and `event`: how a node
+    /// made of others (a broker that is also a coordinator client, in
+    /// chapter 8) hands an input to one of its parts. A simulation has one
+    /// message type, so the parts' messages are wrapped in it.
+    pub fn map<M2, E2, R>(
+        &mut self,
+        msg: impl Fn(M2) -> M,
+        event: impl Fn(E2) -> E,
+        inner: impl FnOnce(&mut Ctx<'_, M2, E2>) -> R,
+    ) -> R {
+        let mut part = Ctx {
+            id: self.id,
+            now: self.now,
+            rng: &mut *self.rng,
+            outbox: Vec::new(),
+            events: Vec::new(),
+        };
+        let result = inner(&mut part);
+        let Ctx { outbox, events, .. } = part;
+        self.outbox
+            .extend(outbox.into_iter().map(|(to, m)| (to, msg(m))));
+        self.events.extend(events.into_iter().map(event));
+        result
+    }
 }
