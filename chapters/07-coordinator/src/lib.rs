@@ -36,6 +36,9 @@
 //!   [`coordinator::Coordinator`].
 //! - [`local`]: three servers in one thread, for the example, the benchmark
 //!   and unit tests.
+//! - [`sim`]: the servers in chapter 6's simulator: a disk that loses what
+//!   was not synced, connections in order, and the shell around a server
+//!   (the simulation tests use it, and chapter 8's lab).
 //!
 //! ## Guarantees
 //!
@@ -104,6 +107,7 @@ pub mod node;
 pub mod raft;
 pub mod recipes;
 pub mod shell;
+pub mod sim;
 pub mod state;
 pub mod storage;
 pub mod tree;

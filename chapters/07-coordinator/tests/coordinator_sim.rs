@@ -57,14 +57,11 @@ mod common;
 use ch06_replication::sim::{Ctx, Millis, Nemesis, NodeId, Sim, SimConfig};
 use ch07_coordinator::client::{ClientConfig, ClientEvent, ClientSession};
 use ch07_coordinator::linearizability::{self, Model, Operation};
-use ch07_coordinator::node::{
-    ClientMessage, PeerMessage, Read, ReadResult, Send, Server, ServerMessage,
-};
-use ch07_coordinator::raft::{DiskWrite, Index, RaftConfig};
-use ch07_coordinator::state::{LogEntry, Request, RequestError, Response};
+use ch07_coordinator::node::{ClientMessage, Read, ReadResult, Server, ServerMessage};
+use ch07_coordinator::raft::{Index, RaftConfig};
+use ch07_coordinator::sim::{Inbound, ServerDisk, ServerShell, ShellConfig, Wire};
+use ch07_coordinator::state::{Request, RequestError, Response};
 use ch07_coordinator::tree::{ANY_VERSION, Change, TreeError, Version, Zxid};
-use ch07_coordinator::watches::ClientId;
-use common::SimDisk;
 
 const SERVERS: [NodeId; 5] = [1, 2, 3, 4, 5];
 const CLIENTS: [NodeId; 3] = [100, 101, 102];
@@ -80,27 +77,7 @@ const SNAPSHOT_EVERY: Index = 20;
 const REGISTER: &str = "/r";
 
 // ---------------------------------------------------------------------------
-// The servers' disks, the connections and the servers' shell.
-
-/// A server's disk: the shell syncs it every few ticks (group commit).
-type ServerDisk = SimDisk<std::sync::Arc<LogEntry>>;
-
-#[derive(Debug, Clone)]
-enum Msg {
-    Peer(PeerMessage),
-    /// The `seq`th message on a client's connection number `conn`.
-    FromClient {
-        conn: u64,
-        seq: u64,
-        msg: ClientMessage,
-    },
-    /// The `seq`th message back on connection `conn`.
-    ToClient {
-        conn: u64,
-        seq: u64,
-        msg: ServerMessage,
-    },
-}
+// What the run records, and the servers (their shell is `ch07_coordinator::sim`).
 
 #[derive(Debug, Clone)]
 enum Event {
@@ -132,163 +109,29 @@ enum Heard {
     Answer,
 }
 
-/// The receiving end of a connection: messages are handed on in the order
-/// they were sent, each once; one that is early waits for those before it.
-#[derive(Debug)]
-struct Inbound<M> {
-    next: u64,
-    early: BTreeMap<u64, M>,
-}
-
-impl<M> Default for Inbound<M> {
-    fn default() -> Self {
-        Inbound {
-            next: 0,
-            early: BTreeMap::new(),
-        }
-    }
-}
-
-impl<M> Inbound<M> {
-    /// Message `seq` arrived: the messages now in order.
-    fn receive(&mut self, seq: u64, msg: M) -> Vec<M> {
-        if seq < self.next {
-            // A duplicate.
-            return Vec::new();
-        }
-        self.early.insert(seq, msg);
-        let mut ready = Vec::new();
-        while let Some(msg) = self.early.remove(&self.next) {
-            ready.push(msg);
-            self.next += 1;
-        }
-        ready
-    }
-}
-
-/// The server's name for a client's connection: the client's id and the
-/// connection's number.
-fn client_id(client: NodeId, conn: u64) -> ClientId {
-    (u64::from(client) << 32) | conn
-}
-
-/// A server's end of one connection.
-#[derive(Debug, Default)]
-struct ServerConn {
-    inbound: Inbound<ClientMessage>,
-    sent: u64,
-}
-
-struct ServerShell {
-    server: Server,
-    held: Vec<Send>,
-    ticks: u64,
-    conns: BTreeMap<ClientId, ServerConn>,
-}
-
-impl ServerShell {
-    fn start(id: NodeId, disk: &mut ServerDisk, now: Millis) -> ServerShell {
-        let config = RaftConfig {
-            election_timeout_ms: 300,
-            heartbeat_interval_ms: 50,
-            max_entries_per_message: 16,
-        };
-        let server = Server::new(
-            id,
-            &SERVERS,
-            config,
-            disk.hard,
-            disk.snapshot.clone(),
-            disk.log.clone(),
-            now,
-            u64::from(id) * 31 + now,
-        );
-        ServerShell {
-            server,
-            held: Vec::new(),
-            ticks: 0,
-            conns: BTreeMap::new(),
-        }
-    }
-
-    /// A message on connection `conn` of client `from`.
-    fn on_client(
-        &mut self,
-        ctx: &mut Ctx<'_, Msg, Event>,
-        from: NodeId,
-        conn: u64,
-        seq: u64,
-        msg: ClientMessage,
-    ) {
-        let id = client_id(from, conn);
-        let first = client_id(from, 0);
-        let last = client_id(from, u64::from(u32::MAX));
-        if !self.conns.contains_key(&id) {
-            if self.conns.range(id..=last).next().is_some() {
-                // A late message on a connection the client has left.
-                return;
-            }
-            // A new connection: the client has given up on its older ones
-            // (TCP would close them).
-            let older: Vec<ClientId> = self.conns.range(first..id).map(|(&c, _)| c).collect();
-            for old in older {
-                self.conns.remove(&old);
-                self.server.on_disconnect(old);
-            }
-        }
-        let ready = self.conns.entry(id).or_default().inbound.receive(seq, msg);
-        for msg in ready {
-            self.server.on_client(id, msg, ctx.now());
-        }
-    }
-
-    /// Writes what the server asks, holds what must wait for the sync,
-    /// sends the rest.
-    fn flush(&mut self, ctx: &mut Ctx<'_, Msg, Event>, disk: &mut ServerDisk) {
-        let output = self.server.take_output();
-        disk.unsynced.extend(output.writes);
-        self.held.extend(output.after_sync);
-        for send in output.now {
-            self.deliver(ctx, send);
-        }
-        if disk.unsynced.is_empty() {
-            for send in std::mem::take(&mut self.held) {
-                self.deliver(ctx, send);
-            }
-        }
-    }
-
-    fn sync(&mut self, ctx: &mut Ctx<'_, Msg, Event>, disk: &mut ServerDisk) {
-        if !disk.sync() {
-            return;
-        }
-        for send in std::mem::take(&mut self.held) {
-            self.deliver(ctx, send);
-        }
-        self.server.persisted(disk.last_index());
-        let base = disk.snapshot.as_ref().map_or(0, |s| s.last_index);
-        if disk.last_index() >= base + SNAPSHOT_EVERY
-            && let Some(compacted) = self.server.compact()
-        {
-            disk.unsynced.push(DiskWrite::Snapshot(compacted.snapshot));
-        }
-    }
-
-    fn deliver(&mut self, ctx: &mut Ctx<'_, Msg, Event>, send: Send) {
-        match send {
-            Send::Client(id, msg) => {
-                // A connection this server has closed takes nothing more.
-                if let Some(conn) = self.conns.get_mut(&id) {
-                    let seq = conn.sent;
-                    conn.sent += 1;
-                    let to = (id >> 32) as NodeId;
-                    let conn = id & u64::from(u32::MAX);
-                    ctx.send(to, Msg::ToClient { conn, seq, msg });
-                }
-            }
-            Send::Peer(to, msg) => ctx.send(to, Msg::Peer(msg)),
-        }
-    }
+/// A server, its shell syncing every few ticks (group commit) and taking
+/// a snapshot every `SNAPSHOT_EVERY` entries.
+fn start_server(id: NodeId, disk: &mut ServerDisk, now: Millis) -> ServerShell {
+    let config = RaftConfig {
+        election_timeout_ms: 300,
+        heartbeat_interval_ms: 50,
+        max_entries_per_message: 16,
+    };
+    let server = Server::new(
+        id,
+        &SERVERS,
+        config,
+        disk.hard,
+        disk.snapshot.clone(),
+        disk.log.clone(),
+        now,
+        u64::from(id) * 31 + now,
+    );
+    let shell = ShellConfig {
+        sync_every_ticks: SYNC_EVERY_TICKS,
+        snapshot_every: SNAPSHOT_EVERY,
+    };
+    ServerShell::new(server, shell)
 }
 
 // ---------------------------------------------------------------------------
@@ -413,7 +256,7 @@ impl Client {
         }
     }
 
-    fn new_session(&mut self, ctx: &mut Ctx<'_, Msg, Event>) {
+    fn new_session(&mut self, ctx: &mut Ctx<'_, Wire, Event>) {
         let config = ClientConfig {
             session_timeout_ms: SESSION_TIMEOUT_MS,
             request_timeout_ms: CLIENT_TIMEOUT_MS,
@@ -427,7 +270,7 @@ impl Client {
 
     /// Sends what the session asks (a `Connect` opens a new connection)
     /// and acts on what it reports, until neither is left.
-    fn pump(&mut self, ctx: &mut Ctx<'_, Msg, Event>) {
+    fn pump(&mut self, ctx: &mut Ctx<'_, Wire, Event>) {
         loop {
             let Some(session) = self.session.as_mut() else {
                 return;
@@ -446,7 +289,7 @@ impl Client {
                 }
                 let (conn, seq) = (self.conn, self.sent);
                 self.sent += 1;
-                ctx.send(server, Msg::FromClient { conn, seq, msg });
+                ctx.send(server, Wire::FromClient { conn, seq, msg });
             }
             for event in events {
                 self.on_event(ctx, event);
@@ -454,21 +297,21 @@ impl Client {
         }
     }
 
-    fn give_up(&mut self, ctx: &mut Ctx<'_, Msg, Event>) {
+    fn give_up(&mut self, ctx: &mut Ctx<'_, Wire, Event>) {
         if let Some(Step::Write { .. } | Step::Sync { .. } | Step::Read { .. }) = self.step {
             ctx.record(Event::GaveUp);
         }
         self.step = None;
     }
 
-    fn read(&mut self, ctx: &mut Ctx<'_, Msg, Event>, read: Read) -> u64 {
+    fn read(&mut self, ctx: &mut Ctx<'_, Wire, Event>, read: Read) -> u64 {
         let session = self.session.as_mut().expect("a session");
         let xid = session.read(read.clone(), ctx.now());
         self.reads.insert(xid, read);
         xid
     }
 
-    fn start_op(&mut self, ctx: &mut Ctx<'_, Msg, Event>) {
+    fn start_op(&mut self, ctx: &mut Ctx<'_, Wire, Event>) {
         if ctx.rng().bool() {
             // A read that sets a watch: on the register's data, its
             // existence, or the root's children.
@@ -537,7 +380,7 @@ impl Client {
         });
     }
 
-    fn on_event(&mut self, ctx: &mut Ctx<'_, Msg, Event>, event: ClientEvent) {
+    fn on_event(&mut self, ctx: &mut Ctx<'_, Wire, Event>, event: ClientEvent) {
         match (event, self.step) {
             (ClientEvent::Written { xid, result }, Some(Step::Write { xid: w, op }))
                 if w == xid =>
@@ -605,7 +448,7 @@ impl Client {
 
     fn on_message(
         &mut self,
-        ctx: &mut Ctx<'_, Msg, Event>,
+        ctx: &mut Ctx<'_, Wire, Event>,
         from: NodeId,
         conn: u64,
         seq: u64,
@@ -654,7 +497,7 @@ impl Client {
         }
     }
 
-    fn on_tick(&mut self, ctx: &mut Ctx<'_, Msg, Event>) {
+    fn on_tick(&mut self, ctx: &mut Ctx<'_, Wire, Event>) {
         if self.stopped {
             return;
         }
@@ -679,43 +522,29 @@ enum Node {
 }
 
 impl ch06_replication::sim::Node for Node {
-    type Msg = Msg;
+    type Msg = Wire;
     type Disk = ServerDisk;
     type Event = Event;
 
     fn on_message(
         &mut self,
-        ctx: &mut Ctx<'_, Msg, Event>,
+        ctx: &mut Ctx<'_, Wire, Event>,
         disk: &mut ServerDisk,
         from: NodeId,
-        msg: Msg,
+        msg: Wire,
     ) {
         match (self, msg) {
-            (Node::Server(shell), Msg::Peer(msg)) => {
-                shell.server.on_peer(from, msg, ctx.now());
-                shell.flush(ctx, disk);
-            }
-            (Node::Server(shell), Msg::FromClient { conn, seq, msg }) => {
-                shell.on_client(ctx, from, conn, seq, msg);
-                shell.flush(ctx, disk);
-            }
-            (Node::Client(client), Msg::ToClient { conn, seq, msg }) => {
+            (Node::Server(shell), msg) => shell.on_message(ctx, disk, from, msg),
+            (Node::Client(client), Wire::ToClient { conn, seq, msg }) => {
                 client.on_message(ctx, from, conn, seq, msg)
             }
             _ => {}
         }
     }
 
-    fn on_tick(&mut self, ctx: &mut Ctx<'_, Msg, Event>, disk: &mut ServerDisk) {
+    fn on_tick(&mut self, ctx: &mut Ctx<'_, Wire, Event>, disk: &mut ServerDisk) {
         match self {
-            Node::Server(shell) => {
-                shell.ticks += 1;
-                if shell.ticks % SYNC_EVERY_TICKS == 0 {
-                    shell.sync(ctx, disk);
-                }
-                shell.server.on_tick(ctx.now());
-                shell.flush(ctx, disk);
-            }
+            Node::Server(shell) => shell.on_tick(ctx, disk),
             Node::Client(client) => client.on_tick(ctx),
         }
     }
@@ -743,7 +572,7 @@ fn run_with(seed: u64, pauses: bool) -> Result<(), String> {
     let mut sim: Sim<Node> = Sim::new(seed, config);
     for id in SERVERS {
         sim.add_node(id, ServerDisk::default(), true, |id, disk, now| {
-            Node::Server(Box::new(ServerShell::start(id, disk, now)))
+            Node::Server(Box::new(start_server(id, disk, now)))
         });
     }
     for id in CLIENTS {
@@ -774,7 +603,7 @@ fn run_with(seed: u64, pauses: bool) -> Result<(), String> {
     sim.run_for(SESSION_TIMEOUT_MS * 3);
     for id in SERVERS {
         if let Some(Node::Server(shell)) = sim.node(id) {
-            let sessions = shell.server.state().sessions();
+            let sessions = shell.server().state().sessions();
             if !sessions.is_empty() {
                 return Err(format!("server {id} still has sessions {sessions:?}"));
             }

@@ -44,7 +44,7 @@ use ch07_coordinator::linearizability::{self, Model, Operation};
 use ch07_coordinator::raft::{
     DiskWrite, Entry, Index, Message, ProposeError, Raft, RaftConfig, Role,
 };
-use common::SimDisk;
+use ch07_coordinator::sim::SimDisk;
 use serde::{Deserialize, Serialize};
 
 const SERVERS: [NodeId; 5] = [1, 2, 3, 4, 5];
