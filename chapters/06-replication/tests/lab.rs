@@ -73,16 +73,6 @@ fn a_paused_leader_is_replaced_and_wakes_up_a_zombie() {
     let zombies = (0..50).filter(|&seed| {
         let (sim, result) = lab::run_traced(seed, &scenario, false);
         result.expect("no loss");
-        // (time, broker) of every pause and resume, from the trace.
-        let faults = |verb: &str| -> Vec<(u64, u32)> {
-            let lines = sim.trace().iter();
-            let found = lines.filter_map(|line| {
-                let mut words = line.split_whitespace();
-                let at = words.next()?.parse().ok()?;
-                (words.next()? == verb).then_some((at, words.next()?.parse().ok()?))
-            });
-            found.collect()
-        };
         let leader_at = |at: u64| {
             let history = sim.history().iter();
             let elected = history.take_while(|(when, _, _)| *when < at);
@@ -92,13 +82,9 @@ fn a_paused_leader_is_replaced_and_wakes_up_a_zombie() {
             });
             leaders.last().flatten()
         };
-        let resumes = faults("resume");
-        faults("pause").into_iter().any(|(paused_at, broker)| {
-            let woke = resumes
-                .iter()
-                .find(|&&(at, b)| b == broker && at > paused_at);
-            woke.is_some_and(|&(woke_at, _)| {
-                leader_at(paused_at + 1) == Some(broker) && leader_at(woke_at) != Some(broker)
+        sim.pauses().iter().any(|pause| {
+            pause.resumed.is_some_and(|woke_at| {
+                leader_at(pause.from + 1) == Some(pause.id) && leader_at(woke_at) != Some(pause.id)
             })
         })
     });

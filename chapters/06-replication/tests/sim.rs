@@ -6,7 +6,9 @@
 
 use std::collections::BTreeSet;
 
-use ch06_replication::sim::{Ctx, Disk, Millis, Nemesis, Node, NodeId, Sim, SimConfig, run_seeds};
+use ch06_replication::sim::{
+    Ctx, Disk, Millis, Nemesis, Node, NodeId, Pause, Sim, SimConfig, run_seeds,
+};
 
 /// The toy's messages.
 #[derive(Clone, Debug, PartialEq)]
@@ -462,6 +464,15 @@ fn a_paused_node_misses_its_ticks_and_gets_what_waited_in_order_when_resumed() {
             .iter()
             .any(|line| line.ends_with("resume 1 (4 messages waiting)"))
     );
+    let resumed_at = sim.now() - 100;
+    assert_eq!(
+        sim.pauses(),
+        [Pause {
+            id: 1,
+            from: paused_at,
+            resumed: Some(resumed_at),
+        }]
+    );
 
     // A paused node can be killed: what waited dies with it.
     sim.pause(2);
@@ -470,6 +481,7 @@ fn a_paused_node_misses_its_ticks_and_gets_what_waited_in_order_when_resumed() {
     sim.crash(2);
     sim.restart(2);
     assert!(!sim.is_paused(2));
+    assert_eq!(sim.pauses()[1].resumed, None, "killed, not resumed");
     sim.run_for(100);
     assert_eq!(pings(&sim, 1, 2), []);
 }

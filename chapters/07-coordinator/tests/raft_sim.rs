@@ -553,32 +553,21 @@ fn run(seed: u64) -> Result<(), String> {
 /// Whether a leader woke up replaced: the last server elected before a
 /// pause was the one paused, and another was elected before it resumed.
 fn zombie_woke(sim: &Sim<Node>) -> bool {
-    // (time, server) of every pause or resume in the trace.
-    let faults = |verb: &str| -> Vec<(u64, NodeId)> {
-        let found = sim.trace().iter().filter_map(|line| {
-            let mut words = line.split_whitespace();
-            let at = words.next()?.parse().ok()?;
-            (words.next()? == verb).then_some((at, words.next()?.parse().ok()?))
-        });
-        found.collect()
-    };
     let elected: Vec<(u64, NodeId)> = sim
         .history()
         .iter()
         .filter(|(_, _, e)| matches!(e, Event::BecameLeader { .. }))
         .map(|(at, id, _)| (*at, *id))
         .collect();
-    let resumes = faults("resume");
-    faults("pause").into_iter().any(|(paused_at, id)| {
-        let leader_then = elected.iter().rev().find(|(at, _)| *at <= paused_at);
-        let woke_at = resumes.iter().find(|(at, r)| *r == id && *at > paused_at);
-        let (Some(&(_, leader)), Some(&(woke_at, _))) = (leader_then, woke_at) else {
+    sim.pauses().iter().any(|pause| {
+        let leader_then = elected.iter().rev().find(|(at, _)| *at <= pause.from);
+        let (Some(&(_, leader)), Some(woke_at)) = (leader_then, pause.resumed) else {
             return false;
         };
-        leader == id
+        leader == pause.id
             && elected
                 .iter()
-                .any(|&(at, other)| other != id && at > paused_at && at < woke_at)
+                .any(|&(at, other)| other != pause.id && at > pause.from && at < woke_at)
     })
 }
 

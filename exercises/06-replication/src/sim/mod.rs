@@ -40,7 +40,7 @@ mod world;
 pub use nemesis::Nemesis;
 pub use network::NetStats;
 pub use runner::{SeedFailure, run_seeds};
-pub use world::{Sim, SimConfig};
+pub use world::{Pause, Sim, SimConfig};
 
 /// A node's name in the simulation (Kafka's `broker.id`; clients get ids
 /// too).

@@ -156,7 +156,21 @@ pub struct Sim<N: Node> {
     nemesis: Option<Nemesis>,
     trace_messages: bool,
     history: Vec<(Millis, NodeId, N::Event)>,
+    pauses: Vec<Pause>,
     trace: Vec<String>,
+}
+
+/// One pause of one node, for checkers that look for what it caused (a
+/// leader replaced while it slept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pause {
+    /// The node.
+    pub id: NodeId,
+    /// When it was paused.
+    pub from: Millis,
+    /// When it resumed, if it has. (A node killed while paused never
+    /// resumes that pause.)
+    pub resumed: Option<Millis>,
 }
 
 /// The panic for an id that names no node: a mistake in the test, not a
@@ -181,6 +195,7 @@ impl<N: Node> Sim<N> {
             nemesis: config.nemesis,
             trace_messages: config.trace_messages,
             history: Vec::new(),
+            pauses: Vec::new(),
             trace: Vec::new(),
         };
         if let Some(nemesis) = sim.nemesis {
@@ -505,6 +520,11 @@ impl<N: Node> Sim<N> {
         let slot = self.slots.get_mut(&id).unwrap_or_else(|| unknown(id));
         if slot.node.is_some() && !slot.paused {
             slot.paused = true;
+            self.pauses.push(Pause {
+                id,
+                from: self.now,
+                resumed: None,
+            });
             self.note(format_args!("pause {id}"));
         }
     }
@@ -518,6 +538,11 @@ impl<N: Node> Sim<N> {
         }
         slot.paused = false;
         let held = std::mem::take(&mut slot.held);
+        let now = self.now;
+        let open = self.pauses.iter_mut().rev().find(|p| p.id == id);
+        if let Some(pause) = open {
+            pause.resumed = Some(now);
+        }
         self.note(format_args!(
             "resume {id} ({} messages waiting)",
             held.len()
@@ -525,6 +550,11 @@ impl<N: Node> Sim<N> {
         for (from, msg) in held {
             self.with_node(id, |node, ctx, disk| node.on_message(ctx, disk, from, msg));
         }
+    }
+
+    /// Every pause so far, in the order they began.
+    pub fn pauses(&self) -> &[Pause] {
+        &self.pauses
     }
 
     /// Whether node `id` is paused.
