@@ -301,6 +301,24 @@ const BENCHES: &[Bench] = &[
             ),
         ],
     },
+    Bench {
+        suite: "ch08",
+        name: "ch08_cluster",
+        // The controller's whole reaction to a broker's death (decide,
+        // encode, store through Raft) against storing the same write.
+        pairs: &[
+            pair(
+                "failover, 300 partitions",
+                "ch08/store/300",
+                "ch08/decide_and_store/300",
+            ),
+            pair(
+                "failover, 3,000 partitions",
+                "ch08/store/3000",
+                "ch08/decide_and_store/3000",
+            ),
+        ],
+    },
 ];
 
 /// The end-to-end harness's suite name, command and results file.

@@ -560,3 +560,31 @@ fn an_accepted_isr_change_bumps_the_partition_epoch_and_keeps_the_leader_epoch()
         before.partition_epoch + 2
     );
 }
+
+#[test]
+fn a_controller_that_loads_state_fences_and_elects_from_it() {
+    // The state another controller left: A leads, A and B in sync, C out.
+    let mut controller = SimpleController::new(ControllerConfig::default());
+    let before = PartitionState {
+        leader: Some(A),
+        leader_epoch: 4,
+        partition_epoch: 9,
+        replicas: vec![A, B, C],
+        isr: vec![A, B],
+        elr: Vec::new(),
+        last_known_elr: Vec::new(),
+    };
+    controller.load_partition(tp(), before.clone());
+    assert_eq!(partition(&controller), before);
+    // Nobody has heartbeated this controller yet: with A gone, nobody can
+    // lead, until B (in the ISR) registers.
+    controller.fence(A);
+    assert_eq!(partition(&controller).leader, None);
+    assert_eq!(partition(&controller).isr, vec![B]);
+    heartbeat(&mut controller, C, 1, 0);
+    assert_eq!(partition(&controller).leader, None, "C is not in sync");
+    heartbeat(&mut controller, B, 1, 0);
+    let after = partition(&controller);
+    assert_eq!(after.leader, Some(B));
+    assert!(after.leader_epoch > before.leader_epoch);
+}

@@ -88,6 +88,16 @@ pub enum ErrorCode {
     IneligibleReplica,
     /// A replication factor below 1, or above the number of live brokers.
     InvalidReplicationFactor,
+    // The cluster (chapter 8) from here on.
+    /// The request carries an older controller epoch than one the broker
+    /// has obeyed: it comes from a deposed controller.
+    StaleControllerEpoch,
+    /// This broker is not the controller. Retriable: find the controller
+    /// again.
+    NotController,
+    /// The broker is not registered in the cluster (its session ended, or
+    /// it never joined). Retriable: register again.
+    BrokerIdNotRegistered,
 }
 
 impl ErrorCode {
@@ -129,6 +139,9 @@ impl ErrorCode {
             ErrorCode::InvalidUpdateVersion => 95,
             ErrorCode::IneligibleReplica => 107,
             ErrorCode::InvalidReplicationFactor => 38,
+            ErrorCode::StaleControllerEpoch => 11,
+            ErrorCode::NotController => 41,
+            ErrorCode::BrokerIdNotRegistered => 102,
         }
     }
 
@@ -170,6 +183,9 @@ impl ErrorCode {
             ErrorCode::InvalidUpdateVersion => "INVALID_UPDATE_VERSION",
             ErrorCode::IneligibleReplica => "INELIGIBLE_REPLICA",
             ErrorCode::InvalidReplicationFactor => "INVALID_REPLICATION_FACTOR",
+            ErrorCode::StaleControllerEpoch => "STALE_CONTROLLER_EPOCH",
+            ErrorCode::NotController => "NOT_CONTROLLER",
+            ErrorCode::BrokerIdNotRegistered => "BROKER_ID_NOT_REGISTERED",
         }
     }
 
@@ -187,6 +203,8 @@ impl ErrorCode {
                 | ErrorCode::NotEnoughReplicas
                 | ErrorCode::NotEnoughReplicasAfterAppend
                 | ErrorCode::UnknownLeaderEpoch
+                | ErrorCode::NotController
+                | ErrorCode::BrokerIdNotRegistered
         )
     }
 }

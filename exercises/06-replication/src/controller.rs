@@ -106,6 +106,20 @@ impl SimpleController {
         self.brokers.get(&broker).is_some_and(|b| b.alive)
     }
 
+    /// The brokers alive now (registered and not fenced), by id.
+    pub fn live_brokers(&self) -> Vec<BrokerId> {
+        let alive = self.brokers.iter().filter(|(_, b)| b.alive);
+        alive.map(|(id, _)| *id).collect()
+    }
+
+    /// Takes a partition's state as it was decided before, by another
+    /// controller: chapter 8's controller, once elected, loads every
+    /// partition from the coordinator this way. Its brokers count as alive
+    /// only once they heartbeat this controller.
+    pub fn load_partition(&mut self, tp: TopicPartition, state: PartitionState) {
+        self.partitions.insert(tp, state);
+    }
+
     /// Fences a broker now, as if its session had expired (a test, or an
     /// operator, saying "this broker is gone").
     pub fn fence(&mut self, broker: BrokerId) {
@@ -303,12 +317,7 @@ impl Controller for SimpleController {
         if self.partitions.keys().any(|tp| tp.topic == name) {
             return Err(ErrorCode::TopicAlreadyExists);
         }
-        let alive: Vec<BrokerId> = self
-            .brokers
-            .iter()
-            .filter(|(_, b)| b.alive)
-            .map(|(id, _)| *id)
-            .collect();
+        let alive = self.live_brokers();
         if partitions == 0 {
             return Err(ErrorCode::InvalidPartitions);
         }

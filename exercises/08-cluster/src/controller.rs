@@ -1,0 +1,831 @@
+//! Sans-IO. One broker's part in running the cluster: registering, racing
+//! to be the controller, and, while it is, deciding and storing.
+//!
+//! Every broker runs a [`ClusterNode`] on its own coordinator session:
+//!
+//! 1. It creates the cluster's directories if they are missing, then
+//!    registers: an ephemeral `/brokers/ids/<id>` (chapter 7's
+//!    [`Membership`]). A second broker with the same id is refused. The
+//!    node goes with the broker's session: **a broker is alive exactly as
+//!    long as its coordinator session**.
+//! 2. Registered, it races for `/controller` (chapter 7's [`Election`]).
+//!    The winner bumps `/controller_epoch`. Every other broker learns who
+//!    won from the node's data ([`ClusterEvent::ControllerIs`]) and races
+//!    again when it goes.
+//! 3. The winner loads every partition's state from the coordinator into
+//!    chapter 6's [`SimpleController`], which keeps making the decisions:
+//!    who leads, who is in sync. What changes here is *where decisions
+//!    go*: a decision exists only once the coordinator has stored it. Each
+//!    write is one `multi` that first checks `/controller_epoch` still has
+//!    the version this controller's bump left, so a controller deposed
+//!    while it was paused cannot overwrite anything (Kafka has fenced its
+//!    ZooKeeper writes so since 2.2, KAFKA-6082).
+//! 4. Brokers learn the state by heartbeating the controller, and are
+//!    answered with what is *stored*, never with a decision still on its
+//!    way: a leader that shrank its ISR on the strength of an answer the
+//!    coordinator then lost could acknowledge writes that the next
+//!    controller does not know to protect. Answers carry the controller's
+//!    epoch; a broker obeys no epoch lower than one it has seen
+//!    ([`crate::fence::ControllerFence`]).
+//! 5. When a broker's session ends, its node goes; every broker's watch on
+//!    `/brokers/ids` fires, and the controller fences it: its partitions
+//!    get new leaders from their ISRs, with new leader epochs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ch03_partitions::TopicPartition;
+use ch04_network::error::ErrorCode;
+use ch06_replication::controller::{Controller, ControllerConfig, SimpleController};
+use ch06_replication::protocol::{
+    AlterPartitionRequest, AlterPartitionResponse, BrokerId, HeartbeatRequest, HeartbeatResponse,
+    PartitionState,
+};
+use ch06_replication::sim::{Millis, NodeId};
+use ch07_coordinator::client::{ClientConfig, ClientEvent, ClientSession};
+use ch07_coordinator::node::{Read, ReadResult};
+use ch07_coordinator::recipes::{Election, ElectionEvent, Membership, MembershipEvent};
+use ch07_coordinator::state::{Request, RequestError, Response};
+use ch07_coordinator::tree::{CreateMode, MultiError, Op, OpResult, TreeError, Version};
+
+use crate::state::{
+    BROKER_IDS, CONTROLLER, CONTROLLER_EPOCH, ControllerInfo, DIRECTORIES, PARTITIONS, StateError,
+    decode_partition, encode_partition, partition_of, partition_path,
+};
+
+/// A node's settings.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterConfig {
+    /// The coordinator session's timing. Its `session_timeout_ms` is how
+    /// long a silent broker (or controller) stays alive to the cluster:
+    /// Kafka's `zookeeper.session.timeout.ms` (18 s by default).
+    pub client: ClientConfig,
+    /// The decisions' settings (min ISR, unclean election). Its session
+    /// timeout is not used: liveness is the coordinator session's.
+    pub controller: ControllerConfig,
+}
+
+/// The number of a request whose answer comes later, as a
+/// [`ClusterEvent::Answer`].
+pub type Ticket = u64;
+
+/// A controller's answer to a request that changes the cluster's state,
+/// given once the change is stored (or refused).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// To [`ClusterNode::alter_partition`]: the partition's state as
+    /// stored.
+    AlterPartition(AlterPartitionResponse),
+    /// To [`ClusterNode::create_topic`].
+    CreateTopic(ErrorCode),
+}
+
+/// What happened, for the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterEvent {
+    /// The broker's node is in `/brokers/ids`: it is part of the cluster.
+    Registered,
+    /// Another live broker has this id: this one must not run.
+    RegistrationRefused,
+    /// The live brokers, by id.
+    Members(Vec<BrokerId>),
+    /// Another broker is the controller.
+    ControllerIs(ControllerInfo),
+    /// This broker is the controller, in this epoch.
+    Elected {
+        /// Its controller epoch, greater than every earlier one's.
+        epoch: u64,
+    },
+    /// The newly elected controller has read the cluster's state.
+    Loaded {
+        /// Its epoch.
+        epoch: u64,
+        /// How many partitions it found.
+        partitions: usize,
+    },
+    /// Decisions are stored in the coordinator.
+    Stored {
+        /// The epoch of the controller that stored them.
+        epoch: u64,
+        /// The partitions whose state changed.
+        partitions: Vec<TopicPartition>,
+    },
+    /// This broker no longer is the controller: another has bumped the
+    /// epoch, or its session ended.
+    Resigned {
+        /// The epoch it led in.
+        epoch: u64,
+    },
+    /// The broker's coordinator session expired: it left the cluster, and
+    /// registers again with a new session.
+    SessionExpired,
+    /// A node in the coordinator this code cannot read; the controller
+    /// leaves it as it is.
+    Unreadable(StateError),
+    /// The answer to an earlier request.
+    Answer {
+        /// The request's ticket.
+        ticket: Ticket,
+        /// The answer.
+        answer: Answer,
+    },
+}
+
+/// A heartbeat's answer from the controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerHeartbeat {
+    /// The controller's epoch: a broker refuses answers older than the
+    /// newest it has obeyed.
+    pub controller_epoch: u64,
+    /// The broker's partitions, as stored, and the live brokers.
+    pub response: HeartbeatResponse,
+}
+
+/// A partition's state as the coordinator has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredState {
+    /// The state.
+    pub state: PartitionState,
+    /// The version of its node: the next write must name it.
+    pub version: Version,
+}
+
+/// Reading the cluster's state from the coordinator.
+#[derive(Debug)]
+enum Load {
+    /// Listing the partitions (request `xid`).
+    Listing { xid: u64 },
+    /// Reading each (request number → node name).
+    Reading {
+        pending: BTreeMap<u64, String>,
+        found: BTreeMap<TopicPartition, StoredState>,
+    },
+    /// Done: `stored` is what the coordinator has.
+    Done,
+}
+
+/// When a waiting answer can be given.
+#[derive(Debug)]
+enum Until {
+    /// Once the partition's stored epoch has reached this one.
+    PartitionEpoch(TopicPartition, u32),
+    /// Once every partition of a new topic is stored.
+    Created(Vec<TopicPartition>),
+}
+
+/// What a node keeps while it is the controller.
+#[derive(Debug)]
+struct Leadership {
+    epoch: u64,
+    /// The version of `/controller_epoch` that this controller's bump
+    /// left: every write checks it.
+    epoch_version: Version,
+    /// The decisions, from the first load on.
+    decided: Option<SimpleController>,
+    /// What the coordinator has, as far as this controller knows.
+    stored: BTreeMap<TopicPartition, StoredState>,
+    /// Partition nodes that could not be read: never written, and no topic
+    /// of the same name can be created.
+    unreadable: BTreeSet<String>,
+    load: Load,
+    /// The write in flight (request number, and what it stores): one at a
+    /// time, each with every decision made since the last.
+    write: Option<(u64, Vec<(TopicPartition, PartitionState)>)>,
+    waiting: Vec<(Ticket, Until, Answer)>,
+}
+
+/// Setting up: creating the cluster's directories, then registering.
+#[derive(Debug, PartialEq, Eq)]
+enum Setup {
+    /// Creating the directories (request number → directory).
+    Creating(BTreeMap<u64, &'static str>),
+    /// Joining `/brokers/ids`.
+    Joining,
+    /// Registered and in the controller's race.
+    Racing,
+}
+
+/// One broker's part in the cluster: its registration, its candidacy,
+/// and, while elected, the controller. Sans-IO: the owner carries the
+/// session's messages ([`ClusterNode::client`]) and calls
+/// [`ClusterNode::poll`] after each delivery.
+#[derive(Debug)]
+pub struct ClusterNode {
+    id: BrokerId,
+    info: ControllerInfo,
+    servers: Vec<NodeId>,
+    first: usize,
+    config: ClusterConfig,
+    client: ClientSession,
+    setup: Setup,
+    membership: Membership,
+    election: Election,
+    /// The live brokers, once listed.
+    members: Option<BTreeSet<BrokerId>>,
+    /// The controller, as last heard.
+    controller: Option<ControllerInfo>,
+    leading: Option<Leadership>,
+    next_ticket: Ticket,
+    events: Vec<ClusterEvent>,
+}
+
+impl ClusterNode {
+    /// Broker `id`, reachable at `address`, with a session on the
+    /// coordinator servers `servers` (the first tried: `servers[first]`).
+    pub fn new(
+        id: BrokerId,
+        address: &str,
+        servers: &[NodeId],
+        first: usize,
+        config: ClusterConfig,
+        now: Millis,
+    ) -> ClusterNode {
+        let info = ControllerInfo {
+            broker_id: id,
+            address: address.to_string(),
+        };
+        let mut node = ClusterNode {
+            id,
+            election: Election::new(CONTROLLER, CONTROLLER_EPOCH, &info.encode()),
+            membership: Membership::new(BROKER_IDS, &id.to_string()),
+            info,
+            servers: servers.to_vec(),
+            first,
+            client: ClientSession::new(servers, first, config.client.clone(), now),
+            config,
+            setup: Setup::Joining,
+            members: None,
+            controller: None,
+            leading: None,
+            next_ticket: 0,
+            events: Vec::new(),
+        };
+        node.create_directories(now);
+        node
+    }
+
+    /// The broker's id.
+    pub fn id(&self) -> BrokerId {
+        self.id
+    }
+
+    /// The coordinator session: its owner carries its messages.
+    pub fn client(&mut self) -> &mut ClientSession {
+        &mut self.client
+    }
+
+    /// The controller epoch, while this broker is the controller and has
+    /// loaded the cluster's state.
+    pub fn leading(&self) -> Option<u64> {
+        let leadership = self.leading.as_ref()?;
+        leadership.decided.as_ref().map(|_| leadership.epoch)
+    }
+
+    /// Who the controller is, as last heard (this broker, while it leads).
+    pub fn controller(&self) -> Option<&ControllerInfo> {
+        self.controller.as_ref()
+    }
+
+    /// The live brokers, once listed.
+    pub fn members(&self) -> Option<&BTreeSet<BrokerId>> {
+        self.members.as_ref()
+    }
+
+    /// While leading: every partition's state as the coordinator has it.
+    pub fn stored(&self) -> Option<&BTreeMap<TopicPartition, StoredState>> {
+        Some(&self.leading.as_ref()?.stored)
+    }
+
+    fn create_directories(&mut self, now: Millis) {
+        let pending = DIRECTORIES
+            .iter()
+            .map(|dir| (self.client.write(mkdir(dir), now), *dir))
+            .collect();
+        self.setup = Setup::Creating(pending);
+    }
+
+    /// Takes the session's events and acts on them; returns what the
+    /// broker must know.
+    pub fn poll(&mut self, now: Millis) -> Vec<ClusterEvent> {
+        loop {
+            let events = self.client.take_events();
+            if events.is_empty() {
+                break;
+            }
+            for event in &events {
+                self.on_client_event(event, now);
+            }
+        }
+        std::mem::take(&mut self.events)
+    }
+
+    fn on_client_event(&mut self, event: &ClientEvent, now: Millis) {
+        if let Setup::Creating(pending) = &mut self.setup {
+            match event {
+                ClientEvent::Written { xid, .. } => {
+                    // Created, or there already: either way it exists.
+                    pending.remove(xid);
+                }
+                ClientEvent::ConnectionLoss { xid } => {
+                    // Creating is idempotent here: try again.
+                    if let Some(dir) = pending.remove(xid) {
+                        pending.insert(self.client.write(mkdir(dir), now), dir);
+                    }
+                }
+                _ => {}
+            }
+            if pending.is_empty() {
+                self.setup = Setup::Joining;
+                self.membership.join(&mut self.client, now);
+            }
+        }
+        match self.membership.on_event(&mut self.client, event, now) {
+            Some(MembershipEvent::Members(names)) => self.on_members(&names, now),
+            Some(MembershipEvent::Lost) if *event != ClientEvent::Expired => {
+                self.events.push(ClusterEvent::RegistrationRefused);
+            }
+            _ => {}
+        }
+        match self.election.on_event(&mut self.client, event, now) {
+            Some(ElectionEvent::Elected { epoch }) => {
+                self.controller = Some(self.info.clone());
+                self.events.push(ClusterEvent::Elected { epoch });
+                let epoch_version = self.election.epoch_version().expect("leading");
+                self.leading = Some(Leadership {
+                    epoch,
+                    epoch_version,
+                    decided: None,
+                    stored: BTreeMap::new(),
+                    unreadable: BTreeSet::new(),
+                    load: Load::Done,
+                    write: None,
+                    waiting: Vec::new(),
+                });
+                self.start_load(now);
+            }
+            Some(ElectionEvent::Follower { leader }) => match ControllerInfo::decode(&leader) {
+                Ok(info) => {
+                    self.controller = Some(info.clone());
+                    self.events.push(ClusterEvent::ControllerIs(info));
+                }
+                Err(e) => self.events.push(ClusterEvent::Unreadable(e)),
+            },
+            Some(ElectionEvent::Lost) | None => {}
+        }
+        if self.leading.is_some() {
+            self.on_leader_event(event, now);
+        }
+        if *event == ClientEvent::Expired {
+            self.resign();
+            self.controller = None;
+            self.members = None;
+            self.events.push(ClusterEvent::SessionExpired);
+            // A new session, and everything again: directories (they are
+            // there, but that is cheap to learn), registration, the race.
+            self.client =
+                ClientSession::new(&self.servers, self.first, self.config.client.clone(), now);
+            self.create_directories(now);
+        }
+    }
+
+    fn on_members(&mut self, names: &[String], now: Millis) {
+        let members: BTreeSet<BrokerId> = names.iter().filter_map(|n| n.parse().ok()).collect();
+        if self.setup == Setup::Joining && members.contains(&self.id) {
+            self.setup = Setup::Racing;
+            self.events.push(ClusterEvent::Registered);
+            self.election.run(&mut self.client, now);
+        }
+        self.events
+            .push(ClusterEvent::Members(members.iter().copied().collect()));
+        self.members = Some(members);
+        self.fence_departed();
+        self.sync(now);
+    }
+
+    /// While leading and loaded: fences every broker that has left.
+    fn fence_departed(&mut self) {
+        let (Some(leadership), Some(members)) = (&mut self.leading, &self.members) else {
+            return;
+        };
+        if let Some(decided) = &mut leadership.decided {
+            fence_departed(decided, members);
+        }
+    }
+
+    /// Drops the controller's state and fails what waited on it.
+    fn resign(&mut self) {
+        let Some(leadership) = self.leading.take() else {
+            return;
+        };
+        for (ticket, _, answer) in leadership.waiting {
+            let answer = match answer {
+                Answer::AlterPartition(mut response) => {
+                    response.error = ErrorCode::NotController;
+                    Answer::AlterPartition(response)
+                }
+                Answer::CreateTopic(_) => Answer::CreateTopic(ErrorCode::NotController),
+            };
+            self.events.push(ClusterEvent::Answer { ticket, answer });
+        }
+        if self.controller.as_ref() == Some(&self.info) {
+            self.controller = None;
+        }
+        self.events.push(ClusterEvent::Resigned {
+            epoch: leadership.epoch,
+        });
+    }
+
+    /// Reads the partitions' states from the coordinator: at election,
+    /// and again when a write's fate is unknown.
+    fn start_load(&mut self, now: Millis) {
+        let Some(leadership) = &mut self.leading else {
+            return;
+        };
+        let read = Read::GetChildren {
+            path: PARTITIONS.to_string(),
+            watch: false,
+        };
+        leadership.load = Load::Listing {
+            xid: self.client.read(read, now),
+        };
+    }
+
+    fn on_leader_event(&mut self, event: &ClientEvent, now: Millis) {
+        let leadership = self.leading.as_mut().expect("leading");
+        match (event, &mut leadership.load) {
+            (ClientEvent::ReadDone { xid, result }, Load::Listing { xid: x }) if xid == x => {
+                let Ok(ReadResult::Children(names)) = result else {
+                    return self.start_load(now);
+                };
+                let pending = names
+                    .iter()
+                    .map(|name| {
+                        let read = Read::GetData {
+                            path: format!("{PARTITIONS}/{name}"),
+                            watch: false,
+                        };
+                        (self.client.read(read, now), name.clone())
+                    })
+                    .collect();
+                leadership.load = Load::Reading {
+                    pending,
+                    found: BTreeMap::new(),
+                };
+                self.finish_load(now);
+            }
+            (ClientEvent::ReadDone { xid, result }, Load::Reading { pending, found }) => {
+                let Some(name) = pending.remove(xid) else {
+                    return;
+                };
+                let path = format!("{PARTITIONS}/{name}");
+                let read = match result {
+                    Ok(ReadResult::Data(bytes, stat)) => partition_of(&name).and_then(|tp| {
+                        let (state, _) = decode_partition(&path, bytes)?;
+                        Ok((tp, state, stat.version))
+                    }),
+                    // Gone since the listing: nothing to load.
+                    _ => return self.finish_load(now),
+                };
+                match read {
+                    Ok((tp, state, version)) => {
+                        found.insert(tp, StoredState { state, version });
+                    }
+                    Err(e) => {
+                        leadership.unreadable.insert(name);
+                        self.events.push(ClusterEvent::Unreadable(e));
+                    }
+                }
+                self.finish_load(now);
+            }
+            (ClientEvent::ConnectionLoss { xid }, Load::Listing { xid: x }) if xid == x => {
+                self.start_load(now);
+            }
+            (ClientEvent::ConnectionLoss { xid }, Load::Reading { pending, .. })
+                if pending.contains_key(xid) =>
+            {
+                self.start_load(now);
+            }
+            (ClientEvent::Written { xid, result }, _)
+                if leadership.write.as_ref().is_some_and(|(x, _)| x == xid) =>
+            {
+                let (_, changes) = leadership.write.take().expect("in flight");
+                self.on_written(result, changes, now);
+            }
+            (ClientEvent::ConnectionLoss { xid }, _)
+                if leadership.write.as_ref().is_some_and(|(x, _)| x == xid) =>
+            {
+                // It may or may not have happened: read what is stored.
+                leadership.write = None;
+                self.start_load(now);
+            }
+            _ => {}
+        }
+    }
+
+    /// Once every partition is read: the first time, the decisions start
+    /// from it; after that, it only corrects what is known to be stored.
+    fn finish_load(&mut self, now: Millis) {
+        let leadership = self.leading.as_mut().expect("leading");
+        let Load::Reading { pending, found } = &mut leadership.load else {
+            return;
+        };
+        if !pending.is_empty() {
+            return;
+        }
+        leadership.stored = std::mem::take(found);
+        leadership.load = Load::Done;
+        if leadership.decided.is_none() {
+            let mut config = self.config.controller;
+            // Liveness is the coordinator's sessions: chapter 6's
+            // heartbeat timeout never fires.
+            config.session_timeout_ms = Millis::MAX;
+            let mut decided = SimpleController::new(config);
+            for (tp, stored) in &leadership.stored {
+                decided.load_partition(tp.clone(), stored.state.clone());
+            }
+            leadership.decided = Some(decided);
+            self.events.push(ClusterEvent::Loaded {
+                epoch: leadership.epoch,
+                partitions: leadership.stored.len(),
+            });
+        }
+        self.fence_departed();
+        self.sync(now);
+    }
+
+    fn on_written(
+        &mut self,
+        result: &Result<Response, RequestError>,
+        changes: Vec<(TopicPartition, PartitionState)>,
+        now: Millis,
+    ) {
+        let leadership = self.leading.as_mut().expect("leading");
+        match result {
+            Ok(Response::Multi(results)) => {
+                // The first result is the epoch check's.
+                let mut partitions = Vec::new();
+                for ((tp, state), result) in changes.into_iter().zip(&results[1..]) {
+                    let version = match result {
+                        OpResult::SetData { stat } => stat.version,
+                        _ => 0,
+                    };
+                    partitions.push(tp.clone());
+                    leadership.stored.insert(tp, StoredState { state, version });
+                }
+                let epoch = leadership.epoch;
+                self.events.push(ClusterEvent::Stored { epoch, partitions });
+            }
+            Err(RequestError::SessionExpired { .. }) => return self.resign(),
+            Err(e) if deposed(e) => {
+                // The epoch was bumped, yet this broker's session, and so
+                // its `/controller`, lives on: only someone outside the
+                // protocol (an operator, a bug) bumps it so. Its decisions
+                // are void; it resigns, and ends its session so that the
+                // race runs again (its own node goes with the session).
+                self.resign();
+                self.client.close();
+                return;
+            }
+            // Stored state is not what this controller believed (a node
+            // changed, or went): read it again.
+            _ => return self.start_load(now),
+        }
+        self.answer_waiting();
+        self.sync(now);
+    }
+
+    /// Gives the answers whose changes are now stored.
+    fn answer_waiting(&mut self) {
+        let Some(leadership) = &mut self.leading else {
+            return;
+        };
+        let stored = &leadership.stored;
+        let (ready, waiting) = std::mem::take(&mut leadership.waiting)
+            .into_iter()
+            .partition(|(_, until, _)| match until {
+                Until::PartitionEpoch(tp, epoch) => stored
+                    .get(tp)
+                    .is_some_and(|s| s.state.partition_epoch >= *epoch),
+                Until::Created(tps) => tps.iter().all(|tp| stored.contains_key(tp)),
+            });
+        leadership.waiting = waiting;
+        for (ticket, until, answer) in ready {
+            let answer = match (answer, until) {
+                (Answer::AlterPartition(mut response), Until::PartitionEpoch(tp, _)) => {
+                    response.state = stored.get(&tp).map(|s| s.state.clone());
+                    Answer::AlterPartition(response)
+                }
+                (answer, _) => answer,
+            };
+            self.events.push(ClusterEvent::Answer { ticket, answer });
+        }
+    }
+
+    /// Writes every decision not yet stored, in one fenced `multi`, unless
+    /// a write is in flight (its answer calls this again).
+    fn sync(&mut self, now: Millis) {
+        let Some(leadership) = &mut self.leading else {
+            return;
+        };
+        let Some(decided) = &leadership.decided else {
+            return;
+        };
+        if leadership.write.is_some() || !matches!(leadership.load, Load::Done) {
+            return;
+        }
+        let changes: Vec<(TopicPartition, PartitionState)> = decided
+            .partitions()
+            .iter()
+            .filter(|(tp, state)| leadership.stored.get(tp).is_none_or(|s| s.state != **state))
+            .map(|(tp, state)| (tp.clone(), state.clone()))
+            .collect();
+        if changes.is_empty() {
+            return;
+        }
+        let ops = fenced_write(
+            leadership.epoch,
+            leadership.epoch_version,
+            &changes,
+            &leadership.stored,
+        );
+        let xid = self.client.write(Request::Multi(ops), now);
+        leadership.write = Some((xid, changes));
+    }
+
+    fn ticket(&mut self) -> Ticket {
+        self.next_ticket += 1;
+        self.next_ticket
+    }
+
+    /// The controller, loaded, for a request; `None` if this broker is not
+    /// it (yet).
+    fn decided(&mut self) -> Option<&mut SimpleController> {
+        self.leading.as_mut()?.decided.as_mut()
+    }
+
+    /// A broker's heartbeat, if this broker is the controller: registers
+    /// it as alive to the controller (it must be registered in the
+    /// coordinator), and answers with its partitions' stored states.
+    pub fn on_heartbeat(
+        &mut self,
+        request: &HeartbeatRequest,
+        now: Millis,
+    ) -> Result<ControllerHeartbeat, ErrorCode> {
+        let registered = self
+            .members
+            .as_ref()
+            .is_some_and(|m| m.contains(&request.broker_id));
+        let decided = self.decided().ok_or(ErrorCode::NotController)?;
+        if !registered {
+            // Its session has ended (or it never had one): a zombie must
+            // not count as alive again by heartbeating.
+            return Err(ErrorCode::BrokerIdNotRegistered);
+        }
+        let brokers = decided.on_heartbeat(request, now).brokers;
+        self.sync(now);
+        let leadership = self.leading.as_ref().expect("leading");
+        let partitions = leadership
+            .stored
+            .iter()
+            .filter(|(_, s)| s.state.replicas.contains(&request.broker_id))
+            .map(|(tp, s)| (tp.clone(), s.state.clone()))
+            .collect();
+        Ok(ControllerHeartbeat {
+            controller_epoch: leadership.epoch,
+            response: HeartbeatResponse {
+                partitions,
+                brokers,
+            },
+        })
+    }
+
+    /// A leader's request to change an ISR. The answer comes as a
+    /// [`ClusterEvent::Answer`] once the change is stored, or at once if
+    /// it is refused.
+    pub fn alter_partition(&mut self, request: &AlterPartitionRequest, now: Millis) -> Ticket {
+        let ticket = self.ticket();
+        let refuse = |error| AlterPartitionResponse {
+            tp: request.tp.clone(),
+            error,
+            state: None,
+        };
+        let Some(decided) = self.decided() else {
+            let answer = Answer::AlterPartition(refuse(ErrorCode::NotController));
+            self.events.push(ClusterEvent::Answer { ticket, answer });
+            return ticket;
+        };
+        let response = decided.on_alter_partition(request);
+        let leadership = self.leading.as_mut().expect("leading");
+        match (&response.error, &response.state) {
+            (ErrorCode::None, Some(state)) => {
+                let until = Until::PartitionEpoch(request.tp.clone(), state.partition_epoch);
+                let answer = Answer::AlterPartition(response.clone());
+                leadership.waiting.push((ticket, until, answer));
+                self.sync(now);
+            }
+            _ => {
+                // Refused: with the state as stored, not as decided.
+                let state = leadership.stored.get(&request.tp).map(|s| s.state.clone());
+                let answer = Answer::AlterPartition(AlterPartitionResponse { state, ..response });
+                self.events.push(ClusterEvent::Answer { ticket, answer });
+            }
+        }
+        ticket
+    }
+
+    /// Creates a topic, its replicas spread over the brokers alive to the
+    /// controller. The answer comes as a [`ClusterEvent::Answer`].
+    pub fn create_topic(
+        &mut self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u32,
+        now: Millis,
+    ) -> Ticket {
+        let ticket = self.ticket();
+        let error = match self.leading.as_mut() {
+            Some(Leadership {
+                decided: Some(decided),
+                unreadable,
+                waiting,
+                ..
+            }) => {
+                let taken = (0..partitions).any(|p| {
+                    let tp = TopicPartition::new(name, p);
+                    unreadable.contains(&partition_path(&tp)[PARTITIONS.len() + 1..])
+                });
+                if ch03_partitions::name::validate(name).is_err() {
+                    Some(ErrorCode::InvalidTopicException)
+                } else if taken {
+                    Some(ErrorCode::TopicAlreadyExists)
+                } else {
+                    match decided.create_topic(name, partitions, replication_factor) {
+                        Ok(()) => {
+                            let tps = (0..partitions)
+                                .map(|p| TopicPartition::new(name, p))
+                                .collect();
+                            let answer = Answer::CreateTopic(ErrorCode::None);
+                            waiting.push((ticket, Until::Created(tps), answer));
+                            None
+                        }
+                        Err(e) => Some(e),
+                    }
+                }
+            }
+            _ => Some(ErrorCode::NotController),
+        };
+        match error {
+            Some(error) => {
+                let answer = Answer::CreateTopic(error);
+                self.events.push(ClusterEvent::Answer { ticket, answer });
+            }
+            None => self.sync(now),
+        }
+        ticket
+    }
+}
+
+/// Creating a persistent, empty node.
+fn mkdir(path: &str) -> Request {
+    Request::Create {
+        path: path.to_string(),
+        data: Vec::new(),
+        ephemeral: false,
+        sequential: false,
+    }
+}
+
+/// Fences every broker the controller counts on that is no longer a
+/// member of the cluster (its node in `/brokers/ids` is gone): each one
+/// alive to the controller, and each one leading or in the ISR of a
+/// partition, as the state loaded from the coordinator may say of a broker
+/// that died before this controller was elected.
+pub fn fence_departed(decided: &mut SimpleController, members: &BTreeSet<BrokerId>) {
+    todo!("exercise `fence_departed`: Collect the brokers the controller counts on: `decided.live_brokers()`, and every partition's `leader` and `isr` (from `decided.partitions()`). Call `decided.fence(id)` for each one that is not in `members`.")
+}
+
+/// The one write that stores `changes`: a `multi`, all or nothing, whose
+/// first operation checks that `/controller_epoch` still has the version
+/// this controller's bump left (`epoch_version`). A controller deposed
+/// while paused fails there, and changes nothing. Each partition's node is
+/// set at the version last stored (so a write built on a state that
+/// someone else changed fails too), or created if it is new.
+pub fn fenced_write(
+    epoch: u64,
+    epoch_version: Version,
+    changes: &[(TopicPartition, PartitionState)],
+    stored: &BTreeMap<TopicPartition, StoredState>,
+) -> Vec<Op> {
+    todo!("exercise `fenced_write`: Start with `Op::Check` of `CONTROLLER_EPOCH` at `epoch_version`. Then one op per change, its data `encode_partition(state, epoch)` at `partition_path(tp)`: `Op::SetData` at the stored version if `stored` has the partition, else `Op::Create` (persistent).")
+}
+
+/// Whether a failed write was refused at its epoch check: the writer was
+/// deposed.
+pub fn deposed(error: &RequestError) -> bool {
+    matches!(
+        error,
+        RequestError::Multi(MultiError {
+            index: 0,
+            error: TreeError::BadVersion { .. }
+        })
+    )
+}
