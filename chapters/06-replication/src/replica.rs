@@ -640,13 +640,19 @@ impl Partition {
     /// Takes the controller's answer to an ISR change: on success, the new
     /// state; on refusal, the pending change is dropped (the next fetch or
     /// tick asks again if it is still wanted, on the state the answer
-    /// brings).
+    /// brings). `NOT_CONTROLLER` (chapter 8: the controller resigned, with
+    /// the change perhaps stored) says nothing of what happened: the change
+    /// stays pending, counts for the high watermark, and is asked again,
+    /// until an answer says which.
     pub fn on_alter_partition(
         &mut self,
         log: &mut impl ReplicaLog,
         response: AlterPartitionResponse,
         now: Millis,
     ) -> Result<(), LogError> {
+        if response.error == ErrorCode::NotController {
+            return Ok(());
+        }
         if let Role::Leader(leading) = &mut self.role {
             leading.pending_isr = None;
         }

@@ -588,3 +588,39 @@ fn a_controller_that_loads_state_fences_and_elects_from_it() {
     assert_eq!(after.leader, Some(B));
     assert!(after.leader_epoch > before.leader_epoch);
 }
+
+#[test]
+fn a_loaded_broker_that_heartbeats_as_another_run_is_fenced_first() {
+    // Another controller stored A leading, with A and B in sync, and knew
+    // A as its run 1. A crashed and restarted before anyone noticed.
+    let mut controller = SimpleController::new(ControllerConfig::default());
+    controller.load_partition(
+        tp(),
+        PartitionState {
+            leader: Some(A),
+            leader_epoch: 2,
+            partition_epoch: 5,
+            replicas: vec![A, B, C],
+            isr: vec![A, B],
+            elr: Vec::new(),
+            last_known_elr: Vec::new(),
+        },
+    );
+    controller.load_broker(A, 1, true);
+    controller.load_broker(B, 1, true);
+    assert_eq!(
+        partition(&controller).leader,
+        Some(A),
+        "A is not known gone"
+    );
+    heartbeat(&mut controller, B, 1, 0);
+    assert_eq!(partition(&controller).leader, Some(A));
+    // A heartbeats as run 2: it loses the lead to B before it counts again.
+    heartbeat(&mut controller, A, 2, 0);
+    let after = partition(&controller);
+    assert_eq!(after.leader, Some(B));
+    assert_eq!(after.leader_epoch, 3);
+    assert_eq!(after.isr, vec![B]);
+    assert!(controller.is_alive(A));
+    assert_eq!(controller.incarnation(A), Some(2));
+}

@@ -192,6 +192,11 @@ pub struct ClientSession {
     /// stays silent longer than the request timeout is left.
     owed_since: Millis,
     last_sent: Millis,
+    /// When the ping still unanswered went: a server that does not answer
+    /// a ping within the request timeout is left, as one that does not
+    /// answer a request is (an idle client would not notice otherwise, and
+    /// its session would expire on a server that cannot hear it).
+    ping_since: Option<Millis>,
     sends: Vec<(NodeId, ClientMessage)>,
     events: Vec<ClientEvent>,
     /// The highest zxid any answer or event has carried.
@@ -214,6 +219,7 @@ impl ClientSession {
             sent: 0,
             owed_since: now,
             last_sent: now,
+            ping_since: None,
             sends: Vec::new(),
             events: Vec::new(),
             last_zxid: 0,
@@ -301,6 +307,7 @@ impl ClientSession {
 
     fn send_connect(&mut self, now: Millis) {
         self.conn = Conn::Connecting(now);
+        self.ping_since = None;
         // ANCHOR: send_connect
         let msg = ClientMessage::Connect {
             session: self.session,
@@ -406,6 +413,7 @@ impl ClientSession {
                 }
             }
             ServerMessage::Closed => self.expire(),
+            ServerMessage::Pong => self.ping_since = None,
         }
     }
 
@@ -452,9 +460,14 @@ impl ClientSession {
                     if now >= self.owed_since + self.config.request_timeout_ms {
                         self.move_on(now);
                     }
+                } else if let Some(since) = self.ping_since {
+                    if now >= since + self.config.request_timeout_ms {
+                        self.move_on(now);
+                    }
                 } else if now >= self.last_sent + self.config.ping_interval_ms {
                     self.sends.push((self.server(), ClientMessage::Ping));
                     self.last_sent = now;
+                    self.ping_since = Some(now);
                 }
             }
         }
@@ -491,6 +504,38 @@ mod tests {
             zxid: 2,
             result: Ok(Response::Synced),
         }
+    }
+
+    #[test]
+    fn an_idle_client_whose_pings_go_unanswered_moves_to_the_next_server() {
+        let mut client = ClientSession::new(&[1, 2, 3], 0, config(), 0);
+        client.take_sends();
+        open(&mut client, 7);
+        // Idle: a ping every interval, each answered.
+        client.on_tick(50);
+        assert_eq!(client.take_sends(), vec![(1, ClientMessage::Ping)]);
+        client.on_message(1, ServerMessage::Pong, 60);
+        client.on_tick(100);
+        assert_eq!(client.take_sends(), vec![(1, ClientMessage::Ping)]);
+        // This one is not answered: no second ping while it is owed, and
+        // after the request timeout the client tries server 2.
+        client.on_tick(150);
+        assert!(client.take_sends().is_empty());
+        client.on_tick(200);
+        let sends = client.take_sends();
+        assert!(
+            matches!(
+                sends.as_slice(),
+                [(
+                    2,
+                    ClientMessage::Connect {
+                        session: Some(7),
+                        ..
+                    }
+                )]
+            ),
+            "{sends:?}"
+        );
     }
 
     #[test]

@@ -178,6 +178,8 @@ pub enum ServerMessage {
     },
     /// The session was closed at the client's request.
     Closed,
+    /// The answer to a ping: the server hears the client.
+    Pong,
 }
 
 /// What servers send each other.
@@ -368,7 +370,12 @@ impl Server {
                     timeout_ms,
                 });
             }
-            ClientMessage::Ping => {}
+            // A ping on a connection with no session here (the server
+            // restarted, say) gets `NotReady`: the client moves on.
+            ClientMessage::Ping => match session {
+                Some(_) => self.reply(client, ServerMessage::Pong),
+                None => self.reply(client, ServerMessage::NotReady),
+            },
             ClientMessage::Read { .. } | ClientMessage::Write { .. } => {
                 let Some(session) = session else {
                     return self.reply(client, ServerMessage::NotReady);
@@ -1037,7 +1044,12 @@ mod tests {
             assert!(cluster.server(id).state().tree().exists("/lock").is_none());
         }
         assert_eq!(cluster.received(2, 10), vec![ServerMessage::SessionExpired]);
-        let received = cluster.received(3, 20);
+        // Every ping is answered; besides, the one watch event.
+        let (pongs, received): (Vec<_>, Vec<_>) = cluster
+            .received(3, 20)
+            .into_iter()
+            .partition(|m| *m == ServerMessage::Pong);
+        assert_eq!(pongs.len(), 10);
         let [ServerMessage::Watch { zxid, changes }] = received.as_slice() else {
             panic!("expected one watch event, got {received:?}");
         };

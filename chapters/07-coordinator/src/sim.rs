@@ -13,10 +13,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ch06_replication::sim::{Ctx, Disk, NodeId};
+use ch06_replication::sim::{Ctx, Disk, Millis, NodeId};
 
 use crate::node::{ClientMessage, PeerMessage, Send, Server, ServerMessage};
-use crate::raft::{DiskWrite, Entry, HardState, Index, Snapshot};
+use crate::raft::{DiskWrite, Entry, HardState, Index, RaftConfig, Snapshot};
 use crate::state::LogEntry;
 use crate::watches::ClientId;
 
@@ -183,11 +183,89 @@ pub fn client_id(client: NodeId, conn: u64) -> ClientId {
     (u64::from(client) << 32) | conn
 }
 
+/// A client's end of its connection: which one it is (a `Connect` opens a
+/// new one, to the server the session chose), how many messages went on
+/// it, and the answers in order. A simulated node that holds a
+/// [`ClientSession`](crate::client::ClientSession) sends through it and
+/// hands it what arrives.
+#[derive(Debug, Default)]
+pub struct ClientConn {
+    conn: u64,
+    server: NodeId,
+    sent: u64,
+    inbound: Inbound<ServerMessage>,
+}
+
+impl ClientConn {
+    /// The connection's number (0 before the first).
+    pub fn conn(&self) -> u64 {
+        self.conn
+    }
+
+    /// Sends a session's messages; a `Connect` opens a new connection,
+    /// and the server drops the client's older ones.
+    pub fn send<M: From<Wire>, E>(
+        &mut self,
+        ctx: &mut Ctx<'_, M, E>,
+        sends: Vec<(NodeId, ClientMessage)>,
+    ) {
+        for (server, msg) in sends {
+            if let ClientMessage::Connect { .. } = msg {
+                self.conn += 1;
+                self.server = server;
+                self.sent = 0;
+                self.inbound = Inbound::default();
+            }
+            let (conn, seq) = (self.conn, self.sent);
+            self.sent += 1;
+            ctx.send(server, Wire::FromClient { conn, seq, msg }.into());
+        }
+    }
+
+    /// Message `seq` on connection `conn` from `from` arrived: the
+    /// messages now in order. None from a connection the client has left.
+    pub fn receive(
+        &mut self,
+        from: NodeId,
+        conn: u64,
+        seq: u64,
+        msg: ServerMessage,
+    ) -> Vec<ServerMessage> {
+        if conn != self.conn || from != self.server {
+            return Vec::new();
+        }
+        self.inbound.receive(seq, msg)
+    }
+}
+
 /// A server's end of one connection.
 #[derive(Debug, Default)]
 struct ServerConn {
     inbound: Inbound<ClientMessage>,
     sent: u64,
+}
+
+/// Starts coordinator server `id` of the ensemble `servers` from what its
+/// disk holds, in a shell that treats the disk as `shell` says.
+pub fn start_server(
+    id: NodeId,
+    servers: &[NodeId],
+    raft: RaftConfig,
+    shell: ShellConfig,
+    disk: &ServerDisk,
+    now: Millis,
+) -> ServerShell {
+    let server = Server::new(
+        id,
+        servers,
+        raft,
+        disk.hard,
+        disk.snapshot.clone(),
+        disk.log.clone(),
+        now,
+        u64::from(id) * 31 + now,
+    );
+    ServerShell::new(server, shell)
 }
 
 /// How a [`ServerShell`] treats its disk.

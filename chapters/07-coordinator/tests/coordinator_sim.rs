@@ -57,9 +57,9 @@ mod common;
 use ch06_replication::sim::{Ctx, Millis, Nemesis, NodeId, Sim, SimConfig};
 use ch07_coordinator::client::{ClientConfig, ClientEvent, ClientSession};
 use ch07_coordinator::linearizability::{self, Model, Operation};
-use ch07_coordinator::node::{ClientMessage, Read, ReadResult, Server, ServerMessage};
+use ch07_coordinator::node::{Read, ReadResult, ServerMessage};
 use ch07_coordinator::raft::{Index, RaftConfig};
-use ch07_coordinator::sim::{Inbound, ServerDisk, ServerShell, ShellConfig, Wire};
+use ch07_coordinator::sim::{self, ClientConn, ServerDisk, ServerShell, ShellConfig, Wire};
 use ch07_coordinator::state::{Request, RequestError, Response};
 use ch07_coordinator::tree::{ANY_VERSION, Change, TreeError, Version, Zxid};
 
@@ -117,21 +117,11 @@ fn start_server(id: NodeId, disk: &mut ServerDisk, now: Millis) -> ServerShell {
         heartbeat_interval_ms: 50,
         max_entries_per_message: 16,
     };
-    let server = Server::new(
-        id,
-        &SERVERS,
-        config,
-        disk.hard,
-        disk.snapshot.clone(),
-        disk.log.clone(),
-        now,
-        u64::from(id) * 31 + now,
-    );
     let shell = ShellConfig {
         sync_every_ticks: SYNC_EVERY_TICKS,
         snapshot_every: SNAPSHOT_EVERY,
     };
-    ServerShell::new(server, shell)
+    sim::start_server(id, &SERVERS, config, shell, disk, now)
 }
 
 // ---------------------------------------------------------------------------
@@ -228,10 +218,7 @@ struct Client {
     sessions: u64,
     /// Its connection: the number, the server, what was sent on it and
     /// what came back.
-    conn: u64,
-    conn_server: NodeId,
-    sent: u64,
-    inbound: Inbound<ServerMessage>,
+    conn: ClientConn,
     /// The reads asked, by request number, for the record.
     reads: BTreeMap<u64, Read>,
     ops: u64,
@@ -245,10 +232,7 @@ impl Client {
         Client {
             session: None,
             sessions: 0,
-            conn: 0,
-            conn_server: 0,
-            sent: 0,
-            inbound: Inbound::default(),
+            conn: ClientConn::default(),
             reads: BTreeMap::new(),
             ops: 0,
             step: None,
@@ -280,17 +264,7 @@ impl Client {
             if sends.is_empty() && events.is_empty() {
                 return;
             }
-            for (server, msg) in sends {
-                if let ClientMessage::Connect { .. } = msg {
-                    self.conn += 1;
-                    self.conn_server = server;
-                    self.sent = 0;
-                    self.inbound = Inbound::default();
-                }
-                let (conn, seq) = (self.conn, self.sent);
-                self.sent += 1;
-                ctx.send(server, Wire::FromClient { conn, seq, msg });
-            }
+            self.conn.send(ctx, sends);
             for event in events {
                 self.on_event(ctx, event);
             }
@@ -454,11 +428,11 @@ impl Client {
         seq: u64,
         msg: ServerMessage,
     ) {
-        if self.stopped || conn != self.conn || from != self.conn_server {
-            // The client has left that connection.
+        if self.stopped {
             return;
         }
-        for msg in self.inbound.receive(seq, msg) {
+        // Nothing, from a connection the client has left.
+        for msg in self.conn.receive(from, conn, seq, msg) {
             if let ServerMessage::ReadDone { xid, .. } | ServerMessage::WriteDone { xid, .. } = msg
             {
                 ctx.record(Event::Answered { conn, xid });
@@ -489,7 +463,7 @@ impl Client {
             };
             session.on_message(from, msg, ctx.now());
             self.pump(ctx);
-            if conn != self.conn {
+            if conn != self.conn.conn() {
                 // The session left this connection (it expired, or the
                 // server sent it on): the rest is not for it.
                 return;

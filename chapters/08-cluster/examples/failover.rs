@@ -15,7 +15,7 @@ use ch03_partitions::TopicPartition;
 use ch06_replication::protocol::BrokerId;
 use ch08_cluster::controller::ClusterEvent;
 use ch08_cluster::local::LocalBrokers;
-use ch08_cluster::state::{decode_partition, partition_path};
+use ch08_cluster::state::{PartitionRecord, partition_path};
 
 const ROUNDS: usize = 100;
 
@@ -113,7 +113,7 @@ fn stored(
         .tree()
         .get_data(&path)
         .ok()?;
-    decode_partition(&path, bytes).ok().map(|(state, _)| state)
+    PartitionRecord::decode(&path, bytes).ok().map(|r| r.state)
 }
 
 /// Every partition as the coordinator stores it.
@@ -122,7 +122,8 @@ fn print_partitions(lab: &mut LocalBrokers) {
         let path = partition_path(&TopicPartition::new("orders", partition));
         let tree = lab.coordinator.server(1).state().tree();
         let (bytes, _) = tree.get_data(&path).expect("stored");
-        let (s, controller_epoch) = decode_partition(&path, bytes).expect("readable");
+        let record = PartitionRecord::decode(&path, bytes).expect("readable");
+        let (s, controller_epoch) = (record.state, record.controller_epoch);
         let leader = s.leader.map_or("none".to_string(), |l| l.to_string());
         println!(
             "  orders-{partition}  leader {leader}  leader epoch {}  replicas {:?}  isr {:?}  (written in controller epoch {controller_epoch})",

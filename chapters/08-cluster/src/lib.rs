@@ -22,6 +22,11 @@
 //!   (Kafka's paths) and its JSON, read defensively.
 //! - [`local`]: three coordinator servers and some brokers in one thread,
 //!   for the example, the benchmark and the tests.
+//! - [`lab`]: the fault lab: coordinator servers and brokers (chapter 6's
+//!   replicas beside a [`controller::ClusterNode`] each) in chapter 6's
+//!   simulator, under partitions, crashes, pauses and clock jumps, every
+//!   run checked; `src/bin/simulate-cluster.rs` runs any number of seeds
+//!   or replays one.
 //!
 //! ## How this differs from real Kafka
 //!
@@ -42,17 +47,19 @@
 //! - One node per partition, `/brokers/partitions/<topic>-<p>`, holds its
 //!   replicas and state; Kafka keeps the assignment in `/brokers/topics/<t>`
 //!   and the state in `/brokers/topics/<t>/partitions/<p>/state`.
-//! - A new controller knows a broker is alive from its node in
-//!   `/brokers/ids`, but counts it as a candidate leader only once it has
-//!   heartbeated this controller. A partition whose leader died before the
-//!   election stays offline until one of its in-sync replicas does (one
-//!   heartbeat interval); Kafka's controller reads the brokers' endpoints
-//!   from their nodes and elects at once.
+//! - A broker is alive while it holds a session; a new controller counts
+//!   every member of `/brokers/ids` alive from the start. What tells it a
+//!   broker restarted (and may have lost what it had not synced) is the
+//!   run (incarnation) stored beside each ISR member: a heartbeat from
+//!   another run fences the broker first. Kafka keeps broker epochs in the
+//!   ISR for the same reason (KIP-903) and, on ZooKeeper, read a
+//!   restart from the registration node's creation zxid (KIP-380).
 //! - The controller writes every pending decision in one `multi`, one write
 //!   at a time; Kafka's batches its ZooKeeper writes per request, and
 //!   pipelines them.
 
 pub mod controller;
 pub mod fence;
+pub mod lab;
 pub mod local;
 pub mod state;

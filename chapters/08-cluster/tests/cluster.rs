@@ -13,7 +13,7 @@ use ch07_coordinator::tree::ANY_VERSION;
 use ch08_cluster::controller::{Answer, ClusterEvent};
 use ch08_cluster::local::LocalBrokers;
 use ch08_cluster::state::{
-    CONTROLLER_EPOCH, ControllerInfo, PARTITIONS, decode_partition, partition_path,
+    CONTROLLER_EPOCH, ControllerInfo, PARTITIONS, PartitionRecord, partition_path,
 };
 
 use ch03_partitions::TopicPartition;
@@ -57,7 +57,8 @@ fn stored(lab: &mut LocalBrokers, tp: &TopicPartition) -> Option<(PartitionState
     let path = partition_path(tp);
     let tree = lab.coordinator.server(1).state().tree();
     let (bytes, _) = tree.get_data(&path).ok()?;
-    Some(decode_partition(&path, bytes).expect("written by the controller"))
+    let record = PartitionRecord::decode(&path, bytes).expect("written by the controller");
+    Some((record.state, record.controller_epoch))
 }
 
 /// Runs until partition `tp` is stored with a leader other than `old`.
@@ -68,8 +69,8 @@ fn until_moved(lab: &mut LocalBrokers, tp: &TopicPartition, old: BrokerId) -> Pa
         let tree = lab.coordinator.servers[0].state().tree();
         tree.get_data(&path)
             .ok()
-            .and_then(|(bytes, _)| decode_partition(&path, bytes).ok())
-            .is_some_and(|(s, _)| s.leader.is_some() && s.leader != Some(old))
+            .and_then(|(bytes, _)| PartitionRecord::decode(&path, bytes).ok())
+            .is_some_and(|r| r.state.leader.is_some() && r.state.leader != Some(old))
     });
     let (state, _) = stored(lab, tp).expect("stored");
     assert_ne!(state.leader, Some(old), "{tp} never moved: {state:?}");
@@ -179,6 +180,12 @@ fn when_the_controller_dies_another_is_elected_loads_the_state_and_fails_its_par
     }));
     assert_eq!(after.leader, Some(2), "next in the replica order");
     assert_eq!(stored(&mut lab, &tp(0)).unwrap().1, 2, "written in epoch 2");
+    let running_controllers = lab
+        .brokers
+        .values()
+        .filter(|b| !b.paused && b.node.leading().is_some())
+        .count();
+    assert_eq!(running_controllers, 1);
     // What the first controller decided survives: the other partitions
     // keep their leaders.
     assert_eq!(stored(&mut lab, &tp(1)).unwrap().0.leader, Some(2));
@@ -265,6 +272,7 @@ fn a_broker_id_already_registered_is_refused() {
     for _ in 0..20 {
         lab.step();
         lab.coordinator.drive(42, node.client());
+        node.on_tick(lab.coordinator.now);
         events.extend(node.poll(lab.coordinator.now));
     }
     assert!(
@@ -400,4 +408,75 @@ fn the_controller_node_names_its_broker() {
     let (bytes, _) = tree.get_data("/controller").unwrap();
     let info = ControllerInfo::decode(bytes).unwrap();
     assert_eq!(info.broker_id, 1);
+}
+
+#[test]
+fn a_restarted_broker_registers_once_its_previous_runs_session_ends() {
+    let mut lab = with_orders();
+    // Broker 2 crashes (its old node is silent from now on) and starts
+    // again at once, with a new session: its id is still taken.
+    lab.broker(2).paused = true;
+    let mut node = ch08_cluster::controller::ClusterNode::new(
+        2,
+        "127.0.0.1:9093",
+        &[1, 2, 3],
+        0,
+        ch08_cluster::local::local_config(),
+        lab.coordinator.now,
+    );
+    let mut events = Vec::new();
+    for _ in 0..ROUNDS {
+        lab.step();
+        lab.coordinator.drive(42, node.client());
+        node.on_tick(lab.coordinator.now);
+        events.extend(node.poll(lab.coordinator.now));
+        if events.contains(&ClusterEvent::Registered) {
+            break;
+        }
+    }
+    let refused = events
+        .iter()
+        .position(|e| *e == ClusterEvent::RegistrationRefused);
+    let registered = events.iter().position(|e| *e == ClusterEvent::Registered);
+    assert!(
+        refused.is_some_and(|r| registered.is_some_and(|g| g > r)),
+        "{events:?}"
+    );
+    // Its previous run's session ended first: the controller moved its
+    // leadership away.
+    assert_eq!(stored(&mut lab, &tp(1)).unwrap().0.leader, Some(3));
+}
+
+#[test]
+fn deleting_the_controller_node_forces_an_election_and_one_controller_remains() {
+    let mut lab = with_orders();
+    // Kafka's operators force a new election so: delete `/controller`.
+    outsider_writes(
+        &mut lab,
+        Request::Delete {
+            path: "/controller".into(),
+            version: ANY_VERSION,
+        },
+    );
+    let elected = lab.run_until(ROUNDS, |lab| {
+        lab.brokers
+            .values()
+            .any(|b| b.node.leading().is_some_and(|epoch| epoch >= 2))
+    });
+    assert!(elected, "{:?}", lab.brokers[&1].events);
+    assert!(
+        lab.brokers[&1]
+            .events
+            .contains(&ClusterEvent::Resigned { epoch: 1 })
+    );
+    lab.run(5);
+    let leading: Vec<_> = lab
+        .brokers
+        .values()
+        .filter_map(|b| b.node.leading())
+        .collect();
+    assert_eq!(leading.len(), 1, "one controller, not {leading:?}");
+    // The new controller serves the same state.
+    assert_eq!(lab.create_topic("after", 1, 3), ErrorCode::None);
+    assert_eq!(stored(&mut lab, &tp(0)).unwrap().0.leader, Some(1));
 }

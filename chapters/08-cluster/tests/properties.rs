@@ -3,7 +3,7 @@
 //! written by other software) make the reader panic.
 
 use ch06_replication::protocol::PartitionState;
-use ch08_cluster::state::{ControllerInfo, decode_partition, encode_partition, partition_of};
+use ch08_cluster::state::{ControllerInfo, PartitionRecord, partition_of};
 use proptest::prelude::*;
 
 /// A state as the controller makes them: a non-empty replica list, an
@@ -43,14 +43,18 @@ fn partition_state() -> impl Strategy<Value = PartitionState> {
 
 proptest! {
     #[test]
-    fn every_state_reads_back_as_written(state in partition_state(), epoch in any::<u64>()) {
-        let bytes = encode_partition(&state, epoch);
-        prop_assert_eq!(decode_partition("/p", &bytes).unwrap(), (state, epoch));
+    fn every_state_reads_back_as_written(
+        state in partition_state(),
+        controller_epoch in any::<u64>(),
+        incarnations in prop::collection::vec((0u32..1_000, any::<u64>()), 0..4),
+    ) {
+        let record = PartitionRecord { state, controller_epoch, incarnations };
+        prop_assert_eq!(PartitionRecord::decode("/p", &record.encode()).unwrap(), record);
     }
 
     #[test]
     fn no_bytes_make_the_reader_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
-        let _ = decode_partition("/p", &bytes);
+        let _ = PartitionRecord::decode("/p", &bytes);
         let _ = ControllerInfo::decode(&bytes);
     }
 
@@ -60,10 +64,11 @@ proptest! {
         at in any::<prop::sample::Index>(),
         byte in any::<u8>(),
     ) {
-        let mut bytes = encode_partition(&state, 1);
+        let record = PartitionRecord { state, controller_epoch: 1, incarnations: vec![(1, 2)] };
+        let mut bytes = record.encode();
         let i = at.index(bytes.len());
         bytes[i] = byte;
-        if let Ok((read, _)) = decode_partition("/p", &bytes) {
+        if let Ok(PartitionRecord { state: read, .. }) = PartitionRecord::decode("/p", &bytes) {
             // Whatever it reads is a state the controller could use.
             prop_assert!(!read.replicas.is_empty());
             prop_assert!(read.isr.iter().all(|id| read.replicas.contains(id)));

@@ -112,6 +112,30 @@ impl SimpleController {
         alive.map(|(id, _)| *id).collect()
     }
 
+    /// Which run of `broker` this controller knows of, if any.
+    pub fn incarnation(&self, broker: BrokerId) -> Option<u64> {
+        self.brokers.get(&broker).map(|b| b.incarnation)
+    }
+
+    /// Takes what another controller knew of a broker: which of its runs
+    /// the stored states it is in refer to, and whether it is alive (in
+    /// chapter 8, whether it holds a session). If it heartbeats as another
+    /// run (it restarted, and may have lost what it had not synced), it
+    /// is fenced first. Chapter 8's controller, once elected, loads every
+    /// broker this way.
+    pub fn load_broker(&mut self, broker: BrokerId, incarnation: u64, alive: bool) {
+        self.brokers.insert(
+            broker,
+            BrokerInfo {
+                address: String::new(),
+                incarnation,
+                last_heartbeat_ms: 0,
+                alive,
+                log_ends: BTreeMap::new(),
+            },
+        );
+    }
+
     /// Takes a partition's state as it was decided before, by another
     /// controller: chapter 8's controller, once elected, loads every
     /// partition from the coordinator this way. Its brokers count as alive
@@ -227,17 +251,15 @@ impl Controller for SimpleController {
         let restarted = self
             .brokers
             .get(&id)
-            .is_some_and(|b| b.alive && b.incarnation != request.incarnation);
-        let returning = self
-            .brokers
-            .get(&id)
             .is_some_and(|b| b.incarnation != request.incarnation);
         if restarted {
-            // It crashed and came back before its session expired: it must
-            // not go on leading or count as in sync as if nothing happened.
+            // It crashed and came back (before its session expired, or
+            // before a controller loaded from elsewhere heard of it): it
+            // must not go on leading or count as in sync as if nothing
+            // happened. (For a broker fenced already, this changes
+            // nothing.) What it may have lost also makes it no longer
+            // safely eligible on its own.
             self.fence(id);
-        }
-        if returning {
             self.forget_unclean(id);
         }
         let was_alive = self.is_alive(id);

@@ -325,6 +325,12 @@ fn a_refused_isr_change_is_dropped_and_asked_again_on_the_state_the_answer_bring
 
     // The controller moved on meanwhile (C joined): refused again, with the
     // state now; the next request is built on it.
+    // A controller that resigned does not know whether the change was
+    // stored: it stays pending (and counts), and is asked again.
+    refuse(&mut leader, ErrorCode::NotController, None, 12);
+    assert_eq!(isr_change(&mut leader, 12), None, "not yet due");
+    assert_eq!(isr_change(&mut leader, 12 + retry), Some(vec![A, B]));
+
     let moved = PartitionState {
         partition_epoch: 1,
         ..state(A, 0, &[A, C])

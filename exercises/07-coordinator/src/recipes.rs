@@ -366,6 +366,15 @@ impl Election {
         }
     }
 
+    /// Leaves the race, or the lead, without a word to the coordinator:
+    /// for a candidate that has learned its lead is void (its epoch was
+    /// bumped behind its back, or its node deleted). [`Election::run`]
+    /// enters the race again; if the leader's node is still its own, it
+    /// finds so and bumps the epoch anew.
+    pub fn reset(&mut self) {
+        self.race = Race::Idle;
+    }
+
     /// Enters the race.
     pub fn run(&mut self, client: &mut ClientSession, now: Millis) {
         if self.race == Race::Idle {
@@ -455,6 +464,14 @@ impl Election {
                 if *path == self.node =>
             {
                 self.create(client, now);
+                None
+            }
+            (ClientEvent::Watch(change), Race::Following) if change.path() == self.node => {
+                // Changed, not deleted: the watch was set again after a
+                // move to another server, and meanwhile the node went and
+                // another leader made it anew (ZooKeeper reports that as a
+                // data change too). Read who leads now.
+                self.read_leader(client, now);
                 None
             }
             (ClientEvent::ReadDone { xid, result }, Race::ReadingEpoch { xid: x }) if *xid == x => {
@@ -860,30 +877,57 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_election_has_one_leader_and_the_next_gets_a_greater_epoch() {
+    /// A candidate and its election, and what it heard.
+    struct Candidate {
+        contender: Contender,
+        election: Election,
+        heard: Vec<ElectionEvent>,
+    }
+
+    impl Candidate {
+        fn step(&mut self, cluster: &mut Cluster) {
+            let c = &mut self.contender;
+            elect_step(cluster, c, &mut self.election, &mut self.heard);
+        }
+    }
+
+    /// A runs for `/controller` first and leads; B runs later and follows.
+    fn a_leads_and_b_follows() -> (Cluster, Candidate, Candidate) {
         let mut cluster = cluster_with_lock_dir();
         mkdir(&mut cluster, 2, "/controller_epoch");
-        let mut a = Contender::new(&cluster, 10, 1);
-        let mut b = Contender::new(&cluster, 20, 2);
-        let mut ea = Election::new("/controller", "/controller_epoch", b"a");
-        let mut eb = Election::new("/controller", "/controller_epoch", b"b");
-        let (mut heard_a, mut heard_b) = (Vec::new(), Vec::new());
+        let candidate = |id, server, name: &[u8]| Candidate {
+            contender: Contender::new(&cluster, id, server),
+            election: Election::new("/controller", "/controller_epoch", name),
+            heard: Vec::new(),
+        };
+        let (mut a, mut b) = (candidate(10, 1, b"a"), candidate(20, 2, b"b"));
         for round in 0..20 {
             if round == 3 {
-                ea.run(&mut a.client, cluster.now);
+                a.election.run(&mut a.contender.client, cluster.now);
             }
             if round == 10 {
-                eb.run(&mut b.client, cluster.now);
+                b.election.run(&mut b.contender.client, cluster.now);
             }
-            elect_step(&mut cluster, &mut a, &mut ea, &mut heard_a);
-            elect_step(&mut cluster, &mut b, &mut eb, &mut heard_b);
+            a.step(&mut cluster);
+            b.step(&mut cluster);
         }
-        assert_eq!(ea.leading(), Some(1));
+        (cluster, a, b)
+    }
+
+    #[test]
+    fn an_election_has_one_leader_and_the_next_gets_a_greater_epoch() {
+        let (mut cluster, a, mut b) = a_leads_and_b_follows();
+        assert_eq!(a.election.leading(), Some(1));
         // A falls silent: B is elected when A's session expires.
         for _ in 0..40 {
-            elect_step(&mut cluster, &mut b, &mut eb, &mut heard_b);
+            b.step(&mut cluster);
         }
+        let (ea, heard_a) = (a.election, a.heard);
+        let Candidate {
+            contender: mut b,
+            election: eb,
+            heard: heard_b,
+        } = b;
         assert_eq!(heard_a, vec![ElectionEvent::Elected { epoch: 1 }]);
         assert_eq!(
             heard_b,
@@ -941,6 +985,28 @@ mod tests {
             matches!(&accepted[..], [Ok(Response::Multi(_))]),
             "{accepted:?}"
         );
+    }
+
+    #[test]
+    fn a_follower_told_the_leaders_node_changed_reads_who_leads_again() {
+        let (mut cluster, mut a, mut b) = a_leads_and_b_follows();
+        let follower = ElectionEvent::Follower {
+            leader: b"a".to_vec(),
+        };
+        assert_eq!(b.heard, vec![follower.clone()]);
+        // What a moved session hears when the node was made anew while it
+        // was away: a data change. B reads who leads, and watches again.
+        let changed = ClientEvent::Watch(Change::NodeDataChanged("/controller".into()));
+        let now = cluster.now;
+        assert_eq!(
+            b.election.on_event(&mut b.contender.client, &changed, now),
+            None
+        );
+        for _ in 0..3 {
+            a.step(&mut cluster);
+            b.step(&mut cluster);
+        }
+        assert_eq!(b.heard, vec![follower.clone(), follower]);
     }
 
     #[test]

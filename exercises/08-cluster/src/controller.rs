@@ -45,11 +45,11 @@ use ch07_coordinator::client::{ClientConfig, ClientEvent, ClientSession};
 use ch07_coordinator::node::{Read, ReadResult};
 use ch07_coordinator::recipes::{Election, ElectionEvent, Membership, MembershipEvent};
 use ch07_coordinator::state::{Request, RequestError, Response};
-use ch07_coordinator::tree::{CreateMode, MultiError, Op, OpResult, TreeError, Version};
+use ch07_coordinator::tree::{Change, CreateMode, MultiError, Op, OpResult, TreeError, Version};
 
 use crate::state::{
-    BROKER_IDS, CONTROLLER, CONTROLLER_EPOCH, ControllerInfo, DIRECTORIES, PARTITIONS, StateError,
-    decode_partition, encode_partition, partition_of, partition_path,
+    BROKER_IDS, CONTROLLER, CONTROLLER_EPOCH, ControllerInfo, DIRECTORIES, PARTITIONS,
+    PartitionRecord, StateError, partition_of, partition_path,
 };
 
 /// A node's settings.
@@ -84,7 +84,10 @@ pub enum Answer {
 pub enum ClusterEvent {
     /// The broker's node is in `/brokers/ids`: it is part of the cluster.
     Registered,
-    /// Another live broker has this id: this one must not run.
+    /// Another session holds this broker's id: a second broker with the
+    /// same id, or this broker's previous run, whose session has not ended
+    /// yet. [`ClusterNode::on_tick`] tries again every half session
+    /// timeout; a real duplicate never gets in.
     RegistrationRefused,
     /// The live brokers, by id.
     Members(Vec<BrokerId>),
@@ -145,9 +148,17 @@ pub struct ControllerHeartbeat {
 pub struct StoredState {
     /// The state.
     pub state: PartitionState,
+    /// Which run of each ISR member the ISR means
+    /// ([`PartitionRecord::incarnations`]).
+    pub incarnations: Vec<(BrokerId, u64)>,
     /// The version of its node: the next write must name it.
     pub version: Version,
 }
+
+/// The most partitions one write stores: a `multi` is one request, and a
+/// request must fit in a frame (chapter 7's `MAX_FRAME`, 2 MiB), at a few
+/// hundred bytes a partition.
+pub const MAX_PARTITIONS_PER_WRITE: usize = 1_000;
 
 /// Reading the cluster's state from the coordinator.
 #[derive(Debug)]
@@ -159,6 +170,8 @@ enum Load {
         pending: BTreeMap<u64, String>,
         found: BTreeMap<TopicPartition, StoredState>,
     },
+    /// A listing failed: list again from this time on.
+    Retry { at: Millis },
     /// Done: `stored` is what the coordinator has.
     Done,
 }
@@ -189,7 +202,7 @@ struct Leadership {
     load: Load,
     /// The write in flight (request number, and what it stores): one at a
     /// time, each with every decision made since the last.
-    write: Option<(u64, Vec<(TopicPartition, PartitionState)>)>,
+    write: Option<(u64, Vec<(TopicPartition, PartitionRecord)>)>,
     waiting: Vec<(Ticket, Until, Answer)>,
 }
 
@@ -202,6 +215,10 @@ enum Setup {
     Joining,
     /// Registered and in the controller's race.
     Racing,
+    /// Refused: the id is taken. Tried again from this time on, since the
+    /// node may be this broker's own, left by its previous run, whose
+    /// session has yet to end.
+    Refused { retry_at: Millis },
 }
 
 /// One broker's part in the cluster: its registration, its candidacy,
@@ -295,6 +312,26 @@ impl ClusterNode {
         Some(&self.leading.as_ref()?.stored)
     }
 
+    /// Time passes: the session's timers, and another try at registering
+    /// if the id was taken.
+    pub fn on_tick(&mut self, now: Millis) {
+        self.client.on_tick(now);
+        if let Setup::Refused { retry_at } = self.setup
+            && now >= retry_at
+        {
+            self.setup = Setup::Joining;
+            self.membership.join(&mut self.client, now);
+        }
+        if let Some(Leadership {
+            load: Load::Retry { at },
+            ..
+        }) = self.leading
+            && now >= at
+        {
+            self.start_load(now);
+        }
+    }
+
     fn create_directories(&mut self, now: Millis) {
         let pending = DIRECTORIES
             .iter()
@@ -313,6 +350,11 @@ impl ClusterNode {
             }
             for event in &events {
                 self.on_client_event(event, now);
+                if *event == ClientEvent::Expired {
+                    // The rest came from the old session (failures of
+                    // requests made meanwhile): not for the new one.
+                    break;
+                }
             }
         }
         std::mem::take(&mut self.events)
@@ -321,9 +363,17 @@ impl ClusterNode {
     fn on_client_event(&mut self, event: &ClientEvent, now: Millis) {
         if let Setup::Creating(pending) = &mut self.setup {
             match event {
-                ClientEvent::Written { xid, .. } => {
-                    // Created, or there already: either way it exists.
-                    pending.remove(xid);
+                ClientEvent::Written { xid, result } => {
+                    if let Some(dir) = pending.remove(xid) {
+                        let exists = matches!(
+                            result,
+                            Ok(_) | Err(RequestError::Tree(TreeError::NodeExists { .. }))
+                        );
+                        let expired = matches!(result, Err(RequestError::SessionExpired { .. }));
+                        if !exists && !expired {
+                            pending.insert(self.client.write(mkdir(dir), now), dir);
+                        }
+                    }
                 }
                 ClientEvent::ConnectionLoss { xid } => {
                     // Creating is idempotent here: try again.
@@ -340,7 +390,9 @@ impl ClusterNode {
         }
         match self.membership.on_event(&mut self.client, event, now) {
             Some(MembershipEvent::Members(names)) => self.on_members(&names, now),
-            Some(MembershipEvent::Lost) if *event != ClientEvent::Expired => {
+            Some(MembershipEvent::Lost) if !expired(event) => {
+                let retry_at = now + self.config.client.session_timeout_ms / 2;
+                self.setup = Setup::Refused { retry_at };
                 self.events.push(ClusterEvent::RegistrationRefused);
             }
             _ => {}
@@ -360,6 +412,13 @@ impl ClusterNode {
                     write: None,
                     waiting: Vec::new(),
                 });
+                // Told if `/controller` goes (an operator deletes it to
+                // force an election): then this broker no longer leads.
+                let watch = Read::Exists {
+                    path: CONTROLLER.to_string(),
+                    watch: true,
+                };
+                self.client.read(watch, now);
                 self.start_load(now);
             }
             Some(ElectionEvent::Follower { leader }) => match ControllerInfo::decode(&leader) {
@@ -369,7 +428,14 @@ impl ClusterNode {
                 }
                 Err(e) => self.events.push(ClusterEvent::Unreadable(e)),
             },
+            Some(ElectionEvent::Lost) if !expired(event) => self.step_down(now),
             Some(ElectionEvent::Lost) | None => {}
+        }
+        if let ClientEvent::Watch(Change::NodeDeleted(path)) = event
+            && path == CONTROLLER
+            && self.leading.is_some()
+        {
+            self.step_down(now);
         }
         if self.leading.is_some() {
             self.on_leader_event(event, now);
@@ -419,7 +485,10 @@ impl ClusterNode {
         for (ticket, _, answer) in leadership.waiting {
             let answer = match answer {
                 Answer::AlterPartition(mut response) => {
+                    // With no state: the one it would carry was decided,
+                    // never stored, and a leader adopts what it is sent.
                     response.error = ErrorCode::NotController;
+                    response.state = None;
                     Answer::AlterPartition(response)
                 }
                 Answer::CreateTopic(_) => Answer::CreateTopic(ErrorCode::NotController),
@@ -432,6 +501,18 @@ impl ClusterNode {
         self.events.push(ClusterEvent::Resigned {
             epoch: leadership.epoch,
         });
+    }
+
+    /// Stops leading, keeping the session, and races again: for a
+    /// controller whose lead turned out void while its session lives (its
+    /// epoch bumped behind its back, its node deleted). If `/controller`
+    /// is still its own, it wins again, with a new epoch.
+    fn step_down(&mut self, now: Millis) {
+        self.resign();
+        self.election.reset();
+        if self.setup == Setup::Racing {
+            self.election.run(&mut self.client, now);
+        }
     }
 
     /// Reads the partitions' states from the coordinator: at election,
@@ -454,7 +535,10 @@ impl ClusterNode {
         match (event, &mut leadership.load) {
             (ClientEvent::ReadDone { xid, result }, Load::Listing { xid: x }) if xid == x => {
                 let Ok(ReadResult::Children(names)) = result else {
-                    return self.start_load(now);
+                    // Not there (yet)? Try again in a while, not at once.
+                    let at = now + self.config.client.request_timeout_ms;
+                    leadership.load = Load::Retry { at };
+                    return;
                 };
                 let pending = names
                     .iter()
@@ -470,6 +554,8 @@ impl ClusterNode {
                     pending,
                     found: BTreeMap::new(),
                 };
+                // Read anew: a node repaired since the last load counts.
+                leadership.unreadable.clear();
                 self.finish_load(now);
             }
             (ClientEvent::ReadDone { xid, result }, Load::Reading { pending, found }) => {
@@ -479,15 +565,20 @@ impl ClusterNode {
                 let path = format!("{PARTITIONS}/{name}");
                 let read = match result {
                     Ok(ReadResult::Data(bytes, stat)) => partition_of(&name).and_then(|tp| {
-                        let (state, _) = decode_partition(&path, bytes)?;
-                        Ok((tp, state, stat.version))
+                        let record = PartitionRecord::decode(&path, bytes)?;
+                        Ok((tp, record, stat.version))
                     }),
                     // Gone since the listing: nothing to load.
                     _ => return self.finish_load(now),
                 };
                 match read {
-                    Ok((tp, state, version)) => {
-                        found.insert(tp, StoredState { state, version });
+                    Ok((tp, record, version)) => {
+                        let stored = StoredState {
+                            state: record.state,
+                            incarnations: record.incarnations,
+                            version,
+                        };
+                        found.insert(tp, stored);
                     }
                     Err(e) => {
                         leadership.unreadable.insert(name);
@@ -531,7 +622,21 @@ impl ClusterNode {
         if !pending.is_empty() {
             return;
         }
-        leadership.stored = std::mem::take(found);
+        let found = std::mem::take(found);
+        if leadership.decided.is_some() {
+            // A reload: a write whose answer was lost may have been
+            // stored after all. Report what is stored and was not known.
+            let partitions: Vec<TopicPartition> = found
+                .iter()
+                .filter(|(tp, s)| leadership.stored.get(*tp) != Some(*s))
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            if !partitions.is_empty() {
+                let epoch = leadership.epoch;
+                self.events.push(ClusterEvent::Stored { epoch, partitions });
+            }
+        }
+        leadership.stored = found;
         leadership.load = Load::Done;
         if leadership.decided.is_none() {
             let mut config = self.config.controller;
@@ -539,8 +644,28 @@ impl ClusterNode {
             // heartbeat timeout never fires.
             config.session_timeout_ms = Millis::MAX;
             let mut decided = SimpleController::new(config);
+            // Each broker's run as the stored states mean it. Should two
+            // states disagree (a controller died between writes), the
+            // older run: the broker's heartbeat then fences it everywhere,
+            // which costs it its place in sync, never a lost write.
+            let mut runs: BTreeMap<BrokerId, u64> = BTreeMap::new();
             for (tp, stored) in &leadership.stored {
                 decided.load_partition(tp.clone(), stored.state.clone());
+                for &(broker, incarnation) in &stored.incarnations {
+                    let run = runs.entry(broker).or_insert(incarnation);
+                    *run = (*run).min(incarnation);
+                }
+            }
+            // A member of the cluster is alive: it holds a session. A
+            // broker named in a state but gone from `/brokers/ids` is
+            // fenced just below (`fence_departed`).
+            let members = self.members.clone().unwrap_or_default();
+            for &broker in &members {
+                let incarnation = runs.remove(&broker).unwrap_or(0);
+                decided.load_broker(broker, incarnation, true);
+            }
+            for (broker, incarnation) in runs {
+                decided.load_broker(broker, incarnation, false);
             }
             leadership.decided = Some(decided);
             self.events.push(ClusterEvent::Loaded {
@@ -555,7 +680,7 @@ impl ClusterNode {
     fn on_written(
         &mut self,
         result: &Result<Response, RequestError>,
-        changes: Vec<(TopicPartition, PartitionState)>,
+        changes: Vec<(TopicPartition, PartitionRecord)>,
         now: Millis,
     ) {
         let leadership = self.leading.as_mut().expect("leading");
@@ -563,13 +688,18 @@ impl ClusterNode {
             Ok(Response::Multi(results)) => {
                 // The first result is the epoch check's.
                 let mut partitions = Vec::new();
-                for ((tp, state), result) in changes.into_iter().zip(&results[1..]) {
+                for ((tp, record), result) in changes.into_iter().zip(&results[1..]) {
                     let version = match result {
                         OpResult::SetData { stat } => stat.version,
                         _ => 0,
                     };
                     partitions.push(tp.clone());
-                    leadership.stored.insert(tp, StoredState { state, version });
+                    let stored = StoredState {
+                        state: record.state,
+                        incarnations: record.incarnations,
+                        version,
+                    };
+                    leadership.stored.insert(tp, stored);
                 }
                 let epoch = leadership.epoch;
                 self.events.push(ClusterEvent::Stored { epoch, partitions });
@@ -579,15 +709,16 @@ impl ClusterNode {
                 // The epoch was bumped, yet this broker's session, and so
                 // its `/controller`, lives on: only someone outside the
                 // protocol (an operator, a bug) bumps it so. Its decisions
-                // are void; it resigns, and ends its session so that the
-                // race runs again (its own node goes with the session).
-                self.resign();
-                self.client.close();
-                return;
+                // are void; it steps down and races again.
+                return self.step_down(now);
             }
             // Stored state is not what this controller believed (a node
-            // changed, or went): read it again.
-            _ => return self.start_load(now),
+            // changed, or went): read it again, in a while.
+            _ => {
+                let at = now + self.config.client.request_timeout_ms;
+                leadership.load = Load::Retry { at };
+                return;
+            }
         }
         self.answer_waiting();
         self.sync(now);
@@ -620,8 +751,10 @@ impl ClusterNode {
         }
     }
 
-    /// Writes every decision not yet stored, in one fenced `multi`, unless
-    /// a write is in flight (its answer calls this again).
+    /// Writes the decisions not yet stored (at most
+    /// [`MAX_PARTITIONS_PER_WRITE`]) in one fenced `multi`, unless a write
+    /// is in flight (its answer calls this again). A partition whose node
+    /// could not be read is never written.
     fn sync(&mut self, now: Millis) {
         let Some(leadership) = &mut self.leading else {
             return;
@@ -632,21 +765,15 @@ impl ClusterNode {
         if leadership.write.is_some() || !matches!(leadership.load, Load::Done) {
             return;
         }
-        let changes: Vec<(TopicPartition, PartitionState)> = decided
-            .partitions()
-            .iter()
-            .filter(|(tp, state)| leadership.stored.get(tp).is_none_or(|s| s.state != **state))
-            .map(|(tp, state)| (tp.clone(), state.clone()))
+        let changes: Vec<(TopicPartition, PartitionRecord)> = pending(decided, &leadership.stored)
+            .filter(|(tp, _)| !leadership.unreadable.contains(&node_name(tp)))
+            .take(MAX_PARTITIONS_PER_WRITE)
+            .map(|(tp, state)| (tp.clone(), record(decided, state, leadership.epoch)))
             .collect();
         if changes.is_empty() {
             return;
         }
-        let ops = fenced_write(
-            leadership.epoch,
-            leadership.epoch_version,
-            &changes,
-            &leadership.stored,
-        );
+        let ops = fenced_write(leadership.epoch_version, &changes, &leadership.stored);
         let xid = self.client.write(Request::Multi(ops), now);
         leadership.write = Some((xid, changes));
     }
@@ -683,10 +810,17 @@ impl ClusterNode {
         let brokers = decided.on_heartbeat(request, now).brokers;
         self.sync(now);
         let leadership = self.leading.as_ref().expect("leading");
+        let decided = leadership.decided.as_ref().expect("loaded");
+        // What is stored, and only where no newer decision is on its way:
+        // a broker that just restarted must not be told it leads by the
+        // state stored before this controller fenced it.
         let partitions = leadership
             .stored
             .iter()
-            .filter(|(_, s)| s.state.replicas.contains(&request.broker_id))
+            .filter(|(tp, s)| {
+                s.state.replicas.contains(&request.broker_id)
+                    && decided.partitions().get(*tp) == Some(&s.state)
+            })
             .map(|(tp, s)| (tp.clone(), s.state.clone()))
             .collect();
         Ok(ControllerHeartbeat {
@@ -715,17 +849,21 @@ impl ClusterNode {
         };
         let response = decided.on_alter_partition(request);
         let leadership = self.leading.as_mut().expect("leading");
-        match (&response.error, &response.state) {
-            (ErrorCode::None, Some(state)) => {
+        let stored = leadership.stored.get(&request.tp);
+        match &response.state {
+            // Accepted, or refused against a decision not yet stored (a
+            // change this leader asked for, perhaps, and asks again): the
+            // answer waits until the coordinator has the state it carries,
+            // which the leader adopts. Refused against the stored state
+            // itself: answered at once, with it.
+            Some(state) if stored.is_none_or(|s| s.state != *state) => {
                 let until = Until::PartitionEpoch(request.tp.clone(), state.partition_epoch);
                 let answer = Answer::AlterPartition(response.clone());
                 leadership.waiting.push((ticket, until, answer));
                 self.sync(now);
             }
             _ => {
-                // Refused: with the state as stored, not as decided.
-                let state = leadership.stored.get(&request.tp).map(|s| s.state.clone());
-                let answer = Answer::AlterPartition(AlterPartitionResponse { state, ..response });
+                let answer = Answer::AlterPartition(response);
                 self.events.push(ClusterEvent::Answer { ticket, answer });
             }
         }
@@ -751,7 +889,7 @@ impl ClusterNode {
             }) => {
                 let taken = (0..partitions).any(|p| {
                     let tp = TopicPartition::new(name, p);
-                    unreadable.contains(&partition_path(&tp)[PARTITIONS.len() + 1..])
+                    unreadable.contains(&node_name(&tp))
                 });
                 if ch03_partitions::name::validate(name).is_err() {
                     Some(ErrorCode::InvalidTopicException)
@@ -810,22 +948,71 @@ pub fn fence_departed(decided: &mut SimpleController, members: &BTreeSet<BrokerI
 /// set at the version last stored (so a write built on a state that
 /// someone else changed fails too), or created if it is new.
 pub fn fenced_write(
-    epoch: u64,
     epoch_version: Version,
-    changes: &[(TopicPartition, PartitionState)],
+    changes: &[(TopicPartition, PartitionRecord)],
     stored: &BTreeMap<TopicPartition, StoredState>,
 ) -> Vec<Op> {
-    todo!("exercise `fenced_write`: Start with `Op::Check` of `CONTROLLER_EPOCH` at `epoch_version`. Then one op per change, its data `encode_partition(state, epoch)` at `partition_path(tp)`: `Op::SetData` at the stored version if `stored` has the partition, else `Op::Create` (persistent).")
+    todo!("exercise `fenced_write`: Start with `Op::Check` of `CONTROLLER_EPOCH` at `epoch_version`. Then one op per change, its data `record.encode()` at `partition_path(tp)`: `Op::SetData` at the stored version if `stored` has the partition, else `Op::Create` (persistent).")
 }
 
-/// Whether a failed write was refused at its epoch check: the writer was
-/// deposed.
+/// Whether a failed write was refused at its epoch check (operation 0):
+/// the writer was deposed. (`BadVersion` when another controller bumped
+/// the epoch; any other error there, say the node deleted, is no less a
+/// reason to stop.)
 pub fn deposed(error: &RequestError) -> bool {
+    matches!(error, RequestError::Multi(MultiError { index: 0, .. }))
+}
+
+/// The partitions whose decided state is not the stored one, in order.
+pub fn pending<'a>(
+    decided: &'a SimpleController,
+    stored: &'a BTreeMap<TopicPartition, StoredState>,
+) -> impl Iterator<Item = (&'a TopicPartition, &'a PartitionState)> + 'a {
+    decided
+        .partitions()
+        .iter()
+        .filter(move |(tp, state)| stored.get(*tp).is_none_or(|s| s.state != **state))
+}
+
+/// What a controller of `epoch` stores for `state`: with the run of each
+/// member of the ISR and of the eligible replicas, as `decided` knows it
+/// (each has heartbeated it, or was loaded with its run).
+pub fn record(decided: &SimpleController, state: &PartitionState, epoch: u64) -> PartitionRecord {
+    let incarnations = counted(state)
+        .filter_map(|id| Some((id, decided.incarnation(id)?)))
+        .collect();
+    PartitionRecord {
+        state: state.clone(),
+        controller_epoch: epoch,
+        incarnations,
+    }
+}
+
+/// The brokers whose run a partition's state depends on: the ISR and the
+/// eligible replicas (KIP-966), each once.
+pub fn counted(state: &PartitionState) -> impl Iterator<Item = BrokerId> + '_ {
+    let all = state
+        .isr
+        .iter()
+        .chain(&state.elr)
+        .chain(&state.last_known_elr);
+    all.copied().collect::<BTreeSet<_>>().into_iter()
+}
+
+/// A partition's node name under [`PARTITIONS`].
+fn node_name(tp: &TopicPartition) -> String {
+    partition_path(tp)[PARTITIONS.len() + 1..].to_string()
+}
+
+/// Whether `event` tells of the session's end (its own, or a request's
+/// failure because of it).
+fn expired(event: &ClientEvent) -> bool {
     matches!(
-        error,
-        RequestError::Multi(MultiError {
-            index: 0,
-            error: TreeError::BadVersion { .. }
-        })
+        event,
+        ClientEvent::Expired
+            | ClientEvent::Written {
+                result: Err(RequestError::SessionExpired { .. }),
+                ..
+            }
     )
 }

@@ -107,6 +107,7 @@ impl LocalBrokers {
                 continue;
             }
             self.coordinator.drive(id.into(), broker.node.client());
+            broker.node.on_tick(self.coordinator.now);
             let events = broker.node.poll(self.coordinator.now);
             broker.events.extend(events);
         }

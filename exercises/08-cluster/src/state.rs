@@ -79,7 +79,8 @@ pub fn partition_of(name: &str) -> Result<TopicPartition, StateError> {
 }
 
 /// A partition's state as stored: Kafka's fields (its `leader` is -1 when
-/// there is none), and the epoch of the controller that wrote it.
+/// there is none), the epoch of the controller that wrote it, and which
+/// run of each in-sync broker the ISR means.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct StoredPartition {
     version: u32,
@@ -93,62 +94,87 @@ struct StoredPartition {
     elr: Vec<BrokerId>,
     #[serde(default)]
     last_known_elr: Vec<BrokerId>,
+    #[serde(default)]
+    incarnations: Vec<(BrokerId, u64)>,
 }
 
 /// The one format version this code writes and reads.
 const FORMAT_VERSION: u32 = 1;
 
-/// A partition's state as JSON, stamped with the writer's controller epoch.
-pub fn encode_partition(state: &PartitionState, controller_epoch: u64) -> Vec<u8> {
-    let stored = StoredPartition {
-        version: FORMAT_VERSION,
-        controller_epoch,
-        leader: state.leader.map_or(-1, i64::from),
-        leader_epoch: state.leader_epoch,
-        partition_epoch: state.partition_epoch,
-        replicas: state.replicas.clone(),
-        isr: state.isr.clone(),
-        elr: state.elr.clone(),
-        last_known_elr: state.last_known_elr.clone(),
-    };
-    serde_json::to_vec(&stored).expect("a struct of numbers serializes")
+/// A partition's state with what the controller stores beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionRecord {
+    /// The state.
+    pub state: PartitionState,
+    /// The epoch of the controller that wrote it.
+    pub controller_epoch: u64,
+    /// Which run of each member of the ISR and of the eligible replicas
+    /// the state means (the incarnation its heartbeats carry): a broker
+    /// that restarted is another run, which may have lost what it had not
+    /// synced. A controller elected later
+    /// fences it when it heartbeats as another run, even if nobody saw it
+    /// go (Kafka's broker epochs in the ISR, KIP-903, are the same idea).
+    pub incarnations: Vec<(BrokerId, u64)>,
 }
 
-/// Decodes a partition's state read at `path`; returns it and the epoch
-/// of the controller that wrote it.
-pub fn decode_partition(path: &str, bytes: &[u8]) -> Result<(PartitionState, u64), StateError> {
-    let malformed = |reason: String| StateError::Malformed {
-        path: path.to_string(),
-        reason,
-    };
-    let stored: StoredPartition =
-        serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
-    if stored.version != FORMAT_VERSION {
-        return Err(malformed(format!("unknown version {}", stored.version)));
+impl PartitionRecord {
+    /// As JSON.
+    pub fn encode(&self) -> Vec<u8> {
+        let state = &self.state;
+        let stored = StoredPartition {
+            version: FORMAT_VERSION,
+            controller_epoch: self.controller_epoch,
+            leader: state.leader.map_or(-1, i64::from),
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+            replicas: state.replicas.clone(),
+            isr: state.isr.clone(),
+            elr: state.elr.clone(),
+            last_known_elr: state.last_known_elr.clone(),
+            incarnations: self.incarnations.clone(),
+        };
+        serde_json::to_vec(&stored).expect("a struct of numbers serializes")
     }
-    let leader = match stored.leader {
-        -1 => None,
-        id => Some(BrokerId::try_from(id).map_err(|_| malformed(format!("leader {id}")))?),
-    };
-    let replica = |id: &BrokerId| stored.replicas.contains(id);
-    if stored.replicas.is_empty()
-        || !stored.isr.iter().all(replica)
-        || !leader.as_ref().is_none_or(replica)
-    {
-        return Err(malformed(
-            "a leader or ISR member that is not a replica".into(),
-        ));
+
+    /// Decodes a partition's record read at `path`.
+    pub fn decode(path: &str, bytes: &[u8]) -> Result<PartitionRecord, StateError> {
+        let malformed = |reason: String| StateError::Malformed {
+            path: path.to_string(),
+            reason,
+        };
+        let stored: StoredPartition =
+            serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
+        if stored.version != FORMAT_VERSION {
+            return Err(malformed(format!("unknown version {}", stored.version)));
+        }
+        let leader = match stored.leader {
+            -1 => None,
+            id => Some(BrokerId::try_from(id).map_err(|_| malformed(format!("leader {id}")))?),
+        };
+        let replica = |id: &BrokerId| stored.replicas.contains(id);
+        if stored.replicas.is_empty()
+            || !stored.isr.iter().all(replica)
+            || !leader.as_ref().is_none_or(replica)
+        {
+            return Err(malformed(
+                "a leader or ISR member that is not a replica".into(),
+            ));
+        }
+        let state = PartitionState {
+            leader,
+            leader_epoch: stored.leader_epoch,
+            partition_epoch: stored.partition_epoch,
+            replicas: stored.replicas,
+            isr: stored.isr,
+            elr: stored.elr,
+            last_known_elr: stored.last_known_elr,
+        };
+        Ok(PartitionRecord {
+            state,
+            controller_epoch: stored.controller_epoch,
+            incarnations: stored.incarnations,
+        })
     }
-    let state = PartitionState {
-        leader,
-        leader_epoch: stored.leader_epoch,
-        partition_epoch: stored.partition_epoch,
-        replicas: stored.replicas,
-        isr: stored.isr,
-        elr: stored.elr,
-        last_known_elr: stored.last_known_elr,
-    };
-    Ok((state, stored.controller_epoch))
 }
 
 /// What the controller's node says: who leads, and where to reach it.
@@ -194,13 +220,24 @@ mod tests {
         }
     }
 
+    fn record(state: PartitionState, controller_epoch: u64) -> PartitionRecord {
+        PartitionRecord {
+            state,
+            controller_epoch,
+            incarnations: vec![(2, 17), (3, 4)],
+        }
+    }
+
     #[test]
     fn a_state_reads_back_as_written_and_is_readable_json() {
-        let bytes = encode_partition(&state(), 5);
+        let bytes = record(state(), 5).encode();
         let text = std::str::from_utf8(&bytes).unwrap();
         assert!(text.contains("\"leader\":2"), "{text}");
         assert!(text.contains("\"controller_epoch\":5"), "{text}");
-        assert_eq!(decode_partition("/p", &bytes).unwrap(), (state(), 5));
+        assert_eq!(
+            PartitionRecord::decode("/p", &bytes).unwrap(),
+            record(state(), 5)
+        );
     }
 
     #[test]
@@ -209,18 +246,21 @@ mod tests {
             leader: None,
             ..state()
         };
-        let bytes = encode_partition(&offline, 1);
+        let bytes = record(offline.clone(), 1).encode();
         assert!(
             std::str::from_utf8(&bytes)
                 .unwrap()
                 .contains("\"leader\":-1")
         );
-        assert_eq!(decode_partition("/p", &bytes).unwrap().0, offline);
+        assert_eq!(
+            PartitionRecord::decode("/p", &bytes).unwrap().state,
+            offline
+        );
     }
 
     #[test]
     fn values_this_code_did_not_write_are_errors() {
-        let good = String::from_utf8(encode_partition(&state(), 1)).unwrap();
+        let good = String::from_utf8(record(state(), 1).encode()).unwrap();
         for bad in [
             "".to_string(),
             "not json".to_string(),
@@ -232,7 +272,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    decode_partition("/p", bad.as_bytes()),
+                    PartitionRecord::decode("/p", bad.as_bytes()),
                     Err(StateError::Malformed { .. })
                 ),
                 "{bad:?} decoded"

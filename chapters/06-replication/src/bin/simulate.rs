@@ -96,21 +96,10 @@ fn main() -> ExitCode {
 /// Runs one seed and prints its trace and history.
 fn replay(seed: u64, scenario: &Scenario, trace_messages: bool) -> ExitCode {
     let (sim, result) = lab::run_traced(seed, scenario, trace_messages);
-    for line in sim.trace() {
-        println!("{line}");
-    }
-    for (at, node, event) in sim.history() {
-        println!("{at:>6} ms  node {node:<3} {event:?}");
-    }
-    match result {
-        Ok(report) => {
-            println!("seed {seed} passed: {report:?}");
-            ExitCode::SUCCESS
-        }
-        Err(message) => {
-            println!("seed {seed} failed: {message}");
-            ExitCode::FAILURE
-        }
+    if sim.print_replay(seed, &result) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -262,6 +262,9 @@ impl ControllerNode {
 pub struct BrokerNode {
     manager: ReplicaManager<(NodeId, u64)>,
     config: LabConfig,
+    /// Where heartbeats and ISR changes go: the lab's one controller here;
+    /// in chapter 8's lab, whichever broker was elected.
+    controller: Option<NodeId>,
     incarnation: u64,
     next_heartbeat: Millis,
     next_write_back: Millis,
@@ -279,6 +282,7 @@ impl BrokerNode {
         BrokerNode {
             manager: ReplicaManager::open(id, config.manager, disk, now),
             config: *config,
+            controller: Some(CONTROLLER),
             // New at every start: the time, plus one so the first is not 0.
             incarnation: now + 1,
             next_heartbeat: now,
@@ -292,7 +296,19 @@ impl BrokerNode {
         &self.manager
     }
 
-    fn on_message(
+    /// Sends heartbeats and ISR changes to `controller` from now on (none:
+    /// nowhere, until one is known).
+    pub fn set_controller(&mut self, controller: Option<NodeId>) {
+        self.controller = controller;
+    }
+
+    /// Which run of the broker this is (its start time, plus one).
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// Handles a message from node `from`.
+    pub fn on_message(
         &mut self,
         ctx: &mut Ctx<'_, Msg, Event>,
         disk: &mut MemoryStorage,
@@ -356,16 +372,20 @@ impl BrokerNode {
         self.pump(ctx, disk);
     }
 
-    fn on_tick(&mut self, ctx: &mut Ctx<'_, Msg, Event>, disk: &mut MemoryStorage) {
+    /// Time passes: a heartbeat when one is due, the operating system's
+    /// write-back, the replica manager's timers.
+    pub fn on_tick(&mut self, ctx: &mut Ctx<'_, Msg, Event>, disk: &mut MemoryStorage) {
         let now = ctx.now();
-        if now >= self.next_heartbeat {
+        if now >= self.next_heartbeat
+            && let Some(controller) = self.controller
+        {
             let request = HeartbeatRequest {
                 broker_id: ctx.id(),
                 incarnation: self.incarnation,
                 address: String::new(),
                 log_ends: self.manager.log_ends(disk),
             };
-            ctx.send(CONTROLLER, Msg::Heartbeat(request));
+            ctx.send(controller, Msg::Heartbeat(request));
             self.next_heartbeat = now + self.config.heartbeat_ms;
         }
         if self.config.manager.replica.flush == Flush::Os && now >= self.next_write_back {
@@ -384,7 +404,9 @@ impl BrokerNode {
                 Outgoing::Fetch { to, request } => ctx.send(to, Msg::Fetch(request)),
                 Outgoing::EpochQuery { to, request } => ctx.send(to, Msg::EpochQuery(request)),
                 Outgoing::AlterPartition(request) => {
-                    ctx.send(CONTROLLER, Msg::AlterPartition(request))
+                    if let Some(controller) = self.controller {
+                        ctx.send(controller, Msg::AlterPartition(request));
+                    }
                 }
             }
         }
@@ -416,32 +438,51 @@ pub fn value_of(bytes: &[u8]) -> u64 {
         .expect("the lab writes numbers")
 }
 
-/// The client's side: who leads, and the request in flight.
-#[derive(Debug, Default)]
+/// The client's side: who leads, whom to ask, and the request in flight.
+#[derive(Debug)]
 struct Client {
     leader: Option<NodeId>,
+    /// Who answers "who leads?": the controller here; in chapter 8's lab,
+    /// any broker, tried in turn.
+    ask: Vec<NodeId>,
+    /// Which of them to ask next.
+    next_ask: usize,
     /// When the request in flight (to the leader or the controller) was sent.
     in_flight_since: Option<Millis>,
 }
 
 impl Client {
-    /// Whether a request may be sent now (none in flight, or it is overdue).
+    fn new(ask: Vec<NodeId>) -> Client {
+        assert!(!ask.is_empty(), "a client needs someone to ask who leads");
+        Client {
+            leader: None,
+            ask,
+            next_ask: 0,
+            in_flight_since: None,
+        }
+    }
+
+    /// Whether a request may be sent now (none in flight, or it is overdue;
+    /// an unanswered "who leads?" goes to the next node).
     fn ready(&mut self, now: Millis, timeout: Millis) -> bool {
         match self.in_flight_since {
             Some(since) if now < since + timeout => false,
-            _ => {
+            overdue => {
+                if overdue.is_some() && self.leader.is_none() {
+                    self.next_ask += 1;
+                }
                 self.in_flight_since = None;
                 true
             }
         }
     }
 
-    /// Sends `msg` to the leader, or asks the controller who leads.
+    /// Sends `msg` to the leader, or asks who leads.
     fn send(&mut self, ctx: &mut Ctx<'_, Msg, Event>, msg: Msg) {
         self.in_flight_since = Some(ctx.now());
         match self.leader {
             Some(leader) => ctx.send(leader, msg),
-            None => ctx.send(CONTROLLER, Msg::WhoLeads),
+            None => ctx.send(self.ask[self.next_ask % self.ask.len()], Msg::WhoLeads),
         }
     }
 
@@ -463,16 +504,23 @@ pub struct ProducerNode {
 }
 
 impl ProducerNode {
-    /// A producer that starts at value 0.
+    /// A producer that starts at value 0, and asks the controller who
+    /// leads.
     pub fn new(config: &LabConfig) -> ProducerNode {
+        ProducerNode::asking(config, vec![CONTROLLER])
+    }
+
+    /// A producer that asks the nodes `ask`, in turn, who leads.
+    pub fn asking(config: &LabConfig, ask: Vec<NodeId>) -> ProducerNode {
         ProducerNode {
-            client: Client::default(),
+            client: Client::new(ask),
             next_value: 0,
             config: *config,
         }
     }
 
-    fn on_message(&mut self, ctx: &mut Ctx<'_, Msg, Event>, msg: Msg) {
+    /// Handles an answer.
+    pub fn on_message(&mut self, ctx: &mut Ctx<'_, Msg, Event>, msg: Msg) {
         match msg {
             Msg::Leader(leader) => {
                 self.client.answered(None);
@@ -490,7 +538,8 @@ impl ProducerNode {
         self.on_tick(ctx);
     }
 
-    fn on_tick(&mut self, ctx: &mut Ctx<'_, Msg, Event>) {
+    /// Sends the next write, unless one is in flight.
+    pub fn on_tick(&mut self, ctx: &mut Ctx<'_, Msg, Event>) {
         if ctx.now() >= self.config.produce_until_ms
             || !self.client.ready(ctx.now(), self.config.client_timeout_ms)
         {
@@ -514,16 +563,23 @@ pub struct ConsumerNode {
 }
 
 impl ConsumerNode {
-    /// A consumer that reads from offset 0.
+    /// A consumer that reads from offset 0, and asks the controller who
+    /// leads.
     pub fn new(config: &LabConfig) -> ConsumerNode {
+        ConsumerNode::asking(config, vec![CONTROLLER])
+    }
+
+    /// A consumer that asks the nodes `ask`, in turn, who leads.
+    pub fn asking(config: &LabConfig, ask: Vec<NodeId>) -> ConsumerNode {
         ConsumerNode {
-            client: Client::default(),
+            client: Client::new(ask),
             position: 0,
             config: *config,
         }
     }
 
-    fn on_message(&mut self, ctx: &mut Ctx<'_, Msg, Event>, msg: Msg) {
+    /// Handles an answer.
+    pub fn on_message(&mut self, ctx: &mut Ctx<'_, Msg, Event>, msg: Msg) {
         match msg {
             Msg::Leader(leader) => {
                 self.client.answered(None);
@@ -550,7 +606,8 @@ impl ConsumerNode {
         self.on_tick(ctx);
     }
 
-    fn on_tick(&mut self, ctx: &mut Ctx<'_, Msg, Event>) {
+    /// Reads on, unless a read is in flight.
+    pub fn on_tick(&mut self, ctx: &mut Ctx<'_, Msg, Event>) {
         if self.client.ready(ctx.now(), self.config.client_timeout_ms) {
             let offset = self.position;
             self.client.send(ctx, Msg::Read { offset });

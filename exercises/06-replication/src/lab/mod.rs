@@ -203,24 +203,38 @@ fn final_replicas(sim: &Sim<LabNode>) -> Result<(FinalReplica, Vec<FinalReplica>
                 "broker {broker} is not running after the faults ended"
             ));
         };
-        let high_watermark = node
-            .manager()
-            .partition(&tp)
-            .map_or(0, |p| p.high_watermark());
-        let log = sim.disk(broker).log_ref(&tp).map_or_else(Vec::new, |log| {
-            debug_assert_eq!(log.log_start_offset(), 0, "the lab never deletes");
-            log.batches()
-                .iter()
-                .flat_map(|b| b.records().expect("stored batches are valid"))
-                .map(|(offset, r)| (offset, nodes::value_of(&r.value)))
-                .collect()
-        });
-        replicas.push(FinalReplica {
-            broker,
-            log,
-            high_watermark,
-        });
+        replicas.push(final_replica(broker, node, sim.disk(broker)));
     }
+    split_leader(leader, replicas)
+}
+
+/// Broker `broker`'s replica of the lab's partition, as the run left it.
+pub fn final_replica(broker: NodeId, node: &BrokerNode, disk: &MemoryStorage) -> FinalReplica {
+    let tp = nodes::partition();
+    let high_watermark = node
+        .manager()
+        .partition(&tp)
+        .map_or(0, |p| p.high_watermark());
+    let log = disk.log_ref(&tp).map_or_else(Vec::new, |log| {
+        debug_assert_eq!(log.log_start_offset(), 0, "the lab never deletes");
+        log.batches()
+            .iter()
+            .flat_map(|b| b.records().expect("stored batches are valid"))
+            .map(|(offset, r)| (offset, nodes::value_of(&r.value)))
+            .collect()
+    });
+    FinalReplica {
+        broker,
+        log,
+        high_watermark,
+    }
+}
+
+/// `leader`'s replica, and the others.
+pub fn split_leader(
+    leader: NodeId,
+    mut replicas: Vec<FinalReplica>,
+) -> Result<(FinalReplica, Vec<FinalReplica>), String> {
     let at = replicas
         .iter()
         .position(|r| r.broker == leader)

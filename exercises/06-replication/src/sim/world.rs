@@ -562,6 +562,33 @@ impl<N: Node> Sim<N> {
         self.slot(id).paused
     }
 
+    /// Prints what a replayed run did (its trace, then its history) and
+    /// how its check went; returns whether it passed. The `simulate`
+    /// binaries' `--seed`.
+    pub fn print_replay<R: std::fmt::Debug>(&self, seed: u64, result: &Result<R, String>) -> bool {
+        for line in self.trace() {
+            println!("{line}");
+        }
+        for (at, node, event) in self.history() {
+            println!("{at:>6} ms  node {node:<3} {event:?}");
+        }
+        match result {
+            Ok(report) => println!("seed {seed} passed: {report:?}"),
+            Err(message) => println!("seed {seed} failed: {message}"),
+        }
+        result.is_ok()
+    }
+
+    /// Lets `nemesis` loose from now on: for a run that lets its cluster
+    /// form in peace first (the network's drops and delays aside), then
+    /// brings the faults.
+    pub fn unleash(&mut self, nemesis: Nemesis) {
+        if self.nemesis.replace(nemesis).is_none() {
+            let first = nemesis.interval(&mut self.rng);
+            self.schedule(first, Event::Fault);
+        }
+    }
+
     /// Ends the faults and lets the cluster recover: stops the nemesis for
     /// good, heals every link, resumes every paused node, restarts every
     /// crashed node, and runs for
