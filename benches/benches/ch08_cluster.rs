@@ -79,7 +79,7 @@ fn react(
 ) -> Vec<Op> {
     fence_departed(decided, &BTreeSet::from([1, 3]));
     let changes: Vec<_> = pending(decided, stored)
-        .map(|(tp, state)| (tp.clone(), record(decided, state, 1)))
+        .map(|(tp, state)| (tp.clone(), Some(record(decided, state, 1))))
         .collect();
     fenced_write(ANY_VERSION, &changes, stored)
 }

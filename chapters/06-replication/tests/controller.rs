@@ -624,3 +624,36 @@ fn a_loaded_broker_that_heartbeats_as_another_run_is_fenced_first() {
     assert!(controller.is_alive(A));
     assert_eq!(controller.incarnation(A), Some(2));
 }
+
+#[test]
+fn a_deleted_topic_is_gone_and_an_unknown_one_is_an_error() {
+    let mut controller = controller(ControllerConfig::default(), 3);
+    assert_eq!(controller.remove_topic("t"), Ok(vec![tp()]));
+    assert!(controller.partitions().is_empty());
+    assert_eq!(
+        controller.remove_topic("t"),
+        Err(ErrorCode::UnknownTopicOrPartition)
+    );
+}
+
+#[test]
+fn preferred_leader_election_moves_leadership_back_once_the_preferred_replica_is_in_sync() {
+    let mut controller = controller(ControllerConfig::default(), 3);
+    // A fails over to B, then comes back, but not yet in sync.
+    controller.fence(A);
+    assert_eq!(partition(&controller).leader, Some(B));
+    heartbeat(&mut controller, A, 1, 0);
+    assert!(
+        controller.elect_preferred_leaders().is_empty(),
+        "A is not in sync"
+    );
+    // B's ISR takes A back; then A leads again, in a new epoch.
+    let request = alter(&controller, B, &[B, C, A]);
+    controller.on_alter_partition(&request);
+    let before = partition(&controller);
+    assert_eq!(controller.elect_preferred_leaders(), vec![tp()]);
+    let after = partition(&controller);
+    assert_eq!(after.leader, Some(A));
+    assert_eq!(after.leader_epoch, before.leader_epoch + 1);
+    assert!(controller.elect_preferred_leaders().is_empty(), "done");
+}

@@ -45,7 +45,9 @@ use ch07_coordinator::client::{ClientConfig, ClientEvent, ClientSession};
 use ch07_coordinator::node::{Read, ReadResult};
 use ch07_coordinator::recipes::{Election, ElectionEvent, Membership, MembershipEvent};
 use ch07_coordinator::state::{Request, RequestError, Response};
-use ch07_coordinator::tree::{Change, CreateMode, MultiError, Op, OpResult, TreeError, Version};
+use ch07_coordinator::tree::{
+    ANY_VERSION, Change, CreateMode, MultiError, Op, OpResult, TreeError, Version,
+};
 
 use crate::state::{
     BROKER_IDS, CONTROLLER, CONTROLLER_EPOCH, ControllerInfo, DIRECTORIES, PARTITIONS,
@@ -77,6 +79,14 @@ pub enum Answer {
     AlterPartition(AlterPartitionResponse),
     /// To [`ClusterNode::create_topic`].
     CreateTopic(ErrorCode),
+    /// To [`ClusterNode::delete_topic`].
+    DeleteTopic(ErrorCode),
+    /// To [`ClusterNode::controlled_shutdown`]: once the broker leads
+    /// nothing and is in no ISR, it may stop.
+    ControlledShutdown(ErrorCode),
+    /// To [`ClusterNode::elect_preferred_leaders`]: the partitions whose
+    /// leadership moved back to their preferred replica.
+    PreferredLeaders(Result<Vec<TopicPartition>, ErrorCode>),
 }
 
 /// What happened, for the broker.
@@ -155,6 +165,10 @@ pub struct StoredState {
     pub version: Version,
 }
 
+/// One partition's part of a write: its new record, or `None` to delete
+/// it.
+pub type PartitionChange = (TopicPartition, Option<PartitionRecord>);
+
 /// The most partitions one write stores: a `multi` is one request, and a
 /// request must fit in a frame (chapter 7's `MAX_FRAME`, 2 MiB), at a few
 /// hundred bytes a partition.
@@ -179,10 +193,12 @@ enum Load {
 /// When a waiting answer can be given.
 #[derive(Debug)]
 enum Until {
-    /// Once the partition's stored epoch has reached this one.
-    PartitionEpoch(TopicPartition, u32),
+    /// Once each partition's stored epoch has reached the one beside it.
+    Stored(Vec<(TopicPartition, u32)>),
     /// Once every partition of a new topic is stored.
     Created(Vec<TopicPartition>),
+    /// Once every partition of a deleted topic is gone.
+    Deleted(Vec<TopicPartition>),
 }
 
 /// What a node keeps while it is the controller.
@@ -200,10 +216,14 @@ struct Leadership {
     /// of the same name can be created.
     unreadable: BTreeSet<String>,
     load: Load,
-    /// The write in flight (request number, and what it stores): one at a
-    /// time, each with every decision made since the last.
-    write: Option<(u64, Vec<(TopicPartition, PartitionRecord)>)>,
+    /// The write in flight (request number, and what it stores, `None`
+    /// for a partition it deletes): one at a time, each with every
+    /// decision made since the last.
+    write: Option<(u64, Vec<PartitionChange>)>,
     waiting: Vec<(Ticket, Until, Answer)>,
+    /// Brokers in controlled shutdown: answered, but not counted alive,
+    /// until they leave.
+    shutting_down: BTreeSet<BrokerId>,
 }
 
 /// Setting up: creating the cluster's directories, then registering.
@@ -411,6 +431,7 @@ impl ClusterNode {
                     load: Load::Done,
                     write: None,
                     waiting: Vec::new(),
+                    shutting_down: BTreeSet::new(),
                 });
                 // Told if `/controller` goes (an operator deletes it to
                 // force an election): then this broker no longer leads.
@@ -462,6 +483,9 @@ impl ClusterNode {
         }
         self.events
             .push(ClusterEvent::Members(members.iter().copied().collect()));
+        if let Some(leadership) = &mut self.leading {
+            leadership.shutting_down.retain(|id| members.contains(id));
+        }
         self.members = Some(members);
         self.fence_departed();
         self.sync(now);
@@ -492,6 +516,13 @@ impl ClusterNode {
                     Answer::AlterPartition(response)
                 }
                 Answer::CreateTopic(_) => Answer::CreateTopic(ErrorCode::NotController),
+                Answer::DeleteTopic(_) => Answer::DeleteTopic(ErrorCode::NotController),
+                Answer::ControlledShutdown(_) => {
+                    Answer::ControlledShutdown(ErrorCode::NotController)
+                }
+                Answer::PreferredLeaders(_) => {
+                    Answer::PreferredLeaders(Err(ErrorCode::NotController))
+                }
             };
             self.events.push(ClusterEvent::Answer { ticket, answer });
         }
@@ -680,7 +711,7 @@ impl ClusterNode {
     fn on_written(
         &mut self,
         result: &Result<Response, RequestError>,
-        changes: Vec<(TopicPartition, PartitionRecord)>,
+        changes: Vec<PartitionChange>,
         now: Millis,
     ) {
         let leadership = self.leading.as_mut().expect("leading");
@@ -689,6 +720,10 @@ impl ClusterNode {
                 // The first result is the epoch check's.
                 let mut partitions = Vec::new();
                 for ((tp, record), result) in changes.into_iter().zip(&results[1..]) {
+                    let Some(record) = record else {
+                        leadership.stored.remove(&tp);
+                        continue;
+                    };
                     let version = match result {
                         OpResult::SetData { stat } => stat.version,
                         _ => 0,
@@ -733,19 +768,22 @@ impl ClusterNode {
         let (ready, waiting) = std::mem::take(&mut leadership.waiting)
             .into_iter()
             .partition(|(_, until, _)| match until {
-                Until::PartitionEpoch(tp, epoch) => stored
-                    .get(tp)
-                    .is_some_and(|s| s.state.partition_epoch >= *epoch),
+                Until::Stored(epochs) => epochs.iter().all(|(tp, epoch)| {
+                    stored
+                        .get(tp)
+                        .is_some_and(|s| s.state.partition_epoch >= *epoch)
+                }),
                 Until::Created(tps) => tps.iter().all(|tp| stored.contains_key(tp)),
+                Until::Deleted(tps) => tps.iter().all(|tp| !stored.contains_key(tp)),
             });
         leadership.waiting = waiting;
-        for (ticket, until, answer) in ready {
-            let answer = match (answer, until) {
-                (Answer::AlterPartition(mut response), Until::PartitionEpoch(tp, _)) => {
-                    response.state = stored.get(&tp).map(|s| s.state.clone());
+        for (ticket, _, answer) in ready {
+            let answer = match answer {
+                Answer::AlterPartition(mut response) => {
+                    response.state = stored.get(&response.tp).map(|s| s.state.clone());
                     Answer::AlterPartition(response)
                 }
-                (answer, _) => answer,
+                answer => answer,
             };
             self.events.push(ClusterEvent::Answer { ticket, answer });
         }
@@ -765,10 +803,17 @@ impl ClusterNode {
         if leadership.write.is_some() || !matches!(leadership.load, Load::Done) {
             return;
         }
-        let changes: Vec<(TopicPartition, PartitionRecord)> = pending(decided, &leadership.stored)
+        let epoch = leadership.epoch;
+        let written = pending(decided, &leadership.stored)
+            .map(|(tp, state)| (tp.clone(), Some(record(decided, state, epoch))));
+        let deleted = leadership
+            .stored
+            .keys()
+            .filter(|tp| !decided.partitions().contains_key(*tp));
+        let changes: Vec<PartitionChange> = written
+            .chain(deleted.map(|tp| (tp.clone(), None)))
             .filter(|(tp, _)| !leadership.unreadable.contains(&node_name(tp)))
             .take(MAX_PARTITIONS_PER_WRITE)
-            .map(|(tp, state)| (tp.clone(), record(decided, state, leadership.epoch)))
             .collect();
         if changes.is_empty() {
             return;
@@ -801,13 +846,23 @@ impl ClusterNode {
             .members
             .as_ref()
             .is_some_and(|m| m.contains(&request.broker_id));
-        let decided = self.decided().ok_or(ErrorCode::NotController)?;
+        self.decided().ok_or(ErrorCode::NotController)?;
         if !registered {
             // Its session has ended (or it never had one): a zombie must
             // not count as alive again by heartbeating.
             return Err(ErrorCode::BrokerIdNotRegistered);
         }
-        let brokers = decided.on_heartbeat(request, now).brokers;
+        let shutting_down = self
+            .leading
+            .as_ref()
+            .is_some_and(|l| l.shutting_down.contains(&request.broker_id));
+        let decided = self.decided().expect("loaded");
+        let brokers = if shutting_down {
+            // Told what is stored, but not counted alive again.
+            decided.broker_addresses()
+        } else {
+            decided.on_heartbeat(request, now).brokers
+        };
         self.sync(now);
         let leadership = self.leading.as_ref().expect("leading");
         let decided = leadership.decided.as_ref().expect("loaded");
@@ -857,7 +912,7 @@ impl ClusterNode {
             // which the leader adopts. Refused against the stored state
             // itself: answered at once, with it.
             Some(state) if stored.is_none_or(|s| s.state != *state) => {
-                let until = Until::PartitionEpoch(request.tp.clone(), state.partition_epoch);
+                let until = Until::Stored(vec![(request.tp.clone(), state.partition_epoch)]);
                 let answer = Answer::AlterPartition(response.clone());
                 leadership.waiting.push((ticket, until, answer));
                 self.sync(now);
@@ -920,6 +975,117 @@ impl ClusterNode {
         }
         ticket
     }
+    /// Deletes a topic: its partitions' nodes go from the coordinator
+    /// (Kafka's replicas would then delete their logs; here the nodes go,
+    /// and brokers are told no more of the partitions). The answer comes
+    /// as a [`ClusterEvent::Answer`] once they are gone.
+    pub fn delete_topic(&mut self, name: &str, now: Millis) -> Ticket {
+        let ticket = self.ticket();
+        let result = match self.leading.as_mut() {
+            Some(Leadership {
+                decided: Some(decided),
+                waiting,
+                ..
+            }) => decided.remove_topic(name).map(|gone| {
+                let answer = Answer::DeleteTopic(ErrorCode::None);
+                waiting.push((ticket, Until::Deleted(gone), answer));
+            }),
+            _ => Err(ErrorCode::NotController),
+        };
+        match result {
+            Ok(()) => self.sync(now),
+            Err(error) => {
+                let answer = Answer::DeleteTopic(error);
+                self.events.push(ClusterEvent::Answer { ticket, answer });
+            }
+        }
+        ticket
+    }
+
+    // ANCHOR: controlled_shutdown
+    /// A broker about to stop asks to be relieved first (Kafka's
+    /// `ControlledShutdown`): every partition it leads gets a new leader
+    /// from its ISR, and it leaves every ISR, now rather than a session
+    /// timeout after it stops, so that its partitions are never without a
+    /// leader. Until it leaves the cluster its heartbeats are answered but
+    /// do not count it alive. The answer comes once the changes are stored.
+    pub fn controlled_shutdown(&mut self, broker: BrokerId, now: Millis) -> Ticket {
+        let ticket = self.ticket();
+        let registered = self.members.as_ref().is_some_and(|m| m.contains(&broker));
+        let error = match self.leading.as_mut() {
+            Some(Leadership {
+                decided: Some(decided),
+                waiting,
+                shutting_down,
+                ..
+            }) if registered => {
+                let before: BTreeMap<TopicPartition, u32> = decided
+                    .partitions()
+                    .iter()
+                    .map(|(tp, s)| (tp.clone(), s.partition_epoch))
+                    .collect();
+                decided.fence(broker);
+                shutting_down.insert(broker);
+                let changed = decided
+                    .partitions()
+                    .iter()
+                    .filter(|(tp, s)| before.get(*tp) != Some(&s.partition_epoch))
+                    .map(|(tp, s)| (tp.clone(), s.partition_epoch))
+                    .collect();
+                let answer = Answer::ControlledShutdown(ErrorCode::None);
+                waiting.push((ticket, Until::Stored(changed), answer));
+                None
+            }
+            Some(Leadership {
+                decided: Some(_), ..
+            }) => Some(ErrorCode::BrokerIdNotRegistered),
+            _ => Some(ErrorCode::NotController),
+        };
+        match error {
+            None => {
+                self.sync(now);
+                self.answer_waiting();
+            }
+            Some(error) => {
+                let answer = Answer::ControlledShutdown(error);
+                self.events.push(ClusterEvent::Answer { ticket, answer });
+            }
+        }
+        ticket
+    }
+    // ANCHOR_END: controlled_shutdown
+
+    /// Moves leadership back to preferred replicas where they are alive and
+    /// in sync (after a failover, leaders pile up on the survivors). The
+    /// answer, the partitions moved, comes once they are stored.
+    pub fn elect_preferred_leaders(&mut self, now: Millis) -> Ticket {
+        let ticket = self.ticket();
+        let moved = match self.leading.as_mut() {
+            Some(Leadership {
+                decided: Some(decided),
+                waiting,
+                ..
+            }) => {
+                let moved = decided.elect_preferred_leaders();
+                let epochs = moved
+                    .iter()
+                    .map(|tp| (tp.clone(), decided.partitions()[tp].partition_epoch))
+                    .collect();
+                let answer = Answer::PreferredLeaders(Ok(moved));
+                waiting.push((ticket, Until::Stored(epochs), answer));
+                true
+            }
+            _ => false,
+        };
+        if moved {
+            self.sync(now);
+            self.answer_waiting();
+        } else {
+            let answer = Answer::PreferredLeaders(Err(ErrorCode::NotController));
+            self.events.push(ClusterEvent::Answer { ticket, answer });
+        }
+        ticket
+    }
 }
 
 /// Creating a persistent, empty node.
@@ -959,13 +1125,14 @@ pub fn fence_departed(decided: &mut SimpleController, members: &BTreeSet<BrokerI
 /// this controller's bump left (`epoch_version`). A controller deposed
 /// while paused fails there, and changes nothing. Each partition's node is
 /// set at the version last stored (so a write built on a state that
-/// someone else changed fails too), or created if it is new.
+/// someone else changed fails too), created if it is new, or deleted
+/// (`None`: its topic was deleted) at the version last stored.
 pub fn fenced_write(
     epoch_version: Version,
-    changes: &[(TopicPartition, PartitionRecord)],
+    changes: &[PartitionChange],
     stored: &BTreeMap<TopicPartition, StoredState>,
 ) -> Vec<Op> {
-    // exercise-hole: fenced_write | Start with `Op::Check` of `CONTROLLER_EPOCH` at `epoch_version`. Then one op per change, its data `record.encode()` at `partition_path(tp)`: `Op::SetData` at the stored version if `stored` has the partition, else `Op::Create` (persistent).
+    // exercise-hole: fenced_write | Start with `Op::Check` of `CONTROLLER_EPOCH` at `epoch_version`. Then one op per change at `partition_path(tp)`: for `Some(record)`, its data `record.encode()`, `Op::SetData` at the stored version if `stored` has the partition, else `Op::Create` (persistent); for `None`, `Op::Delete` at the stored version.
     // exercise-hint: The check must come first: a `multi`'s error names the index of the operation that failed, and the controller reads a failure at index 0 as "deposed".
     let mut ops = vec![Op::Check {
         path: CONTROLLER_EPOCH.to_string(),
@@ -973,17 +1140,21 @@ pub fn fenced_write(
     }];
     for (tp, record) in changes {
         let path = partition_path(tp);
-        let data = record.encode();
-        ops.push(match stored.get(tp) {
-            Some(s) => Op::SetData {
+        let version = stored.get(tp).map(|s| s.version);
+        ops.push(match (record, version) {
+            (Some(record), Some(version)) => Op::SetData {
                 path,
-                data,
-                version: s.version,
+                data: record.encode(),
+                version,
             },
-            None => Op::Create {
+            (Some(record), None) => Op::Create {
                 path,
-                data,
+                data: record.encode(),
                 mode: CreateMode::Persistent,
+            },
+            (None, version) => Op::Delete {
+                path,
+                version: version.unwrap_or(ANY_VERSION),
             },
         });
     }

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use ch03_partitions::TopicPartition;
 use ch04_network::error::ErrorCode;
 use ch06_replication::protocol::{BrokerId, HeartbeatRequest, PartitionState};
+use ch06_replication::sim::Millis;
 use ch07_coordinator::client::ClientConfig;
 use ch07_coordinator::local::LocalCluster;
 
@@ -184,21 +185,26 @@ impl LocalBrokers {
         })
     }
 
-    /// Creates a topic through the controller and runs until it answers
-    /// (at most 50 rounds).
-    pub fn create_topic(&mut self, name: &str, partitions: u32, factor: u32) -> ErrorCode {
-        let Some(controller) = self.controller() else {
-            return ErrorCode::NotController;
-        };
+    /// Asks the controller (`ask` makes the request of its node) and runs
+    /// until it answers (at most 50 rounds); `None` if there is no
+    /// controller or no answer.
+    pub fn request(
+        &mut self,
+        ask: impl FnOnce(&mut ClusterNode, Millis) -> Ticket,
+    ) -> Option<Answer> {
+        let controller = self.controller()?;
         let now = self.coordinator.now;
-        let ticket = self
-            .broker(controller)
-            .node
-            .create_topic(name, partitions, factor, now);
+        let ticket = ask(&mut self.broker(controller).node, now);
         self.run_until(50, |lab| lab.answer(controller, ticket).is_some());
-        match self.answer(controller, ticket) {
-            Some(Answer::CreateTopic(error)) => *error,
-            _ => ErrorCode::RequestTimedOut,
+        self.answer(controller, ticket).cloned()
+    }
+
+    /// Creates a topic through the controller and runs until it answers.
+    pub fn create_topic(&mut self, name: &str, partitions: u32, factor: u32) -> ErrorCode {
+        match self.request(|node, now| node.create_topic(name, partitions, factor, now)) {
+            Some(Answer::CreateTopic(error)) => error,
+            Some(_) => ErrorCode::UnknownServerError,
+            None => ErrorCode::NotController,
         }
     }
 }

@@ -86,6 +86,17 @@ fn outsider_writes(lab: &mut LocalBrokers, request: Request) {
     lab.coordinator.received(1, 99);
 }
 
+/// Whether broker `id` has learned its session ended and registered
+/// again with a new one.
+fn registered_again(lab: &LocalBrokers, id: BrokerId) -> bool {
+    let events = &lab.brokers[&id].events;
+    let expired = events
+        .iter()
+        .position(|e| *e == ClusterEvent::SessionExpired);
+    let registered = events.iter().rposition(|e| *e == ClusterEvent::Registered);
+    expired.is_some_and(|x| registered.is_some_and(|r| r > x))
+}
+
 /// Broker `id`'s node reports what it has to, with no time passing.
 fn poll(lab: &mut LocalBrokers, id: BrokerId) {
     let now = lab.coordinator.now;
@@ -241,14 +252,7 @@ fn a_broker_whose_session_ended_is_refused_until_it_registers_again() {
     // Before it learns its session is gone, its heartbeat is refused: the
     // controller does not count it alive on its word alone.
     assert_eq!(lab.heartbeat(2, 1), Err(ErrorCode::BrokerIdNotRegistered));
-    let back = lab.run_until(ROUNDS, |lab| {
-        let events = &lab.brokers[&2].events;
-        let expired = events
-            .iter()
-            .position(|e| *e == ClusterEvent::SessionExpired);
-        let registered = events.iter().rposition(|e| *e == ClusterEvent::Registered);
-        expired.is_some_and(|x| registered.is_some_and(|r| r > x))
-    });
+    let back = lab.run_until(ROUNDS, |lab| registered_again(lab, 2));
     assert!(back, "{:?}", lab.brokers[&2].events);
     lab.run(2);
     assert!(lab.heartbeat(2, 1).is_ok());
@@ -479,4 +483,87 @@ fn deleting_the_controller_node_forces_an_election_and_one_controller_remains() 
     // The new controller serves the same state.
     assert_eq!(lab.create_topic("after", 1, 3), ErrorCode::None);
     assert_eq!(stored(&mut lab, &tp(0)).unwrap().0.leader, Some(1));
+}
+
+#[test]
+fn a_deleted_topics_partitions_go_from_the_coordinator_and_the_brokers() {
+    let mut lab = with_orders();
+    let delete = |lab: &mut LocalBrokers| lab.request(|node, now| node.delete_topic("orders", now));
+    assert_eq!(delete(&mut lab), Some(Answer::DeleteTopic(ErrorCode::None)));
+    for partition in 0..3 {
+        assert!(stored(&mut lab, &tp(partition)).is_none());
+    }
+    lab.run(3);
+    assert!(lab.brokers.values().all(|b| b.told.is_empty()));
+    assert_eq!(
+        delete(&mut lab),
+        Some(Answer::DeleteTopic(ErrorCode::UnknownTopicOrPartition))
+    );
+    // The name is free again.
+    assert_eq!(lab.create_topic("orders", 1, 1), ErrorCode::None);
+}
+
+#[test]
+fn a_broker_in_controlled_shutdown_hands_over_its_partitions_before_it_stops() {
+    let mut lab = with_orders();
+    let answer = lab.request(|node, now| node.controlled_shutdown(2, now));
+    assert_eq!(answer, Some(Answer::ControlledShutdown(ErrorCode::None)));
+    // At once, not a session timeout later: broker 2 leads nothing and is
+    // in no ISR, and every partition has a leader.
+    let check = |lab: &mut LocalBrokers| {
+        for partition in 0..3 {
+            let (state, _) = stored(lab, &tp(partition)).unwrap();
+            assert_ne!(state.leader, Some(2));
+            assert!(state.leader.is_some());
+            assert!(!state.isr.contains(&2), "{state:?}");
+        }
+    };
+    check(&mut lab);
+    assert_eq!(stored(&mut lab, &tp(1)).unwrap().0.leader, Some(3));
+    // It still heartbeats while it finishes: that does not bring it back.
+    lab.run(5);
+    check(&mut lab);
+    // It stops; its session ends; nothing more moves.
+    lab.broker(2).paused = true;
+    lab.run(ROUNDS / 2);
+    check(&mut lab);
+    // A broker that is not registered cannot ask.
+    let answer = lab.request(|node, now| node.controlled_shutdown(7, now));
+    assert_eq!(
+        answer,
+        Some(Answer::ControlledShutdown(ErrorCode::BrokerIdNotRegistered))
+    );
+}
+
+#[test]
+fn preferred_leader_election_moves_leadership_back_to_an_in_sync_preferred_replica() {
+    let mut lab = with_orders();
+    lab.broker(2).paused = true;
+    until_moved(&mut lab, &tp(1), 2);
+    lab.broker(2).paused = false;
+    let back = lab.run_until(ROUNDS, |lab| registered_again(lab, 2));
+    assert!(back);
+    lab.run(3);
+    // Back, but not in sync: nothing moves.
+    let elect = |lab: &mut LocalBrokers| lab.request(|node, now| node.elect_preferred_leaders(now));
+    assert_eq!(elect(&mut lab), Some(Answer::PreferredLeaders(Ok(vec![]))));
+    // Its leader (3) takes it back into the ISR, as it would once it
+    // caught up.
+    let (state, _) = stored(&mut lab, &tp(1)).unwrap();
+    let request = AlterPartitionRequest {
+        broker_id: 3,
+        tp: tp(1),
+        leader_epoch: state.leader_epoch,
+        partition_epoch: state.partition_epoch,
+        new_isr: vec![3, 1, 2],
+    };
+    let answer = lab.request(|node, now| node.alter_partition(&request, now));
+    assert!(matches!(answer, Some(Answer::AlterPartition(r)) if r.error == ErrorCode::None));
+    assert_eq!(
+        elect(&mut lab),
+        Some(Answer::PreferredLeaders(Ok(vec![tp(1)])))
+    );
+    let (after, _) = stored(&mut lab, &tp(1)).unwrap();
+    assert_eq!(after.leader, Some(2));
+    assert_eq!(after.leader_epoch, state.leader_epoch + 1);
 }

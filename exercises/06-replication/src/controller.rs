@@ -112,6 +112,13 @@ impl SimpleController {
         alive.map(|(id, _)| *id).collect()
     }
 
+    /// The brokers alive now, with their addresses, as a heartbeat's
+    /// answer lists them.
+    pub fn broker_addresses(&self) -> Vec<(BrokerId, String)> {
+        let alive = self.brokers.iter().filter(|(_, b)| b.alive);
+        alive.map(|(id, b)| (*id, b.address.clone())).collect()
+    }
+
     /// Which run of `broker` this controller knows of, if any.
     pub fn incarnation(&self, broker: BrokerId) -> Option<u64> {
         self.brokers.get(&broker).map(|b| b.incarnation)
@@ -173,6 +180,44 @@ impl SimpleController {
                 self.elect(&tp);
             }
         }
+    }
+
+    /// Deletes topic `name`: its partitions are gone from the controller's
+    /// state. Returns them, or `UNKNOWN_TOPIC_OR_PARTITION`.
+    pub fn remove_topic(&mut self, name: &str) -> Result<Vec<TopicPartition>, ErrorCode> {
+        let gone: Vec<TopicPartition> = self
+            .partitions
+            .keys()
+            .filter(|tp| tp.topic == name)
+            .cloned()
+            .collect();
+        if gone.is_empty() {
+            return Err(ErrorCode::UnknownTopicOrPartition);
+        }
+        for tp in &gone {
+            self.partitions.remove(tp);
+        }
+        Ok(gone)
+    }
+
+    /// Moves leadership back to each partition's preferred replica (the
+    /// first of its replica list, where Kafka's assignment spreads leaders
+    /// evenly) wherever that replica is alive and in sync and does not lead
+    /// (Kafka's preferred-leader election, `kafka-leader-election.sh
+    /// --election-type preferred`). Returns the partitions it moved.
+    pub fn elect_preferred_leaders(&mut self) -> Vec<TopicPartition> {
+        let mut moved = Vec::new();
+        for (tp, state) in &mut self.partitions {
+            let preferred = state.replicas[0];
+            let alive = self.brokers.get(&preferred).is_some_and(|b| b.alive);
+            if state.leader != Some(preferred) && alive && state.isr.contains(&preferred) {
+                state.leader = Some(preferred);
+                state.leader_epoch += 1;
+                state.partition_epoch += 1;
+                moved.push(tp.clone());
+            }
+        }
+        moved
     }
 
     /// A broker came back from a crash: it may have lost records it had
@@ -292,12 +337,7 @@ impl Controller for SimpleController {
                 .filter(|(_, s)| s.replicas.contains(&id))
                 .map(|(tp, s)| (tp.clone(), s.clone()))
                 .collect(),
-            brokers: self
-                .brokers
-                .iter()
-                .filter(|(_, b)| b.alive)
-                .map(|(id, b)| (*id, b.address.clone()))
-                .collect(),
+            brokers: self.broker_addresses(),
         }
     }
 
