@@ -76,8 +76,9 @@ pub trait Controller {
 struct BrokerInfo {
     address: String,
     /// Which run of the broker process this is; a new one means the broker
-    /// restarted, and lost whatever it had not synced.
-    incarnation: u64,
+    /// restarted, and lost whatever it had not synced. (`None`: loaded
+    /// without one, so the broker's next heartbeat tells it.)
+    incarnation: Option<u64>,
     last_heartbeat_ms: Millis,
     alive: bool,
     /// Where its logs end, as its last heartbeat said.
@@ -121,16 +122,17 @@ impl SimpleController {
 
     /// Which run of `broker` this controller knows of, if any.
     pub fn incarnation(&self, broker: BrokerId) -> Option<u64> {
-        self.brokers.get(&broker).map(|b| b.incarnation)
+        self.brokers.get(&broker).and_then(|b| b.incarnation)
     }
 
     /// Takes what another controller knew of a broker: which of its runs
-    /// the stored states it is in refer to, and whether it is alive (in
+    /// the stored states it is in refer to (`None`: none says), and whether
+    /// it is alive (in
     /// chapter 8, whether it holds a session). If it heartbeats as another
     /// run (it restarted, and may have lost what it had not synced), it
     /// is fenced first. Chapter 8's controller, once elected, loads every
     /// broker this way.
-    pub fn load_broker(&mut self, broker: BrokerId, incarnation: u64, alive: bool) {
+    pub fn load_broker(&mut self, broker: BrokerId, incarnation: Option<u64>, alive: bool) {
         self.brokers.insert(
             broker,
             BrokerInfo {
@@ -198,6 +200,22 @@ impl SimpleController {
             self.partitions.remove(tp);
         }
         Ok(gone)
+    }
+
+    /// Elects a leader for every partition that has none, where one of
+    /// its replicas can lead now: for a controller that has just loaded
+    /// another's state, with brokers alive that the partitions were
+    /// waiting for.
+    pub fn elect_offline(&mut self) {
+        let offline: Vec<TopicPartition> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| s.leader.is_none())
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in offline {
+            self.elect(&tp);
+        }
     }
 
     /// Moves leadership back to each partition's preferred replica (the
@@ -369,7 +387,7 @@ impl Controller for SimpleController {
         let restarted = self
             .brokers
             .get(&id)
-            .is_some_and(|b| b.incarnation != request.incarnation);
+            .is_some_and(|b| b.incarnation.is_some_and(|i| i != request.incarnation));
         if restarted {
             // It crashed and came back (before its session expired, or
             // before a controller loaded from elsewhere heard of it): it
@@ -385,7 +403,7 @@ impl Controller for SimpleController {
             id,
             BrokerInfo {
                 address: request.address.clone(),
-                incarnation: request.incarnation,
+                incarnation: Some(request.incarnation),
                 last_heartbeat_ms: now,
                 alive: true,
                 log_ends: request.log_ends.iter().cloned().collect(),
@@ -454,7 +472,14 @@ impl Controller for SimpleController {
         if self.partitions.keys().any(|tp| tp.topic == name) {
             return Err(ErrorCode::TopicAlreadyExists);
         }
-        let alive = self.live_brokers();
+        // Only brokers whose run is known (they have heartbeated): chapter
+        // 8 stores it beside each ISR member.
+        let alive: Vec<BrokerId> = self
+            .brokers
+            .iter()
+            .filter(|(_, b)| b.alive && b.incarnation.is_some())
+            .map(|(id, _)| *id)
+            .collect();
         if partitions == 0 {
             return Err(ErrorCode::InvalidPartitions);
         }

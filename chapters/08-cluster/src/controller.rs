@@ -224,6 +224,9 @@ struct Leadership {
     /// Brokers in controlled shutdown: answered, but not counted alive,
     /// until they leave.
     shutting_down: BTreeSet<BrokerId>,
+    /// Partitions to write again though their state has not changed: a
+    /// member's run, unknown when their record was written, is known now.
+    rewrite: BTreeSet<TopicPartition>,
 }
 
 /// Setting up: creating the cluster's directories, then registering.
@@ -432,6 +435,7 @@ impl ClusterNode {
                     write: None,
                     waiting: Vec::new(),
                     shutting_down: BTreeSet::new(),
+                    rewrite: BTreeSet::new(),
                 });
                 // Told if `/controller` goes (an operator deletes it to
                 // force an election): then this broker no longer leads.
@@ -659,7 +663,7 @@ impl ClusterNode {
             // stored after all. Report what is stored and was not known.
             let partitions: Vec<TopicPartition> = found
                 .iter()
-                .filter(|(tp, s)| leadership.stored.get(*tp) != Some(*s))
+                .filter(|(tp, s)| leadership.stored.get(*tp).map(|x| &x.state) != Some(&s.state))
                 .map(|(tp, _)| tp.clone())
                 .collect();
             if !partitions.is_empty() {
@@ -692,12 +696,14 @@ impl ClusterNode {
             // fenced just below (`fence_departed`).
             let members = self.members.clone().unwrap_or_default();
             for &broker in &members {
-                let incarnation = runs.remove(&broker).unwrap_or(0);
-                decided.load_broker(broker, incarnation, true);
+                decided.load_broker(broker, runs.remove(&broker), true);
             }
             for (broker, incarnation) in runs {
-                decided.load_broker(broker, incarnation, false);
+                decided.load_broker(broker, Some(incarnation), false);
             }
+            // Partitions left offline by the last controller may have a
+            // live replica to lead now.
+            decided.elect_offline();
             leadership.decided = Some(decided);
             self.events.push(ClusterEvent::Loaded {
                 epoch: leadership.epoch,
@@ -728,7 +734,16 @@ impl ClusterNode {
                         OpResult::SetData { stat } => stat.version,
                         _ => 0,
                     };
-                    partitions.push(tp.clone());
+                    // A rewrite of the same state (with a run now known)
+                    // is no new decision.
+                    if leadership
+                        .stored
+                        .get(&tp)
+                        .is_none_or(|s| s.state != record.state)
+                    {
+                        partitions.push(tp.clone());
+                    }
+                    leadership.rewrite.remove(&tp);
                     let stored = StoredState {
                         state: record.state,
                         incarnations: record.incarnations,
@@ -804,7 +819,18 @@ impl ClusterNode {
             return;
         }
         let epoch = leadership.epoch;
+        let rewrite = leadership
+            .rewrite
+            .iter()
+            .filter_map(|tp| Some((tp, decided.partitions().get(tp)?)))
+            .filter(|(tp, state)| {
+                leadership
+                    .stored
+                    .get(*tp)
+                    .is_some_and(|s| s.state == **state)
+            });
         let written = pending(decided, &leadership.stored)
+            .chain(rewrite)
             .map(|(tp, state)| (tp.clone(), Some(record(decided, state, epoch))));
         let deleted = leadership
             .stored
@@ -856,13 +882,26 @@ impl ClusterNode {
             .leading
             .as_ref()
             .is_some_and(|l| l.shutting_down.contains(&request.broker_id));
-        let decided = self.decided().expect("loaded");
+        let leadership = self.leading.as_mut().expect("leading");
+        let decided = leadership.decided.as_mut().expect("loaded");
+        let run_unknown = decided.incarnation(request.broker_id).is_none();
         let brokers = if shutting_down {
             // Told what is stored, but not counted alive again.
             decided.broker_addresses()
         } else {
             decided.on_heartbeat(request, now).brokers
         };
+        if run_unknown {
+            // Its run is known from now on: store it beside every state it
+            // is counted in, so that a later controller can tell if it
+            // restarts.
+            let id = request.broker_id;
+            let counted_in = leadership.stored.iter().filter(|(_, s)| {
+                counted(&s.state).any(|c| c == id) && !s.incarnations.iter().any(|(b, _)| *b == id)
+            });
+            let tps: Vec<TopicPartition> = counted_in.map(|(tp, _)| tp.clone()).collect();
+            leadership.rewrite.extend(tps);
+        }
         self.sync(now);
         let leadership = self.leading.as_ref().expect("leading");
         let decided = leadership.decided.as_ref().expect("loaded");

@@ -606,8 +606,9 @@ fn a_loaded_broker_that_heartbeats_as_another_run_is_fenced_first() {
             last_known_elr: Vec::new(),
         },
     );
-    controller.load_broker(A, 1, true);
-    controller.load_broker(B, 1, true);
+    controller.load_broker(A, Some(1), true);
+    controller.load_broker(B, Some(1), true);
+    controller.load_broker(C, None, true);
     assert_eq!(
         partition(&controller).leader,
         Some(A),
@@ -623,6 +624,11 @@ fn a_loaded_broker_that_heartbeats_as_another_run_is_fenced_first() {
     assert_eq!(after.isr, vec![B]);
     assert!(controller.is_alive(A));
     assert_eq!(controller.incarnation(A), Some(2));
+    // A broker loaded with no run is not taken for restarted.
+    let c_before = partition(&controller);
+    heartbeat(&mut controller, C, 5, 0);
+    assert_eq!(partition(&controller), c_before);
+    assert_eq!(controller.incarnation(C), Some(5));
 }
 
 #[test]
@@ -656,4 +662,31 @@ fn preferred_leader_election_moves_leadership_back_once_the_preferred_replica_is
     assert_eq!(after.leader, Some(A));
     assert_eq!(after.leader_epoch, before.leader_epoch + 1);
     assert!(controller.elect_preferred_leaders().is_empty(), "done");
+}
+
+#[test]
+fn a_loaded_offline_partition_is_elected_once_a_broker_it_waits_for_is_alive() {
+    let mut controller = SimpleController::new(ControllerConfig {
+        min_insync_replicas: 2,
+        ..ControllerConfig::default()
+    });
+    controller.load_partition(
+        tp(),
+        PartitionState {
+            leader: None,
+            leader_epoch: 1,
+            partition_epoch: 6,
+            replicas: vec![A, B, C],
+            isr: Vec::new(),
+            elr: vec![A, B],
+            last_known_elr: Vec::new(),
+        },
+    );
+    controller.elect_offline();
+    assert_eq!(partition(&controller).leader, None, "nobody is alive");
+    controller.load_broker(B, Some(1), true);
+    controller.elect_offline();
+    let state = partition(&controller);
+    assert_eq!(state.leader, Some(B), "an eligible replica");
+    assert_eq!(state.leader_epoch, 2);
 }
