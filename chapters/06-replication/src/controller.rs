@@ -81,6 +81,10 @@ struct BrokerInfo {
     incarnation: Option<u64>,
     last_heartbeat_ms: Millis,
     alive: bool,
+    /// Whether it has heartbeated this controller (a broker loaded from
+    /// another controller's state is alive, but not yet heard from: its
+    /// log and its run are still to be learned).
+    heard: bool,
     /// Where its logs end, as its last heartbeat said.
     log_ends: BTreeMap<TopicPartition, EpochEnd>,
 }
@@ -102,12 +106,16 @@ impl SimpleController {
         }
     }
 
-    /// Whether `broker` is alive (registered and not fenced).
+    /// Whether `broker` is alive (registered, heard from, and not
+    /// fenced): a candidate to lead or to join an ISR.
     pub fn is_alive(&self, broker: BrokerId) -> bool {
-        self.brokers.get(&broker).is_some_and(|b| b.alive)
+        self.brokers
+            .get(&broker)
+            .is_some_and(|b| b.alive && b.heard)
     }
 
-    /// The brokers alive now (registered and not fenced), by id.
+    /// The brokers alive now (registered and not fenced, heard from or
+    /// not), by id.
     pub fn live_brokers(&self) -> Vec<BrokerId> {
         let alive = self.brokers.iter().filter(|(_, b)| b.alive);
         alive.map(|(id, _)| *id).collect()
@@ -140,6 +148,7 @@ impl SimpleController {
                 incarnation,
                 last_heartbeat_ms: 0,
                 alive,
+                heard: false,
                 log_ends: BTreeMap::new(),
             },
         );
@@ -202,22 +211,6 @@ impl SimpleController {
         Ok(gone)
     }
 
-    /// Elects a leader for every partition that has none, where one of
-    /// its replicas can lead now: for a controller that has just loaded
-    /// another's state, with brokers alive that the partitions were
-    /// waiting for.
-    pub fn elect_offline(&mut self) {
-        let offline: Vec<TopicPartition> = self
-            .partitions
-            .iter()
-            .filter(|(_, s)| s.leader.is_none())
-            .map(|(tp, _)| tp.clone())
-            .collect();
-        for tp in offline {
-            self.elect(&tp);
-        }
-    }
-
     /// Moves leadership back to each partition's preferred replica (the
     /// first of its replica list, where Kafka's assignment spreads leaders
     /// evenly) wherever that replica is alive and in sync and does not lead
@@ -227,7 +220,10 @@ impl SimpleController {
         let mut moved = Vec::new();
         for (tp, state) in &mut self.partitions {
             let preferred = state.replicas[0];
-            let alive = self.brokers.get(&preferred).is_some_and(|b| b.alive);
+            let alive = self
+                .brokers
+                .get(&preferred)
+                .is_some_and(|b| b.alive && b.heard);
             if state.leader != Some(preferred) && alive && state.isr.contains(&preferred) {
                 state.leader = Some(preferred);
                 state.leader_epoch += 1;
@@ -263,10 +259,16 @@ impl SimpleController {
     /// large enough may hold writes that both remaining members then lost
     /// in crashes (the lab's seed 82459). A replica that is away at that
     /// moment is not waited for; a real system would also wait for it, for
-    /// a while (Kafka's `unclean.recovery.timeout.ms`).
+    /// a while (Kafka's `unclean.recovery.timeout.ms`). One that is alive
+    /// but not yet heard from (chapter 8: a controller just elected) is
+    /// waited for: its log may be the longest.
     fn recover_unclean(&self, tp: &TopicPartition, state: &PartitionState) -> Option<BrokerId> {
+        let unheard = |id: &BrokerId| self.brokers.get(id).is_some_and(|b| b.alive && !b.heard);
+        if state.replicas.iter().any(unheard) {
+            return None;
+        }
         let end_of = |id: &BrokerId| {
-            let info = self.brokers.get(id).filter(|b| b.alive)?;
+            let info = self.brokers.get(id).filter(|b| b.alive && b.heard)?;
             Some(
                 info.log_ends
                     .get(tp)
@@ -404,6 +406,7 @@ impl Controller for SimpleController {
             BrokerInfo {
                 address: request.address.clone(),
                 incarnation: Some(request.incarnation),
+                heard: true,
                 last_heartbeat_ms: now,
                 alive: true,
                 log_ends: request.log_ends.iter().cloned().collect(),
@@ -472,12 +475,12 @@ impl Controller for SimpleController {
         if self.partitions.keys().any(|tp| tp.topic == name) {
             return Err(ErrorCode::TopicAlreadyExists);
         }
-        // Only brokers whose run is known (they have heartbeated): chapter
-        // 8 stores it beside each ISR member.
+        // Only brokers heard from, whose run is known: chapter 8 stores it
+        // beside each ISR member.
         let alive: Vec<BrokerId> = self
             .brokers
             .iter()
-            .filter(|(_, b)| b.alive && b.incarnation.is_some())
+            .filter(|(_, b)| b.alive && b.heard)
             .map(|(id, _)| *id)
             .collect();
         if partitions == 0 {

@@ -665,7 +665,7 @@ fn preferred_leader_election_moves_leadership_back_once_the_preferred_replica_is
 }
 
 #[test]
-fn a_loaded_offline_partition_is_elected_once_a_broker_it_waits_for_is_alive() {
+fn a_loaded_broker_counts_only_once_heard_from_and_an_offline_partition_waits_for_it() {
     let mut controller = SimpleController::new(ControllerConfig {
         min_insync_replicas: 2,
         ..ControllerConfig::default()
@@ -678,15 +678,20 @@ fn a_loaded_offline_partition_is_elected_once_a_broker_it_waits_for_is_alive() {
             partition_epoch: 6,
             replicas: vec![A, B, C],
             isr: Vec::new(),
-            elr: vec![A, B],
-            last_known_elr: Vec::new(),
+            elr: Vec::new(),
+            last_known_elr: vec![A, B],
         },
     );
-    controller.elect_offline();
-    assert_eq!(partition(&controller).leader, None, "nobody is alive");
-    controller.load_broker(B, Some(1), true);
-    controller.elect_offline();
-    let state = partition(&controller);
-    assert_eq!(state.leader, Some(B), "an eligible replica");
-    assert_eq!(state.leader_epoch, 2);
+    // Alive (they hold sessions), but not heard from: no candidates yet,
+    // and recovery waits for both, whose logs are still unknown.
+    for id in [A, B, C] {
+        controller.load_broker(id, Some(1), true);
+    }
+    assert!(!controller.is_alive(A));
+    heartbeat(&mut controller, A, 1, 0);
+    assert_eq!(partition(&controller).leader, None, "B and C not heard yet");
+    heartbeat(&mut controller, C, 1, 0);
+    assert_eq!(partition(&controller).leader, None, "B not heard yet");
+    heartbeat(&mut controller, B, 1, 0);
+    assert!(partition(&controller).leader.is_some());
 }

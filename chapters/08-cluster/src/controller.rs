@@ -691,9 +691,11 @@ impl ClusterNode {
                     *run = (*run).min(incarnation);
                 }
             }
-            // A member of the cluster is alive: it holds a session. A
-            // broker named in a state but gone from `/brokers/ids` is
-            // fenced just below (`fence_departed`).
+            // A member of the cluster is alive: it holds a session. It is
+            // a candidate once it has heartbeated this controller (with
+            // its run, and its log's end). A broker named in a state but
+            // gone from `/brokers/ids` is fenced just below
+            // (`fence_departed`).
             let members = self.members.clone().unwrap_or_default();
             for &broker in &members {
                 decided.load_broker(broker, runs.remove(&broker), true);
@@ -701,9 +703,6 @@ impl ClusterNode {
             for (broker, incarnation) in runs {
                 decided.load_broker(broker, Some(incarnation), false);
             }
-            // Partitions left offline by the last controller may have a
-            // live replica to lead now.
-            decided.elect_offline();
             leadership.decided = Some(decided);
             self.events.push(ClusterEvent::Loaded {
                 epoch: leadership.epoch,

@@ -48,7 +48,8 @@
 //!   replicas and state; Kafka keeps the assignment in `/brokers/topics/<t>`
 //!   and the state in `/brokers/topics/<t>/partitions/<p>/state`.
 //! - A broker is alive while it holds a session; a new controller counts
-//!   every member of `/brokers/ids` alive from the start. What tells it a
+//!   every member of `/brokers/ids` alive from the start, and a candidate
+//!   to lead once it has heartbeated (with its run and its log's end). What tells it a
 //!   broker restarted (and may have lost what it had not synced) is the
 //!   run (incarnation) stored beside each ISR member: a heartbeat from
 //!   another run fences the broker first. Kafka keeps broker epochs in the

@@ -391,7 +391,7 @@ fn state_this_code_cannot_read_is_reported_and_left_alone() {
 }
 
 #[test]
-fn a_partition_whose_leader_died_before_the_election_fails_over_once_its_isr_heartbeats() {
+fn a_partition_whose_leader_died_before_the_election_fails_over_at_load() {
     let mut lab = with_orders();
     // The controller and broker 2 stop together: the new controller (3)
     // finds broker 2 named as a leader in the state it loads, though its

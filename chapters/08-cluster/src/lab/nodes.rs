@@ -22,6 +22,17 @@ use ch07_coordinator::sim::{self, ClientConn, ServerDisk, ServerShell, ShellConf
 use crate::controller::{Answer, ClusterConfig, ClusterEvent, ClusterNode, Ticket};
 use crate::fence::ControllerFence;
 
+/// How chapter 6's broker's messages travel: a request to the controller
+/// names the run it comes from, so that its answer reaches that run only.
+fn to_controller(incarnation: u64) -> impl Fn(lab6::Msg) -> Msg {
+    move |msg| match msg {
+        lab6::Msg::Heartbeat(_) | lab6::Msg::AlterPartition(_) => {
+            Msg::ToController { incarnation, msg }
+        }
+        msg => Msg::Lab(msg),
+    }
+}
+
 /// The coordinator servers' node ids.
 pub const SERVERS: [NodeId; 3] = [11, 12, 13];
 /// The brokers' node ids (and broker ids).
@@ -30,14 +41,26 @@ pub const BROKERS: [NodeId; 3] = [1, 2, 3];
 /// What the lab's nodes say to each other.
 #[derive(Debug, Clone)]
 pub enum Msg {
-    /// Chapter 6's messages: replication, the clients', and the brokers'
-    /// requests to the controller.
+    /// Chapter 6's messages: replication and the clients'.
     Lab(lab6::Msg),
+    /// A broker's request to the controller (`Heartbeat`,
+    /// `AlterPartition`), from one run of the broker.
+    ToController {
+        /// The broker's run.
+        incarnation: u64,
+        /// The request.
+        msg: lab6::Msg,
+    },
     /// A controller's answer (`HeartbeatOk`, `AlterPartitionOk`), with
     /// its epoch: a broker obeys it only if no later controller has spoken.
+    /// It goes back to the run that asked, as an answer goes back on the
+    /// connection its request came on: a broker restarted since does not
+    /// get it (its connection died with the old run).
     FromController {
         /// The controller's epoch.
         epoch: u64,
+        /// The run of the broker that asked.
+        incarnation: u64,
         /// The answer.
         msg: lab6::Msg,
     },
@@ -183,8 +206,9 @@ pub struct ClusterBroker {
     fence: ControllerFence,
     /// The lab partition's leader, as the controller last told.
     leader: Option<NodeId>,
-    /// ISR changes asked of this broker as controller: who asked.
-    asked: BTreeMap<Ticket, NodeId>,
+    /// ISR changes asked of this broker as controller: who asked (which
+    /// broker, which run).
+    asked: BTreeMap<Ticket, (NodeId, u64)>,
     /// The lab topic's creation, asked and not yet answered.
     creating: Option<Ticket>,
     /// The epoch this broker leads in, or last led in.
@@ -256,23 +280,37 @@ impl ClusterBroker {
                 }
             }
             Msg::Coordinator(_) => {}
-            Msg::Lab(lab6::Msg::Heartbeat(request)) => {
+            Msg::ToController {
+                incarnation,
+                msg: lab6::Msg::Heartbeat(request),
+            } => {
                 // Refused (not the controller, not registered): dropped,
                 // and the broker heartbeats again.
                 if let Ok(answer) = self.cluster.on_heartbeat(&request, now) {
                     let msg = lab6::Msg::HeartbeatOk(answer.response);
                     let epoch = answer.controller_epoch;
-                    ctx.send(from, Msg::FromController { epoch, msg });
+                    let answer = Msg::FromController {
+                        epoch,
+                        incarnation,
+                        msg,
+                    };
+                    ctx.send(from, answer);
                 }
             }
-            Msg::Lab(lab6::Msg::AlterPartition(request)) => {
+            Msg::ToController {
+                incarnation,
+                msg: lab6::Msg::AlterPartition(request),
+            } => {
                 let ticket = self.cluster.alter_partition(&request, now);
-                self.asked.insert(ticket, from);
+                self.asked.insert(ticket, (from, incarnation));
             }
+            Msg::ToController { .. } => {}
             Msg::Lab(lab6::Msg::WhoLeads) => {
                 ctx.send(from, Msg::Lab(lab6::Msg::Leader(self.leader)));
             }
-            Msg::FromController { epoch, msg } => {
+            Msg::FromController { incarnation, .. } if incarnation != self.broker.incarnation() => {
+            }
+            Msg::FromController { epoch, msg, .. } => {
                 // ANCHOR: obey
                 let newer = epoch > self.fence.epoch();
                 if self.fence.admit(epoch).is_err() {
@@ -305,8 +343,9 @@ impl ClusterBroker {
         from: NodeId,
         msg: lab6::Msg,
     ) {
+        let outgoing = to_controller(self.broker.incarnation());
         let broker = &mut self.broker;
-        ctx.map(Msg::Lab, Event::Lab, |c| {
+        ctx.map(outgoing, Event::Lab, |c| {
             broker.on_message(c, &mut disk.broker, from, msg)
         });
     }
@@ -314,8 +353,9 @@ impl ClusterBroker {
     fn on_tick(&mut self, ctx: &mut Ctx<'_, Msg, Event>, disk: &mut LabDisk) {
         let now = ctx.now();
         self.cluster.on_tick(now);
+        let outgoing = to_controller(self.broker.incarnation());
         let broker = &mut self.broker;
-        ctx.map(Msg::Lab, Event::Lab, |c| {
+        ctx.map(outgoing, Event::Lab, |c| {
             broker.on_tick(c, &mut disk.broker)
         });
         // The controller creates the lab's topic, once three brokers have
@@ -378,15 +418,15 @@ impl ClusterBroker {
             }
             ClusterEvent::Answer { ticket, answer } => match answer {
                 Answer::AlterPartition(response) => {
-                    if let Some(to) = self.asked.remove(&ticket) {
+                    if let Some((to, incarnation)) = self.asked.remove(&ticket) {
                         let msg = lab6::Msg::AlterPartitionOk(response);
-                        ctx.send(
-                            to,
-                            Msg::FromController {
-                                epoch: self.epoch,
-                                msg,
-                            },
-                        );
+                        let epoch = self.epoch;
+                        let answer = Msg::FromController {
+                            epoch,
+                            incarnation,
+                            msg,
+                        };
+                        ctx.send(to, answer);
                     }
                 }
                 Answer::CreateTopic(_) => self.creating = None,
