@@ -1,29 +1,151 @@
-//! `kfs broker`: opens the data directory, serves it until SIGINT or
-//! SIGTERM, then drains what is in flight and closes the logs cleanly.
+//! `kfs broker`: one broker of a cluster (chapter 8), serving until SIGINT
+//! or SIGTERM; then it asks the controller to move its leadership away,
+//! drains what is in flight, leaves the cluster and closes its logs
+//! cleanly.
+//!
+//! With `--coordinator` (or `zookeeper.connect` in `--config`) it joins
+//! the cluster whose coordinator servers those are. Without, it starts an
+//! embedded single-node coordinator in the same process (its data beside
+//! the topics', in `<data-dir>/coordinator`), as Kafka's KRaft combined
+//! mode runs a controller inside a broker: a bare `kfs broker` is a
+//! cluster of one, with nothing else to start.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ch03_partitions::TopicStore;
 use ch04_network::ServerConfig;
-use ch05_consumer_groups::service::{self, GroupConfig};
+use ch06_replication::controller::ControllerConfig;
+use ch06_replication::service::ReplicationConfig;
+use ch07_coordinator::client::ClientConfig;
+use ch07_coordinator::raft::RaftConfig;
+use ch07_coordinator::shell::{self, Member, ShellConfig};
+use ch08_cluster::controller::ClusterConfig;
+use ch08_cluster::service::{self, ClusterBrokerConfig, ClusterLink};
 use clap::Args;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
-use crate::Result;
-use crate::signal;
+use crate::properties::{self, Properties};
+use crate::zk::resolve_servers;
+use crate::{Result, signal};
 
-/// `kfs broker`'s flags.
+/// `kfs broker`'s flags. Each overrides the same setting in `--config`.
 #[derive(Debug, Args)]
 pub(crate) struct BrokerArgs {
-    /// The address to listen on (`listeners`); port 0 picks a free port.
-    #[arg(long, default_value = "127.0.0.1:9092")]
+    /// A `server.properties` file, by Kafka's names (`broker.id`,
+    /// `listeners`, `log.dirs`, `zookeeper.connect`, ...).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// This broker's id (`broker.id`) [default: 1].
+    #[arg(long)]
+    id: Option<u32>,
+    /// The coordinator servers, host:port,... (`zookeeper.connect`).
+    /// Without them, an embedded single-node coordinator.
+    #[arg(long, value_name = "SERVERS")]
+    coordinator: Option<String>,
+    /// The address to listen on (`listeners`); port 0 picks a free port
+    /// [default: 127.0.0.1:9092].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Where the topics are stored (`log.dirs`) [default: ./data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// `min.insync.replicas`: an `acks=all` write is refused while a
+    /// partition's ISR is smaller [default: 1].
+    #[arg(long)]
+    min_insync_replicas: Option<usize>,
+    /// `zookeeper.session.timeout.ms`: how long after its last word a
+    /// broker is taken for dead [default: 6000; Kafka's is 18000].
+    #[arg(long, value_name = "MS")]
+    session_timeout_ms: Option<u64>,
+}
+
+/// `broker.heartbeat.interval.ms` (Kafka: 2 s).
+const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The settings, flags over file over defaults.
+struct Settings {
+    id: u32,
+    coordinator: Option<String>,
     listen: SocketAddr,
-    /// Where the topics are stored (`log.dirs`).
-    #[arg(long, default_value = "./data")]
     data_dir: PathBuf,
+    min_insync_replicas: usize,
+    session_timeout_ms: u64,
+    unclean_leader_election: bool,
+}
+
+impl Settings {
+    fn new(args: BrokerArgs) -> Result<Settings> {
+        let file = match &args.config {
+            Some(path) => properties::load(path)?,
+            None => Properties::default(),
+        };
+        for key in &file.unknown {
+            warn!(key, "ignored a setting this broker does not know");
+        }
+        let session_timeout_ms = args
+            .session_timeout_ms
+            .or(file.session_timeout_ms)
+            .unwrap_or(6_000);
+        if session_timeout_ms < 300 {
+            return Err("the session timeout is at least 300 ms".into());
+        }
+        Ok(Settings {
+            id: args.id.or(file.broker_id).unwrap_or(1),
+            coordinator: args.coordinator.or(file.coordinator),
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1:9092".parse().expect("an address")),
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| "./data".into()),
+            min_insync_replicas: args
+                .min_insync_replicas
+                .or(file.min_insync_replicas)
+                .unwrap_or(1),
+            session_timeout_ms,
+            unclean_leader_election: file.unclean_leader_election.unwrap_or(false),
+        })
+    }
+
+    /// The cluster broker's configuration, on the coordinator `servers`.
+    fn broker_config(&self, servers: Vec<SocketAddr>) -> ClusterBrokerConfig {
+        // Chapter 6's `controller` address is not used: it is elected.
+        let mut replication = ReplicationConfig::new(self.id, "");
+        replication.manager.replica.min_insync_replicas = self.min_insync_replicas;
+        // A heartbeat is also how a broker learns that it leads now: KRaft
+        // pushes that through its metadata log at once, and a ZooKeeper-era
+        // controller sent LeaderAndIsr. Kafka's 2 s interval would add up
+        // to 2 s to every failover here.
+        replication.heartbeat_interval = HEARTBEAT_INTERVAL;
+        let timeout = self.session_timeout_ms;
+        ClusterBrokerConfig {
+            replication,
+            cluster: ClusterConfig {
+                // In the proportions of chapter 7's defaults (6 s, 2 s, 1 s):
+                // a session survives a server's failure and a missed ping.
+                client: ClientConfig {
+                    session_timeout_ms: timeout,
+                    request_timeout_ms: timeout / 3,
+                    ping_interval_ms: timeout / 6,
+                },
+                controller: ControllerConfig {
+                    min_insync_replicas: self.min_insync_replicas,
+                    unclean_leader_election: self.unclean_leader_election,
+                    ..ControllerConfig::default()
+                },
+            },
+            coordinator: servers,
+        }
+    }
 }
 
 // ANCHOR: run
@@ -37,10 +159,11 @@ pub(crate) async fn run(args: BrokerArgs) -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     crash_on_panic();
+    let settings = Settings::new(args)?;
 
-    let (store, report) = TopicStore::open(&args.data_dir)?;
+    let (store, report) = TopicStore::open(&settings.data_dir)?;
     info!(
-        dir = %args.data_dir.display(),
+        dir = %settings.data_dir.display(),
         topics = report.topics,
         partitions = report.partitions,
         "opened the data directory"
@@ -55,28 +178,90 @@ pub(crate) async fn run(args: BrokerArgs) -> Result<()> {
         warn!(%partition, "partition directory was missing; created it empty");
     }
 
-    // Chapter 5's broker: chapter 4's, with a group coordinator inside.
-    let server = service::bind(
-        args.listen,
-        store,
-        ServerConfig::default(),
-        GroupConfig::default(),
-    )
-    .await?;
+    // The coordinator: the cluster's, or one of our own.
+    let (servers, embedded) = match &settings.coordinator {
+        Some(servers) => (resolve_servers(servers)?, None),
+        None => {
+            let (address, embedded) = embedded_coordinator(&settings.data_dir).await?;
+            (vec![address], Some(embedded))
+        }
+    };
+
+    // Chapter 8's broker: chapter 6's replicated broker (chapter 5's group
+    // broker inside), a member of the cluster on the coordinator.
+    let config = settings.broker_config(servers);
+    let (server, view) =
+        service::bind(settings.listen, store, ServerConfig::default(), config).await?;
     // The one line on stdout: scripts and tests read the address from it
     // (with `--listen 127.0.0.1:0` it is the only way to learn the port).
     println!(
         "kfs broker listening on {} (data in {})",
         server.local_addr(),
-        args.data_dir.display()
+        settings.data_dir.display()
     );
     std::io::stdout().flush()?;
 
-    server.run(shutdown_signal()).await?;
+    let id = settings.id;
+    server.run(shutdown_signal(view.link, id)).await?;
+    if let Some(embedded) = embedded {
+        embedded.stop().await;
+    }
     info!("stopped cleanly");
     Ok(())
 }
 // ANCHOR_END: run
+
+/// A coordinator server running in this process.
+struct Embedded {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Embedded {
+    /// Stops it after the broker has left the cluster.
+    async fn stop(self) {
+        // The task may have ended already (its error was logged).
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Starts a single-node coordinator on free loopback ports, its data in
+/// `<data_dir>/coordinator` (chapter 3's store leaves a directory whose
+/// name is not `<topic>-<partition>` alone); returns its client address.
+async fn embedded_coordinator(data_dir: &Path) -> Result<(SocketAddr, Embedded)> {
+    let clients = TcpListener::bind("127.0.0.1:0").await?;
+    let peers = TcpListener::bind("127.0.0.1:0").await?;
+    let member = Member {
+        client: clients.local_addr()?,
+        peer: peers.local_addr()?,
+    };
+    let config = ShellConfig {
+        id: 1,
+        ensemble: BTreeMap::from([(1, member)]),
+        data_dir: data_dir.join("coordinator"),
+        raft: RaftConfig {
+            // Alone, it elects itself after one timeout: keep it short.
+            election_timeout_ms: 300,
+            heartbeat_interval_ms: 100,
+            max_entries_per_message: 4096,
+        },
+        tick: Duration::from_millis(10),
+        snapshot_every: 100_000,
+    };
+    info!(address = %member.client, "started an embedded coordinator");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let shutdown = async {
+            // A dropped sender stops it too.
+            let _ = stopped.await;
+        };
+        if let Err(e) = shell::run(config, clients, peers, shutdown).await {
+            warn!(error = %e, "the embedded coordinator stopped");
+        }
+    });
+    Ok((member.client, Embedded { stop, task }))
+}
 
 /// Makes the broker crash-only: a panic anywhere, even in one request's
 /// task (which tokio would catch, closing only that connection), ends the
@@ -93,8 +278,29 @@ fn crash_on_panic() {
     }));
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM, saying which.
-async fn shutdown_signal() {
+/// How long a stopping broker tries to have its leadership moved away
+/// before it stops anyway (Kafka: `controlled.shutdown.max.retries` = 3
+/// tries, `controlled.shutdown.retry.backoff.ms` = 5 s apart).
+const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM, saying which, once the
+/// controller has moved this broker's leadership away (or given up).
+async fn shutdown_signal(link: ClusterLink, id: u32) {
     let name = signal::stop().await;
     info!("{name}: shutting down");
+    let moved = tokio::time::timeout(CONTROLLED_SHUTDOWN_TIMEOUT, async {
+        loop {
+            match link.controlled_shutdown(id).await {
+                Ok(()) => return,
+                Err(e) => {
+                    warn!(error = %e, "controlled shutdown failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    });
+    match moved.await {
+        Ok(()) => info!("controlled shutdown: this broker leads nothing now"),
+        Err(_) => warn!("controlled shutdown did not complete; stopping anyway"),
+    }
 }

@@ -31,7 +31,7 @@ pub(crate) enum GroupsCommand {
 pub(crate) async fn run(command: GroupsCommand) -> Result<()> {
     match command {
         GroupsCommand::List { bootstrap } => {
-            let admin = GroupAdmin::connect(&bootstrap.bootstrap_server, REQUEST_TIMEOUT).await?;
+            let admin = GroupAdmin::connect(&bootstrap.server().await?, REQUEST_TIMEOUT).await?;
             for (group, _) in admin.list_groups().await? {
                 println!("{group}");
             }
@@ -49,7 +49,7 @@ struct Row {
 }
 
 async fn describe(group: &str, bootstrap: &Bootstrap) -> Result<()> {
-    let addr = &bootstrap.bootstrap_server;
+    let addr = &bootstrap.server().await?;
     let groups = GroupAdmin::connect(addr, REQUEST_TIMEOUT).await?;
     let info = groups.describe_group(group).await?;
     let committed = groups.committed_offsets(group).await?;

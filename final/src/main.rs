@@ -13,15 +13,24 @@
 //! | `kfs perf produce/consume` | `kafka-producer-perf-test`, `kafka-consumer-perf-test` |
 //! | `kfs coordinator` | `zookeeper-server-start` (chapter 7's coordinator) |
 //! | `kfs zk` | `zookeeper-shell` |
+//! | `kfs cluster up/status` | (a local cluster of processes) |
+//! | `kfs cluster elect-leaders` | `kafka-leader-election` |
 //!
-//! Until the final broker exists (chapter 8), `kfs` runs the newest
-//! chapter's broker and clients: today chapter 5's (chapter 4's broker with
-//! a group coordinator inside).
+//! `kfs broker` runs chapter 8's broker, a member of a cluster (of one,
+//! with an embedded coordinator, unless given the coordinator servers);
+//! the clients are chapter 4's and 5's, and chapter 6's leader-following
+//! client for replicated topics.
 //!
 //! # Layout
 //!
 //! - `main.rs`: the command line (clap) and its one-line errors.
-//! - `broker.rs`: `kfs broker`, a server until SIGINT or SIGTERM.
+//! - `broker.rs`: `kfs broker`, a server until SIGINT or SIGTERM, with an
+//!   embedded coordinator when it is given none.
+//! - `properties.rs`: `kfs broker --config`, Kafka's `server.properties`.
+//! - `cluster.rs`: `kfs cluster up`, `status` and `elect-leaders`, and the
+//!   other tools' calls to the controller (`DescribeCluster`).
+//! - `replicated.rs`: `kfs produce` and `kfs consume` on a replicated
+//!   topic, following its partitions' leaders.
 //! - `topics.rs`: `kfs topics`.
 //! - `console.rs`: `kfs produce` and `kfs consume`, lines in and out.
 //! - `groups.rs`: `kfs groups`, members, committed offsets and lag.
@@ -32,9 +41,12 @@
 //!   `kfs consume` stop cleanly.
 
 mod broker;
+mod cluster;
 mod console;
 mod groups;
 mod perf;
+mod properties;
+mod replicated;
 mod signal;
 mod topics;
 mod zk;
@@ -77,6 +89,9 @@ enum Command {
     Coordinator(zk::CoordinatorArgs),
     /// Read and write the coordinator's tree (zookeeper-shell).
     Zk(zk::ZkArgs),
+    /// Start a local cluster of processes, and show its state.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 /// How long a client waits for the broker's answer (`request.timeout.ms`).
@@ -85,9 +100,35 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The flag every client subcommand takes, as Kafka's tools do.
 #[derive(Debug, Args)]
 struct Bootstrap {
-    /// The broker to connect to, host:port.
+    /// The brokers to start from, host:port[,host:port...]: the first
+    /// that answers is used.
     #[arg(long, default_value = "127.0.0.1:9092")]
     bootstrap_server: String,
+}
+
+impl Bootstrap {
+    /// Every address given.
+    fn servers(&self) -> Vec<String> {
+        let listed = self.bootstrap_server.split(',').map(str::trim);
+        listed.filter(|s| !s.is_empty()).map(String::from).collect()
+    }
+
+    /// The first address given that accepts a connection (the only one,
+    /// untried, if only one is given: the client's own error says why it
+    /// cannot be reached).
+    async fn server(&self) -> Result<String> {
+        let servers = self.servers();
+        if let [only] = servers.as_slice() {
+            return Ok(only.clone());
+        }
+        for server in &servers {
+            let connect = tokio::net::TcpStream::connect(server.as_str());
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), connect).await {
+                return Ok(server.clone());
+            }
+        }
+        Err(format!("no broker of {} could be reached", self.bootstrap_server).into())
+    }
 }
 
 fn main() -> ExitCode {
@@ -122,6 +163,7 @@ fn main() -> ExitCode {
             Command::Perf(command) => perf::run(command).await,
             Command::Coordinator(args) => zk::coordinator(args).await,
             Command::Zk(args) => zk::zk(args).await,
+            Command::Cluster(command) => cluster::run(command).await,
         }
     });
     // Tasks still running (a perf recorder, a stdin reader) are dropped

@@ -173,7 +173,7 @@ async fn produce(args: ProducePerfArgs) -> Result<()> {
         request_timeout: REQUEST_TIMEOUT,
         ..ProducerConfig::default()
     };
-    let producer = Producer::connect(&args.bootstrap.bootstrap_server, config).await?;
+    let producer = Producer::connect(&args.bootstrap.server().await?, config).await?;
     // Random capital letters, as Kafka's tool sends: not all zeros, which
     // would flatter any layer that compresses.
     let payload: Vec<u8> = (0..args.record_size)
@@ -329,7 +329,7 @@ async fn consume(args: ConsumePerfArgs) -> Result<()> {
         request_timeout: REQUEST_TIMEOUT,
         ..ConsumerConfig::default()
     };
-    let mut consumer = Consumer::connect(&args.bootstrap.bootstrap_server, config).await?;
+    let mut consumer = Consumer::connect(&args.bootstrap.server().await?, config).await?;
     let partitions = consumer.partitions_for(&args.topic).await?;
     let tps: Vec<TopicPartition> = (0..partitions)
         .map(|p| TopicPartition::new(args.topic.clone(), p))

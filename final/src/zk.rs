@@ -207,10 +207,10 @@ fn print_stat(stat: &Stat) {
     println!("numChildren = {}", stat.num_children);
 }
 
-/// Runs one `kfs zk` command.
-pub(crate) async fn zk(args: ZkArgs) -> Result<()> {
+/// Resolves `host:port,host:port,...`, a coordinator's servers.
+pub(crate) fn resolve_servers(list: &str) -> Result<Vec<SocketAddr>> {
     let mut servers = Vec::new();
-    for addr in args.server.split(',').filter(|s| !s.is_empty()) {
+    for addr in list.split(',').filter(|s| !s.is_empty()) {
         let resolved = addr
             .to_socket_addrs()
             .map_err(|e| format!("bad server {addr:?}: {e}"))?
@@ -218,6 +218,15 @@ pub(crate) async fn zk(args: ZkArgs) -> Result<()> {
             .ok_or_else(|| format!("cannot resolve {addr}"))?;
         servers.push(resolved);
     }
+    if servers.is_empty() {
+        return Err("no coordinator server given".into());
+    }
+    Ok(servers)
+}
+
+/// Runs one `kfs zk` command.
+pub(crate) async fn zk(args: ZkArgs) -> Result<()> {
+    let servers = resolve_servers(&args.server)?;
     // As ZooKeeper's client: ping when idle for a third of the timeout,
     // and give up on a silent server well before the session would expire.
     let timeout = args.session_timeout;

@@ -177,7 +177,7 @@ fn topics_are_created_listed_described_and_deleted() {
         .unwrap();
     let text = stdout(&describe);
     assert!(
-        text.starts_with("Topic: orders\tPartitionCount: 3\tConfigs: "),
+        text.starts_with("Topic: orders\tPartitionCount: 3\tReplicationFactor: 1\tConfigs: "),
         "{text}"
     );
     assert!(text.contains("retention.ms=60000"), "{text}");

@@ -6,8 +6,10 @@
 //! servers killed and started again from their files; and `kfs perf
 //! coordinator` loading them.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command as StdCommand, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -108,7 +110,7 @@ impl Ensemble {
 
     fn start_with(flags: &[&str]) -> Ensemble {
         let dir = tempfile::tempdir().unwrap();
-        let ports = free_ports();
+        let ports = common::free_ports(6);
         let spec = (1..=3)
             .map(|i| {
                 let (client, peer) = (ports[i - 1], ports[i + 2]);
@@ -215,38 +217,6 @@ impl Drop for Ensemble {
             }
         }
     }
-}
-
-/// Six free loopback ports, below the range the kernel picks a client's
-/// own port from. A server's port in that range could be taken while the
-/// server is down: by any client, or by a client of that very server, since
-/// Linux may connect a socket to itself when its destination is its own
-/// port and nothing listens. The server then could not start again.
-///
-/// The tests of this file run at once, each with its own ensemble: no two
-/// may get the same port, even one free again after a server was killed.
-/// Otherwise one ensemble's servers, connecting to a killed peer's port,
-/// reach another ensemble's server and take part in its elections (its
-/// followers, hearing a leader, never elect their own).
-fn free_ports() -> Vec<u16> {
-    static TAKEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
-    let first_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32_768)
-        .max(20_000);
-    let mut ports = Vec::new();
-    while ports.len() < 6 {
-        let port = fastrand::u16(10_000..first_ephemeral);
-        // Free now (another process could take it before the server
-        // does, which is unlikely on a test machine).
-        if !taken.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            taken.push(port);
-            ports.push(port);
-        }
-    }
-    ports
 }
 
 fn zk(servers: &str, args: &[&str]) -> Output {

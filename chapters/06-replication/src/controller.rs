@@ -121,10 +121,10 @@ impl SimpleController {
         alive.map(|(id, _)| *id).collect()
     }
 
-    /// The brokers alive now, with their addresses, as a heartbeat's
-    /// answer lists them.
+    /// The brokers alive now whose addresses are known (they have
+    /// heartbeated this controller), as a heartbeat's answer lists them.
     pub fn broker_addresses(&self) -> Vec<(BrokerId, String)> {
-        let alive = self.brokers.iter().filter(|(_, b)| b.alive);
+        let alive = self.brokers.iter().filter(|(_, b)| b.alive && b.heard);
         alive.map(|(id, b)| (*id, b.address.clone())).collect()
     }
 

@@ -58,11 +58,12 @@ use tracing::{debug, info, warn};
 use crate::client::Connections;
 use crate::controller_service::NO_LEADER;
 use crate::disk::DiskStorage;
+use crate::link::{ControllerLink, FixedController};
 use crate::manager::{ManagerConfig, Outgoing, ReplicaManager};
 use crate::protocol::{
-    Acks, AlterPartitionResponse, BrokerId, CreateReplicatedTopicRequest,
-    CreateReplicatedTopicResponse, EpochQueryRequest, EpochQueryResponse, HeartbeatRequest,
-    HeartbeatResponse, ReplicaFetchRequest, ReplicaFetchResponse, ReplicationApi,
+    Acks, BrokerId, CreateReplicatedTopicRequest, CreateReplicatedTopicResponse, EpochQueryRequest,
+    EpochQueryResponse, HeartbeatRequest, HeartbeatResponse, ReplicaFetchRequest,
+    ReplicaFetchResponse, ReplicationApi,
 };
 use crate::replica::{Millis, Partition, log_error_code};
 use crate::storage::Storage;
@@ -180,8 +181,10 @@ impl Drop for Held<'_> {
     }
 }
 
-/// A broker with replicas: chapter 5's group broker inside.
-pub struct ReplicatedBroker {
+/// A broker with replicas: chapter 5's group broker inside, and a link
+/// to its controller (chapter 6's: one fixed address; chapter 8's: the
+/// elected one).
+pub struct ReplicatedBroker<L = FixedController> {
     /// Chapter 5's broker; its chapter 4 broker holds the store.
     groups: Arc<GroupBroker>,
     config: ReplicationConfig,
@@ -216,14 +219,17 @@ pub struct ReplicatedBroker {
     metadata: Mutex<MetadataResponse>,
     /// Every live broker's address, from the last heartbeat answer.
     brokers: Mutex<BTreeMap<BrokerId, String>>,
-    /// A chapter 4 client per address called (other brokers, the
-    /// controller), each with its own reconnecting connection.
+    /// A chapter 4 client per other broker called, each with its own
+    /// reconnecting connection.
     clients: Connections,
+    /// How this broker reaches the controller.
+    controller: L,
 }
 
 /// Loads the committed offsets, binds `addr` (port 0 picks a free port),
 /// and returns a server of a [`ReplicatedBroker`] over `store`, ready to
-/// run, with a view of its replicas.
+/// run, with a view of its replicas. Its controller is the one at
+/// `config.controller`.
 pub async fn bind(
     addr: SocketAddr,
     mut store: TopicStore,
@@ -234,11 +240,9 @@ pub async fn bind(
     let mut view = None;
     let server = Server::bind_with(addr, server, |local| {
         let groups = GroupBroker::new(store, offsets, local, config.groups.clone());
-        let broker = ReplicatedBroker::new(groups, local, config);
-        view = Some(Replicas {
-            manager: broker.manager.clone(),
-            held: broker.held.clone(),
-        });
+        let link = FixedController::new(config.controller.clone(), config.request_timeout);
+        let broker = ReplicatedBroker::new(groups, local, config, link);
+        view = Some(broker.replicas());
         broker
     })
     .await
@@ -246,11 +250,18 @@ pub async fn bind(
     Ok((server, view.expect("the service was built")))
 }
 
-impl ReplicatedBroker {
-    /// Wraps `groups`, opening the replicas its store hosts from their
-    /// logs and checkpoints. They do nothing until the controller's first
-    /// answer says what each is.
-    fn new(groups: GroupBroker, local: SocketAddr, config: ReplicationConfig) -> ReplicatedBroker {
+impl<L: ControllerLink> ReplicatedBroker<L> {
+    /// Wraps `groups` (reached at `local`), opening the replicas its store
+    /// hosts from their logs and checkpoints. They do nothing until the
+    /// controller, reached through `controller`, first answers with what
+    /// each is. ([`bind`] builds one with chapter 6's fixed controller;
+    /// chapter 8 wraps one in a layer of its own.)
+    pub fn new(
+        groups: GroupBroker,
+        local: SocketAddr,
+        config: ReplicationConfig,
+        controller: L,
+    ) -> ReplicatedBroker<L> {
         let manager = {
             let mut store = groups.broker().write();
             ReplicaManager::open(
@@ -285,7 +296,16 @@ impl ReplicatedBroker {
                 request_timeout: config.request_timeout + config.replica_fetch_wait_max,
                 ..ClientConfig::default()
             }),
+            controller,
             config,
+        }
+    }
+
+    /// A view of the replicas, for tests, tools and the demo.
+    pub fn replicas(&self) -> Replicas {
+        Replicas {
+            manager: self.manager.clone(),
+            held: self.held.clone(),
         }
     }
 
@@ -356,7 +376,7 @@ impl ReplicatedBroker {
 }
 
 // Requests.
-impl ReplicatedBroker {
+impl<L: ControllerLink> ReplicatedBroker<L> {
     // ANCHOR: produce
     /// A produce to replicated topics: each partition's batch through the
     /// manager, which appends it if this broker leads, before this returns,
@@ -635,14 +655,12 @@ impl ReplicatedBroker {
         &self,
         request: CreateReplicatedTopicRequest,
     ) -> CreateReplicatedTopicResponse {
-        let controller = self.config.controller.clone();
-        let api = ReplicationApi::CreateReplicatedTopic as u16;
-        match self.call(&controller, api, &request).await {
+        match self.controller.create_topic(&request).await {
             Ok(response) => response,
             Err(e) => CreateReplicatedTopicResponse {
                 // No answer from the controller: retriable.
                 error: e.code().unwrap_or(ErrorCode::RequestTimedOut),
-                message: format!("the controller at {controller}: {e}"),
+                message: format!("the controller at {}: {e}", self.controller.describe()),
             },
         }
     }
@@ -711,7 +729,7 @@ fn ok<T: Serialize>(header: RequestHeader, body: &T) -> BytesMut {
     protocol::ok_response(header.correlation_id, body)
 }
 
-impl Service for ReplicatedBroker {
+impl<L: ControllerLink> Service for ReplicatedBroker<L> {
     type Error = ShutdownError;
 
     async fn handle(&self, header: RequestHeader, body: BytesMut) -> Handled {
@@ -822,17 +840,20 @@ impl Service for ReplicatedBroker {
 }
 
 // Background work.
-impl ReplicatedBroker {
-    /// Heartbeats the controller at once and then every
-    /// `broker.heartbeat.interval.ms`, until a shutdown begins.
+impl<L: ControllerLink> ReplicatedBroker<L> {
+    /// Heartbeats the controller at once, then every
+    /// `broker.heartbeat.interval.ms` and whenever the link says the
+    /// controller moved, until a shutdown begins.
     async fn heartbeats(&self) {
-        self.heartbeat().await;
-        every(
-            self.config.heartbeat_interval,
-            self.stopping.subscribe(),
-            || self.heartbeat(),
-        )
-        .await;
+        let mut stopping = self.stopping.subscribe();
+        loop {
+            self.heartbeat().await;
+            tokio::select! {
+                _ = stopping.wait_for(|stopping| *stopping) => return,
+                _ = tokio::time::sleep(self.config.heartbeat_interval) => {}
+                _ = self.controller.moved() => {}
+            }
+        }
     }
 
     // ANCHOR: heartbeat
@@ -843,7 +864,6 @@ impl ReplicatedBroker {
     /// Metadata answer refreshes the cache this broker answers its own
     /// clients' Metadata from.
     async fn heartbeat(&self) {
-        let controller = self.config.controller.clone();
         let log_ends = self.with_replicas(|m, s| m.log_ends(s));
         let request = HeartbeatRequest {
             broker_id: self.config.node_id,
@@ -851,9 +871,8 @@ impl ReplicatedBroker {
             address: self.advertised.clone(),
             log_ends,
         };
-        let api = ReplicationApi::BrokerHeartbeat as u16;
         let response: HeartbeatResponse = match self
-            .unless_stopping(self.call(&controller, api, &request))
+            .unless_stopping(self.controller.heartbeat(&request))
             .await
         {
             Some(Ok(response)) => response,
@@ -880,13 +899,12 @@ impl ReplicatedBroker {
         self.appended.notify_waiters();
         self.committed.notify_waiters();
         self.wake.notify_one();
-        let request = MetadataRequest { topics: None };
-        match self
-            .unless_stopping(self.call(&controller, ApiKey::Metadata, &request))
-            .await
-        {
+        match self.unless_stopping(self.controller.metadata()).await {
             Some(Ok(metadata)) => *self.lock_metadata() = metadata,
-            Some(Err(e)) => debug!(%controller, error = %e, "metadata refresh failed"),
+            Some(Err(e)) => {
+                let controller = self.controller.describe();
+                debug!(%controller, error = %e, "metadata refresh failed");
+            }
             None => {}
         }
     }
@@ -908,14 +926,14 @@ impl ReplicatedBroker {
         if self.controller_unreachable.swap(true, Ordering::Relaxed) {
             debug!(error = %error, "heartbeat failed");
         } else {
-            warn!(controller = %self.config.controller, error = %error, "the controller is unreachable; retrying every heartbeat interval");
+            warn!(controller = %self.controller.describe(), error = %error, "the controller is unreachable; retrying every heartbeat interval");
         }
     }
 
     /// Logs the first heartbeat that succeeds after failures.
     fn controller_found(&self) {
         if self.controller_unreachable.swap(false, Ordering::Relaxed) {
-            info!(controller = %self.config.controller, "the controller is reachable again");
+            info!(controller = %self.controller.describe(), "the controller is reachable again");
         }
     }
 
@@ -923,9 +941,8 @@ impl ReplicatedBroker {
     /// that went away (a restarted broker comes back on another port).
     fn remember_brokers(&self, brokers: &[(BrokerId, String)]) {
         let addresses: BTreeMap<BrokerId, String> = brokers.iter().cloned().collect();
-        let controller = &self.config.controller;
         self.clients
-            .retain(|addr| addr == controller || addresses.values().any(|a| a == addr));
+            .retain(|addr| addresses.values().any(|a| a == addr));
         *self.brokers.lock().unwrap() = addresses;
     }
 
@@ -968,12 +985,7 @@ impl ReplicatedBroker {
             Outgoing::Fetch { to, request } => self.fetch_from(to, request).await,
             Outgoing::EpochQuery { to, request } => self.query_epochs(to, request).await,
             Outgoing::AlterPartition(request) => {
-                let controller = self.config.controller.clone();
-                let api = ReplicationApi::AlterPartition as u16;
-                match self
-                    .call::<_, AlterPartitionResponse>(&controller, api, &request)
-                    .await
-                {
+                match self.controller.alter_partition(&request).await {
                     Ok(response) => {
                         if response.error != ErrorCode::None {
                             info!(partition = %response.tp, error = %response.error, "ISR change refused");

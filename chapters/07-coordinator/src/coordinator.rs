@@ -487,19 +487,17 @@ fn deliver(
 /// [`ClientSession::take_events`] then has what came of it.
 pub struct SessionLink {
     session: ClientSession,
-    link: Link,
-    tick: tokio::time::Interval,
+    transport: Transport,
 }
 
 impl SessionLink {
     /// A session with the ensemble at `servers` (client addresses). It
     /// opens on the first [`SessionLink::step`]s.
     pub fn new(servers: &[SocketAddr], config: ClientConfig) -> SessionLink {
-        let (session, addrs) = session_with(servers, config);
+        let (session, _) = session_with(servers, config);
         SessionLink {
             session,
-            link: Link::new(addrs),
-            tick: tokio::time::interval(TICK),
+            transport: Transport::new(servers),
         }
     }
 
@@ -512,16 +510,78 @@ impl SessionLink {
     /// its server or the next tick of its clock, and hands that (and any
     /// other message already waiting) to the session.
     pub async fn step(&mut self) {
-        if self.link.send(&mut self.session).await {
+        self.transport.step(&mut self.session).await;
+    }
+}
+
+/// The network under a [`ClientSession`] owned by someone else (chapter
+/// 8's broker keeps its session inside its cluster node): connections to
+/// the ensemble's servers, which the session knows as servers 1, 2, ...
+/// in the order of their addresses, and the session's clock. A driver
+/// that waits for other things too calls [`Transport::send`], then selects
+/// on [`Transport::next`] and its own inputs.
+pub struct Transport {
+    link: Link,
+    tick: tokio::time::Interval,
+}
+
+/// What [`Transport::next`] brings.
+#[derive(Debug)]
+pub enum Delivery {
+    /// A message from a server, on the session's current connection.
+    Message(NodeId, ServerMessage),
+    /// The session's clock ticked (every 50 ms).
+    Tick,
+}
+
+impl Transport {
+    /// Connections to the servers at `servers` (client addresses), made
+    /// as the session asks.
+    pub fn new(servers: &[SocketAddr]) -> Transport {
+        let addrs = (1..).zip(servers.iter().copied()).collect();
+        Transport {
+            link: Link::new(addrs),
+            tick: tokio::time::interval(TICK),
+        }
+    }
+
+    /// Sends what `session` wants sent; returns whether that was its
+    /// `Close`.
+    pub async fn send(&mut self, session: &mut ClientSession) -> bool {
+        self.link.send(session).await
+    }
+
+    /// Waits for the next message on the current connection, or the next
+    /// tick. Cancel-safe: it can be one branch of a `select!`.
+    pub async fn next(&mut self) -> Delivery {
+        loop {
+            let current = self.link.current();
+            tokio::select! {
+                Some((from, number, msg)) = self.link.incoming.recv() => {
+                    // Nothing from an older connection may follow.
+                    if current == Some(number) {
+                        return Delivery::Message(from, msg);
+                    }
+                }
+                _ = self.tick.tick() => return Delivery::Tick,
+            }
+        }
+    }
+
+    /// Sends what the session wants sent, then waits for a message from
+    /// its server or the next tick of its clock, and hands that (and any
+    /// other message already waiting) to the session.
+    pub async fn step(&mut self, session: &mut ClientSession) {
+        if self.send(session).await {
             return;
         }
         let current = self.link.current();
         tokio::select! {
-            Some(msg) = self.link.incoming.recv() => deliver(&mut self.session, current, msg),
-            _ = self.tick.tick() => self.session.on_tick(now_ms()),
+            Some(msg) = self.link.incoming.recv() => deliver(session, current, msg),
+            _ = self.tick.tick() => session.on_tick(now_ms()),
         }
         while let Ok(msg) = self.link.incoming.try_recv() {
-            deliver(&mut self.session, current, msg);
+            deliver(session, current, msg);
         }
     }
 }

@@ -45,7 +45,7 @@ use tracing::debug;
 
 use crate::controller_service::NO_LEADER;
 use crate::protocol::{
-    BrokerId, CreateReplicatedTopicRequest, CreateReplicatedTopicResponse, ReplicationApi,
+    Acks, BrokerId, CreateReplicatedTopicRequest, CreateReplicatedTopicResponse, ReplicationApi,
 };
 
 /// How the client waits and retries, by Kafka's names.
@@ -337,14 +337,21 @@ impl ClusterClient {
         Ok(created)
     }
 
-    /// Some broker's address: a known one, or else a bootstrap address.
+    /// Some broker's address, known or bootstrap, one that has not failed
+    /// lately if there is one.
     async fn any_broker(&self) -> Result<String, ClientError> {
         if self.known.lock().unwrap().brokers.is_empty() {
             self.refresh_metadata().await?;
         }
         let known = self.known.lock().unwrap();
-        let first = known.brokers.values().next().or(self.bootstrap.first());
-        first.cloned().ok_or(ClientError::Closed)
+        // The brokers that answered last first: one that just failed
+        // (crashed, perhaps) is tried again only if every other has too.
+        let mut addresses: Vec<&String> = known.brokers.values().chain(&self.bootstrap).collect();
+        addresses.sort_by_key(|addr| known.failed.get(*addr).copied());
+        addresses
+            .first()
+            .map(|addr| addr.to_string())
+            .ok_or(ClientError::Closed)
     }
 
     /// Sends `records` to `tp`'s leader as one batch with `acks=all`, and
@@ -355,9 +362,30 @@ impl ClusterClient {
         tp: &TopicPartition,
         records: &[Record],
     ) -> Result<Produced, ClientError> {
+        self.produce_with(tp, records, Acks::All).await
+    }
+
+    /// [`ClusterClient::produce`] with `acks`: `Acks::Leader` is answered
+    /// once the leader has appended the batch. (`Acks::None` is refused:
+    /// this client waits for an answer to every call.)
+    pub async fn produce_with(
+        &self,
+        tp: &TopicPartition,
+        records: &[Record],
+        acks: Acks,
+    ) -> Result<Produced, ClientError> {
+        let acks = match acks {
+            Acks::All => -1,
+            Acks::Leader => 1,
+            Acks::None => {
+                return Err(ClientError::Protocol(
+                    "acks=0 has no answer to wait for".to_string(),
+                ));
+            }
+        };
         let batch = batch::encode(records).map_err(|e| ClientError::Protocol(e.to_string()))?;
         let request = ProduceRequest {
-            acks: -1,
+            acks,
             topics: vec![ProduceTopic {
                 name: tp.topic.clone(),
                 partitions: vec![ProducePartition {

@@ -51,6 +51,9 @@
 //!   follower fetches; heartbeats and the follower fetch loop as its
 //!   background work.
 //! - [`controller_service`]: the controller as a service of its own.
+//! - [`link`]: [`link::ControllerLink`], how a broker reaches its
+//!   controller: here [`link::FixedController`], one address; chapter 8
+//!   plugs in the elected controller.
 //! - [`client`]: [`client::ClusterClient`], a small client that follows a
 //!   partition's leader, and [`client::Connections`], a client per address.
 //! - `src/bin/replica-node.rs`: a broker, a controller, or both, as a
@@ -100,6 +103,7 @@ pub mod controller_service;
 pub mod disk;
 pub mod epoch;
 pub mod lab;
+pub mod link;
 pub mod manager;
 pub mod memory;
 pub mod protocol;

@@ -330,6 +330,16 @@ impl ClusterNode {
         self.members.as_ref()
     }
 
+    /// While leading and loaded: the brokers alive to the controller, with
+    /// their addresses (none otherwise).
+    pub fn live_brokers(&self) -> Vec<(BrokerId, String)> {
+        let leadership = self.leading.as_ref();
+        let decided = leadership.and_then(|l| l.decided.as_ref());
+        decided
+            .map(SimpleController::broker_addresses)
+            .unwrap_or_default()
+    }
+
     /// While leading: every partition's state as the coordinator has it.
     pub fn stored(&self) -> Option<&BTreeMap<TopicPartition, StoredState>> {
         Some(&self.leading.as_ref()?.stored)

@@ -22,6 +22,13 @@
 //!   (Kafka's paths) and its JSON, read defensively.
 //! - [`local`]: three coordinator servers and some brokers in one thread,
 //!   for the example, the benchmark and the tests.
+//! - [`protocol`]: sans-IO. The requests brokers and tools send the
+//!   controller, and answers that carry its epoch.
+//! - [`service`]: the tokio shell. [`service::ClusterBroker`], chapter
+//!   6's replicated broker with one more layer: a task runs its
+//!   [`controller::ClusterNode`] over a real coordinator session, the
+//!   controller's requests go to it, and the broker inside reaches the
+//!   elected controller through a fenced [`service::ClusterLink`].
 //! - [`lab`]: the fault lab: coordinator servers and brokers (chapter 6's
 //!   replicas beside a [`controller::ClusterNode`] each) in chapter 6's
 //!   simulator, under partitions, crashes, pauses and clock jumps, every
@@ -58,9 +65,17 @@
 //! - The controller writes every pending decision in one `multi`, one write
 //!   at a time; Kafka's batches its ZooKeeper writes per request, and
 //!   pipelines them.
+//! - The controller takes its requests on the broker's one listener (as
+//!   Kafka's ZooKeeper-era controller did; KRaft has
+//!   `controller.listener.names`), and tools learn the cluster's state
+//!   from a `DescribeCluster` of this course's (Kafka's DescribeCluster,
+//!   key 60, names the controller and the brokers; partitions' leaders
+//!   and ISRs come from Metadata there).
 
 pub mod controller;
 pub mod fence;
 pub mod lab;
 pub mod local;
+pub mod protocol;
+pub mod service;
 pub mod state;
