@@ -53,6 +53,10 @@ pub(crate) struct BrokerArgs {
     /// [default: 127.0.0.1:9092].
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// The address other brokers and clients are told to reach this one
+    /// at (`advertised.listeners`) [default: the one it listens on].
+    #[arg(long, value_name = "ADDR")]
+    advertise: Option<SocketAddr>,
     /// Where the topics are stored (`log.dirs`) [default: ./data].
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -74,6 +78,7 @@ struct Settings {
     id: u32,
     coordinator: Option<String>,
     listen: SocketAddr,
+    advertise: Option<SocketAddr>,
     data_dir: PathBuf,
     min_insync_replicas: usize,
     session_timeout_ms: u64,
@@ -103,6 +108,7 @@ impl Settings {
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| "127.0.0.1:9092".parse().expect("an address")),
+            advertise: args.advertise.or(file.advertise),
             data_dir: args
                 .data_dir
                 .or(file.data_dir)
@@ -144,6 +150,7 @@ impl Settings {
                 },
             },
             coordinator: servers,
+            advertised: self.advertise,
         }
     }
 }

@@ -24,6 +24,8 @@ pub(crate) struct Properties {
     /// `listeners`: the one listener's address (`PLAINTEXT://` is
     /// accepted and dropped; there is one plain listener).
     pub(crate) listen: Option<SocketAddr>,
+    /// `advertised.listeners`: the address others are told (one).
+    pub(crate) advertise: Option<SocketAddr>,
     /// `log.dirs` (or `log.dir`): one directory.
     pub(crate) data_dir: Option<PathBuf>,
     /// `zookeeper.connect`: the coordinator servers.
@@ -70,6 +72,13 @@ pub(crate) fn parse(text: &str) -> Result<Properties, String> {
                 let address = value.rsplit_once("://").map_or(value, |(_, a)| a);
                 properties.listen = Some(address.parse().map_err(|_| bad("host:port"))?);
             }
+            "advertised.listeners" => {
+                if value.contains(',') {
+                    return Err(at("one advertised listener only".to_string()));
+                }
+                let address = value.rsplit_once("://").map_or(value, |(_, a)| a);
+                properties.advertise = Some(address.parse().map_err(|_| bad("host:port"))?);
+            }
             "log.dirs" | "log.dir" => {
                 if value.contains(',') {
                     return Err(at(format!("{key}: one directory only")));
@@ -108,6 +117,7 @@ mod tests {
     #[test]
     fn kafkas_names_are_read_and_unknown_ones_reported() {
         let text = "# a broker\n\nbroker.id=2\nlisteners=PLAINTEXT://127.0.0.1:9093\n\
+                    advertised.listeners=PLAINTEXT://127.0.0.1:19093\n\
                     log.dirs=/tmp/kfs-2\nzookeeper.connect=127.0.0.1:2181,127.0.0.1:2182\n\
                     zookeeper.session.timeout.ms = 6000\nmin.insync.replicas=2\n\
                     unclean.leader.election.enable=false\n\
@@ -118,6 +128,7 @@ mod tests {
             Properties {
                 broker_id: Some(2),
                 listen: Some("127.0.0.1:9093".parse().unwrap()),
+                advertise: Some("127.0.0.1:19093".parse().unwrap()),
                 data_dir: Some(PathBuf::from("/tmp/kfs-2")),
                 coordinator: Some("127.0.0.1:2181,127.0.0.1:2182".into()),
                 session_timeout_ms: Some(6000),

@@ -4,8 +4,13 @@
 //! factor 3) and a reader per partition; and a nemesis that, at random
 //! but reproducibly from a seed, kills a broker with SIGKILL (the
 //! controller too, when it is the one drawn), pauses one with SIGSTOP past
-//! its session timeout and resumes it, and kills a coordinator server,
-//! each fault healed after a while by starting the process again.
+//! its session timeout and resumes it, kills a coordinator server, and
+//! cuts the network: a broker from every coordinator server (past its
+//! session), or everyone from a broker. Each fault is healed after a
+//! while. Every broker is reached through a proxy the test controls (its
+//! `--advertise` address), and reaches each coordinator server through
+//! another, so a cut is a proxy that stops forwarding: connections stay
+//! open and silent, as across a broken network.
 //!
 //! Checked at the end, once every process runs again and every ISR is
 //! full, over what each side recorded:
@@ -37,6 +42,8 @@ use ch03_partitions::TopicPartition;
 use ch06_replication::client::{ClusterClient, ClusterConfig};
 use ch08_cluster::protocol::ClusterDescription;
 use ch08_cluster::service::describe_cluster;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 const SESSION_TIMEOUT_MS: u64 = 1_500;
@@ -55,15 +62,60 @@ struct Processes {
     kfs: PathBuf,
     dir: PathBuf,
     ensemble: String,
-    coordinators: String,
     /// Each broker's port.
     broker_ports: Vec<u16>,
+    /// In front of each broker: everyone reaches it through this proxy.
+    inbound: Vec<Proxy>,
+    /// Between each broker and each coordinator server: `to_coordinator[b][c]`
+    /// is broker `b + 1`'s way to server `c + 1`.
+    to_coordinator: Vec<Vec<Proxy>>,
     running: BTreeMap<(Role, u32), Child>,
 }
 
+/// A TCP proxy the test controls: it forwards connections to `target`
+/// until cut; then nothing passes either way (connections stay open and
+/// silent, as across a broken network, so each side waits for its own
+/// timeouts), and when the cut heals the connections it held are closed.
+struct Proxy {
+    port: u16,
+    cut: watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start(port: u16, target: u16) -> Proxy {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let (cut, cut_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut cut = cut_rx.clone();
+                tokio::spawn(async move {
+                    if !*cut.borrow() {
+                        let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", target)).await
+                        else {
+                            return;
+                        };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => return,
+                            _ = cut.wait_for(|cut| *cut) => {}
+                        }
+                    }
+                    // Cut: hold it, silent, until the network heals.
+                    // An error means the test is over.
+                    let _ = cut.wait_for(|cut| !*cut).await;
+                });
+            }
+        });
+        Proxy { port, cut }
+    }
+
+    fn set(&self, cut: bool) {
+        self.cut.send_replace(cut);
+    }
+}
+
 impl Processes {
-    fn start(dir: &Path) -> Processes {
-        let ports = common::free_ports(9);
+    async fn start(dir: &Path) -> Processes {
+        let ports = common::free_ports(21);
         let coordinator_ports: Vec<(u16, u16)> = (0..3).map(|i| (ports[i], ports[i + 3])).collect();
         let ensemble = coordinator_ports
             .iter()
@@ -71,17 +123,25 @@ impl Processes {
             .map(|(i, (client, peer))| format!("{}=127.0.0.1:{client}:{peer}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
-        let coordinators = coordinator_ports
-            .iter()
-            .map(|(client, _)| format!("127.0.0.1:{client}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let mut inbound = Vec::new();
+        for (&port, &broker) in ports[9..12].iter().zip(&ports[6..9]) {
+            inbound.push(Proxy::start(port, broker).await);
+        }
+        let mut to_coordinator = Vec::new();
+        for b in 0..3 {
+            let mut proxies = Vec::new();
+            for (c, (client, _)) in coordinator_ports.iter().enumerate() {
+                proxies.push(Proxy::start(ports[12 + 3 * b + c], *client).await);
+            }
+            to_coordinator.push(proxies);
+        }
         let mut processes = Processes {
             kfs: assert_cmd::cargo::cargo_bin("kfs"),
             dir: dir.to_path_buf(),
             ensemble,
-            coordinators,
             broker_ports: ports[6..9].to_vec(),
+            inbound,
+            to_coordinator,
             running: BTreeMap::new(),
         };
         for id in 1..=3 {
@@ -93,11 +153,10 @@ impl Processes {
         processes
     }
 
+    /// The brokers, as everyone reaches them: through their proxies.
     fn bootstrap(&self) -> Vec<String> {
-        self.broker_ports
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect()
+        let proxies = self.inbound.iter();
+        proxies.map(|p| format!("127.0.0.1:{}", p.port)).collect()
     }
 
     /// Starts (or starts again) one process, on its data directory, and
@@ -121,20 +180,24 @@ impl Processes {
                 "--ensemble",
                 &self.ensemble,
             ]),
-            Role::Broker => command
-                .args([
-                    "broker",
-                    "--id",
-                    &id.to_string(),
-                    "--coordinator",
-                    &self.coordinators,
-                ])
-                .args([
-                    "--listen",
-                    &format!("127.0.0.1:{}", self.broker_ports[id as usize - 1]),
-                ])
-                .args(["--min-insync-replicas", "2"])
-                .args(["--session-timeout-ms", &SESSION_TIMEOUT_MS.to_string()]),
+            Role::Broker => {
+                let b = id as usize - 1;
+                let coordinators = self.to_coordinator[b]
+                    .iter()
+                    .map(|p| format!("127.0.0.1:{}", p.port))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                command
+                    .args(["broker", "--id", &id.to_string()])
+                    .args(["--coordinator", &coordinators])
+                    .args(["--listen", &format!("127.0.0.1:{}", self.broker_ports[b])])
+                    .args([
+                        "--advertise",
+                        &format!("127.0.0.1:{}", self.inbound[b].port),
+                    ])
+                    .args(["--min-insync-replicas", "2"])
+                    .args(["--session-timeout-ms", &SESSION_TIMEOUT_MS.to_string()])
+            }
         };
         let mut child = command
             .arg("--data-dir")
@@ -182,6 +245,13 @@ struct Faults {
     controllers_killed: u32,
     brokers_paused: u32,
     coordinators_killed: u32,
+    /// Cut from every coordinator server past its session: a zombie that
+    /// clients and brokers can still reach.
+    brokers_cut_from_coordinators: u32,
+    /// Cut from everyone who reaches it (clients, followers, brokers
+    /// heartbeating it as controller), while it still reaches them and the
+    /// coordinator.
+    brokers_unreachable: u32,
 }
 
 /// What the clients saw.
@@ -304,7 +374,7 @@ async fn nemesis(processes: &mut Processes, seed: u64, until: Instant) -> Faults
         tokio::time::sleep(Duration::from_millis(rng.u64(500..1500))).await;
         let id = rng.u32(1..=3);
         let lasting = Duration::from_millis(rng.u64(1000..3000));
-        match rng.u8(0..3) {
+        match rng.u8(0..5) {
             0 => {
                 let controller = describe(&bootstrap).await.map(|d| d.controller.broker_id);
                 processes.kill(Role::Broker, id);
@@ -324,11 +394,26 @@ async fn nemesis(processes: &mut Processes, seed: u64, until: Instant) -> Faults
                 tokio::time::sleep(paused).await;
                 processes.signal(Role::Broker, id, "-CONT");
             }
-            _ => {
+            2 => {
                 processes.kill(Role::Coordinator, id);
                 faults.coordinators_killed += 1;
                 tokio::time::sleep(lasting).await;
                 processes.spawn(Role::Coordinator, id);
+            }
+            3 => {
+                let proxies = &processes.to_coordinator[id as usize - 1];
+                proxies.iter().for_each(|p| p.set(true));
+                faults.brokers_cut_from_coordinators += 1;
+                let cut = Duration::from_millis(SESSION_TIMEOUT_MS) + lasting;
+                tokio::time::sleep(cut).await;
+                proxies.iter().for_each(|p| p.set(false));
+            }
+            _ => {
+                let proxy = &processes.inbound[id as usize - 1];
+                proxy.set(true);
+                faults.brokers_unreachable += 1;
+                tokio::time::sleep(lasting).await;
+                proxy.set(false);
             }
         }
     }
@@ -338,7 +423,7 @@ async fn nemesis(processes: &mut Processes, seed: u64, until: Instant) -> Faults
 /// One run; its report, or what it found wrong.
 async fn run(seed: u64, seconds: u64) -> Result<String, String> {
     let dir = tempfile::tempdir().unwrap();
-    let mut processes = Processes::start(dir.path());
+    let mut processes = Processes::start(dir.path()).await;
     let bootstrap = processes.bootstrap();
     let setup = client(bootstrap.clone());
     let deadline = Instant::now() + Duration::from_secs(30);

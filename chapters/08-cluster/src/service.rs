@@ -68,6 +68,10 @@ pub struct ClusterBrokerConfig {
     pub cluster: ClusterConfig,
     /// The coordinator servers' client addresses (`zookeeper.connect`).
     pub coordinator: Vec<SocketAddr>,
+    /// The address other brokers and clients are told to reach this one
+    /// at (`advertised.listeners`), if not the one it listens on: behind
+    /// a proxy, say.
+    pub advertised: Option<SocketAddr>,
 }
 
 /// Loads the committed offsets, binds `addr` (port 0 picks a free port),
@@ -155,6 +159,10 @@ impl ClusterBroker {
         config: ClusterBrokerConfig,
     ) -> (ClusterBroker, ClusterView) {
         let id = config.replication.node_id;
+        // Where others reach this broker: the group coordinator's address in
+        // FindCoordinator answers, the replica's in heartbeats, the
+        // controller's in `/controller`.
+        let local = config.advertised.unwrap_or(local);
         let groups = GroupBroker::new(store, offsets, local, config.replication.groups.clone());
         let (controller, controller_rx) = watch::channel(None);
         let (leading, leading_rx) = watch::channel(None);
@@ -237,6 +245,13 @@ impl ClusterBroker {
                     .await
                     .map_err(refused)?;
                 match answer.body {
+                    // Not (or no longer) the controller: no epoch to vouch
+                    // for the answer.
+                    Answer::AlterPartition(response)
+                        if response.error == ErrorCode::NotController =>
+                    {
+                        Err(refused(ErrorCode::NotController))
+                    }
                     Answer::AlterPartition(response) => Ok(ok(
                         header,
                         &Fenced {

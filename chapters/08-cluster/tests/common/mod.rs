@@ -68,6 +68,7 @@ fn config(id: BrokerId, coordinator: &[SocketAddr]) -> ClusterBrokerConfig {
             ..NodeConfig::default()
         },
         coordinator: coordinator.to_vec(),
+        advertised: None,
     }
 }
 
