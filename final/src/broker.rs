@@ -64,6 +64,13 @@ pub(crate) struct BrokerArgs {
     /// partition's ISR is smaller [default: 1].
     #[arg(long)]
     min_insync_replicas: Option<usize>,
+    /// `default.replication.factor`: a topic created without a
+    /// replication factor (`kfs topics create` without
+    /// `--replication-factor`) is replicated this many times, through the
+    /// controller. Without it, such a topic lives on this broker alone, as
+    /// in chapters 4 and 5.
+    #[arg(long, value_name = "N")]
+    default_replication_factor: Option<u32>,
     /// `zookeeper.session.timeout.ms`: how long after its last word a
     /// broker is taken for dead [default: 6000; Kafka's is 18000].
     #[arg(long, value_name = "MS")]
@@ -81,6 +88,7 @@ struct Settings {
     advertise: Option<SocketAddr>,
     data_dir: PathBuf,
     min_insync_replicas: usize,
+    default_replication_factor: Option<u32>,
     session_timeout_ms: u64,
     unclean_leader_election: bool,
 }
@@ -117,6 +125,9 @@ impl Settings {
                 .min_insync_replicas
                 .or(file.min_insync_replicas)
                 .unwrap_or(1),
+            default_replication_factor: args
+                .default_replication_factor
+                .or(file.default_replication_factor),
             session_timeout_ms,
             unclean_leader_election: file.unclean_leader_election.unwrap_or(false),
         })
@@ -127,6 +138,7 @@ impl Settings {
         // Chapter 6's `controller` address is not used: it is elected.
         let mut replication = ReplicationConfig::new(self.id, "");
         replication.manager.replica.min_insync_replicas = self.min_insync_replicas;
+        replication.default_replication_factor = self.default_replication_factor;
         // A heartbeat is also how a broker learns that it leads now: KRaft
         // pushes that through its metadata log at once, and a ZooKeeper-era
         // controller sent LeaderAndIsr. Kafka's 2 s interval would add up

@@ -350,17 +350,21 @@ pub(crate) fn client_config() -> ClusterConfig {
 }
 
 /// The cluster as its controller has it stored, asked of the bootstrap
-/// brokers in turn; a cluster still electing its controller is asked
-/// again for up to 10 s.
+/// brokers in turn. A cluster still electing its controller
+/// (`NOT_CONTROLLER`) is asked again for up to 10 s; a broker that cannot
+/// be reached is an error at once.
 pub(crate) async fn describe(bootstrap: &Bootstrap) -> Result<ClusterDescription> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         match service::describe_cluster(&bootstrap.servers(), REQUEST_TIMEOUT).await {
             Ok(description) => return Ok(description),
-            Err(e) if tokio::time::Instant::now() > deadline => {
-                return Err(format!("cannot describe the cluster: {e}").into());
+            Err(e)
+                if e.code() == Some(ErrorCode::NotController)
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => return Err(format!("cannot describe the cluster: {e}").into()),
         }
     }
 }

@@ -13,14 +13,12 @@ use ch04_network::{
     Producer, ProducerConfig, SeekTo,
 };
 use ch05_consumer_groups::consumer::{GroupConsumer, GroupConsumerConfig};
-use ch06_replication::protocol::Acks;
 use clap::Args;
 use clap::builder::NonEmptyStringValueParser;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
 
-use crate::replicated::{Reader, Writer};
-use crate::{Bootstrap, REQUEST_TIMEOUT, Result, cluster, signal};
+use crate::{Bootstrap, MAX_BLOCK, REQUEST_TIMEOUT, Result, cluster, signal};
 
 /// Sent records whose answer `kfs produce` has not checked yet, at most.
 /// Past this it waits for the oldest, so a long input does not pile up
@@ -36,7 +34,8 @@ pub(crate) struct ProduceArgs {
     /// (Kafka's parse.key=true with key.separator).
     #[arg(long, value_name = "SEP", value_parser = NonEmptyStringValueParser::new())]
     key_separator: Option<String>,
-    /// 0: do not wait for the broker; 1: wait until it has appended.
+    /// 0: do not wait for the broker; 1: wait until it has appended; all:
+    /// wait until every in-sync replica has it (a replicated topic's).
     #[arg(long, default_value = "1", value_parser = acks)]
     acks: i8,
     #[command(flatten)]
@@ -94,9 +93,8 @@ fn start_offset(text: &str) -> std::result::Result<SeekTo, String> {
     }
 }
 
-/// Sends every line of standard input, then waits until each is stored.
 /// Parses `--acks`: 0, 1, or all (also -1, its number on the wire).
-fn acks(text: &str) -> std::result::Result<i8, String> {
+pub(crate) fn acks(text: &str) -> std::result::Result<i8, String> {
     match text {
         "0" => Ok(0),
         "1" => Ok(1),
@@ -105,29 +103,26 @@ fn acks(text: &str) -> std::result::Result<i8, String> {
     }
 }
 
-/// How many partitions `topic` has if it is a replicated topic (one the
-/// controller knows); `None` for a topic of one broker, or if the cluster
-/// cannot be asked (the usual path then says why).
-async fn replicated_partitions(bootstrap: &Bootstrap, topic: &str) -> Option<u32> {
-    let cluster = cluster::describe(bootstrap).await.ok()?;
-    let partitions = cluster
-        .partitions
-        .iter()
-        .filter(|(tp, _)| tp.topic == topic);
-    let count = partitions.count() as u32;
-    (count > 0).then_some(count)
+/// Whether `topic` is a replicated topic (one the controller knows);
+/// `false` for a topic of one broker, or if the cluster cannot be asked
+/// (the usual path then says why).
+async fn is_replicated(bootstrap: &Bootstrap, topic: &str) -> bool {
+    cluster::describe(bootstrap)
+        .await
+        .is_ok_and(|cluster| cluster.partitions.iter().any(|(tp, _)| tp.topic == topic))
 }
 
+/// Sends every line of standard input, each to its partition's leader,
+/// then waits until each is acknowledged: any record that is not makes
+/// `kfs produce` fail.
 pub(crate) async fn produce(args: ProduceArgs) -> Result<()> {
-    if let Some(partitions) = replicated_partitions(&args.bootstrap, &args.topic).await {
-        return produce_replicated(&args, partitions).await;
-    }
     let config = ProducerConfig {
         acks: args.acks,
         request_timeout: REQUEST_TIMEOUT,
+        max_block: MAX_BLOCK,
         ..ProducerConfig::default()
     };
-    let producer = Producer::connect(&args.bootstrap.server().await?, config).await?;
+    let producer = Producer::connect(&args.bootstrap.bootstrap_server, config).await?;
     let mut unchecked = VecDeque::new();
     let sent = send_lines(&args, &producer, &mut unchecked).await;
     // Whatever stopped the input, the lines before it are delivered (or
@@ -155,40 +150,6 @@ fn record_of(args: &ProduceArgs, mut line: Vec<u8>, number: u64) -> Result<Recor
             }
         },
     })
-}
-
-/// How long a replicated topic's records wait for more before they are
-/// sent (the producer's `linger.ms`), so that typed lines go at once and
-/// piped ones in batches.
-const LINGER: Duration = Duration::from_millis(20);
-
-/// `kfs produce` to a replicated topic: each batch to its partition's
-/// leader, acknowledged as `--acks` says; any record not acknowledged is
-/// an error.
-async fn produce_replicated(args: &ProduceArgs, partitions: u32) -> Result<()> {
-    let acks = Acks::from_i8(args.acks).expect("--acks is 0, 1 or -1");
-    if acks == Acks::None {
-        return Err("--acks 0 is not supported on a replicated topic: use 1 or all".into());
-    }
-    let mut writer = Writer::new(&args.bootstrap, &args.topic, partitions, acks);
-    // Lines are bytes: a value need not be UTF-8.
-    let mut lines = BufReader::new(tokio::io::stdin()).split(b'\n');
-    let mut number = 0;
-    loop {
-        // `next_segment` is cancel-safe: a line cut by the timeout is kept
-        // and finished by the next call.
-        let line = match tokio::time::timeout(LINGER, lines.next_segment()).await {
-            Ok(line) => line?,
-            Err(_) => {
-                writer.flush().await?;
-                continue;
-            }
-        };
-        let Some(line) = line else { break };
-        number += 1;
-        writer.send(record_of(args, line, number)?).await?;
-    }
-    writer.flush().await
 }
 
 async fn send_lines(
@@ -228,7 +189,6 @@ const COMMIT_INTERVAL: Duration = Duration::from_secs(5);
 enum Source {
     Assigned(Box<Consumer>),
     Group(Box<Member>),
-    Replicated(Box<Reader>),
 }
 
 /// A group member that commits exactly what it printed: the offset after
@@ -269,7 +229,6 @@ impl Source {
     ) -> std::result::Result<Vec<ConsumerRecord>, ClientError> {
         match self {
             Source::Assigned(consumer) => consumer.poll(wait).await,
-            Source::Replicated(reader) => reader.poll(wait).await,
             Source::Group(member) => {
                 if member.last_commit.elapsed() >= COMMIT_INTERVAL
                     && let Err(e) = member.commit().await
@@ -297,7 +256,7 @@ impl Source {
     /// A group member commits what it printed and leaves the group.
     async fn close(self) -> std::result::Result<(), ClientError> {
         match self {
-            Source::Assigned(_) | Source::Replicated(_) => Ok(()),
+            Source::Assigned(_) => Ok(()),
             Source::Group(mut member) => {
                 member.commit().await?;
                 member.consumer.close().await
@@ -318,43 +277,34 @@ pub(crate) async fn consume(args: ConsumeArgs) -> Result<()> {
         request_timeout: REQUEST_TIMEOUT,
         ..ConsumerConfig::default()
     };
-    let replicated = replicated_partitions(&args.bootstrap, &args.topic).await;
-    let addr = &args.bootstrap.server().await?;
-    let mut source = match (&args.group, replicated) {
-        (Some(_), Some(_)) => {
-            return Err(format!(
-                "{} is a replicated topic: consumer groups on replicated topics are not built yet; read it without --group",
-                args.topic
-            )
-            .into());
-        }
-        (None, Some(count)) => {
-            let partitions = partitions_asked(&args, count)?;
-            let start = start_of(&args);
-            let reader = Reader::new(&args.bootstrap, &args.topic, &partitions, start).await?;
-            Source::Replicated(Box::new(reader))
-        }
-        (group, None) => match group {
-            Some(group) => {
-                let mut group_config = GroupConsumerConfig::new(group.clone());
-                group_config.client_id = "kfs-consume".into();
-                group_config.enable_auto_commit = false;
-                group_config.consumer = config;
-                let mut consumer = GroupConsumer::connect(addr, group_config).await?;
-                // A missing topic is an error now, not an empty assignment.
-                Admin::connect(addr, REQUEST_TIMEOUT)
-                    .await?
-                    .describe_topic(&args.topic)
-                    .await?;
-                consumer.subscribe([args.topic.clone()]);
-                Source::Group(Box::new(Member {
-                    consumer,
-                    printed: BTreeMap::new(),
-                    last_commit: Instant::now(),
-                }))
+    let mut source = match &args.group {
+        Some(group) => {
+            if is_replicated(&args.bootstrap, &args.topic).await {
+                return Err(format!(
+                    "{} is a replicated topic: consumer groups on replicated topics are not built yet; read it without --group",
+                    args.topic
+                )
+                .into());
             }
-            None => Source::Assigned(Box::new(assign(&args, config).await?)),
-        },
+            let addr = &args.bootstrap.server().await?;
+            let mut group_config = GroupConsumerConfig::new(group.clone());
+            group_config.client_id = "kfs-consume".into();
+            group_config.enable_auto_commit = false;
+            group_config.consumer = config;
+            let mut consumer = GroupConsumer::connect(addr, group_config).await?;
+            // A missing topic is an error now, not an empty assignment.
+            Admin::connect(addr, REQUEST_TIMEOUT)
+                .await?
+                .describe_topic(&args.topic)
+                .await?;
+            consumer.subscribe([args.topic.clone()]);
+            Source::Group(Box::new(Member {
+                consumer,
+                printed: BTreeMap::new(),
+                last_commit: Instant::now(),
+            }))
+        }
+        None => Source::Assigned(Box::new(assign(&args, config).await?)),
     };
 
     // Ctrl-C or SIGTERM: stop reading, commit what was printed, leave.
@@ -407,7 +357,7 @@ pub(crate) async fn consume(args: ConsumeArgs) -> Result<()> {
 /// A consumer of the partitions asked for (all by default), each at the
 /// offset asked for.
 async fn assign(args: &ConsumeArgs, config: ConsumerConfig) -> Result<Consumer> {
-    let mut consumer = Consumer::connect(&args.bootstrap.server().await?, config).await?;
+    let mut consumer = Consumer::connect(&args.bootstrap.bootstrap_server, config).await?;
     let count = consumer.partitions_for(&args.topic).await?;
     let partitions = partitions_asked(args, count)?;
     let tps: Vec<TopicPartition> = partitions

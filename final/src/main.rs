@@ -18,8 +18,9 @@
 //!
 //! `kfs broker` runs chapter 8's broker, a member of a cluster (of one,
 //! with an embedded coordinator, unless given the coordinator servers);
-//! the clients are chapter 4's and 5's, and chapter 6's leader-following
-//! client for replicated topics.
+//! the clients are chapter 4's and 5's (chapter 4's producer and
+//! consumer send each partition's requests to its leader, so they follow
+//! a replicated topic's leaders as they move).
 //!
 //! # Layout
 //!
@@ -29,8 +30,6 @@
 //! - `properties.rs`: `kfs broker --config`, Kafka's `server.properties`.
 //! - `cluster.rs`: `kfs cluster up`, `status` and `elect-leaders`, and the
 //!   other tools' calls to the controller (`DescribeCluster`).
-//! - `replicated.rs`: `kfs produce` and `kfs consume` on a replicated
-//!   topic, following its partitions' leaders.
 //! - `topics.rs`: `kfs topics`.
 //! - `console.rs`: `kfs produce` and `kfs consume`, lines in and out.
 //! - `groups.rs`: `kfs groups`, members, committed offsets and lag.
@@ -46,7 +45,6 @@ mod console;
 mod groups;
 mod perf;
 mod properties;
-mod replicated;
 mod signal;
 mod topics;
 mod zk;
@@ -97,6 +95,11 @@ enum Command {
 /// How long a client waits for the broker's answer (`request.timeout.ms`).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a producer waits for a topic to appear in metadata
+/// (`max.block.ms`): Kafka's 60 s is long for a command line, and a new
+/// topic reaches every broker within a heartbeat.
+const MAX_BLOCK: Duration = Duration::from_secs(5);
+
 /// The flag every client subcommand takes, as Kafka's tools do.
 #[derive(Debug, Args)]
 struct Bootstrap {
@@ -109,8 +112,7 @@ struct Bootstrap {
 impl Bootstrap {
     /// Every address given.
     fn servers(&self) -> Vec<String> {
-        let listed = self.bootstrap_server.split(',').map(str::trim);
-        listed.filter(|s| !s.is_empty()).map(String::from).collect()
+        ch04_network::leaders::bootstrap_servers(&self.bootstrap_server)
     }
 
     /// The first address given that accepts a connection (the only one,

@@ -15,7 +15,7 @@ use ch04_network::{Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConf
 use clap::{Args, Subcommand};
 use tokio::time::Instant;
 
-use crate::{Bootstrap, REQUEST_TIMEOUT, Result};
+use crate::{Bootstrap, MAX_BLOCK, REQUEST_TIMEOUT, Result, console};
 
 /// `kfs perf`'s subcommands.
 #[derive(Debug, Subcommand)]
@@ -46,10 +46,10 @@ pub(crate) struct ProducePerfArgs {
     #[arg(long, default_value_t = -1, allow_negative_numbers = true, value_parser = rate)]
     throughput: i64,
     /// 0: do not wait for the broker; 1: wait until it has appended;
-    /// -1 (`all`): wait until every in-sync replica has it (chapter 6's
-    /// replicated broker; a broker without replicas treats it as 1).
-    #[arg(long, default_value_t = 1, allow_negative_numbers = true,
-          value_parser = clap::value_parser!(i8).range(-1..=1))]
+    /// all (or -1): wait until every in-sync replica has it (a replicated
+    /// topic's; a topic of one broker treats it as 1).
+    #[arg(long, default_value = "1", allow_negative_numbers = true,
+          value_parser = console::acks)]
     acks: i8,
     /// The producer's batch.size, in bytes.
     #[arg(long, default_value_t = 16 * 1024)]
@@ -171,9 +171,10 @@ async fn produce(args: ProducePerfArgs) -> Result<()> {
         linger: Duration::from_millis(args.linger_ms),
         max_in_flight: usize::from(args.max_in_flight),
         request_timeout: REQUEST_TIMEOUT,
+        max_block: MAX_BLOCK,
         ..ProducerConfig::default()
     };
-    let producer = Producer::connect(&args.bootstrap.server().await?, config).await?;
+    let producer = Producer::connect(&args.bootstrap.bootstrap_server, config).await?;
     // Random capital letters, as Kafka's tool sends: not all zeros, which
     // would flatter any layer that compresses.
     let payload: Vec<u8> = (0..args.record_size)
@@ -329,7 +330,7 @@ async fn consume(args: ConsumePerfArgs) -> Result<()> {
         request_timeout: REQUEST_TIMEOUT,
         ..ConsumerConfig::default()
     };
-    let mut consumer = Consumer::connect(&args.bootstrap.server().await?, config).await?;
+    let mut consumer = Consumer::connect(&args.bootstrap.bootstrap_server, config).await?;
     let partitions = consumer.partitions_for(&args.topic).await?;
     let tps: Vec<TopicPartition> = (0..partitions)
         .map(|p| TopicPartition::new(args.topic.clone(), p))

@@ -34,6 +34,8 @@ pub(crate) struct Properties {
     pub(crate) session_timeout_ms: Option<u64>,
     /// `min.insync.replicas`.
     pub(crate) min_insync_replicas: Option<usize>,
+    /// `default.replication.factor`.
+    pub(crate) default_replication_factor: Option<u32>,
     /// `unclean.leader.election.enable`.
     pub(crate) unclean_leader_election: Option<bool>,
     /// Keys that were ignored, for a warning.
@@ -100,6 +102,10 @@ pub(crate) fn parse(text: &str) -> Result<Properties, String> {
             "min.insync.replicas" => {
                 properties.min_insync_replicas = Some(value.parse().map_err(|_| bad("a number"))?);
             }
+            "default.replication.factor" => {
+                properties.default_replication_factor =
+                    Some(value.parse().map_err(|_| bad("a number"))?);
+            }
             "unclean.leader.election.enable" => {
                 properties.unclean_leader_election =
                     Some(value.parse().map_err(|_| bad("true or false"))?);
@@ -120,7 +126,7 @@ mod tests {
                     advertised.listeners=PLAINTEXT://127.0.0.1:19093\n\
                     log.dirs=/tmp/kfs-2\nzookeeper.connect=127.0.0.1:2181,127.0.0.1:2182\n\
                     zookeeper.session.timeout.ms = 6000\nmin.insync.replicas=2\n\
-                    unclean.leader.election.enable=false\n\
+                    default.replication.factor=3\nunclean.leader.election.enable=false\n\
                     num.network.threads=3\n";
         let properties = parse(text).unwrap();
         assert_eq!(
@@ -133,6 +139,7 @@ mod tests {
                 coordinator: Some("127.0.0.1:2181,127.0.0.1:2182".into()),
                 session_timeout_ms: Some(6000),
                 min_insync_replicas: Some(2),
+                default_replication_factor: Some(3),
                 unclean_leader_election: Some(false),
                 unknown: vec!["num.network.threads".into()],
             }

@@ -25,11 +25,17 @@
 //! - [`client`]: [`Client`], one connection shared by many tasks, matching
 //!   responses to calls by correlation id, and made again after a backoff
 //!   when it breaks ([`ClientConfig`]).
+//! - [`leaders`]: [`Leaders`], where each partition's leader is (from
+//!   Metadata, asked again when an answer says a leader moved) and a
+//!   connection per broker. One broker leads everything here; from
+//!   chapter 6 on leaders move, and the clients follow.
 //! - [`producer`]: [`Producer`], batching by `batch.size` and `linger.ms`
 //!   with chapter 3's accumulator, at most one batch per partition per
-//!   request, `acks`, retries of whole batches, delivery futures.
-//! - [`consumer`]: [`Consumer`], assign, seek, poll (which rides out a
-//!   broken connection), `auto.offset.reset`.
+//!   request, a request per leader, `acks`, retries of whole batches,
+//!   delivery futures.
+//! - [`consumer`]: [`Consumer`], assign, seek, poll (a fetch per leader;
+//!   it rides out a broken connection or a leader move),
+//!   `auto.offset.reset`.
 //! - [`admin`]: [`Admin`], create, delete, list and describe topics.
 //!
 //! ## How this differs from real Kafka
@@ -45,9 +51,10 @@
 //!   flight a retry can reorder batches of one partition. Kafka's
 //!   idempotent producer (`enable.idempotence`, the default since 3.0)
 //!   prevents both.
-//! - **One broker, one connection per client**: a client reconnects to the
-//!   same address. Kafka's clients keep a connection per broker and look
-//!   the partition's new leader up in fresh metadata (chapter 8).
+//! - **Metadata is asked again only when told**: an answer that says a
+//!   leader moved, or a call without an answer. Kafka's clients also ask
+//!   every `metadata.max.age.ms` (5 minutes), and send the leader epoch in
+//!   each fetch (KIP-320) to notice a log truncated under them.
 //! - **Requests are read ahead.** Both serve one request per connection at
 //!   a time, in order; Kafka also stops reading the connection ("mutes"
 //!   it) until the response is sent, where this server reads up to
@@ -125,6 +132,7 @@ pub mod broker;
 pub mod client;
 pub mod consumer;
 pub mod error;
+pub mod leaders;
 pub mod producer;
 pub mod protocol;
 pub mod server;
@@ -134,5 +142,6 @@ pub use broker::{Broker, BrokerConfig};
 pub use client::{Client, ClientConfig};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, SeekTo};
 pub use error::{ClientError, ErrorCode};
+pub use leaders::Leaders;
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, RecordMetadata};
 pub use server::{Handled, Server, ServerConfig, Service};

@@ -26,8 +26,9 @@ use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::client::{Client, ClientConfig};
+use crate::client::ClientConfig;
 use crate::error::{ClientError, ErrorCode};
+use crate::leaders::{Leaders, bootstrap_servers, moves_leader};
 use crate::protocol::{ApiKey, ProducePartition, ProduceRequest, ProduceResponse, ProduceTopic};
 
 /// How a producer behaves, by Kafka's names.
@@ -60,6 +61,10 @@ pub struct ProducerConfig {
     /// Records that may be queued or in flight, not yet answered, before
     /// `send` waits for room (the role of Kafka's `buffer.memory`).
     pub max_queued: usize,
+    /// `max.block.ms`: how long `send` waits for a topic to appear in
+    /// metadata (a topic just created may not have reached every broker
+    /// yet) before it fails with `UNKNOWN_TOPIC_OR_PARTITION`.
+    pub max_block: Duration,
     /// `max.in.flight.requests.per.connection`: produce requests sent and
     /// not yet answered. More keeps the connection busy; as in Kafka
     /// without idempotence, more than 1 lets a retried batch land after
@@ -92,6 +97,7 @@ impl Default for ProducerConfig {
             reconnect_backoff: ClientConfig::default().reconnect_backoff,
             reconnect_backoff_max: ClientConfig::default().reconnect_backoff_max,
             max_queued: 64 * 1024,
+            max_block: Duration::from_secs(60),
             max_in_flight: 5,
         }
     }
@@ -158,13 +164,12 @@ struct Shared {
 
 struct State {
     accumulator: Accumulator<DefaultPartitioner>,
-    /// Each topic's partition count. (`BTreeMap`s keyed by topic name: for
-    /// the few topics a producer writes to, comparing names beats hashing
-    /// them, and a `&str` finds an entry without allocating.)
-    partition_counts: BTreeMap<String, u32>,
     /// The deliveries of the records in each partition's open batch, in
     /// order, by topic and partition: the accumulator keeps records in
     /// order, so the first n deliveries belong to a batch of n records.
+    /// (`BTreeMap`s keyed by topic name: for the few topics a producer
+    /// writes to, comparing names beats hashing them, and a `&str` finds
+    /// an entry without allocating.)
     waiting: BTreeMap<String, Vec<VecDeque<Delivery>>>,
     /// Closed batches, with their deliveries, for the sender task to send:
     /// per partition, in the order they were closed (Kafka's
@@ -242,20 +247,27 @@ impl State {
 /// An asynchronous, batching producer.
 pub struct Producer {
     shared: Arc<Shared>,
-    client: Arc<Client>,
+    /// Where each partition's leader is: where its batches go.
+    leaders: Arc<Leaders>,
+    /// `max.block.ms` and `retry.backoff.ms`, for the wait for metadata.
+    max_block: Duration,
+    retry_backoff: Duration,
     /// Asks the sender task to flush; the answer comes when all is sent.
     flushes: mpsc::Sender<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Producer {
-    /// Connects to the broker at `bootstrap` (`host:port`).
+    /// Connects to the brokers at `bootstrap` (`host:port`, or a comma
+    /// separated list of them: Kafka's `bootstrap.servers`), asking one of
+    /// them for metadata now, so that no broker to reach is an error at
+    /// once. Each partition's batches then go to its leader.
     pub async fn connect(bootstrap: &str, config: ProducerConfig) -> Result<Producer, ClientError> {
-        let client = Arc::new(Client::connect_with(bootstrap, config.client()).await?);
+        let leaders = Arc::new(Leaders::new(bootstrap_servers(bootstrap), config.client()));
+        leaders.refresh(None).await?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 accumulator: Accumulator::new(config.batch_size, DefaultPartitioner::new()),
-                partition_counts: BTreeMap::new(),
                 waiting: BTreeMap::new(),
                 ready: BTreeMap::new(),
                 next_seq: 0,
@@ -265,16 +277,19 @@ impl Producer {
             room: Semaphore::new(config.max_queued.max(1)),
         });
         let (flushes, flush_requests) = mpsc::channel(16);
+        let (max_block, retry_backoff) = (config.max_block, config.retry_backoff);
         let sender = Sender {
             shared: shared.clone(),
-            client: client.clone(),
+            leaders: leaders.clone(),
             config,
             in_flight: JoinSet::new(),
         };
         let task = tokio::spawn(sender.run(flush_requests));
         Ok(Producer {
             shared,
-            client,
+            leaders,
+            max_block,
+            retry_backoff,
             flushes,
             task,
         })
@@ -358,22 +373,18 @@ impl Producer {
     }
     // ANCHOR_END: enqueue
 
-    /// The topic's partition count, asking the broker the first time.
+    /// The topic's partition count, from metadata, waiting up to
+    /// `max.block.ms` for the topic to be there.
     async fn partition_count(&self, topic: &str) -> Result<u32, ClientError> {
-        if let Some(&n) = self
-            .shared
-            .state
-            .lock()
-            .unwrap()
-            .partition_counts
-            .get(topic)
-        {
-            return Ok(n);
+        let deadline = Instant::now() + self.max_block;
+        loop {
+            match self.leaders.partition_count(topic).await {
+                Err(e) if e.is_retriable() && Instant::now() + self.retry_backoff < deadline => {
+                    tokio::time::sleep(self.retry_backoff).await;
+                }
+                counted => return counted,
+            }
         }
-        let n = self.client.topic_metadata(topic).await?.partitions.len() as u32;
-        let mut state = self.shared.state.lock().unwrap();
-        state.partition_counts.insert(topic.to_string(), n);
-        Ok(n)
     }
 
     /// Sends every queued record now and waits until each has its answer.
@@ -398,7 +409,7 @@ impl Producer {
 /// lingered.
 struct Sender {
     shared: Arc<Shared>,
-    client: Arc<Client>,
+    leaders: Arc<Leaders>,
     config: ProducerConfig,
     in_flight: JoinSet<()>,
 }
@@ -478,12 +489,12 @@ impl Sender {
     /// later batch could be stored before its earlier one.
     async fn dispatch(&mut self, batches: Vec<Pending>) {
         let records: usize = batches.iter().map(|b| b.deliveries.len()).sum();
-        let client = self.client.clone();
+        let leaders = self.leaders.clone();
         let config = self.config.clone();
         let shared = self.shared.clone();
         let (written, was_written) = oneshot::channel();
         self.in_flight.spawn(async move {
-            produce(client, config, batches, written).await;
+            produce(leaders, config, batches, written).await;
             // Answered: room for as many new records.
             shared.room.add_permits(records);
         });
@@ -561,102 +572,85 @@ fn request_of(acks: i8, batches: &mut [Pending]) -> (ProduceRequest, Vec<(usize,
 
 // ANCHOR: produce
 /// Sends one request's batches (one per partition) until each has an
-/// answer: success, an error that will not pass, or no retries left. A
-/// batch to retry goes again whole, with the others of this request that
-/// failed, and nothing else: so with `max_in_flight` 1, nothing of its
-/// partition can overtake it. `written` hears once the first attempt is
-/// written (or failed to be), so the sender can write the next request.
+/// answer: success, an error that will not pass, or no retries left. Each
+/// attempt looks every batch's leader up and writes one request to each
+/// leader. A batch to retry goes again whole, with the others of this
+/// request that failed, and nothing else: so with `max_in_flight` 1,
+/// nothing of its partition can overtake it. `written` hears once the
+/// first attempt is written (or failed to be), so the sender can write
+/// the next request.
 async fn produce(
-    client: Arc<Client>,
+    leaders: Arc<Leaders>,
     config: ProducerConfig,
     mut batches: Vec<Pending>,
     written: oneshot::Sender<()>,
 ) {
-    // exercise-hole: produce | Loop: build the request (`request_of`) and write it, its batches spliced (`client.write_request` with the batches' bytes as `large`; with acks 0, `client.send` and resolve every batch with `None`). Once the first attempt is written, tell `written`; then wait for the answer (`Answer::response`). Take each batch's bytes back from the request. Then per batch, by its partition's answer: resolve it with `base_offset` on success; keep it for a retry on a retriable code, or on a retriable client error, while `may_retry`; otherwise resolve it with the error. If any are kept, sleep `retry_backoff` and send those again, whole.
-    // exercise-hint: A request holds one batch per partition, so the answer's `(topic, partition)` entries map one to one onto batches: collect them in a map keyed by `TopicPartition` and look each batch up. `ErrorCode::is_retriable` and `ClientError::is_retriable` say what may pass; a broken connection or a timeout may or may not have stored the batch, and resending is the only way to be sure (at least once).
-    // exercise-hint: The loop keeps `attempt` and `batches`; each round ends with `if retry.is_empty() { return; } batches = retry; attempt += 1; tokio::time::sleep(config.retry_backoff).await;`. Keep `written` as an `Option` and tell it once: `if let Some(w) = written.take() { let _ = w.send(()); }`. Resolve failures with `b.resolve(Err(e.duplicate()))` (a `ClientError` is not `Clone`) and successes with `b.resolve(Ok(Some(base)))`.
     let mut attempt = 0;
     let mut written = Some(written);
     loop {
-        let (mut request, places) = request_of(config.acks, &mut batches);
-        // The batches go out from where they are, not copied into a frame.
-        let large: Vec<&[u8]> = request
-            .topics
-            .iter()
-            .flat_map(|t| &t.partitions)
-            .map(|p| p.batch.as_slice())
-            .collect();
-        if config.acks == 0 {
-            let sent = client.send(ApiKey::Produce, &request, &large).await;
-            for b in batches {
-                b.resolve(sent.as_ref().map(|()| None).map_err(|e| e.duplicate()));
+        let mut retry = Vec::new();
+        let mut groups: BTreeMap<String, Vec<Pending>> = BTreeMap::new();
+        for b in batches {
+            match leaders.leader(&b.tp).await {
+                Ok((_, addr)) => groups.entry(addr).or_default().push(b),
+                Err(e) => settle(vec![b], Err(e), attempt, &config, &leaders, &mut retry),
             }
-            return;
         }
-        let answer = client
-            .write_request(ApiKey::Produce, &request, &large)
-            .await;
+        // One request per leader, all written before the sender may write
+        // its next one. Clients, requests and batches are kept apart: an
+        // answer borrows its client, a request must take its batches'
+        // bytes back before every answer is read, and a batch (with its
+        // callbacks) may not be borrowed across an `.await`.
+        let mut clients = Vec::with_capacity(groups.len());
+        let mut requests = Vec::with_capacity(groups.len());
+        let mut pending = Vec::with_capacity(groups.len());
+        for (addr, mut group) in groups {
+            clients.push(leaders.client(&addr).await);
+            let (request, places) = request_of(config.acks, &mut group);
+            requests.push((addr, request, places));
+            pending.push(group);
+        }
+        let mut answers = Vec::with_capacity(requests.len());
+        for (client, (_, request, _)) in clients.iter().zip(&requests) {
+            // The batches go out from where they are, not copied into a frame.
+            let large: Vec<&[u8]> = request
+                .topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .map(|p| p.batch.as_slice())
+                .collect();
+            let answer = match client {
+                Ok(client) if config.acks == 0 => client
+                    .send(ApiKey::Produce, request, &large)
+                    .await
+                    .map(|()| None),
+                Ok(client) => client
+                    .write_request(ApiKey::Produce, request, &large)
+                    .await
+                    .map(Some),
+                Err(e) => Err(e.duplicate()),
+            };
+            answers.push(answer);
+        }
         // Written, or it failed: the sender may write its next request.
         // (Only the first attempt holds it up: a retry goes when it goes.)
         if let Some(written) = written.take() {
             let _ = written.send(());
         }
-        let answer = match answer {
-            Ok(answer) => answer.response::<ProduceResponse>().await,
-            Err(e) => Err(e),
-        };
-        // Each batch takes its bytes back, in case it is retried.
-        for (b, &(t, p)) in batches.iter_mut().zip(&places) {
-            b.bytes = std::mem::take(&mut request.topics[t].partitions[p].batch);
-        }
-        let mut retry = Vec::new();
-        match answer {
-            Ok(response) => {
-                // One batch per partition: an answer per partition is an
-                // answer per batch.
-                let mut results: BTreeMap<TopicPartition, (ErrorCode, u64)> = BTreeMap::new();
-                for (topic, partitions) in response.topics {
-                    for p in partitions {
-                        let tp = TopicPartition::new(topic.clone(), p.partition);
-                        results.insert(tp, (p.error, p.base_offset));
-                    }
-                }
-                for b in batches {
-                    match results.remove(&b.tp) {
-                        Some((ErrorCode::None, base)) => b.resolve(Ok(Some(base))),
-                        Some((code, _)) if code.is_retriable() && b.may_retry(attempt, &config) => {
-                            retry.push(b)
-                        }
-                        Some((code, _)) => {
-                            let message = b.tp.to_string();
-                            b.resolve(Err(ClientError::Broker { code, message }));
-                        }
-                        None => {
-                            let message = format!("no answer for {}", b.tp);
-                            b.resolve(Err(ClientError::Protocol(message)));
-                        }
-                    }
-                }
+        let sent = answers.into_iter().zip(requests).zip(pending);
+        for ((answer, (addr, mut request, places)), mut group) in sent {
+            let answer = match answer {
+                Ok(Some(answer)) => answer.response::<ProduceResponse>().await.map(Some),
+                // acks=0: no answer, and no offsets.
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            };
+            leaders.answered(&addr, &answer);
+            // Each batch takes its bytes back, in case it is retried.
+            for (b, &(t, p)) in group.iter_mut().zip(&places) {
+                b.bytes = std::mem::take(&mut request.topics[t].partitions[p].batch);
             }
-            // The connection broke (the client connects again on the next
-            // call) or the call timed out: the broker may or may not have
-            // stored the batches, and sending them again is the only way
-            // to be sure it has. At least once: maybe twice.
-            Err(e) if e.is_retriable() => {
-                tracing::debug!(error = %e, attempt, "produce failed; retrying");
-                for b in batches {
-                    if b.may_retry(attempt, &config) {
-                        retry.push(b);
-                    } else {
-                        b.resolve(Err(e.duplicate()));
-                    }
-                }
-            }
-            Err(e) => {
-                for b in batches {
-                    b.resolve(Err(e.duplicate()));
-                }
-            }
+            settle(group, answer, attempt, &config, &leaders, &mut retry);
         }
         if retry.is_empty() {
             return;
@@ -665,9 +659,88 @@ async fn produce(
         attempt += 1;
         tokio::time::sleep(config.retry_backoff).await;
     }
-    // exercise-end
 }
 // ANCHOR_END: produce
+
+// ANCHOR: settle
+/// Resolves each batch of one request by its partition's answer (`None`
+/// with `acks` 0: stored, offset unknown), or keeps it in `retry` when it
+/// failed for a reason that may pass and it may still be retried. An
+/// answer that says the leader moved makes the next attempt ask for
+/// metadata first.
+fn settle(
+    batches: Vec<Pending>,
+    answer: Result<Option<ProduceResponse>, ClientError>,
+    attempt: u32,
+    config: &ProducerConfig,
+    leaders: &Leaders,
+    retry: &mut Vec<Pending>,
+) {
+    // exercise-hole: settle | On `Ok(None)` (acks 0) resolve every batch with `Ok(None)`. On `Ok(Some(response))`, per batch by its partition's answer: resolve it with its `base_offset` on success; on a retriable code, keep it in `retry` while `may_retry` (and if the code `moves_leader`, call `leaders.forget()` so the next attempt asks where the leader is now); otherwise resolve it with the error. On a retriable client error keep every batch that `may_retry`; on any other error, resolve them all with it.
+    // exercise-hint: A request holds one batch per partition, so the answer's `(topic, partition)` entries map one to one onto batches: collect them in a map keyed by `TopicPartition` and look each batch up. `ErrorCode::is_retriable` and `ClientError::is_retriable` say what may pass; a broken connection or a timeout may or may not have stored the batch, and resending is the only way to be sure (at least once).
+    // exercise-hint: Resolve failures with `b.resolve(Err(e.duplicate()))` (a `ClientError` is not `Clone`), successes with `b.resolve(Ok(Some(base)))`, and a code with `ClientError::Broker { code, message: b.tp.to_string() }`. An entry missing from the answer is a `ClientError::Protocol`.
+    match answer {
+        Ok(None) => {
+            for b in batches {
+                b.resolve(Ok(None));
+            }
+        }
+        Ok(Some(response)) => {
+            // One batch per partition: an answer per partition is an
+            // answer per batch.
+            let mut results: BTreeMap<TopicPartition, (ErrorCode, u64)> = BTreeMap::new();
+            for (topic, partitions) in response.topics {
+                for p in partitions {
+                    let tp = TopicPartition::new(topic.clone(), p.partition);
+                    results.insert(tp, (p.error, p.base_offset));
+                }
+            }
+            for b in batches {
+                match results.remove(&b.tp) {
+                    Some((ErrorCode::None, base)) => b.resolve(Ok(Some(base))),
+                    Some((code, _)) if code.is_retriable() && b.may_retry(attempt, config) => {
+                        if moves_leader(code) {
+                            leaders.forget();
+                        }
+                        retry.push(b)
+                    }
+                    Some((code, _)) => {
+                        let message = b.tp.to_string();
+                        b.resolve(Err(ClientError::Broker { code, message }));
+                    }
+                    None => {
+                        let message = format!("no answer for {}", b.tp);
+                        b.resolve(Err(ClientError::Protocol(message)));
+                    }
+                }
+            }
+        }
+        // The connection broke (the client connects again on the next
+        // call) or the call timed out: the broker may or may not have
+        // stored the batches, and sending them again is the only way
+        // to be sure it has. At least once: maybe twice.
+        Err(e) if e.is_retriable() => {
+            tracing::debug!(error = %e, attempt, "produce failed; retrying");
+            if e.code().is_some_and(moves_leader) {
+                leaders.forget();
+            }
+            for b in batches {
+                if b.may_retry(attempt, config) {
+                    retry.push(b);
+                } else {
+                    b.resolve(Err(e.duplicate()));
+                }
+            }
+        }
+        Err(e) => {
+            for b in batches {
+                b.resolve(Err(e.duplicate()));
+            }
+        }
+    }
+    // exercise-end
+}
+// ANCHOR_END: settle
 
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {

@@ -112,10 +112,11 @@ async fn each_delivery_reports_the_offset_of_its_own_record() {
 
 #[tokio::test]
 async fn a_batch_that_failed_with_a_retriable_error_is_resent_whole() {
-    let broker = TestBroker::start().await;
+    // The producer reaches the broker through the proxy: the broker
+    // advertises the proxy's address.
+    let (broker, proxy) = TestBroker::start_behind_proxy().await;
     let admin = Admin::connect(&broker.addr, DEADLINE).await.unwrap();
     admin.create_topic("t", 1, vec![]).await.unwrap();
-    let proxy = Proxy::start(&broker.addr).await;
     // The first produce, and the third, are answered with a retriable
     // error without reaching the broker.
     proxy.on_next(ApiKey::Produce, Action::Fail(ErrorCode::RequestTimedOut));
@@ -139,10 +140,11 @@ async fn a_batch_that_failed_with_a_retriable_error_is_resent_whole() {
 
 #[tokio::test]
 async fn a_retried_batch_waits_retry_backoff_first() {
-    let broker = TestBroker::start().await;
+    // The producer reaches the broker through the proxy: the broker
+    // advertises the proxy's address.
+    let (broker, proxy) = TestBroker::start_behind_proxy().await;
     let admin = Admin::connect(&broker.addr, DEADLINE).await.unwrap();
     admin.create_topic("t", 1, vec![]).await.unwrap();
-    let proxy = Proxy::start(&broker.addr).await;
     proxy.on_next(ApiKey::Produce, Action::Fail(ErrorCode::RequestTimedOut));
     let backoff = Duration::from_millis(500);
     let producer = Producer::connect(
@@ -169,11 +171,70 @@ async fn a_retried_batch_waits_retry_backoff_first() {
 }
 
 #[tokio::test]
-async fn a_batch_whose_answer_was_lost_is_resent_and_may_be_stored_twice() {
-    let broker = TestBroker::start().await;
+async fn a_producer_told_the_leader_moved_asks_for_metadata_and_sends_again() {
+    let (broker, proxy) = TestBroker::start_behind_proxy().await;
     let admin = Admin::connect(&broker.addr, DEADLINE).await.unwrap();
     admin.create_topic("t", 1, vec![]).await.unwrap();
-    let proxy = Proxy::start(&broker.addr).await;
+    proxy.on_next(
+        ApiKey::Produce,
+        Action::Fail(ErrorCode::NotLeaderOrFollower),
+    );
+    let producer = Producer::connect(
+        &proxy.addr,
+        ProducerConfig {
+            retry_backoff: Duration::from_millis(10),
+            ..ProducerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let asked = proxy.requests(ApiKey::Metadata);
+    let delivery = producer.send("t", Record::new("moved")).await.unwrap();
+    let metadata = tokio::time::timeout(DEADLINE, delivery)
+        .await
+        .expect("delivered in time")
+        .unwrap();
+    assert_eq!(metadata.offset, Some(0));
+    assert_eq!(proxy.requests(ApiKey::Produce), 2);
+    // Between the two attempts it asked where the leader is now.
+    assert!(proxy.requests(ApiKey::Metadata) > asked);
+    producer.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_consumer_told_the_leader_moved_asks_for_metadata_and_reads_on() {
+    let (broker, proxy) = TestBroker::start_behind_proxy().await;
+    let admin = Admin::connect(&broker.addr, DEADLINE).await.unwrap();
+    admin.create_topic("t", 1, vec![]).await.unwrap();
+    let producer = Producer::connect(&broker.addr, ProducerConfig::default())
+        .await
+        .unwrap();
+    send_all(&producer, "t", 10).await;
+    producer.close().await.unwrap();
+
+    let mut consumer = Consumer::connect(&proxy.addr, earliest()).await.unwrap();
+    consumer.assign([TopicPartition::new("t", 0)]);
+    let asked = proxy.requests(ApiKey::Metadata);
+    proxy.on_next(ApiKey::Fetch, Action::Fail(ErrorCode::NotLeaderOrFollower));
+    let mut records = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    while records.len() < 10 {
+        assert!(Instant::now() < deadline, "read {} of 10", records.len());
+        records.extend(consumer.poll(Duration::from_secs(1)).await.unwrap());
+    }
+    let values: Vec<u64> = records.iter().map(value).collect();
+    assert_eq!(values, (0..10).collect::<Vec<u64>>());
+    assert!(proxy.requests(ApiKey::Fetch) >= 2);
+    assert!(proxy.requests(ApiKey::Metadata) > asked);
+}
+
+#[tokio::test]
+async fn a_batch_whose_answer_was_lost_is_resent_and_may_be_stored_twice() {
+    // The producer reaches the broker through the proxy: the broker
+    // advertises the proxy's address.
+    let (broker, proxy) = TestBroker::start_behind_proxy().await;
+    let admin = Admin::connect(&broker.addr, DEADLINE).await.unwrap();
+    admin.create_topic("t", 1, vec![]).await.unwrap();
     // The second produce reaches the broker, but its answer never comes
     // back: the connection is cut first.
     proxy.on_next(ApiKey::Produce, Action::Forward);

@@ -42,7 +42,8 @@ use crate::replica::Millis;
 
 /// The leader id a Metadata answer gives a partition that has none
 /// (Kafka's -1): an election is under way, or no in-sync replica is alive.
-pub const NO_LEADER: u32 = u32::MAX;
+/// Chapter 4's clients know it too.
+pub use ch04_network::leaders::NO_LEADER;
 
 /// How the controller service behaves.
 #[derive(Debug, Clone)]

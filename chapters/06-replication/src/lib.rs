@@ -55,7 +55,8 @@
 //!   controller: here [`link::FixedController`], one address; chapter 8
 //!   plugs in the elected controller.
 //! - [`client`]: [`client::ClusterClient`], a small client that follows a
-//!   partition's leader, and [`client::Connections`], a client per address.
+//!   partition's leader (found by chapter 4's `Leaders`), one call at a
+//!   time, and creates replicated topics.
 //! - `src/bin/replica-node.rs`: a broker, a controller, or both, as a
 //!   process.
 //!

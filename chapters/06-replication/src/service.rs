@@ -55,7 +55,6 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::client::Connections;
 use crate::controller_service::NO_LEADER;
 use crate::disk::DiskStorage;
 use crate::link::{ControllerLink, FixedController};
@@ -67,6 +66,7 @@ use crate::protocol::{
 };
 use crate::replica::{Millis, Partition, log_error_code};
 use crate::storage::Storage;
+use ch04_network::leaders::Connections;
 
 /// The answer an `acks=all` produce waits for.
 pub type ProduceReply = Result<AppendInfo, ErrorCode>;
@@ -80,7 +80,8 @@ type Token = oneshot::Sender<ProduceReply>;
 pub struct ReplicationConfig {
     /// This broker's id (`node.id`).
     pub node_id: BrokerId,
-    /// Where the controller listens (`host:port`).
+    /// Where the controller listens (`host:port`), for [`bind`]'s fixed
+    /// controller. (Chapter 8's brokers elect theirs and leave this empty.)
     pub controller: String,
     /// The group broker inside (and chapter 4's broker inside that).
     pub groups: GroupConfig,
@@ -104,6 +105,13 @@ pub struct ReplicationConfig {
     /// How long a call to another broker or the controller waits for its
     /// answer; a replica fetch is given `replica_fetch_wait_max` on top.
     pub request_timeout: Duration,
+    /// `default.replication.factor`: when set, chapter 4's CreateTopics
+    /// (a topic asked for without a replication factor) creates a
+    /// replicated topic of this factor through the controller. When
+    /// `None`, such a topic lives on this broker alone, as in chapters 4
+    /// and 5. (In Kafka every topic is the controller's, and the default
+    /// factor is 1.)
+    pub default_replication_factor: Option<u32>,
 }
 
 impl ReplicationConfig {
@@ -119,6 +127,7 @@ impl ReplicationConfig {
             replica_fetch_backoff: Duration::from_secs(1),
             tick_interval: Duration::from_millis(100),
             request_timeout: Duration::from_secs(30),
+            default_replication_factor: None,
         }
     }
 }
@@ -649,6 +658,37 @@ impl<L: ControllerLink> ReplicatedBroker<L> {
         Some(TopicResults { topics })
     }
 
+    /// Chapter 4's CreateTopics on a broker with
+    /// `default.replication.factor`: each topic created through the
+    /// controller with that factor. Settings are refused
+    /// (`INVALID_CONFIG`): a replicated topic takes none yet.
+    async fn create_with_default_factor(
+        &self,
+        request: CreateTopicsRequest,
+        factor: u32,
+    ) -> TopicResults {
+        let mut topics = Vec::with_capacity(request.topics.len());
+        for topic in request.topics {
+            if !topic.configs.is_empty() {
+                let message = format!(
+                    "{}: a replicated topic (default.replication.factor={factor}) takes no settings yet",
+                    topic.name
+                );
+                topics.push((topic.name, ErrorCode::InvalidConfig, message));
+                continue;
+            }
+            let created = self
+                .create_topic(CreateReplicatedTopicRequest {
+                    name: topic.name.clone(),
+                    partitions: topic.partitions,
+                    replication_factor: factor,
+                })
+                .await;
+            topics.push((topic.name, created.error, created.message));
+        }
+        TopicResults { topics }
+    }
+
     /// CreateReplicatedTopic, passed on to the controller (as a Kafka
     /// broker forwards CreateTopics).
     async fn create_topic(
@@ -774,6 +814,10 @@ impl<L: ControllerLink> Service for ReplicatedBroker<L> {
             }
             Some(ApiKey::CreateTopics) => {
                 if let Ok(request) = decode::<CreateTopicsRequest>(&body) {
+                    if let Some(factor) = self.config.default_replication_factor {
+                        let created = self.create_with_default_factor(request, factor).await;
+                        return Handled::Now(ok(header, &created));
+                    }
                     let names = request.topics.into_iter().map(|t| t.name).collect();
                     if let Some(refused) =
                         self.refuse_replicated(names, ErrorCode::TopicAlreadyExists)

@@ -1,6 +1,8 @@
 //! A three-broker cluster in one process: replication, the high
 //! watermark as the consumers' limit, `acks=all` waiting for the
-//! followers, `min.insync.replicas`, and a follower rejoining the ISR.
+//! followers, `min.insync.replicas`, a follower rejoining the ISR, and
+//! chapter 4's clients following a leader that moves (on a topic made
+//! replicated by `default.replication.factor`).
 
 mod common;
 
@@ -13,7 +15,9 @@ use ch04_network::protocol::{
     ListOffsetsResponse, ProducePartition, ProducePartitionResponse, ProduceRequest,
     ProduceResponse, ProduceTopic,
 };
-use ch04_network::{Client, ErrorCode};
+use ch04_network::{
+    Admin, Client, Consumer, ConsumerConfig, ErrorCode, OffsetReset, Producer, ProducerConfig,
+};
 use ch06_replication::client::ClusterClient;
 use ch06_replication::protocol::BrokerId;
 use common::cluster::Cluster;
@@ -301,6 +305,72 @@ async fn the_client_follows_the_leader_when_it_moves() {
     assert_eq!(state.leader_epoch, 1);
     let (values, _) = read(&client).await;
     assert_eq!(values, ["r0", "r1", "r2", "r3", "r4", "r5"]);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chapter_4s_producer_and_consumer_follow_a_default_replicated_topics_leader() {
+    let mut cluster = Cluster::start(3, |config| config.default_replication_factor = Some(3)).await;
+    wait_until("three live brokers", WAIT, async || {
+        (1..=3).all(|id| cluster.controller.is_alive(id))
+    })
+    .await;
+    // Chapter 4's CreateTopics, with no factor: replicated three times.
+    let bootstrap: Vec<String> = cluster.brokers.values().map(|b| b.addr.clone()).collect();
+    let admin = Admin::connect(&bootstrap[0], WAIT).await.unwrap();
+    admin.create_topic("orders", 1, vec![]).await.unwrap();
+    let state = cluster.controller.partition(&tp()).unwrap();
+    assert_eq!(state.replicas.len(), 3);
+    let first = state.leader.unwrap();
+
+    let bootstrap = bootstrap.join(",");
+    let config = ProducerConfig {
+        acks: -1,
+        retry_backoff: Duration::from_millis(50),
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::connect(&bootstrap, config).await.unwrap();
+    let send = async |from: u32, to: u32| {
+        let mut deliveries = Vec::new();
+        for i in from..to {
+            let record = Record::new(format!("r{i}"));
+            deliveries.push(producer.send("orders", record).await.unwrap());
+        }
+        for delivery in deliveries {
+            delivery.await.unwrap();
+        }
+    };
+    send(0, 50).await;
+    // The leader goes; the next records wait out the election and go to
+    // the new leader, found in fresh metadata.
+    cluster.stop(first).await;
+    send(50, 100).await;
+    let state = cluster.controller.partition(&tp()).unwrap();
+    assert_ne!(state.leader, Some(first));
+
+    let mut consumer = Consumer::connect(
+        &bootstrap,
+        ConsumerConfig {
+            auto_offset_reset: OffsetReset::Earliest,
+            ..ConsumerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    consumer.assign([tp()]);
+    let mut values = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while values.len() < 100 && tokio::time::Instant::now() < deadline {
+        let records = consumer.poll(Duration::from_millis(500)).await.unwrap();
+        values.extend(records.iter().map(|r| value(&r.record)));
+    }
+    // At least once: a retried batch may be there twice, in order.
+    values.dedup();
+    assert_eq!(
+        values,
+        (0..100).map(|i| format!("r{i}")).collect::<Vec<_>>()
+    );
+    producer.close().await.unwrap();
     cluster.shutdown().await;
 }
 

@@ -3,7 +3,10 @@
 //! keeps, and the broker holds the fetch until there is data or the wait
 //! is over (long polling). Chapter 5 adds groups and committed offsets.
 //!
-//! A broken connection does not end a consumer: `poll` fetches again (the
+//! Each partition is read from its leader ([`Leaders`]): a round sends one
+//! fetch to each broker that leads an assigned partition, all in flight at
+//! once. A broken connection or a leader that moved does not end a
+//! consumer: `poll` fetches again (after asking for metadata, and the
 //! client connects again after its backoff) from the positions it keeps,
 //! which move only past records `poll` has returned, so nothing is skipped
 //! and nothing read twice.
@@ -15,8 +18,9 @@ use ch02_segments::{Record, batch};
 use ch03_partitions::TopicPartition;
 use tokio::time::Instant;
 
-use crate::client::{Client, ClientConfig, check};
+use crate::client::{ClientConfig, check};
 use crate::error::{ClientError, ErrorCode};
+use crate::leaders::{Leaders, bootstrap_servers, moves_leader};
 use crate::protocol::{
     ApiKey, EARLIEST, FetchPartition, FetchRequest, FetchResponse, LATEST, ListOffsetsRequest,
     ListOffsetsResponse,
@@ -49,6 +53,9 @@ pub struct ConsumerConfig {
     pub max_partition_fetch_bytes: u32,
     /// `request.timeout.ms`.
     pub request_timeout: Duration,
+    /// `retry.backoff.ms`: the wait before fetching again when a
+    /// partition's leader is not known, or moved (Kafka: 100 ms).
+    pub retry_backoff: Duration,
     /// `reconnect.backoff.ms`: the first wait before connecting again.
     pub reconnect_backoff: Duration,
     /// `reconnect.backoff.max.ms`: the longest wait before connecting
@@ -76,6 +83,7 @@ impl Default for ConsumerConfig {
             fetch_max_bytes: 50 * 1024 * 1024,
             max_partition_fetch_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            retry_backoff: Duration::from_millis(100),
             reconnect_backoff: ClientConfig::default().reconnect_backoff,
             reconnect_backoff_max: ClientConfig::default().reconnect_backoff_max,
         }
@@ -110,18 +118,22 @@ pub struct ConsumerRecord {
 
 /// A consumer of assigned partitions.
 pub struct Consumer {
-    client: Client,
+    /// Where each partition's leader is: where its fetches go.
+    leaders: Leaders,
     config: ConsumerConfig,
     /// Each assigned partition's next offset to read; `None` until known.
     positions: BTreeMap<TopicPartition, Option<u64>>,
 }
 
 impl Consumer {
-    /// Connects to the broker at `bootstrap` (`host:port`).
+    /// Connects to the brokers at `bootstrap` (`host:port`, or a comma
+    /// separated list: Kafka's `bootstrap.servers`), asking one of them for
+    /// metadata now, so that no broker to reach is an error at once.
     pub async fn connect(bootstrap: &str, config: ConsumerConfig) -> Result<Consumer, ClientError> {
-        let client = Client::connect_with(bootstrap, config.client()).await?;
+        let leaders = Leaders::new(bootstrap_servers(bootstrap), config.client());
+        leaders.refresh(None).await?;
         Ok(Consumer {
-            client,
+            leaders,
             config,
             positions: BTreeMap::new(),
         })
@@ -129,7 +141,7 @@ impl Consumer {
 
     /// The number of partitions of `topic`.
     pub async fn partitions_for(&self, topic: &str) -> Result<u32, ClientError> {
-        Ok(self.client.topic_metadata(topic).await?.partitions.len() as u32)
+        self.leaders.partition_count(topic).await
     }
 
     /// Reads exactly these partitions from now on. Positions of partitions
@@ -183,12 +195,19 @@ impl Consumer {
         let request = ListOffsetsRequest {
             partitions: vec![(tp.topic.clone(), tp.partition, at)],
         };
-        let response: ListOffsetsResponse = self.client.call(ApiKey::ListOffsets, &request).await?;
+        let (_, addr) = self.leaders.leader(tp).await?;
+        let response: ListOffsetsResponse = self
+            .leaders
+            .call(&addr, ApiKey::ListOffsets, &request)
+            .await?;
         let (_, _, error, offset) = response
             .partitions
             .into_iter()
             .next()
             .ok_or_else(|| ClientError::Protocol("an empty ListOffsets response".into()))?;
+        if moves_leader(error) {
+            self.leaders.forget();
+        }
         check(error, || tp.to_string())?;
         Ok(offset)
     }
@@ -209,16 +228,20 @@ impl Consumer {
     }
 
     /// Returns the records that are there, waiting up to `timeout` for some
-    /// to arrive; an empty vector if none did. A broken connection or a
-    /// timed-out fetch is not an error: it fetches again, from the same
-    /// positions, until `timeout` (which reconnecting may overrun by up to
-    /// `reconnect.backoff.max.ms`). Kafka's `poll`, too, rides them out.
+    /// to arrive; an empty vector if none did. A broken connection, a
+    /// timed-out fetch or a leader that moved is not an error: it fetches
+    /// again, from the same positions, until `timeout` (which reconnecting
+    /// may overrun by up to `reconnect.backoff.max.ms`). Kafka's `poll`,
+    /// too, rides them out.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ClientError> {
-        todo!("exercise `poll`: Loop until `timeout` (a deadline computed once): fetch a round (`self.fetch(deadline)`) and return its records if there are any; a connection error or a timed-out fetch (`ClientError::Io` or `ClientError::Timeout`) just means fetching again, any other error is returned; once the deadline has passed, return an empty vector.")
+        todo!("exercise `poll`: Loop until `timeout` (a deadline computed once): fetch a round (`self.fetch(deadline)`) and return its records if there are any; a connection error or a timed-out fetch (`ClientError::Io` or `ClientError::Timeout`) just means fetching again, any other error is returned; once the deadline has passed, return an empty vector. (A round that found a partition's leader gone has already waited `retry.backoff.ms`.)")
     }
 
-    /// One round: positions found where unknown, then one fetch, waiting
-    /// at most until `deadline`.
+    /// One round: positions found where unknown, then one fetch to each
+    /// leader of an assigned partition, all in flight at once, each
+    /// waiting at most until `deadline`. Partitions whose leader is not
+    /// known wait for the next round (and the round waits
+    /// `retry.backoff.ms` first); their records come from the others.
     async fn fetch(&mut self, deadline: Instant) -> Result<Vec<ConsumerRecord>, ClientError> {
         let unknown: Vec<TopicPartition> = self
             .positions
@@ -226,27 +249,74 @@ impl Consumer {
             .filter(|(_, p)| p.is_none())
             .map(|(tp, _)| tp.clone())
             .collect();
+        let mut leader_gone = false;
         for tp in unknown {
-            self.reset(&tp).await?;
+            match self.reset(&tp).await {
+                Ok(()) => {}
+                Err(e) if e.code().is_some_and(moves_leader) => leader_gone = true,
+                Err(e) => return Err(e),
+            }
         }
-        let wait = deadline.saturating_duration_since(Instant::now());
-        let request = FetchRequest {
-            max_wait_ms: wait.min(self.config.fetch_max_wait).as_millis() as u32,
-            min_bytes: self.config.fetch_min_bytes,
-            max_bytes: self.config.fetch_max_bytes,
-            partitions: self
-                .positions
-                .iter()
-                .map(|(tp, position)| FetchPartition {
+        let mut by_leader: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
+        for (tp, position) in &self.positions {
+            let Some(position) = position else { continue };
+            match self.leaders.leader(tp).await {
+                Ok((_, addr)) => by_leader.entry(addr).or_default().push(FetchPartition {
                     topic: tp.topic.clone(),
                     partition: tp.partition,
-                    offset: position.unwrap_or(0) as i64,
+                    offset: *position as i64,
                     max_bytes: self.config.max_partition_fetch_bytes,
-                })
-                .collect(),
-        };
-        let response: FetchResponse = self.client.call(ApiKey::Fetch, &request).await?;
-        self.take_records(response)
+                }),
+                Err(e) if e.code().is_some_and(moves_leader) => leader_gone = true,
+                Err(e) => return Err(e),
+            }
+        }
+        if leader_gone {
+            let backoff = Instant::now() + self.config.retry_backoff;
+            tokio::time::sleep_until(backoff.min(deadline)).await;
+        }
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let mut clients = Vec::with_capacity(by_leader.len());
+        let mut requests = Vec::with_capacity(by_leader.len());
+        for (addr, partitions) in by_leader {
+            clients.push((addr.clone(), self.leaders.client(&addr).await));
+            requests.push(FetchRequest {
+                max_wait_ms: wait.min(self.config.fetch_max_wait).as_millis() as u32,
+                min_bytes: self.config.fetch_min_bytes,
+                max_bytes: self.config.fetch_max_bytes,
+                partitions,
+            });
+        }
+        // Every fetch is written before any answer is awaited: the leaders
+        // hold them at the same time, and the round takes as long as the
+        // slowest, not the sum.
+        let mut answers = Vec::with_capacity(requests.len());
+        for ((_, client), request) in clients.iter().zip(&requests) {
+            answers.push(match client {
+                Ok(client) => client.write_request(ApiKey::Fetch, request, &[]).await,
+                Err(e) => Err(e.duplicate()),
+            });
+        }
+        let mut records = Vec::new();
+        let mut failed = None;
+        for ((addr, _), answer) in clients.iter().zip(answers) {
+            let response = match answer {
+                Ok(answer) => answer.response::<FetchResponse>().await,
+                Err(e) => Err(e),
+            };
+            self.leaders.answered(addr, &response);
+            match response {
+                Ok(response) => records.extend(self.take_records(response)?),
+                // The whole fetch refused: this broker leads none of them.
+                Err(e) if e.code().is_some_and(moves_leader) => self.leaders.forget(),
+                Err(e) => failed = Some(e),
+            }
+        }
+        // Records read from one leader are returned even if another failed.
+        match failed {
+            Some(e) if records.is_empty() => Err(e),
+            _ => Ok(records),
+        }
     }
 
     /// Decodes a fetch's batches into records from each position on, and
@@ -256,6 +326,6 @@ impl Consumer {
         &mut self,
         response: FetchResponse,
     ) -> Result<Vec<ConsumerRecord>, ClientError> {
-        todo!("exercise `take_records`: For each partition of the response: on `OffsetOutOfRange`, forget its position (`None`: reset at the next round) and skip it; on any other error, return it as `ClientError::Broker`; else decode each batch (`batch::decode`) and keep the records at or past the partition's position, moving the position past each one kept. Skip partitions no longer assigned.")
+        todo!("exercise `take_records`: For each partition of the response: on `OffsetOutOfRange`, forget its position (`None`: reset at the next round) and skip it; on a code that `moves_leader`, tell `self.leaders.forget()` (the next round asks where the leader is now) and skip it; on any other error, return it as `ClientError::Broker`; else decode each batch (`batch::decode`) and keep the records at or past the partition's position, moving the position past each one kept. Skip partitions no longer assigned.")
     }
 }

@@ -300,10 +300,13 @@ async fn auto_offset_reset_decides_where_a_new_consumer_starts() {
 #[tokio::test]
 async fn producing_to_a_missing_topic_is_an_error() {
     let broker = TestBroker::start().await;
-    let producer = Producer::connect(&broker.addr, ProducerConfig::default())
-        .await
-        .unwrap();
-    // `send` needs the topic's partition count, so it fails at once.
+    let config = ProducerConfig {
+        max_block: Duration::from_millis(300),
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::connect(&broker.addr, config).await.unwrap();
+    // `send` needs the topic's partition count: it waits `max.block.ms`
+    // for the topic to appear, then fails.
     let error = producer
         .send("missing", Record::new("x"))
         .await

@@ -1,15 +1,16 @@
 //! [`ClusterClient`]: a small client that finds each partition's leader.
 //!
-//! Chapter 4's clients talk to one broker. With replicas, a partition has
-//! one leader among several brokers, and the leader moves. This client
-//! learns the leaders from Metadata (asking the brokers it knows in turn,
-//! starting from the bootstrap addresses), sends each produce (`acks=all`)
-//! and fetch to the partition's leader, and when the answer says the
-//! leader moved (`NOT_LEADER_OR_FOLLOWER`), there is none yet
-//! (`LEADER_NOT_AVAILABLE`), the ISR is too small (`NOT_ENOUGH_REPLICAS`,
-//! `NOT_ENOUGH_REPLICAS_AFTER_APPEND`), or the call timed out or lost its
-//! connection, it forgets what it knew, waits `retry.backoff.ms`, asks for
-//! metadata again and retries, until `delivery.timeout.ms` has passed.
+//! With replicas, a partition has one leader among several brokers, and
+//! the leader moves. This client finds the leaders as chapter 4's
+//! producer and consumer do (`Leaders`: Metadata asked of the brokers it
+//! knows in turn, starting from the bootstrap addresses), sends each
+//! produce (`acks=all`) and fetch to the partition's leader, and when the
+//! answer says the leader moved (`NOT_LEADER_OR_FOLLOWER`), there is none
+//! yet (`LEADER_NOT_AVAILABLE`), the ISR is too small
+//! (`NOT_ENOUGH_REPLICAS`, `NOT_ENOUGH_REPLICAS_AFTER_APPEND`), or the
+//! call timed out or lost its connection, it forgets what it knew, waits
+//! `retry.backoff.ms`, asks for metadata again and retries, until
+//! `delivery.timeout.ms` has passed.
 //!
 //! One client keeps one connection per broker, and a broker serves one
 //! connection's requests in order (chapter 4's rule): a long-polled fetch
@@ -17,33 +18,29 @@
 //! client and consume with another, as the chapter's demo does.
 //!
 //! It is deliberately small: one record batch per call, one call at a
-//! time per caller. Chapter 8 makes chapter 4's producer and consumer
-//! leader-aware instead, with what this one lacks: batching and many
-//! requests in flight per broker; idempotence (a producer id and sequence
+//! time per caller, every answer waited for, which is what a test that
+//! checks each acknowledgement wants. Chapter 4's `Producer` and
+//! `Consumer` follow leaders too, with batching and many requests in
+//! flight; what neither has: idempotence (a producer id and sequence
 //! numbers, so a retried batch that was in fact appended is not appended
 //! twice; here it can be, and [`Produced::attempts`] says when that may
-//! have happened); consumer groups on replicated topics; and the leader
-//! epoch in every fetch (KIP-320), so a consumer notices a log truncated
-//! under it.
+//! have happened), and the leader epoch in every fetch (KIP-320), so a
+//! consumer notices a log truncated under it.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ch02_segments::{Record, batch};
 use ch03_partitions::TopicPartition;
 use ch04_network::client::check;
 use ch04_network::protocol::{
-    ApiKey, FetchPartition, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse,
-    ProducePartition, ProduceRequest, ProduceResponse, ProduceTopic,
+    ApiKey, FetchPartition, FetchRequest, FetchResponse, ProducePartition, ProduceRequest,
+    ProduceResponse, ProduceTopic,
 };
-use ch04_network::{Client, ClientConfig, ClientError, ErrorCode};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use ch04_network::{ClientConfig, ClientError, Leaders};
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::controller_service::NO_LEADER;
 use crate::protocol::{
     Acks, BrokerId, CreateReplicatedTopicRequest, CreateReplicatedTopicResponse, ReplicationApi,
 };
@@ -93,192 +90,44 @@ pub struct Fetched {
     pub high_watermark: u64,
 }
 
-/// What the client knows of the cluster.
-#[derive(Debug, Default)]
-struct Known {
-    /// Every live broker's address, from the last Metadata answer.
-    brokers: BTreeMap<BrokerId, String>,
-    /// Each partition's leader (or [`NO_LEADER`]).
-    leaders: BTreeMap<TopicPartition, BrokerId>,
-    /// When a call to each address last failed to get an answer (a frozen
-    /// or dead broker): metadata is asked of the others first. Cleared by
-    /// an answer.
-    failed: HashMap<String, Instant>,
-}
-
-/// Chapter 4 clients, one per address, each made (and connected) the
-/// first time it is needed and then shared: what a cluster client keeps
-/// for the brokers it calls, and a broker for its leaders and controller.
-pub struct Connections {
-    config: ClientConfig,
-    clients: Mutex<HashMap<String, Arc<Client>>>,
-}
-
-impl Connections {
-    /// No connection yet; each will be made with `config`.
-    pub fn new(config: ClientConfig) -> Connections {
-        Connections {
-            config,
-            clients: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The client for `addr`, connected now if there is none.
-    pub async fn get(&self, addr: &str) -> Result<Arc<Client>, ClientError> {
-        if let Some(client) = self.clients.lock().unwrap().get(addr) {
-            return Ok(client.clone());
-        }
-        let client = Arc::new(Client::connect_with(addr, self.config.clone()).await?);
-        // Another task may have connected meanwhile: keep the first.
-        let mut clients = self.clients.lock().unwrap();
-        Ok(clients.entry(addr.to_string()).or_insert(client).clone())
-    }
-
-    /// Forgets the clients of every address `keep` refuses (a broker gone,
-    /// or come back on another port).
-    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
-        self.clients.lock().unwrap().retain(|addr, _| keep(addr));
-    }
-}
-
 /// A client of a replicated cluster that sends each request to the
 /// partition's leader and follows the leader when it moves.
 pub struct ClusterClient {
-    bootstrap: Vec<String>,
     config: ClusterConfig,
-    known: Mutex<Known>,
-    /// A chapter 4 client per broker address.
-    clients: Connections,
+    /// Chapter 4's lookup: where each leader is, a connection to each.
+    leaders: Leaders,
 }
 
 impl ClusterClient {
     /// A client that first asks the brokers at `bootstrap` (`host:port`)
     /// where everything is. Nothing is connected until a call needs it.
     pub fn new(bootstrap: Vec<String>, config: ClusterConfig) -> ClusterClient {
-        let clients = Connections::new(ClientConfig {
-            request_timeout: config.request_timeout,
-            ..ClientConfig::default()
-        });
-        ClusterClient {
+        let leaders = Leaders::new(
             bootstrap,
-            config,
-            known: Mutex::new(Known::default()),
-            clients,
-        }
+            ClientConfig {
+                request_timeout: config.request_timeout,
+                ..ClientConfig::default()
+            },
+        );
+        ClusterClient { config, leaders }
     }
 
-    /// One call to `addr`, remembering whether it got an answer.
-    async fn call<Req: Serialize, Resp: DeserializeOwned>(
-        &self,
-        addr: &str,
-        api: impl Into<u16>,
-        request: &Req,
-    ) -> Result<Resp, ClientError> {
-        let answer = match self.clients.get(addr).await {
-            Ok(client) => client.call(api, request).await,
-            Err(e) => Err(e),
-        };
-        let mut known = self.known.lock().unwrap();
-        match &answer {
-            Err(ClientError::Io { .. } | ClientError::Timeout(_)) => {
-                known.failed.insert(addr.to_string(), Instant::now());
-            }
-            _ => {
-                known.failed.remove(addr);
-            }
-        }
-        answer
-    }
-
-    /// Asks for metadata again, of the brokers it knows and the bootstrap
-    /// addresses in turn until one answers: first those that have not
-    /// failed, then those that failed longest ago. (Kafka's client, too,
-    /// asks its "least loaded" broker, not one it cannot reach.)
+    /// Asks for metadata again, of a broker that has not failed lately if
+    /// there is one.
     pub async fn refresh_metadata(&self) -> Result<(), ClientError> {
-        let addresses = {
-            let known = self.known.lock().unwrap();
-            let mut addresses: Vec<String> = known.brokers.values().cloned().collect();
-            for addr in &self.bootstrap {
-                if !addresses.contains(addr) {
-                    addresses.push(addr.clone());
-                }
-            }
-            // A stable sort: `None` (never failed) first.
-            addresses.sort_by_key(|addr| known.failed.get(addr).copied());
-            addresses
-        };
-        let mut last = ClientError::Closed;
-        for addr in addresses {
-            let answer = self
-                .call(&addr, ApiKey::Metadata, &MetadataRequest { topics: None })
-                .await;
-            match answer {
-                Ok(response) => {
-                    self.learn(response);
-                    return Ok(());
-                }
-                Err(e) => {
-                    debug!(%addr, error = %e, "metadata failed");
-                    last = e;
-                }
-            }
-        }
-        Err(last)
-    }
-
-    fn learn(&self, response: MetadataResponse) {
-        let mut known = self.known.lock().unwrap();
-        known.brokers = response
-            .brokers
-            .into_iter()
-            .map(|(id, host, port)| (id, format!("{host}:{port}")))
-            .collect();
-        known.leaders = response
-            .topics
-            .into_iter()
-            .filter(|t| t.error == ErrorCode::None)
-            .flat_map(|t| {
-                let name = t.name;
-                t.partitions
-                    .into_iter()
-                    .map(move |(p, leader)| (TopicPartition::new(name.clone(), p), leader))
-            })
-            .collect();
+        self.leaders.refresh(None).await
     }
 
     /// The live brokers and their addresses, as the last Metadata answer
     /// listed them.
     pub fn brokers(&self) -> BTreeMap<BrokerId, String> {
-        self.known.lock().unwrap().brokers.clone()
+        self.leaders.brokers()
     }
 
-    /// The leader of `tp` and its address, as far as the last Metadata
-    /// answer said; asks again if that did not name one.
-    /// `LEADER_NOT_AVAILABLE` while the partition has none (or the
-    /// leader's address is unknown), `UNKNOWN_TOPIC_OR_PARTITION` if no
-    /// such partition exists.
+    /// The leader of `tp` and its address, as chapter 4's
+    /// [`Leaders::leader`] finds it.
     pub async fn leader(&self, tp: &TopicPartition) -> Result<(BrokerId, String), ClientError> {
-        if let Ok(found) = self.known_leader(tp) {
-            return Ok(found);
-        }
-        self.refresh_metadata().await?;
-        self.known_leader(tp)
-    }
-
-    fn known_leader(&self, tp: &TopicPartition) -> Result<(BrokerId, String), ClientError> {
-        let known = self.known.lock().unwrap();
-        let no = |code, message: String| ClientError::Broker { code, message };
-        match known.leaders.get(tp) {
-            None => Err(no(ErrorCode::UnknownTopicOrPartition, tp.to_string())),
-            Some(&NO_LEADER) => Err(no(ErrorCode::LeaderNotAvailable, tp.to_string())),
-            Some(id) => match known.brokers.get(id) {
-                Some(addr) => Ok((*id, addr.clone())),
-                None => Err(no(
-                    ErrorCode::LeaderNotAvailable,
-                    format!("{tp}: broker {id}"),
-                )),
-            },
-        }
+        self.leaders.leader(tp).await
     }
 
     /// Runs `attempt` until it succeeds, fails with an error that retrying
@@ -301,7 +150,7 @@ impl ClusterClient {
                         && Instant::now() + self.config.retry_backoff < deadline =>
                 {
                     debug!(attempts, error = %e, "retrying");
-                    self.known.lock().unwrap().leaders.clear();
+                    self.leaders.forget();
                     tokio::time::sleep(self.config.retry_backoff).await;
                 }
                 Err(e) => return Err(e),
@@ -326,32 +175,15 @@ impl ClusterClient {
         let request = &request;
         let (created, _) = self
             .with_retries(|| async move {
-                let addr = self.any_broker().await?;
+                let addr = self.leaders.any_broker().await?;
                 let response: CreateReplicatedTopicResponse =
-                    self.call(&addr, api, request).await?;
+                    self.leaders.call(&addr, api, request).await?;
                 check(response.error, || {
                     format!("topic {name:?}: {}", response.message)
                 })
             })
             .await?;
         Ok(created)
-    }
-
-    /// Some broker's address, known or bootstrap, one that has not failed
-    /// lately if there is one.
-    async fn any_broker(&self) -> Result<String, ClientError> {
-        if self.known.lock().unwrap().brokers.is_empty() {
-            self.refresh_metadata().await?;
-        }
-        let known = self.known.lock().unwrap();
-        // The brokers that answered last first: one that just failed
-        // (crashed, perhaps) is tried again only if every other has too.
-        let mut addresses: Vec<&String> = known.brokers.values().chain(&self.bootstrap).collect();
-        addresses.sort_by_key(|addr| known.failed.get(*addr).copied());
-        addresses
-            .first()
-            .map(|addr| addr.to_string())
-            .ok_or(ClientError::Closed)
     }
 
     /// Sends `records` to `tp`'s leader as one batch with `acks=all`, and
@@ -398,7 +230,8 @@ impl ClusterClient {
         let (base_offset, attempts) = self
             .with_retries(|| async move {
                 let (_, addr) = self.leader(tp).await?;
-                let response: ProduceResponse = self.call(&addr, ApiKey::Produce, request).await?;
+                let response: ProduceResponse =
+                    self.leaders.call(&addr, ApiKey::Produce, request).await?;
                 let answer = response
                     .topics
                     .iter()
@@ -441,7 +274,8 @@ impl ClusterClient {
         let (fetched, _) = self
             .with_retries(|| async move {
                 let (_, addr) = self.leader(tp).await?;
-                let response: FetchResponse = self.call(&addr, ApiKey::Fetch, request).await?;
+                let response: FetchResponse =
+                    self.leaders.call(&addr, ApiKey::Fetch, request).await?;
                 let answer = response
                     .partitions
                     .into_iter()

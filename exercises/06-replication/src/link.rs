@@ -14,11 +14,11 @@ use std::time::Duration;
 use ch04_network::protocol::{ApiKey, MetadataRequest, MetadataResponse};
 use ch04_network::{ClientConfig, ClientError};
 
-use crate::client::Connections;
 use crate::protocol::{
     AlterPartitionRequest, AlterPartitionResponse, CreateReplicatedTopicRequest,
     CreateReplicatedTopicResponse, HeartbeatRequest, HeartbeatResponse, ReplicationApi,
 };
+use ch04_network::leaders::Connections;
 
 /// The calls a broker makes to its controller.
 pub trait ControllerLink: Send + Sync + 'static {

@@ -28,12 +28,12 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use ch03_partitions::TopicStore;
+use ch04_network::leaders::Connections;
 use ch04_network::protocol::{self, API_VERSION, MetadataResponse, RequestHeader, TopicMetadata};
 use ch04_network::{
     Client, ClientConfig, ClientError, ErrorCode, Handled, Server, ServerConfig, Service,
 };
 use ch05_consumer_groups::{BindError, GroupBroker, OffsetStore};
-use ch06_replication::client::Connections;
 use ch06_replication::controller_service::NO_LEADER;
 use ch06_replication::link::ControllerLink;
 use ch06_replication::protocol::{

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ch03_partitions::TopicStore;
-use ch04_network::{BrokerConfig, ServerConfig, broker};
+use ch04_network::{Broker, BrokerConfig, Server, ServerConfig};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -20,6 +20,9 @@ pub(crate) struct TestBroker {
     pub(crate) dir: tempfile::TempDir,
     server: ServerConfig,
     config: BrokerConfig,
+    /// The address it gives clients in Metadata, if not its own (Kafka's
+    /// `advertised.listeners`).
+    advertised: Option<String>,
 }
 
 impl TestBroker {
@@ -36,8 +39,18 @@ impl TestBroker {
     }
 
     async fn start_configured(server: ServerConfig, config: BrokerConfig) -> TestBroker {
+        TestBroker::start_advertising(server, config, None).await
+    }
+
+    async fn start_advertising(
+        server: ServerConfig,
+        config: BrokerConfig,
+        advertised: Option<String>,
+    ) -> TestBroker {
         let dir = tempfile::tempdir().unwrap();
-        let (addr, stop, task) = serve(dir.path(), "127.0.0.1:0", &server, &config).await;
+        let at = "127.0.0.1:0";
+        let (addr, stop, task) =
+            serve(dir.path(), at, &server, &config, advertised.as_deref()).await;
         TestBroker {
             addr,
             stop: Some(stop),
@@ -45,14 +58,40 @@ impl TestBroker {
             dir,
             server,
             config,
+            advertised,
         }
+    }
+
+    /// A broker with a fault-injecting proxy in front, which the broker
+    /// advertises as its address: clients that look leaders up in
+    /// Metadata (the producer, the consumer) reach it through the proxy,
+    /// whatever address they start from.
+    pub(crate) async fn start_behind_proxy() -> (TestBroker, proxy::Proxy) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy_addr = listener.local_addr().unwrap().to_string();
+        let broker = TestBroker::start_advertising(
+            ServerConfig::default(),
+            BrokerConfig::default(),
+            Some(proxy_addr),
+        )
+        .await;
+        let proxy = proxy::Proxy::start_on(listener, &broker.addr);
+        (broker, proxy)
     }
 
     /// Shuts down gracefully, then serves the same data directory on the
     /// same address again: a broker restart, as its clients see it.
     pub(crate) async fn restart(&mut self) {
         self.stop().await;
-        let (_, stop, task) = serve(self.dir.path(), &self.addr, &self.server, &self.config).await;
+        let advertised = self.advertised.as_deref();
+        let (_, stop, task) = serve(
+            self.dir.path(),
+            &self.addr,
+            &self.server,
+            &self.config,
+            advertised,
+        )
+        .await;
         self.stop = Some(stop);
         self.task = Some(task);
     }
@@ -77,15 +116,23 @@ async fn serve(
     at: &str,
     server: &ServerConfig,
     config: &BrokerConfig,
+    advertised: Option<&str>,
 ) -> (
     String,
     oneshot::Sender<()>,
     JoinHandle<Result<(), ch03_partitions::StoreError>>,
 ) {
     let (store, _) = TopicStore::open(dir).unwrap();
-    let server = broker::bind(at.parse().unwrap(), store, server.clone(), config.clone())
-        .await
-        .unwrap();
+    let advertised = advertised.map(|a| {
+        let (host, port) = a.rsplit_once(':').unwrap();
+        (host.to_string(), port.parse().unwrap())
+    });
+    let server = Server::bind_with(at.parse().unwrap(), server.clone(), |local| {
+        let (host, port) = advertised.unwrap_or((local.ip().to_string(), local.port()));
+        Broker::new(store, host, port, config.clone())
+    })
+    .await
+    .unwrap();
     let addr = server.local_addr().to_string();
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(server.run(async {

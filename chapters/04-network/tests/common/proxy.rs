@@ -68,6 +68,11 @@ impl Proxy {
     /// A proxy on a free loopback port, in front of `upstream`.
     pub(crate) async fn start(upstream: &str) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Proxy::start_on(listener, upstream)
+    }
+
+    /// A proxy accepting on `listener`, in front of `upstream`.
+    pub(crate) fn start_on(listener: TcpListener, upstream: &str) -> Proxy {
         let addr = listener.local_addr().unwrap().to_string();
         let shared = Arc::new(Shared {
             upstream: upstream.to_string(),
