@@ -200,13 +200,6 @@ impl Connection {
         }
     }
 
-    /// Forgets a call that stopped waiting (it timed out).
-    fn forget(&self, id: u32) {
-        if let Waiters::Open(waiters) = &mut *self.waiters.lock().unwrap() {
-            waiters.remove(&id);
-        }
-    }
-
     /// Why the connection is gone (or, if it is not, a generic reason).
     fn lost(&self) -> Lost {
         match &*self.waiters.lock().unwrap() {
@@ -528,17 +521,24 @@ impl Answer<'_> {
     // ANCHOR: answer
     /// Waits for the response, at most `request.timeout.ms`, and decodes it.
     pub async fn response<Resp: DeserializeOwned>(self) -> Result<Resp, ClientError> {
-        // exercise-hole: answer | Wait for `self.response` under the client's `config.request_timeout`: a body is the answer; a dropped sender means the connection is gone (`self.connection.lost()`, as `.error(&self.client.addr)`); a timeout is `ClientError::Timeout`, after `self.connection.forget(self.id)`. Decode the body as `Result<Resp, ErrorResponse>` (`protocol::decode_body`): `Err` is the broker's `ClientError::Broker`.
-        // exercise-hint: The reader task (`read_responses`) does the matching: this call only waits on its own one-shot receiver. `tokio::time::timeout(timeout, self.response).await` gives three cases: `Ok(Ok(body))`, `Ok(Err(_))` (the reader dropped the sender: the connection broke) and `Err(_)` (timed out). A timeout does not close the connection: other calls on it may be fine.
+        // exercise-hole: answer | Wait for `self.response` under the client's `config.request_timeout`: a body is the answer; a dropped sender means the connection is gone (`self.connection.lost()`, as `.error(&self.client.addr)`); a timeout is `ClientError::Timeout`, after closing the connection (`self.connection.close`, with a `Lost` of kind `TimedOut` that says why). Decode the body as `Result<Resp, ErrorResponse>` (`protocol::decode_body`): `Err` is the broker's `ClientError::Broker`.
+        // exercise-hint: The reader task (`read_responses`) does the matching: this call only waits on its own one-shot receiver. `tokio::time::timeout(timeout, self.response).await` gives three cases: `Ok(Ok(body))`, `Ok(Err(_))` (the reader dropped the sender: the connection broke) and `Err(_)` (timed out). A timeout closes the connection: the broker answers a connection's requests in order, so no answer behind the missing one can come.
         // exercise-hint: After the wait: `match protocol::decode_body::<Result<Resp, ErrorResponse>>(&body) { Ok(Ok(r)) => Ok(r), Ok(Err(e)) => Err(ClientError::Broker { code: e.error, message: e.message }), Err(e) => Err(ClientError::Protocol(e)) }`.
         let timeout = self.client.config.request_timeout;
         let body = match tokio::time::timeout(timeout, self.response).await {
             Ok(Ok(body)) => body,
             // The reader dropped the sender: the connection is gone.
             Ok(Err(_)) => return Err(self.connection.lost().error(&self.client.addr)),
+            // The broker answers in order: every answer behind this one
+            // waits for it, so the connection is of no more use. (Kafka's
+            // client, too, disconnects on a request timeout.) The calls
+            // waiting on it fail now, with a retriable error.
             Err(_) => {
-                self.connection.forget(self.id);
-                return Err(ClientError::Timeout(timeout.as_millis() as u64));
+                let ms = timeout.as_millis() as u64;
+                let why = format!("request {} had no answer in {ms} ms", self.id);
+                self.connection
+                    .close(Lost::new(std::io::ErrorKind::TimedOut, why));
+                return Err(ClientError::Timeout(ms));
             }
         };
         match protocol::decode_body::<Result<Resp, ErrorResponse>>(&body) {

@@ -683,6 +683,12 @@ impl ClusterNode {
         }
         leadership.stored = found;
         leadership.load = Load::Done;
+        // A reload after a write whose answer was lost: if the write was
+        // stored after all, the answers waiting for it are due now, and
+        // no write to come (there may be none: nothing is left to store)
+        // would give them.
+        self.answer_waiting();
+        let leadership = self.leading.as_mut().expect("leading");
         if leadership.decided.is_none() {
             let mut config = self.config.controller;
             // Liveness is the coordinator's sessions: chapter 6's

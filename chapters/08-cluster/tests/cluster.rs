@@ -329,6 +329,43 @@ fn isr_changes_are_answered_once_stored_and_stale_ones_are_refused() {
 }
 
 #[test]
+fn an_isr_change_stored_but_whose_answer_was_lost_is_answered_after_the_reload() {
+    let mut lab = with_orders();
+    let (state, _) = stored(&mut lab, &tp(0)).unwrap();
+    let request = AlterPartitionRequest {
+        broker_id: 1,
+        tp: tp(0),
+        leader_epoch: state.leader_epoch,
+        partition_epoch: state.partition_epoch,
+        new_isr: vec![1, 3],
+    };
+    let now = lab.coordinator.now;
+    let ticket = lab.broker(1).node.alter_partition(&request, now);
+    // The controller's write reaches the coordinator and is stored, but
+    // its answer is lost with the connection.
+    let sends = lab.broker(1).node.client().take_sends();
+    for (server, msg) in sends {
+        let now = lab.coordinator.now;
+        lab.coordinator.server(server).on_client(1, msg, now);
+        lab.coordinator.settle();
+    }
+    lab.coordinator.pass(20);
+    for server in 1..=3 {
+        lab.coordinator.received(server, 1);
+    }
+    let (now_stored, _) = stored(&mut lab, &tp(0)).unwrap();
+    assert_eq!(now_stored.isr, vec![1, 3]);
+    // The controller reads the state again, finds its change stored and
+    // answers: with nothing left to write, no later write would.
+    assert!(lab.run_until(ROUNDS, |lab| lab.answer(1, ticket).is_some()));
+    let Some(Answer::AlterPartition(response)) = lab.answer(1, ticket).cloned() else {
+        panic!("not an AlterPartition answer");
+    };
+    assert_eq!(response.error, ErrorCode::None);
+    assert_eq!(response.state, Some(now_stored));
+}
+
+#[test]
 fn a_controller_whose_epoch_someone_else_bumped_writes_nothing_and_steps_down() {
     let mut lab = with_orders();
     outsider_writes(

@@ -192,13 +192,6 @@ impl Connection {
         }
     }
 
-    /// Forgets a call that stopped waiting (it timed out).
-    fn forget(&self, id: u32) {
-        if let Waiters::Open(waiters) = &mut *self.waiters.lock().unwrap() {
-            waiters.remove(&id);
-        }
-    }
-
     /// Why the connection is gone (or, if it is not, a generic reason).
     fn lost(&self) -> Lost {
         match &*self.waiters.lock().unwrap() {
@@ -461,7 +454,7 @@ pub struct Answer<'a> {
 impl Answer<'_> {
     /// Waits for the response, at most `request.timeout.ms`, and decodes it.
     pub async fn response<Resp: DeserializeOwned>(self) -> Result<Resp, ClientError> {
-        todo!("exercise `answer`: Wait for `self.response` under the client's `config.request_timeout`: a body is the answer; a dropped sender means the connection is gone (`self.connection.lost()`, as `.error(&self.client.addr)`); a timeout is `ClientError::Timeout`, after `self.connection.forget(self.id)`. Decode the body as `Result<Resp, ErrorResponse>` (`protocol::decode_body`): `Err` is the broker's `ClientError::Broker`.")
+        todo!("exercise `answer`: Wait for `self.response` under the client's `config.request_timeout`: a body is the answer; a dropped sender means the connection is gone (`self.connection.lost()`, as `.error(&self.client.addr)`); a timeout is `ClientError::Timeout`, after closing the connection (`self.connection.close`, with a `Lost` of kind `TimedOut` that says why). Decode the body as `Result<Resp, ErrorResponse>` (`protocol::decode_body`): `Err` is the broker's `ClientError::Broker`.")
     }
 }
 

@@ -3,7 +3,8 @@
 //! broker restart under a running producer and consumer loses nothing
 //! acknowledged; a bad frame from the broker fails the waiting calls at
 //! once, and the next call connects again; a call with no answer times out
-//! and leaves the connection usable. Faults come from a proxy between
+//! and closes the connection (the answers behind it cannot come), and the
+//! next call connects again. Faults come from a proxy between
 //! client and broker (`common::proxy`), or from a fake broker.
 
 mod common;
@@ -556,14 +557,16 @@ async fn a_bad_frame_fails_the_waiting_calls_at_once_and_the_next_call_connects_
 }
 
 #[tokio::test]
-async fn a_call_without_an_answer_times_out_and_the_connection_serves_the_next() {
-    // A fake broker that accepts one connection, never answers its first
-    // request, and answers its second.
+async fn a_call_without_an_answer_times_out_closes_the_connection_and_the_next_connects_again() {
+    // A fake broker whose first connection never answers (two requests
+    // come on it: the second is stuck behind the first, as a broker
+    // answers in order), and whose second connection answers.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let server = tokio::spawn(async move {
+        let (mut silent, _) = listener.accept().await.unwrap();
+        read_requests(&mut silent, 2).await;
         let (mut stream, _) = listener.accept().await.unwrap();
-        read_requests(&mut stream, 1).await;
         let id = read_requests(&mut stream, 1).await;
         let answer = MetadataResponse {
             brokers: vec![],
@@ -575,19 +578,38 @@ async fn a_call_without_an_answer_times_out_and_the_connection_serves_the_next()
             .unwrap();
         // Keep it open: the client ends it.
         let _ = stream.read(&mut [0; 1]).await;
+        drop(silent);
     });
     let client = Client::connect(&addr, Duration::from_millis(300))
         .await
         .unwrap();
     let request = MetadataRequest { topics: None };
-    let call = client.call::<_, MetadataResponse>(ApiKey::Metadata, &request);
-    let error = tokio::time::timeout(Duration::from_secs(10), call)
-        .await
-        .expect("the call gave up by itself")
-        .unwrap_err();
-    assert!(matches!(error, ClientError::Timeout(300)), "{error}");
-    // A timeout is not a broken connection: the same one (the fake broker
-    // accepts no other) answers the next call.
+    let first = client.call::<_, MetadataResponse>(ApiKey::Metadata, &request);
+    // The second is written a moment later, so its timeout ends later.
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        client
+            .call::<_, MetadataResponse>(ApiKey::Metadata, &request)
+            .await
+    };
+    let (first, second) = tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::join!(first, second)
+    })
+    .await
+    .expect("the calls gave up by themselves");
+    assert!(matches!(first, Err(ClientError::Timeout(300))), "{first:?}");
+    // The call behind it failed when the connection closed, before its
+    // own timeout, with a retriable error that says why.
+    let second = second.unwrap_err();
+    assert!(
+        matches!(&second, ClientError::Io { .. }) && second.is_retriable(),
+        "{second}"
+    );
+    assert!(
+        second.to_string().contains("no answer in 300 ms"),
+        "{second}"
+    );
+    // The next call connects again, and is answered.
     let call = client.call::<_, MetadataResponse>(ApiKey::Metadata, &request);
     let answer = tokio::time::timeout(Duration::from_secs(10), call)
         .await
