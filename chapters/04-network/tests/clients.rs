@@ -609,3 +609,23 @@ async fn requests_in_flight_store_a_partitions_batches_in_the_order_they_were_se
     }
     producer.close().await.unwrap();
 }
+
+// On one thread, so that a `poll` that never waited would starve the
+// other task until it returned.
+#[tokio::test(flavor = "current_thread")]
+async fn a_poll_with_nothing_to_fetch_waits_and_lets_other_tasks_run() {
+    let broker = TestBroker::start().await;
+    let mut consumer = Consumer::connect(&broker.addr, ConsumerConfig::default())
+        .await
+        .unwrap();
+    // Nothing assigned (a group member between two rebalances).
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let other = ran.clone();
+    tokio::spawn(async move { other.store(true, std::sync::atomic::Ordering::SeqCst) });
+    let records = consumer.poll(Duration::from_millis(300)).await.unwrap();
+    assert!(records.is_empty());
+    assert!(
+        ran.load(std::sync::atomic::Ordering::SeqCst),
+        "poll spun without letting another task run"
+    );
+}

@@ -254,7 +254,12 @@ impl Consumer {
             match self.reset(&tp).await {
                 Ok(()) => {}
                 Err(e) if e.code().is_some_and(moves_leader) => leader_gone = true,
-                Err(e) => return Err(e),
+                Err(e) => {
+                    if e.is_retriable() {
+                        self.back_off(deadline).await;
+                    }
+                    return Err(e);
+                }
             }
         }
         let mut by_leader: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
@@ -271,9 +276,22 @@ impl Consumer {
                 Err(e) => return Err(e),
             }
         }
+        if by_leader.is_empty() {
+            // Nothing to fetch: nothing assigned, or no leader known. Wait
+            // as a fetch with nothing to return would, so that `poll` does
+            // not spin: on a one-thread runtime, a loop that never waits
+            // starves the tasks that would give it work (a group's
+            // rebalance).
+            let pause = if leader_gone {
+                self.config.retry_backoff
+            } else {
+                self.config.fetch_max_wait
+            };
+            tokio::time::sleep_until((Instant::now() + pause).min(deadline)).await;
+            return Ok(Vec::new());
+        }
         if leader_gone {
-            let backoff = Instant::now() + self.config.retry_backoff;
-            tokio::time::sleep_until(backoff.min(deadline)).await;
+            self.back_off(deadline).await;
         }
         let wait = deadline.saturating_duration_since(Instant::now());
         let mut clients = Vec::with_capacity(by_leader.len());
@@ -314,9 +332,19 @@ impl Consumer {
         }
         // Records read from one leader are returned even if another failed.
         match failed {
-            Some(e) if records.is_empty() => Err(e),
+            Some(e) if records.is_empty() => {
+                // A refused connection fails in no time: not again at once.
+                self.back_off(deadline).await;
+                Err(e)
+            }
             _ => Ok(records),
         }
+    }
+
+    /// Waits `retry.backoff.ms`, or until `deadline` if that comes first.
+    async fn back_off(&self, deadline: Instant) {
+        let backoff = Instant::now() + self.config.retry_backoff;
+        tokio::time::sleep_until(backoff.min(deadline)).await;
     }
 
     /// Decodes a fetch's batches into records from each position on, and

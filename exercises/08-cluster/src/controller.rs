@@ -345,6 +345,12 @@ impl ClusterNode {
         Some(&self.leading.as_ref()?.stored)
     }
 
+    /// How many requests wait for their change to be stored, while this
+    /// broker leads: none, once the cluster is quiet.
+    pub fn waiting(&self) -> usize {
+        self.leading.as_ref().map_or(0, |l| l.waiting.len())
+    }
+
     /// Time passes: the session's timers, and another try at registering
     /// if the id was taken.
     pub fn on_tick(&mut self, now: Millis) {

@@ -15,7 +15,11 @@
 //! - and this chapter's: at most one controller per controller epoch; the
 //!   controller epochs of stored decisions never go back (a deposed
 //!   controller stored nothing after its successor did); and no broker
-//!   obeyed a controller older than one it had obeyed.
+//!   obeyed a controller older than one it had obeyed;
+//! - and that the cluster healed: once quiet, the controller has every
+//!   broker back in the partition's stored ISR, and no request of a broker
+//!   still waits for a write (an answer owed forever wedges the broker that
+//!   waits for it: the Jepsen-style test of real processes found one).
 //!
 //! A seed decides everything: `cargo run --release -p ch08-cluster --bin
 //! simulate -- --seed N` replays one.
@@ -217,6 +221,7 @@ fn check(sim: &Sim<LabNode>) -> Result<ClusterReport, String> {
         .collect();
     let (leader, replicas) = final_replicas(sim)?;
     let lab = checker::check(&history, &leader, &replicas, Expect::NoLoss)?;
+    healed(sim)?;
     Ok(ClusterReport {
         lab,
         controller_epochs,
@@ -309,6 +314,38 @@ fn final_replicas(
         .map(|(id, b)| lab6::final_replica(*id, b.broker(), &sim.disk(*id).broker))
         .collect();
     lab6::split_leader(leader, replicas)
+}
+
+/// Whether the cluster healed: the newest controller stores every broker
+/// in the partition's ISR, and owes no answer.
+fn healed(sim: &Sim<LabNode>) -> Result<(), String> {
+    let tp = ch06_replication::lab::nodes::partition();
+    let controller = BROKERS
+        .iter()
+        .filter_map(|&id| match sim.node(id) {
+            Some(LabNode::Broker(broker)) => Some((broker.cluster().leading()?, id, broker)),
+            _ => None,
+        })
+        .max_by_key(|(epoch, _, _)| *epoch)
+        .ok_or("after the faults ended, no controller")?;
+    let (epoch, id, broker) = controller;
+    let waiting = broker.cluster().waiting();
+    if waiting > 0 {
+        return Err(format!(
+            "not healed: the controller (broker {id}, epoch {epoch}) still owes {waiting} answers"
+        ));
+    }
+    let state = broker
+        .cluster()
+        .stored()
+        .and_then(|stored| stored.get(&tp))
+        .map(|s| &s.state);
+    match state {
+        Some(state) if BROKERS.iter().all(|b| state.isr.contains(b)) => Ok(()),
+        other => Err(format!(
+            "not healed: the partition's stored state is {other:?}, not every broker in sync"
+        )),
+    }
 }
 
 /// The command that replays `seed` of `scenario`.
