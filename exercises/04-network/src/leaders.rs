@@ -247,11 +247,18 @@ impl Leaders {
             .ok_or(ClientError::Closed)
     }
 
+    /// The number of partitions of `topic` if it is known, without a
+    /// call: the producer asks for every record.
+    pub fn known_partition_count(&self, topic: &str) -> Option<u32> {
+        let known = self.known.lock().unwrap();
+        known.topics.get(topic).map(|leaders| leaders.len() as u32)
+    }
+
     /// The number of partitions of `topic`, asked for if not known; the
     /// broker's error (`UNKNOWN_TOPIC_OR_PARTITION`, ...) if it has none.
     pub async fn partition_count(&self, topic: &str) -> Result<u32, ClientError> {
-        if let Some(leaders) = self.known.lock().unwrap().topics.get(topic) {
-            return Ok(leaders.len() as u32);
+        if let Some(count) = self.known_partition_count(topic) {
+            return Ok(count);
         }
         // Ask about this topic by name, so that the broker says why not.
         let addr = self.any_broker().await?;

@@ -327,10 +327,19 @@ impl Producer {
     /// The topic's partition count, from metadata, waiting up to
     /// `max.block.ms` for the topic to be there.
     async fn partition_count(&self, topic: &str) -> Result<u32, ClientError> {
-        let deadline = Instant::now() + self.max_block;
+        // This runs for every record: a lookup, and nothing else (not even
+        // the clock) unless the topic is missing.
+        if let Some(count) = self.leaders.known_partition_count(topic) {
+            return Ok(count);
+        }
+        let mut deadline = None;
         loop {
             match self.leaders.partition_count(topic).await {
-                Err(e) if e.is_retriable() && Instant::now() + self.retry_backoff < deadline => {
+                Err(e) if e.is_retriable() => {
+                    let deadline = *deadline.get_or_insert_with(|| Instant::now() + self.max_block);
+                    if Instant::now() + self.retry_backoff >= deadline {
+                        return Err(e);
+                    }
                     tokio::time::sleep(self.retry_backoff).await;
                 }
                 counted => return counted,
