@@ -51,6 +51,16 @@ fn small_batches_one_in_flight() -> ProducerConfig {
     }
 }
 
+/// A broker with the fault proxy in front (the broker advertises the
+/// proxy's address, so clients that look leaders up reach it through the
+/// proxy), and a topic `t` of one partition.
+async fn behind_proxy_with_topic_t() -> (TestBroker, Proxy) {
+    let (broker, proxy) = TestBroker::start_behind_proxy().await;
+    let admin = Admin::connect(&broker.addr, DEADLINE).await.unwrap();
+    admin.create_topic("t", 1, vec![]).await.unwrap();
+    (broker, proxy)
+}
+
 /// Reads partitions from the beginning until `n` records have come.
 async fn read(addr: &str, partitions: &[TopicPartition], n: usize) -> Vec<ConsumerRecord> {
     let mut consumer = Consumer::connect(addr, earliest()).await.unwrap();
@@ -113,11 +123,7 @@ async fn each_delivery_reports_the_offset_of_its_own_record() {
 
 #[tokio::test]
 async fn a_batch_that_failed_with_a_retriable_error_is_resent_whole() {
-    // The producer reaches the broker through the proxy: the broker
-    // advertises the proxy's address.
-    let (broker, proxy) = TestBroker::start_behind_proxy().await;
-    let admin = Admin::connect(&broker.addr, DEADLINE).await.unwrap();
-    admin.create_topic("t", 1, vec![]).await.unwrap();
+    let (broker, proxy) = behind_proxy_with_topic_t().await;
     // The first produce, and the third, are answered with a retriable
     // error without reaching the broker.
     proxy.on_next(ApiKey::Produce, Action::Fail(ErrorCode::RequestTimedOut));
@@ -141,11 +147,7 @@ async fn a_batch_that_failed_with_a_retriable_error_is_resent_whole() {
 
 #[tokio::test]
 async fn a_retried_batch_waits_retry_backoff_first() {
-    // The producer reaches the broker through the proxy: the broker
-    // advertises the proxy's address.
-    let (broker, proxy) = TestBroker::start_behind_proxy().await;
-    let admin = Admin::connect(&broker.addr, DEADLINE).await.unwrap();
-    admin.create_topic("t", 1, vec![]).await.unwrap();
+    let (_broker, proxy) = behind_proxy_with_topic_t().await;
     proxy.on_next(ApiKey::Produce, Action::Fail(ErrorCode::RequestTimedOut));
     let backoff = Duration::from_millis(500);
     let producer = Producer::connect(
@@ -173,9 +175,7 @@ async fn a_retried_batch_waits_retry_backoff_first() {
 
 #[tokio::test]
 async fn a_producer_told_the_leader_moved_asks_for_metadata_and_sends_again() {
-    let (broker, proxy) = TestBroker::start_behind_proxy().await;
-    let admin = Admin::connect(&broker.addr, DEADLINE).await.unwrap();
-    admin.create_topic("t", 1, vec![]).await.unwrap();
+    let (_broker, proxy) = behind_proxy_with_topic_t().await;
     proxy.on_next(
         ApiKey::Produce,
         Action::Fail(ErrorCode::NotLeaderOrFollower),
@@ -204,9 +204,7 @@ async fn a_producer_told_the_leader_moved_asks_for_metadata_and_sends_again() {
 
 #[tokio::test]
 async fn a_consumer_told_the_leader_moved_asks_for_metadata_and_reads_on() {
-    let (broker, proxy) = TestBroker::start_behind_proxy().await;
-    let admin = Admin::connect(&broker.addr, DEADLINE).await.unwrap();
-    admin.create_topic("t", 1, vec![]).await.unwrap();
+    let (broker, proxy) = behind_proxy_with_topic_t().await;
     let producer = Producer::connect(&broker.addr, ProducerConfig::default())
         .await
         .unwrap();
@@ -231,11 +229,7 @@ async fn a_consumer_told_the_leader_moved_asks_for_metadata_and_reads_on() {
 
 #[tokio::test]
 async fn a_batch_whose_answer_was_lost_is_resent_and_may_be_stored_twice() {
-    // The producer reaches the broker through the proxy: the broker
-    // advertises the proxy's address.
-    let (broker, proxy) = TestBroker::start_behind_proxy().await;
-    let admin = Admin::connect(&broker.addr, DEADLINE).await.unwrap();
-    admin.create_topic("t", 1, vec![]).await.unwrap();
+    let (broker, proxy) = behind_proxy_with_topic_t().await;
     // The second produce reaches the broker, but its answer never comes
     // back: the connection is cut first.
     proxy.on_next(ApiKey::Produce, Action::Forward);
@@ -249,6 +243,7 @@ async fn a_batch_whose_answer_was_lost_is_resent_and_may_be_stored_twice() {
 
     // At least once: every record is stored where its delivery said; the
     // batch whose answer was lost may be there twice, nothing else is.
+    let admin = Admin::connect(&broker.addr, DEADLINE).await.unwrap();
     let end = admin.describe_topic("t").await.unwrap().partitions[0].log_end_offset;
     let records = read(&broker.addr, &[TopicPartition::new("t", 0)], end as usize).await;
     let stored: BTreeMap<u64, u64> = records.iter().map(|r| (r.offset, value(r))).collect();

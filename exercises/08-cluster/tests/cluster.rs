@@ -97,6 +97,19 @@ fn registered_again(lab: &LocalBrokers, id: BrokerId) -> bool {
     expired.is_some_and(|x| registered.is_some_and(|r| r > x))
 }
 
+/// Leader 1's request to shrink partition 0's ISR to `[1, 3]`, built on
+/// the state stored now.
+fn drop_broker_2(lab: &mut LocalBrokers) -> AlterPartitionRequest {
+    let (state, _) = stored(lab, &tp(0)).unwrap();
+    AlterPartitionRequest {
+        broker_id: 1,
+        tp: tp(0),
+        leader_epoch: state.leader_epoch,
+        partition_epoch: state.partition_epoch,
+        new_isr: vec![1, 3],
+    }
+}
+
 /// Broker `id`'s node reports what it has to, with no time passing.
 fn poll(lab: &mut LocalBrokers, id: BrokerId) {
     let now = lab.coordinator.now;
@@ -289,14 +302,7 @@ fn a_broker_id_already_registered_is_refused() {
 #[test]
 fn isr_changes_are_answered_once_stored_and_stale_ones_are_refused() {
     let mut lab = with_orders();
-    let (state, _) = stored(&mut lab, &tp(0)).unwrap();
-    let request = AlterPartitionRequest {
-        broker_id: 1,
-        tp: tp(0),
-        leader_epoch: state.leader_epoch,
-        partition_epoch: state.partition_epoch,
-        new_isr: vec![1, 3],
-    };
+    let request = drop_broker_2(&mut lab);
     let now = lab.coordinator.now;
     let ticket = lab.broker(1).node.alter_partition(&request, now);
     // Not answered before the coordinator has it.
@@ -331,14 +337,7 @@ fn isr_changes_are_answered_once_stored_and_stale_ones_are_refused() {
 #[test]
 fn an_isr_change_stored_but_whose_answer_was_lost_is_answered_after_the_reload() {
     let mut lab = with_orders();
-    let (state, _) = stored(&mut lab, &tp(0)).unwrap();
-    let request = AlterPartitionRequest {
-        broker_id: 1,
-        tp: tp(0),
-        leader_epoch: state.leader_epoch,
-        partition_epoch: state.partition_epoch,
-        new_isr: vec![1, 3],
-    };
+    let request = drop_broker_2(&mut lab);
     let now = lab.coordinator.now;
     let ticket = lab.broker(1).node.alter_partition(&request, now);
     // The controller's write reaches the coordinator and is stored, but
