@@ -43,5 +43,5 @@ summary=target/e2e/cluster.tsv.new
     grep $'^failover\t' "$report"
 } >"$summary"
 mv "$summary" target/e2e/cluster.tsv
-echo "target/e2e/cluster.tsv:"
+echo "target/e2e/cluster.tsv (cargo xtask perf-report e2e-cluster makes the page's tables):"
 cat target/e2e/cluster.tsv

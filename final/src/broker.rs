@@ -71,6 +71,13 @@ pub(crate) struct BrokerArgs {
     /// in chapters 4 and 5.
     #[arg(long, value_name = "N")]
     default_replication_factor: Option<u32>,
+    /// `offsets.topic.replication.factor`: how many copies of the
+    /// consumer groups' committed offsets (`__consumer_offsets`) the
+    /// cluster keeps; groups wait until it has this many brokers
+    /// [default: 3 with --coordinator; 1 with the embedded one, as
+    /// Kafka's single-node quick-start sets it].
+    #[arg(long, value_name = "N")]
+    offsets_topic_replication_factor: Option<u32>,
     /// `zookeeper.session.timeout.ms`: how long after its last word a
     /// broker is taken for dead [default: 6000; Kafka's is 18000].
     #[arg(long, value_name = "MS")]
@@ -89,6 +96,7 @@ struct Settings {
     data_dir: PathBuf,
     min_insync_replicas: usize,
     default_replication_factor: Option<u32>,
+    offsets_replication_factor: u32,
     session_timeout_ms: u64,
     unclean_leader_election: bool,
 }
@@ -109,9 +117,18 @@ impl Settings {
         if session_timeout_ms < 300 {
             return Err("the session timeout is at least 300 ms".into());
         }
+        let coordinator = args.coordinator.or(file.coordinator);
+        let offsets_replication_factor = args
+            .offsets_topic_replication_factor
+            .or(file.offsets_replication_factor)
+            .unwrap_or(if coordinator.is_some() { 3 } else { 1 });
+        if offsets_replication_factor == 0 {
+            return Err("the offsets topic's replication factor is at least 1".into());
+        }
         Ok(Settings {
             id: args.id.or(file.broker_id).unwrap_or(1),
-            coordinator: args.coordinator.or(file.coordinator),
+            coordinator,
+            offsets_replication_factor,
             listen: args
                 .listen
                 .or(file.listen)
@@ -139,6 +156,7 @@ impl Settings {
         let mut replication = ReplicationConfig::new(self.id, "");
         replication.manager.replica.min_insync_replicas = self.min_insync_replicas;
         replication.default_replication_factor = self.default_replication_factor;
+        replication.offsets_replication_factor = self.offsets_replication_factor;
         // A heartbeat is also how a broker learns that it leads now: KRaft
         // pushes that through its metadata log at once, and a ZooKeeper-era
         // controller sent LeaderAndIsr. Kafka's 2 s interval would add up

@@ -154,7 +154,12 @@ async fn up(args: UpArgs) -> Result<()> {
                 "--min-insync-replicas",
                 &args.min_insync_replicas.to_string(),
             ])
-            .args(["--session-timeout-ms", &args.session_timeout_ms.to_string()]);
+            .args(["--session-timeout-ms", &args.session_timeout_ms.to_string()])
+            // Kafka's default of 3, or every broker of a smaller cluster.
+            .args([
+                "--offsets-topic-replication-factor",
+                &args.brokers.clamp(1, 3).to_string(),
+            ]);
         processes.push(spawn("broker", id, address.clone(), command, dir)?);
         bootstrap.push(address);
     }

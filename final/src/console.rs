@@ -9,8 +9,8 @@ use std::time::Duration;
 use ch02_segments::Record;
 use ch03_partitions::TopicPartition;
 use ch04_network::{
-    Admin, ClientError, Consumer, ConsumerConfig, ConsumerRecord, DeliveryFuture, OffsetReset,
-    Producer, ProducerConfig, SeekTo,
+    ClientError, Consumer, ConsumerConfig, ConsumerRecord, DeliveryFuture, OffsetReset, Producer,
+    ProducerConfig, SeekTo,
 };
 use ch05_consumer_groups::consumer::{GroupConsumer, GroupConsumerConfig};
 use clap::Args;
@@ -18,7 +18,7 @@ use clap::builder::NonEmptyStringValueParser;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
 
-use crate::{Bootstrap, MAX_BLOCK, REQUEST_TIMEOUT, Result, cluster, signal};
+use crate::{Bootstrap, MAX_BLOCK, REQUEST_TIMEOUT, Result, signal};
 
 /// Sent records whose answer `kfs produce` has not checked yet, at most.
 /// Past this it waits for the oldest, so a long input does not pile up
@@ -101,15 +101,6 @@ pub(crate) fn acks(text: &str) -> std::result::Result<i8, String> {
         "all" | "-1" => Ok(-1),
         _ => Err(format!("expected 0, 1 or all, got {text:?}")),
     }
-}
-
-/// Whether `topic` is a replicated topic (one the controller knows);
-/// `false` for a topic of one broker, or if the cluster cannot be asked
-/// (the usual path then says why).
-async fn is_replicated(bootstrap: &Bootstrap, topic: &str) -> bool {
-    cluster::describe(bootstrap)
-        .await
-        .is_ok_and(|cluster| cluster.partitions.iter().any(|(tp, _)| tp.topic == topic))
 }
 
 /// Sends every line of standard input, each to its partition's leader,
@@ -279,24 +270,17 @@ pub(crate) async fn consume(args: ConsumeArgs) -> Result<()> {
     };
     let mut source = match &args.group {
         Some(group) => {
-            if is_replicated(&args.bootstrap, &args.topic).await {
-                return Err(format!(
-                    "{} is a replicated topic: consumer groups on replicated topics are not built yet; read it without --group",
-                    args.topic
-                )
-                .into());
-            }
-            let addr = &args.bootstrap.server().await?;
+            let servers = &args.bootstrap.bootstrap_server;
+            // A missing topic is an error now, not an empty assignment.
+            Consumer::connect(servers, config.clone())
+                .await?
+                .partitions_for(&args.topic)
+                .await?;
             let mut group_config = GroupConsumerConfig::new(group.clone());
             group_config.client_id = "kfs-consume".into();
             group_config.enable_auto_commit = false;
             group_config.consumer = config;
-            let mut consumer = GroupConsumer::connect(addr, group_config).await?;
-            // A missing topic is an error now, not an empty assignment.
-            Admin::connect(addr, REQUEST_TIMEOUT)
-                .await?
-                .describe_topic(&args.topic)
-                .await?;
+            let mut consumer = GroupConsumer::connect(servers, group_config).await?;
             consumer.subscribe([args.topic.clone()]);
             Source::Group(Box::new(Member {
                 consumer,

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use ch03_partitions::TopicPartition;
-use ch04_network::{Admin, ErrorCode};
+use ch04_network::{Consumer, ConsumerConfig, ErrorCode, SeekTo};
 use ch05_consumer_groups::admin::GroupAdmin;
 use clap::Subcommand;
 
@@ -31,7 +31,7 @@ pub(crate) enum GroupsCommand {
 pub(crate) async fn run(command: GroupsCommand) -> Result<()> {
     match command {
         GroupsCommand::List { bootstrap } => {
-            let admin = GroupAdmin::connect(&bootstrap.server().await?, REQUEST_TIMEOUT).await?;
+            let admin = GroupAdmin::connect(&bootstrap.bootstrap_server, REQUEST_TIMEOUT).await?;
             for (group, _) in admin.list_groups().await? {
                 println!("{group}");
             }
@@ -49,9 +49,9 @@ struct Row {
 }
 
 async fn describe(group: &str, bootstrap: &Bootstrap) -> Result<()> {
-    let addr = &bootstrap.server().await?;
-    let groups = GroupAdmin::connect(addr, REQUEST_TIMEOUT).await?;
+    let groups = GroupAdmin::connect(&bootstrap.bootstrap_server, REQUEST_TIMEOUT).await?;
     let info = groups.describe_group(group).await?;
+    let (coordinator, at) = groups.coordinator(group).await?;
     let committed = groups.committed_offsets(group).await?;
     let mut rows: BTreeMap<TopicPartition, Row> = BTreeMap::new();
     for (tp, offset) in committed {
@@ -74,20 +74,26 @@ async fn describe(group: &str, bootstrap: &Bootstrap) -> Result<()> {
             row.member = Some((m.member_id.clone(), m.client_id.clone()));
         }
     }
-    // Log end offsets, a topic at a time.
-    let admin = Admin::connect(addr, REQUEST_TIMEOUT).await?;
-    let mut topics: Vec<&String> = rows.keys().map(|tp| &tp.topic).collect();
-    topics.dedup();
+    // Log end offsets, each from its partition's leader, as Kafka's tool
+    // asks a consumer for them.
+    let config = ConsumerConfig {
+        request_timeout: REQUEST_TIMEOUT,
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::connect(&bootstrap.bootstrap_server, config).await?;
+    let partitions: Vec<TopicPartition> = rows.keys().cloned().collect();
+    consumer.assign(partitions.clone());
     let mut ends = BTreeMap::new();
-    for topic in topics {
-        let described = match admin.describe_topic(topic).await {
-            Ok(described) => described,
+    for tp in partitions {
+        match consumer.seek(&tp, SeekTo::End).await {
+            Ok(()) => {
+                if let Some(end) = consumer.position(&tp) {
+                    ends.insert(tp, end);
+                }
+            }
             // A topic deleted since its commits has no end to show.
             Err(e) if e.code() == Some(ErrorCode::UnknownTopicOrPartition) => continue,
             Err(e) => return Err(e.into()),
-        };
-        for p in described.partitions {
-            ends.insert(TopicPartition::new(topic, p.partition), p.log_end_offset);
         }
     }
     for (tp, row) in &mut rows {
@@ -106,6 +112,7 @@ async fn describe(group: &str, bootstrap: &Bootstrap) -> Result<()> {
         info.generation,
         info.members.len()
     );
+    println!("Coordinator: broker {coordinator} at {at}.");
     let dash = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
     let mut table = vec![
         [

@@ -8,6 +8,7 @@
 //! log.dirs=./data-1
 //! zookeeper.connect=127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183
 //! min.insync.replicas=2
+//! offsets.topic.replication.factor=3
 //! ```
 //!
 //! A key this broker does not know is reported and ignored, as Kafka
@@ -36,6 +37,8 @@ pub(crate) struct Properties {
     pub(crate) min_insync_replicas: Option<usize>,
     /// `default.replication.factor`.
     pub(crate) default_replication_factor: Option<u32>,
+    /// `offsets.topic.replication.factor`.
+    pub(crate) offsets_replication_factor: Option<u32>,
     /// `unclean.leader.election.enable`.
     pub(crate) unclean_leader_election: Option<bool>,
     /// Keys that were ignored, for a warning.
@@ -106,6 +109,10 @@ pub(crate) fn parse(text: &str) -> Result<Properties, String> {
                 properties.default_replication_factor =
                     Some(value.parse().map_err(|_| bad("a number"))?);
             }
+            "offsets.topic.replication.factor" => {
+                properties.offsets_replication_factor =
+                    Some(value.parse().map_err(|_| bad("a number"))?);
+            }
             "unclean.leader.election.enable" => {
                 properties.unclean_leader_election =
                     Some(value.parse().map_err(|_| bad("true or false"))?);
@@ -126,7 +133,8 @@ mod tests {
                     advertised.listeners=PLAINTEXT://127.0.0.1:19093\n\
                     log.dirs=/tmp/kfs-2\nzookeeper.connect=127.0.0.1:2181,127.0.0.1:2182\n\
                     zookeeper.session.timeout.ms = 6000\nmin.insync.replicas=2\n\
-                    default.replication.factor=3\nunclean.leader.election.enable=false\n\
+                    default.replication.factor=3\noffsets.topic.replication.factor=2\n\
+                    unclean.leader.election.enable=false\n\
                     num.network.threads=3\n";
         let properties = parse(text).unwrap();
         assert_eq!(
@@ -140,6 +148,7 @@ mod tests {
                 session_timeout_ms: Some(6000),
                 min_insync_replicas: Some(2),
                 default_replication_factor: Some(3),
+                offsets_replication_factor: Some(2),
                 unclean_leader_election: Some(false),
                 unknown: vec!["num.network.threads".into()],
             }

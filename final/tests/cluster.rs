@@ -2,7 +2,9 @@
 //! and three broker processes on loopback; a replicated topic; a leader
 //! killed with `kill -9` mid-stream; `kfs produce --acks all` and `kfs
 //! consume` carry on through the failover, and nothing acknowledged is
-//! lost. And `kfs broker --config` with a `server.properties` file
+//! lost. A consumer group on a replicated topic whose coordinator is
+//! killed with `kill -9`: the group goes on from its commits. And `kfs
+//! broker --config` with a `server.properties` file
 //! (`default.replication.factor` included).
 
 mod common;
@@ -55,6 +57,25 @@ impl LocalCluster {
             bootstrap,
             dir: dir.to_path_buf(),
         }
+    }
+
+    /// [`LocalCluster::up`], with topic `orders` (2 partitions,
+    /// replication factor 3).
+    fn with_orders(dir: &Path) -> LocalCluster {
+        let cluster = LocalCluster::up(dir);
+        // Until every broker has heartbeated the controller.
+        until_ok(Duration::from_secs(20), || {
+            cluster.kfs(&[
+                "topics",
+                "create",
+                "orders",
+                "--partitions",
+                "2",
+                "--replication-factor",
+                "3",
+            ])
+        });
+        cluster
     }
 
     fn kfs(&self, args: &[&str]) -> Command {
@@ -147,19 +168,7 @@ fn broker_pid(dir: &Path, id: u32) -> String {
 #[test]
 fn a_cluster_of_processes_heals_after_kill_9_and_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = LocalCluster::up(dir.path());
-    // Until every broker has heartbeated the controller.
-    until_ok(Duration::from_secs(20), || {
-        cluster.kfs(&[
-            "topics",
-            "create",
-            "orders",
-            "--partitions",
-            "2",
-            "--replication-factor",
-            "3",
-        ])
-    });
+    let cluster = LocalCluster::with_orders(dir.path());
     produce(&cluster, "orders", 0, 500);
 
     let victim = leader(&cluster, "orders", 0);
@@ -247,6 +256,85 @@ fn a_cluster_of_processes_heals_after_kill_9_and_loses_nothing_acknowledged() {
         let stopped = text.contains("stopped cleanly") || text.contains("stopping");
         assert!(stopped, "{name} did not stop cleanly:\n{text}");
     }
+}
+
+/// `kfs consume --group g` until it has been quiet for 3 s; the numbers
+/// it printed.
+fn consume_group(cluster: &LocalCluster, topic: &str) -> Vec<u32> {
+    let out = cluster
+        .kfs(&[
+            "consume",
+            topic,
+            "--group",
+            "g",
+            "--from-beginning",
+            "--timeout-ms",
+            "3000",
+        ])
+        .timeout(Duration::from_secs(90))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_groups_commits_survive_kill_9_of_its_coordinator() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::with_orders(dir.path());
+    produce(&cluster, "orders", 0, 300);
+    let mut first = consume_group(&cluster, "orders");
+    first.sort();
+    assert_eq!(first, (0..300).collect::<Vec<_>>());
+
+    // The group's commits are in its partition of `__consumer_offsets`,
+    // replicated three times; its leader coordinates the group.
+    let describe = until_ok(Duration::from_secs(10), || {
+        cluster.kfs(&["groups", "describe", "g"])
+    });
+    let coordinator: u32 = describe
+        .lines()
+        .find_map(|l| l.strip_prefix("Coordinator: broker "))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no coordinator in {describe}"));
+    assert_eq!(committed_total(&describe), 300, "{describe}");
+    let killed = StdCommand::new("kill")
+        .args(["-KILL", &broker_pid(dir.path(), coordinator)])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    // Another broker leads the offsets partition now, and has the commits:
+    // the group reads only what came after them.
+    produce(&cluster, "orders", 300, 400);
+    let mut next = consume_group(&cluster, "orders");
+    next.sort();
+    assert_eq!(next, (300..400).collect::<Vec<_>>());
+    let describe = until_ok(Duration::from_secs(10), || {
+        cluster.kfs(&["groups", "describe", "g"])
+    });
+    assert!(
+        !describe.contains(&format!("Coordinator: broker {coordinator} ")),
+        "{describe}"
+    );
+    assert_eq!(committed_total(&describe), 400, "{describe}");
+}
+
+/// The sum of the CURRENT-OFFSET column of `kfs groups describe g`.
+fn committed_total(describe: &str) -> u64 {
+    describe
+        .lines()
+        .filter(|l| l.starts_with("g "))
+        .filter_map(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
+        .sum()
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! A Jepsen-style test of the cluster, with real processes: three `kfs
 //! coordinator` processes and three `kfs broker` processes on loopback; a
 //! verifying producer (`acks=all`, `min.insync.replicas=2`, replication
-//! factor 3) and a reader per partition; and a nemesis that, at random
+//! factor 3), a reader per partition, and a consumer group of two members
+//! (its offsets in the replicated `__consumer_offsets`, its coordinator
+//! moving with that topic's leaders); and a nemesis that, at random
 //! but reproducibly from a seed, kills a broker with SIGKILL (the
 //! controller too, when it is the one drawn), pauses one with SIGSTOP past
 //! its session timeout and resumes it, kills a coordinator server, and
@@ -21,7 +23,11 @@
 //!   never both accepted a write at the same place);
 //! - no reader saw a partition's offsets go backwards, and every record a
 //!   reader saw is still in the log at its offset (nothing read was
-//!   committed and then undone).
+//!   committed and then undone);
+//! - the group read every acknowledged record (at least once); no member
+//!   saw a partition's offsets go backwards while it owned the partition;
+//!   and every partition's committed offset is at least the highest
+//!   commit the group was told succeeded (no acknowledged commit lost).
 //!
 //! `KFS_JEPSEN_RUNS` runs (default 1), each `KFS_JEPSEN_SECONDS` of faults
 //! (default 12), seeds from 0 or from `KFS_JEPSEN_SEED` (which replays
@@ -39,6 +45,8 @@ use std::time::Duration;
 
 use ch02_segments::Record;
 use ch03_partitions::TopicPartition;
+use ch04_network::{ClientError, ConsumerConfig, OffsetReset};
+use ch05_consumer_groups::{GroupAdmin, GroupConsumer, GroupConsumerConfig, RebalanceListener};
 use ch06_replication::client::{ClusterClient, ClusterConfig};
 use ch08_cluster::protocol::ClusterDescription;
 use ch08_cluster::service::describe_cluster;
@@ -267,6 +275,31 @@ struct History {
     read: BTreeMap<(u32, u64), u64>,
     /// Offsets that went backwards for a reader.
     backwards: Vec<String>,
+    /// Records the group's members read: (partition, offset) → value.
+    group_read: BTreeMap<(u32, u64), u64>,
+    /// Offsets that went backwards for a member that owned the partition
+    /// all along.
+    group_backwards: Vec<String>,
+    /// Per partition, the highest offset a member's commit was
+    /// acknowledged for.
+    commits: BTreeMap<u32, u64>,
+    /// Polls and commits that failed (a rebalance, a coordinator moving),
+    /// by what failed and why.
+    group_errors: BTreeMap<String, u64>,
+}
+
+impl History {
+    /// Counts a group member's failed call by its kind and error.
+    fn failed_call(&mut self, call: &str, error: &ClientError) {
+        let why = match error.code() {
+            Some(code) => code.to_string(),
+            None => error.to_string(),
+        };
+        *self
+            .group_errors
+            .entry(format!("{call}: {why}"))
+            .or_default() += 1;
+    }
 }
 
 fn client(bootstrap: Vec<String>) -> ClusterClient {
@@ -335,19 +368,111 @@ async fn read(
     }
 }
 
+/// Forgets a member's last offset of each partition it gives up or gets:
+/// an owner starts from the group's commit, which may be behind what a
+/// previous owner read (at least once).
+struct Owned(Arc<Mutex<BTreeMap<u32, u64>>>);
+
+impl RebalanceListener for Owned {
+    fn on_partitions_revoked(&mut self, partitions: &[TopicPartition]) {
+        let mut last = self.0.lock().unwrap();
+        partitions.iter().for_each(|tp| {
+            last.remove(&tp.partition);
+        });
+    }
+
+    fn on_partitions_assigned(&mut self, partitions: &[TopicPartition]) {
+        let mut last = self.0.lock().unwrap();
+        partitions.iter().for_each(|tp| {
+            last.remove(&tp.partition);
+        });
+    }
+}
+
+/// A member of group `jepsen`: reads, and commits after every poll, until
+/// `done`; then leaves.
+async fn member(
+    bootstrap: Vec<String>,
+    history: Arc<Mutex<History>>,
+    mut done: watch::Receiver<bool>,
+) {
+    let mut config = GroupConsumerConfig::new("jepsen");
+    config.session_timeout = Duration::from_secs(6);
+    config.heartbeat_interval = Duration::from_millis(500);
+    config.enable_auto_commit = false;
+    config.consumer = ConsumerConfig {
+        auto_offset_reset: OffsetReset::Earliest,
+        request_timeout: Duration::from_secs(5),
+        retry_backoff: Duration::from_millis(50),
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = GroupConsumer::connect(&bootstrap.join(","), config)
+        .await
+        .expect("the cluster is up when the members start");
+    consumer.subscribe([TOPIC]);
+    let last = Arc::new(Mutex::new(BTreeMap::new()));
+    consumer.set_listener(Owned(last.clone()));
+    while !*done.borrow_and_update() {
+        let records = match consumer.poll(Duration::from_millis(200)).await {
+            Ok(records) => records,
+            Err(e) => {
+                history.lock().unwrap().failed_call("poll", &e);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        {
+            let mut history = history.lock().unwrap();
+            let mut last = last.lock().unwrap();
+            for r in records {
+                if let Some(&before) = last.get(&r.partition)
+                    && r.offset <= before
+                {
+                    let seen = format!("{TOPIC}-{}: {} after {before}", r.partition, r.offset);
+                    history.group_backwards.push(seen);
+                }
+                last.insert(r.partition, r.offset);
+                let value = String::from_utf8_lossy(&r.record.value)
+                    .parse()
+                    .unwrap_or(u64::MAX);
+                history.group_read.insert((r.partition, r.offset), value);
+            }
+        }
+        let committed = consumer.commit_sync().await;
+        let mut history = history.lock().unwrap();
+        match committed {
+            Ok(()) => {
+                for tp in consumer.assignment() {
+                    if let Some(position) = consumer.position(&tp) {
+                        let highest = history.commits.entry(tp.partition).or_default();
+                        *highest = (*highest).max(position);
+                    }
+                }
+            }
+            Err(e) => history.failed_call("commit", &e),
+        }
+    }
+    let _ = consumer.close().await;
+}
+
 async fn describe(bootstrap: &[String]) -> Option<ClusterDescription> {
     describe_cluster(bootstrap, Duration::from_secs(2))
         .await
         .ok()
 }
 
-/// Waits (up to a minute) until every partition has a leader and a full
-/// ISR; if it does not come, what the cluster looks like.
+/// Waits (up to a minute) until every partition (the test topic's and the
+/// offsets topic's) has a leader and a full ISR; if it does not come, what
+/// the cluster looks like.
 async fn healed(bootstrap: &[String]) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(d) = describe(bootstrap).await
-            && d.partitions.len() == PARTITIONS as usize
+            && d.partitions
+                .iter()
+                .filter(|(tp, _)| tp.topic == TOPIC)
+                .count()
+                == PARTITIONS as usize
             && d.partitions
                 .iter()
                 .all(|(_, s)| s.leader.is_some() && s.isr.len() == 3)
@@ -439,6 +564,16 @@ async fn run(seed: u64, seconds: u64) -> Result<String, String> {
     let readers: Vec<_> = (0..PARTITIONS)
         .map(|p| tokio::spawn(read(bootstrap.clone(), p, history.clone(), until)))
         .collect();
+    let (done, members_done) = watch::channel(false);
+    let members: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::spawn(member(
+                bootstrap.clone(),
+                history.clone(),
+                members_done.clone(),
+            ))
+        })
+        .collect();
     let faults = nemesis(&mut processes, seed, until).await;
     writer.await.unwrap();
     for reader in readers {
@@ -486,7 +621,42 @@ async fn run(seed: u64, seconds: u64) -> Result<String, String> {
             }
         }
     }
+    // The group goes on until it has read everything acknowledged.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let unread_by_group = || {
+        let history = history.lock().unwrap();
+        let unread: Vec<(u32, u64)> = history
+            .acked
+            .iter()
+            .filter(|(at, value)| history.group_read.get(at) != Some(value))
+            .map(|(at, _)| *at)
+            .collect();
+        unread
+    };
+    while !unread_by_group().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    done.send_replace(true);
+    for member in members {
+        member.await.unwrap();
+    }
+    let committed = GroupAdmin::connect(&bootstrap.join(","), Duration::from_secs(10))
+        .await
+        .map_err(|e| e.to_string())?
+        .committed_offsets("jepsen")
+        .await
+        .map_err(|e| format!("the group's commits: {e}"))?;
+    let unread_by_group = unread_by_group();
     let history = history.lock().unwrap();
+    let commits_lost: Vec<String> = history
+        .commits
+        .iter()
+        .filter_map(|(&partition, &acked)| {
+            let tp = TopicPartition::new(TOPIC, partition);
+            let now = committed.get(&tp).copied().unwrap_or(0);
+            (now < acked).then(|| format!("{tp}: {acked} acknowledged, {now} committed"))
+        })
+        .collect();
     let lost: Vec<_> = history
         .acked
         .iter()
@@ -499,7 +669,9 @@ async fn run(seed: u64, seconds: u64) -> Result<String, String> {
         .collect();
     let report = format!(
         "seed {seed}: {faults:?}; {} acknowledged, {} failed (retried in vain), {} lost, \
-         {} read, {} read and then gone, {} conflicting acknowledgements, {} offsets backwards",
+         {} read, {} read and then gone, {} conflicting acknowledgements, {} offsets backwards; \
+         the group: {} read, {} acknowledged unread, {} offsets backwards, {} commits lost, \
+         failed polls or commits {:?}",
         history.acked.len(),
         history.failed,
         lost.len(),
@@ -507,19 +679,31 @@ async fn run(seed: u64, seconds: u64) -> Result<String, String> {
         unread.len(),
         history.conflicts.len(),
         history.backwards.len(),
+        history.group_read.len(),
+        unread_by_group.len(),
+        history.group_backwards.len(),
+        commits_lost.len(),
+        history.group_errors,
     );
     let wrong = !lost.is_empty()
         || !unread.is_empty()
         || !history.conflicts.is_empty()
-        || !history.backwards.is_empty();
+        || !history.backwards.is_empty()
+        || !unread_by_group.is_empty()
+        || !history.group_backwards.is_empty()
+        || !commits_lost.is_empty();
     if wrong {
         let first = |v: &[String]| v.first().cloned().unwrap_or_default();
         return Err(format!(
-            "{report}\nlost (first 5): {:?}\nread then gone (first 5): {:?}\nconflicts: {}\nbackwards: {}\nlogs kept in {}",
+            "{report}\nlost (first 5): {:?}\nread then gone (first 5): {:?}\nconflicts: {}\nbackwards: {}\n\
+             unread by the group (first 5): {:?}\nbackwards in the group: {}\ncommits lost: {}\nlogs kept in {}",
             lost.iter().take(5).collect::<Vec<_>>(),
             unread.iter().take(5).collect::<Vec<_>>(),
             first(&history.conflicts),
             first(&history.backwards),
+            unread_by_group.iter().take(5).collect::<Vec<_>>(),
+            first(&history.group_backwards),
+            first(&commits_lost),
             dir.keep().display()
         ));
     }

@@ -106,11 +106,13 @@ enum Command {
     },
     /// Turn the benchmarks' saved results (criterion's, and the end-to-end
     /// harnesses': `benches/e2e.sh`, `benches/e2e-replication.sh`,
-    /// `benches/e2e-coordinator.sh`) into the performance page's tables (`book/src/perf/`) and plots
+    /// `benches/e2e-coordinator.sh`, `benches/e2e-cluster.sh`) into the
+    /// performance page's tables (`book/src/perf/`) and plots
     /// (`book/src/images/perf/`).
     PerfReport {
         /// The suites: chapter numbers (`01`, `3`), `e2e`,
-        /// `e2e-replication` or `e2e-coordinator`; all by default.
+        /// `e2e-replication`, `e2e-coordinator` or `e2e-cluster`; all by
+        /// default.
         suites: Vec<String>,
         /// Run each suite's benchmark first, and record the command, the
         /// commit and the machine for the tables' headers.

@@ -324,6 +324,11 @@ impl Group {
 pub struct GroupCoordinator {
     config: CoordinatorConfig,
     groups: BTreeMap<String, Group>,
+    /// Chosen at random when the coordinator starts, and part of every
+    /// member id it hands out: when a group's coordinator moves to
+    /// another broker (chapter 6), an id from the old one can never be
+    /// mistaken for one the new one gave. (Kafka's ids end in a UUID.)
+    instance: u32,
     /// For member ids: unique within this coordinator's life.
     next_member: u64,
 }
@@ -334,6 +339,7 @@ impl GroupCoordinator {
         GroupCoordinator {
             config,
             groups: BTreeMap::new(),
+            instance: fastrand::u32(..),
             next_member: 1,
         }
     }
@@ -385,7 +391,10 @@ impl GroupCoordinator {
             // KIP-394: hand out an id and ask the member to join again
             // with it, so a member whose first answer is lost does not
             // linger in the group as a stranger.
-            let id = format!("{}-{}", request.client_id, self.next_member);
+            let id = format!(
+                "{}-{:08x}-{}",
+                request.client_id, self.instance, self.next_member
+            );
             self.next_member += 1;
             group.pending.insert(id.clone(), now + session);
             return vec![(reply, join_error(ErrorCode::MemberIdRequired, &id))];
@@ -664,6 +673,26 @@ impl GroupCoordinator {
         // exercise-end
     }
     // ANCHOR_END: commit_decision
+
+    /// Forgets every group `moved` names: this broker no longer
+    /// coordinates them (chapter 6: another broker leads their offsets
+    /// partition now). Their held joins and syncs are answered with
+    /// `NOT_COORDINATOR`, so the members find the new coordinator and
+    /// join again there.
+    pub fn unload(&mut self, moved: impl Fn(&str) -> bool) -> Replies {
+        let mut replies = Vec::new();
+        let gone: Vec<String> = self.groups.keys().filter(|id| moved(id)).cloned().collect();
+        for id in gone {
+            let Some(mut group) = self.groups.remove(&id) else {
+                continue;
+            };
+            let members: Vec<String> = group.members.keys().cloned().collect();
+            for member in members {
+                group.remove_member(&member, ErrorCode::NotCoordinator, &mut replies);
+            }
+        }
+        replies
+    }
 
     /// Makes sure a group with committed offsets is known (as Empty), as
     /// after a restart.

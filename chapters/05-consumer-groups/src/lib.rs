@@ -31,7 +31,13 @@
 //! - [`service`]: [`service::GroupBroker`], the thin tokio shell: chapter
 //!   4's broker with the coordinator inside, behind chapter 4's server. It
 //!   holds joins and syncs, ticks the clock, appends what the coordinator
-//!   accepts to the offsets topic, and replies.
+//!   accepts to the offsets topic, and replies. Seams for chapter 6: which
+//!   offsets partitions' groups it coordinates (loaded and unloaded as
+//!   their leadership moves), and a commit decided here but stored by the
+//!   caller ([`service::PendingCommit`]).
+//! - [`link`]: [`link::CoordinatorLink`], how a group's clients reach its
+//!   coordinator: FindCoordinator to any broker, and again when an answer
+//!   says the coordinator moved or a call gets no answer.
 //! - [`consumer`]: [`consumer::GroupConsumer`], the tokio shell around a
 //!   [`member::Member`]: a driver task sends what the member asks for, and
 //!   `poll` does its actions with chapter 4's consumer, the rebalance
@@ -65,7 +71,11 @@
 //!   [`offsets`]); there is no `offsets.retention.minutes` expiry and no
 //!   DeleteGroups or OffsetDelete.
 //! - **One broker coordinates every group**; FindCoordinator answers with
-//!   itself. `offsets.topic.num.partitions` defaults to 10 (Kafka: 50), and
+//!   itself. (The clients already find the coordinator and follow it when
+//!   it moves; chapter 6 makes it move: the leader of the group's
+//!   partition of a replicated `__consumer_offsets`.) Member ids are the
+//!   client id, a random number the coordinator drew when it started, and
+//!   a counter, where Kafka's end in a UUID. `offsets.topic.num.partitions` defaults to 10 (Kafka: 50), and
 //!   a group's partition of it is chosen with chapter 3's murmur2, where
 //!   Kafka takes `abs(groupId.hashCode) % offsets.topic.num.partitions`
 //!   (Java's `String.hashCode`).
@@ -126,6 +136,7 @@ pub mod admin;
 pub mod assignor;
 pub mod consumer;
 pub mod coordinator;
+pub mod link;
 pub mod member;
 pub mod offsets;
 pub mod protocol;

@@ -28,6 +28,7 @@ use ch03_partitions::TopicPartition;
 use ch04_network::{ClientError, ErrorCode};
 
 use crate::assignor::{Assignor, Members, PartitionCounts};
+use crate::link::coordinator_unavailable;
 use crate::protocol::{
     Assignment, CONSUMER_PROTOCOL, CommitPartition, HeartbeatRequest, JoinGroupRequest,
     JoinGroupResponse, LeaveGroupRequest, OffsetCommitRequest, OffsetCommitResponse, Subscription,
@@ -401,11 +402,13 @@ impl Member {
     /// A JoinGroup's answer: in the generation (as leader or follower),
     /// or join again, or give up for now.
     fn joined(&mut self, joined: Result<JoinGroupResponse, ClientError>) {
-        // exercise-hole: joined | A transport error is `self.fail(e)`. On `ErrorCode::None` take the answer's member id; a follower clears `self.assignments` and awaits the sync of the answer's generation; the leader makes its `self.plan(&joined)` (an error fails) and goes to `Assigning`. `MemberIdRequired`: keep the id and join again; `RebalanceInProgress`: join again; `UnknownMemberId`: `self.lose()`; any other code fails with `broker_error(code, "JoinGroup")`.
+        // exercise-hole: joined | A coordinator that moved or cannot be reached (`coordinator_unavailable(&e)` for a transport error, `NotCoordinator` or `CoordinatorNotAvailable` for a code): stay `Joining`, to join again once the shell has found it. Any other transport error is `self.fail(e)`. On `ErrorCode::None` take the answer's member id; a follower clears `self.assignments` and awaits the sync of the answer's generation; the leader makes its `self.plan(&joined)` (an error fails) and goes to `Assigning`. `MemberIdRequired`: keep the id and join again; `RebalanceInProgress`: join again; `UnknownMemberId`: `self.lose()`; any other code fails with `broker_error(code, "JoinGroup")`.
         // exercise-hint: Whether this member leads is in the answer: `leader == member_id`. Only the leader got the members' subscriptions, so only it plans an assignment; a follower's next request is its SyncGroup, with no assignments. Staying in `Joining` is how to join again: `next_request` then sends another JoinGroup.
         // exercise-hint: `ErrorCode::None => { let generation = joined.generation_id; self.member_id = joined.member_id.clone(); if joined.leader != joined.member_id { self.assignments.clear(); self.state = MemberState::AwaitingSync { generation }; return; } match self.plan(&joined) { Ok(plan) => { self.plan = Some(plan); self.state = MemberState::Assigning { generation } } Err(e) => self.fail(e) } }`.
         let joined = match joined {
             Ok(joined) => joined,
+            // The shell finds the coordinator again: join again there.
+            Err(e) if coordinator_unavailable(&e) => return,
             Err(e) => return self.fail(e),
         };
         match joined.error {
@@ -427,8 +430,10 @@ impl Member {
             }
             // KIP-394: join again, with this id.
             ErrorCode::MemberIdRequired => self.member_id = joined.member_id,
-            // Joins raced: join again.
-            ErrorCode::RebalanceInProgress => {}
+            // Joins raced, or the coordinator moved: join again.
+            ErrorCode::RebalanceInProgress
+            | ErrorCode::NotCoordinator
+            | ErrorCode::CoordinatorNotAvailable => {}
             ErrorCode::UnknownMemberId => self.lose(),
             code => self.fail(broker_error(code, "JoinGroup")),
         }
@@ -497,11 +502,15 @@ impl Member {
         generation: i32,
         synced: Result<SyncGroupResponse, ClientError>,
     ) {
-        // exercise-hole: member_synced | A transport error is `self.fail(e)`. On `ErrorCode::None`, decode the answer's `assignment` as an `Assignment` (a decoding error fails with `ClientError::Protocol`): the member is now in `generation`, the flattened partitions wait in `self.synced` for the next `poll`, the state is `Stable`, and the next heartbeat is due one `heartbeat_interval` from `now`. `RebalanceInProgress` or `IllegalGeneration`: the group moved on, so back to `Joining`. `UnknownMemberId`: `self.lose()`. Any other code fails with `broker_error(code, "SyncGroup")`.
+        // exercise-hole: member_synced | A coordinator that moved or cannot be reached (`coordinator_unavailable(&e)`, or the codes `NotCoordinator` and `CoordinatorNotAvailable`): back to `Joining`, to join the new one. Any other transport error is `self.fail(e)`. On `ErrorCode::None`, decode the answer's `assignment` as an `Assignment` (a decoding error fails with `ClientError::Protocol`): the member is now in `generation`, the flattened partitions wait in `self.synced` for the next `poll`, the state is `Stable`, and the next heartbeat is due one `heartbeat_interval` from `now`. `RebalanceInProgress` or `IllegalGeneration`: the group moved on, so back to `Joining`. `UnknownMemberId`: `self.lose()`. Any other code fails with `broker_error(code, "SyncGroup")`.
         // exercise-hint: The sync ends a rebalance: from now on the member's commits and heartbeats carry `generation`. It does not hand the partitions to the application itself: `poll` takes `self.synced` and works out what was added and revoked. The group moving on during the sync is not an error, just another join.
         // exercise-hint: `ErrorCode::None => match decode_metadata::<Assignment>(&synced.assignment) { Ok(assignment) => { self.generation = Some(generation); self.synced = Some(assignment.flatten()); self.state = MemberState::Stable; self.next_heartbeat = now + millis(self.config.heartbeat_interval); } Err(e) => self.fail(ClientError::Protocol(e)) }`.
         let synced = match synced {
             Ok(synced) => synced,
+            Err(e) if coordinator_unavailable(&e) => {
+                self.state = MemberState::Joining;
+                return;
+            }
             Err(e) => return self.fail(e),
         };
         match synced.error {
@@ -514,7 +523,10 @@ impl Member {
                 }
                 Err(e) => self.fail(ClientError::Protocol(e)),
             },
-            ErrorCode::RebalanceInProgress | ErrorCode::IllegalGeneration => {
+            ErrorCode::RebalanceInProgress
+            | ErrorCode::IllegalGeneration
+            | ErrorCode::NotCoordinator
+            | ErrorCode::CoordinatorNotAvailable => {
                 self.state = MemberState::Joining;
             }
             ErrorCode::UnknownMemberId => self.lose(),
@@ -528,11 +540,14 @@ impl Member {
     /// generation the member still has; an unknown member has been
     /// dropped. A lost heartbeat is not fatal: the session allows several.
     fn heartbeat_answered(&mut self, answer: Result<ErrorCode, ClientError>) {
-        // exercise-hole: heartbeat_answered | `None` and a transport error change nothing. `UnknownMemberId`: `self.lose()`. Any other code, while Stable, means rejoin at the next `poll` (`rejoin_needed`); in any other state, nothing (it is joining already).
+        // exercise-hole: heartbeat_answered | `None`, a transport error, `NotCoordinator` and `CoordinatorNotAvailable` change nothing (the shell finds the coordinator again, and the next heartbeat goes there). `UnknownMemberId`: `self.lose()`. Any other code, while Stable, means rejoin at the next `poll` (`rejoin_needed`); in any other state, nothing (it is joining already).
         // exercise-hint: The member does not rejoin from here: the application's `poll` must first commit and revoke (eager), so the answer only sets a flag `poll` reads. A heartbeat lost on the way is not fatal: the session timeout allows several.
-        // exercise-hint: `match answer { Ok(ErrorCode::None) | Err(_) => {} Ok(ErrorCode::UnknownMemberId) => self.lose(), Ok(_) if self.state == MemberState::Stable => self.rejoin_needed = true, Ok(_) => {} }`.
+        // exercise-hint: `match answer { Ok(ErrorCode::None | ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable) | Err(_) => {} Ok(ErrorCode::UnknownMemberId) => self.lose(), Ok(_) if self.state == MemberState::Stable => self.rejoin_needed = true, Ok(_) => {} }`.
         match answer {
-            Ok(ErrorCode::None) | Err(_) => {}
+            Ok(
+                ErrorCode::None | ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable,
+            )
+            | Err(_) => {}
             Ok(ErrorCode::UnknownMemberId) => self.lose(),
             Ok(_) if self.state == MemberState::Stable => self.rejoin_needed = true,
             // A rebalance this member is already joining.

@@ -495,3 +495,33 @@ fn the_protocol_is_the_one_most_members_prefer_among_those_all_support() {
         assert_eq!(answer.protocol_name, "sticky");
     }
 }
+
+#[test]
+fn a_group_whose_coordinator_moved_is_forgotten_and_its_held_calls_answered() {
+    let mut h = Harness::new();
+    let (a, a_join) = h.new_member(0);
+    let formed = h.joined(a_join);
+    assert_eq!(formed.error, ErrorCode::None);
+    // A second member's join holds the group in a rebalance, waiting for
+    // the first to join again.
+    let (_, b_join) = h.new_member(10);
+    assert!(!h.answers.contains_key(&b_join));
+    // Another broker leads the group's offsets partition now: every held
+    // call of the group is told so, and the group is gone from here.
+    let replies = h.coordinator.unload(|group| group == "g");
+    h.record(replies);
+    assert_eq!(h.joined(b_join).error, ErrorCode::NotCoordinator);
+    assert_eq!(h.coordinator.state("g"), None);
+    assert!(h.coordinator.list().is_empty());
+    // Another group stays.
+    h.coordinator.ensure_group("other");
+    let replies = h.coordinator.unload(|group| group == "g");
+    assert!(replies.is_empty());
+    assert_eq!(h.coordinator.state("other"), Some(GroupState::Empty));
+
+    // Member ids of two coordinators never collide, though each counts
+    // from 1: a member of the old one is a stranger to the new one.
+    let mut other = Harness::new();
+    let (b, _) = other.new_member(0);
+    assert_ne!(a, b);
+}

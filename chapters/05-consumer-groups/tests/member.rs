@@ -464,3 +464,52 @@ fn closing_leaves_with_the_members_id_and_commits_carry_the_generation() {
     assert_eq!(m.state(), MemberState::Left);
     assert_eq!(m.next_request(10_000), Next::Wait(None));
 }
+
+#[test]
+fn a_coordinator_that_moved_is_found_again_not_a_failed_rebalance() {
+    let mut m = eager();
+    m.poll(0);
+    m.rejoin();
+    // A join that meets no coordinator, or one that no longer coordinates
+    // the group, is sent again: nothing for `poll` to surface.
+    join(&mut m, 0);
+    m.on_response(0, join_error(ErrorCode::NotCoordinator, ""));
+    assert_eq!(m.state(), MemberState::Joining);
+    join(&mut m, 0);
+    let refused = ClientError::Io {
+        addr: "127.0.0.1:9092".into(),
+        source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+    };
+    m.on_response(0, Response::Joined(Err(refused)));
+    assert_eq!(m.state(), MemberState::Joining);
+    join(&mut m, 0);
+    m.on_response(0, join_error(ErrorCode::CoordinatorNotAvailable, ""));
+    assert!(
+        matches!(&m.poll(10)[..], [Action::AwaitRebalance]),
+        "no failure, still waiting"
+    );
+    // A sync that meets a moved coordinator joins again there.
+    join(&mut m, 10);
+    m.on_response(10, Response::Joined(Ok(joined(1, "c-1", "leader"))));
+    send(&mut m, 10);
+    m.on_response(
+        10,
+        Response::Synced(Ok(SyncGroupResponse {
+            error: ErrorCode::NotCoordinator,
+            assignment: Vec::new(),
+        })),
+    );
+    assert_eq!(m.state(), MemberState::Joining);
+    let actions = follow(&mut m, 20, 2, &[0]);
+    assert!(
+        matches!(&actions[..], [Action::Assign { .. }]),
+        "{actions:?}"
+    );
+    // A heartbeat that meets one changes nothing: the next one goes to the
+    // coordinator found next, which tells the member whether it knows it.
+    heartbeat(&mut m, 20 + HEARTBEAT, ErrorCode::NotCoordinator);
+    assert_eq!(m.state(), MemberState::Stable);
+    assert!(m.poll(20 + HEARTBEAT).is_empty());
+    heartbeat(&mut m, 20 + 2 * HEARTBEAT, ErrorCode::UnknownMemberId);
+    assert_eq!(m.generation(), None);
+}

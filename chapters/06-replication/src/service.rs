@@ -14,6 +14,13 @@
 //!   there is something new or `replica.fetch.wait.max.ms` passes.
 //! - OffsetsForLeaderEpoch answers a new follower's truncation question.
 //! - CreateReplicatedTopic is passed on to the controller.
+//! - The group coordinator of a group is the leader of the group's
+//!   partition of `__consumer_offsets`, a replicated topic created
+//!   through the controller the first time a client asks FindCoordinator.
+//!   A broker loads a partition's commits when it becomes its leader and
+//!   forgets them when it stops (the members then find the new
+//!   coordinator and join again), and an OffsetCommit is answered once
+//!   its records are committed (`acks=all`).
 //!
 //! Its background work, beside the group broker's: heartbeats to the
 //! controller (which bring the partitions' state and the brokers'
@@ -24,8 +31,9 @@
 //! Locks, always in this order, never held across an `.await`: the replica
 //! manager's mutex, then the store's write lock (inside
 //! `ReplicatedBroker::with_replicas`). Chapter 5's layer takes its groups
-//! lock and then the store's; this layer never takes the groups lock, so
-//! the two orders cannot meet in a cycle. The metadata cache, the broker
+//! lock and then the store's; this layer calls into it (loading offsets,
+//! deciding a commit) only while it holds neither of its own, so the two
+//! orders cannot meet in a cycle. The metadata cache, the broker
 //! addresses and the clients each have a lock of their own, taken alone.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,6 +55,12 @@ use ch04_network::protocol::{
 };
 use ch04_network::server::{every, long_poll};
 use ch04_network::{ClientConfig, ClientError, ErrorCode, Handled, Server, ServerConfig, Service};
+use ch05_consumer_groups::offsets::{OFFSETS_TOPIC, offsets_partition};
+use ch05_consumer_groups::protocol::{
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupApi, OffsetCommitRequest,
+    OffsetCommitResponse,
+};
+use ch05_consumer_groups::service::PendingCommit;
 use ch05_consumer_groups::{BindError, GroupBroker, GroupConfig, OffsetStore};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -112,6 +126,11 @@ pub struct ReplicationConfig {
     /// and 5. (In Kafka every topic is the controller's, and the default
     /// factor is 1.)
     pub default_replication_factor: Option<u32>,
+    /// `offsets.topic.replication.factor` (Kafka: 3): the replication
+    /// factor `__consumer_offsets` is created with. As in Kafka, groups
+    /// wait (`COORDINATOR_NOT_AVAILABLE`) until the cluster has this many
+    /// brokers; a single broker needs 1.
+    pub offsets_replication_factor: u32,
 }
 
 impl ReplicationConfig {
@@ -128,6 +147,7 @@ impl ReplicationConfig {
             tick_interval: Duration::from_millis(100),
             request_timeout: Duration::from_secs(30),
             default_replication_factor: None,
+            offsets_replication_factor: 3,
         }
     }
 }
@@ -233,6 +253,17 @@ pub struct ReplicatedBroker<L = FixedController> {
     clients: Connections,
     /// How this broker reaches the controller.
     controller: L,
+    /// The offsets partitions whose groups this broker coordinates now,
+    /// each with the leader epoch it loaded them at.
+    coordinating: Mutex<BTreeMap<u32, u32>>,
+    /// One commit at a time per offsets partition (a partition's lock is
+    /// `partition % len`), so that commits are answered, and their
+    /// positions become the latest, in the order their records are in the
+    /// log. (Kafka lets them overlap, and compares log offsets instead.)
+    commit_turns: Vec<tokio::sync::Mutex<()>>,
+    /// Whether the last attempt to create `__consumer_offsets` was refused
+    /// (so the refusal is logged once, not at every FindCoordinator).
+    offsets_topic_refused: AtomicBool,
 }
 
 /// Loads the committed offsets, binds `addr` (port 0 picks a free port),
@@ -241,11 +272,13 @@ pub struct ReplicatedBroker<L = FixedController> {
 /// `config.controller`.
 pub async fn bind(
     addr: SocketAddr,
-    mut store: TopicStore,
+    store: TopicStore,
     server: ServerConfig,
     config: ReplicationConfig,
 ) -> Result<(Server<ReplicatedBroker>, Replicas), BindError> {
-    let (offsets, _) = OffsetStore::load(&mut store, config.groups.offsets.clone())?;
+    // Nothing to load yet: each offsets partition is loaded when this
+    // broker becomes its leader.
+    let offsets = OffsetStore::empty(config.groups.offsets.clone());
     let mut view = None;
     let server = Server::bind_with(addr, server, |local| {
         let groups = GroupBroker::new(store, offsets, local, config.groups.clone());
@@ -283,6 +316,8 @@ impl<L: ControllerLink> ReplicatedBroker<L> {
         for (tp, partition) in manager.partitions() {
             info!(partition = %tp, high_watermark = partition.high_watermark(), "opened replica");
         }
+        groups.coordinate_loaded_partitions_only();
+        let turns = config.groups.offsets.partitions.max(1) as usize;
         ReplicatedBroker {
             groups: Arc::new(groups),
             incarnation: fastrand::u64(..),
@@ -306,6 +341,9 @@ impl<L: ControllerLink> ReplicatedBroker<L> {
                 ..ClientConfig::default()
             }),
             controller,
+            coordinating: Mutex::new(BTreeMap::new()),
+            commit_turns: (0..turns).map(|_| tokio::sync::Mutex::new(())).collect(),
+            offsets_topic_refused: AtomicBool::new(false),
             config,
         }
     }
@@ -412,6 +450,8 @@ impl<L: ControllerLink> ReplicatedBroker<L> {
                     let tp = TopicPartition::new(topic.clone(), *partition);
                     let (token, reply) = oneshot::channel();
                     let answer = match acks {
+                        // Only the group coordinator writes the offsets topic.
+                        _ if topic == OFFSETS_TOPIC => Ok(Err(ErrorCode::InvalidTopicException)),
                         // Kafka's INVALID_REQUIRED_ACKS.
                         None => Ok(Err(ErrorCode::InvalidRequest)),
                         Some(acks) => {
@@ -737,6 +777,225 @@ impl<L: ControllerLink> ReplicatedBroker<L> {
     }
 }
 
+// Group coordination, on the replicated offsets topic.
+impl<L: ControllerLink> ReplicatedBroker<L> {
+    // ANCHOR: find_coordinator
+    /// FindCoordinator: the leader of the group's partition of
+    /// `__consumer_offsets`. While the topic does not exist, asks the
+    /// controller to create it and answers `COORDINATOR_NOT_AVAILABLE`
+    /// (the client asks again); so too while the partition has no leader.
+    async fn find_coordinator(&self, request: FindCoordinatorRequest) -> FindCoordinatorResponse {
+        let refused = |error| FindCoordinatorResponse {
+            error,
+            node_id: NO_LEADER,
+            host: String::new(),
+            port: 0,
+        };
+        if request.key.is_empty() {
+            return refused(ErrorCode::InvalidGroupId);
+        }
+        // The controller's topic only: a local topic of the same name (left
+        // by an older version) is not the replicated one, and is taken
+        // over as this broker's replica of it once that is made.
+        let (topic, brokers) = {
+            let metadata = self.lock_metadata();
+            let topic = metadata.topics.iter().find(|t| t.name == OFFSETS_TOPIC);
+            (topic.cloned(), metadata.brokers.clone())
+        };
+        let Some(topic) = topic else {
+            self.create_offsets_topic().await;
+            return refused(ErrorCode::CoordinatorNotAvailable);
+        };
+        let partition = offsets_partition(&request.key, topic.partitions.len() as u32);
+        let leader = topic
+            .partitions
+            .iter()
+            .find(|(p, _)| *p == partition)
+            .map(|(_, leader)| *leader);
+        match brokers.into_iter().find(|(id, _, _)| Some(*id) == leader) {
+            Some((node_id, host, port)) => FindCoordinatorResponse {
+                error: ErrorCode::None,
+                node_id,
+                host,
+                port,
+            },
+            None => refused(ErrorCode::CoordinatorNotAvailable),
+        }
+    }
+    // ANCHOR_END: find_coordinator
+
+    /// Asks the controller for `__consumer_offsets`, with
+    /// `offsets.topic.num.partitions` and `offsets.topic.replication.factor`
+    /// (Kafka creates it the same way, on the first FindCoordinator). A
+    /// refusal other than "it exists" is logged once.
+    async fn create_offsets_topic(&self) {
+        let created = self
+            .create_topic(CreateReplicatedTopicRequest {
+                name: OFFSETS_TOPIC.to_string(),
+                partitions: self.config.groups.offsets.partitions,
+                replication_factor: self.config.offsets_replication_factor,
+            })
+            .await;
+        match created.error {
+            ErrorCode::None | ErrorCode::TopicAlreadyExists => {
+                self.offsets_topic_refused.store(false, Ordering::Relaxed);
+            }
+            error => {
+                if !self.offsets_topic_refused.swap(true, Ordering::Relaxed) {
+                    warn!(%error, message = created.message, "cannot create the offsets topic: consumer groups wait for it");
+                }
+            }
+        }
+    }
+
+    // ANCHOR: coordinate
+    /// Makes the groups this broker coordinates follow the offsets
+    /// partitions it leads: a partition it leads at a leader epoch it has
+    /// not loaded is loaded (its commits read from this broker's log of
+    /// it); one it no longer leads, or leads at another epoch, is
+    /// unloaded first. Called after every heartbeat, so a load that
+    /// failed is tried again.
+    fn coordinate(&self) {
+        let leading: BTreeMap<u32, u32> = self
+            .manager
+            .lock()
+            .unwrap()
+            .partitions()
+            .iter()
+            .filter(|(tp, p)| tp.topic == OFFSETS_TOPIC && p.is_leader())
+            .map(|(tp, p)| (tp.partition, p.state().leader_epoch))
+            .collect();
+        let count = self
+            .lock_metadata()
+            .topics
+            .iter()
+            .find(|t| t.name == OFFSETS_TOPIC)
+            .map(|t| t.partitions.len() as u32);
+        let mut coordinating = self.coordinating.lock().unwrap();
+        coordinating.retain(|partition, epoch| {
+            let kept = leading.get(partition) == Some(epoch);
+            if !kept {
+                info!(
+                    partition,
+                    "no longer the coordinator of this offsets partition's groups"
+                );
+                self.groups.unload_offsets(*partition);
+            }
+            kept
+        });
+        let Some(count) = count else { return };
+        for (&partition, &epoch) in &leading {
+            if coordinating.contains_key(&partition) {
+                continue;
+            }
+            match self.groups.load_offsets(partition, count) {
+                Ok(report) => {
+                    info!(
+                        partition,
+                        epoch,
+                        commits = report.records,
+                        "coordinating this offsets partition's groups"
+                    );
+                    coordinating.insert(partition, epoch);
+                }
+                Err(e) => warn!(partition, error = %e, "loading the offsets partition failed"),
+            }
+        }
+    }
+    // ANCHOR_END: coordinate
+
+    // ANCHOR: commit_offsets
+    /// OffsetCommit: decided by chapter 5's coordinator, then appended to
+    /// the group's offsets partition through the replicas with
+    /// `acks=all`, and answered once committed. One commit at a time per
+    /// offsets partition, so they are stored in the order they are
+    /// answered.
+    async fn commit_offsets(&self, request: OffsetCommitRequest) -> OffsetCommitResponse {
+        let partition = self.groups.offsets_partition(&request.group_id);
+        let turn = &self.commit_turns[partition as usize % self.commit_turns.len()];
+        let _turn = turn.lock().await;
+        let partition_count = |topic: &str| self.partition_count(topic);
+        let pending = match self.groups.prepare_commit(request, partition_count) {
+            Ok(pending) => pending,
+            Err(answer) => return answer,
+        };
+        let stored = self.store_commit(&pending).await;
+        self.groups.finish_commit(pending, stored)
+    }
+
+    /// Appends a commit's records to its offsets partition as its leader,
+    /// and waits until the high watermark passes them. Errors by Kafka's
+    /// mapping of a produce's to a commit's: this broker does not lead
+    /// the partition (`NOT_COORDINATOR`), or the replicas did not take it
+    /// in time (`COORDINATOR_NOT_AVAILABLE`).
+    async fn store_commit(&self, pending: &PendingCommit) -> Result<(), ErrorCode> {
+        let mut batch = ch02_segments::batch::encode(&pending.records)
+            .map_err(|_| ErrorCode::UnknownServerError)?;
+        let tp = TopicPartition::new(OFFSETS_TOPIC, pending.partition);
+        let (token, reply) = oneshot::channel();
+        let now = self.now();
+        let done = self.with_replicas(|m, s| m.produce(s, &tp, &mut batch, Acks::All, now, token));
+        self.appended.notify_waiters();
+        let result = match done {
+            Some((_, result)) => result,
+            None => {
+                let mut stopping = self.stopping.subscribe();
+                tokio::select! {
+                    reply = reply => reply.unwrap_or(Err(ErrorCode::NotLeaderOrFollower)),
+                    _ = stopping.wait_for(|stopping| *stopping) => Err(ErrorCode::NotLeaderOrFollower),
+                }
+            }
+        };
+        result.map(|_| ()).map_err(|code| match code {
+            ErrorCode::NotLeaderOrFollower | ErrorCode::KafkaStorageError => {
+                ErrorCode::NotCoordinator
+            }
+            ErrorCode::UnknownTopicOrPartition
+            | ErrorCode::NotEnoughReplicas
+            | ErrorCode::NotEnoughReplicasAfterAppend
+            | ErrorCode::RequestTimedOut => ErrorCode::CoordinatorNotAvailable,
+            other => other,
+        })
+    }
+    // ANCHOR_END: commit_offsets
+
+    /// How many partitions `topic` has, cluster-wide (the controller's
+    /// last answer) or on this broker alone; `None` if neither knows it.
+    fn partition_count(&self, topic: &str) -> Option<u32> {
+        let replicated = self
+            .lock_metadata()
+            .topics
+            .iter()
+            .find(|t| t.name == topic)
+            .map(|t| t.partitions.len() as u32);
+        replicated.or_else(|| self.groups.broker().read().partition_count(topic).ok())
+    }
+
+    /// A group API this layer answers itself, or `None` for chapter 5's
+    /// group broker inside.
+    async fn handle_group(
+        &self,
+        header: RequestHeader,
+        api: GroupApi,
+        body: &[u8],
+    ) -> Option<BytesMut> {
+        if header.api_version != API_VERSION {
+            return None;
+        }
+        match api {
+            GroupApi::FindCoordinator => match decode(body) {
+                Ok(r) => Some(ok(header, &self.find_coordinator(r).await)),
+                Err(_) => None,
+            },
+            GroupApi::OffsetCommit => match decode(body) {
+                Ok(r) => Some(ok(header, &self.commit_offsets(r).await)),
+                Err(_) => None,
+            },
+            _ => None,
+        }
+    }
+}
+
 /// A produce's answer: each partition's result, grouped by topic in the
 /// order the request named them.
 fn produce_response(
@@ -786,6 +1045,11 @@ impl<L: ControllerLink> Service for ReplicatedBroker<L> {
                 ));
             }
             return Handled::Now(self.handle_replication(header, api, &body).await);
+        }
+        if let Some(api) = GroupApi::from_u16(header.api_key)
+            && let Some(response) = self.handle_group(header, api, &body).await
+        {
+            return Handled::Now(response);
         }
         // Another version is the group broker's to refuse.
         let api = ApiKey::from_u16(header.api_key).filter(|_| header.api_version == API_VERSION);
@@ -951,6 +1215,9 @@ impl<L: ControllerLink> ReplicatedBroker<L> {
             }
             None => {}
         }
+        // Leadership may have moved: so may the groups this broker
+        // coordinates.
+        self.coordinate();
     }
     // ANCHOR_END: heartbeat
 

@@ -86,10 +86,7 @@ async fn raw_call(
 async fn bad_replication_requests_get_defined_errors_and_lose_nothing() {
     let cluster = Cluster::start(3, |_| {}).await;
     let client = cluster.client();
-    wait_until("three live brokers", WAIT, async || {
-        (1..=3).all(|id| cluster.controller.is_alive(id))
-    })
-    .await;
+    cluster.wait_until_all_alive().await;
     client.create_topic("orders", 1, 3).await.unwrap();
     // More replicas than brokers, or none: Kafka's error and message.
     let too_many = client.create_topic("wide", 1, 4).await.unwrap_err();

@@ -31,10 +31,7 @@ fn tp() -> TopicPartition {
 
 /// Creates the topic with three replicas and returns its leader.
 async fn create_topic(cluster: &Cluster, client: &ClusterClient) -> BrokerId {
-    wait_until("three live brokers", WAIT, async || {
-        (1..=3).all(|id| cluster.controller.is_alive(id))
-    })
-    .await;
+    cluster.wait_until_all_alive().await;
     client.create_topic("orders", 1, 3).await.unwrap();
     let leader = cluster.controller.partition(&tp()).unwrap().leader.unwrap();
     // Every replica has heard what it is.
@@ -311,12 +308,9 @@ async fn the_client_follows_the_leader_when_it_moves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chapter_4s_producer_and_consumer_follow_a_default_replicated_topics_leader() {
     let mut cluster = Cluster::start(3, |config| config.default_replication_factor = Some(3)).await;
-    wait_until("three live brokers", WAIT, async || {
-        (1..=3).all(|id| cluster.controller.is_alive(id))
-    })
-    .await;
+    cluster.wait_until_all_alive().await;
     // Chapter 4's CreateTopics, with no factor: replicated three times.
-    let bootstrap: Vec<String> = cluster.brokers.values().map(|b| b.addr.clone()).collect();
+    let bootstrap = cluster.addresses();
     let admin = Admin::connect(&bootstrap[0], WAIT).await.unwrap();
     admin.create_topic("orders", 1, vec![]).await.unwrap();
     let state = cluster.controller.partition(&tp()).unwrap();

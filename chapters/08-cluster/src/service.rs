@@ -33,6 +33,7 @@ use ch04_network::protocol::{self, API_VERSION, MetadataResponse, RequestHeader,
 use ch04_network::{
     Client, ClientConfig, ClientError, ErrorCode, Handled, Server, ServerConfig, Service,
 };
+use ch05_consumer_groups::offsets::OFFSETS_TOPIC;
 use ch05_consumer_groups::{BindError, GroupBroker, OffsetStore};
 use ch06_replication::controller_service::NO_LEADER;
 use ch06_replication::link::ControllerLink;
@@ -74,18 +75,18 @@ pub struct ClusterBrokerConfig {
     pub advertised: Option<SocketAddr>,
 }
 
-/// Loads the committed offsets, binds `addr` (port 0 picks a free port),
+/// Binds `addr` (port 0 picks a free port),
 /// and returns a server of a [`ClusterBroker`] over `store`, ready to run,
 /// and a view of it. Nothing reaches the coordinator until the server
 /// runs.
 pub async fn bind(
     addr: SocketAddr,
-    mut store: TopicStore,
+    store: TopicStore,
     server: ServerConfig,
     config: ClusterBrokerConfig,
 ) -> Result<(Server<ClusterBroker>, ClusterView), BindError> {
-    let replication = config.replication.clone();
-    let (offsets, _) = OffsetStore::load(&mut store, replication.groups.offsets.clone())?;
+    // Each offsets partition is loaded when this broker becomes its leader.
+    let offsets = OffsetStore::empty(config.replication.groups.offsets.clone());
     let mut view = None;
     let server = Server::bind_with(addr, server, |local| {
         let (broker, cluster_view) = ClusterBroker::new(store, offsets, local, config);
@@ -286,6 +287,11 @@ impl ClusterBroker {
             }
             ClusterApi::DeleteTopic => {
                 let request: DeleteTopicRequest = decode(body)?;
+                if request.name == OFFSETS_TOPIC {
+                    // As Kafka: an internal topic cannot be deleted.
+                    let message = format!("{OFFSETS_TOPIC} is an internal topic");
+                    return Err((ErrorCode::InvalidTopicException, message));
+                }
                 let name = request.name.clone();
                 let answer = self
                     .ask(move |node, now| node.delete_topic(&name, now))

@@ -64,8 +64,8 @@ pub struct ConsumerConfig {
 }
 
 impl ConsumerConfig {
-    /// The settings of the consumer's connection.
-    fn client(&self) -> ClientConfig {
+    /// The settings of the consumer's connections.
+    pub fn client(&self) -> ClientConfig {
         ClientConfig {
             request_timeout: self.request_timeout,
             reconnect_backoff: self.reconnect_backoff,

@@ -271,7 +271,7 @@ impl ClientError {
     /// An equal error, for when one failure is the answer to several
     /// calls (every record of a batch). `std::io::Error` is not `Clone`:
     /// the copy keeps its kind and message.
-    pub(crate) fn duplicate(&self) -> ClientError {
+    pub fn duplicate(&self) -> ClientError {
         match self {
             ClientError::Io { addr, source } => ClientError::Io {
                 addr: addr.clone(),

@@ -1,12 +1,15 @@
 //! [`GroupAdmin`]: the groups as an operator sees them, what
-//! `kafka-consumer-groups --list` and `--describe` ask the broker.
+//! `kafka-consumer-groups --list` and `--describe` ask the brokers. Each
+//! broker lists the groups it coordinates, so listing asks every broker;
+//! a group's details come from its coordinator.
 
 use ch03_partitions::TopicPartition;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ch04_network::{Client, ClientError, ErrorCode};
+use ch04_network::{ClientConfig, ClientError, ErrorCode};
 
+use crate::link::{CoordinatorLink, coordinator_moved, coordinator_unavailable};
 use crate::protocol::{
     Assignment, DescribeGroupsRequest, DescribeGroupsResponse, GroupApi, ListGroupsRequest,
     ListGroupsResponse, OffsetFetchRequest, OffsetFetchResponse, decode_metadata,
@@ -40,30 +43,68 @@ pub struct GroupInfo {
 
 /// A client for inspecting groups.
 pub struct GroupAdmin {
-    client: Client,
+    bootstrap: String,
+    timeout: Duration,
 }
 
 impl GroupAdmin {
-    /// Connects to the broker at `bootstrap` (`host:port`).
+    /// An admin of the cluster at `bootstrap` (`host:port[,host:port...]`),
+    /// whose calls wait up to `timeout`. Checks that a broker answers.
     pub async fn connect(bootstrap: &str, timeout: Duration) -> Result<GroupAdmin, ClientError> {
-        Ok(GroupAdmin {
-            client: Client::connect(bootstrap, timeout).await?,
-        })
+        let admin = GroupAdmin {
+            bootstrap: bootstrap.to_string(),
+            timeout,
+        };
+        admin.link("").brokers().refresh(Some(Vec::new())).await?;
+        Ok(admin)
     }
 
-    /// Every group: `(id, state)`, by id.
+    /// The way to `group_id`'s coordinator.
+    fn link(&self, group_id: &str) -> CoordinatorLink {
+        let config = ClientConfig {
+            request_timeout: self.timeout,
+            ..ClientConfig::default()
+        };
+        let backoff = Duration::from_millis(100);
+        CoordinatorLink::new(&self.bootstrap, group_id, config, self.timeout, backoff)
+    }
+
+    /// Every group, of every broker: `(id, state)`, by id.
     pub async fn list_groups(&self) -> Result<Vec<(String, String)>, ClientError> {
-        let response: ListGroupsResponse = self
-            .client
-            .call(GroupApi::ListGroups, &ListGroupsRequest {})
-            .await?;
-        let mut groups: Vec<(String, String)> = response
-            .groups
-            .into_iter()
-            .map(|(id, _, state)| (id, state))
-            .collect();
+        let link = self.link("");
+        let brokers = link.brokers();
+        brokers.refresh(Some(Vec::new())).await?;
+        let mut groups: Vec<(String, String)> = Vec::new();
+        for addr in brokers.brokers().values() {
+            let response: ListGroupsResponse = brokers
+                .call(addr, GroupApi::ListGroups, &ListGroupsRequest {})
+                .await?;
+            groups.extend(
+                response
+                    .groups
+                    .into_iter()
+                    .map(|(id, _, state)| (id, state)),
+            );
+        }
         groups.sort();
         Ok(groups)
+    }
+
+    /// The broker that coordinates `group_id`: its id and address. Asked
+    /// again while there is none yet (the offsets topic is being made, or
+    /// its partition has no leader), until the admin's timeout.
+    pub async fn coordinator(&self, group_id: &str) -> Result<(u32, String), ClientError> {
+        let link = self.link(group_id);
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            match link.find().await {
+                Err(e) if coordinator_unavailable(&e) && tokio::time::Instant::now() < deadline => {
+                    link.moved();
+                    link.back_off().await;
+                }
+                found => return found,
+            }
+        }
     }
 
     /// A group's state and members, each with its partitions.
@@ -71,8 +112,13 @@ impl GroupAdmin {
         let request = DescribeGroupsRequest {
             groups: vec![group_id.to_string()],
         };
-        let response: DescribeGroupsResponse =
-            self.client.call(GroupApi::DescribeGroups, &request).await?;
+        let moved = |answer: &DescribeGroupsResponse| {
+            answer.groups.iter().any(|g| coordinator_moved(g.error))
+        };
+        let response = self
+            .link(group_id)
+            .call_until_found(GroupApi::DescribeGroups, &request, self.timeout, moved)
+            .await?;
         let group = response
             .groups
             .into_iter()
@@ -113,8 +159,11 @@ impl GroupAdmin {
             group_id: group_id.to_string(),
             topics: None,
         };
-        let response: OffsetFetchResponse =
-            self.client.call(GroupApi::OffsetFetch, &request).await?;
+        let moved = |answer: &OffsetFetchResponse| coordinator_moved(answer.error);
+        let response = self
+            .link(group_id)
+            .call_until_found(GroupApi::OffsetFetch, &request, self.timeout, moved)
+            .await?;
         if response.error != ErrorCode::None {
             return Err(ClientError::Broker {
                 code: response.error,

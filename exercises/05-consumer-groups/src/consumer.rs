@@ -25,9 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ch03_partitions::TopicPartition;
-use ch04_network::{
-    Client, ClientError, Consumer, ConsumerConfig, ConsumerRecord, ErrorCode, SeekTo,
-};
+use ch04_network::{ClientError, Consumer, ConsumerConfig, ConsumerRecord, ErrorCode, SeekTo};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -36,6 +34,7 @@ use tracing::debug;
 use crate::assignor::{
     Assignor, CooperativeStickyAssignor, RangeAssignor, RoundRobinAssignor, StickyAssignor,
 };
+use crate::link::{CoordinatorLink, coordinator_moved, coordinator_unavailable};
 use crate::member::{Action, Member, MemberConfig, Next, Request, Response, commit_result};
 use crate::protocol::{
     ErrorOnly, GroupApi, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
@@ -117,9 +116,9 @@ pub trait RebalanceListener: Send {
 struct Shared {
     /// The state machine; locked only between awaits.
     member: Mutex<Member>,
-    /// Group requests go here (the coordinator: the bootstrap broker, as
-    /// long as there is one broker).
-    client: Client,
+    /// Group requests go to the group's coordinator, found and found
+    /// again through this.
+    link: CoordinatorLink,
     /// `poll` asked for a rejoin: the driver has a JoinGroup to send.
     wake_driver: Notify,
     /// The driver handed the member an answer: a `poll` waiting for a
@@ -150,6 +149,10 @@ pub struct GroupConsumer {
     /// (In a mutex only so that the consumer is `Sync`: `poll` has it alone.)
     listener: Mutex<Option<Box<dyn RebalanceListener>>>,
     last_commit: Instant,
+    /// How long a commit or an offset fetch keeps finding the coordinator
+    /// again before it gives up (Kafka's `default.api.timeout.ms`; here
+    /// the consumer's `request.timeout.ms`).
+    api_timeout: Duration,
     /// Positions already committed, so an idle consumer does not commit
     /// the same positions again and again.
     committed: BTreeMap<TopicPartition, u64>,
@@ -164,19 +167,25 @@ impl Drop for GroupConsumer {
 }
 
 impl GroupConsumer {
-    /// Connects to the broker at `bootstrap` (`host:port`). Call
-    /// [`GroupConsumer::subscribe`], then `poll`.
+    /// Connects to the cluster at `bootstrap` (`host:port[,host:port...]`).
+    /// Call [`GroupConsumer::subscribe`], then `poll`.
     pub async fn connect(
         bootstrap: &str,
         config: GroupConsumerConfig,
     ) -> Result<GroupConsumer, ClientError> {
         // A JoinGroup is held until the whole group has joined, up to the
-        // rebalance timeout: the group connection must wait that long.
-        let wait = config
+        // rebalance timeout: its call must wait that long.
+        let join_timeout = config
             .consumer
             .request_timeout
             .max(config.max_poll_interval + Duration::from_secs(5));
-        let client = Client::connect(bootstrap, wait).await?;
+        let link = CoordinatorLink::new(
+            bootstrap,
+            config.group_id.clone(),
+            config.consumer.client(),
+            join_timeout,
+            config.consumer.retry_backoff,
+        );
         let consumer = Consumer::connect(bootstrap, config.consumer.clone()).await?;
         let member = Member::new(
             MemberConfig {
@@ -191,7 +200,7 @@ impl GroupConsumer {
         );
         let shared = Arc::new(Shared {
             member: Mutex::new(member),
-            client,
+            link,
             wake_driver: Notify::new(),
             answered: Notify::new(),
             started: Instant::now(),
@@ -207,6 +216,7 @@ impl GroupConsumer {
                 .then_some(config.auto_commit_interval),
             listener: Mutex::new(None),
             last_commit: Instant::now(),
+            api_timeout: config.consumer.request_timeout,
             committed: BTreeMap::new(),
         })
     }
@@ -329,10 +339,11 @@ impl GroupConsumer {
             group_id: self.group_id.clone(),
             topics: Some(by_topic.into_iter().collect()),
         };
-        let fetched: OffsetFetchResponse = self
+        let moved = |answer: &OffsetFetchResponse| coordinator_moved(answer.error);
+        let fetched = self
             .shared
-            .client
-            .call(GroupApi::OffsetFetch, &request)
+            .link
+            .call_until_found(GroupApi::OffsetFetch, &request, self.api_timeout, moved)
             .await?;
         if fetched.error != ErrorCode::None {
             return Err(ClientError::Broker {
@@ -364,10 +375,15 @@ impl GroupConsumer {
         offsets: &[(TopicPartition, u64)],
     ) -> Result<(), ClientError> {
         let request = self.shared.member().commit_request(offsets);
-        let response: OffsetCommitResponse = self
+        let response = self
             .shared
-            .client
-            .call(GroupApi::OffsetCommit, &request)
+            .link
+            .call_until_found(
+                GroupApi::OffsetCommit,
+                &request,
+                self.api_timeout,
+                commit_moved,
+            )
             .await?;
         commit_result(response)?;
         for (tp, offset) in offsets {
@@ -391,11 +407,16 @@ impl GroupConsumer {
         let shared = self.shared.clone();
         tokio::spawn(async move {
             let result = match shared
-                .client
+                .link
                 .call::<_, OffsetCommitResponse>(GroupApi::OffsetCommit, &request)
                 .await
             {
-                Ok(response) => commit_result(response),
+                Ok(response) => {
+                    if commit_moved(&response) {
+                        shared.link.moved();
+                    }
+                    commit_result(response)
+                }
                 Err(e) => Err(e),
             };
             callback(result);
@@ -418,7 +439,7 @@ impl GroupConsumer {
         if let Some(request) = leave {
             let _: ErrorOnly = self
                 .shared
-                .client
+                .link
                 .call(GroupApi::LeaveGroup, &request)
                 .await?;
         }
@@ -493,36 +514,73 @@ async fn drive(shared: Arc<Shared>) {
                 continue;
             }
         };
-        let response = send(&shared.client, request).await;
+        let response = send(&shared.link, request).await;
         debug!(?response, "group answer");
+        let unavailable = coordinator_trouble(&response);
+        if unavailable {
+            // Found again before the next request, a little later.
+            shared.link.moved();
+        }
         shared.member().on_response(shared.now(), response);
         shared.answered.notify_one();
+        if unavailable {
+            shared.link.back_off().await;
+        }
     }
 }
 
-/// Sends one of the member's requests; its answer, or why there is none.
-async fn send(client: &Client, request: Request) -> Response {
+/// Whether an answer says the coordinator moved or could not be reached.
+fn coordinator_trouble(response: &Response) -> bool {
+    let code = |code: &ErrorCode| coordinator_moved(*code);
+    match response {
+        Response::Joined(Ok(answer)) => code(&answer.error),
+        Response::Synced(Ok(answer)) => code(&answer.error),
+        Response::Heartbeat(Ok(answer)) => code(answer),
+        Response::Joined(Err(e)) | Response::Synced(Err(e)) | Response::Heartbeat(Err(e)) => {
+            coordinator_unavailable(e)
+        }
+        Response::Metadata(_) | Response::Left => false,
+    }
+}
+
+/// Whether a commit's answer says the coordinator moved.
+fn commit_moved(response: &OffsetCommitResponse) -> bool {
+    response
+        .topics
+        .iter()
+        .flat_map(|(_, partitions)| partitions)
+        .any(|(_, code)| coordinator_moved(*code))
+}
+
+/// Sends one of the member's requests to the coordinator (the leader's
+/// metadata lookup to any broker); its answer, or why there is none.
+async fn send(link: &CoordinatorLink, request: Request) -> Response {
     match request {
-        Request::Join(r) => Response::Joined(client.call(GroupApi::JoinGroup, &r).await),
+        Request::Join(r) => Response::Joined(link.call(GroupApi::JoinGroup, &r).await),
         Request::Metadata(topics) => {
+            // Asked afresh: the leader must see partitions added since.
+            let brokers = link.brokers();
+            let refreshed = brokers.refresh(Some(topics.clone())).await;
             let mut counts = Vec::new();
             for topic in topics {
-                let count = client.topic_metadata(&topic).await;
-                counts.push((topic, count.map(|t| t.partitions.len() as u32)));
+                let count = match &refreshed {
+                    Ok(()) => brokers.partition_count(&topic).await,
+                    Err(e) => Err(e.duplicate()),
+                };
+                counts.push((topic, count));
             }
             Response::Metadata(counts)
         }
-        Request::Sync(r) => Response::Synced(client.call(GroupApi::SyncGroup, &r).await),
+        Request::Sync(r) => Response::Synced(link.call(GroupApi::SyncGroup, &r).await),
         Request::Heartbeat(r) => Response::Heartbeat(
-            client
-                .call::<_, ErrorOnly>(GroupApi::Heartbeat, &r)
+            link.call::<_, ErrorOnly>(GroupApi::Heartbeat, &r)
                 .await
                 .map(|answer| answer.error),
         ),
         Request::Leave(r) => {
             // Best effort: a member whose leave is lost is dropped by the
             // coordinator when its session times out.
-            let _ = client.call::<_, ErrorOnly>(GroupApi::LeaveGroup, &r).await;
+            let _ = link.call::<_, ErrorOnly>(GroupApi::LeaveGroup, &r).await;
             Response::Left
         }
     }

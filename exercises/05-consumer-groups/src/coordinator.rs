@@ -266,6 +266,11 @@ impl Group {
 pub struct GroupCoordinator {
     config: CoordinatorConfig,
     groups: BTreeMap<String, Group>,
+    /// Chosen at random when the coordinator starts, and part of every
+    /// member id it hands out: when a group's coordinator moves to
+    /// another broker (chapter 6), an id from the old one can never be
+    /// mistaken for one the new one gave. (Kafka's ids end in a UUID.)
+    instance: u32,
     /// For member ids: unique within this coordinator's life.
     next_member: u64,
 }
@@ -276,6 +281,7 @@ impl GroupCoordinator {
         GroupCoordinator {
             config,
             groups: BTreeMap::new(),
+            instance: fastrand::u32(..),
             next_member: 1,
         }
     }
@@ -324,7 +330,10 @@ impl GroupCoordinator {
             // KIP-394: hand out an id and ask the member to join again
             // with it, so a member whose first answer is lost does not
             // linger in the group as a stranger.
-            let id = format!("{}-{}", request.client_id, self.next_member);
+            let id = format!(
+                "{}-{:08x}-{}",
+                request.client_id, self.instance, self.next_member
+            );
             self.next_member += 1;
             group.pending.insert(id.clone(), now + session);
             return vec![(reply, join_error(ErrorCode::MemberIdRequired, &id))];
@@ -451,6 +460,26 @@ impl GroupCoordinator {
         partition_count: impl Fn(&str) -> Option<u32>,
     ) -> CommitDecision {
         todo!("exercise `commit`: Ask `self.check_commit` once for the request's group, generation and member. Then, per topic and partition in the request's order, the error is the member's if it has one, else `UnknownTopicOrPartition` if the topic has no count or the partition is not below it, else `OffsetMetadataTooLarge` past `MAX_METADATA_BYTES`, else `None`, and the position is accepted. If anything was accepted, `self.ensure_group`.")
+    }
+
+    /// Forgets every group `moved` names: this broker no longer
+    /// coordinates them (chapter 6: another broker leads their offsets
+    /// partition now). Their held joins and syncs are answered with
+    /// `NOT_COORDINATOR`, so the members find the new coordinator and
+    /// join again there.
+    pub fn unload(&mut self, moved: impl Fn(&str) -> bool) -> Replies {
+        let mut replies = Vec::new();
+        let gone: Vec<String> = self.groups.keys().filter(|id| moved(id)).cloned().collect();
+        for id in gone {
+            let Some(mut group) = self.groups.remove(&id) else {
+                continue;
+            };
+            let members: Vec<String> = group.members.keys().cloned().collect();
+            for member in members {
+                group.remove_member(&member, ErrorCode::NotCoordinator, &mut replies);
+            }
+        }
+        replies
     }
 
     /// Makes sure a group with committed offsets is known (as Empty), as

@@ -28,6 +28,7 @@ use ch03_partitions::TopicPartition;
 use ch04_network::{ClientError, ErrorCode};
 
 use crate::assignor::{Assignor, Members, PartitionCounts};
+use crate::link::coordinator_unavailable;
 use crate::protocol::{
     Assignment, CONSUMER_PROTOCOL, CommitPartition, HeartbeatRequest, JoinGroupRequest,
     JoinGroupResponse, LeaveGroupRequest, OffsetCommitRequest, OffsetCommitResponse, Subscription,
@@ -289,7 +290,7 @@ impl Member {
     /// A JoinGroup's answer: in the generation (as leader or follower),
     /// or join again, or give up for now.
     fn joined(&mut self, joined: Result<JoinGroupResponse, ClientError>) {
-        todo!("exercise `joined`: A transport error is `self.fail(e)`. On `ErrorCode::None` take the answer's member id; a follower clears `self.assignments` and awaits the sync of the answer's generation; the leader makes its `self.plan(&joined)` (an error fails) and goes to `Assigning`. `MemberIdRequired`: keep the id and join again; `RebalanceInProgress`: join again; `UnknownMemberId`: `self.lose()`; any other code fails with `broker_error(code, \"JoinGroup\")`.")
+        todo!("exercise `joined`: A coordinator that moved or cannot be reached (`coordinator_unavailable(&e)` for a transport error, `NotCoordinator` or `CoordinatorNotAvailable` for a code): stay `Joining`, to join again once the shell has found it. Any other transport error is `self.fail(e)`. On `ErrorCode::None` take the answer's member id; a follower clears `self.assignments` and awaits the sync of the answer's generation; the leader makes its `self.plan(&joined)` (an error fails) and goes to `Assigning`. `MemberIdRequired`: keep the id and join again; `RebalanceInProgress`: join again; `UnknownMemberId`: `self.lose()`; any other code fails with `broker_error(code, \"JoinGroup\")`.")
     }
 
     /// The leader decodes every member's subscription and finds the
@@ -350,7 +351,7 @@ impl Member {
         generation: i32,
         synced: Result<SyncGroupResponse, ClientError>,
     ) {
-        todo!("exercise `member_synced`: A transport error is `self.fail(e)`. On `ErrorCode::None`, decode the answer's `assignment` as an `Assignment` (a decoding error fails with `ClientError::Protocol`): the member is now in `generation`, the flattened partitions wait in `self.synced` for the next `poll`, the state is `Stable`, and the next heartbeat is due one `heartbeat_interval` from `now`. `RebalanceInProgress` or `IllegalGeneration`: the group moved on, so back to `Joining`. `UnknownMemberId`: `self.lose()`. Any other code fails with `broker_error(code, \"SyncGroup\")`.")
+        todo!("exercise `member_synced`: A coordinator that moved or cannot be reached (`coordinator_unavailable(&e)`, or the codes `NotCoordinator` and `CoordinatorNotAvailable`): back to `Joining`, to join the new one. Any other transport error is `self.fail(e)`. On `ErrorCode::None`, decode the answer's `assignment` as an `Assignment` (a decoding error fails with `ClientError::Protocol`): the member is now in `generation`, the flattened partitions wait in `self.synced` for the next `poll`, the state is `Stable`, and the next heartbeat is due one `heartbeat_interval` from `now`. `RebalanceInProgress` or `IllegalGeneration`: the group moved on, so back to `Joining`. `UnknownMemberId`: `self.lose()`. Any other code fails with `broker_error(code, \"SyncGroup\")`.")
     }
 
     /// A heartbeat's answer. A rebalance (or a generation that ended)
@@ -358,7 +359,7 @@ impl Member {
     /// generation the member still has; an unknown member has been
     /// dropped. A lost heartbeat is not fatal: the session allows several.
     fn heartbeat_answered(&mut self, answer: Result<ErrorCode, ClientError>) {
-        todo!("exercise `heartbeat_answered`: `None` and a transport error change nothing. `UnknownMemberId`: `self.lose()`. Any other code, while Stable, means rejoin at the next `poll` (`rejoin_needed`); in any other state, nothing (it is joining already).")
+        todo!("exercise `heartbeat_answered`: `None`, a transport error, `NotCoordinator` and `CoordinatorNotAvailable` change nothing (the shell finds the coordinator again, and the next heartbeat goes there). `UnknownMemberId`: `self.lose()`. Any other code, while Stable, means rejoin at the next `poll` (`rejoin_needed`); in any other state, nothing (it is joining already).")
     }
 
     /// Closes the member: the LeaveGroup to send, if it ever got an id,

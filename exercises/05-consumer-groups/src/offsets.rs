@@ -132,38 +132,51 @@ impl OffsetStore {
             };
             store.create_topic(OFFSETS_TOPIC, config.partitions, topic_config)?;
         }
-        let mut offsets = OffsetStore {
-            config,
-            latest: BTreeMap::new(),
-        };
+        let mut offsets = OffsetStore::empty(config);
         let mut report = LoadReport::default();
-        let partitions = store.partition_count(OFFSETS_TOPIC)?;
-        offsets.config.partitions = partitions;
-        for partition in 0..partitions {
-            let log = store.log(OFFSETS_TOPIC, partition)?;
-            let mut at = log.log_start_offset();
-            while at < log.log_end_offset() {
-                let batches = store.read(OFFSETS_TOPIC, partition, at, 1024 * 1024)?;
-                let Some(last) = batches.last() else { break };
-                at = last.header.next_offset();
-                for batch in batches {
-                    // A batch that does not decode was checked by its CRC
-                    // when stored, so this is a bug elsewhere: skip it.
-                    let Ok(records) = batch.records() else {
+        offsets.config.partitions = store.partition_count(OFFSETS_TOPIC)?;
+        for partition in 0..offsets.config.partitions {
+            let loaded = offsets.load_partition(store, partition)?;
+            report.records += loaded.records;
+            report.skipped += loaded.skipped;
+        }
+        Ok((offsets, report))
+    }
+
+    /// Reads one partition of the offsets topic from the start, replacing
+    /// whatever this store held for that partition's groups. (Chapter 6
+    /// loads a partition when its broker becomes the partition's leader,
+    /// and so its groups' coordinator.)
+    pub fn load_partition(
+        &mut self,
+        store: &TopicStore,
+        partition: u32,
+    ) -> Result<LoadReport, StoreError> {
+        self.unload_partition(partition);
+        let mut report = LoadReport::default();
+        let log = store.log(OFFSETS_TOPIC, partition)?;
+        let mut at = log.log_start_offset();
+        while at < log.log_end_offset() {
+            let batches = store.read(OFFSETS_TOPIC, partition, at, 1024 * 1024)?;
+            let Some(last) = batches.last() else { break };
+            at = last.header.next_offset();
+            for batch in batches {
+                // A batch that does not decode was checked by its CRC
+                // when stored, so this is a bug elsewhere: skip it.
+                let Ok(records) = batch.records() else {
+                    report.skipped += 1;
+                    continue;
+                };
+                for (_, record) in records {
+                    if self.apply(&record) {
+                        report.records += 1;
+                    } else {
                         report.skipped += 1;
-                        continue;
-                    };
-                    for (_, record) in records {
-                        if offsets.apply(&record) {
-                            report.records += 1;
-                        } else {
-                            report.skipped += 1;
-                        }
                     }
                 }
             }
         }
-        Ok((offsets, report))
+        Ok(report)
     }
 
 
@@ -175,7 +188,37 @@ impl OffsetStore {
 
     /// The offsets topic's partition holding `group`'s commits.
     pub fn partition_for(&self, group: &str) -> u32 {
-        partition_for_key(group.as_bytes(), self.config.partitions)
+        offsets_partition(group, self.config.partitions)
+    }
+
+    /// A store holding nothing yet, for a broker whose offsets topic is
+    /// replicated: it loads a partition when it leads it.
+    pub fn empty(config: OffsetsConfig) -> OffsetStore {
+        OffsetStore {
+            config,
+            latest: BTreeMap::new(),
+        }
+    }
+
+    /// Says how many partitions the offsets topic has (a replicated one's
+    /// count comes from the controller, not from this broker's store).
+    pub fn set_partition_count(&mut self, partitions: u32) {
+        self.config.partitions = partitions;
+    }
+
+    /// Forgets the commits of every group of one partition (its broker no
+    /// longer coordinates them); returns those groups.
+    pub fn unload_partition(&mut self, partition: u32) -> Vec<String> {
+        let gone: Vec<String> = self
+            .latest
+            .keys()
+            .filter(|group| self.partition_for(group) == partition)
+            .cloned()
+            .collect();
+        for group in &gone {
+            self.latest.remove(group);
+        }
+        gone
     }
 
     /// Stores commits for a group: appended to the group's partition of the
@@ -188,7 +231,24 @@ impl OffsetStore {
         commits: &[Commit],
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        todo!("exercise `store_commit`: Nothing to commit: `Ok(())`. Otherwise make one record per commit (`commit_record(group, topic, partition, offset, metadata, now_ms)`), append them all in one call to the group's partition of `OFFSETS_TOPIC` (`self.partition_for(group)`), and only if that succeeded, record each as the group's latest `Committed` in `self.latest`.")
+        todo!("exercise `store_commit`: Nothing to commit: `Ok(())`. Otherwise append all of the commits' records (`commit_records(group, commits, now_ms)`) in one call to the group's partition of `OFFSETS_TOPIC` (`self.partition_for(group)`), and only if that succeeded, make them the group's latest in memory (`self.stored(group, commits, now_ms)`).")
+    }
+
+    /// Makes commits the group's latest, once their records are stored:
+    /// [`OffsetStore::commit`]'s last step, and chapter 6's when the
+    /// replicated offsets topic has acknowledged them.
+    pub fn stored(&mut self, group: &str, commits: &[Commit], now_ms: i64) {
+        let positions = self.latest.entry(group.to_string()).or_default();
+        for (topic, partition, offset, metadata) in commits {
+            positions.insert(
+                TopicPartition::new(topic.clone(), *partition),
+                Committed {
+                    offset: *offset,
+                    metadata: metadata.clone(),
+                    timestamp: now_ms,
+                },
+            );
+        }
     }
 
     /// A group's committed offset for one partition.
@@ -314,6 +374,24 @@ impl OffsetStore {
         }
         Ok(deleted)
     }
+}
+
+/// The partition of an offsets topic of `partitions` partitions that
+/// holds `group`'s commits: the one whose leader coordinates the group,
+/// once the topic is replicated (chapter 6).
+pub fn offsets_partition(group: &str, partitions: u32) -> u32 {
+    partition_for_key(group.as_bytes(), partitions)
+}
+
+/// A group's commits as records of the offsets topic, one per position,
+/// to be appended in one batch.
+pub fn commit_records(group: &str, commits: &[Commit], now_ms: i64) -> Vec<Record> {
+    commits
+        .iter()
+        .map(|(topic, partition, offset, metadata)| {
+            commit_record(group, topic, *partition, *offset, metadata, now_ms)
+        })
+        .collect()
 }
 
 /// One commit as a record of the offsets topic.

@@ -6,12 +6,13 @@
 //! join or sync on a one-shot channel until the coordinator says its answer
 //! is ready, ticks the coordinator's clock, and cleans the offsets topic.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
+use ch02_segments::Record;
 use ch03_partitions::{StoreError, TopicStore};
 use ch04_network::broker::{BROKER_ID, error_code};
 use ch04_network::protocol::{self, API_VERSION, RequestHeader};
@@ -23,13 +24,15 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::coordinator::{CoordinatorConfig, GroupCoordinator, Replies, Reply, ReplyTo};
-use crate::offsets::{OFFSETS_TOPIC, OffsetStore, OffsetsConfig};
+use crate::coordinator::{
+    CommitDecision, CoordinatorConfig, GroupCoordinator, Replies, Reply, ReplyTo,
+};
+use crate::offsets::{LoadReport, OFFSETS_TOPIC, OffsetStore, OffsetsConfig, commit_records};
 use crate::protocol::{
-    DescribeGroupsRequest, ErrorOnly, FindCoordinatorRequest, FindCoordinatorResponse, GroupApi,
-    HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, ListGroupsResponse,
-    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
-    SyncGroupRequest, SyncGroupResponse,
+    DescribeGroupsRequest, DescribeGroupsResponse, ErrorOnly, FindCoordinatorRequest,
+    FindCoordinatorResponse, GroupApi, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse,
+    LeaveGroupRequest, ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse,
 };
 
 /// How the group broker behaves: chapter 4's broker settings, and the
@@ -67,11 +70,22 @@ impl Default for GroupConfig {
 struct Groups {
     coordinator: GroupCoordinator,
     offsets: OffsetStore,
+    /// The offsets topic's partitions whose groups this broker
+    /// coordinates: `None` for all of them (one broker, as in this
+    /// chapter); from chapter 6 on, those it leads and has loaded.
+    owned: Option<BTreeSet<u32>>,
     held: HashMap<ReplyTo, oneshot::Sender<Reply>>,
     next_reply: ReplyTo,
 }
 
 impl Groups {
+    /// Whether this broker coordinates `group`.
+    fn owns(&self, group: &str) -> bool {
+        self.owned
+            .as_ref()
+            .is_none_or(|owned| owned.contains(&self.offsets.partition_for(group)))
+    }
+
     /// Sends each ready answer to the request that waits for it. (One whose
     /// connection went away has nobody listening: that is fine.)
     fn deliver(&mut self, replies: Replies) {
@@ -172,6 +186,7 @@ impl GroupBroker {
             groups: Mutex::new(Groups {
                 coordinator,
                 offsets,
+                owned: None,
                 held: HashMap::new(),
                 next_reply: 0,
             }),
@@ -198,13 +213,16 @@ impl GroupBroker {
         &self.broker
     }
 
-    /// Runs a held call (a join or sync): registers a channel for its
-    /// answer, lets the coordinator act (which may answer it, and others,
-    /// at once), and waits.
+    /// Runs a held call (a join or sync) of `group`: registers a channel
+    /// for its answer, lets the coordinator act (which may answer it, and
+    /// others, at once), and waits. An error code instead if this broker
+    /// does not coordinate the group (`NOT_COORDINATOR`) or is shutting
+    /// down (`COORDINATOR_NOT_AVAILABLE`).
     async fn held(
         &self,
+        group: &str,
         call: impl FnOnce(&mut GroupCoordinator, u64, ReplyTo) -> Replies,
-    ) -> Option<Reply> {
+    ) -> Result<Reply, ErrorCode> {
         let (tx, rx) = oneshot::channel();
         {
             let mut groups = self.shared.lock();
@@ -212,7 +230,10 @@ impl GroupBroker {
             // (Checked under the lock that `begin_shutdown` takes to drop
             // the held channels, so no call slips in between.)
             if *self.stopping.borrow() {
-                return None;
+                return Err(ErrorCode::CoordinatorNotAvailable);
+            }
+            if !groups.owns(group) {
+                return Err(ErrorCode::NotCoordinator);
             }
             let to = groups.next_reply;
             groups.next_reply += 1;
@@ -221,17 +242,21 @@ impl GroupBroker {
             let replies = call(&mut groups.coordinator, now, to);
             groups.deliver(replies);
         }
-        // `None`: the broker is shutting down and dropped the channel.
-        rx.await.ok()
+        // An error: the broker is shutting down and dropped the channel.
+        rx.await.map_err(|_| ErrorCode::CoordinatorNotAvailable)
     }
 
     fn join(&self, request: JoinGroupRequest) -> impl Future<Output = JoinGroupResponse> + '_ {
         let member_id = request.member_id.clone();
+        let group = request.group_id.clone();
         async move {
-            match self.held(|c, now, to| c.join(now, request, to)).await {
-                Some(Reply::Join(response)) => response,
-                _ => JoinGroupResponse {
-                    error: ErrorCode::CoordinatorNotAvailable,
+            match self
+                .held(&group, |c, now, to| c.join(now, request, to))
+                .await
+            {
+                Ok(Reply::Join(response)) => response,
+                answer => JoinGroupResponse {
+                    error: answer.err().unwrap_or(ErrorCode::CoordinatorNotAvailable),
                     generation_id: -1,
                     protocol_name: String::new(),
                     leader: String::new(),
@@ -243,10 +268,14 @@ impl GroupBroker {
     }
 
     async fn sync(&self, request: SyncGroupRequest) -> SyncGroupResponse {
-        match self.held(|c, now, to| c.sync(now, request, to)).await {
-            Some(Reply::Sync(response)) => response,
-            _ => SyncGroupResponse {
-                error: ErrorCode::CoordinatorNotAvailable,
+        let group = request.group_id.clone();
+        match self
+            .held(&group, |c, now, to| c.sync(now, request, to))
+            .await
+        {
+            Ok(Reply::Sync(response)) => response,
+            answer => SyncGroupResponse {
+                error: answer.err().unwrap_or(ErrorCode::CoordinatorNotAvailable),
                 assignment: Vec::new(),
             },
         }
@@ -254,13 +283,24 @@ impl GroupBroker {
 
     fn heartbeat(&self, request: HeartbeatRequest) -> ErrorOnly {
         let now = self.shared.now();
-        let error = self.shared.lock().coordinator.heartbeat(now, &request);
+        let mut groups = self.shared.lock();
+        if !groups.owns(&request.group_id) {
+            return ErrorOnly {
+                error: ErrorCode::NotCoordinator,
+            };
+        }
+        let error = groups.coordinator.heartbeat(now, &request);
         ErrorOnly { error }
     }
 
     fn leave(&self, request: LeaveGroupRequest) -> ErrorOnly {
         let now = self.shared.now();
         let mut groups = self.shared.lock();
+        if !groups.owns(&request.group_id) {
+            return ErrorOnly {
+                error: ErrorCode::NotCoordinator,
+            };
+        }
         let (error, replies) = groups.coordinator.leave(now, &request);
         groups.deliver(replies);
         ErrorOnly { error }
@@ -272,6 +312,9 @@ impl GroupBroker {
     fn commit(&self, request: OffsetCommitRequest) -> OffsetCommitResponse {
         let now = self.shared.now();
         let mut groups = self.shared.lock();
+        if !groups.owns(&request.group_id) {
+            return refused_commit(&request, ErrorCode::NotCoordinator);
+        }
         let mut store = self.broker.write();
         let group_id = request.group_id.clone();
         let mut decision = groups
@@ -288,7 +331,25 @@ impl GroupBroker {
     }
 
     fn fetch_offsets(&self, request: OffsetFetchRequest) -> OffsetFetchResponse {
-        self.shared.lock().offsets.fetch(&request)
+        let groups = self.shared.lock();
+        if !groups.owns(&request.group_id) {
+            return OffsetFetchResponse {
+                error: ErrorCode::NotCoordinator,
+                topics: Vec::new(),
+            };
+        }
+        groups.offsets.fetch(&request)
+    }
+
+    fn describe(&self, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
+        let groups = self.shared.lock();
+        let mut response = groups.coordinator.describe(&request.groups);
+        for group in &mut response.groups {
+            if !groups.owns(&group.group_id) {
+                group.error = ErrorCode::NotCoordinator;
+            }
+        }
+        response
     }
 
     async fn handle_group(&self, header: RequestHeader, api: GroupApi, body: &[u8]) -> BytesMut {
@@ -332,14 +393,156 @@ impl GroupBroker {
                 let groups = self.shared.lock().coordinator.list();
                 Ok(ok(header, &ListGroupsResponse { groups }))
             }
-            GroupApi::DescribeGroups => decode::<DescribeGroupsRequest>(body)
-                .map(|r| ok(header, &self.shared.lock().coordinator.describe(&r.groups))),
+            GroupApi::DescribeGroups => decode(body).map(|r| ok(header, &self.describe(r))),
         };
         response.unwrap_or_else(|message| {
             warn!(api = ?api, correlation_id = header.correlation_id, %message, "undecodable request body");
             protocol::error_response(header.correlation_id, ErrorCode::InvalidRequest, message)
         })
     }
+}
+
+/// An OffsetCommit the coordinator has accepted (in part), whose records
+/// the caller stores: chapter 6 appends them to its replicated offsets
+/// topic and waits for every in-sync replica. See
+/// [`GroupBroker::prepare_commit`].
+pub struct PendingCommit {
+    /// The offsets topic's partition the records go to.
+    pub partition: u32,
+    /// The records, to be appended as one batch.
+    pub records: Vec<Record>,
+    group: String,
+    decision: CommitDecision,
+    at: i64,
+}
+
+// Seams for a later chapter whose offsets topic is replicated, so that
+// each group has one coordinator among several brokers: the leader of the
+// group's offsets partition.
+impl GroupBroker {
+    /// From now on this broker coordinates only the groups of the offsets
+    /// partitions loaded with [`GroupBroker::load_offsets`]; the others'
+    /// requests get `NOT_COORDINATOR`.
+    pub fn coordinate_loaded_partitions_only(&self) {
+        self.shared.lock().owned = Some(BTreeSet::new());
+    }
+
+    /// Becomes the coordinator of the groups of offsets partition
+    /// `partition` (of `partitions`): reads their commits from this
+    /// broker's log of it, replacing what was loaded before.
+    pub fn load_offsets(&self, partition: u32, partitions: u32) -> Result<LoadReport, StoreError> {
+        let mut groups = self.shared.lock();
+        let groups = &mut *groups;
+        groups.offsets.set_partition_count(partitions);
+        let offsets = &groups.offsets;
+        let replies = groups
+            .coordinator
+            .unload(|group| offsets.partition_for(group) == partition);
+        groups.deliver(replies);
+        let report = groups
+            .offsets
+            .load_partition(&self.broker.read(), partition)?;
+        let loaded: Vec<String> = groups
+            .offsets
+            .groups()
+            .filter(|group| groups.offsets.partition_for(group) == partition)
+            .cloned()
+            .collect();
+        for group in loaded {
+            groups.coordinator.ensure_group(&group);
+        }
+        groups.owned.get_or_insert_default().insert(partition);
+        Ok(report)
+    }
+
+    /// Stops coordinating the groups of offsets partition `partition`:
+    /// forgets them and their commits, and answers their held joins and
+    /// syncs with `NOT_COORDINATOR`.
+    pub fn unload_offsets(&self, partition: u32) {
+        let mut groups = self.shared.lock();
+        let groups = &mut *groups;
+        if let Some(owned) = &mut groups.owned {
+            owned.remove(&partition);
+        }
+        groups.offsets.unload_partition(partition);
+        let offsets = &groups.offsets;
+        let replies = groups
+            .coordinator
+            .unload(|group| offsets.partition_for(group) == partition);
+        groups.deliver(replies);
+    }
+
+    /// The offsets topic's partition holding `group`'s commits.
+    pub fn offsets_partition(&self, group: &str) -> u32 {
+        self.shared.lock().offsets.partition_for(group)
+    }
+
+    /// The first half of an OffsetCommit whose records the caller stores:
+    /// the coordinator's decision (`partition_count` says how many
+    /// partitions a topic has), and the records of what it accepted.
+    /// `Err` is the answer to send at once: this broker does not
+    /// coordinate the group, or nothing was accepted.
+    pub fn prepare_commit(
+        &self,
+        request: OffsetCommitRequest,
+        partition_count: impl Fn(&str) -> Option<u32>,
+    ) -> Result<PendingCommit, OffsetCommitResponse> {
+        let now = self.shared.now();
+        let mut groups = self.shared.lock();
+        if !groups.owns(&request.group_id) {
+            return Err(refused_commit(&request, ErrorCode::NotCoordinator));
+        }
+        let group = request.group_id.clone();
+        let decision = groups.coordinator.commit(now, request, partition_count);
+        if decision.accepted.is_empty() {
+            return Err(decision.response);
+        }
+        let at = now_ms();
+        Ok(PendingCommit {
+            partition: groups.offsets.partition_for(&group),
+            records: commit_records(&group, &decision.accepted, at),
+            group,
+            decision,
+            at,
+        })
+    }
+
+    /// The second half: the records were stored (`Ok`), so the commits
+    /// become the group's latest (if this broker still coordinates it),
+    /// or storing failed with this code, which the answer gives for each
+    /// accepted position.
+    pub fn finish_commit(
+        &self,
+        pending: PendingCommit,
+        stored: Result<(), ErrorCode>,
+    ) -> OffsetCommitResponse {
+        let mut decision = pending.decision;
+        match stored {
+            Ok(()) => {
+                let mut groups = self.shared.lock();
+                if groups.owns(&pending.group) {
+                    groups
+                        .offsets
+                        .stored(&pending.group, &decision.accepted, pending.at);
+                }
+            }
+            Err(code) => decision.storing_failed(code),
+        }
+        decision.response
+    }
+}
+
+/// An OffsetCommit's answer with `code` for every position it named.
+fn refused_commit(request: &OffsetCommitRequest, code: ErrorCode) -> OffsetCommitResponse {
+    let topics = request
+        .topics
+        .iter()
+        .map(|(topic, partitions)| {
+            let codes = partitions.iter().map(|p| (p.partition, code)).collect();
+            (topic.clone(), codes)
+        })
+        .collect();
+    OffsetCommitResponse { topics }
 }
 
 impl Service for GroupBroker {
@@ -411,6 +614,12 @@ impl GroupBroker {
             let this = Arc::clone(self);
             let cleaned = tokio::task::spawn_blocking(move || {
                 let groups = this.shared.lock();
+                // A replicated offsets topic (chapter 6) is its replicas'
+                // log: only what the leader appends through replication
+                // may go in it. Retention bounds it instead.
+                if groups.owned.is_some() {
+                    return Ok(0);
+                }
                 groups.offsets.clean(&mut this.broker.write())
             });
             match cleaned.await {

@@ -49,7 +49,10 @@
 //!   5's broker with the replica manager inside: `acks=all` produces waiting
 //!   for the purgatory, consumer fetches capped at the high watermark, held
 //!   follower fetches; heartbeats and the follower fetch loop as its
-//!   background work.
+//!   background work. It also makes chapter 5's group coordinator a
+//!   cluster's: `__consumer_offsets` is a replicated topic, a group's
+//!   coordinator is the leader of its partition of it, loaded and unloaded
+//!   as that leadership moves, and a commit is answered once replicated.
 //! - [`controller_service`]: the controller as a service of its own.
 //! - [`link`]: [`link::ControllerLink`], how a broker reaches its
 //!   controller: here [`link::FixedController`], one address; chapter 8
@@ -96,7 +99,18 @@
 //!   Kafka's broker mutes the connection until the answer is sent, so one
 //!   connection moves one batch per replication round trip; Redpanda
 //!   pipelines as this chapter does.
-//! - **The consumer offsets topic is not replicated** in this chapter.
+//! - **Only the committed offsets are replicated.** `__consumer_offsets`
+//!   is made through the controller on the first FindCoordinator (with
+//!   `offsets.topic.num.partitions` and `offsets.topic.replication.factor`,
+//!   as Kafka makes it), and an OffsetCommit is answered once its records
+//!   are committed. Kafka writes each group's members and generation there
+//!   too, so a new coordinator knows them; here the members join it again.
+//!   Commits go one at a time per offsets partition (Kafka overlaps them
+//!   and keeps the one later in the log). The replicated topic is not
+//!   cleaned as chapter 5 cleans its local one: it has chapter 3's default
+//!   retention, so the commits of a group idle for 7 days go, as Kafka's
+//!   `offsets.retention.minutes` (7 days) expires them; Kafka also
+//!   compacts the topic.
 
 pub mod client;
 pub mod controller;

@@ -2,7 +2,8 @@
 //! trusted to find bugs in replication, it must be shown to do what it
 //! claims (be deterministic, lose, duplicate and reorder messages at the
 //! rates it is told, cut links one way, lose exactly the unsynced writes in
-//! a crash, move one node's clock, pause a node) and nothing else.
+//! a crash and let the node tell the history what it kept, move one node's
+//! clock, pause a node) and nothing else.
 
 use std::collections::BTreeSet;
 
@@ -27,6 +28,8 @@ enum Event {
     Got(NodeId, Msg),
     /// A tick, with the time on the node's own clock.
     Ticked(Millis),
+    /// The node crashed, and its disk kept this many numbers.
+    Crashed(usize),
 }
 
 /// A disk of numbers: what was synced, then what was written since.
@@ -107,6 +110,10 @@ impl Node for Toy {
             self.write(disk, self.pinged);
             self.pinged += 1;
         }
+    }
+
+    fn on_crash(&self, disk: &ToyDisk) -> Vec<Event> {
+        vec![Event::Crashed(disk.contents().len())]
     }
 }
 
@@ -335,6 +342,10 @@ fn a_crash_loses_some_unsynced_writes_never_a_synced_one() {
         assert!(after.len() >= synced, "seed {seed} lost synced writes");
         assert_eq!(after, written[..after.len()], "seed {seed}: not a prefix");
         kept_counts.insert(after.len());
+        // The node said what the crash kept, into the history, at the
+        // crash's time.
+        let last = sim.history().last();
+        assert_eq!(last, Some(&(sim.now(), 1, Event::Crashed(after.len()))));
 
         sim.restart(1);
         assert_eq!(sim.node(1).unwrap().recovered, after, "rebuilt from disk");

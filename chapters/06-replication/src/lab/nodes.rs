@@ -5,7 +5,12 @@
 //! controller is a [`SimpleController`]. The clients are as small as a
 //! client can be: one request in flight, a new value for every attempt,
 //! the leader asked of the controller whenever in doubt. What they see
-//! goes into the history, for the checker.
+//! goes into the history, for the checker; so does what the brokers know
+//! of durability (each `acks=all` answer with the in-sync replicas that
+//! had the record, their logs' syncs and truncations, and what each crash
+//! kept), for it to tell a loss Kafka's guarantee allows from a bug.
+
+use std::collections::BTreeMap;
 
 use ch02_segments::{Record, batch};
 use ch03_partitions::TopicPartition;
@@ -20,6 +25,7 @@ use crate::protocol::{
 };
 use crate::replica::Flush;
 use crate::sim::{Ctx, Disk, Millis, Node, NodeId};
+use crate::storage::ReplicaLog;
 
 /// The controller's node id.
 pub const CONTROLLER: NodeId = 0;
@@ -35,8 +41,16 @@ pub enum Msg {
     AlterPartition(AlterPartitionRequest),
     /// Controller → leader.
     AlterPartitionOk(AlterPartitionResponse),
-    /// Follower → leader.
-    Fetch(ReplicaFetchRequest),
+    /// Follower → leader, from one run of the follower. (Kafka's fetch
+    /// names the follower's broker epoch too, so that a restarted broker's
+    /// stale fetches do not count towards the ISR (KIP-903); here the run
+    /// only tells the history which run of a follower had a record.)
+    Fetch {
+        /// The follower's run ([`BrokerNode::incarnation`]).
+        incarnation: u64,
+        /// The fetch.
+        request: ReplicaFetchRequest,
+    },
     /// Leader → follower.
     FetchOk(ReplicaFetchResponse),
     /// Follower → leader.
@@ -104,6 +118,45 @@ pub enum Event {
         /// The eligible leader replicas, and (after a slash) the last known
         /// ones.
         elr: (Vec<NodeId>, Vec<NodeId>),
+    },
+    /// A leader answered an `acks=all` produce: its high watermark passed
+    /// `value` at `offset`, so every in-sync replica had it. What the
+    /// producer may then record as [`Event::Acked`], if the answer reaches
+    /// it.
+    Committed {
+        /// The value.
+        value: u64,
+        /// Its offset.
+        offset: u64,
+        /// The ISR as the leader knew it then, each member with the run
+        /// that had the record (the leader's own; a follower's, the run
+        /// whose fetch said its log went past the record).
+        isr: Vec<(NodeId, u64)>,
+    },
+    /// A broker's log is synced further: a crash of this run keeps every
+    /// record below `up_to` (the first of a run: where it starts).
+    Synced {
+        /// Which run of the broker.
+        incarnation: u64,
+        /// Where the synced part of its log ends now.
+        up_to: u64,
+    },
+    /// A follower cut its log back to end at `to` (a truncation is synced
+    /// at once).
+    Truncated {
+        /// Which run of the broker.
+        incarnation: u64,
+        /// Its log end now.
+        to: u64,
+    },
+    /// A broker crashed: its disk kept its log below `kept`, and lost the
+    /// rest (the unsynced records, but perhaps not all of them: a crash
+    /// keeps a random part of what was not synced, as a real disk may).
+    Crashed {
+        /// Which run of the broker ended.
+        incarnation: u64,
+        /// Its log end on disk after the crash.
+        kept: u64,
     },
 }
 
@@ -177,6 +230,13 @@ impl Node for LabNode {
             LabNode::Broker(b) => b.on_tick(ctx, disk),
             LabNode::Producer(p) => p.on_tick(ctx),
             LabNode::Consumer(c) => c.on_tick(ctx),
+        }
+    }
+
+    fn on_crash(&self, disk: &MemoryStorage) -> Vec<Event> {
+        match self {
+            LabNode::Broker(b) => vec![b.crashed(disk)],
+            _ => Vec::new(),
         }
     }
 }
@@ -269,6 +329,13 @@ pub struct BrokerNode {
     next_heartbeat: Millis,
     next_write_back: Millis,
     high_watermark: Option<u64>,
+    /// The run of each follower's last fetch the leader took, for the
+    /// history: which run of a follower had the records it acknowledges.
+    fetched_by: BTreeMap<NodeId, u64>,
+    /// The lab partition's log end, and where its synced part ends, when
+    /// last recorded (`None`: not yet in this run).
+    log_end: Option<u64>,
+    synced: Option<u64>,
 }
 
 impl BrokerNode {
@@ -288,6 +355,9 @@ impl BrokerNode {
             next_heartbeat: now,
             next_write_back: now + config.write_back_ms,
             high_watermark: None,
+            fetched_by: BTreeMap::new(),
+            log_end: None,
+            synced: None,
         }
     }
 
@@ -328,8 +398,20 @@ impl BrokerNode {
                     .manager
                     .on_alter_partition_response(disk, response, now);
             }
-            Msg::Fetch(request) => {
+            Msg::Fetch {
+                incarnation,
+                request,
+            } => {
                 let response = self.manager.on_replica_fetch(disk, &request, now);
+                // Only a fetch the leader took tells it where the
+                // follower's log ends.
+                let taken = response
+                    .partitions
+                    .iter()
+                    .any(|p| p.tp == tp && p.error == ErrorCode::None);
+                if taken {
+                    self.fetched_by.insert(request.replica_id, incarnation);
+                }
                 ctx.send(from, Msg::FetchOk(response));
             }
             Msg::FetchOk(response) => {
@@ -397,11 +479,19 @@ impl BrokerNode {
     }
 
     /// Sends what the manager wants sent, answers the produces it
-    /// completed, and records a changed high watermark.
+    /// completed, and records a changed high watermark and what happened
+    /// to the log.
     fn pump(&mut self, ctx: &mut Ctx<'_, Msg, Event>, disk: &mut MemoryStorage) {
         for outgoing in self.manager.poll_outgoing(disk, ctx.now()) {
             match outgoing {
-                Outgoing::Fetch { to, request } => ctx.send(to, Msg::Fetch(request)),
+                Outgoing::Fetch { to, request } => {
+                    let incarnation = self.incarnation;
+                    let fetch = Msg::Fetch {
+                        incarnation,
+                        request,
+                    };
+                    ctx.send(to, fetch);
+                }
                 Outgoing::EpochQuery { to, request } => ctx.send(to, Msg::EpochQuery(request)),
                 Outgoing::AlterPartition(request) => {
                     if let Some(controller) = self.controller {
@@ -412,8 +502,13 @@ impl BrokerNode {
         }
         for ((to, value), result) in self.manager.take_completed() {
             let result = result.map(|info| info.base_offset);
+            if let Ok(offset) = result {
+                let isr = self.isr_holding(ctx.id(), offset);
+                ctx.record(Event::Committed { value, offset, isr });
+            }
             ctx.send(to, Msg::ProduceOk { value, result });
         }
+        self.record_log(ctx, disk);
         let high_watermark = self
             .manager
             .partition(&partition())
@@ -426,6 +521,73 @@ impl BrokerNode {
                 incarnation: self.incarnation,
                 high_watermark: hw,
             });
+        }
+    }
+
+    /// The in-sync replicas, as this leader knows them, that have the
+    /// record at `offset`, each with its run. Once the high watermark has
+    /// passed the record that is every one of them: it passes a record
+    /// only when each member's last fetch went past it.
+    fn isr_holding(&self, me: NodeId, offset: u64) -> Vec<(NodeId, u64)> {
+        let Some(replica) = self.manager.partition(&partition()) else {
+            return Vec::new();
+        };
+        let followers = replica.followers();
+        let holds = |id: &NodeId| {
+            followers
+                .get(id)
+                .and_then(|f| f.log_end)
+                .is_some_and(|end| end > offset)
+        };
+        let isr = replica.state().isr.iter();
+        isr.filter_map(|&id| {
+            if id == me {
+                Some((id, self.incarnation))
+            } else if holds(&id) {
+                self.fetched_by.get(&id).map(|&run| (id, run))
+            } else {
+                None
+            }
+        })
+        .collect()
+    }
+
+    /// Records what happened to the lab partition's log since the last
+    /// look: its synced part grew (the operating system's write-back, or
+    /// a flush), or a truncation cut it back. (Appends are not recorded:
+    /// a crash loses them unless synced, and a crash says what it kept.)
+    fn record_log(&mut self, ctx: &mut Ctx<'_, Msg, Event>, disk: &MemoryStorage) {
+        let Some(log) = disk.log_ref(&partition()) else {
+            return;
+        };
+        let incarnation = self.incarnation;
+        let end = log.log_end_offset();
+        let synced = end - log.unsynced_records();
+        if self.log_end.is_some_and(|last| end < last) {
+            ctx.record(Event::Truncated {
+                incarnation,
+                to: end,
+            });
+        }
+        if self.synced.is_none_or(|last| synced > last) {
+            ctx.record(Event::Synced {
+                incarnation,
+                up_to: synced,
+            });
+        }
+        self.log_end = Some(end);
+        self.synced = Some(synced);
+    }
+
+    /// The history's note of this broker's crash: how much of its log the
+    /// disk kept (`disk` is as the crash left it).
+    pub fn crashed(&self, disk: &MemoryStorage) -> Event {
+        let kept = disk
+            .log_ref(&partition())
+            .map_or(0, |log| log.log_end_offset());
+        Event::Crashed {
+            incarnation: self.incarnation,
+            kept,
         }
     }
 }

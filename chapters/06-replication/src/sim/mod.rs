@@ -77,10 +77,12 @@ impl Disk for () {
 /// A sans-IO node the simulator drives.
 ///
 /// A node reacts to two inputs (a message arrived, time passed) and acts
-/// only through its [`Ctx`] and its disk. To stay deterministic it must take
-/// nothing from the outside world: no `Instant::now` (use [`Ctx::now`]), no
-/// thread-local randomness (use [`Ctx::rng`]), and no iteration over a
-/// `HashMap`, whose order is random in every process (use a `BTreeMap`).
+/// only through its [`Ctx`] and its disk; when it crashes it may also say
+/// what the crash took, for the history ([`Node::on_crash`]). To stay
+/// deterministic it must take nothing from the outside world: no
+/// `Instant::now` (use [`Ctx::now`]), no thread-local randomness (use
+/// [`Ctx::rng`]), and no iteration over a `HashMap`, whose order is random
+/// in every process (use a `BTreeMap`).
 pub trait Node {
     /// The messages nodes send each other. `Clone` because the network may
     /// duplicate one.
@@ -104,6 +106,18 @@ pub trait Node {
     /// keeps its own deadlines (a heartbeat due, a follower timed out) and
     /// checks them here against [`Ctx::now`]; a real node would set timers.
     fn on_tick(&mut self, ctx: &mut Ctx<'_, Self::Msg, Self::Event>, disk: &mut Self::Disk);
+
+    /// Called when the node crashes, once its disk has lost what the crash
+    /// lost ([`Disk::crash`]) and just before the node's memory is thrown
+    /// away: the events to add to the history for the crash, stamped with
+    /// its time. A checker that must tell a loss the crash explains from a
+    /// bug needs to know what the crash took, and only the node knows
+    /// what its disk holds. None by default.
+    ///
+    /// No context: a crashing node sends nothing and draws nothing.
+    fn on_crash(&self, _disk: &Self::Disk) -> Vec<Self::Event> {
+        Vec::new()
+    }
 }
 
 /// What a node can do while handling an input: read its clock, send,

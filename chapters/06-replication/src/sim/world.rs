@@ -460,13 +460,14 @@ impl<N: Node> Sim<N> {
 
     // ANCHOR: crash
     /// Crashes node `id`, if it is running: its memory is lost, and its disk
-    /// keeps what was synced and perhaps some of what was not.
+    /// keeps what was synced and perhaps some of what was not. What the
+    /// node says of the crash ([`Node::on_crash`]) goes into the history.
     pub fn crash(&mut self, id: NodeId) {
         let slot = self.slots.get_mut(&id).unwrap_or_else(|| unknown(id));
         // Dropping the node is losing its memory: its state, its buffers.
-        if slot.node.take().is_none() {
+        let Some(node) = slot.node.take() else {
             return;
-        }
+        };
         // Its ticks and the messages on their way to it were meant for this
         // life; no other sees them, as a restarted process never sees what
         // was sent on its old connections. A paused process dies as well
@@ -475,6 +476,10 @@ impl<N: Node> Sim<N> {
         slot.paused = false;
         slot.held.clear();
         slot.disk.crash(&mut self.rng);
+        let now = self.now;
+        let events = node.on_crash(&slot.disk);
+        self.history
+            .extend(events.into_iter().map(|event| (now, id, event)));
         self.note(format_args!("crash {id}"));
     }
     // ANCHOR_END: crash

@@ -77,8 +77,9 @@ impl From<Wire> for Msg {
 /// What the lab's nodes record in the history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// Chapter 6's events: writes acknowledged, records read, high
-    /// watermarks, and (here) each partition state a controller stored.
+    /// Chapter 6's events: writes answered and acknowledged, records read,
+    /// high watermarks, syncs, truncations and crashes of the brokers'
+    /// logs, and (here) each partition state a controller stored.
     Lab(lab6::Event),
     /// This broker became the controller, in this epoch.
     Elected {
@@ -192,6 +193,16 @@ impl Node for LabNode {
             LabNode::Broker(broker) => broker.on_tick(ctx, disk),
             LabNode::Producer(p) => ctx.map(Msg::Lab, Event::Lab, |c| p.on_tick(c)),
             LabNode::Consumer(c) => ctx.map(Msg::Lab, Event::Lab, |ctx| c.on_tick(ctx)),
+        }
+    }
+
+    /// A broker tells what its crash kept of its log, for chapter 6's
+    /// checker; a coordinator server's crash is Raft's business, and
+    /// chapter 7's checks.
+    fn on_crash(&self, disk: &LabDisk) -> Vec<Event> {
+        match self {
+            LabNode::Broker(broker) => vec![Event::Lab(broker.broker.crashed(&disk.broker))],
+            _ => Vec::new(),
         }
     }
 }

@@ -145,9 +145,23 @@ impl Cluster {
         self.brokers.insert(id, broker);
     }
 
+    /// Waits (up to 10 s) until the controller has heard from every
+    /// broker, so that a topic can be spread over all of them.
+    pub(crate) async fn wait_until_all_alive(&self) {
+        super::wait_until("every broker alive", Duration::from_secs(10), async || {
+            self.brokers.keys().all(|&id| self.controller.is_alive(id))
+        })
+        .await;
+    }
+
+    /// Every broker's address.
+    pub(crate) fn addresses(&self) -> Vec<String> {
+        self.brokers.values().map(|b| b.addr.clone()).collect()
+    }
+
     /// A leader-aware client bootstrapped with every broker.
     pub(crate) fn client(&self) -> ClusterClient {
-        let bootstrap = self.brokers.values().map(|b| b.addr.clone()).collect();
+        let bootstrap = self.addresses();
         let config = ClusterConfig {
             request_timeout: Duration::from_secs(3),
             retry_backoff: Duration::from_millis(50),
