@@ -537,11 +537,18 @@ fn a_group_shares_progress_between_consumers_and_groups_describe_shows_the_lag()
     let describe = broker.kfs(&["groups", "describe", "g"]).output().unwrap();
     let text = stdout(&describe);
     assert!(text.starts_with("Group g is Empty"), "{text}");
+    // The broker coordinates the group: it is the only one.
+    assert_eq!(
+        text.lines().nth(1),
+        Some(format!("Coordinator: broker 1 at {}.", broker.addr).as_str()),
+        "{text}"
+    );
     // One row per partition with a commit: 4 committed in all, and each
     // row's lag is its log end minus its commit.
     let rows: Vec<Vec<u64>> = text
         .lines()
-        .skip(2)
+        // The header, the coordinator, the table's head.
+        .skip(3)
         .map(|row| {
             let cells: Vec<&str> = row.split_whitespace().collect();
             cells[3..6].iter().map(|c| c.parse().unwrap()).collect()
@@ -628,7 +635,8 @@ fn sigterm_stops_a_group_consumer_as_ctrl_c_does_committing_and_leaving() {
     assert!(text.starts_with("Group g is Empty"), "{text}");
     let lag: u64 = text
         .lines()
-        .skip(2)
+        // The header, the coordinator, the table's head.
+        .skip(3)
         .map(|row| {
             row.split_whitespace()
                 .nth(5)
@@ -639,7 +647,8 @@ fn sigterm_stops_a_group_consumer_as_ctrl_c_does_committing_and_leaving() {
         .sum();
     let committed: u64 = text
         .lines()
-        .skip(2)
+        // The header, the coordinator, the table's head.
+        .skip(3)
         .map(|row| {
             row.split_whitespace()
                 .nth(3)

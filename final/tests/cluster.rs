@@ -182,27 +182,7 @@ fn a_cluster_of_processes_heals_after_kill_9_and_loses_nothing_acknowledged() {
     produce(&cluster, "orders", 500, 1000);
     assert_ne!(leader(&cluster, "orders", 0), victim);
 
-    let out = cluster
-        .kfs(&[
-            "consume",
-            "orders",
-            "--from-beginning",
-            "--timeout-ms",
-            "3000",
-        ])
-        .timeout(Duration::from_secs(60))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let read: BTreeSet<u32> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| l.parse().unwrap())
-        .collect();
+    let read: BTreeSet<u32> = consume(&cluster, "orders", &[]).into_iter().collect();
     let written: BTreeSet<u32> = (0..1000).collect();
     let lost: Vec<_> = written.difference(&read).collect();
     assert!(lost.is_empty(), "acknowledged and lost: {lost:?}");
@@ -258,19 +238,13 @@ fn a_cluster_of_processes_heals_after_kill_9_and_loses_nothing_acknowledged() {
     }
 }
 
-/// `kfs consume --group g` until it has been quiet for 3 s; the numbers
-/// it printed.
-fn consume_group(cluster: &LocalCluster, topic: &str) -> Vec<u32> {
+/// `kfs consume` of `topic` from the beginning (with `more` arguments)
+/// until it has been quiet for 3 s; the numbers it printed.
+fn consume(cluster: &LocalCluster, topic: &str, more: &[&str]) -> Vec<u32> {
+    let mut args = vec!["consume", topic, "--from-beginning", "--timeout-ms", "3000"];
+    args.extend_from_slice(more);
     let out = cluster
-        .kfs(&[
-            "consume",
-            topic,
-            "--group",
-            "g",
-            "--from-beginning",
-            "--timeout-ms",
-            "3000",
-        ])
+        .kfs(&args)
         .timeout(Duration::from_secs(90))
         .output()
         .unwrap();
@@ -291,7 +265,7 @@ fn a_groups_commits_survive_kill_9_of_its_coordinator() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = LocalCluster::with_orders(dir.path());
     produce(&cluster, "orders", 0, 300);
-    let mut first = consume_group(&cluster, "orders");
+    let mut first = consume(&cluster, "orders", &["--group", "g"]);
     first.sort();
     assert_eq!(first, (0..300).collect::<Vec<_>>());
 
@@ -315,7 +289,7 @@ fn a_groups_commits_survive_kill_9_of_its_coordinator() {
     // Another broker leads the offsets partition now, and has the commits:
     // the group reads only what came after them.
     produce(&cluster, "orders", 300, 400);
-    let mut next = consume_group(&cluster, "orders");
+    let mut next = consume(&cluster, "orders", &["--group", "g"]);
     next.sort();
     assert_eq!(next, (300..400).collect::<Vec<_>>());
     let describe = until_ok(Duration::from_secs(10), || {
