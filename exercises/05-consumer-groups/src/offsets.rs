@@ -207,18 +207,11 @@ impl OffsetStore {
     }
 
     /// Forgets the commits of every group of one partition (its broker no
-    /// longer coordinates them); returns those groups.
-    pub fn unload_partition(&mut self, partition: u32) -> Vec<String> {
-        let gone: Vec<String> = self
-            .latest
-            .keys()
-            .filter(|group| self.partition_for(group) == partition)
-            .cloned()
-            .collect();
-        for group in &gone {
-            self.latest.remove(group);
-        }
-        gone
+    /// longer coordinates them).
+    pub fn unload_partition(&mut self, partition: u32) {
+        let partitions = self.config.partitions;
+        self.latest
+            .retain(|group, _| offsets_partition(group, partitions) != partition);
     }
 
     /// Stores commits for a group: appended to the group's partition of the
